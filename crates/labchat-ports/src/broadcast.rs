@@ -1,0 +1,79 @@
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use labchat_domain::{RequestId, RoomEvent};
+
+/// Identifies one subscriber (one websocket connection) for as long as it lives.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct SinkId(pub u64);
+
+/// A room event on its way to subscribers, shared by all of them.
+///
+/// It carries a one-time slot for the event's encoded form, so that a transport serializes each
+/// broadcast once and hands the same bytes to every receiver ([`Published::encoded`]).
+#[derive(Debug)]
+pub struct Published {
+    event: RoomEvent,
+    encoded: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl Published {
+    /// Wraps an event for delivery.
+    pub fn new(event: RoomEvent) -> Arc<Self> {
+        Arc::new(Self { event, encoded: OnceLock::new() })
+    }
+
+    /// The event.
+    pub fn event(&self) -> &RoomEvent {
+        &self.event
+    }
+
+    /// The event encoded by `encode`, computed by the first caller and shared with every later
+    /// one. A transport always uses the same `T`; a caller asking for another type gets its own
+    /// fresh encoding.
+    pub fn encoded<T: Clone + Send + Sync + 'static>(&self, encode: impl Fn(&RoomEvent) -> T) -> T {
+        let slot = self.encoded.get_or_init(|| Box::new(encode(&self.event)));
+        match slot.downcast_ref::<T>() {
+            Some(v) => v.clone(),
+            None => encode(&self.event),
+        }
+    }
+}
+
+/// One subscriber's inbox for room events (implemented by the transport for a connection).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait RoomSink: Send + Sync + 'static {
+    /// The subscriber's id; stable for the sink's life.
+    fn id(&self) -> SinkId;
+
+    /// Queues the event for the subscriber. Must not block: a subscriber that cannot keep up
+    /// deals with it itself (the websocket transport closes such a connection).
+    fn deliver(&self, event: Arc<Published>);
+}
+
+/// The broadcaster could not reach its backend.
+#[derive(Debug, thiserror::Error)]
+#[error("broadcast failed: {0}")]
+pub struct BroadcastError(pub String);
+
+/// Who hears a room's events.
+///
+/// The in-process implementation keeps subscribers in memory; a cross-node implementation
+/// publishes to a pub/sub topic per room and delivers to the sinks subscribed on its own node.
+/// Either way the contract is the same.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Broadcaster: Send + Sync + 'static {
+    /// Subscribes `sink` to the room. Subscribing twice is the same as once.
+    async fn subscribe(&self, room: RequestId, sink: Arc<dyn RoomSink>) -> Result<(), BroadcastError>;
+
+    /// Unsubscribes the sink from the room; unknown sinks and rooms are ignored. No event
+    /// published after this returns reaches the sink through this room.
+    async fn unsubscribe(&self, room: RequestId, sink: SinkId) -> Result<(), BroadcastError>;
+
+    /// Delivers the event to every sink subscribed to its room, including the sender's own.
+    /// All subscribers of a room get the room's events in one same order: the order of the
+    /// `publish` calls for that room.
+    async fn publish(&self, event: RoomEvent) -> Result<(), BroadcastError>;
+}

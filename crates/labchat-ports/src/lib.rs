@@ -1,0 +1,36 @@
+//! # labchat-ports
+//!
+//! The seams of labchat and the use cases that orchestrate them.
+//!
+//! Ports (traits, implemented by adapters):
+//! - [`ChatStore`]: where requests are looked up and messages and receipts are kept
+//!   (in-memory in `labchat`, MongoDB in `labchat-store-mongo`);
+//! - [`Broadcaster`] and [`RoomSink`]: who hears a room's events (in-process in `labchat`; a
+//!   cross-node pub/sub can replace it without touching the use cases);
+//! - [`Clock`]: what time it is.
+//!
+//! Use cases ([`Chat`]): join, leave, post, mark (delivered / read) and history. They authorize
+//! every call with the domain rule, keep each room's events in one order, and report failures as
+//! per-operation error enums.
+//!
+//! With the `mocks` feature, every port has a `mockall` mock (`MockChatStore`, `MockBroadcaster`,
+//! `MockRoomSink`, `MockClock`) for interaction tests.
+
+mod broadcast;
+mod chat;
+mod clock;
+mod idgen;
+mod store;
+
+pub use broadcast::{BroadcastError, Broadcaster, Published, RoomSink, SinkId};
+pub use chat::{Chat, HistoryError, JoinError, Joined, LeaveError, MarkError, PostError, Posted};
+pub use clock::{Clock, SystemClock};
+pub use idgen::MessageIdGenerator;
+pub use store::{ChatStore, Inserted, Marked, StoreError};
+
+#[cfg(any(test, feature = "mocks"))]
+pub use broadcast::{MockBroadcaster, MockRoomSink};
+#[cfg(any(test, feature = "mocks"))]
+pub use clock::MockClock;
+#[cfg(any(test, feature = "mocks"))]
+pub use store::MockChatStore;

@@ -1,0 +1,108 @@
+use async_trait::async_trait;
+use labchat_domain::{
+    HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, Timestamp, UserId,
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A store operation failed. Adapters map their driver's errors into these two cases.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time. Retrying later may succeed.
+    #[error("store unavailable while trying to {context}")]
+    Unavailable {
+        /// What was being done.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The store answered with something unexpected (corrupt data, a bug). Retrying will not help.
+    #[error("store failure while trying to {context}")]
+    Internal {
+        /// What was being done.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl StoreError {
+    /// An [`StoreError::Unavailable`] with context and cause.
+    pub fn unavailable(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Unavailable { context: context.into(), source: Some(source.into()) }
+    }
+
+    /// An [`StoreError::Internal`] with context and cause.
+    pub fn internal(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Internal { context: context.into(), source: Some(source.into()) }
+    }
+
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// The result of [`ChatStore::insert_message`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Inserted {
+    /// The message was stored.
+    New,
+    /// A message with the same idempotency key was stored before; nothing was stored now. Holds
+    /// the original message, with its receipts as they are now.
+    Duplicate(Message),
+}
+
+/// What [`ChatStore::mark`] newly marked.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Marked {
+    /// Ids newly marked as delivered, in the order they were asked for.
+    pub delivered: Vec<MessageId>,
+    /// Ids newly marked as read, in the order they were asked for.
+    pub read: Vec<MessageId>,
+}
+
+/// Where requests are looked up and messages and receipts are kept.
+///
+/// Every method is bounded in time: an implementation that cannot reach its backend in time
+/// returns [`StoreError::Unavailable`] rather than waiting forever. Implementations must pass the
+/// contract suite in `tests/` (run against every store), which is the executable form of the
+/// contracts below.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ChatStore: Send + Sync + 'static {
+    /// The request with this id, or `None` when there is none. Read-only: requests belong to the
+    /// wider lab system.
+    async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError>;
+
+    /// Stores a new message with no receipts.
+    ///
+    /// When the message has an idempotency key ([`Message::idempotency_key`]) and a message with
+    /// the same key is already stored, stores nothing and returns [`Inserted::Duplicate`] with
+    /// the original; this holds under concurrent calls too. Message ids are unique and made by
+    /// the caller.
+    async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError>;
+
+    /// One page of the room's history, oldest first, with receipts, exactly as
+    /// [`HistoryQuery::select`] would pick it from all of the room's messages sorted by id.
+    /// A room with no messages (or no request) gives an empty page.
+    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<HistoryPage, StoreError>;
+
+    /// Marks messages for `user` as `kind` at `at`, following [`Message::mark`]: only messages of
+    /// `request` not sent by `user` are touched; ids of other requests and unknown ids are
+    /// ignored; marking as read marks as delivered too; a receipt is never marked twice.
+    /// `ids` holds no duplicates. Returns exactly the ids newly marked, in the order of `ids`.
+    async fn mark(
+        &self,
+        request: RequestId,
+        user: &UserId,
+        kind: ReceiptKind,
+        ids: &[MessageId],
+        at: Timestamp,
+    ) -> Result<Marked, StoreError>;
+
+    /// Checks that the store answers (for readiness probes).
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,128 @@
+//! The in-process broadcaster: room subscriptions held in memory, for a single node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use labchat_domain::{RequestId, RoomEvent};
+use labchat_ports::{BroadcastError, Broadcaster, Published, RoomSink, SinkId};
+
+/// A [`Broadcaster`] for one process: each room's subscribers in a map.
+///
+/// `publish` hands one shared [`Published`] to every sink of the room while holding the map's
+/// lock, so every subscriber sees a room's events in the order of the `publish` calls. Sinks only
+/// enqueue, so the lock is held briefly and never across an await.
+#[derive(Default)]
+pub struct LocalBroadcaster {
+    rooms: Mutex<HashMap<RequestId, Vec<Arc<dyn RoomSink>>>>,
+}
+
+impl std::fmt::Debug for LocalBroadcaster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalBroadcaster").field("rooms", &self.room_count()).finish()
+    }
+}
+
+impl LocalBroadcaster {
+    /// A broadcaster with no rooms.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many rooms have at least one subscriber.
+    pub fn room_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// How many subscriptions there are in all rooms together.
+    pub fn subscription_count(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<RequestId, Vec<Arc<dyn RoomSink>>>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Broadcaster for LocalBroadcaster {
+    async fn subscribe(&self, room: RequestId, sink: Arc<dyn RoomSink>) -> Result<(), BroadcastError> {
+        let mut rooms = self.lock();
+        let sinks = rooms.entry(room).or_default();
+        if !sinks.iter().any(|s| s.id() == sink.id()) {
+            sinks.push(sink);
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, room: RequestId, sink: SinkId) -> Result<(), BroadcastError> {
+        let mut rooms = self.lock();
+        if let Some(sinks) = rooms.get_mut(&room) {
+            sinks.retain(|s| s.id() != sink);
+            if sinks.is_empty() {
+                rooms.remove(&room);
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, event: RoomEvent) -> Result<(), BroadcastError> {
+        let room = event.request_id();
+        let published = Published::new(event);
+        let rooms = self.lock();
+        for sink in rooms.get(&room).into_iter().flatten() {
+            sink.deliver(Arc::clone(&published));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use labchat_domain::{MessageId, UserId};
+
+    use super::*;
+
+    struct Recorder(SinkId, Mutex<Vec<RoomEvent>>);
+    impl RoomSink for Recorder {
+        fn id(&self) -> SinkId {
+            self.0
+        }
+        fn deliver(&self, event: Arc<Published>) {
+            self.1.lock().unwrap().push(event.event().clone());
+        }
+    }
+
+    fn ev(room: RequestId, n: u32) -> RoomEvent {
+        RoomEvent::Read {
+            request_id: room,
+            user_id: UserId::parse("u").unwrap(),
+            messages: vec![MessageId::parse(&format!("{n:024x}")).unwrap()],
+            at: labchat_domain::Timestamp::from_unix_millis(0),
+        }
+    }
+
+    #[tokio::test]
+    async fn delivers_in_order_to_room_members_only_and_forgets_empty_rooms() {
+        let b = LocalBroadcaster::new();
+        let r1 = RequestId::parse(&format!("{:024x}", 1)).unwrap();
+        let r2 = RequestId::parse(&format!("{:024x}", 2)).unwrap();
+        let a = Arc::new(Recorder(SinkId(1), Mutex::default()));
+        let c = Arc::new(Recorder(SinkId(2), Mutex::default()));
+        b.subscribe(r1, a.clone()).await.unwrap();
+        b.subscribe(r1, a.clone()).await.unwrap();
+        b.subscribe(r2, c.clone()).await.unwrap();
+        for n in 0..3 {
+            b.publish(ev(r1, n)).await.unwrap();
+        }
+        assert_eq!(*a.1.lock().unwrap(), (0..3).map(|n| ev(r1, n)).collect::<Vec<_>>());
+        assert!(c.1.lock().unwrap().is_empty());
+        assert_eq!((b.room_count(), b.subscription_count()), (2, 2));
+        b.unsubscribe(r1, SinkId(1)).await.unwrap();
+        b.publish(ev(r1, 9)).await.unwrap();
+        assert_eq!(a.1.lock().unwrap().len(), 3);
+        assert_eq!(b.room_count(), 1);
+    }
+}
