@@ -28,7 +28,30 @@ macro_rules! op_error {
             #[error("{what}: {0}", what = $what)]
             Broadcast(#[from] BroadcastError),
         }
+
+        impl $name {
+            /// How a caller should classify the failure.
+            pub fn kind(&self) -> FailureKind {
+                match self {
+                    Self::Forbidden => FailureKind::Forbidden,
+                    Self::Store(e) if e.is_retryable() => FailureKind::Unavailable,
+                    Self::Store(_) => FailureKind::Internal,
+                    Self::Broadcast(_) => FailureKind::Unavailable,
+                }
+            }
+        }
     };
+}
+
+/// The classes of use-case failure, the same for every operation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FailureKind {
+    /// The request does not exist or the user may not act on it. Nothing was done.
+    Forbidden,
+    /// A backend (store or broadcaster) could not be reached; retrying later may succeed.
+    Unavailable,
+    /// Something unexpected failed; retrying will not help.
+    Internal,
 }
 
 op_error!(
@@ -183,6 +206,16 @@ impl Chat {
         let history = self.store.history(request, HistoryQuery { cursor, limit: self.history_limit }).await?;
         self.broadcaster.subscribe(request, sink).await?;
         Ok(Joined { history, _order: order })
+    }
+
+    /// Unsubscribes a closing connection's sink from its rooms, without authorization (the
+    /// subscriptions were authorized when they were made).
+    pub async fn disconnect(&self, sink: SinkId, rooms: impl IntoIterator<Item = RequestId>) {
+        for room in rooms {
+            if let Err(e) = self.broadcaster.unsubscribe(room, sink).await {
+                tracing::warn!(error = %e, request_id = %room, "unsubscribe on disconnect failed");
+            }
+        }
     }
 
     /// Leaves the room; leaving a room not joined is harmless.

@@ -23,7 +23,7 @@ mod idgen;
 mod store;
 
 pub use broadcast::{BroadcastError, Broadcaster, Published, RoomSink, SinkId};
-pub use chat::{Chat, HistoryError, JoinError, Joined, LeaveError, MarkError, PostError, Posted};
+pub use chat::{Chat, FailureKind, HistoryError, JoinError, Joined, LeaveError, MarkError, PostError, Posted};
 pub use clock::{Clock, SystemClock};
 pub use idgen::MessageIdGenerator;
 pub use store::{ChatStore, Inserted, Marked, StoreError};

@@ -1,1 +1,68 @@
-//! stub
+//! # labchat-store-mongo
+//!
+//! labchat's [`ChatStore`](labchat_ports::ChatStore) on MongoDB (5.0 or later), over the official
+//! `mongodb` driver on tokio. Build it with [`MongoStore::connect`] from [`MongoSettings`]. BSON
+//! and the driver stay inside this crate: callers see only domain types and
+//! [`StoreError`](labchat_ports::StoreError).
+//!
+//! ## Collections
+//!
+//! All three live in one database ([`MongoSettings::database`], default `labchat`).
+//!
+//! **Requests** ([`MongoSettings::requests_collection`], default `requests`) belong to the wider
+//! lab system: labchat only reads them, by `_id` (an ObjectId), and never creates indexes on
+//! them. The creator field ([`MongoSettings::creator_field`], default `createdBy`; a dotted path
+//! reaches into sub-documents) holds an ObjectId or a string; an ObjectId creator is the user
+//! whose token `sub` is its 24 lowercase hex digits.
+//!
+//! **Messages** ([`MESSAGES_COLLECTION`]), one document per message:
+//!
+//! | field | value |
+//! | --- | --- |
+//! | `_id` | the message id, an ObjectId |
+//! | `order` | the message id as 24 lowercase hex digits: sorts like the id, so like creation |
+//! | `requestId` | the request (room) id, 24 lowercase hex digits |
+//! | `senderId`, `senderRole` | the sender's user id and role (`TEACHER` or `LAB`) |
+//! | `text` | the text, as sent |
+//! | `createdAt` | a BSON date (milliseconds) |
+//! | `clientMessageId` | the client's idempotency id; absent when none was given |
+//! | `idem` | the idempotency key `<requestId>:<byte length of senderId>:<senderId>:<clientMessageId>`, or, without a client id, the message's own hex id |
+//!
+//! Indexes: `requestId_1_order_-1` on `{requestId: 1, order: -1}` serves every history page
+//! (one range query, sorted on `order`, limited to the page size plus one to learn `has_more`);
+//! `idem_1`, unique, on `{idem: 1}` makes a send with a client message id idempotent even under
+//! concurrent retries: the second insert fails with a duplicate key and gets the original back.
+//!
+//! **Receipts** ([`RECEIPTS_COLLECTION`]), one document per message, kind and user:
+//!
+//! | field | value |
+//! | --- | --- |
+//! | `_id` | `<messageId>:<kind>:<userId>`, so a receipt exists at most once |
+//! | `messageId`, `requestId` | 24 lowercase hex digits |
+//! | `kind` | `delivered` or `read` |
+//! | `userId` | who received or read the message |
+//! | `at` | a BSON date (milliseconds) |
+//!
+//! Index: `messageId_1` on `{messageId: 1}`, for loading the receipts of a history page in one
+//! query; a message's receipts of each kind come oldest first (ties by user id). Marking finds
+//! the eligible messages in one query, then inserts all their receipts with one unordered
+//! `insert_many`: a duplicate `_id` means "already marked", every other document is newly
+//! marked. Marking as read inserts the delivered receipt too.
+//!
+//! References inside labchat's collections are hex strings rather than ObjectIds, and receipts
+//! are documents rather than arrays inside messages, so that the same queries also run on the
+//! MongoDB wire-protocol test server used by the tests (see `scripts/mongo-test-server.sh`).
+//! Indexes are created, idempotently, by [`MongoStore::connect`].
+//!
+//! ## Failures and time bounds
+//!
+//! Every driver call is bounded by [`MongoSettings::op_timeout`] (the driver's server-selection
+//! and connect timeouts are capped by it as well). An unreachable or silent server, a timeout,
+//! or a transient server state gives [`StoreError::Unavailable`](labchat_ports::StoreError); bad
+//! data and every other failure gives [`StoreError::Internal`](labchat_ports::StoreError).
+
+mod documents;
+mod errors;
+mod store;
+
+pub use store::{MESSAGES_COLLECTION, MongoSettings, MongoStore, RECEIPTS_COLLECTION};

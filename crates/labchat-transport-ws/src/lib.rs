@@ -1,1 +1,18 @@
-//! stub
+//! # labchat-transport-ws
+//!
+//! The websocket adapter of labchat. It answers HTTP on one port: websocket upgrades on `/` and
+//! `/ws` (authenticated in the handshake with a JWT), and health probes. It is the only crate
+//! that knows the JSON wire format ([`protocol`]).
+//!
+//! Start it with [`run`], giving it a bound listener, the use cases ([`labchat_ports::Chat`]),
+//! an [`Authenticator`] and a shutdown future.
+
+mod auth;
+mod config;
+mod connection;
+pub mod protocol;
+mod server;
+
+pub use auth::{AuthError, AuthSettings, Authenticator, JwtAlgorithm, KeyError, Principal};
+pub use config::WsConfig;
+pub use server::{Server, ServerStats, run};

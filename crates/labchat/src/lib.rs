@@ -1,10 +1,14 @@
 //! # labchat
 //!
-//! The application: configuration, wiring of concrete adapters, and the binary's commands.
-//! This is the one crate that names concrete adapters.
+//! The application: configuration, the wiring of concrete adapters ([`app`]), the embedded
+//! in-memory store ([`MemoryStore`]) and in-process broadcaster ([`LocalBroadcaster`]), and the
+//! binary's commands. This is the one crate that names concrete adapters.
 
+pub mod app;
 pub mod broadcast;
+pub mod cli;
 pub mod memory;
+pub mod token;
 
 pub use broadcast::LocalBroadcaster;
 pub use memory::MemoryStore;

@@ -1,0 +1,286 @@
+//! [`MongoStore`]: the [`ChatStore`] on MongoDB.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use labchat_domain::{
+    Cursor, HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, Timestamp, UserId,
+};
+use labchat_ports::{ChatStore, Inserted, Marked, StoreError};
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::error::ErrorKind;
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, Database, IndexModel};
+
+use crate::documents::{IdOnly, MessageDoc, ReceiptDoc, attach_receipts, creator_of, idem_key, message_id, object_id};
+use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
+
+/// The collection of labchat's messages (in [`MongoSettings::database`]).
+pub const MESSAGES_COLLECTION: &str = "chatMessages";
+/// The collection of labchat's receipts (in [`MongoSettings::database`]).
+pub const RECEIPTS_COLLECTION: &str = "chatReceipts";
+
+/// Where and how [`MongoStore`] reaches MongoDB.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MongoSettings {
+    /// The connection string, e.g. `mongodb://127.0.0.1:27017` (default). Its own
+    /// `serverSelectionTimeoutMS` and `connectTimeoutMS`, when given, apply only if shorter than
+    /// [`Self::op_timeout`].
+    pub uri: String,
+    /// The database holding the requests and labchat's collections (default `labchat`).
+    pub database: String,
+    /// The collection of requests, owned by the lab system and only read (default `requests`).
+    pub requests_collection: String,
+    /// The field of a request holding its creator's user id, an ObjectId or a string (default
+    /// `createdBy`). A dotted path reaches into sub-documents.
+    pub creator_field: String,
+    /// The longest any single call to MongoDB may take, including finding a server to talk to
+    /// (default 5 s; must not be zero). A call that takes longer fails with
+    /// [`StoreError::Unavailable`]. A store operation makes one to three calls, each bounded.
+    pub op_timeout: Duration,
+}
+
+impl Default for MongoSettings {
+    fn default() -> Self {
+        Self {
+            uri: "mongodb://127.0.0.1:27017".to_owned(),
+            database: "labchat".to_owned(),
+            requests_collection: "requests".to_owned(),
+            creator_field: "createdBy".to_owned(),
+            op_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A [`ChatStore`] on MongoDB. See the crate docs for the collections, documents and indexes.
+///
+/// Cheap to share behind an `Arc`; the driver keeps a connection pool inside.
+pub struct MongoStore {
+    db: Database,
+    requests: Collection<Document>,
+    messages: Collection<MessageDoc>,
+    receipts: Collection<ReceiptDoc>,
+    creator_field: String,
+    op_timeout: Duration,
+}
+
+impl std::fmt::Debug for MongoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoStore")
+            .field("database", &self.db.name())
+            .field("requests", &self.requests.name())
+            .field("creator_field", &self.creator_field)
+            .field("op_timeout", &self.op_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MongoStore {
+    /// Connects to MongoDB and creates labchat's indexes if they are missing (idempotent; the
+    /// requests collection is left alone).
+    ///
+    /// Fails with [`StoreError::Unavailable`] when the server cannot be reached within about
+    /// [`MongoSettings::op_timeout`] per step, and with [`StoreError::Internal`] for a bad
+    /// connection string or an index that conflicts with an existing one.
+    pub async fn connect(settings: MongoSettings) -> Result<Self, StoreError> {
+        let limit = settings.op_timeout;
+        let context = "parse the MongoDB connection string";
+        let mut options = bounded(limit, context, ClientOptions::parse(&settings.uri)).await?;
+        // The URI's own timeouts count only when shorter (0 means "none" to the driver).
+        let capped = |t: Option<Duration>| Some(t.filter(|t| !t.is_zero()).map_or(limit, |t| t.min(limit)));
+        options.server_selection_timeout = capped(options.server_selection_timeout);
+        options.connect_timeout = capped(options.connect_timeout);
+        options.app_name.get_or_insert_with(|| "labchat".to_owned());
+        let client = Client::with_options(options).map_err(|e| store_error("create the MongoDB client", e))?;
+        let db = client.database(&settings.database);
+        let store = Self {
+            requests: db.collection(&settings.requests_collection),
+            messages: db.collection(MESSAGES_COLLECTION),
+            receipts: db.collection(RECEIPTS_COLLECTION),
+            db,
+            creator_field: settings.creator_field,
+            op_timeout: limit,
+        };
+        store.create_indexes().await?;
+        Ok(store)
+    }
+
+    async fn create_indexes(&self) -> Result<(), StoreError> {
+        let index = |keys: Document, name: &str, unique: bool| {
+            let options = IndexOptions::builder().name(name.to_owned()).unique(unique.then_some(true)).build();
+            IndexModel::builder().keys(keys).options(options).build()
+        };
+        let messages = [
+            index(doc! {"requestId": 1, "order": -1}, "requestId_1_order_-1", false),
+            index(doc! {"idem": 1}, "idem_1", true),
+        ];
+        bounded(self.op_timeout, "create the indexes of the messages", self.messages.create_indexes(messages)).await?;
+        let receipts = [index(doc! {"messageId": 1}, "messageId_1", false)];
+        bounded(self.op_timeout, "create the indexes of the receipts", self.receipts.create_indexes(receipts)).await?;
+        Ok(())
+    }
+
+    /// The messages with their receipts (one query for all the receipts).
+    async fn with_receipts(&self, docs: Vec<MessageDoc>, context: &str) -> Result<Vec<Message>, StoreError> {
+        let mut messages = docs
+            .into_iter()
+            .map(MessageDoc::into_message)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad_data(context, e))?;
+        if messages.is_empty() {
+            return Ok(messages);
+        }
+        let ids: Vec<Bson> = messages.iter().map(|m| Bson::String(m.id.to_hex())).collect();
+        let receipts = bounded(self.op_timeout, context, async {
+            self.receipts.find(doc! {"messageId": {"$in": ids}}).await?.try_collect::<Vec<_>>().await
+        })
+        .await?;
+        attach_receipts(&mut messages, receipts).map_err(|e| bad_data(context, e))?;
+        Ok(messages)
+    }
+
+    /// The original of a message whose insert hit the unique idempotency key.
+    async fn original_of(&self, message: &Message) -> Result<Inserted, StoreError> {
+        let context = "find the original of a repeated message";
+        if message.client_message_id.is_none() {
+            return Err(StoreError::Internal {
+                context: format!("insert a message: message id {} is already stored", message.id),
+                source: None,
+            });
+        }
+        let found = bounded(self.op_timeout, context, self.messages.find_one(doc! {"idem": idem_key(message)})).await?;
+        let Some(doc) = found else {
+            // The duplicate key was the message id, under another idempotency key.
+            return Err(StoreError::Internal {
+                context: format!("insert a message: message id {} is already stored", message.id),
+                source: None,
+            });
+        };
+        let mut originals = self.with_receipts(vec![doc], context).await?;
+        match originals.pop() {
+            Some(original) => Ok(Inserted::Duplicate(original)),
+            None => Err(bad_data(context, "the original vanished")),
+        }
+    }
+}
+
+#[async_trait]
+impl ChatStore for MongoStore {
+    async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
+        let context = "find a request";
+        // Project the top-level field only: a dotted projection comes back flattened from some
+        // servers (the test server among them), a whole sub-document comes back the same from all.
+        let top = self.creator_field.split('.').next().unwrap_or_default();
+        let mut projection = Document::new();
+        projection.insert(top, 1);
+        let filter = doc! {"_id": object_id(id.object_id())};
+        let found = bounded(self.op_timeout, context, self.requests.find_one(filter).projection(projection)).await?;
+        let Some(doc) = found else { return Ok(None) };
+        let creator =
+            creator_of(&doc, &self.creator_field).map_err(|e| bad_data(context, format!("request {id}: {e}")))?;
+        Ok(Some(Request::new(id, creator)))
+    }
+
+    async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
+        let context = "insert a message";
+        let doc = MessageDoc::from_message(message);
+        match within(self.op_timeout, context, self.messages.insert_one(&doc)).await? {
+            Ok(_) => Ok(Inserted::New),
+            Err(e) if crate::errors::is_duplicate_key(&e) => self.original_of(message).await,
+            Err(e) => Err(store_error(context, e)),
+        }
+    }
+
+    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
+        let context = "read history";
+        let n = query.limit.get();
+        let room = request.to_hex();
+        let (filter, ascending) = match query.cursor {
+            Cursor::Latest => (doc! {"requestId": room}, false),
+            Cursor::Before(id) => (doc! {"requestId": room, "order": {"$lt": id.to_hex()}}, false),
+            Cursor::After(id) => (doc! {"requestId": room, "order": {"$gt": id.to_hex()}}, true),
+        };
+        let sort = doc! {"order": if ascending { 1 } else { -1 }};
+        // One more than asked, to learn whether there is more.
+        let fetch = i64::try_from(n.saturating_add(1)).unwrap_or(i64::MAX);
+        let mut docs = bounded(self.op_timeout, context, async {
+            self.messages.find(filter).sort(sort).limit(fetch).await?.try_collect::<Vec<_>>().await
+        })
+        .await?;
+        let has_more = docs.len() > n;
+        docs.truncate(n);
+        if !ascending {
+            docs.reverse();
+        }
+        let messages = self.with_receipts(docs, "read the receipts of a history page").await?;
+        Ok(HistoryPage { messages, has_more })
+    }
+
+    async fn mark(
+        &self,
+        request: RequestId,
+        user: &UserId,
+        kind: ReceiptKind,
+        ids: &[MessageId],
+        at: Timestamp,
+    ) -> Result<Marked, StoreError> {
+        if ids.is_empty() {
+            return Ok(Marked::default());
+        }
+        // 1. Which of the ids are messages of this request that `user` did not send.
+        let context = "find the messages to mark";
+        let wanted: Vec<Bson> = ids.iter().map(|id| Bson::ObjectId(object_id(id.object_id()))).collect();
+        let filter = doc! {"_id": {"$in": wanted}, "requestId": request.to_hex(), "senderId": {"$ne": user.as_str()}};
+        let eligible: HashSet<MessageId> = bounded(self.op_timeout, context, async {
+            let found = self.messages.clone_with_type::<IdOnly>().find(filter).projection(doc! {"_id": 1}).await?;
+            found.try_collect::<Vec<_>>().await
+        })
+        .await?
+        .into_iter()
+        .map(|d| message_id(d.id))
+        .collect();
+
+        // 2. Insert every receipt at once; those already there fail with a duplicate key.
+        let context = "mark messages";
+        let kinds: &[ReceiptKind] = match kind {
+            ReceiptKind::Delivered => &[ReceiptKind::Delivered],
+            ReceiptKind::Read => &[ReceiptKind::Delivered, ReceiptKind::Read],
+        };
+        let wanted: Vec<(MessageId, ReceiptKind)> =
+            ids.iter().filter(|id| eligible.contains(id)).flat_map(|id| kinds.iter().map(|k| (*id, *k))).collect();
+        if wanted.is_empty() {
+            return Ok(Marked::default());
+        }
+        let docs = wanted.iter().map(|(id, k)| ReceiptDoc::new(request, *id, *k, user, at));
+        let already: HashSet<usize> =
+            match within(self.op_timeout, context, self.receipts.insert_many(docs).ordered(false)).await? {
+                Ok(_) => HashSet::new(),
+                Err(e) => match e.kind.as_ref() {
+                    ErrorKind::InsertMany(m)
+                        if m.write_concern_error.is_none()
+                            && m.write_errors.as_deref().is_some_and(|w| w.iter().all(|w| w.code == DUPLICATE_KEY)) =>
+                    {
+                        m.write_errors.iter().flatten().map(|w| w.index).collect()
+                    }
+                    _ => return Err(store_error(context, e)),
+                },
+            };
+        let mut marked = Marked::default();
+        for (i, (id, k)) in wanted.into_iter().enumerate() {
+            if already.contains(&i) {
+                continue;
+            }
+            match k {
+                ReceiptKind::Delivered => marked.delivered.push(id),
+                ReceiptKind::Read => marked.read.push(id),
+            }
+        }
+        Ok(marked)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        bounded(self.op_timeout, "ping MongoDB", self.db.run_command(doc! {"ping": 1})).await.map(drop)
+    }
+}

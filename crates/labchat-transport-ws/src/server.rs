@@ -1,0 +1,312 @@
+//! The listener: HTTP/1.1 on each accepted connection, websocket upgrades handed to
+//! [`crate::connection`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use labchat_ports::Chat;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{AuthError, Authenticator};
+use crate::config::WsConfig;
+use crate::connection::Connection;
+
+/// The subprotocol browsers offer (with `bearer.<JWT>`) and the server selects.
+pub const SUBPROTOCOL: &str = "labchat.v1";
+const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+
+/// Live counters of a running server.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    open_connections: AtomicUsize,
+    next_connection: AtomicU64,
+}
+
+impl ServerStats {
+    /// Open websocket connections.
+    pub fn open_connections(&self) -> usize {
+        self.open_connections.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything the transport needs to serve.
+#[derive(Debug)]
+pub struct Server {
+    chat: Arc<Chat>,
+    auth: Authenticator,
+    config: WsConfig,
+    stats: Arc<ServerStats>,
+}
+
+impl Server {
+    /// A server over these use cases, verifying tokens with `auth`.
+    pub fn new(chat: Arc<Chat>, auth: Authenticator, config: WsConfig) -> Self {
+        Self { chat, auth, config, stats: Arc::default() }
+    }
+
+    /// The server's live counters.
+    pub fn stats(&self) -> Arc<ServerStats> {
+        Arc::clone(&self.stats)
+    }
+
+    pub(crate) fn chat(&self) -> &Chat {
+        &self.chat
+    }
+
+    pub(crate) fn auth(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    pub(crate) fn config(&self) -> &WsConfig {
+        &self.config
+    }
+}
+
+/// Serves `listener` until `shutdown` completes; then stops accepting, lets every connection
+/// finish the frame it is handling, closes each with 1001, and returns once all are closed or
+/// the configured grace period has passed.
+pub async fn run(
+    listener: TcpListener,
+    server: Arc<Server>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let server = Arc::clone(&server);
+                    let cancel = cancel.clone();
+                    let conn_tracker = tracker.clone();
+                    tracker.spawn(serve_http(stream, peer, server, cancel, conn_tracker));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    tracing::info!(open_connections = server.stats.open_connections(), "shutting down: closing connections");
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(server.config.shutdown_grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            open_connections = server.stats.open_connections(),
+            "shutdown grace period over; dropping connections"
+        );
+    }
+    Ok(())
+}
+
+async fn serve_http(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    server: Arc<Server>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let service = {
+        let cancel = cancel.clone();
+        service_fn(move |req| {
+            let server = Arc::clone(&server);
+            let cancel = cancel.clone();
+            let tracker = tracker.clone();
+            async move { Ok::<_, Infallible>(route(req, peer, server, cancel, tracker).await) }
+        })
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => if let Err(e) = res {
+            tracing::debug!(%peer, error = %e, "http connection ended with an error");
+        },
+        () = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    json_response(status, &json!({ "code": code, "message": message }))
+}
+
+async fn route(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    server: Arc<Server>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) -> HttpResponse {
+    let path = req.uri().path();
+    match (req.method(), path) {
+        (_, "/" | "/ws") if is_upgrade(req.headers()) => upgrade(req, peer, server, cancel, tracker),
+        (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (&Method::GET, "/readyz") => match server.chat.store().ping().await {
+            Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
+            Err(e) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "reason": e.to_string()}),
+            ),
+        },
+        (_, "/ws") => error_response(
+            StatusCode::UPGRADE_REQUIRED,
+            "BAD_REQUEST",
+            "this endpoint speaks websocket: send an upgrade request",
+        ),
+        _ => error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such path"),
+    }
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    header_has_token(headers, header::CONNECTION, "upgrade") && header_has_token(headers, header::UPGRADE, "websocket")
+}
+
+/// The token from `Authorization: Bearer`, or from the offered subprotocols; and whether the
+/// client offered [`SUBPROTOCOL`].
+fn credentials(headers: &HeaderMap) -> (Option<String>, bool) {
+    let offered: Vec<&str> = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let wants_subprotocol = offered.contains(&SUBPROTOCOL);
+    let from_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, token) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    });
+    let from_protocol = || {
+        wants_subprotocol
+            .then(|| offered.iter().find_map(|p| p.strip_prefix(BEARER_PROTOCOL_PREFIX)).map(str::to_owned))
+            .flatten()
+    };
+    (from_header.or_else(from_protocol), wants_subprotocol)
+}
+
+fn upgrade(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    server: Arc<Server>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) -> HttpResponse {
+    let headers = req.headers();
+    let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| version_ok && req.method() == Method::GET) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "a websocket upgrade needs GET, Sec-WebSocket-Version: 13 and Sec-WebSocket-Key",
+        );
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let (token, wants_subprotocol) = credentials(headers);
+    let Some(token) = token else {
+        tracing::info!(%peer, reason = "missing token", "handshake rejected");
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "missing token: send Authorization: Bearer <JWT>, or offer subprotocols labchat.v1 and bearer.<JWT>",
+        );
+    };
+    let principal = match server.auth.authenticate(&token) {
+        Ok(p) => p,
+        Err(AuthError::Unauthorized(m)) => {
+            tracing::info!(%peer, reason = %m, "handshake rejected");
+            return error_response(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", &m);
+        }
+        Err(AuthError::Forbidden(m)) => {
+            tracing::info!(%peer, reason = %m, "handshake rejected");
+            return error_response(StatusCode::FORBIDDEN, "FORBIDDEN", &m);
+        }
+    };
+    let stats = &server.stats;
+    if stats.open_connections.fetch_add(1, Ordering::AcqRel) >= server.config.max_connections {
+        stats.open_connections.fetch_sub(1, Ordering::AcqRel);
+        tracing::warn!(%peer, reason = "connection limit", "handshake rejected");
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "too many connections; retry later");
+    }
+    let id = stats.next_connection.fetch_add(1, Ordering::Relaxed);
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(server.config.read_buffer_bytes)
+        .write_buffer_size(0)
+        .max_write_buffer_size(server.config.outbound_max_bytes.max(64 * 1024))
+        .max_message_size(Some(server.config.max_frame_bytes))
+        .max_frame_size(Some(server.config.max_frame_bytes));
+    tracker.spawn(async move {
+        let guard = OpenGuard(Arc::clone(&server.stats));
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+                Connection::new(id, principal, peer, Arc::clone(&server)).run(ws, cancel).await;
+            }
+            Err(e) => tracing::debug!(%peer, error = %e, "upgrade failed"),
+        }
+        drop(guard);
+    });
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if wants_subprotocol {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
+    }
+    resp
+}
+
+struct OpenGuard(Arc<ServerStats>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,130 @@
+//! Wiring: builds the concrete adapters and the transport from settings. `main` only parses
+//! configuration and calls into here; tests call the same functions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use labchat_domain::{HistoryLimit, Request, RequestId, UserId};
+use labchat_ports::{Chat, ChatStore, StoreError, SystemClock};
+use labchat_store_mongo::{MongoSettings, MongoStore};
+use labchat_transport_ws::{AuthSettings, Authenticator, KeyError, Server, WsConfig};
+use serde::Deserialize;
+
+use crate::{LocalBroadcaster, MemoryStore};
+
+/// Which store to use.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    /// The in-memory store, seeded with these requests. Nothing persists.
+    Memory {
+        /// Requests to load at start.
+        seed: Vec<Request>,
+    },
+    /// MongoDB.
+    Mongo(MongoSettings),
+}
+
+/// Everything needed to build a server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Token verification.
+    pub auth: AuthSettings,
+    /// History page size on join, and the largest `history` page.
+    pub history_limit: HistoryLimit,
+    /// Transport limits and timings.
+    pub ws: WsConfig,
+    /// The store.
+    pub store: StoreSettings,
+}
+
+/// Why the server could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A setting is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The JWT key does not fit the algorithm.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The store could not be opened.
+    #[error("could not open the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A built server, and the in-memory store when that is the one in use (to seed it).
+#[derive(Debug)]
+pub struct App {
+    /// The transport, ready for [`labchat_transport_ws::run`].
+    pub server: Arc<Server>,
+    /// The in-memory store, if used.
+    pub memory: Option<Arc<MemoryStore>>,
+}
+
+/// Builds the store, the use cases and the transport.
+pub async fn build(settings: Settings) -> Result<App, AppError> {
+    let auth = Authenticator::new(&settings.auth)?;
+    let (store, memory): (Arc<dyn ChatStore>, _) = match settings.store {
+        StoreSettings::Memory { seed } => {
+            tracing::warn!(
+                requests = seed.len(),
+                "using the in-memory store: nothing is persisted; set --mongo-uri for MongoDB"
+            );
+            let mem = Arc::new(MemoryStore::new());
+            for r in seed {
+                mem.add_request(r);
+            }
+            (mem.clone(), Some(mem))
+        }
+        StoreSettings::Mongo(mongo) => {
+            tracing::info!(database = %mongo.database, "using the MongoDB store");
+            (Arc::new(MongoStore::connect(mongo).await?), None)
+        }
+    };
+    let chat = Chat::new(store, Arc::new(LocalBroadcaster::new()), Arc::new(SystemClock), settings.history_limit);
+    Ok(App { server: Arc::new(Server::new(Arc::new(chat), auth, settings.ws)), memory })
+}
+
+/// Parses a seed file: a JSON array of `{"id": "<24-hex>", "createdBy": "<user id>"}`.
+pub fn parse_seed(json: &str) -> Result<Vec<Request>, AppError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Seed {
+        id: String,
+        created_by: String,
+    }
+    let seeds: Vec<Seed> =
+        serde_json::from_str(json).map_err(|e| AppError::Config(format!("seed requests file: {e}")))?;
+    seeds
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let id = RequestId::parse(&s.id).map_err(|e| AppError::Config(format!("seed requests [{i}].id: {e}")))?;
+            let by = UserId::parse(s.created_by)
+                .map_err(|e| AppError::Config(format!("seed requests [{i}].createdBy: {e}")))?;
+            Ok(Request::new(id, by))
+        })
+        .collect()
+}
+
+/// The default store timeout.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_files_are_validated() {
+        let ok = parse_seed(r#"[{"id":"6751b6df1ad14eaa13a03313","createdBy":"t1"}]"#).unwrap();
+        assert_eq!(ok[0].created_by().as_str(), "t1");
+        for (bad, needle) in [
+            (r#"[{"id":"xyz","createdBy":"t1"}]"#, "[0].id"),
+            (r#"[{"id":"6751b6df1ad14eaa13a03313","createdBy":""}]"#, "[0].createdBy"),
+            (r#"{"id":1}"#, "seed requests file"),
+            (r#"[{"id":"6751b6df1ad14eaa13a03313"}]"#, "createdBy"),
+        ] {
+            let err = parse_seed(bad).unwrap_err().to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+    }
+}

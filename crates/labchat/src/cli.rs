@@ -1,0 +1,174 @@
+//! Command-line interface: every `serve` flag also reads a `LABCHAT_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// labchat: real-time chat for the rooms of a lab's requests, over websockets.
+///
+/// Clients connect to ws://ADDR/ (or /ws) with a JWT (Authorization: Bearer, or the subprotocols
+/// labchat.v1 + bearer.<JWT>), join the room of a request, and chat. See docs/protocol.md.
+#[derive(Debug, Parser)]
+#[command(name = "labchat", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the chat server.
+    ///
+    /// Try it: `labchat serve --demo` seeds a request, prints two tokens and how to connect.
+    Serve(Box<ServeArgs>),
+    /// Mint a development token (HS256) with the configured secret, and print it.
+    Token(TokenArgs),
+}
+
+/// Accepted JWT algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Alg {
+    /// HMAC-SHA256 with --jwt-secret / --jwt-secret-file.
+    #[value(name = "HS256")]
+    Hs256,
+    /// RSA-SHA256 with --jwt-public-key-file (PEM).
+    #[value(name = "RS256")]
+    Rs256,
+    /// ECDSA P-256 with --jwt-public-key-file (PEM).
+    #[value(name = "ES256")]
+    Es256,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// JWT verification settings.
+#[derive(Debug, Args)]
+pub struct JwtArgs {
+    /// HS256 secret (prefer --jwt-secret-file or the environment variable: flags show in `ps`).
+    #[arg(long, env = "LABCHAT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// File holding the HS256 secret (trailing newline ignored).
+    #[arg(long, env = "LABCHAT_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// PEM public key file, for RS256 or ES256.
+    #[arg(long, env = "LABCHAT_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// The one accepted algorithm; any other (including `none`) is refused.
+    #[arg(long, env = "LABCHAT_JWT_ALG", value_enum, default_value = "HS256")]
+    pub jwt_alg: Alg,
+    /// Required `iss` claim.
+    #[arg(long, env = "LABCHAT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim.
+    #[arg(long, env = "LABCHAT_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Name of the claim holding the role (TEACHER or LAB).
+    #[arg(long, env = "LABCHAT_JWT_ROLE_CLAIM", default_value = "role")]
+    pub jwt_role_claim: String,
+}
+
+/// `labchat serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LABCHAT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// JWT settings.
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+    /// Messages sent in roomHistory on join (and the largest `history` page).
+    #[arg(long, env = "LABCHAT_HISTORY_LIMIT", default_value_t = 200)]
+    pub history_limit: usize,
+    /// Longest message, in characters.
+    #[arg(long, env = "LABCHAT_MAX_MESSAGE_CHARS", default_value_t = 4000)]
+    pub max_message_chars: usize,
+    /// Most ids in one ackMessages/readMessages frame.
+    #[arg(long, env = "LABCHAT_MAX_RECEIPT_IDS", default_value_t = 500)]
+    pub max_receipt_ids: usize,
+    /// Largest accepted websocket frame, in bytes (larger: close 1009).
+    #[arg(long, env = "LABCHAT_MAX_FRAME_BYTES", default_value_t = 65536)]
+    pub max_frame_bytes: usize,
+    /// Most rooms one connection may join.
+    #[arg(long, env = "LABCHAT_MAX_ROOMS_PER_CONNECTION", default_value_t = 100)]
+    pub max_rooms_per_connection: usize,
+    /// Sustained frames per second per connection.
+    #[arg(long, env = "LABCHAT_RATE_PER_SECOND", default_value_t = 30.0)]
+    pub rate_per_second: f64,
+    /// Frames per connection allowed in a burst.
+    #[arg(long, env = "LABCHAT_RATE_BURST", default_value_t = 60.0)]
+    pub rate_burst: f64,
+    /// Server ping interval; a connection silent for two intervals is closed.
+    #[arg(long, env = "LABCHAT_PING_INTERVAL", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+    /// Most open connections (more get HTTP 503).
+    #[arg(long, env = "LABCHAT_MAX_CONNECTIONS", default_value_t = 20000)]
+    pub max_connections: usize,
+    /// How long shutdown waits for connections to close.
+    #[arg(long, env = "LABCHAT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// JSON file of requests to load into the in-memory store: [{"id": "<24-hex>", "createdBy": "<user id>"}].
+    #[arg(long, env = "LABCHAT_SEED_REQUESTS")]
+    pub seed_requests: Option<PathBuf>,
+    /// Demo mode: seed one request, print its id, a TEACHER and a LAB token and how to connect.
+    /// Without a configured secret, a random one is used for this run.
+    #[arg(long, env = "LABCHAT_DEMO")]
+    pub demo: bool,
+    /// MongoDB connection string; without it, the in-memory store is used (nothing persists).
+    #[arg(long, env = "LABCHAT_MONGO_URI", hide_env_values = true)]
+    pub mongo_uri: Option<String>,
+    /// MongoDB database name.
+    #[arg(long, env = "LABCHAT_MONGO_DB", default_value = "labchat")]
+    pub mongo_db: String,
+    /// Collection holding the lab's requests (read-only).
+    #[arg(long, env = "LABCHAT_MONGO_REQUESTS_COLLECTION", default_value = "requests")]
+    pub mongo_requests_collection: String,
+    /// Field of a request holding its creator's user id (ObjectId or string).
+    #[arg(long, env = "LABCHAT_MONGO_CREATOR_FIELD", default_value = "createdBy")]
+    pub mongo_creator_field: String,
+    /// Time limit of every store operation.
+    #[arg(long, env = "LABCHAT_STORE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub store_timeout: Duration,
+    /// Runtime worker threads (default: one per core).
+    #[arg(long, env = "LABCHAT_WORKERS")]
+    pub workers: Option<usize>,
+    /// Log format.
+    #[arg(long, env = "LABCHAT_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `labchat=debug` (RUST_LOG also works).
+    #[arg(long, env = "LABCHAT_LOG")]
+    pub log: Option<String>,
+}
+
+/// `labchat token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The user id (`sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// The role: TEACHER or LAB.
+    #[arg(long)]
+    pub role: String,
+    /// How long the token is valid, e.g. 30m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// HS256 secret.
+    #[arg(long, env = "LABCHAT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// File holding the HS256 secret.
+    #[arg(long, env = "LABCHAT_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Name of the role claim.
+    #[arg(long, env = "LABCHAT_JWT_ROLE_CLAIM", default_value = "role")]
+    pub jwt_role_claim: String,
+}

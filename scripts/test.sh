@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# labchat's one test command (README and CI call it).
+#
+# Starts the test MongoDB server (scripts/mongo-test-server.sh), exports LABCHAT_TEST_MONGO_URI
+# for the MongoDB tests, runs `cargo test --workspace` (libs, bins, tests, doc tests) with any extra arguments,
+# always stops the server again, and exits with cargo's status.
+#
+# Extra arguments that pick packages (-p, --package, --exclude) replace --workspace, and
+# arguments that pick targets (--lib, --test NAME, ...) replace --all-targets:
+#
+#   scripts/test.sh                                   # everything
+#   scripts/test.sh -p labchat-tests --test store_contract
+#   scripts/test.sh -- --nocapture                    # arguments after -- go to the test binaries
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SERVER="$ROOT/scripts/mongo-test-server.sh"
+
+cd "$ROOT"
+trap 'bash "$SERVER" stop || true' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+bash "$SERVER" start
+LABCHAT_TEST_MONGO_URI="$(bash "$SERVER" uri)"
+export LABCHAT_TEST_MONGO_URI
+echo "test.sh: LABCHAT_TEST_MONGO_URI=$LABCHAT_TEST_MONGO_URI" >&2
+
+packages=(--workspace)
+targets=()  # cargo test's default targets: libs, bins, tests and doc tests
+for arg in "$@"; do
+    case "$arg" in
+        --) break ;;
+        -p | -p* | --package | --package=* | --workspace | --all) packages=() ;;
+        --exclude | --exclude=*) packages=(--workspace) ;;
+        --lib | --bin | --bin=* | --bins | --test | --test=* | --tests | --example | --example=* | --examples \
+            | --bench | --bench=* | --benches | --all-targets | --doc) targets=() ;;
+    esac
+done
+
+status=0
+cargo test "${packages[@]}" "${targets[@]}" "$@" || status=$?
+exit "$status"

@@ -1,0 +1,144 @@
+//! A real labchat server on 127.0.0.1:0, built by the same wiring as the binary, and tokens
+//! signed with real keys.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use labchat::MemoryStore;
+use labchat::app::{self, Settings, StoreSettings};
+use labchat_domain::{HistoryLimit, ObjectIdBytes, Request, RequestId, UserId};
+use labchat_transport_ws::{AuthSettings, JwtAlgorithm, ServerStats, WsConfig};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The HS256 secret of test servers.
+pub const SECRET: &[u8] = b"labchat-test-secret-0123456789";
+
+/// Settings of a test server: in-memory store, HS256 with [`SECRET`], default limits.
+pub fn settings() -> Settings {
+    Settings {
+        auth: AuthSettings {
+            algorithm: JwtAlgorithm::Hs256,
+            key: SECRET.to_vec(),
+            issuer: None,
+            audience: None,
+            role_claim: "role".into(),
+        },
+        history_limit: HistoryLimit::DEFAULT,
+        ws: WsConfig::default(),
+        store: StoreSettings::Memory { seed: vec![] },
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its in-memory store, when it uses one.
+    pub memory: Option<Arc<MemoryStore>>,
+    /// Its live counters.
+    pub stats: Arc<ServerStats>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// A server with the default [`settings`].
+    pub async fn start() -> Self {
+        Self::start_with(settings()).await
+    }
+
+    /// A server with these settings.
+    pub async fn start_with(settings: Settings) -> Self {
+        let app = app::build(settings).await.expect("build server");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let stats = app.server.stats();
+        let handle = tokio::spawn(labchat_transport_ws::run(listener, app.server, async {
+            let _ = rx.await;
+        }));
+        Self { addr, memory: app.memory, stats, shutdown: Some(tx), handle: Some(handle) }
+    }
+
+    /// `ws://addr/ws`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Adds a request created by `creator` to the in-memory store and returns its id.
+    pub fn add_request(&self, creator: &str) -> RequestId {
+        let id = new_request_id();
+        let mem = self.memory.as_ref().expect("this server has no in-memory store");
+        mem.add_request(Request::new(id, UserId::parse(creator).unwrap()));
+        id
+    }
+
+    /// Signals shutdown and waits until `run` returns; returns how long that took.
+    pub async fn stop(mut self) -> Duration {
+        let started = std::time::Instant::now();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task").expect("server run");
+        }
+        started.elapsed()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(h) = &self.handle {
+            h.abort();
+        }
+    }
+}
+
+/// A fresh random request id.
+pub fn new_request_id() -> RequestId {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    let pid = std::process::id().to_be_bytes();
+    RequestId::from_object_id(ObjectIdBytes::from_parts(nanos, [pid[0], pid[1], pid[2], pid[3], 0x7e], n))
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> i64 {
+    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
+}
+
+/// A valid HS256 token for `sub` with `role`, valid for an hour.
+pub fn token(sub: &str, role: &str) -> String {
+    sign(&json!({"sub": sub, "role": role, "exp": now_secs() + 3600}))
+}
+
+/// `claims` signed HS256 with [`SECRET`].
+pub fn sign(claims: &Value) -> String {
+    sign_with(claims, Algorithm::HS256, &EncodingKey::from_secret(SECRET))
+}
+
+/// `claims` signed with any algorithm and key.
+pub fn sign_with(claims: &Value, alg: Algorithm, key: &EncodingKey) -> String {
+    jsonwebtoken::encode(&Header::new(alg), claims, key).expect("sign token")
+}
+
+/// An unsigned token (`alg: none`).
+pub fn unsigned(claims: &Value) -> String {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    format!("{}.{}.", b64(br#"{"alg":"none","typ":"JWT"}"#), b64(claims.to_string().as_bytes()))
+}
+
+/// Reads a test key file from `tests/fixtures`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}

@@ -1,0 +1,159 @@
+//! The `ChatStore` contract, run against every store: each check of
+//! `labchat_tests::contract` once on `labchat::MemoryStore` and once on `MongoStore` over the
+//! test MongoDB (a fresh database per test, so they run in parallel). Plus the MongoDB store's
+//! own failure behaviour: an unreachable or silent server gives `StoreError::Unavailable` in
+//! bounded time.
+//!
+//! The MongoDB tests need `LABCHAT_TEST_MONGO_URI`; run them with `scripts/test.sh`. Without it
+//! they fail, saying so.
+
+// A test file: helpers outside `#[test]` functions may unwrap too.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use labchat_domain::{
+    Cursor, HistoryLimit, HistoryQuery, Message, MessageId, MessageText, ReceiptKind, Role, Timestamp, UserId,
+};
+use labchat_ports::{ChatStore, StoreError};
+use labchat_store_mongo::{MongoSettings, MongoStore};
+use labchat_tests::contract::{self, MemoryFixture, rid};
+use labchat_tests::mongo::{self, MongoFixture, TcpProxy};
+
+macro_rules! contract_tests {
+    ($($check:ident),* $(,)?) => {
+        mod on_memory {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    contract::$check(&MemoryFixture::new()).await;
+                }
+            )*
+        }
+
+        mod on_mongodb {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let fixture = MongoFixture::new(stringify!($check)).await;
+                    contract::$check(&fixture).await;
+                }
+            )*
+        }
+    };
+}
+
+labchat_tests::for_each_contract_check!(contract_tests);
+
+const SHORT: Duration = Duration::from_millis(500);
+
+fn assert_unavailable<T: std::fmt::Debug>(what: &str, r: Result<T, StoreError>, started: Instant) {
+    let elapsed = started.elapsed();
+    match r {
+        Err(e @ StoreError::Unavailable { .. }) => assert!(e.is_retryable()),
+        other => panic!("{what}: expected StoreError::Unavailable, got {other:?}"),
+    }
+    assert!(elapsed < mongo::generous_bound(SHORT), "{what}: took {elapsed:?}");
+}
+
+fn sample_message() -> Message {
+    Message {
+        id: MessageId::parse("6751b6df1ad14eaa13a03313").unwrap(),
+        request_id: rid(1),
+        sender_id: UserId::parse("t").unwrap(),
+        sender_role: Role::Teacher,
+        text: MessageText::parse("hello", 100).unwrap(),
+        created_at: Timestamp::from_unix_millis(1),
+        client_message_id: None,
+        delivered_to: vec![],
+        read_by: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_connect_to_a_closed_port_is_unavailable_in_bounded_time() {
+    let port = mongo::closed_port().await;
+    let settings =
+        MongoSettings { uri: format!("mongodb://127.0.0.1:{port}"), op_timeout: SHORT, ..MongoSettings::default() };
+    let started = Instant::now();
+    let r = MongoStore::connect(settings).await;
+    assert_unavailable("connect", r, started);
+}
+
+/// A store whose server stops answering (connections stay open, nothing comes back) fails
+/// every operation with `Unavailable` within about the operation timeout, and so does one whose
+/// server is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_silent_or_gone_server_is_unavailable_in_bounded_time() {
+    let proxy = TcpProxy::start(mongo::test_mongo_host()).await;
+    let settings = MongoSettings {
+        uri: format!("mongodb://{}/?directConnection=true", proxy.addr()),
+        op_timeout: SHORT,
+        ..mongo::test_settings("silent_server")
+    };
+    let store = MongoStore::connect(settings).await.unwrap();
+    store.ping().await.unwrap();
+    proxy.freeze();
+    every_operation_is_unavailable(&store, "silent server").await;
+    // Close the proxy and every connection through it: the server is gone.
+    drop(proxy);
+    every_operation_is_unavailable(&store, "gone server").await;
+}
+
+async fn every_operation_is_unavailable(store: &MongoStore, phase: &str) {
+    let m = sample_message();
+    let query = HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::DEFAULT };
+    let user = UserId::parse("lab-1").unwrap();
+    let started = Instant::now();
+    assert_unavailable(&format!("{phase}: ping"), store.ping().await, started);
+    let started = Instant::now();
+    assert_unavailable(&format!("{phase}: find_request"), store.find_request(rid(1)).await, started);
+    let started = Instant::now();
+    assert_unavailable(&format!("{phase}: insert_message"), store.insert_message(&m).await, started);
+    let started = Instant::now();
+    assert_unavailable(&format!("{phase}: history"), store.history(rid(1), query).await, started);
+    let started = Instant::now();
+    let r = store.mark(rid(1), &user, ReceiptKind::Read, &[m.id], Timestamp::from_unix_millis(2)).await;
+    assert_unavailable(&format!("{phase}: mark"), r, started);
+}
+
+/// Reconnecting to a database that already has labchat's indexes works (index creation is
+/// idempotent), and sees the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_connecting_twice_to_one_database_is_fine() {
+    let settings = mongo::test_settings("connect_twice");
+    let first = MongoStore::connect(settings.clone()).await.unwrap();
+    let m = sample_message();
+    first.insert_message(&m).await.unwrap();
+    let second = MongoStore::connect(settings).await.unwrap();
+    let page = second.history(rid(1), HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::DEFAULT }).await;
+    assert_eq!(page.unwrap().messages, vec![m]);
+}
+
+/// The creator field is configurable, and a dotted path reaches into a sub-document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_creator_field_may_be_a_dotted_path() {
+    use mongodb::bson::{doc, oid::ObjectId};
+    let settings = MongoSettings {
+        requests_collection: "labRequests".into(),
+        creator_field: "owner.id".into(),
+        ..mongo::test_settings("dotted_creator")
+    };
+    let store = MongoStore::connect(settings.clone()).await.unwrap();
+    let db = mongodb::Client::with_uri_str(&settings.uri).await.unwrap().database(&settings.database);
+    let teacher = ObjectId::parse_str("6751b6df1ad14eaa13a033ff").unwrap();
+    let requests = db.collection::<mongodb::bson::Document>("labRequests");
+    requests
+        .insert_one(doc! {"_id": ObjectId::from_bytes(rid(1).object_id().bytes()), "owner": {"id": teacher}})
+        .await
+        .unwrap();
+    requests
+        .insert_one(doc! {"_id": ObjectId::from_bytes(rid(2).object_id().bytes()), "owner": {"id": "t-2"}})
+        .await
+        .unwrap();
+    let creator = |r: Option<labchat_domain::Request>| r.unwrap().created_by().as_str().to_owned();
+    assert_eq!(creator(store.find_request(rid(1)).await.unwrap()), "6751b6df1ad14eaa13a033ff");
+    assert_eq!(creator(store.find_request(rid(2)).await.unwrap()), "t-2");
+}
