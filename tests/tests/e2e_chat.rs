@@ -246,15 +246,15 @@ async fn receipts_touch_only_the_right_messages_and_announce_exactly_what_change
 
     // Read b: already delivered, so only a read announcement.
     let frames = l.call("readMessages", json!({"requestId": r1, "messages": [b]})).await;
-    assert_eq!(ids(&frames[1]["data"]["messages"]), [b.clone()]);
+    assert_eq!(ids(&frames[1]["data"]["messages"]), vec![b.clone()]);
     let r = t.expect("messageReads").await;
     assert_eq!((ids(&r["messages"]), r["userId"].as_str()), (vec![b.clone()], Some("lab-1")));
     assert_eq!((frames.len(), &frames[0]["data"]), (2, &r));
 
     // Teacher reads the lab's message without acking it first: delivered, then read.
     t.ok("readMessages", json!({"requestId": r1, "messages": [own]})).await;
-    assert_eq!(ids(&l.expect("messagesDelivered").await["messages"]), [own.clone()]);
-    assert_eq!(ids(&l.expect("messageReads").await["messages"]), [own.clone()]);
+    assert_eq!(ids(&l.expect("messagesDelivered").await["messages"]), vec![own.clone()]);
+    assert_eq!(ids(&l.expect("messageReads").await["messages"]), vec![own.clone()]);
 
     // The other room's message is untouched.
     let r2_history = t.call("history", json!({"requestId": r2})).await;

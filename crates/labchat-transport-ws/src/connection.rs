@@ -140,6 +140,7 @@ pub(crate) struct Connection {
     frames_in: u64,
     frames_out: u64,
     expiry_changed: bool,
+    refused: bool,
 }
 
 fn instant_of(t: Timestamp) -> Instant {
@@ -172,6 +173,7 @@ impl Connection {
             frames_in: 0,
             frames_out: 0,
             expiry_changed: false,
+            refused: false,
         }
     }
 
@@ -185,6 +187,11 @@ impl Connection {
         tracing::info!(conn = self.sink.id.0, user_id = %user.id(), role = %user.role(), peer = %self.peer, "connection opened");
         let end = self.serve(&mut ws, &cancel).await;
         if let End::Close(code, reason) = end {
+            // What was queued before the decision to close (such as the error frame that
+            // explains it) goes first, except for a peer too slow to take it.
+            if code != close::TRY_AGAIN_LATER {
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.drain(&mut ws)).await;
+            }
             // Best effort, bounded: a peer that does not read gets dropped.
             let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
             let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
@@ -219,8 +226,6 @@ impl Connection {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => {
-                    // Flush what is queued (replies to frames already handled), then close.
-                    let _ = tokio::time::timeout(Duration::from_secs(1), self.drain(ws)).await;
                     return End::Close(close::GOING_AWAY, "server shutting down");
                 }
                 () = sink.overflow.notified() => {
@@ -228,7 +233,6 @@ impl Connection {
                 }
                 () = &mut expiry => {
                     self.reply_error(ErrorCode::TokenExpired, "token expired; reconnect with a new token", None, None, None);
-                    let _ = tokio::time::timeout(Duration::from_secs(1), self.drain(ws)).await;
                     return End::Close(close::TOKEN_EXPIRED, "token expired");
                 }
                 _ = ping.tick() => {
@@ -260,15 +264,18 @@ impl Connection {
                         Some(Ok(WsMessage::Close(_))) => return End::Gone,
                         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
                         Some(Ok(WsMessage::Binary(_))) => {
-                            if let Some(end) = self.admit() { return end; }
                             self.frames_in += 1;
+                            if let Some(end) = self.admit(None) { return end; }
                             self.reply_error(ErrorCode::BadRequest, "binary frames are not supported: send JSON text frames", None, None, None);
                         }
                         Some(Ok(WsMessage::Text(text))) => {
-                            if let Some(end) = self.admit() { return end; }
                             self.frames_in += 1;
-                            if let Some(end) = self.handle(text.as_str()).await {
-                                return end;
+                            match self.admit(Some(text.as_str())) {
+                                Some(end) => return end,
+                                None if self.refused => {}
+                                None => if let Some(end) = self.handle(text.as_str()).await {
+                                    return end;
+                                },
                             }
                         }
                     }
@@ -277,21 +284,32 @@ impl Connection {
         }
     }
 
-    /// Applies the rate limit to one incoming data frame. `Some` ends the connection.
-    fn admit(&mut self) -> Option<End> {
+    /// Applies the rate limit to one incoming data frame. `Some` ends the connection; otherwise
+    /// `self.refused` tells whether the frame was refused (and answered with `RATE_LIMITED`).
+    fn admit(&mut self, text: Option<&str>) -> Option<End> {
+        self.refused = false;
         match self.rate.admit(Instant::now()) {
             Admit::Yes => None,
             Admit::No { hammering_for, .. } if hammering_for >= self.server.config().rate_close_after => {
                 Some(End::Close(close::POLICY, "rate limit exceeded for too long"))
             }
             Admit::No { retry_after_ms, .. } => {
-                self.reply_error(
-                    ErrorCode::RateLimited,
-                    "too many frames; this one was not processed",
-                    None,
-                    None,
-                    Some(retry_after_ms),
-                );
+                self.refused = true;
+                // Decode only to tell the client which frame was refused.
+                let decoded = text.map(|t| protocol::decode(t, &self.server.config().decode));
+                let (event, request_id, id) = match &decoded {
+                    Some(Ok(i)) => (Some(i.event.as_str()), i.command.request_id(), i.id.as_ref()),
+                    Some(Err(bad)) => (bad.event.as_deref(), bad.request_id, bad.id.as_ref()),
+                    None => (None, None, None),
+                };
+                self.reply(protocol::error(&ErrorFrame {
+                    code: ErrorCode::RateLimited,
+                    message: "too many frames; this one was not processed",
+                    event,
+                    request_id,
+                    id,
+                    retry_after_ms: Some(retry_after_ms),
+                }));
                 None
             }
         }
