@@ -79,7 +79,7 @@ impl StoreFixture for MemoryFixture {
 
 /// Every check of the contract, as a list of names for a callback macro: `$m! { a, b, ... }`.
 ///
-/// ```ignore
+/// ```text
 /// macro_rules! against_my_store { ($($check:ident),* $(,)?) => { $( /* a #[tokio::test] per check */ )* } }
 /// labchat_tests::for_each_contract_check!(against_my_store);
 /// ```
