@@ -132,7 +132,7 @@ struct Gen {
 
 impl Gen {
     fn new() -> Self {
-        Self { ids: MessageIdGenerator::with_process_bytes([0x1a, 0xb0, 0x0c, 0x4a, 0x7e]), clock: AtomicI64::new(0) }
+        Self { ids: MessageIdGenerator::with_random_bytes([0x1a, 0xb0, 0x0c]), clock: AtomicI64::new(0) }
     }
 
     fn now(&self) -> Timestamp {

@@ -1,5 +1,6 @@
-//! A real labchat server on 127.0.0.1:0, built by the same wiring as the binary, and tokens
-//! signed with real keys.
+//! A real labchat server on 127.0.0.1:0, built by the same wiring as the binary, on the
+//! in-memory store or on the test MongoDB (a fresh database per test), and tokens signed with
+//! real keys.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,9 +10,12 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use labchat::MemoryStore;
 use labchat::app::{self, Settings, StoreSettings};
 use labchat_domain::{HistoryLimit, ObjectIdBytes, Request, RequestId, UserId};
+use labchat_store_mongo::MongoSettings;
 use labchat_transport_ws::{AuthSettings, JwtAlgorithm, ServerStats, WsConfig};
+use mongodb::Database;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -34,6 +38,50 @@ pub fn settings() -> Settings {
     }
 }
 
+/// Settings of a test server on the test MongoDB, in a fresh database named after `test_name`
+/// (see [`crate::mongo::test_settings`]); otherwise as [`settings`].
+///
+/// # Panics
+///
+/// When `LABCHAT_TEST_MONGO_URI` is not set: run the tests with `scripts/test.sh`.
+pub fn mongo_settings(test_name: &str) -> Settings {
+    Settings { store: StoreSettings::Mongo(crate::mongo::test_settings(test_name)), ..settings() }
+}
+
+/// The store a test server uses.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Backend {
+    /// The in-memory store.
+    Memory,
+    /// MongoDB: the test MongoDB, a fresh database per server.
+    Mongo,
+}
+
+impl Backend {
+    /// The default [`settings`] on this store; for MongoDB, in a fresh database named after
+    /// `test_name` (see [`mongo_settings`]).
+    ///
+    /// # Panics
+    ///
+    /// For MongoDB, when `LABCHAT_TEST_MONGO_URI` is not set: run the tests with
+    /// `scripts/test.sh`.
+    pub fn settings(self, test_name: &str) -> Settings {
+        match self {
+            Self::Memory => settings(),
+            Self::Mongo => mongo_settings(test_name),
+        }
+    }
+}
+
+/// The MongoDB database of a test server, through a client of its own (not the server's).
+#[derive(Debug, Clone)]
+pub struct MongoHandle {
+    /// The database.
+    pub db: Database,
+    /// The server's MongoDB settings.
+    pub settings: MongoSettings,
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct TestServer {
@@ -41,6 +89,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Its in-memory store, when it uses one.
     pub memory: Option<Arc<MemoryStore>>,
+    /// Its MongoDB database, when it uses MongoDB.
+    pub mongo: Option<MongoHandle>,
     /// Its live counters.
     pub stats: Arc<ServerStats>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -53,8 +103,22 @@ impl TestServer {
         Self::start_with(settings()).await
     }
 
+    /// A server with the default settings on `backend` (for MongoDB, a fresh database named
+    /// after `test_name`).
+    ///
+    /// # Panics
+    ///
+    /// As [`Backend::settings`], or when the server cannot be built.
+    pub async fn start_on(backend: Backend, test_name: &str) -> Self {
+        Self::start_with(backend.settings(test_name)).await
+    }
+
     /// A server with these settings.
     pub async fn start_with(settings: Settings) -> Self {
+        let mongo = match &settings.store {
+            StoreSettings::Mongo(m) => Some(MongoHandle { db: crate::mongo::database(m).await, settings: m.clone() }),
+            StoreSettings::Memory { .. } => None,
+        };
         let app = app::build(settings).await.expect("build server");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
@@ -63,7 +127,7 @@ impl TestServer {
         let handle = tokio::spawn(labchat_transport_ws::run(listener, app.server, async {
             let _ = rx.await;
         }));
-        Self { addr, memory: app.memory, stats, shutdown: Some(tx), handle: Some(handle) }
+        Self { addr, memory: app.memory, mongo, stats, shutdown: Some(tx), handle: Some(handle) }
     }
 
     /// `ws://addr/ws`.
@@ -71,12 +135,44 @@ impl TestServer {
         format!("ws://{}/ws", self.addr)
     }
 
-    /// Adds a request created by `creator` to the in-memory store and returns its id.
-    pub fn add_request(&self, creator: &str) -> RequestId {
+    /// Adds a request created by `creator` to the server's store and returns its id: to the
+    /// in-memory store, or into MongoDB's requests collection as the lab system stores it
+    /// (`_id` an ObjectId, the creator field a string).
+    pub async fn add_request(&self, creator: &str) -> RequestId {
         let id = new_request_id();
-        let mem = self.memory.as_ref().expect("this server has no in-memory store");
-        mem.add_request(Request::new(id, UserId::parse(creator).unwrap()));
+        match (&self.memory, &self.mongo) {
+            (Some(mem), _) => mem.add_request(Request::new(id, UserId::parse(creator).unwrap())),
+            (None, Some(m)) => {
+                let creator = crate::contract::Creator::Text(creator.to_owned());
+                crate::mongo::insert_request(&m.db, &m.settings, id, &creator).await;
+            }
+            (None, None) => panic!("this server has no store the tests can add requests to"),
+        }
         id
+    }
+
+    /// `GET path` over plain HTTP/1.1: the status and the body as JSON (`Null` when it is not
+    /// JSON). Bounded by [`crate::client::WAIT`].
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let exchange = async {
+            let mut stream = TcpStream::connect(self.addr).await.expect("connect for GET");
+            let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+            stream.write_all(request.as_bytes()).await.expect("send GET");
+            let mut raw = Vec::new();
+            stream.read_to_end(&mut raw).await.expect("read the response");
+            raw
+        };
+        let raw = tokio::time::timeout(crate::client::WAIT, exchange)
+            .await
+            .unwrap_or_else(|_| panic!("GET {path}: no response within {:?}", crate::client::WAIT));
+        let text = String::from_utf8_lossy(&raw);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad response {text:?}"));
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
     /// Signals shutdown and waits until `run` returns; returns how long that took.

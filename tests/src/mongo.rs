@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use labchat_domain::{ObjectIdBytes, RequestId};
@@ -18,6 +18,7 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::{Client, Database};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::contract::{Creator, StoreFixture};
@@ -68,7 +69,15 @@ pub async fn fresh_mongo_store(test_name: &str) -> (MongoStore, Database) {
 }
 
 async fn connect_fresh(test_name: &str) -> (MongoStore, Database, MongoSettings) {
-    let settings = test_settings(test_name);
+    connect_fresh_with(test_name, |_| {}).await
+}
+
+async fn connect_fresh_with(
+    test_name: &str,
+    tweak: impl FnOnce(&mut MongoSettings),
+) -> (MongoStore, Database, MongoSettings) {
+    let mut settings = test_settings(test_name);
+    tweak(&mut settings);
     let db = database(&settings).await;
     let store = MongoStore::connect(settings.clone())
         .await
@@ -92,7 +101,13 @@ pub fn test_mongo_host() -> String {
     }
 }
 
-async fn database(settings: &MongoSettings) -> Database {
+/// A handle on the database of `settings` through a client of its own (not the store's), for
+/// adding requests and looking at documents.
+///
+/// # Panics
+///
+/// When the URI is bad.
+pub async fn database(settings: &MongoSettings) -> Database {
     let client = Client::with_uri_str(&settings.uri)
         .await
         .unwrap_or_else(|e| panic!("bad test MongoDB URI {:?}: {e}", settings.uri));
@@ -133,7 +148,17 @@ impl MongoFixture {
     ///
     /// As [`fresh_mongo_store`].
     pub async fn new(test_name: &str) -> Self {
-        let (store, db, settings) = connect_fresh(test_name).await;
+        Self::with(test_name, |_| {}).await
+    }
+
+    /// As [`MongoFixture::new`], with the settings changed by `tweak` first (e.g. to turn
+    /// [`MongoSettings::batch_inserts`] off).
+    ///
+    /// # Panics
+    ///
+    /// As [`fresh_mongo_store`].
+    pub async fn with(test_name: &str, tweak: impl FnOnce(&mut MongoSettings)) -> Self {
+        let (store, db, settings) = connect_fresh_with(test_name, tweak).await;
         Self { store: Arc::new(store), db, settings }
     }
 
@@ -160,11 +185,12 @@ impl StoreFixture for MongoFixture {
 
 /// A TCP proxy on 127.0.0.1 in front of a server, which can go silent: after
 /// [`TcpProxy::freeze`], it keeps every connection open (and accepts new ones) but forwards
-/// nothing, like a server that hangs. Dropping it closes every connection.
+/// nothing, like a server that hangs; [`TcpProxy::restore`] ends that. Dropping it closes every
+/// connection.
 #[derive(Debug)]
 pub struct TcpProxy {
     addr: SocketAddr,
-    frozen: Arc<AtomicBool>,
+    frozen: Arc<watch::Sender<bool>>,
     task: JoinHandle<()>,
 }
 
@@ -177,13 +203,13 @@ impl TcpProxy {
     pub async fn start(target: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind a proxy port: {e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("proxy address: {e}"));
-        let frozen = Arc::new(AtomicBool::new(false));
+        let frozen = Arc::new(watch::Sender::new(false));
         let flag = Arc::clone(&frozen);
         let task = tokio::spawn(async move {
             // Dropping the set (when this task is aborted) aborts every connection.
             let mut connections = JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
-                connections.spawn(forward(client, target.clone(), Arc::clone(&flag)));
+                connections.spawn(forward(client, target.clone(), flag.subscribe()));
                 while connections.try_join_next().is_some() {}
             }
         });
@@ -197,7 +223,15 @@ impl TcpProxy {
 
     /// From now on, forward nothing and answer nothing, but keep connections open.
     pub fn freeze(&self) {
-        self.frozen.store(true, Ordering::SeqCst);
+        self.frozen.send_replace(true);
+    }
+
+    /// Ends a [`TcpProxy::freeze`]: every connection that went silent is closed (what was sent
+    /// through it is lost, as when a network path breaks), and connections forward again, so
+    /// clients that reconnect reach the server. Connections that carried nothing while frozen
+    /// are left as they were.
+    pub fn restore(&self) {
+        self.frozen.send_replace(false);
     }
 }
 
@@ -207,13 +241,15 @@ impl Drop for TcpProxy {
     }
 }
 
-async fn forward(mut client: TcpStream, target: String, frozen: Arc<AtomicBool>) {
-    let hang = || async {
-        // Hold the sockets open, silently, until the proxy is dropped.
-        std::future::pending::<()>().await;
+async fn forward(mut client: TcpStream, target: String, mut frozen: watch::Receiver<bool>) {
+    // Hold the sockets open, silently, until the proxy is restored or dropped; then close them.
+    let hang = |mut frozen: watch::Receiver<bool>| async move {
+        if frozen.wait_for(|f| !*f).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     };
-    if frozen.load(Ordering::SeqCst) {
-        return hang().await;
+    if *frozen.borrow_and_update() {
+        return hang(frozen).await;
     }
     let Ok(mut server) = TcpStream::connect(&target).await else { return };
     let (mut up, mut down) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
@@ -226,8 +262,8 @@ async fn forward(mut client: TcpStream, target: String, frozen: Arc<AtomicBool>)
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if frozen.load(Ordering::SeqCst) {
-            return hang().await;
+        if *frozen.borrow() {
+            return hang(frozen).await;
         }
         let written = if from_client { server.write_all(&up[..n]).await } else { client.write_all(&down[..n]).await };
         if written.is_err() {

@@ -1,15 +1,58 @@
-//! Every client event's success and error paths, over real websockets with real JWTs.
+//! Every client event's success and error paths, over real websockets with real JWTs, once on
+//! the in-memory store (`memory::*`) and once on MongoDB (`mongodb::*`: the test MongoDB, a
+//! fresh database per test).
+//!
+//! The MongoDB tests need `LABCHAT_TEST_MONGO_URI`; run them with `scripts/test.sh`. Without it
+//! they fail, saying so.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
 use futures_util::SinkExt;
 use labchat_tests::client::Client;
-use labchat_tests::harness::{TestServer, new_request_id, token};
+use labchat_tests::harness::{Backend, TestServer, new_request_id, token};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 const QUIET: Duration = Duration::from_millis(300);
+
+/// For each test body `async fn name(server: TestServer)` below: `memory::name`, on a server with
+/// the in-memory store, and `mongodb::name`, on a server with the MongoDB store.
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(TestServer::start_on(Backend::Memory, stringify!($name)).await).await;
+                }
+            )*
+        }
+
+        mod mongodb {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(TestServer::start_on(Backend::Mongo, stringify!($name)).await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_store! {
+    two_clients_chat_and_see_history_on_rejoin,
+    forbidden_and_missing_requests_look_the_same,
+    bad_frames_get_bad_request_and_the_connection_stays_open,
+    correlation_ids_are_echoed_and_frames_without_one_get_no_ack,
+    the_resquest_id_alias_works_everywhere,
+    a_retry_with_the_same_client_message_id_stores_and_broadcasts_nothing,
+    receipts_touch_only_the_right_messages_and_announce_exactly_what_changed,
+    leaving_stops_delivery_and_leaving_twice_is_harmless,
+    sender_identity_comes_from_the_token_only,
+}
 
 async fn teacher(server: &TestServer, id: &str) -> Client {
     Client::connect(&server.url(), &token(id, "TEACHER")).await
@@ -21,10 +64,8 @@ fn ids(v: &Value) -> Vec<String> {
     v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_owned()).collect()
 }
 
-#[tokio::test]
-async fn two_clients_chat_and_see_history_on_rejoin() {
-    let server = TestServer::start().await;
-    let rid = server.add_request("t1").to_hex();
+async fn two_clients_chat_and_see_history_on_rejoin(server: TestServer) {
+    let rid = server.add_request("t1").await.to_hex();
     let mut t = teacher(&server, "t1").await;
     let mut l = lab(&server, "lab-1").await;
     t.join(&rid).await;
@@ -58,10 +99,8 @@ async fn two_clients_chat_and_see_history_on_rejoin() {
     assert_eq!(history["hasMore"], false);
 }
 
-#[tokio::test]
-async fn forbidden_and_missing_requests_look_the_same() {
-    let server = TestServer::start().await;
-    let rid = server.add_request("t1").to_hex();
+async fn forbidden_and_missing_requests_look_the_same(server: TestServer) {
+    let rid = server.add_request("t1").await.to_hex();
     let missing = new_request_id().to_hex();
     let mut other = teacher(&server, "t2").await;
     let mut denied = Vec::new();
@@ -88,10 +127,8 @@ async fn forbidden_and_missing_requests_look_the_same() {
     assert_eq!(l.err("joinRoom", json!({"requestId": missing})).await["code"], "FORBIDDEN");
 }
 
-#[tokio::test]
-async fn bad_frames_get_bad_request_and_the_connection_stays_open() {
-    let server = TestServer::start().await;
-    let rid = server.add_request("t1").to_hex();
+async fn bad_frames_get_bad_request_and_the_connection_stays_open(server: TestServer) {
+    let rid = server.add_request("t1").await.to_hex();
     let mut c = teacher(&server, "t1").await;
     let raw = [
         "not json",
@@ -139,10 +176,8 @@ async fn bad_frames_get_bad_request_and_the_connection_stays_open() {
     assert_eq!(c.post(&rid, &long).await["message"], long);
 }
 
-#[tokio::test]
-async fn correlation_ids_are_echoed_and_frames_without_one_get_no_ack() {
-    let server = TestServer::start().await;
-    let rid = server.add_request("t1").to_hex();
+async fn correlation_ids_are_echoed_and_frames_without_one_get_no_ack(server: TestServer) {
+    let rid = server.add_request("t1").await.to_hex();
     let mut c = teacher(&server, "t1").await;
     c.send(json!({"event":"joinRoom","data":{"requestId":rid},"id":"join-1"})).await;
     let h = c.recv().await;
@@ -168,10 +203,8 @@ async fn correlation_ids_are_echoed_and_frames_without_one_get_no_ack() {
     assert!(e.get("id").is_none());
 }
 
-#[tokio::test]
-async fn the_resquest_id_alias_works_everywhere() {
-    let server = TestServer::start().await;
-    let rid = server.add_request("t1").to_hex();
+async fn the_resquest_id_alias_works_everywhere(server: TestServer) {
+    let rid = server.add_request("t1").await.to_hex();
     let mut t = teacher(&server, "t1").await;
     let mut l = lab(&server, "lab-1").await;
     let frames = l.call("joinRoom", json!({"resquestId": rid})).await;
@@ -188,10 +221,8 @@ async fn the_resquest_id_alias_works_everywhere() {
     l.ok("leaveRoom", json!({"resquestId": rid, "requestId": rid})).await;
 }
 
-#[tokio::test]
-async fn a_retry_with_the_same_client_message_id_stores_and_broadcasts_nothing() {
-    let server = TestServer::start().await;
-    let rid = server.add_request("t1").to_hex();
+async fn a_retry_with_the_same_client_message_id_stores_and_broadcasts_nothing(server: TestServer) {
+    let rid = server.add_request("t1").await.to_hex();
     let mut t = teacher(&server, "t1").await;
     let mut l = lab(&server, "lab-1").await;
     l.join(&rid).await;
@@ -211,11 +242,9 @@ async fn a_retry_with_the_same_client_message_id_stores_and_broadcasts_nothing()
     assert_eq!(history[0]["data"]["messages"].as_array().unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn receipts_touch_only_the_right_messages_and_announce_exactly_what_changed() {
-    let server = TestServer::start().await;
-    let r1 = server.add_request("t1").to_hex();
-    let r2 = server.add_request("t1").to_hex();
+async fn receipts_touch_only_the_right_messages_and_announce_exactly_what_changed(server: TestServer) {
+    let r1 = server.add_request("t1").await.to_hex();
+    let r2 = server.add_request("t1").await.to_hex();
     let mut t = teacher(&server, "t1").await;
     let mut l = lab(&server, "lab-1").await;
     t.join(&r1).await;
@@ -272,10 +301,8 @@ async fn receipts_touch_only_the_right_messages_and_announce_exactly_what_change
     assert_eq!(by_id(&own)["readBy"][0]["userId"], "t1");
 }
 
-#[tokio::test]
-async fn leaving_stops_delivery_and_leaving_twice_is_harmless() {
-    let server = TestServer::start().await;
-    let rid = server.add_request("t1").to_hex();
+async fn leaving_stops_delivery_and_leaving_twice_is_harmless(server: TestServer) {
+    let rid = server.add_request("t1").await.to_hex();
     let mut t = teacher(&server, "t1").await;
     let mut l = lab(&server, "lab-1").await;
     l.join(&rid).await;
@@ -289,10 +316,8 @@ async fn leaving_stops_delivery_and_leaving_twice_is_harmless() {
     l.expect_silence(QUIET).await;
 }
 
-#[tokio::test]
-async fn sender_identity_comes_from_the_token_only() {
-    let server = TestServer::start().await;
-    let rid = server.add_request("t1").to_hex();
+async fn sender_identity_comes_from_the_token_only(server: TestServer) {
+    let rid = server.add_request("t1").await.to_hex();
     let mut t = teacher(&server, "t1").await;
     let m =
         t.ok("message", json!({"requestId": rid, "message": "hi", "senderId": "lab-boss", "senderRole": "LAB"})).await;

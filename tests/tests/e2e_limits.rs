@@ -34,7 +34,10 @@ async fn a_connection_may_join_only_so_many_rooms() {
     let mut s = settings();
     s.ws.max_rooms_per_connection = 3;
     let server = TestServer::start_with(s).await;
-    let rooms: Vec<String> = (0..4).map(|_| server.add_request("t").to_hex()).collect();
+    let mut rooms: Vec<String> = Vec::new();
+    for _ in 0..4 {
+        rooms.push(server.add_request("t").await.to_hex());
+    }
     let mut c = Client::connect(&server.url(), &token("lab", "LAB")).await;
     for r in &rooms[..3] {
         c.join(r).await;
@@ -54,7 +57,7 @@ async fn excess_frames_are_rate_limited_and_hammering_closes_with_1008() {
     s.ws.rate_burst = 5.0;
     s.ws.rate_close_after = Duration::from_millis(1500);
     let server = TestServer::start_with(s).await;
-    let rid = server.add_request("t").to_hex();
+    let rid = server.add_request("t").await.to_hex();
     let mut c = Client::connect(&server.url(), &token("lab", "LAB")).await;
     for i in 0..8 {
         c.send(json!({"event":"leaveRoom","data":{"requestId":rid},"id":i})).await;
@@ -94,7 +97,7 @@ async fn a_silent_peer_is_dropped_after_two_ping_intervals_and_a_live_one_stays(
     let mut s = settings();
     s.ws.ping_interval = Duration::from_millis(200);
     let server = TestServer::start_with(s).await;
-    let rid = server.add_request("t").to_hex();
+    let rid = server.add_request("t").await.to_hex();
     // A peer that never reads never answers pings (its pongs are sent while reading).
     let silent = Client::connect(&server.url(), &token("lab-a", "LAB")).await;
     let mut live = Client::connect(&server.url(), &token("lab-b", "LAB")).await;
@@ -115,7 +118,7 @@ async fn a_client_that_stops_reading_is_closed_with_1013_and_the_others_keep_up(
     s.ws.rate_per_second = 100_000.0;
     s.ws.rate_burst = 100_000.0;
     let server = TestServer::start_with(s).await;
-    let rid = server.add_request("t").to_hex();
+    let rid = server.add_request("t").await.to_hex();
     let mut slow = Client::connect(&server.url(), &token("slow", "LAB")).await;
     slow.join(&rid).await;
     let mut reader = Client::connect(&server.url(), &token("reader", "LAB")).await;
@@ -169,7 +172,7 @@ async fn a_refresh_for_the_same_user_extends_the_connection() {
     // An invalid refresh token is refused and the current one still holds.
     let e = c.err("refreshToken", json!({"token": "garbage"})).await;
     assert_eq!(e["code"], "UNAUTHORIZED");
-    let rid = server.add_request("t").to_hex();
+    let rid = server.add_request("t").await.to_hex();
     c.join(&rid).await;
 }
 
@@ -196,7 +199,7 @@ async fn reconnecting_with_after_catches_up_with_no_gap_and_no_duplicate() {
     let mut s = settings();
     s.history_limit = HistoryLimit::new(3).unwrap();
     let server = TestServer::start_with(s).await;
-    let rid = server.add_request("t1").to_hex();
+    let rid = server.add_request("t1").await.to_hex();
     let mut t = Client::connect(&server.url(), &token("t1", "TEACHER")).await;
     let mut sent = Vec::new();
     for i in 0..7 {
@@ -222,7 +225,7 @@ async fn reconnecting_with_after_catches_up_with_no_gap_and_no_duplicate() {
 #[tokio::test]
 async fn history_pages_scroll_back() {
     let server = TestServer::start().await;
-    let rid = server.add_request("t1").to_hex();
+    let rid = server.add_request("t1").await.to_hex();
     let mut t = Client::connect(&server.url(), &token("t1", "TEACHER")).await;
     let mut sent = Vec::new();
     for i in 0..5 {
@@ -255,7 +258,7 @@ async fn beyond_the_connection_limit_the_handshake_gets_503() {
 #[tokio::test]
 async fn shutdown_finishes_in_flight_sends_and_closes_with_1001() {
     let server = TestServer::start().await;
-    let rid = server.add_request("t1");
+    let rid = server.add_request("t1").await;
     let memory = server.memory.clone().unwrap();
     let mut c = Client::connect(&server.url(), &token("t1", "TEACHER")).await;
     c.send(json!({"event":"message","data":{"requestId":rid.to_hex(),"message":"last words"},"id":"m"})).await;

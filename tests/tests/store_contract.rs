@@ -1,6 +1,7 @@
 //! The `ChatStore` contract, run against every store: each check of
-//! `labchat_tests::contract` once on `labchat::MemoryStore` and once on `MongoStore` over the
-//! test MongoDB (a fresh database per test, so they run in parallel). Plus the MongoDB store's
+//! `labchat_tests::contract` once on `labchat::MemoryStore` and twice on `MongoStore` over the
+//! test MongoDB (a fresh database per test, so they run in parallel): with message inserts
+//! batched (the default) and with one insert per message. Plus the MongoDB store's
 //! own failure behaviour: an unreachable or silent server gives `StoreError::Unavailable` in
 //! bounded time.
 //!
@@ -38,6 +39,19 @@ macro_rules! contract_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $check() {
                     let fixture = MongoFixture::new(stringify!($check)).await;
+                    contract::$check(&fixture).await;
+                }
+            )*
+        }
+
+        /// The same on MongoDB with one insert per message (no group commit).
+        mod on_mongodb_unbatched {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let name = concat!("unbatched_", stringify!($check));
+                    let fixture = MongoFixture::with(name, |s| s.batch_inserts = false).await;
                     contract::$check(&fixture).await;
                 }
             )*
@@ -156,4 +170,90 @@ async fn mongodb_creator_field_may_be_a_dotted_path() {
     let creator = |r: Option<labchat_domain::Request>| r.unwrap().created_by().as_str().to_owned();
     assert_eq!(creator(store.find_request(rid(1)).await.unwrap()), "6751b6df1ad14eaa13a033ff");
     assert_eq!(creator(store.find_request(rid(2)).await.unwrap()), "t-2");
+}
+
+/// With group commit, many concurrent inserts share batches, and each caller gets its own
+/// answer: new messages are stored, repeats of stored client message ids get their original, and
+/// a message whose id is already taken fails alone (`Internal`) without failing its batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_batched_inserts_answer_each_caller_alone() {
+    use futures_util::future::join_all;
+    use labchat_domain::{ClientMessageId, RequestId};
+    use labchat_ports::{Inserted, MessageIdGenerator};
+    use labchat_tests::contract::{Creator, StoreFixture};
+
+    let fixture = MongoFixture::new("batched_each_caller").await;
+    assert!(fixture.settings().batch_inserts, "batching is on by default");
+    let store = fixture.store();
+    let rooms: Vec<RequestId> = (1..=10).map(rid).collect();
+    for r in &rooms {
+        fixture.add_request(*r, Creator::Text("t".into())).await;
+    }
+    let ids = MessageIdGenerator::new();
+    let mut clock = 1_733_000_000_000_i64;
+    let mut message = |room: RequestId, sender: &str, text: String, client: Option<String>| {
+        clock += 1;
+        let now = Timestamp::from_unix_millis(clock);
+        Message {
+            id: ids.next(now),
+            request_id: room,
+            sender_id: UserId::parse(sender).unwrap(),
+            sender_role: if sender.starts_with("lab") { Role::Lab } else { Role::Teacher },
+            text: MessageText::parse(text, 4000).unwrap(),
+            created_at: now,
+            client_message_id: client.map(|c| ClientMessageId::parse(c).unwrap()),
+            delivered_to: vec![],
+            read_by: vec![],
+        }
+    };
+
+    // 1. Originals, all at once: 10 rooms x 10 messages, with client message ids.
+    let originals: Vec<Message> =
+        (0..100).map(|i| message(rooms[i % 10], "t", format!("original {i}"), Some(format!("c-{i}")))).collect();
+    let results = join_all(originals.iter().map(|m| store.insert_message(m))).await;
+    for (m, r) in originals.iter().zip(results) {
+        assert_eq!(r.unwrap(), Inserted::New, "{}", m.text.as_str());
+    }
+
+    // 2. All at once again: new messages, repeats of originals (new ids, same client ids) and
+    // one message reusing an original's id.
+    let new: Vec<Message> = (0..100).map(|i| message(rooms[i % 10], "lab-1", format!("new {i}"), None)).collect();
+    let repeats: Vec<Message> = originals
+        .iter()
+        .step_by(7)
+        .map(|o| {
+            let client = o.client_message_id.as_ref().map(|c| c.as_str().to_owned());
+            message(o.request_id, "t", format!("repeat of {}", o.text.as_str()), client)
+        })
+        .collect();
+    let mut taken = message(rooms[0], "t", "reuses an id".into(), None);
+    taken.id = originals[3].id;
+    let mut all: Vec<&Message> = Vec::new();
+    for i in 0..new.len().max(repeats.len()) {
+        all.extend(new.get(i));
+        all.extend(repeats.get(i));
+        if i == 5 {
+            all.push(&taken);
+        }
+    }
+    let results = join_all(all.iter().map(|m| store.insert_message(m))).await;
+    for (m, r) in all.iter().zip(results) {
+        if m.id == taken.id && m.text == taken.text {
+            assert!(matches!(r, Err(StoreError::Internal { .. })), "a taken id fails alone: {r:?}");
+        } else if let Some(i) = repeats.iter().position(|x| x.id == m.id) {
+            let original = originals.iter().step_by(7).nth(i).unwrap();
+            assert_eq!(r.unwrap(), Inserted::Duplicate(original.clone()), "{}", m.text.as_str());
+        } else {
+            assert_eq!(r.unwrap(), Inserted::New, "{}", m.text.as_str());
+        }
+    }
+
+    // Every room holds exactly its originals and new messages, in id order.
+    let query = HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::DEFAULT };
+    for r in &rooms {
+        let mut want: Vec<Message> = originals.iter().chain(&new).filter(|m| m.request_id == *r).cloned().collect();
+        want.sort_by_key(|m| m.id);
+        let page = store.history(*r, query).await.unwrap();
+        assert_eq!(page.messages, want, "room {r}");
+    }
 }

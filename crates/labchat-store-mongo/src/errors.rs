@@ -4,7 +4,7 @@ use std::future::IntoFuture;
 use std::time::Duration;
 
 use labchat_ports::StoreError;
-use mongodb::error::{Error, ErrorKind, WriteFailure};
+use mongodb::error::{Error, ErrorKind, IndexedWriteError, WriteFailure};
 
 /// The server's code for a duplicate key.
 pub(crate) const DUPLICATE_KEY: i32 = 11000;
@@ -88,6 +88,37 @@ pub(crate) fn store_error(context: &str, e: Error) -> StoreError {
         Class::Internal => StoreError::internal(context, e),
     }
 }
+
+/// The write error of one document of an `insert_many`, as a [`StoreError`] with context:
+/// [`StoreError::Unavailable`] for a transient server code, else [`StoreError::Internal`].
+pub(crate) fn write_error(context: &str, w: &IndexedWriteError) -> StoreError {
+    let e = DocumentWriteError { code: w.code, code_name: w.code_name.clone(), message: w.message.clone() };
+    if TRANSIENT_CODES.contains(&w.code) {
+        StoreError::unavailable(context, e)
+    } else {
+        StoreError::internal(context, e)
+    }
+}
+
+/// The server refused to write one document of several.
+#[derive(Debug)]
+pub(crate) struct DocumentWriteError {
+    code: i32,
+    code_name: Option<String>,
+    message: String,
+}
+
+impl std::fmt::Display for DocumentWriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "write error {}", self.code)?;
+        if let Some(name) = &self.code_name {
+            write!(f, " ({name})")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for DocumentWriteError {}
 
 /// Bad data found in the store.
 pub(crate) fn bad_data(context: &str, what: impl Into<String>) -> StoreError {

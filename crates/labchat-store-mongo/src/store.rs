@@ -14,6 +14,7 @@ use mongodb::error::ErrorKind;
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 
+use crate::batch::{Batcher, Outcome};
 use crate::documents::{IdOnly, MessageDoc, ReceiptDoc, attach_receipts, creator_of, idem_key, message_id, object_id};
 use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
 
@@ -40,6 +41,11 @@ pub struct MongoSettings {
     /// (default 5 s; must not be zero). A call that takes longer fails with
     /// [`StoreError::Unavailable`]. A store operation makes one to three calls, each bounded.
     pub op_timeout: Duration,
+    /// Whether concurrent message inserts share one batched insert (default `true`): while one
+    /// batch is in flight, the messages that arrive are gathered (up to 256) and stored together
+    /// by the next one, with one round trip. Each caller still gets its own answer only after its
+    /// message is stored. `false` stores each message with its own insert.
+    pub batch_inserts: bool,
 }
 
 impl Default for MongoSettings {
@@ -50,6 +56,7 @@ impl Default for MongoSettings {
             requests_collection: "requests".to_owned(),
             creator_field: "createdBy".to_owned(),
             op_timeout: Duration::from_secs(5),
+            batch_inserts: true,
         }
     }
 }
@@ -64,6 +71,8 @@ pub struct MongoStore {
     receipts: Collection<ReceiptDoc>,
     creator_field: String,
     op_timeout: Duration,
+    /// The group commit of message inserts, when [`MongoSettings::batch_inserts`] is on.
+    batcher: Option<Batcher>,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -73,6 +82,7 @@ impl std::fmt::Debug for MongoStore {
             .field("requests", &self.requests.name())
             .field("creator_field", &self.creator_field)
             .field("op_timeout", &self.op_timeout)
+            .field("batch_inserts", &self.batcher.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -95,9 +105,11 @@ impl MongoStore {
         options.app_name.get_or_insert_with(|| "labchat".to_owned());
         let client = Client::with_options(options).map_err(|e| store_error("create the MongoDB client", e))?;
         let db = client.database(&settings.database);
+        let messages = db.collection(MESSAGES_COLLECTION);
         let store = Self {
+            batcher: settings.batch_inserts.then(|| Batcher::start(messages.clone(), limit)),
             requests: db.collection(&settings.requests_collection),
-            messages: db.collection(MESSAGES_COLLECTION),
+            messages,
             receipts: db.collection(RECEIPTS_COLLECTION),
             db,
             creator_field: settings.creator_field,
@@ -186,10 +198,18 @@ impl ChatStore for MongoStore {
     async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
         let context = "insert a message";
         let doc = MessageDoc::from_message(message);
-        match within(self.op_timeout, context, self.messages.insert_one(&doc)).await? {
-            Ok(_) => Ok(Inserted::New),
-            Err(e) if crate::errors::is_duplicate_key(&e) => self.original_of(message).await,
-            Err(e) => Err(store_error(context, e)),
+        let outcome = match &self.batcher {
+            Some(batcher) => batcher.insert(doc).await,
+            None => match within(self.op_timeout, context, self.messages.insert_one(&doc)).await? {
+                Ok(_) => Outcome::Inserted,
+                Err(e) if crate::errors::is_duplicate_key(&e) => Outcome::DuplicateKey,
+                Err(e) => Outcome::Failed(store_error(context, e)),
+            },
+        };
+        match outcome {
+            Outcome::Inserted => Ok(Inserted::New),
+            Outcome::DuplicateKey => self.original_of(message).await,
+            Outcome::Failed(e) => Err(e),
         }
     }
 
