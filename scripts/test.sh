@@ -2,11 +2,12 @@
 # labchat's one test command (README and CI call it).
 #
 # Starts the test MongoDB server (scripts/mongo-test-server.sh), exports LABCHAT_TEST_MONGO_URI
-# for the MongoDB tests, runs `cargo test --workspace` (libs, bins, tests, doc tests) with any extra arguments,
-# always stops the server again, and exits with cargo's status.
+# for the MongoDB tests, runs `cargo test --workspace` (libs, bins, tests and doc tests), then,
+# when called without arguments, the browser test (scripts/browser-test.sh); always stops the
+# server again, and exits non-zero if anything failed.
 #
-# Extra arguments that pick packages (-p, --package, --exclude) replace --workspace, and
-# arguments that pick targets (--lib, --test NAME, ...) replace --all-targets:
+# Extra arguments go to cargo test (and skip the browser test); arguments that pick packages
+# (-p, --package, --exclude) replace --workspace:
 #
 #   scripts/test.sh                                   # everything
 #   scripts/test.sh -p labchat-tests --test store_contract
@@ -27,17 +28,18 @@ export LABCHAT_TEST_MONGO_URI
 echo "test.sh: LABCHAT_TEST_MONGO_URI=$LABCHAT_TEST_MONGO_URI" >&2
 
 packages=(--workspace)
-targets=()  # cargo test's default targets: libs, bins, tests and doc tests
 for arg in "$@"; do
     case "$arg" in
         --) break ;;
         -p | -p* | --package | --package=* | --workspace | --all) packages=() ;;
         --exclude | --exclude=*) packages=(--workspace) ;;
-        --lib | --bin | --bin=* | --bins | --test | --test=* | --tests | --example | --example=* | --examples \
-            | --bench | --bench=* | --benches | --all-targets | --doc) targets=() ;;
     esac
 done
 
 status=0
-cargo test "${packages[@]}" "${targets[@]}" "$@" || status=$?
+cargo test "${packages[@]}" "$@" || status=$?
+# The whole suite (no arguments) also runs the browser test in headless Chromium.
+if [[ $# -eq 0 && $status -eq 0 ]]; then
+    bash "$ROOT/scripts/browser-test.sh" || status=$?
+fi
 exit "$status"

@@ -14,7 +14,7 @@ async fn a_valid_bearer_token_upgrades_on_both_paths() {
     for path in ["/", "/ws"] {
         let url = format!("ws://{}{path}", server.addr);
         let mut c = Client::connect(&url, &token("t1", "TEACHER")).await;
-        let rid = server.add_request("t1").to_hex();
+        let rid = server.add_request("t1").await.to_hex();
         let history = c.join(&rid).await;
         assert_eq!(history, json!({"requestId": rid, "messages": [], "hasMore": false}));
     }
@@ -152,4 +152,40 @@ async fn plain_http_gets_health_and_404() {
     assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
     assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
     assert!(get("/ws").await.starts_with("HTTP/1.1 426"));
+}
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_text_format() {
+    let server = TestServer::start().await;
+    let rid = server.add_request("t1").await.to_hex();
+    let _ = refusal(tokio_tungstenite::connect_async(server.url()).await);
+    let mut c = Client::connect(&server.url(), &token("t1", "TEACHER")).await;
+    c.join(&rid).await;
+    c.post(&rid, "counted").await;
+    c.send_text("not json").await;
+    c.recv().await;
+    let body = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    for needle in [
+        "labchat_connections_open",
+        "labchat_rooms_joined",
+        "labchat_frames_in_total{event=\"message\"}",
+        "labchat_frames_in_total{event=\"invalid\"}",
+        "labchat_frames_out_total{event=\"roomHistory\"}",
+        "labchat_frames_out_total{event=\"message\"}",
+        "labchat_errors_total{code=\"BAD_REQUEST\"}",
+        "labchat_handshake_rejections_total{reason=\"missing_token\"}",
+        "labchat_store_op_seconds_bucket{op=\"insert_message\",outcome=\"ok\"",
+        "labchat_broadcast_seconds_bucket",
+        "labchat_messages_stored_total",
+    ] {
+        assert!(body.contains(needle), "missing {needle} in\n{body}");
+    }
 }

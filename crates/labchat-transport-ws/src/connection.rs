@@ -197,6 +197,8 @@ impl Connection {
             let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
         }
         let chat = self.server.chat();
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!("labchat_rooms_joined").decrement(self.rooms.len() as f64);
         chat.disconnect(self.sink.id, self.rooms.drain()).await;
         tracing::info!(
             conn = self.sink.id.0,
@@ -302,14 +304,14 @@ impl Connection {
                     Some(Err(bad)) => (bad.event.as_deref(), bad.request_id, bad.id.as_ref()),
                     None => (None, None, None),
                 };
-                self.reply(protocol::error(&ErrorFrame {
+                self.reply_error_frame(&ErrorFrame {
                     code: ErrorCode::RateLimited,
                     message: "too many frames; this one was not processed",
                     event,
                     request_id,
                     id,
                     retry_after_ms: Some(retry_after_ms),
-                }));
+                });
                 None
             }
         }
@@ -345,8 +347,16 @@ impl Connection {
         let _ = ws.flush().await;
     }
 
-    fn reply(&self, frame: String) {
+    /// Queues a direct reply (not a room broadcast: those are counted by the broadcaster).
+    fn reply(&self, event: &'static str, frame: String) {
+        metrics::counter!("labchat_frames_out_total", "event" => event).increment(1);
         self.sink.push(Utf8Bytes::from(frame));
+    }
+
+    /// Queues an `error` frame.
+    fn reply_error_frame(&self, e: &ErrorFrame<'_>) {
+        metrics::counter!("labchat_errors_total", "code" => e.code.as_str()).increment(1);
+        self.reply("error", protocol::error(e));
     }
 
     fn reply_error(
@@ -357,36 +367,42 @@ impl Connection {
         request_id: Option<RequestId>,
         retry_after_ms: Option<u64>,
     ) {
-        self.reply(protocol::error(&ErrorFrame { code, message, event, request_id, id: None, retry_after_ms }));
+        self.reply_error_frame(&ErrorFrame { code, message, event, request_id, id: None, retry_after_ms });
     }
 
     /// Handles one text frame. `Some` ends the connection.
     async fn handle(&mut self, text: &str) -> Option<End> {
-        let inbound = match protocol::decode(text, &self.server.config().decode) {
+        let decoded = protocol::decode(text, &self.server.config().decode);
+        let event = match &decoded {
+            Ok(i) => protocol::known_event(&i.event),
+            Err(_) => "invalid",
+        };
+        metrics::counter!("labchat_frames_in_total", "event" => event).increment(1);
+        let inbound = match decoded {
             Ok(i) => i,
             Err(bad) => {
-                self.reply(protocol::error(&ErrorFrame {
+                self.reply_error_frame(&ErrorFrame {
                     code: ErrorCode::BadRequest,
                     message: &bad.message,
                     event: bad.event.as_deref(),
                     request_id: bad.request_id,
                     id: bad.id.as_ref(),
                     retry_after_ms: None,
-                }));
+                });
                 return None;
             }
         };
         match self.dispatch(&inbound).await {
             Ok(()) => None,
             Err(Failure { code, message, close }) => {
-                self.reply(protocol::error(&ErrorFrame {
+                self.reply_error_frame(&ErrorFrame {
                     code,
                     message: &message,
                     event: Some(&inbound.event),
                     request_id: inbound.command.request_id(),
                     id: inbound.id.as_ref(),
                     retry_after_ms: None,
-                }));
+                });
                 close
             }
         }
@@ -408,15 +424,19 @@ impl Connection {
                 let sink: Arc<dyn RoomSink> = Arc::clone(&self.sink) as Arc<dyn RoomSink>;
                 let joined =
                     chat.join(&user, *request_id, *after, sink).await.map_err(|e| Failure::from_kind(e.kind(), &e))?;
-                self.rooms.insert(*request_id);
+                if self.rooms.insert(*request_id) {
+                    metrics::gauge!("labchat_rooms_joined").increment(1.0);
+                }
                 // Queued while the room's order is held: history first, then live events.
-                self.reply(protocol::room_history(*request_id, &joined.history, id));
+                self.reply("roomHistory", protocol::room_history(*request_id, &joined.history, id));
                 drop(joined);
                 self.ack(AckData::Room(*request_id), id);
             }
             Command::LeaveRoom { request_id } => {
                 chat.leave(&user, *request_id, self.sink.id).await.map_err(|e| Failure::from_kind(e.kind(), &e))?;
-                self.rooms.remove(request_id);
+                if self.rooms.remove(request_id) {
+                    metrics::gauge!("labchat_rooms_joined").decrement(1.0);
+                }
                 self.ack(AckData::Room(*request_id), id);
             }
             Command::Message { request_id, text, client_message_id } => {
@@ -425,9 +445,9 @@ impl Connection {
                     .await
                     .map_err(|e| Failure::from_kind(e.kind(), &e))?;
                 match id {
-                    Some(id) => self.reply(protocol::ack(AckData::Message(&posted.message), id)),
+                    Some(id) => self.reply("ack", protocol::ack(AckData::Message(&posted.message), id)),
                     // A repeated send gets the original back even without a correlation id.
-                    None if posted.duplicate => self.reply(protocol::message(&posted.message)),
+                    None if posted.duplicate => self.reply("message", protocol::message(&posted.message)),
                     None => {}
                 }
             }
@@ -446,7 +466,7 @@ impl Connection {
                     .history(&user, *request_id, *before, *limit)
                     .await
                     .map_err(|e| Failure::from_kind(e.kind(), &e))?;
-                self.reply(protocol::room_history(*request_id, &page, id));
+                self.reply("roomHistory", protocol::room_history(*request_id, &page, id));
                 self.ack(AckData::Room(*request_id), id);
             }
             Command::RefreshToken { token } => match server.auth().authenticate(token) {
@@ -479,7 +499,7 @@ impl Connection {
 
     fn ack(&self, data: AckData<'_>, id: Option<&Value>) {
         if let Some(id) = id {
-            self.reply(protocol::ack(data, id));
+            self.reply("ack", protocol::ack(data, id));
         }
     }
 }

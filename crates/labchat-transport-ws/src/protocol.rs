@@ -28,6 +28,19 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "BAD_REQUEST",
+            Self::Forbidden => "FORBIDDEN",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::Internal => "INTERNAL",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::TokenExpired => "TOKEN_EXPIRED",
+            Self::Unauthorized => "UNAUTHORIZED",
+        }
+    }
+
     /// Whether the same frame may succeed later.
     pub fn retryable(self) -> bool {
         matches!(self, Self::Unavailable | Self::RateLimited)
@@ -140,6 +153,25 @@ pub struct Inbound {
     pub id: Option<Value>,
     /// The command.
     pub command: Command,
+}
+
+/// The client events, by name.
+pub const CLIENT_EVENTS: [&str; 7] =
+    ["joinRoom", "leaveRoom", "message", "ackMessages", "readMessages", "history", "refreshToken"];
+
+/// The event name as a static string if it is a client event, else `"unknown"` (for metrics
+/// labels, which must not take arbitrary client input).
+pub fn known_event(name: &str) -> &'static str {
+    CLIENT_EVENTS.iter().copied().find(|e| *e == name).unwrap_or("unknown")
+}
+
+/// The server event name of a room event.
+pub fn room_event_name(event: &RoomEvent) -> &'static str {
+    match event {
+        RoomEvent::MessagePosted(_) => "message",
+        RoomEvent::Delivered { .. } => "messagesDelivered",
+        RoomEvent::Read { .. } => "messageReads",
+    }
 }
 
 /// The longest correlation id string, in characters.
@@ -382,7 +414,7 @@ pub fn room_event(event: &RoomEvent) -> String {
         RoomEvent::MessagePosted(m) => frame("message", WireMessage::from(m), None),
         RoomEvent::Delivered { request_id, user_id, messages, at }
         | RoomEvent::Read { request_id, user_id, messages, at } => {
-            let name = if matches!(event, RoomEvent::Delivered { .. }) { "messagesDelivered" } else { "messageReads" };
+            let name = room_event_name(event);
             let data = Receipts {
                 request_id: request_id.to_hex(),
                 user_id: user_id.as_str().to_owned(),

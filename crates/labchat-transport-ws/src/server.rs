@@ -44,19 +44,40 @@ impl ServerStats {
     }
 }
 
+/// Renders the process's metrics in the Prometheus text format.
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Everything the transport needs to serve.
-#[derive(Debug)]
 pub struct Server {
     chat: Arc<Chat>,
     auth: Authenticator,
     config: WsConfig,
     stats: Arc<ServerStats>,
+    metrics: Option<MetricsRenderer>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("chat", &self.chat)
+            .field("auth", &self.auth)
+            .field("config", &self.config)
+            .field("stats", &self.stats)
+            .field("metrics", &self.metrics.is_some())
+            .finish()
+    }
 }
 
 impl Server {
     /// A server over these use cases, verifying tokens with `auth`.
     pub fn new(chat: Arc<Chat>, auth: Authenticator, config: WsConfig) -> Self {
-        Self { chat, auth, config, stats: Arc::default() }
+        Self { chat, auth, config, stats: Arc::default(), metrics: None }
+    }
+
+    /// Serves `GET /metrics` with this renderer.
+    pub fn with_metrics(mut self, render: MetricsRenderer) -> Self {
+        self.metrics = Some(render);
+        self
     }
 
     /// The server's live counters.
@@ -175,6 +196,12 @@ async fn route(
     let path = req.uri().path();
     match (req.method(), path) {
         (_, "/" | "/ws") if is_upgrade(req.headers()) => upgrade(req, peer, server, cancel, tracker),
+        // A small chat page to try the server in a browser (self-contained, no external resources).
+        (&Method::GET, "/") => {
+            let mut resp = Response::new(Full::new(Bytes::from_static(include_str!("demo.html").as_bytes())));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            resp
+        }
         (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
         (&Method::GET, "/readyz") => match server.chat.store().ping().await {
             Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
@@ -182,6 +209,15 @@ async fn route(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"status": "unavailable", "reason": e.to_string()}),
             ),
+        },
+        (&Method::GET, "/metrics") => match &server.metrics {
+            Some(render) => {
+                let mut resp = Response::new(Full::new(Bytes::from(render())));
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+                resp
+            }
+            None => error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "metrics are not enabled"),
         },
         (_, "/ws") => error_response(
             StatusCode::UPGRADE_REQUIRED,
@@ -238,6 +274,7 @@ fn upgrade(
     let headers = req.headers();
     let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| version_ok && req.method() == Method::GET) else {
+        reject("bad_handshake");
         return error_response(
             StatusCode::BAD_REQUEST,
             "BAD_REQUEST",
@@ -247,6 +284,7 @@ fn upgrade(
     let accept = derive_accept_key(key.as_bytes());
     let (token, wants_subprotocol) = credentials(headers);
     let Some(token) = token else {
+        reject("missing_token");
         tracing::info!(%peer, reason = "missing token", "handshake rejected");
         return error_response(
             StatusCode::UNAUTHORIZED,
@@ -257,10 +295,12 @@ fn upgrade(
     let principal = match server.auth.authenticate(&token) {
         Ok(p) => p,
         Err(AuthError::Unauthorized(m)) => {
+            reject("invalid_token");
             tracing::info!(%peer, reason = %m, "handshake rejected");
             return error_response(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", &m);
         }
         Err(AuthError::Forbidden(m)) => {
+            reject("forbidden_role");
             tracing::info!(%peer, reason = %m, "handshake rejected");
             return error_response(StatusCode::FORBIDDEN, "FORBIDDEN", &m);
         }
@@ -268,6 +308,7 @@ fn upgrade(
     let stats = &server.stats;
     if stats.open_connections.fetch_add(1, Ordering::AcqRel) >= server.config.max_connections {
         stats.open_connections.fetch_sub(1, Ordering::AcqRel);
+        reject("connection_limit");
         tracing::warn!(%peer, reason = "connection limit", "handshake rejected");
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "too many connections; retry later");
     }
@@ -279,7 +320,7 @@ fn upgrade(
         .max_message_size(Some(server.config.max_frame_bytes))
         .max_frame_size(Some(server.config.max_frame_bytes));
     tracker.spawn(async move {
-        let guard = OpenGuard(Arc::clone(&server.stats));
+        let guard = OpenGuard::new(Arc::clone(&server.stats));
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
@@ -303,10 +344,23 @@ fn upgrade(
     resp
 }
 
+fn reject(reason: &'static str) {
+    metrics::counter!("labchat_handshake_rejections_total", "reason" => reason).increment(1);
+}
+
+/// Counts an open connection for its lifetime.
 struct OpenGuard(Arc<ServerStats>);
+
+impl OpenGuard {
+    fn new(stats: Arc<ServerStats>) -> Self {
+        metrics::gauge!("labchat_connections_open").increment(1.0);
+        Self(stats)
+    }
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
+        metrics::gauge!("labchat_connections_open").decrement(1.0);
         self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
     }
 }

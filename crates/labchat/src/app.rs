@@ -10,6 +10,7 @@ use labchat_store_mongo::{MongoSettings, MongoStore};
 use labchat_transport_ws::{AuthSettings, Authenticator, KeyError, Server, WsConfig};
 use serde::Deserialize;
 
+use crate::observe::{self, MeteredStore};
 use crate::{LocalBroadcaster, MemoryStore};
 
 /// Which store to use.
@@ -58,6 +59,8 @@ pub struct App {
     pub server: Arc<Server>,
     /// The in-memory store, if used.
     pub memory: Option<Arc<MemoryStore>>,
+    /// The broadcaster (its counts show subscriptions).
+    pub broadcaster: Arc<LocalBroadcaster>,
 }
 
 /// Builds the store, the use cases and the transport.
@@ -73,15 +76,20 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
             for r in seed {
                 mem.add_request(r);
             }
-            (mem.clone(), Some(mem))
+            (Arc::new(MeteredStore::new(mem.clone())), Some(mem))
         }
         StoreSettings::Mongo(mongo) => {
             tracing::info!(database = %mongo.database, "using the MongoDB store");
-            (Arc::new(MongoStore::connect(mongo).await?), None)
+            (Arc::new(MeteredStore::new(Arc::new(MongoStore::connect(mongo).await?))), None)
         }
     };
-    let chat = Chat::new(store, Arc::new(LocalBroadcaster::new()), Arc::new(SystemClock), settings.history_limit);
-    Ok(App { server: Arc::new(Server::new(Arc::new(chat), auth, settings.ws)), memory })
+    let broadcaster = Arc::new(LocalBroadcaster::new());
+    let chat = Chat::new(store, broadcaster.clone(), Arc::new(SystemClock), settings.history_limit);
+    let mut server = Server::new(Arc::new(chat), auth, settings.ws);
+    if let Some(render) = observe::metrics_renderer() {
+        server = server.with_metrics(render);
+    }
+    Ok(App { server: Arc::new(server), memory, broadcaster })
 }
 
 /// Parses a seed file: a JSON array of `{"id": "<24-hex>", "createdBy": "<user id>"}`.

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use labchat_domain::{RequestId, RoomEvent};
@@ -67,12 +68,20 @@ impl Broadcaster for LocalBroadcaster {
     }
 
     async fn publish(&self, event: RoomEvent) -> Result<(), BroadcastError> {
+        let started = Instant::now();
         let room = event.request_id();
+        let name = labchat_transport_ws::protocol::room_event_name(&event);
         let published = Published::new(event);
-        let rooms = self.lock();
-        for sink in rooms.get(&room).into_iter().flatten() {
-            sink.deliver(Arc::clone(&published));
-        }
+        let receivers = {
+            let rooms = self.lock();
+            let sinks = rooms.get(&room).map_or(&[][..], Vec::as_slice);
+            for sink in sinks {
+                sink.deliver(Arc::clone(&published));
+            }
+            sinks.len()
+        };
+        metrics::counter!("labchat_frames_out_total", "event" => name).increment(receivers as u64);
+        metrics::histogram!("labchat_broadcast_seconds").record(started.elapsed());
         Ok(())
     }
 }

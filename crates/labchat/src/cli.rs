@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Serialize, Serializer};
 
 /// labchat: real-time chat for the rooms of a lab's requests, over websockets.
 ///
@@ -30,21 +31,25 @@ pub enum Command {
 }
 
 /// Accepted JWT algorithms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 pub enum Alg {
     /// HMAC-SHA256 with --jwt-secret / --jwt-secret-file.
     #[value(name = "HS256")]
+    #[serde(rename = "HS256")]
     Hs256,
     /// RSA-SHA256 with --jwt-public-key-file (PEM).
     #[value(name = "RS256")]
+    #[serde(rename = "RS256")]
     Rs256,
     /// ECDSA P-256 with --jwt-public-key-file (PEM).
     #[value(name = "ES256")]
+    #[serde(rename = "ES256")]
     Es256,
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
     Pretty,
@@ -53,10 +58,11 @@ pub enum LogFormat {
 }
 
 /// JWT verification settings.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize)]
 pub struct JwtArgs {
     /// HS256 secret (prefer --jwt-secret-file or the environment variable: flags show in `ps`).
     #[arg(long, env = "LABCHAT_JWT_SECRET", hide_env_values = true)]
+    #[serde(serialize_with = "masked")]
     pub jwt_secret: Option<String>,
     /// File holding the HS256 secret (trailing newline ignored).
     #[arg(long, env = "LABCHAT_JWT_SECRET_FILE")]
@@ -79,13 +85,25 @@ pub struct JwtArgs {
 }
 
 /// `labchat serve`.
-#[derive(Debug, Args)]
+///
+/// Every setting comes from a flag, a `LABCHAT_*` environment variable, or the `--config` TOML
+/// file (keys are the flag names in snake_case), in that order of precedence, else its default.
+#[derive(Debug, Args, Serialize)]
 pub struct ServeArgs {
+    /// TOML configuration file (see labchat.example.toml); flags and environment override it.
+    #[arg(long, env = "LABCHAT_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (secrets masked) as TOML and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
     /// Address to listen on.
     #[arg(long, env = "LABCHAT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// JWT settings.
     #[command(flatten)]
+    #[serde(flatten)]
     pub jwt: JwtArgs,
     /// Messages sent in roomHistory on join (and the largest `history` page).
     #[arg(long, env = "LABCHAT_HISTORY_LIMIT", default_value_t = 200)]
@@ -108,14 +126,26 @@ pub struct ServeArgs {
     /// Frames per connection allowed in a burst.
     #[arg(long, env = "LABCHAT_RATE_BURST", default_value_t = 60.0)]
     pub rate_burst: f64,
+    /// A connection rate-limited without a break for this long is closed (1008).
+    #[arg(long, env = "LABCHAT_RATE_CLOSE_AFTER", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "duration")]
+    pub rate_close_after: Duration,
+    /// Most frames queued for one connection; a client that lets it fill is closed (1013).
+    #[arg(long, env = "LABCHAT_OUTBOUND_MAX_FRAMES", default_value_t = 1024)]
+    pub outbound_max_frames: usize,
+    /// Most bytes queued for one connection; a client that lets it fill is closed (1013).
+    #[arg(long, env = "LABCHAT_OUTBOUND_MAX_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub outbound_max_bytes: usize,
     /// Server ping interval; a connection silent for two intervals is closed.
     #[arg(long, env = "LABCHAT_PING_INTERVAL", default_value = "20s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "duration")]
     pub ping_interval: Duration,
     /// Most open connections (more get HTTP 503).
     #[arg(long, env = "LABCHAT_MAX_CONNECTIONS", default_value_t = 20000)]
     pub max_connections: usize,
     /// How long shutdown waits for connections to close.
     #[arg(long, env = "LABCHAT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "duration")]
     pub shutdown_grace: Duration,
     /// JSON file of requests to load into the in-memory store: [{"id": "<24-hex>", "createdBy": "<user id>"}].
     #[arg(long, env = "LABCHAT_SEED_REQUESTS")]
@@ -126,6 +156,7 @@ pub struct ServeArgs {
     pub demo: bool,
     /// MongoDB connection string; without it, the in-memory store is used (nothing persists).
     #[arg(long, env = "LABCHAT_MONGO_URI", hide_env_values = true)]
+    #[serde(serialize_with = "masked_uri")]
     pub mongo_uri: Option<String>,
     /// MongoDB database name.
     #[arg(long, env = "LABCHAT_MONGO_DB", default_value = "labchat")]
@@ -136,8 +167,13 @@ pub struct ServeArgs {
     /// Field of a request holding its creator's user id (ObjectId or string).
     #[arg(long, env = "LABCHAT_MONGO_CREATOR_FIELD", default_value = "createdBy")]
     pub mongo_creator_field: String,
+    /// Group concurrent message inserts into one batched MongoDB insert (`false`: one insert per
+    /// message).
+    #[arg(long, env = "LABCHAT_MONGO_BATCH_INSERTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub mongo_batch_inserts: bool,
     /// Time limit of every store operation.
     #[arg(long, env = "LABCHAT_STORE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "duration")]
     pub store_timeout: Duration,
     /// Runtime worker threads (default: one per core).
     #[arg(long, env = "LABCHAT_WORKERS")]
@@ -171,4 +207,33 @@ pub struct TokenArgs {
     /// Name of the role claim.
     #[arg(long, env = "LABCHAT_JWT_ROLE_CLAIM", default_value = "role")]
     pub jwt_role_claim: String,
+}
+
+fn masked<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("********"),
+        None => s.serialize_none(),
+    }
+}
+
+/// Masks the password of `scheme://user:password@host`.
+fn masked_uri<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(uri) => s.serialize_str(&mask_uri_password(uri)),
+        None => s.serialize_none(),
+    }
+}
+
+/// `mongodb://user:secret@host/db` becomes `mongodb://user:********@host/db`.
+pub fn mask_uri_password(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else { return uri.to_owned() };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else { return uri.to_owned() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:********@{host}"),
+        None => uri.to_owned(),
+    }
+}
+
+fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
 }

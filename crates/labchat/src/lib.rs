@@ -7,7 +7,9 @@
 pub mod app;
 pub mod broadcast;
 pub mod cli;
+pub mod config;
 pub mod memory;
+pub mod observe;
 pub mod token;
 
 pub use broadcast::LocalBroadcaster;

@@ -4,9 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use labchat::app::{self, Settings, StoreSettings};
-use labchat::cli::{Alg, Cli, Command, JwtArgs, LogFormat, ServeArgs, TokenArgs};
+use labchat::cli::{Alg, Command, JwtArgs, LogFormat, ServeArgs, TokenArgs};
 use labchat::token;
 use labchat_domain::{HistoryLimit, ObjectIdBytes, Request, RequestId, Role, UserId};
 use labchat_store_mongo::MongoSettings;
@@ -14,7 +13,14 @@ use labchat_transport_ws::{AuthSettings, JwtAlgorithm, WsConfig, protocol::Decod
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match labchat::config::parse_from(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(labchat::config::ConfigError::Cli(e)) => e.exit(),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "labchat: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Token(args) => mint(&args),
@@ -95,6 +101,11 @@ fn auth_settings(jwt: &JwtArgs, demo: bool) -> Result<AuthSettings, BoxError> {
 }
 
 fn serve(args: ServeArgs) -> Result<(), BoxError> {
+    if args.print_config {
+        let mut out = std::io::stdout().lock();
+        write!(out, "{}", labchat::config::effective_toml(&args)?)?;
+        return Ok(());
+    }
     init_logs(args.log_format, args.log.as_deref());
     let auth = auth_settings(&args.jwt, args.demo)?;
     let history_limit = HistoryLimit::new(args.history_limit).map_err(|e| format!("--history-limit: {e}"))?;
@@ -107,12 +118,21 @@ fn serve(args: ServeArgs) -> Result<(), BoxError> {
     if !(args.rate_per_second > 0.0 && args.rate_burst >= 1.0) {
         return Err("--rate-per-second must be > 0 and --rate-burst at least 1".into());
     }
+    if args.max_frame_bytes < 1024 || args.outbound_max_frames == 0 || args.outbound_max_bytes < args.max_frame_bytes {
+        return Err("--max-frame-bytes must be at least 1024, --outbound-max-frames at least 1, and --outbound-max-bytes at least --max-frame-bytes".into());
+    }
+    if args.ping_interval.is_zero() {
+        return Err("--ping-interval must be greater than zero".into());
+    }
     let ws = WsConfig {
         decode: DecodeLimits { max_message_chars: args.max_message_chars, max_receipt_ids: args.max_receipt_ids },
         max_frame_bytes: args.max_frame_bytes,
         max_rooms_per_connection: args.max_rooms_per_connection,
         rate_per_second: args.rate_per_second,
         rate_burst: args.rate_burst,
+        rate_close_after: args.rate_close_after,
+        outbound_max_frames: args.outbound_max_frames,
+        outbound_max_bytes: args.outbound_max_bytes,
         ping_interval: args.ping_interval,
         max_connections: args.max_connections,
         shutdown_grace: args.shutdown_grace,
@@ -143,6 +163,7 @@ fn serve(args: ServeArgs) -> Result<(), BoxError> {
                 requests_collection: args.mongo_requests_collection.clone(),
                 creator_field: args.mongo_creator_field.clone(),
                 op_timeout: args.store_timeout,
+                batch_inserts: args.mongo_batch_inserts,
             })
         }
         None => StoreSettings::Memory { seed },
@@ -184,6 +205,7 @@ fn print_demo(auth: &AuthSettings, id: RequestId, addr: std::net::SocketAddr) ->
          then send:\n  \
          {{\"event\":\"joinRoom\",\"data\":{{\"requestId\":\"{id}\"}},\"id\":1}}\n  \
          {{\"event\":\"message\",\"data\":{{\"requestId\":\"{id}\",\"message\":\"hello\"}},\"id\":2}}\n\
+         In a browser: open http://{addr}/ and paste a token and the request id.\n\
          From a browser console:\n  \
          ws = new WebSocket('ws://{addr}/ws', ['labchat.v1', 'bearer.{lab}']); ws.onmessage = e => console.log(e.data)\n"
     )?;

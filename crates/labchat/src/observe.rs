@@ -1,0 +1,143 @@
+//! Observability: the Prometheus recorder behind `GET /metrics`, and a store decorator that
+//! measures every store operation.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use labchat_domain::{
+    HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, Timestamp, UserId,
+};
+use labchat_ports::{ChatStore, Inserted, Marked, StoreError};
+use labchat_transport_ws::MetricsRenderer;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets, in seconds, for the store and broadcast histograms.
+const BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls reuse it) and returns the
+/// renderer for `GET /metrics`. `None` if another recorder was installed first.
+pub fn metrics_renderer() -> Option<MetricsRenderer> {
+    let handle = HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().set_buckets(BUCKETS).and_then(PrometheusBuilder::install_recorder);
+        match recorder {
+            Ok(handle) => {
+                describe();
+                let upkeep = handle.clone();
+                // Histograms are drained into their buckets by the upkeep; keep it going.
+                std::thread::Builder::new()
+                    .name("metrics-upkeep".into())
+                    .spawn(move || {
+                        loop {
+                            std::thread::sleep(Duration::from_secs(5));
+                            upkeep.run_upkeep();
+                        }
+                    })
+                    .map_err(|e| tracing::warn!(error = %e, "metrics upkeep thread not started"))
+                    .ok();
+                Some(handle)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed; /metrics is disabled");
+                None
+            }
+        }
+    });
+    handle.clone().map(|h| Arc::new(move || h.render()) as MetricsRenderer)
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!("labchat_connections_open", "Open websocket connections.");
+    describe_gauge!("labchat_rooms_joined", "Room subscriptions held by open connections.");
+    describe_counter!("labchat_frames_in_total", "Client frames received, by event (invalid: not decodable).");
+    describe_counter!("labchat_frames_out_total", "Server frames queued, by event.");
+    describe_counter!("labchat_errors_total", "Error frames sent, by code.");
+    describe_counter!("labchat_handshake_rejections_total", "Refused websocket handshakes, by reason.");
+    describe_histogram!(
+        "labchat_store_op_seconds",
+        Unit::Seconds,
+        "Store operation latency, by operation and outcome."
+    );
+    describe_histogram!("labchat_broadcast_seconds", Unit::Seconds, "Time to hand one room event to every subscriber.");
+    describe_counter!("labchat_messages_stored_total", "Messages stored (duplicates of idempotent sends excluded).");
+}
+
+/// A [`ChatStore`] that records `labchat_store_op_seconds{op, outcome}` around every call and
+/// `labchat_messages_stored_total`, then defers to the inner store.
+pub struct MeteredStore {
+    inner: Arc<dyn ChatStore>,
+}
+
+impl std::fmt::Debug for MeteredStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeteredStore").finish_non_exhaustive()
+    }
+}
+
+impl MeteredStore {
+    /// Measures `inner`.
+    pub fn new(inner: Arc<dyn ChatStore>) -> Self {
+        Self { inner }
+    }
+}
+
+fn record<T>(op: &'static str, started: Instant, result: &Result<T, StoreError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(StoreError::Unavailable { .. }) => "unavailable",
+        Err(StoreError::Internal { .. }) => "internal",
+    };
+    metrics::histogram!("labchat_store_op_seconds", "op" => op, "outcome" => outcome).record(started.elapsed());
+}
+
+#[async_trait]
+impl ChatStore for MeteredStore {
+    async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.find_request(id).await;
+        record("find_request", t, &r);
+        r
+    }
+
+    async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.insert_message(message).await;
+        record("insert_message", t, &r);
+        if matches!(r, Ok(Inserted::New)) {
+            metrics::counter!("labchat_messages_stored_total").increment(1);
+        }
+        r
+    }
+
+    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.history(request, query).await;
+        record("history", t, &r);
+        r
+    }
+
+    async fn mark(
+        &self,
+        request: RequestId,
+        user: &UserId,
+        kind: ReceiptKind,
+        ids: &[MessageId],
+        at: Timestamp,
+    ) -> Result<Marked, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.mark(request, user, kind, ids, at).await;
+        record("mark", t, &r);
+        r
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.ping().await;
+        record("ping", t, &r);
+        r
+    }
+}

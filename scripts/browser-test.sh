@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The browser end-to-end test: two headless Chromium pages chat through labchat's demo page.
+#
+# Installs what it needs when missing (Debian's chromium via apt, playwright-core via `npm ci` in
+# tests/browser), builds the labchat binary (debug), and runs tests/browser/chat.test.mjs with
+# node's test runner. Exits non-zero on any failure.
+#
+#   scripts/browser-test.sh
+#   LABCHAT_SCREENSHOTS=/tmp/shots scripts/browser-test.sh   # also save screenshots of the pages
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+log() { printf 'browser-test: %s\n' "$*" >&2; }
+
+if [[ ! -x "$CHROMIUM" ]]; then
+    log "installing chromium (Debian package)"
+    sudo=()
+    if [[ "$(id -u)" != 0 ]]; then sudo=(sudo); fi
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+"$CHROMIUM" --version >&2
+
+for tool in node npm; do
+    command -v "$tool" >/dev/null || { log "$tool is required"; exit 1; }
+done
+if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
+    log "npm ci (tests/browser)"
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+log "cargo build -p labchat"
+cargo build -p labchat
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/labchat"
+
+log "running the browser test"
+cd tests/browser
+LABCHAT_BIN="$BIN" CHROMIUM="$CHROMIUM" timeout 300 node --test --test-reporter=spec chat.test.mjs
