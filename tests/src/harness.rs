@@ -93,6 +93,8 @@ pub struct TestServer {
     pub mongo: Option<MongoHandle>,
     /// Its live counters.
     pub stats: Arc<ServerStats>,
+    /// Its broadcaster (room and subscription counts).
+    pub broadcaster: Arc<labchat::LocalBroadcaster>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -127,7 +129,8 @@ impl TestServer {
         let handle = tokio::spawn(labchat_transport_ws::run(listener, app.server, async {
             let _ = rx.await;
         }));
-        Self { addr, memory: app.memory, mongo, stats, shutdown: Some(tx), handle: Some(handle) }
+        let broadcaster = app.broadcaster;
+        Self { addr, memory: app.memory, mongo, stats, broadcaster, shutdown: Some(tx), handle: Some(handle) }
     }
 
     /// `ws://addr/ws`.

@@ -179,25 +179,34 @@ pub const MAX_CORRELATION_ID_CHARS: usize = 64;
 
 /// Decodes one text frame. Never panics: any input is either a command or a [`BadFrame`].
 pub fn decode(text: &str, limits: &DecodeLimits) -> Result<Inbound, Box<BadFrame>> {
-    let bad = |message: String| Box::new(BadFrame { message, event: None, id: None, request_id: None });
-    let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("frame is not valid JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| BadFrame::boxed(format!("frame is not valid JSON: {e}")))?;
     let Value::Object(mut frame) = value else {
-        return Err(bad("frame must be a JSON object".into()));
+        return Err(BadFrame::boxed("frame must be a JSON object".into()));
     };
+    // The event and the id are read independently, so an error names whichever is valid.
     let event = match frame.remove("event") {
-        Some(Value::String(s)) => s,
-        Some(_) => return Err(bad("field event must be a string".into())),
-        None => return Err(bad("missing field event".into())),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err("field event must be a string"),
+        None => Err("missing field event"),
     };
-    let bad = |message: String| Box::new(BadFrame { message, event: Some(event.clone()), id: None, request_id: None });
     let id = match frame.remove("id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.chars().count() <= MAX_CORRELATION_ID_CHARS => Some(Value::String(s)),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(Value::Number(n)),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= MAX_CORRELATION_ID_CHARS => Ok(Some(Value::String(s))),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(Value::Number(n))),
         Some(_) => {
-            return Err(bad(format!(
-                "field id must be a string of at most {MAX_CORRELATION_ID_CHARS} characters or an integer"
-            )));
+            Err(format!("field id must be a string of at most {MAX_CORRELATION_ID_CHARS} characters or an integer"))
+        }
+    };
+    let (event, id) = match (event, id) {
+        (Ok(event), Ok(id)) => (event, id),
+        (event, id) => {
+            let message = match (&event, &id) {
+                (_, Err(m)) => m.clone(),
+                (Err(m), _) => (*m).to_owned(),
+                (Ok(_), Ok(_)) => String::new(),
+            };
+            return Err(Box::new(BadFrame { message, event: event.ok(), id: id.ok().flatten(), request_id: None }));
         }
     };
     let bad = |message: String, request_id: Option<RequestId>| {
@@ -210,6 +219,12 @@ pub fn decode(text: &str, limits: &DecodeLimits) -> Result<Inbound, Box<BadFrame
     };
     let command = decode_command(&event, &mut data, limits).map_err(|(message, rid)| bad(message, rid))?;
     Ok(Inbound { event, id, command })
+}
+
+impl BadFrame {
+    fn boxed(message: String) -> Box<Self> {
+        Box::new(Self { message, event: None, id: None, request_id: None })
+    }
 }
 
 type Fail = (String, Option<RequestId>);

@@ -97,6 +97,16 @@ fn bad_frames_say_what_is_wrong() {
 }
 
 #[test]
+fn a_valid_id_is_kept_even_when_the_event_is_bad() {
+    let err = dec(json!({"id": 9, "data": {}})).unwrap_err();
+    assert_eq!((err.id, err.event), (Some(json!(9)), None));
+    let err = dec(json!({"id": 9, "event": 3})).unwrap_err();
+    assert_eq!(err.id, Some(json!(9)));
+    let err = dec(json!({"id": [9], "event": "joinRoom"})).unwrap_err();
+    assert_eq!((err.id, err.event.as_deref()), (None, Some("joinRoom")));
+}
+
+#[test]
 fn bad_frame_keeps_the_context_it_could_read() {
     let err = dec(json!({"event":"message","id":"q1","data":{"requestId":RID,"message":""}})).unwrap_err();
     assert_eq!(err.event.as_deref(), Some("message"));

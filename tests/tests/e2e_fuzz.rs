@@ -1,0 +1,155 @@
+//! Property test of the dispatcher over a real connection: arbitrary frames (valid, malformed and
+//! hostile, with correlation ids) never crash or stall the server, every frame with an id gets
+//! exactly one final `ack` or `error` (and an `error` is `BAD_REQUEST` or `FORBIDDEN` here), and
+//! the connection stays usable.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use labchat_tests::client::Client;
+use labchat_tests::harness::{TestServer, settings, token};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{Value, json};
+
+const EVENTS: [&str; 8] =
+    ["joinRoom", "leaveRoom", "message", "ackMessages", "readMessages", "history", "refreshToken", "nope"];
+
+fn arb_value(ids: Vec<String>) -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i32>().prop_map(|n| json!(n)),
+        "[ -~]{0,12}".prop_map(Value::String),
+        prop::sample::select(ids).prop_map(Value::String),
+        prop::sample::select(EVENTS.to_vec()).prop_map(|s| json!(s)),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop::sample::select(vec![
+                    "requestId",
+                    "resquestId",
+                    "message",
+                    "messages",
+                    "after",
+                    "before",
+                    "limit",
+                    "clientMessageId",
+                    "token",
+                    "senderId",
+                ])
+                .prop_map(str::to_owned),
+                inner,
+                0..6
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Plausible field values: ids of the rooms and messages in play, or something hostile.
+fn arb_field(ids: Vec<String>) -> impl Strategy<Value = Value> {
+    prop_oneof![
+        4 => prop::sample::select(ids.clone()).prop_map(Value::String),
+        2 => prop::collection::vec(prop::sample::select(ids).prop_map(Value::String), 0..4).prop_map(Value::Array),
+        1 => "[ -~]{1,8}".prop_map(Value::String),
+        1 => (1..300_i32).prop_map(|n| json!(n)),
+        1 => arb_value(vec!["x".into()]),
+    ]
+}
+
+/// A frame: mostly the envelope with a known event and plausible data (so that many succeed),
+/// sometimes arbitrary data, sometimes anything at all.
+fn arb_frame(ids: Vec<String>) -> impl Strategy<Value = Value> {
+    let keys = prop::sample::select(vec![
+        "requestId",
+        "resquestId",
+        "message",
+        "messages",
+        "after",
+        "before",
+        "limit",
+        "clientMessageId",
+        "senderId",
+    ]);
+    let plausible = (
+        prop::sample::select(ids.clone()),
+        prop::collection::btree_map(keys.prop_map(str::to_owned), arb_field(ids.clone()), 0..4),
+    )
+        .prop_map(|(rid, mut m)| {
+            m.entry("requestId".to_owned()).or_insert(Value::String(rid));
+            Value::Object(m.into_iter().collect())
+        });
+    prop_oneof![
+        6 => (prop::sample::select(EVENTS.to_vec()), plausible).prop_map(|(e, d)| json!({"event": e, "data": d})),
+        2 => (prop::sample::select(EVENTS.to_vec()), arb_value(ids.clone())).prop_map(|(e, d)| json!({"event": e, "data": d})),
+        1 => arb_value(ids),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arbitrary_frames_get_one_reply_each_and_never_break_the_connection() {
+    let mut s = settings();
+    s.ws.rate_per_second = 1e6;
+    s.ws.rate_burst = 1e6;
+    let server = TestServer::start_with(s).await;
+    let own = server.add_request("t1").await.to_hex();
+    let foreign = server.add_request("t2").await.to_hex();
+    let mut c = Client::connect(&server.url(), &token("t1", "TEACHER")).await;
+    let m = c.post(&own, "seed").await["id"].as_str().unwrap().to_owned();
+    let ids = vec![own.clone(), foreign.clone(), m, "0123456789abcdef01234567".into()];
+
+    let mut runner = TestRunner::new(Config { cases: 300, ..Config::default() });
+    let frames: Vec<Value> =
+        (0..300).map(|_| arb_frame(ids.clone()).new_tree(&mut runner).unwrap().current()).collect();
+    let (mut acks, mut errors) = (0, 0);
+    for (n, frame) in frames.into_iter().enumerate() {
+        let id = 10_000 + n;
+        let mut frame = frame;
+        if let Some(obj) = frame.as_object_mut() {
+            obj.insert("id".into(), json!(id));
+        }
+        // Keep the connection: no refreshToken that could close it, no join flood.
+        if frame["event"] == "refreshToken" {
+            continue;
+        }
+        c.send(frame.clone()).await;
+        if frame.is_object() {
+            let mut finals = 0;
+            loop {
+                let f = c.recv().await;
+                if f["id"] == json!(id) && (f["event"] == "ack" || f["event"] == "error") {
+                    finals += 1;
+                    if f["event"] == "ack" {
+                        acks += 1;
+                    } else {
+                        errors += 1;
+                    }
+                    if f["event"] == "error" {
+                        let code = f["data"]["code"].as_str().unwrap();
+                        assert!(matches!(code, "BAD_REQUEST" | "FORBIDDEN"), "{frame} -> {f}");
+                    }
+                    break;
+                }
+                // Anything else must be a room event or a history page of an allowed room.
+                let ev = f["event"].as_str().unwrap();
+                assert!(
+                    matches!(ev, "message" | "messagesDelivered" | "messageReads" | "roomHistory" | "error"),
+                    "{frame} -> {f}"
+                );
+                if ev == "roomHistory" || ev == "message" {
+                    assert_ne!(f["data"]["requestId"], json!(foreign), "never a foreign room's data: {f}");
+                }
+            }
+            assert_eq!(finals, 1);
+        } else {
+            let f = c.recv().await;
+            assert_eq!((f["event"].as_str(), f["data"]["code"].as_str()), (Some("error"), Some("BAD_REQUEST")));
+        }
+    }
+    eprintln!("{acks} frames acknowledged, {errors} refused");
+    assert!(acks > 10 && errors > 10, "the generator exercises both paths: {acks} acks, {errors} errors");
+    // Still fully usable.
+    assert_eq!(c.post(&own, "after the storm").await["message"], "after the storm");
+}
