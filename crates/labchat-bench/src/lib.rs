@@ -1,0 +1,70 @@
+//! # labchat-bench
+//!
+//! A load generator for labchat that speaks the JSON protocol over real websockets, so the
+//! figures in `docs/benchmarks.md` can be reproduced. Workloads:
+//!
+//! - [`idle`]: many joined connections doing nothing; server RSS per connection, connect+join
+//!   latency, connections per second;
+//! - [`fanout`]: one room, one sender, a window of messages in flight; deliveries per second,
+//!   send-to-deliver latency, server CPU per delivery, missing and duplicated deliveries;
+//! - [`rate`]: many rooms at a fixed total send rate, latency from the scheduled send time (no
+//!   coordinated omission), and a step mode that finds the highest rate under a p99 bound;
+//! - [`receipts`]: every receiver acks and reads every message; time until the sender has seen
+//!   every receipt;
+//! - [`slow`]: one member stops reading; the others' latency and the server RSS over time.
+//!
+//! Every workload is bounded in time and count and only targets loopback addresses. The binary
+//! (`labchat-bench`) wraps these functions; the test suite runs each of them briefly against an
+//! in-process server.
+
+pub mod client;
+pub mod procfs;
+pub mod report;
+pub mod seed;
+pub mod stats;
+pub mod workloads;
+
+pub use client::Target;
+pub use workloads::fanout::{FanoutOptions, FanoutReport, fanout};
+pub use workloads::idle::{IdleOptions, IdleReport, idle};
+pub use workloads::rate::{RateOptions, RateReport, StepOptions, StepReport, rate, rate_steps};
+pub use workloads::receipts::{ReceiptsOptions, ReceiptsReport, receipts};
+pub use workloads::slow::{SlowOptions, SlowReport, slow};
+
+/// Why a benchmark run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The options make no sense (or would leave loopback, or exceed a bound).
+    #[error("invalid options: {0}")]
+    Options(String),
+    /// A websocket handshake failed.
+    #[error("connection {index} failed: {source}")]
+    Connect {
+        /// Which connection.
+        index: usize,
+        /// The client's error.
+        #[source]
+        source: Box<tokio_tungstenite::tungstenite::Error>,
+    },
+    /// The server answered something unexpected.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// Something did not happen in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// A file or /proc read failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Minting a token failed.
+    #[error("minting a token: {0}")]
+    Token(#[from] jsonwebtoken::errors::Error),
+    /// A histogram could not be built or merged.
+    #[error("histogram: {0}")]
+    Histogram(String),
+}

@@ -1,0 +1,345 @@
+//! `labchat-bench`: runs one workload against a labchat server started separately, and prints a
+//! table (or, with `--json`, one JSON object per run) on stdout.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use labchat_bench::report::Table;
+use labchat_bench::{
+    BenchError, FanoutOptions, IdleOptions, RateOptions, ReceiptsOptions, SlowOptions, StepOptions, Target, seed,
+};
+use serde::Serialize;
+
+/// Load generator for labchat: speaks the JSON protocol over real websockets, to 127.0.0.1 only.
+///
+/// Start the server with the same secret and seed file, and a raised rate limit, e.g.:
+///   labchat-bench seed --rooms 1000 --out seed.json
+///   labchat serve --jwt-secret S --seed-requests seed.json --rate-per-second 1000000 --rate-burst 1000000
+///   labchat-bench fanout --secret S --seed-file seed.json --server-pid PID
+#[derive(Debug, Parser)]
+#[command(name = "labchat-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Write a seed file of generated requests for `labchat serve --seed-requests`.
+    Seed {
+        /// How many requests (rooms).
+        #[arg(long)]
+        rooms: usize,
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        /// Their creator (any user: the bench connects as LAB).
+        #[arg(long, default_value = seed::DEFAULT_CREATOR)]
+        created_by: String,
+    },
+    /// N idle joined connections over R rooms: server RSS per connection, connect+join latency.
+    Idle {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Connections (N).
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Rooms (R).
+        #[arg(long, default_value_t = 1_000)]
+        rooms: usize,
+        /// Handshakes in progress at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Wait after the last join before reading the RSS.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        settle: Duration,
+        /// Keep the connections open this long afterwards.
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        hold: Duration,
+    },
+    /// One room of M members, W messages in flight: deliveries/s, latency, CPU per delivery.
+    Fanout {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Members (M), the sender included.
+        #[arg(long, default_value_t = 50)]
+        members: usize,
+        /// Messages in flight (W).
+        #[arg(long, default_value_t = 1)]
+        window: usize,
+        /// Message size, bytes.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Warm-up before measuring.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        warmup: Duration,
+        /// Measured time.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Most messages in all.
+        #[arg(long, default_value_t = 5_000_000)]
+        max_messages: u64,
+    },
+    /// R rooms x M members at a fixed send rate (latency from the scheduled time); --step
+    /// searches the highest rate with p99 under --p99-ms.
+    Rate {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Rooms (R).
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        /// Members per room (M).
+        #[arg(long, default_value_t = 10)]
+        members: usize,
+        /// Messages per second, all rooms together (the first step's rate with --step).
+        #[arg(long, default_value_t = 30_000.0)]
+        rate: f64,
+        /// Message size, bytes.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Warm-up before measuring (each step).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        warmup: Duration,
+        /// Measured time (each step).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Wait this long for late deliveries.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        drain_timeout: Duration,
+        /// Step mode.
+        #[arg(long)]
+        step: bool,
+        /// Step mode: rate factor between steps.
+        #[arg(long, default_value_t = 1.5)]
+        factor: f64,
+        /// Step mode: highest rate tried.
+        #[arg(long, default_value_t = 200_000.0)]
+        max_rate: f64,
+        /// Step mode: the p99 bound, ms.
+        #[arg(long, default_value_t = 50.0)]
+        p99_ms: f64,
+        /// Step mode: bisection steps after the first failure.
+        #[arg(long, default_value_t = 3)]
+        refine: usize,
+    },
+    /// Every receiver acks and reads each message: time until the sender saw every receipt.
+    Receipts {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Members (M), the sender included.
+        #[arg(long, default_value_t = 10)]
+        members: usize,
+        /// Messages.
+        #[arg(long, default_value_t = 2_000)]
+        messages: u64,
+        /// Messages awaiting receipts at once.
+        #[arg(long, default_value_t = 1)]
+        window: usize,
+        /// Message size, bytes.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Longest run.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        max_duration: Duration,
+    },
+    /// One member never reads: the others' latency and the server RSS over time.
+    Slow {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Members (M), the stuck one included.
+        #[arg(long, default_value_t = 10)]
+        members: usize,
+        /// Messages per second.
+        #[arg(long, default_value_t = 2_000.0)]
+        rate: f64,
+        /// Message size, bytes.
+        #[arg(long, default_value_t = 1_000)]
+        size: usize,
+        /// Sending time.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// RSS sampling interval.
+        #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+        sample_every: Duration,
+    },
+}
+
+#[derive(Debug, Args)]
+struct TargetArgs {
+    /// The server's websocket URL (loopback only).
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    url: String,
+    /// The server's HS256 secret (its --jwt-secret).
+    #[arg(long, env = "LABCHAT_JWT_SECRET", hide_env_values = true)]
+    secret: String,
+    /// The role claim name (the server's --jwt-role-claim).
+    #[arg(long, default_value = "role")]
+    role_claim: String,
+    /// The seed file the server was started with (default: the ids `seed` generates).
+    #[arg(long)]
+    seed_file: Option<PathBuf>,
+    /// First room of the seed to use (runs on fresh rooms start with empty histories).
+    #[arg(long, default_value_t = 0)]
+    room_offset: usize,
+    /// The server's pid, to read its RSS and CPU time from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// One JSON object per run instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Generator threads (1: a current-thread runtime, meant for a generator pinned to one core).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+impl TargetArgs {
+    fn target(&self) -> Result<Target, BenchError> {
+        let mut t = Target::new(&self.url, self.secret.as_bytes(), 0)?;
+        t.role_claim.clone_from(&self.role_claim);
+        t.rooms = match &self.seed_file {
+            Some(path) => seed::read_ids(path)?,
+            None => (0..MAX_GENERATED_ROOMS).map(seed::room_id).collect(),
+        };
+        t.server_pid = self.server_pid;
+        Ok(t)
+    }
+}
+
+const MAX_GENERATED_ROOMS: usize = 100_000;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "labchat-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn emit<R: Table + Serialize>(json: bool, report: &R) -> Result<(), BoxError> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(report)?)?;
+    } else {
+        writeln!(out, "{}", report.render())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, BoxError> {
+    let rt = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
+    };
+    Ok(rt)
+}
+
+fn run(cli: Cli) -> Result<(), BoxError> {
+    match cli.command {
+        Cmd::Seed { rooms, out, created_by } => {
+            if rooms == 0 || rooms > 10_000_000 {
+                return Err("--rooms must be 1 to 10,000,000".into());
+            }
+            seed::write(&out, rooms, &created_by)?;
+            writeln!(std::io::stderr(), "wrote {rooms} requests to {}", out.display())?;
+            Ok(())
+        }
+        Cmd::Idle { target, connections, rooms, concurrency, settle, hold } => {
+            let t = target.target()?;
+            let opts = IdleOptions { connections, rooms, concurrency, settle, hold, room_offset: target.room_offset };
+            let report = runtime(target.threads)?.block_on(labchat_bench::idle(&t, &opts))?;
+            emit(target.json, &report)
+        }
+        Cmd::Fanout { target, members, window, size, warmup, duration, max_messages } => {
+            let t = target.target()?;
+            let opts = FanoutOptions {
+                members,
+                window,
+                size,
+                warmup,
+                duration,
+                max_messages,
+                room_offset: target.room_offset,
+                ..FanoutOptions::default()
+            };
+            let report = runtime(target.threads)?.block_on(labchat_bench::fanout(&t, &opts))?;
+            emit(target.json, &report)
+        }
+        Cmd::Rate {
+            target,
+            rooms,
+            members,
+            rate,
+            size,
+            warmup,
+            duration,
+            drain_timeout,
+            step,
+            factor,
+            max_rate,
+            p99_ms,
+            refine,
+        } => {
+            let t = target.target()?;
+            let base = RateOptions {
+                rooms,
+                members,
+                rate,
+                size,
+                warmup,
+                duration,
+                room_offset: target.room_offset,
+                drain_timeout,
+            };
+            let rt = runtime(target.threads)?;
+            if step {
+                let opts = StepOptions { base, factor, max_rate, p99_ms, refine };
+                let json = target.json;
+                let report = rt.block_on(labchat_bench::rate_steps(&t, &opts, |s| {
+                    let _ = emit(json, s);
+                }))?;
+                emit(target.json, &report)
+            } else {
+                let report = rt.block_on(labchat_bench::rate(&t, &base))?;
+                emit(target.json, &report)
+            }
+        }
+        Cmd::Receipts { target, members, messages, window, size, max_duration } => {
+            let t = target.target()?;
+            let opts = ReceiptsOptions {
+                members,
+                messages,
+                window,
+                size,
+                room_offset: target.room_offset,
+                max_duration,
+                ..ReceiptsOptions::default()
+            };
+            let report = runtime(target.threads)?.block_on(labchat_bench::receipts(&t, &opts))?;
+            emit(target.json, &report)
+        }
+        Cmd::Slow { target, members, rate, size, duration, sample_every } => {
+            let t = target.target()?;
+            let opts = SlowOptions {
+                members,
+                rate,
+                size,
+                duration,
+                sample_every,
+                room_offset: target.room_offset,
+                ..SlowOptions::default()
+            };
+            let report = runtime(target.threads)?.block_on(labchat_bench::slow(&t, &opts))?;
+            emit(target.json, &report)
+        }
+    }
+}
