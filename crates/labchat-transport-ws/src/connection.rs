@@ -1,7 +1,7 @@
 //! One websocket connection: reads frames, runs the use cases, and writes replies and room
 //! events from one bounded outbound queue.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use labchat_domain::{ReceiptKind, RequestId, Timestamp, User};
 use labchat_ports::{Clock, FailureKind, Published, RoomSink, SinkId, SystemClock};
 use serde_json::Value;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
@@ -37,10 +37,59 @@ mod close {
     pub const FORBIDDEN: u16 = 4003;
 }
 
+/// A FIFO of encoded frames that allocates nothing while empty (a tokio mpsc channel allocates
+/// about 1.5 KiB per connection up front) and gives back what a burst took.
+struct OutQueue {
+    frames: std::sync::Mutex<VecDeque<Utf8Bytes>>,
+    ready: Notify,
+    max_frames: usize,
+}
+
+impl OutQueue {
+    fn new(max_frames: usize) -> Self {
+        Self { frames: std::sync::Mutex::new(VecDeque::new()), ready: Notify::new(), max_frames: max_frames.max(1) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Utf8Bytes>> {
+        self.frames.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn try_send(&self, frame: Utf8Bytes) -> Result<(), Utf8Bytes> {
+        {
+            let mut q = self.lock();
+            if q.len() >= self.max_frames {
+                return Err(frame);
+            }
+            q.push_back(frame);
+        }
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    fn try_recv(&self) -> Option<Utf8Bytes> {
+        let mut q = self.lock();
+        let frame = q.pop_front();
+        if frame.is_none() && q.capacity() > 16 {
+            *q = VecDeque::new();
+        }
+        frame
+    }
+
+    /// The next frame. Cancel-safe: a frame is only taken in the poll that returns it.
+    async fn recv(&self) -> Utf8Bytes {
+        loop {
+            if let Some(frame) = self.try_recv() {
+                return frame;
+            }
+            self.ready.notified().await;
+        }
+    }
+}
+
 /// The connection's side of the broadcaster: a bounded queue of encoded frames.
 pub(crate) struct ConnSink {
     id: SinkId,
-    tx: mpsc::Sender<Utf8Bytes>,
+    tx: OutQueue,
     queued_bytes: AtomicUsize,
     max_bytes: usize,
     overflowed: AtomicBool,
@@ -134,7 +183,6 @@ pub(crate) struct Connection {
     peer: SocketAddr,
     server: Arc<Server>,
     sink: Arc<ConnSink>,
-    rx: mpsc::Receiver<Utf8Bytes>,
     rooms: HashSet<RequestId>,
     rate: RateLimit,
     frames_in: u64,
@@ -152,10 +200,9 @@ fn instant_of(t: Timestamp) -> Instant {
 impl Connection {
     pub(crate) fn new(id: u64, principal: Principal, peer: SocketAddr, server: Arc<Server>) -> Self {
         let cfg = server.config();
-        let (tx, rx) = mpsc::channel(cfg.outbound_max_frames.max(1));
         let sink = Arc::new(ConnSink {
             id: SinkId(id),
-            tx,
+            tx: OutQueue::new(cfg.outbound_max_frames),
             queued_bytes: AtomicUsize::new(0),
             max_bytes: cfg.outbound_max_bytes,
             overflowed: AtomicBool::new(false),
@@ -167,7 +214,6 @@ impl Connection {
             peer,
             server,
             sink,
-            rx,
             rooms: HashSet::new(),
             rate,
             frames_in: 0,
@@ -181,11 +227,16 @@ impl Connection {
         &self.principal.user
     }
 
-    pub(crate) async fn run(mut self, mut ws: Ws, cancel: CancellationToken) {
+    pub(crate) async fn run(&mut self, ws: Ws, cancel: CancellationToken) {
         let started = Instant::now();
         let user = self.user().clone();
         tracing::info!(conn = self.sink.id.0, user_id = %user.id(), role = %user.role(), peer = %self.peer, "connection opened");
+        let mut ws = ws;
         let end = self.serve(&mut ws, &cancel).await;
+        Box::pin(self.finish(ws, end, started, user)).await;
+    }
+
+    async fn finish(&mut self, mut ws: Ws, end: End, started: Instant, user: User) {
         if let End::Close(code, reason) = end {
             // What was queued before the decision to close (such as the error frame that
             // explains it) goes first, except for a peer too slow to take it.
@@ -242,12 +293,12 @@ impl Connection {
                         tracing::info!(conn = self.sink.id.0, "no answer for two ping intervals");
                         return End::Gone;
                     }
-                    if ws.send(WsMessage::Ping(Default::default())).await.is_err() {
+                    if Box::pin(ws.send(WsMessage::Ping(Default::default()))).await.is_err() {
                         return End::Gone;
                     }
                 }
-                Some(frame) = self.rx.recv() => {
-                    if let Err(end) = self.write(ws, frame).await {
+                frame = sink.tx.recv() => {
+                    if let Err(end) = Box::pin(self.write(ws, frame)).await {
                         return end;
                     }
                 }
@@ -275,7 +326,10 @@ impl Connection {
                             match self.admit(Some(text.as_str())) {
                                 Some(end) => return end,
                                 None if self.refused => {}
-                                None => if let Some(end) = self.handle(text.as_str()).await {
+                                // Boxed, like the other rare or brief paths below: the
+                                // connection's task is as large as its largest await point,
+                                // for as long as the connection lives.
+                                None => if let Some(end) = Box::pin(self.handle(text.as_str())).await {
                                     return end;
                                 },
                             }
@@ -326,7 +380,7 @@ impl Connection {
                 sink.sent(frame.len());
                 self.frames_out += 1;
                 ws.feed(WsMessage::Text(frame)).await?;
-                next = self.rx.try_recv().ok();
+                next = sink.tx.try_recv();
             }
             ws.flush().await
         };
@@ -338,7 +392,7 @@ impl Connection {
     }
 
     async fn drain(&mut self, ws: &mut Ws) {
-        while let Ok(frame) = self.rx.try_recv() {
+        while let Some(frame) = self.sink.tx.try_recv() {
             self.sink.sent(frame.len());
             if ws.feed(WsMessage::Text(frame)).await.is_err() {
                 return;

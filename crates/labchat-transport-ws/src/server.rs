@@ -313,18 +313,23 @@ fn upgrade(
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "too many connections; retry later");
     }
     let id = stats.next_connection.fetch_add(1, Ordering::Relaxed);
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(server.config.read_buffer_bytes)
-        .write_buffer_size(0)
-        .max_write_buffer_size(server.config.outbound_max_bytes.max(64 * 1024))
-        .max_message_size(Some(server.config.max_frame_bytes))
-        .max_frame_size(Some(server.config.max_frame_bytes));
+    // Only what the connection needs for its whole life goes into its task: a task's captured
+    // values stay allocated as long as the connection is open (the request, for one, does not).
+    let on_upgrade = hyper::upgrade::on(req);
+    let mut conn = Connection::new(id, principal, peer, Arc::clone(&server));
     tracker.spawn(async move {
         let guard = OpenGuard::new(Arc::clone(&server.stats));
-        match hyper::upgrade::on(req).await {
+        match on_upgrade.await {
             Ok(upgraded) => {
+                let cfg = &server.config;
+                let ws_config = WebSocketConfig::default()
+                    .read_buffer_size(cfg.read_buffer_bytes)
+                    .write_buffer_size(cfg.write_buffer_bytes)
+                    .max_write_buffer_size(cfg.outbound_max_bytes.max(cfg.write_buffer_bytes).max(64 * 1024))
+                    .max_message_size(Some(cfg.max_frame_bytes))
+                    .max_frame_size(Some(cfg.max_frame_bytes));
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
-                Connection::new(id, principal, peer, Arc::clone(&server)).run(ws, cancel).await;
+                conn.run(ws, cancel).await;
             }
             Err(e) => tracing::debug!(%peer, error = %e, "upgrade failed"),
         }
