@@ -8,7 +8,7 @@ use labchat_tests::client::Client;
 use labchat_tests::harness::{TestServer, settings, token};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{Value, json};
 
 const EVENTS: [&str; 8] =
@@ -59,8 +59,8 @@ fn arb_field(ids: Vec<String>) -> impl Strategy<Value = Value> {
     ]
 }
 
-/// A frame: mostly the envelope with a known event and plausible data (so that many succeed),
-/// sometimes arbitrary data, sometimes anything at all.
+/// A frame: mostly the envelope with a known event and data shaped for it (so that many
+/// succeed) plus random extra or replaced fields, sometimes arbitrary data, sometimes anything.
 fn arb_frame(ids: Vec<String>) -> impl Strategy<Value = Value> {
     let keys = prop::sample::select(vec![
         "requestId",
@@ -73,16 +73,29 @@ fn arb_frame(ids: Vec<String>) -> impl Strategy<Value = Value> {
         "clientMessageId",
         "senderId",
     ]);
-    let plausible = (
-        prop::sample::select(ids.clone()),
-        prop::collection::btree_map(keys.prop_map(str::to_owned), arb_field(ids.clone()), 0..4),
-    )
-        .prop_map(|(rid, mut m)| {
-            m.entry("requestId".to_owned()).or_insert(Value::String(rid));
-            Value::Object(m.into_iter().collect())
+    let id = prop::sample::select(ids.clone());
+    let id_list = prop::collection::vec(prop::sample::select(ids.clone()), 1..4);
+    let shaped = (prop::sample::select(EVENTS.to_vec()), id, id_list, "[ -~]{0,12}", any::<bool>()).prop_map(
+        |(event, rid, list, text, with_cursor)| {
+            let data = match event {
+                "message" => json!({"requestId": rid, "message": text}),
+                "ackMessages" | "readMessages" => json!({"requestId": rid, "messages": list}),
+                "joinRoom" if with_cursor => json!({"requestId": rid, "after": list[0]}),
+                "history" if with_cursor => json!({"requestId": rid, "before": list[0], "limit": 5}),
+                _ => json!({"requestId": rid}),
+            };
+            (event, data)
+        },
+    );
+    let mangled = (shaped, prop::collection::btree_map(keys.prop_map(str::to_owned), arb_field(ids.clone()), 0..3))
+        .prop_map(|((event, mut data), extra)| {
+            if let Some(obj) = data.as_object_mut() {
+                obj.extend(extra);
+            }
+            json!({"event": event, "data": data})
         });
     prop_oneof![
-        6 => (prop::sample::select(EVENTS.to_vec()), plausible).prop_map(|(e, d)| json!({"event": e, "data": d})),
+        6 => mangled,
         2 => (prop::sample::select(EVENTS.to_vec()), arb_value(ids.clone())).prop_map(|(e, d)| json!({"event": e, "data": d})),
         1 => arb_value(ids),
     ]
@@ -100,7 +113,9 @@ async fn arbitrary_frames_get_one_reply_each_and_never_break_the_connection() {
     let m = c.post(&own, "seed").await["id"].as_str().unwrap().to_owned();
     let ids = vec![own.clone(), foreign.clone(), m, "0123456789abcdef01234567".into()];
 
-    let mut runner = TestRunner::new(Config { cases: 300, ..Config::default() });
+    // A fixed seed: the same frames on every run, so a failure reproduces.
+    let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+    let mut runner = TestRunner::new_with_rng(Config { cases: 300, ..Config::default() }, rng);
     let frames: Vec<Value> =
         (0..300).map(|_| arb_frame(ids.clone()).new_tree(&mut runner).unwrap().current()).collect();
     let (mut acks, mut errors) = (0, 0);
@@ -149,7 +164,7 @@ async fn arbitrary_frames_get_one_reply_each_and_never_break_the_connection() {
         }
     }
     eprintln!("{acks} frames acknowledged, {errors} refused");
-    assert!(acks > 10 && errors > 10, "the generator exercises both paths: {acks} acks, {errors} errors");
+    assert!(acks > 25 && errors > 50, "the generator exercises both paths: {acks} acks, {errors} errors");
     // Still fully usable.
     assert_eq!(c.post(&own, "after the storm").await["message"], "after the storm");
 }
