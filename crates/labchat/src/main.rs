@@ -181,7 +181,10 @@ fn serve(args: ServeArgs) -> Result<(), BoxError> {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "labchat listening");
         if let Some(id) = demo {
-            print_demo(&auth, id, addr)?;
+            // The instructions are a convenience: a closed stdout must not stop the server.
+            if let Err(e) = print_demo(&auth, id, addr) {
+                tracing::warn!(error = %e, "could not print the demo instructions");
+            }
         }
         labchat_transport_ws::run(listener, app.server, shutdown_signal()).await?;
         tracing::info!("labchat stopped");

@@ -49,6 +49,8 @@ async fn start_demo() -> Demo {
         }
     };
     tokio::time::timeout(WAIT, read).await.expect("demo output within 10 s");
+    // Keep reading, as a terminal would: the rest of the instructions must not hit a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Demo { child, url: url.unwrap(), request_id: request_id.unwrap(), teacher: teacher.unwrap() }
 }
 
@@ -64,7 +66,15 @@ async fn sigterm_and_sigint_close_clients_with_1001_exit_0_and_logs_keep_secrets
         let mut demo = start_demo().await;
         let mut req = demo.url.as_str().into_client_request().unwrap();
         req.headers_mut().insert("Authorization", HeaderValue::from_str(&format!("Bearer {}", demo.teacher)).unwrap());
-        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("the demo token works");
+        let (mut ws, _) = match tokio_tungstenite::connect_async(req).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                let _ = demo.child.start_kill();
+                let mut logs = String::new();
+                demo.child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
+                panic!("{signal}: the demo token should work, got {e}; server logs:\n{logs}");
+            }
+        };
         let body = format!("confidential body {}", std::process::id());
         for frame in [
             json!({"event":"joinRoom","data":{"requestId":demo.request_id},"id":1}),
