@@ -113,12 +113,10 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
+                Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    let server = Arc::clone(&server);
-                    let cancel = cancel.clone();
-                    let conn_tracker = tracker.clone();
-                    tracker.spawn(serve_http(stream, peer, server, cancel, conn_tracker));
+                    let peer = Peer { addr, server: Arc::clone(&server), cancel: cancel.clone(), tracker: tracker.clone() };
+                    tracker.spawn(serve_http(stream, peer));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
@@ -141,22 +139,23 @@ pub async fn run(
     Ok(())
 }
 
-async fn serve_http(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
+/// What every request of one HTTP connection needs.
+#[derive(Clone)]
+struct Peer {
+    addr: SocketAddr,
     server: Arc<Server>,
+    /// Cancelled at shutdown.
     cancel: CancellationToken,
+    /// Tracks websocket connections, so shutdown can wait for them.
     tracker: TaskTracker,
-) {
-    let service = {
-        let cancel = cancel.clone();
-        service_fn(move |req| {
-            let server = Arc::clone(&server);
-            let cancel = cancel.clone();
-            let tracker = tracker.clone();
-            async move { Ok::<_, Infallible>(route(req, peer, server, cancel, tracker).await) }
-        })
-    };
+}
+
+async fn serve_http(stream: tokio::net::TcpStream, peer: Peer) {
+    let (addr, cancel) = (peer.addr, peer.cancel.clone());
+    let service = service_fn(move |req| {
+        let peer = peer.clone();
+        async move { Ok::<_, Infallible>(route(req, peer).await) }
+    });
     let conn = hyper::server::conn::http1::Builder::new()
         .max_buf_size(64 * 1024)
         .serve_connection(TokioIo::new(stream), service)
@@ -164,7 +163,7 @@ async fn serve_http(
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => if let Err(e) = res {
-            tracing::debug!(%peer, error = %e, "http connection ended with an error");
+            tracing::debug!(peer = %addr, error = %e, "http connection ended with an error");
         },
         () = cancel.cancelled() => {
             conn.as_mut().graceful_shutdown();
@@ -186,16 +185,11 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse
     json_response(status, &json!({ "code": code, "message": message }))
 }
 
-async fn route(
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    server: Arc<Server>,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-) -> HttpResponse {
+async fn route(req: Request<Incoming>, peer: Peer) -> HttpResponse {
+    let server = &peer.server;
     let path = req.uri().path();
     match (req.method(), path) {
-        (_, "/" | "/ws") if is_upgrade(req.headers()) => upgrade(req, peer, server, cancel, tracker),
+        (_, "/" | "/ws") if is_upgrade(req.headers()) => upgrade(req, peer),
         // A small chat page to try the server in a browser (self-contained, no external resources).
         (&Method::GET, "/") => {
             let mut resp = Response::new(Full::new(Bytes::from_static(include_str!("demo.html").as_bytes())));
@@ -264,13 +258,8 @@ fn credentials(headers: &HeaderMap) -> (Option<String>, bool) {
     (from_header.or_else(from_protocol), wants_subprotocol)
 }
 
-fn upgrade(
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    server: Arc<Server>,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-) -> HttpResponse {
+fn upgrade(req: Request<Incoming>, peer: Peer) -> HttpResponse {
+    let Peer { addr: peer, server, cancel, tracker } = peer;
     let headers = req.headers();
     let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| version_ok && req.method() == Method::GET) else {
