@@ -232,6 +232,15 @@ fn ids(messages: &[Message]) -> Vec<MessageId> {
 // ---------------------------------------------------------------------------------------------
 // Checks.
 
+/// The common start of a check: the store, an id/time generator, an empty model, and `rooms`
+/// added as requests created by `creator`.
+async fn open<F: StoreFixture>(f: &F, creator: &str, rooms: &[RequestId]) -> (Arc<dyn ChatStore>, Gen, Model) {
+    for room in rooms {
+        f.add_request(*room, Creator::Text(creator.to_owned())).await;
+    }
+    (f.store(), Gen::new(), Model::default())
+}
+
 /// A request whose creator is stored as a string is found with that creator.
 pub async fn finds_a_request_with_a_string_creator<F: StoreFixture>(f: &F) {
     let store = f.store();
@@ -279,11 +288,8 @@ pub async fn empty_room_gives_an_empty_page<F: StoreFixture>(f: &F) {
 /// Pages are oldest first, sorted by id whatever the insertion order, at most `limit` long, and
 /// `has_more` tells whether older messages exist. Pages longer than a driver batch work too.
 pub async fn history_is_oldest_first_and_limited<F: StoreFixture>(f: &F) {
-    let store = f.store();
-    let mk = Gen::new();
-    let mut model = Model::default();
     let room = rid(1);
-    f.add_request(room, Creator::Text("t".into())).await;
+    let (store, mk, mut model) = open(f, "t", &[room]).await;
     let mut made: Vec<Message> =
         (0..150).map(|i| mk.message(if i % 5 == 4 { rid(2) } else { room }, "t", &format!("m{i}"), None)).collect();
     // Insert out of id order: the store must sort by id, not by insertion.
@@ -305,12 +311,8 @@ pub async fn history_is_oldest_first_and_limited<F: StoreFixture>(f: &F) {
 /// Every cursor, at every limit, gives exactly the page [`HistoryQuery::select`] picks from all
 /// of the room's messages, receipts included.
 pub async fn history_cursors_match_select<F: StoreFixture>(f: &F) {
-    let store = f.store();
-    let mk = Gen::new();
-    let mut model = Model::default();
     let (room, other) = (rid(1), rid(2));
-    f.add_request(room, Creator::Text("t".into())).await;
-    f.add_request(other, Creator::Text("t".into())).await;
+    let (store, mk, mut model) = open(f, "t", &[room, other]).await;
     let before_all = mk.message(other, "t", "older than the room", None);
     insert_new(&*store, &mut model, before_all.clone()).await;
     for i in 0..24 {
@@ -345,11 +347,8 @@ pub async fn history_cursors_match_select<F: StoreFixture>(f: &F) {
 /// Inserting again with the same idempotency key stores nothing and returns the original, with
 /// its receipts as they are now.
 pub async fn idempotent_insert_returns_the_original_with_receipts<F: StoreFixture>(f: &F) {
-    let store = f.store();
-    let mk = Gen::new();
-    let mut model = Model::default();
     let room = rid(1);
-    f.add_request(room, Creator::Text("t".into())).await;
+    let (store, mk, mut model) = open(f, "t", &[room]).await;
     let original = mk.message(room, "t", "hello", Some("c-1"));
     insert_new(&*store, &mut model, original.clone()).await;
     let at = mk.now();
@@ -376,12 +375,8 @@ pub async fn idempotent_insert_returns_the_original_with_receipts<F: StoreFixtur
 /// The idempotency key is (room, sender, client id): the same client id from another sender, or
 /// in another room, is a new message.
 pub async fn same_client_id_from_another_sender_or_room_is_a_new_message<F: StoreFixture>(f: &F) {
-    let store = f.store();
-    let mk = Gen::new();
-    let mut model = Model::default();
     let (room, other) = (rid(1), rid(2));
-    f.add_request(room, Creator::Text("t".into())).await;
-    f.add_request(other, Creator::Text("t".into())).await;
+    let (store, mk, mut model) = open(f, "t", &[room, other]).await;
     insert_new(&*store, &mut model, mk.message(room, "t", "a", Some("c-1"))).await;
     insert_new(&*store, &mut model, mk.message(room, "lab-1", "b", Some("c-1"))).await;
     insert_new(&*store, &mut model, mk.message(other, "t", "c", Some("c-1"))).await;
@@ -423,12 +418,8 @@ pub async fn concurrent_idempotent_inserts_store_one_message<F: StoreFixture>(f:
 /// Marking touches exactly the messages of the request not sent by the user, reports exactly
 /// what was newly marked in the order asked, and never marks twice.
 pub async fn receipts_are_exact<F: StoreFixture>(f: &F) {
-    let store = f.store();
-    let mk = Gen::new();
-    let mut model = Model::default();
     let (room, other) = (rid(1), rid(2));
-    f.add_request(room, Creator::Text("t".into())).await;
-    f.add_request(other, Creator::Text("t".into())).await;
+    let (store, mk, mut model) = open(f, "t", &[room, other]).await;
     let a: Vec<Message> = (0..4).map(|i| mk.message(room, "t", &format!("a{i}"), None)).collect();
     let own = mk.message(room, "lab-1", "mine", None);
     let elsewhere = mk.message(other, "t", "other room", None);
@@ -483,11 +474,8 @@ pub async fn receipts_are_exact<F: StoreFixture>(f: &F) {
 
 /// Marking as read marks as delivered too, at the same time.
 pub async fn read_implies_delivered<F: StoreFixture>(f: &F) {
-    let store = f.store();
-    let mk = Gen::new();
-    let mut model = Model::default();
     let room = rid(1);
-    f.add_request(room, Creator::Text("t".into())).await;
+    let (store, mk, mut model) = open(f, "t", &[room]).await;
     let m = mk.message(room, "t", "read me", None);
     insert_new(&*store, &mut model, m.clone()).await;
     let at = mk.now();
@@ -500,11 +488,8 @@ pub async fn read_implies_delivered<F: StoreFixture>(f: &F) {
 
 /// Receipts appear in history with who and when, per user, oldest first.
 pub async fn receipts_show_in_history_with_user_and_time<F: StoreFixture>(f: &F) {
-    let store = f.store();
-    let mk = Gen::new();
-    let mut model = Model::default();
     let room = rid(1);
-    f.add_request(room, Creator::Text("creator".into())).await;
+    let (store, mk, mut model) = open(f, "creator", &[room]).await;
     let m1 = mk.message(room, "creator", "one", None);
     let m2 = mk.message(room, "lab-9", "two", None);
     insert_new(&*store, &mut model, m1.clone()).await;
@@ -532,11 +517,8 @@ pub async fn receipts_show_in_history_with_user_and_time<F: StoreFixture>(f: &F)
 /// Concurrent identical marks mark each receipt once: across all results, every id is reported
 /// newly marked exactly once per kind.
 pub async fn concurrent_marks_mark_once<F: StoreFixture>(f: &F) {
-    let store = f.store();
-    let mk = Gen::new();
-    let mut model = Model::default();
     let room = rid(1);
-    f.add_request(room, Creator::Text("t".into())).await;
+    let (store, mk, mut model) = open(f, "t", &[room]).await;
     let msgs: Vec<Message> = (0..6).map(|i| mk.message(room, "t", &format!("m{i}"), None)).collect();
     for m in &msgs {
         insert_new(&*store, &mut model, m.clone()).await;

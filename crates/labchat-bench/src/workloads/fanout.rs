@@ -4,10 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde::Serialize;
 
-use super::{Conns, Mode, PhaseSummary, Problems, Reader, Shared, check_duration, load1, open_rooms, spawn_reader};
+use super::{Conns, Mode, PhaseSummary, Problems, Reader, Shared, check_duration, load1, open_rooms};
 use crate::BenchError;
 use crate::client::{self, Target};
 use crate::procfs::{CpuMark, CpuUse};
@@ -97,18 +96,9 @@ pub async fn fanout(target: &Target, opts: &FanoutOptions) -> Result<FanoutRepor
     let sockets = open_rooms(target, &room, opts.members, &format!("fan-{}", shared.nonce), 8 * 1024, 64).await?;
     let mut conns = Conns::default();
     for (i, ws) in sockets.into_iter().enumerate() {
-        let (sink, stream) = ws.split();
-        if i == 0 {
-            let (w, task) = client::spawn_writer(sink);
-            conns.writers.push(Some(w));
-            conns.tasks.push(task);
-        } else {
-            conns.writers.push(None);
-            conns.sinks.push(sink);
-        }
         let reader =
             Reader { shared: Arc::clone(&shared), room_base: 0, members: opts.members, me: i, mode: Mode::Window };
-        conns.tasks.push(spawn_reader(stream, reader));
+        conns.add(ws, i == 0, reader);
     }
     let writer = conns.writer(0)?.clone();
     let receivers = opts.members as u64;

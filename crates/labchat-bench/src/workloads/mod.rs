@@ -316,6 +316,21 @@ pub(crate) struct Conns {
 }
 
 impl Conns {
+    /// Adds one connection: with `sends`, a writer task owns its sink (see [`Conns::writer`]);
+    /// otherwise the sink is only kept open. Its reader task is started in every case.
+    pub fn add(&mut self, ws: Ws, sends: bool, reader: Reader) {
+        let (sink, stream) = ws.split();
+        if sends {
+            let (w, task) = client::spawn_writer(sink);
+            self.writers.push(Some(w));
+            self.tasks.push(task);
+        } else {
+            self.writers.push(None);
+            self.sinks.push(sink);
+        }
+        self.tasks.push(spawn_reader(stream, reader));
+    }
+
     pub fn writer(&self, i: usize) -> Result<&Writer, BenchError> {
         self.writers.get(i).and_then(Option::as_ref).ok_or_else(|| BenchError::Protocol(format!("no writer for {i}")))
     }

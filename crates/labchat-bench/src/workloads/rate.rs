@@ -6,10 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde::Serialize;
 
-use super::{Conns, Mode, PhaseSummary, Problems, Reader, Shared, check_duration, load1, open_rooms, spawn_reader};
+use super::{Conns, Mode, PhaseSummary, Problems, Reader, Shared, check_duration, load1, open_rooms};
 use crate::BenchError;
 use crate::client::{self, Target};
 use crate::procfs::{CpuMark, CpuUse};
@@ -113,14 +112,10 @@ impl Rig {
         let sockets = open_rooms(target, &rooms, opts.members, &format!("rate-{}", shared.nonce), 4 * 1024, 64).await?;
         let mut conns = Conns::default();
         for (i, ws) in sockets.into_iter().enumerate() {
-            let (sink, stream) = ws.split();
-            let (w, task) = client::spawn_writer(sink);
-            conns.writers.push(Some(w));
-            conns.tasks.push(task);
             let room_base = i / opts.members * opts.members;
             let reader =
                 Reader { shared: Arc::clone(&shared), room_base, members: opts.members, me: i, mode: Mode::Plain };
-            conns.tasks.push(spawn_reader(stream, reader));
+            conns.add(ws, true, reader);
         }
         let seqs = vec![0; rooms.len() * opts.members];
         Ok(Self { shared, conns, rooms, members: opts.members, seqs, next: 0 })

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Conns, Mode, PhaseSummary, Problems, Reader, Shared, check_duration, load1, open_rooms, spawn_reader};
+use super::{Conns, Mode, PhaseSummary, Problems, Reader, Shared, check_duration, load1, open_rooms};
 use crate::BenchError;
 use crate::client::{self, Target};
 use crate::procfs::{self, CpuMark, CpuUse};
@@ -110,18 +110,9 @@ pub async fn slow(target: &Target, opts: &SlowOptions) -> Result<SlowReport, Ben
     let mut conns = Conns::default();
     conns.writers.push(None);
     for (i, ws) in sockets.enumerate().map(|(i, ws)| (i + 1, ws)) {
-        let (sink, stream) = ws.split();
-        if i == 1 {
-            let (w, task) = client::spawn_writer(sink);
-            conns.writers.push(Some(w));
-            conns.tasks.push(task);
-        } else {
-            conns.writers.push(None);
-            conns.sinks.push(sink);
-        }
         let reader =
             Reader { shared: Arc::clone(&shared), room_base: 0, members: opts.members, me: i, mode: Mode::Plain };
-        conns.tasks.push(spawn_reader(stream, reader));
+        conns.add(ws, i == 1, reader);
     }
     let writer = conns.writer(1)?.clone();
     let receivers = (opts.members - 1) as u64;
