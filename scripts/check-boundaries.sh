@@ -15,7 +15,8 @@ forbid() { # crate, regex of forbidden dependencies, reason
   fi
 }
 forbid labchat-domain 'tokio|mongodb|bson|tungstenite|tokio-tungstenite|serde_json|hyper|async-trait' "the domain is synchronous and I/O-free"
-forbid labchat-ports 'mongodb|bson|tungstenite|tokio-tungstenite|serde_json|hyper' "ports know no driver and no wire format"
+forbid labchat-core 'mongodb|bson|tungstenite|tokio-tungstenite|serde_json|hyper' "ports know no driver and no wire format"
+forbid labchat-memory 'mongodb|bson|tungstenite|tokio-tungstenite|serde_json|hyper' "the in-memory adapters know no driver and no wire format"
 forbid labchat-transport-ws 'mongodb|bson' "the transport knows no database"
 forbid labchat-store-mongo 'tungstenite|tokio-tungstenite|hyper' "the store knows no wire format"
 exit $fail

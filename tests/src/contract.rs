@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures_util::future::join_all;
-use labchat::MemoryStore;
+use labchat_core::{ChatStore, Inserted, Marked, MessageIdGenerator};
 use labchat_domain::{
     ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, ObjectIdBytes,
     Receipt, ReceiptKind, Request, RequestId, Role, Timestamp, UserId,
 };
-use labchat_ports::{ChatStore, Inserted, Marked, MessageIdGenerator};
+use labchat_memory::MemoryStore;
 
 /// How a request's creator is stored by the system that owns the requests.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -53,7 +53,7 @@ pub trait StoreFixture: Sync {
     fn add_request(&self, id: RequestId, creator: Creator) -> impl Future<Output = ()> + Send;
 }
 
-/// The contract's fixture for [`labchat::MemoryStore`].
+/// The contract's fixture for [`labchat_memory::MemoryStore`].
 #[derive(Debug, Default)]
 pub struct MemoryFixture {
     store: Arc<MemoryStore>,

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use labchat::MemoryStore;
 use labchat::app::{self, Settings, StoreSettings};
 use labchat_domain::{HistoryLimit, ObjectIdBytes, Request, RequestId, UserId};
+use labchat_memory::MemoryStore;
 use labchat_store_mongo::MongoSettings;
 use labchat_transport_ws::{AuthSettings, JwtAlgorithm, ServerStats, WsConfig};
 use mongodb::Database;
@@ -94,7 +94,7 @@ pub struct TestServer {
     /// Its live counters.
     pub stats: Arc<ServerStats>,
     /// Its broadcaster (room and subscription counts).
-    pub broadcaster: Arc<labchat::LocalBroadcaster>,
+    pub broadcaster: Arc<labchat_memory::LocalBroadcaster>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
 }

@@ -1,7 +1,7 @@
 //! # labchat-tests
 //!
 //! Support for labchat's cross-crate tests (the test files are in `tests/tests/`):
-//! - [`contract`]: the [`ChatStore`](labchat_ports::ChatStore) contract as one suite of checks,
+//! - [`contract`]: the [`ChatStore`](labchat_core::ChatStore) contract as one suite of checks,
 //!   run against every store, and the memory store's fixture;
 //! - [`mongo`]: the test MongoDB (a fresh database per test, requests as the lab system stores
 //!   them, a proxy that makes the server go silent).

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use labchat_core::ChatStore;
 use labchat_domain::{ObjectIdBytes, RequestId};
-use labchat_ports::ChatStore;
 use labchat_store_mongo::{MongoSettings, MongoStore};
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};

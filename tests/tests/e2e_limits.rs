@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use labchat_core::ChatStore;
 use labchat_domain::{Cursor, HistoryLimit, HistoryQuery, RequestId};
-use labchat_ports::ChatStore;
 use labchat_tests::client::{Client, handshake_bearer, refusal};
 use labchat_tests::harness::{TestServer, now_secs, settings, sign, token};
 use serde_json::{Value, json};

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey};
 use labchat::app::Settings;
+use labchat_core::ChatStore;
 use labchat_domain::{Cursor, HistoryLimit, HistoryPage, HistoryQuery, Request, RequestId, UserId};
-use labchat_ports::ChatStore;
 use labchat_tests::client::Client;
 use labchat_tests::harness::{
     SECRET, TestServer, fixture, new_request_id, now_secs, settings, sign, sign_with, token, unsigned,

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use labchat::MemoryStore;
+use labchat_core::ChatStore;
 use labchat_domain::{Cursor, HistoryLimit, HistoryQuery, Message, Request, RequestId, UserId};
-use labchat_ports::ChatStore;
+use labchat_memory::MemoryStore;
 use labchat_tests::client::{Client, Ws};
 use labchat_tests::harness::{TestServer, new_request_id, settings, token};
 use serde_json::{Value, json};

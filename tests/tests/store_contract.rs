@@ -1,5 +1,5 @@
 //! The `ChatStore` contract, run against every store: each check of
-//! `labchat_tests::contract` once on `labchat::MemoryStore` and twice on `MongoStore` over the
+//! `labchat_tests::contract` once on `labchat_memory::MemoryStore` and twice on `MongoStore` over the
 //! test MongoDB (a fresh database per test, so they run in parallel): with message inserts
 //! batched (the default) and with one insert per message. Plus the MongoDB store's
 //! own failure behaviour: an unreachable or silent server gives `StoreError::Unavailable` in
@@ -13,10 +13,10 @@
 
 use std::time::{Duration, Instant};
 
+use labchat_core::{ChatStore, StoreError};
 use labchat_domain::{
     Cursor, HistoryLimit, HistoryQuery, Message, MessageId, MessageText, ReceiptKind, Role, Timestamp, UserId,
 };
-use labchat_ports::{ChatStore, StoreError};
 use labchat_store_mongo::{MongoSettings, MongoStore};
 use labchat_tests::contract::{self, MemoryFixture, rid};
 use labchat_tests::mongo::{self, MongoFixture, TcpProxy};
@@ -178,8 +178,8 @@ async fn mongodb_creator_field_may_be_a_dotted_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongodb_batched_inserts_answer_each_caller_alone() {
     use futures_util::future::join_all;
+    use labchat_core::{Inserted, MessageIdGenerator};
     use labchat_domain::{ClientMessageId, RequestId};
-    use labchat_ports::{Inserted, MessageIdGenerator};
     use labchat_tests::contract::{Creator, StoreFixture};
 
     let fixture = MongoFixture::new("batched_each_caller").await;

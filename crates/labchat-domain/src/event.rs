@@ -2,7 +2,10 @@ use crate::{Message, MessageId, RequestId, Timestamp, UserId};
 
 /// Something that happened in a request's room, which every member of the room is told, in the
 /// same order for every member.
+///
+/// New kinds of event will be added: match with a wildcard arm.
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum RoomEvent {
     /// A message was stored in the room.
     MessagePosted(Message),
@@ -30,7 +33,49 @@ pub enum RoomEvent {
     },
 }
 
+/// The kind of a [`RoomEvent`], without its data: the home of the events' names.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub enum RoomEventKind {
+    /// [`RoomEvent::MessagePosted`].
+    Message,
+    /// [`RoomEvent::Delivered`].
+    Delivered,
+    /// [`RoomEvent::Read`].
+    Read,
+}
+
+impl RoomEventKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Self; 3] = [Self::Message, Self::Delivered, Self::Read];
+
+    /// The event's name as clients see it (`message`, `messagesDelivered`, `messageReads`); also
+    /// a fixed set of metric label values.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Delivered => "messagesDelivered",
+            Self::Read => "messageReads",
+        }
+    }
+}
+
+impl std::fmt::Display for RoomEventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl RoomEvent {
+    /// What kind of event this is.
+    pub fn kind(&self) -> RoomEventKind {
+        match self {
+            Self::MessagePosted(_) => RoomEventKind::Message,
+            Self::Delivered { .. } => RoomEventKind::Delivered,
+            Self::Read { .. } => RoomEventKind::Read,
+        }
+    }
+
     /// The room the event belongs to.
     pub fn request_id(&self) -> RequestId {
         match self {

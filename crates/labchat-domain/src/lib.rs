@@ -39,7 +39,7 @@ mod request;
 mod time;
 mod user;
 
-pub use event::RoomEvent;
+pub use event::{RoomEvent, RoomEventKind};
 pub use history::{Cursor, HistoryLimit, HistoryLimitError, HistoryPage, HistoryQuery};
 pub use ids::{
     ClientMessageId, ClientMessageIdError, IdError, MessageId, ObjectIdBytes, RequestId, UserId, UserIdError,

@@ -22,11 +22,11 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use labchat_core::{ChatStore, Inserted, MessageIdGenerator};
 use labchat_domain::{
     ClientMessageId, Cursor, HistoryLimit, HistoryQuery, Message, MessageId, MessageText, ObjectIdBytes, RequestId,
     Role, Timestamp, UserId,
 };
-use labchat_ports::{ChatStore, Inserted, MessageIdGenerator};
 use labchat_store_mongo::{MongoSettings, MongoStore};
 
 type BoxError = Box<dyn Error + Send + Sync>;

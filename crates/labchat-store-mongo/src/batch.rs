@@ -1,4 +1,4 @@
-//! Group commit of message inserts: concurrent [`insert_message`](labchat_ports::ChatStore)
+//! Group commit of message inserts: concurrent [`insert_message`](labchat_core::ChatStore)
 //! calls share one `insert_many`.
 //!
 //! A background task owns the inserts. Each caller sends its document with a oneshot for the
@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use labchat_ports::StoreError;
+use labchat_core::StoreError;
 use mongodb::Collection;
 use mongodb::error::{Error, ErrorKind};
 use tokio::sync::{mpsc, oneshot};

@@ -3,7 +3,7 @@
 use std::future::IntoFuture;
 use std::time::Duration;
 
-use labchat_ports::StoreError;
+use labchat_core::StoreError;
 use mongodb::error::{Error, ErrorKind, IndexedWriteError, WriteFailure};
 
 /// The server's code for a duplicate key.

@@ -1,9 +1,9 @@
 //! # labchat-store-mongo
 //!
-//! labchat's [`ChatStore`](labchat_ports::ChatStore) on MongoDB (5.0 or later), over the official
+//! labchat's [`ChatStore`](labchat_core::ChatStore) on MongoDB (5.0 or later), over the official
 //! `mongodb` driver on tokio. Build it with [`MongoStore::connect`] from [`MongoSettings`]. BSON
 //! and the driver stay inside this crate: callers see only domain types and
-//! [`StoreError`](labchat_ports::StoreError).
+//! [`StoreError`](labchat_core::StoreError).
 //!
 //! ## Collections
 //!
@@ -58,8 +58,8 @@
 //!
 //! Every driver call is bounded by [`MongoSettings::op_timeout`] (the driver's server-selection
 //! and connect timeouts are capped by it as well). An unreachable or silent server, a timeout,
-//! or a transient server state gives [`StoreError::Unavailable`](labchat_ports::StoreError); bad
-//! data and every other failure gives [`StoreError::Internal`](labchat_ports::StoreError).
+//! or a transient server state gives [`StoreError::Unavailable`](labchat_core::StoreError); bad
+//! data and every other failure gives [`StoreError::Internal`](labchat_core::StoreError).
 //!
 //! ## Group commit of message inserts
 //!

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
+use labchat_core::{ChatStore, Inserted, Marked, StoreError};
 use labchat_domain::{
     Cursor, HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, Timestamp, UserId,
 };
-use labchat_ports::{ChatStore, Inserted, Marked, StoreError};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::ErrorKind;
 use mongodb::options::{ClientOptions, IndexOptions};

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
+use labchat_core::{Clock, FailureKind, Published, RoomSink, SinkId, SystemClock};
 use labchat_domain::{ReceiptKind, RequestId, Timestamp, User};
-use labchat_ports::{Clock, FailureKind, Published, RoomSink, SinkId, SystemClock};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::time::Instant;

@@ -4,7 +4,7 @@
 //! `/ws` (authenticated in the handshake with a JWT), and health probes. It is the only crate
 //! that knows the JSON wire format ([`protocol`]).
 //!
-//! Start it with [`run`], giving it a bound listener, the use cases ([`labchat_ports::Chat`]),
+//! Start it with [`run`], giving it a bound listener, the use cases ([`labchat_core::Chat`]),
 //! an [`Authenticator`] and a shutdown future.
 
 mod auth;

@@ -165,15 +165,6 @@ pub fn known_event(name: &str) -> &'static str {
     CLIENT_EVENTS.iter().copied().find(|e| *e == name).unwrap_or("unknown")
 }
 
-/// The server event name of a room event.
-pub fn room_event_name(event: &RoomEvent) -> &'static str {
-    match event {
-        RoomEvent::MessagePosted(_) => "message",
-        RoomEvent::Delivered { .. } => "messagesDelivered",
-        RoomEvent::Read { .. } => "messageReads",
-    }
-}
-
 /// The longest correlation id string, in characters.
 pub const MAX_CORRELATION_ID_CHARS: usize = 64;
 
@@ -429,7 +420,7 @@ pub fn room_event(event: &RoomEvent) -> String {
         RoomEvent::MessagePosted(m) => frame("message", WireMessage::from(m), None),
         RoomEvent::Delivered { request_id, user_id, messages, at }
         | RoomEvent::Read { request_id, user_id, messages, at } => {
-            let name = room_event_name(event);
+            let name = event.kind().as_str();
             let data = Receipts {
                 request_id: request_id.to_hex(),
                 user_id: user_id.as_str().to_owned(),
@@ -437,6 +428,15 @@ pub fn room_event(event: &RoomEvent) -> String {
                 at: rfc3339(*at),
             };
             frame(name, data, None)
+        }
+        // A kind this transport does not know yet: its name and room, so clients can ignore it.
+        other => {
+            #[derive(Serialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Room {
+                request_id: String,
+            }
+            frame(other.kind().as_str(), Room { request_id: other.request_id().to_hex() }, None)
         }
     }
 }

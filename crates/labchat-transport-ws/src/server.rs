@@ -13,7 +13,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use labchat_ports::Chat;
+use labchat_core::Chat;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use labchat_core::{Chat, ChatStore, StoreError, SystemClock};
 use labchat_domain::{HistoryLimit, Request, RequestId, UserId};
-use labchat_ports::{Chat, ChatStore, StoreError, SystemClock};
 use labchat_store_mongo::{MongoSettings, MongoStore};
 use labchat_transport_ws::{AuthSettings, Authenticator, KeyError, Server, WsConfig};
 use serde::Deserialize;
 
 use crate::observe::{self, MeteredStore};
-use crate::{LocalBroadcaster, MemoryStore};
+use labchat_memory::{LocalBroadcaster, MemoryStore};
 
 /// Which store to use.
 #[derive(Debug, Clone)]

@@ -5,10 +5,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use labchat_core::{ChatStore, Inserted, Marked, StoreError};
 use labchat_domain::{
     HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, Timestamp, UserId,
 };
-use labchat_ports::{ChatStore, Inserted, Marked, StoreError};
 use labchat_transport_ws::MetricsRenderer;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 

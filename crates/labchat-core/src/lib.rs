@@ -1,4 +1,4 @@
-//! # labchat-ports
+//! # labchat-core
 //!
 //! The seams of labchat and the use cases that orchestrate them.
 //!

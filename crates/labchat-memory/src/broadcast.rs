@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use async_trait::async_trait;
+use labchat_core::{BroadcastError, Broadcaster, Published, RoomSink, SinkId};
 use labchat_domain::{RequestId, RoomEvent};
-use labchat_ports::{BroadcastError, Broadcaster, Published, RoomSink, SinkId};
 
 /// A [`Broadcaster`] for one process: each room's subscribers in a map.
 ///
@@ -70,7 +70,7 @@ impl Broadcaster for LocalBroadcaster {
     async fn publish(&self, event: RoomEvent) -> Result<(), BroadcastError> {
         let started = Instant::now();
         let room = event.request_id();
-        let name = labchat_transport_ws::protocol::room_event_name(&event);
+        let name = event.kind().as_str();
         let published = Published::new(event);
         let receivers = {
             let rooms = self.lock();

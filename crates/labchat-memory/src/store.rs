@@ -6,11 +6,11 @@ use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use labchat_core::{ChatStore, Inserted, Marked, StoreError};
 use labchat_domain::{
     Cursor, HistoryPage, HistoryQuery, IdempotencyKey, Message, MessageId, ReceiptKind, Request, RequestId, Timestamp,
     UserId,
 };
-use labchat_ports::{ChatStore, Inserted, Marked, StoreError};
 
 #[derive(Default)]
 struct Inner {
