@@ -31,8 +31,10 @@ if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-log "cargo build -p labchat"
-cargo build -p labchat
+# The same selection as the test run (`cargo test --workspace`), so features unify the same way
+# and nothing is rebuilt.
+log "cargo build --workspace --all-targets"
+cargo build --workspace --all-targets
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/labchat"
 
 log "running the browser test"
