@@ -3,6 +3,7 @@ use std::str::FromStr;
 
 /// Why a string is not a valid 24-hex object id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum IdError {
     /// The string does not have exactly 24 characters.
     #[error("an id must be 24 hexadecimal characters, got {0} characters")]
@@ -142,6 +143,7 @@ object_id!(
 
 /// Why a string is not a valid user id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum UserIdError {
     /// The id is empty or only white space.
     #[error("a user id must not be empty")]
@@ -193,6 +195,7 @@ impl fmt::Debug for UserId {
 
 /// Why a string is not a valid client message id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientMessageIdError {
     /// The id is empty.
     #[error("clientMessageId must not be empty")]

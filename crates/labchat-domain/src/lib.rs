@@ -31,6 +31,8 @@
 //! assert!(request.authorize(&other).is_err());
 //! ```
 
+#![warn(missing_docs)]
+
 mod event;
 mod history;
 mod ids;

@@ -2,6 +2,7 @@ use crate::{ClientMessageId, MessageId, RequestId, Role, Timestamp, UserId};
 
 /// Why a message text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MessageTextError {
     /// Nothing but white space.
     #[error("message must not be empty")]
