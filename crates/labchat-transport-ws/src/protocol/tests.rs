@@ -3,6 +3,8 @@ use serde_json::json;
 
 use super::*;
 
+mod messages;
+
 const RID: &str = "6751b6df1ad14eaa13a03313";
 const MID: &str = "6751b5e11ad14eaa13a032fa";
 
