@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthError, Principal};
-use crate::protocol::{self, AckData, Command, ErrorCode, ErrorFrame, Inbound, ServerEvent};
+use crate::protocol::{self, AckData, Command, ErrorCode, ErrorFrame, Inbound, Keep, ServerEvent};
 use crate::server::Server;
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -482,7 +482,11 @@ impl Connection {
                     metrics::gauge!("labchat_rooms_joined").increment(1.0);
                 }
                 // Queued while the room's order is held: history first, then live events.
-                self.reply(ServerEvent::RoomHistory, protocol::room_history(*request_id, &joined.history, id));
+                let (keep, budget) = (Keep::for_join(*after), server.config().reply_budget());
+                self.reply(
+                    ServerEvent::RoomHistory,
+                    protocol::room_history(*request_id, &joined.history, keep, budget, id),
+                );
                 drop(joined);
                 self.ack(AckData::Room(*request_id), id);
             }
@@ -520,7 +524,11 @@ impl Connection {
                     .history(&user, *request_id, *before, *limit)
                     .await
                     .map_err(|e| Failure::from_kind(e.kind(), &e))?;
-                self.reply(ServerEvent::RoomHistory, protocol::room_history(*request_id, &page, id));
+                let budget = server.config().reply_budget();
+                self.reply(
+                    ServerEvent::RoomHistory,
+                    protocol::room_history(*request_id, &page, Keep::Newest, budget, id),
+                );
                 self.ack(AckData::Room(*request_id), id);
             }
             Command::RefreshToken { token } => match server.auth().authenticate(token) {

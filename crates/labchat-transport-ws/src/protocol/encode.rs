@@ -1,6 +1,6 @@
 //! Server frames: `{"event": NAME, "data": {...}, "id"?}`, each named by a [`ServerEvent`].
 
-use labchat_domain::{HistoryPage, Message, MessageId, Receipt, RequestId, RoomEvent, Timestamp};
+use labchat_domain::{Message, MessageId, Receipt, RequestId, RoomEvent, Timestamp};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -132,23 +132,6 @@ pub fn room_event(event: &RoomEvent) -> String {
 /// A `message` frame for one message, sent only to one client (a repeated send without an id).
 pub fn message(m: &Message) -> String {
     frame(ServerEvent::Message.as_str(), WireMessage::from(m), None)
-}
-
-/// A `roomHistory` frame.
-pub fn room_history(request_id: RequestId, page: &HistoryPage, id: Option<&Value>) -> String {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct History {
-        request_id: String,
-        messages: Vec<WireMessage>,
-        has_more: bool,
-    }
-    let data = History {
-        request_id: request_id.to_hex(),
-        messages: page.messages.iter().map(WireMessage::from).collect(),
-        has_more: page.has_more,
-    };
-    frame(ServerEvent::RoomHistory.as_str(), data, id)
 }
 
 /// The result carried by an `ack` frame.

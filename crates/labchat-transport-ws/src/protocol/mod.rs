@@ -15,9 +15,11 @@ use serde_json::Value;
 
 mod decode;
 mod encode;
+mod history;
 
 pub use decode::{DecodeLimits, MAX_CORRELATION_ID_CHARS, decode};
-pub use encode::{AckData, ErrorFrame, ack, error, message, rfc3339, room_event, room_history};
+pub use encode::{AckData, ErrorFrame, ack, error, message, rfc3339, room_event};
+pub use history::{Keep, room_history};
 
 /// Error codes of `error` frames.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]

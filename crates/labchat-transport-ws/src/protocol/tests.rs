@@ -5,6 +5,7 @@ use serde_json::json;
 use super::*;
 
 mod events;
+mod history;
 mod messages;
 
 const RID: &str = "6751b6df1ad14eaa13a03313";
