@@ -6,9 +6,7 @@
 //! cut to a byte budget, from the end farthest from its cursor, and says `hasMore: true`; the
 //! client pages on as it does for a page cut by count.
 
-use std::ops::Range;
-
-use labchat_domain::{HistoryPage, MessageId, RequestId};
+use labchat_domain::{HistoryPage, Message, MessageId, RequestId};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -45,9 +43,10 @@ struct History<'a> {
 }
 
 /// A `roomHistory` frame of `page`, at most `max_bytes` long: when the whole page does not fit,
-/// the messages at the end `keep` does not name are left out and `hasMore` is true. Each message
-/// is encoded once. The frame holds at least one message when the page has any, so paging always
-/// moves on; one message is bounded by the text limit and its receipts.
+/// the messages at the end `keep` does not name are left out and `hasMore` is true. Messages are
+/// encoded once each, from the kept end, and only until the budget is spent. The frame holds at
+/// least one message when the page has any, so paging always moves on; one message is bounded
+/// by the text limit and its receipts.
 pub fn room_history(
     request_id: RequestId,
     page: &HistoryPage,
@@ -55,44 +54,70 @@ pub fn room_history(
     max_bytes: usize,
     id: Option<&Value>,
 ) -> String {
-    let encoded: Result<Vec<Box<RawValue>>, _> =
-        page.messages.iter().map(|m| serde_json::value::to_raw_value(&WireMessage::from(m))).collect();
-    let Ok(encoded) = encoded else {
-        return ENCODING_FAILED.to_owned();
-    };
     let name = ServerEvent::RoomHistory.as_str();
     let request_id = request_id.to_hex();
     // The bytes of the frame around its messages, which depend on `hasMore`.
     let around =
         |has_more: bool| frame(name, History { request_id: request_id.clone(), messages: &[], has_more }, id).len();
-    let sizes: Vec<usize> = encoded.iter().map(|m| m.get().len()).collect();
-    let mut kept = fit(&sizes, max_bytes.saturating_sub(around(page.has_more)), keep);
-    let cut = kept.len() < sizes.len();
-    if cut {
-        kept = fit(&sizes, max_bytes.saturating_sub(around(true)), keep);
+    // A cut page says `true`, one byte shorter than `false`: the larger room.
+    let mut budget = Budget::new(max_bytes.saturating_sub(around(true)));
+    let from_kept_end: Box<dyn Iterator<Item = &Message>> = match keep {
+        Keep::Newest => Box::new(page.messages.iter().rev()),
+        Keep::Oldest => Box::new(page.messages.iter()),
+    };
+    let mut kept = Vec::new();
+    for m in from_kept_end {
+        let Ok(raw) = serde_json::value::to_raw_value(&WireMessage::from(m)) else {
+            return ENCODING_FAILED.to_owned();
+        };
+        if !budget.take(raw.get().len()) {
+            break;
+        }
+        kept.push(raw);
     }
-    frame(name, History { request_id, messages: &encoded[kept], has_more: page.has_more || cut }, id)
+    let mut cut = kept.len() < page.messages.len();
+    // Whole, the page keeps its own `hasMore`, which may be the longer `false`.
+    if !cut && budget.used() > max_bytes.saturating_sub(around(page.has_more)) && kept.len() > 1 {
+        kept.pop();
+        cut = true;
+    }
+    if keep == Keep::Newest {
+        kept.reverse();
+    }
+    frame(name, History { request_id, messages: &kept, has_more: page.has_more || cut }, id)
 }
 
-/// The items of `sizes` (bytes, oldest first) to keep from the end `keep` names so that they,
-/// with one separator byte between each two, take at most `room` bytes. At least one item is
-/// kept when there is any.
-pub(super) fn fit(sizes: &[usize], room: usize, keep: Keep) -> Range<usize> {
-    let fitting = |sizes: &mut dyn Iterator<Item = usize>| {
-        let mut used = 0usize;
-        let mut n = 0usize;
-        for size in sizes {
-            let total = used.checked_add(size).and_then(|t| t.checked_add(usize::from(n > 0)));
-            match total {
-                Some(total) if n == 0 || total <= room => used = total,
-                _ => break,
+/// The bytes left for a page's messages: each message costs its size, plus one separator byte
+/// after the first.
+#[derive(Debug)]
+pub(super) struct Budget {
+    room: usize,
+    used: usize,
+    taken: usize,
+}
+
+impl Budget {
+    /// A budget of `room` bytes.
+    pub(super) fn new(room: usize) -> Self {
+        Self { room, used: 0, taken: 0 }
+    }
+
+    /// Takes a message of `size` bytes if it fits, and always the first one (so that paging
+    /// moves on); `false` once one does not fit.
+    pub(super) fn take(&mut self, size: usize) -> bool {
+        let total = self.used.checked_add(size).and_then(|t| t.checked_add(usize::from(self.taken > 0)));
+        match total {
+            Some(total) if self.taken == 0 || total <= self.room => {
+                self.used = total;
+                self.taken += 1;
+                true
             }
-            n += 1;
+            _ => false,
         }
-        n
-    };
-    match keep {
-        Keep::Oldest => 0..fitting(&mut sizes.iter().copied()),
-        Keep::Newest => sizes.len() - fitting(&mut sizes.iter().rev().copied())..sizes.len(),
+    }
+
+    /// The bytes taken so far.
+    pub(super) fn used(&self) -> usize {
+        self.used
     }
 }

@@ -4,11 +4,22 @@ use labchat_domain::{HistoryPage, Message, MessageId, MessageText, Receipt, Requ
 use serde_json::{Value, json};
 
 use super::RID;
-use crate::protocol::history::fit;
+use std::ops::Range;
+
+use crate::protocol::history::Budget;
 use crate::protocol::{Keep, room_history};
 
+/// The items of `sizes` (oldest first) a budget of `room` bytes keeps, from the end `keep` names.
+fn fit(sizes: &[usize], room: usize, keep: Keep) -> Range<usize> {
+    let mut budget = Budget::new(room);
+    let mut ordered: Box<dyn Iterator<Item = &usize>> =
+        if keep == Keep::Newest { Box::new(sizes.iter().rev()) } else { Box::new(sizes.iter()) };
+    let n = ordered.by_ref().take_while(|s| budget.take(**s)).count();
+    if keep == Keep::Newest { sizes.len() - n..sizes.len() } else { 0..n }
+}
+
 #[test]
-fn fit_keeps_what_the_budget_holds_from_the_kept_end() {
+fn a_budget_keeps_what_the_budget_holds_from_the_kept_end() {
     // Sizes 10, 20, 30, 40 (oldest first); a separator costs one byte between two items.
     let sizes = [10, 20, 30, 40];
     let cases = [
@@ -69,6 +80,13 @@ fn a_page_that_fits_is_sent_whole_and_keeps_its_has_more() {
         assert_eq!((&v["event"], &v["data"]["requestId"]), (&json!("roomHistory"), &json!(RID)));
         // The exact budget of the whole page still holds it.
         assert_eq!(room_history(rid, &page, Keep::Oldest, text.len(), Some(&json!("q"))), text);
+        // One byte less: the farthest message is left out, and the page says so.
+        for (keep, want) in [(Keep::Newest, vec![2, 3]), (Keep::Oldest, vec![1, 2])] {
+            let cut = room_history(rid, &page, keep, text.len() - 1, Some(&json!("q")));
+            assert!(cut.len() < text.len(), "{keep:?}");
+            let v: Value = serde_json::from_str(&cut).unwrap();
+            assert_eq!((ids(&v), &v["data"]["hasMore"]), (want, &json!(true)), "{keep:?}");
+        }
     }
 }
 
