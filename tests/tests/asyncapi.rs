@@ -14,7 +14,7 @@ use jsonschema::{Draft, Registry, Validator};
 use labchat_domain::{Request, RequestId, UserId};
 use labchat_tests::client::{Ws, handshake_bearer, handshake_protocols, refusal};
 use labchat_tests::harness::{TestServer, new_request_id, now_secs, settings, sign, token};
-use labchat_transport_ws::protocol::{self, ErrorCode, ErrorFrame};
+use labchat_transport_ws::protocol::{self, CLIENT_EVENTS, ErrorCode, ErrorFrame, ServerEvent};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -22,9 +22,16 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 const BASE: &str = "urn:labchat:asyncapi";
 const WAIT: Duration = Duration::from_secs(5);
 
-const CLIENT_EVENTS: [&str; 7] =
-    ["joinRoom", "leaveRoom", "message", "ackMessages", "readMessages", "history", "refreshToken"];
-const SERVER_EVENTS: [&str; 6] = ["message", "roomHistory", "messagesDelivered", "messageReads", "ack", "error"];
+/// The server's events, by name, from their one home.
+const SERVER_EVENTS: [&str; ServerEvent::ALL.len()] = {
+    let mut names = [""; ServerEvent::ALL.len()];
+    let mut i = 0;
+    while i < names.len() {
+        names[i] = ServerEvent::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 fn document() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/asyncapi.yaml");

@@ -6,13 +6,16 @@
 
 use labchat_tests::client::Client;
 use labchat_tests::harness::{TestServer, settings, token};
+use labchat_transport_ws::protocol::CLIENT_EVENTS;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{Value, json};
 
-const EVENTS: [&str; 8] =
-    ["joinRoom", "leaveRoom", "message", "ackMessages", "readMessages", "history", "refreshToken", "nope"];
+/// Every client event, from its one home, and one unknown event.
+fn events() -> Vec<&'static str> {
+    CLIENT_EVENTS.iter().copied().chain(["nope"]).collect()
+}
 
 fn arb_value(ids: Vec<String>) -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -21,7 +24,7 @@ fn arb_value(ids: Vec<String>) -> impl Strategy<Value = Value> {
         any::<i32>().prop_map(|n| json!(n)),
         "[ -~]{0,12}".prop_map(Value::String),
         prop::sample::select(ids).prop_map(Value::String),
-        prop::sample::select(EVENTS.to_vec()).prop_map(|s| json!(s)),
+        prop::sample::select(events()).prop_map(|s| json!(s)),
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
@@ -75,7 +78,7 @@ fn arb_frame(ids: Vec<String>) -> impl Strategy<Value = Value> {
     ]);
     let id = prop::sample::select(ids.clone());
     let id_list = prop::collection::vec(prop::sample::select(ids.clone()), 1..4);
-    let shaped = (prop::sample::select(EVENTS.to_vec()), id, id_list, "[ -~]{0,12}", any::<bool>()).prop_map(
+    let shaped = (prop::sample::select(events()), id, id_list, "[ -~]{0,12}", any::<bool>()).prop_map(
         |(event, rid, list, text, with_cursor)| {
             let data = match event {
                 "message" => json!({"requestId": rid, "message": text}),
@@ -96,7 +99,7 @@ fn arb_frame(ids: Vec<String>) -> impl Strategy<Value = Value> {
         });
     prop_oneof![
         6 => mangled,
-        2 => (prop::sample::select(EVENTS.to_vec()), arb_value(ids.clone())).prop_map(|(e, d)| json!({"event": e, "data": d})),
+        2 => (prop::sample::select(events()), arb_value(ids.clone())).prop_map(|(e, d)| json!({"event": e, "data": d})),
         1 => arb_value(ids),
     ]
 }

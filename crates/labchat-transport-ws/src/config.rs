@@ -25,6 +25,10 @@ pub struct WsConfig {
     /// Most bytes waiting to be written to one connection (default 4 MiB). A connection over
     /// either bound is closed with 1013.
     pub outbound_max_bytes: usize,
+    /// Largest reply frame the server builds, in bytes (default 1 MiB): a `roomHistory` page
+    /// that would be larger is cut and says `hasMore: true`. Used through
+    /// [`WsConfig::reply_budget`], which keeps it within the outbound queue.
+    pub max_reply_bytes: usize,
     /// Most open websocket connections; more get HTTP 503 (default 20000).
     pub max_connections: usize,
     /// How long shutdown waits for connections to finish (default 10 s).
@@ -51,10 +55,36 @@ impl Default for WsConfig {
             ping_interval: Duration::from_secs(20),
             outbound_max_frames: 1024,
             outbound_max_bytes: 4 * 1024 * 1024,
+            max_reply_bytes: 1024 * 1024,
             max_connections: 20_000,
             shutdown_grace: Duration::from_secs(10),
             read_buffer_bytes: 512,
             write_buffer_bytes: 64 * 1024,
         }
+    }
+}
+
+impl WsConfig {
+    /// The byte budget of one reply frame: [`WsConfig::max_reply_bytes`], but at most half of
+    /// [`WsConfig::outbound_max_bytes`], so a reply always fits the outbound queue with room to
+    /// spare for the room's live events, whatever the two settings are.
+    pub fn reply_budget(&self) -> usize {
+        self.max_reply_bytes.min(self.outbound_max_bytes / 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WsConfig;
+
+    #[test]
+    fn a_reply_never_takes_more_than_half_the_outbound_queue() {
+        let default = WsConfig::default();
+        assert_eq!(default.reply_budget(), 1024 * 1024);
+        assert!(default.reply_budget() < default.outbound_max_bytes);
+        let small_queue = WsConfig { outbound_max_bytes: 256 * 1024, ..WsConfig::default() };
+        assert_eq!(small_queue.reply_budget(), 128 * 1024);
+        let small_reply = WsConfig { max_reply_bytes: 10_000, ..WsConfig::default() };
+        assert_eq!(small_reply.reply_budget(), 10_000);
     }
 }

@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthError, Principal};
-use crate::protocol::{self, AckData, Command, ErrorCode, ErrorFrame, Inbound};
+use crate::protocol::{self, AckData, Command, ErrorCode, ErrorFrame, Inbound, Keep, ServerEvent};
 use crate::server::Server;
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -402,15 +402,15 @@ impl Connection {
     }
 
     /// Queues a direct reply (not a room broadcast: those are counted by the broadcaster).
-    fn reply(&self, event: &'static str, frame: String) {
-        metrics::counter!("labchat_frames_out_total", "event" => event).increment(1);
+    fn reply(&self, event: ServerEvent, frame: String) {
+        metrics::counter!("labchat_frames_out_total", "event" => event.as_str()).increment(1);
         self.sink.push(Utf8Bytes::from(frame));
     }
 
     /// Queues an `error` frame.
     fn reply_error_frame(&self, e: &ErrorFrame<'_>) {
         metrics::counter!("labchat_errors_total", "code" => e.code.as_str()).increment(1);
-        self.reply("error", protocol::error(e));
+        self.reply(ServerEvent::Error, protocol::error(e));
     }
 
     fn reply_error(
@@ -428,7 +428,7 @@ impl Connection {
     async fn handle(&mut self, text: &str) -> Option<End> {
         let decoded = protocol::decode(text, &self.server.config().decode);
         let event = match &decoded {
-            Ok(i) => protocol::known_event(&i.event),
+            Ok(i) => i.event.as_str(),
             Err(_) => "invalid",
         };
         metrics::counter!("labchat_frames_in_total", "event" => event).increment(1);
@@ -452,7 +452,7 @@ impl Connection {
                 self.reply_error_frame(&ErrorFrame {
                     code,
                     message: &message,
-                    event: Some(&inbound.event),
+                    event: Some(inbound.event.as_str()),
                     request_id: inbound.command.request_id(),
                     id: inbound.id.as_ref(),
                     retry_after_ms: None,
@@ -482,7 +482,11 @@ impl Connection {
                     metrics::gauge!("labchat_rooms_joined").increment(1.0);
                 }
                 // Queued while the room's order is held: history first, then live events.
-                self.reply("roomHistory", protocol::room_history(*request_id, &joined.history, id));
+                let (keep, budget) = (Keep::for_join(*after), server.config().reply_budget());
+                self.reply(
+                    ServerEvent::RoomHistory,
+                    protocol::room_history(*request_id, &joined.history, keep, budget, id),
+                );
                 drop(joined);
                 self.ack(AckData::Room(*request_id), id);
             }
@@ -499,9 +503,9 @@ impl Connection {
                     .await
                     .map_err(|e| Failure::from_kind(e.kind(), &e))?;
                 match id {
-                    Some(id) => self.reply("ack", protocol::ack(AckData::Message(&posted.message), id)),
+                    Some(id) => self.reply(ServerEvent::Ack, protocol::ack(AckData::Message(&posted.message), id)),
                     // A repeated send gets the original back even without a correlation id.
-                    None if posted.duplicate => self.reply("message", protocol::message(&posted.message)),
+                    None if posted.duplicate => self.reply(ServerEvent::Message, protocol::message(&posted.message)),
                     None => {}
                 }
             }
@@ -520,7 +524,11 @@ impl Connection {
                     .history(&user, *request_id, *before, *limit)
                     .await
                     .map_err(|e| Failure::from_kind(e.kind(), &e))?;
-                self.reply("roomHistory", protocol::room_history(*request_id, &page, id));
+                let budget = server.config().reply_budget();
+                self.reply(
+                    ServerEvent::RoomHistory,
+                    protocol::room_history(*request_id, &page, Keep::Newest, budget, id),
+                );
                 self.ack(AckData::Room(*request_id), id);
             }
             Command::RefreshToken { token } => match server.auth().authenticate(token) {
@@ -553,7 +561,7 @@ impl Connection {
 
     fn ack(&self, data: AckData<'_>, id: Option<&Value>) {
         if let Some(id) = id {
-            self.reply("ack", protocol::ack(data, id));
+            self.reply(ServerEvent::Ack, protocol::ack(data, id));
         }
     }
 }

@@ -1,7 +1,12 @@
+use labchat_domain::Timestamp;
 use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
+
+mod events;
+mod history;
+mod messages;
 
 const RID: &str = "6751b6df1ad14eaa13a03313";
 const MID: &str = "6751b5e11ad14eaa13a032fa";
@@ -148,16 +153,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
         ".{0,30}".prop_map(Value::String),
         Just(json!(RID)),
         Just(json!(MID)),
-        prop::sample::select(vec![
-            "joinRoom",
-            "leaveRoom",
-            "message",
-            "ackMessages",
-            "readMessages",
-            "history",
-            "refreshToken"
-        ])
-        .prop_map(|s| json!(s)),
+        prop::sample::select(CLIENT_EVENTS.to_vec()).prop_map(|s| json!(s)),
     ];
     leaf.prop_recursive(5, 64, 8, |inner| {
         prop_oneof![
@@ -202,7 +198,8 @@ proptest! {
             Ok(inbound) => {
                 // A command was only produced from an object with a known event and an object data.
                 let obj = v.as_object().unwrap();
-                prop_assert_eq!(obj.get("event"), Some(&json!(inbound.event)));
+                prop_assert_eq!(obj.get("event"), Some(&json!(inbound.event.as_str())));
+                prop_assert_eq!(inbound.event, inbound.command.event());
                 prop_assert!(obj.get("data").is_some_and(Value::is_object));
             }
             Err(bad) => prop_assert!(!bad.message.is_empty()),

@@ -1,0 +1,123 @@
+//! `roomHistory` frames, bounded in bytes as well as in messages.
+//!
+//! A page of the history limit's size can be far larger than a connection's outbound queue
+//! accepts (200 messages of 4000 characters that JSON escapes to 6 bytes each make 4.8 MB), and
+//! a frame the queue refuses closes the connection: the room would be unjoinable. So a page is
+//! cut to a byte budget, from the end farthest from its cursor, and says `hasMore: true`; the
+//! client pages on as it does for a page cut by count.
+
+use labchat_domain::{HistoryPage, Message, MessageId, RequestId};
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::ServerEvent;
+use super::encode::{ENCODING_FAILED, WireMessage, frame};
+
+/// Which end of a history page to keep when the page is cut to fit its byte budget.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Keep {
+    /// The newest messages, dropping the oldest: for the latest page and a page `before` a
+    /// message. `hasMore` then says older messages exist: the client asks for
+    /// `history {before: <the oldest id it has>}`.
+    Newest,
+    /// The oldest messages, dropping the newest: for `joinRoom {after}`. `hasMore` then says
+    /// newer messages exist: the client joins again `after` the last id it has.
+    Oldest,
+}
+
+impl Keep {
+    /// The end a `joinRoom` page keeps: the oldest when catching up `after` a message, else the
+    /// newest.
+    pub fn for_join(after: Option<MessageId>) -> Self {
+        if after.is_some() { Self::Oldest } else { Self::Newest }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct History<'a> {
+    request_id: String,
+    messages: &'a [Box<RawValue>],
+    has_more: bool,
+}
+
+/// A `roomHistory` frame of `page`, at most `max_bytes` long: when the whole page does not fit,
+/// the messages at the end `keep` does not name are left out and `hasMore` is true. Messages are
+/// encoded once each, from the kept end, and only until the budget is spent. The frame holds at
+/// least one message when the page has any, so paging always moves on; one message is bounded
+/// by the text limit and its receipts.
+pub fn room_history(
+    request_id: RequestId,
+    page: &HistoryPage,
+    keep: Keep,
+    max_bytes: usize,
+    id: Option<&Value>,
+) -> String {
+    let name = ServerEvent::RoomHistory.as_str();
+    let request_id = request_id.to_hex();
+    // The bytes of the frame around its messages, which depend on `hasMore`.
+    let around =
+        |has_more: bool| frame(name, History { request_id: request_id.clone(), messages: &[], has_more }, id).len();
+    // A cut page says `true`, one byte shorter than `false`: the larger room.
+    let mut budget = Budget::new(max_bytes.saturating_sub(around(true)));
+    let from_kept_end: Box<dyn Iterator<Item = &Message>> = match keep {
+        Keep::Newest => Box::new(page.messages.iter().rev()),
+        Keep::Oldest => Box::new(page.messages.iter()),
+    };
+    let mut kept = Vec::new();
+    for m in from_kept_end {
+        let Ok(raw) = serde_json::value::to_raw_value(&WireMessage::from(m)) else {
+            return ENCODING_FAILED.to_owned();
+        };
+        if !budget.take(raw.get().len()) {
+            break;
+        }
+        kept.push(raw);
+    }
+    let mut cut = kept.len() < page.messages.len();
+    // Whole, the page keeps its own `hasMore`, which may be the longer `false`.
+    if !cut && budget.used() > max_bytes.saturating_sub(around(page.has_more)) && kept.len() > 1 {
+        kept.pop();
+        cut = true;
+    }
+    if keep == Keep::Newest {
+        kept.reverse();
+    }
+    frame(name, History { request_id, messages: &kept, has_more: page.has_more || cut }, id)
+}
+
+/// The bytes left for a page's messages: each message costs its size, plus one separator byte
+/// after the first.
+#[derive(Debug)]
+pub(super) struct Budget {
+    room: usize,
+    used: usize,
+    taken: usize,
+}
+
+impl Budget {
+    /// A budget of `room` bytes.
+    pub(super) fn new(room: usize) -> Self {
+        Self { room, used: 0, taken: 0 }
+    }
+
+    /// Takes a message of `size` bytes if it fits, and always the first one (so that paging
+    /// moves on); `false` once one does not fit.
+    pub(super) fn take(&mut self, size: usize) -> bool {
+        let total = self.used.checked_add(size).and_then(|t| t.checked_add(usize::from(self.taken > 0)));
+        match total {
+            Some(total) if self.taken == 0 || total <= self.room => {
+                self.used = total;
+                self.taken += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The bytes taken so far.
+    pub(super) fn used(&self) -> usize {
+        self.used
+    }
+}
