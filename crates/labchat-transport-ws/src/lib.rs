@@ -15,4 +15,4 @@ mod server;
 
 pub use auth::{AuthError, AuthSettings, Authenticator, JwtAlgorithm, KeyError, Principal};
 pub use config::WsConfig;
-pub use server::{MetricsRenderer, Server, ServerStats, run};
+pub use server::{MetricsRenderer, Server, ServerStats, run, run_with_ops};

@@ -6,16 +6,17 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use labchat_core::Chat;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -34,6 +35,7 @@ const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
 #[derive(Debug, Default)]
 pub struct ServerStats {
     open_connections: AtomicUsize,
+    pending_connections: Arc<AtomicUsize>,
     next_connection: AtomicU64,
 }
 
@@ -41,6 +43,11 @@ impl ServerStats {
     /// Open websocket connections.
     pub fn open_connections(&self) -> usize {
         self.open_connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted on the chat listener and not (yet) upgraded to a websocket.
+    pub fn pending_connections(&self) -> usize {
+        self.pending_connections.load(Ordering::Relaxed)
     }
 }
 
@@ -100,33 +107,42 @@ impl Server {
 
 /// Serves `listener` until `shutdown` completes; then stops accepting, lets every connection
 /// finish the frame it is handling, closes each with 1001, and returns once all are closed or
-/// the configured grace period has passed.
+/// the configured grace period has passed. Probes and `/metrics` are served on `listener`.
 pub async fn run(
     listener: TcpListener,
     server: Arc<Server>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    run_with_ops(listener, None, server, shutdown).await
+}
+
+/// As [`run`], with an optional operations listener. When `ops` is given, it serves `/healthz`,
+/// `/readyz` and `/metrics` (nothing else), and `listener` no longer serves `/metrics`; the
+/// probes stay on both, so a load balancer may keep probing the chat port.
+pub async fn run_with_ops(
+    listener: TcpListener,
+    ops: Option<TcpListener>,
+    server: Arc<Server>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    let peer = Peer { addr, server: Arc::clone(&server), cancel: cancel.clone(), tracker: tracker.clone() };
-                    tracker.spawn(serve_http(stream, peer));
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
+    let chat_port = if ops.is_some() { Port::ChatOnly } else { Port::Chat };
+    let chat_gate = Gate::new(chat_port, &server);
+    let accepting = async {
+        let chat = accept_loop(listener, chat_port, chat_gate, &server, &cancel, &tracker);
+        match ops {
+            Some(ops) => {
+                let ops_gate = Gate::new(Port::Ops, &server);
+                tokio::join!(chat, accept_loop(ops, Port::Ops, ops_gate, &server, &cancel, &tracker));
+            }
+            None => chat.await,
         }
+    };
+    tokio::select! {
+        () = shutdown => {}
+        () = accepting => {}
     }
-    drop(listener);
     tracing::info!(open_connections = server.stats.open_connections(), "shutting down: closing connections");
     cancel.cancel();
     tracker.close();
@@ -139,10 +155,153 @@ pub async fn run(
     Ok(())
 }
 
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Port {
+    /// Everything: websocket upgrades, the demo page, probes and `/metrics`.
+    Chat,
+    /// As `Chat`, without `/metrics` (served by the operations listener).
+    ChatOnly,
+    /// The operations listener: probes and `/metrics` only.
+    Ops,
+}
+
+impl Port {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Chat | Self::ChatOnly => "chat",
+            Self::Ops => "ops",
+        }
+    }
+}
+
+/// The shortest and longest pause after a failed accept.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Accepts on `listener` until dropped. Accept errors (out of file descriptors, mostly) pause
+/// the loop, doubling the pause up to [`ACCEPT_BACKOFF_MAX`]; one line is logged when failures
+/// start and one when accepting works again, not one per failure.
+async fn accept_loop(
+    listener: TcpListener,
+    port: Port,
+    mut gate: Gate,
+    server: &Arc<Server>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let mut backoff: Option<(Duration, u64)> = None;
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                if let Some((_, failures)) = backoff.take() {
+                    tracing::info!(listener = port.name(), failures, "accepting connections again");
+                }
+                let Some(pending) = gate.admit(port) else {
+                    refuse_pending(stream, addr, port);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let peer =
+                    Peer { addr, port, server: Arc::clone(server), cancel: cancel.clone(), tracker: tracker.clone() };
+                tracker.spawn(serve_http(stream, peer, pending));
+            }
+            Err(e) => {
+                metrics::counter!("labchat_accept_errors_total").increment(1);
+                let (pause, failures) = match backoff {
+                    None => {
+                        tracing::warn!(
+                            listener = port.name(),
+                            error = %e,
+                            max_pause_ms = ACCEPT_BACKOFF_MAX.as_millis(),
+                            "accept failed; backing off until it works again"
+                        );
+                        (ACCEPT_BACKOFF_MIN, 1)
+                    }
+                    Some((pause, failures)) => ((pause * 2).min(ACCEPT_BACKOFF_MAX), failures + 1),
+                };
+                backoff = Some((pause, failures));
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+/// The `503` a socket gets when too many connections are pending; written only if the socket
+/// takes it at once, since the point is to spend nothing on it.
+const PENDING_REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+connection: close\r\ncontent-length: 77\r\n\r\n\
+{\"code\":\"UNAVAILABLE\",\"message\":\"too many pending connections; retry later\"}";
+
+fn refuse_pending(stream: TcpStream, addr: SocketAddr, port: Port) {
+    reject("pending_limit");
+    tracing::debug!(peer = %addr, listener = port.name(), "too many pending connections; socket refused");
+    let _ = stream.try_write(PENDING_REFUSAL);
+}
+
+/// Counts the connections of one listener that are not (yet) websockets, up to a cap.
+struct Gate {
+    count: Arc<AtomicUsize>,
+    cap: usize,
+    /// Whether the count shows as `labchat_connections_pending` (the chat listener's does).
+    metered: bool,
+    /// Whether the last socket was refused (to log reaching the cap once, not per socket).
+    full: bool,
+}
+
+impl Gate {
+    fn new(port: Port, server: &Server) -> Self {
+        let (count, metered) = match port {
+            Port::Chat | Port::ChatOnly => (Arc::clone(&server.stats.pending_connections), true),
+            Port::Ops => (Arc::default(), false),
+        };
+        Self { count, cap: server.config.max_pending_connections, metered, full: false }
+    }
+
+    /// A guard for one more pending connection, or `None` at the cap.
+    fn admit(&mut self, port: Port) -> Option<PendingGuard> {
+        if self.count.fetch_add(1, Ordering::AcqRel) >= self.cap {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            if !self.full {
+                self.full = true;
+                tracing::warn!(
+                    listener = port.name(),
+                    max_pending_connections = self.cap,
+                    "pending connection limit reached; refusing new sockets until some finish"
+                );
+            }
+            return None;
+        }
+        self.full = false;
+        if self.metered {
+            metrics::gauge!("labchat_connections_pending").increment(1.0);
+        }
+        Some(PendingGuard { count: Arc::clone(&self.count), metered: self.metered })
+    }
+}
+
+/// One pending connection, counted until dropped (when the connection closes or becomes a
+/// websocket).
+struct PendingGuard {
+    count: Arc<AtomicUsize>,
+    metered: bool,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if self.metered {
+            metrics::gauge!("labchat_connections_pending").decrement(1.0);
+        }
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What every request of one HTTP connection needs.
 #[derive(Clone)]
 struct Peer {
     addr: SocketAddr,
+    /// The listener it came in on.
+    port: Port,
     server: Arc<Server>,
     /// Cancelled at shutdown.
     cancel: CancellationToken,
@@ -150,13 +309,16 @@ struct Peer {
     tracker: TaskTracker,
 }
 
-async fn serve_http(stream: tokio::net::TcpStream, peer: Peer) {
+async fn serve_http(stream: TcpStream, peer: Peer, pending: PendingGuard) {
     let (addr, cancel) = (peer.addr, peer.cancel.clone());
+    let header_timeout = peer.server.config.handshake_timeout;
     let service = service_fn(move |req| {
         let peer = peer.clone();
         async move { Ok::<_, Infallible>(route(req, peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
         .max_buf_size(64 * 1024)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
@@ -170,6 +332,8 @@ async fn serve_http(stream: tokio::net::TcpStream, peer: Peer) {
             let _ = conn.await;
         }
     }
+    // Closed, or handed to its websocket task: no longer pending.
+    drop(pending);
 }
 
 type HttpResponse = Response<Full<Bytes>>;
@@ -186,39 +350,50 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse
 }
 
 async fn route(req: Request<Incoming>, peer: Peer) -> HttpResponse {
-    let server = &peer.server;
     let path = req.uri().path();
-    match (req.method(), path) {
-        (_, "/" | "/ws") if is_upgrade(req.headers()) => upgrade(req, peer),
-        // A small chat page to try the server in a browser (self-contained, no external resources).
-        (&Method::GET, "/") => {
-            let mut resp = Response::new(Full::new(Bytes::from_static(include_str!("demo.html").as_bytes())));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-            resp
-        }
-        (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
-        (&Method::GET, "/readyz") => match server.chat.store().ping().await {
+    match (peer.port, req.method(), path) {
+        (_, &Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (_, &Method::GET, "/readyz") => match peer.server.chat.ready().await {
             Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
             Err(e) => json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"status": "unavailable", "reason": e.to_string()}),
             ),
         },
-        (&Method::GET, "/metrics") => match &server.metrics {
-            Some(render) => {
-                let mut resp = Response::new(Full::new(Bytes::from(render())));
-                resp.headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-                resp
-            }
-            None => error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "metrics are not enabled"),
-        },
-        (_, "/ws") => error_response(
+        (Port::Chat | Port::Ops, &Method::GET, "/metrics") => metrics_response(&peer.server),
+        (Port::Ops, _, _) => error_response(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "no such path: the operations listener serves /healthz, /readyz and /metrics",
+        ),
+        (_, _, "/" | "/ws") if is_upgrade(req.headers()) => upgrade(req, peer),
+        // A small chat page to try the server in a browser (self-contained, no external resources).
+        (_, &Method::GET, "/") => {
+            let mut resp = Response::new(Full::new(Bytes::from_static(include_str!("demo.html").as_bytes())));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            resp
+        }
+        (_, _, "/ws") => error_response(
             StatusCode::UPGRADE_REQUIRED,
             "BAD_REQUEST",
             "this endpoint speaks websocket: send an upgrade request",
         ),
+        (Port::ChatOnly, &Method::GET, "/metrics") => {
+            error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "metrics are served on the operations listener")
+        }
         _ => error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such path"),
+    }
+}
+
+fn metrics_response(server: &Server) -> HttpResponse {
+    match &server.metrics {
+        Some(render) => {
+            let mut resp = Response::new(Full::new(Bytes::from(render())));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            resp
+        }
+        None => error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "metrics are not enabled"),
     }
 }
 
@@ -259,7 +434,7 @@ fn credentials(headers: &HeaderMap) -> (Option<String>, bool) {
 }
 
 fn upgrade(req: Request<Incoming>, peer: Peer) -> HttpResponse {
-    let Peer { addr: peer, server, cancel, tracker } = peer;
+    let Peer { addr: peer, server, cancel, tracker, .. } = peer;
     let headers = req.headers();
     let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| version_ok && req.method() == Method::GET) else {
