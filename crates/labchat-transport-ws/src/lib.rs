@@ -7,6 +7,7 @@
 //! Start it with [`run`], giving it a bound listener, the use cases ([`labchat_core::Chat`]),
 //! an [`Authenticator`] and a shutdown future.
 
+mod accept;
 mod auth;
 mod config;
 mod connection;

@@ -6,7 +6,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -23,6 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accept::{Gate, PendingGuard, Port, accept_loop};
 use crate::auth::{AuthError, Authenticator};
 use crate::config::WsConfig;
 use crate::connection::Connection;
@@ -48,6 +48,11 @@ impl ServerStats {
     /// Connections accepted on the chat listener and not (yet) upgraded to a websocket.
     pub fn pending_connections(&self) -> usize {
         self.pending_connections.load(Ordering::Relaxed)
+    }
+
+    /// The chat listener's pending-connection count, for its gate.
+    pub(crate) fn pending_counter(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.pending_connections)
     }
 }
 
@@ -155,161 +160,20 @@ pub async fn run_with_ops(
     Ok(())
 }
 
-/// What a listener serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Port {
-    /// Everything: websocket upgrades, the demo page, probes and `/metrics`.
-    Chat,
-    /// As `Chat`, without `/metrics` (served by the operations listener).
-    ChatOnly,
-    /// The operations listener: probes and `/metrics` only.
-    Ops,
-}
-
-impl Port {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Chat | Self::ChatOnly => "chat",
-            Self::Ops => "ops",
-        }
-    }
-}
-
-/// The shortest and longest pause after a failed accept.
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-
-/// Accepts on `listener` until dropped. Accept errors (out of file descriptors, mostly) pause
-/// the loop, doubling the pause up to [`ACCEPT_BACKOFF_MAX`]; one line is logged when failures
-/// start and one when accepting works again, not one per failure.
-async fn accept_loop(
-    listener: TcpListener,
-    port: Port,
-    mut gate: Gate,
-    server: &Arc<Server>,
-    cancel: &CancellationToken,
-    tracker: &TaskTracker,
-) {
-    let mut backoff: Option<(Duration, u64)> = None;
-    loop {
-        match listener.accept().await {
-            Ok((stream, addr)) => {
-                if let Some((_, failures)) = backoff.take() {
-                    tracing::info!(listener = port.name(), failures, "accepting connections again");
-                }
-                let Some(pending) = gate.admit(port) else {
-                    refuse_pending(stream, addr, port);
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let peer =
-                    Peer { addr, port, server: Arc::clone(server), cancel: cancel.clone(), tracker: tracker.clone() };
-                tracker.spawn(serve_http(stream, peer, pending));
-            }
-            Err(e) => {
-                metrics::counter!("labchat_accept_errors_total").increment(1);
-                let (pause, failures) = match backoff {
-                    None => {
-                        tracing::warn!(
-                            listener = port.name(),
-                            error = %e,
-                            max_pause_ms = ACCEPT_BACKOFF_MAX.as_millis(),
-                            "accept failed; backing off until it works again"
-                        );
-                        (ACCEPT_BACKOFF_MIN, 1)
-                    }
-                    Some((pause, failures)) => ((pause * 2).min(ACCEPT_BACKOFF_MAX), failures + 1),
-                };
-                backoff = Some((pause, failures));
-                tokio::time::sleep(pause).await;
-            }
-        }
-    }
-}
-
-/// The `503` a socket gets when too many connections are pending; written only if the socket
-/// takes it at once, since the point is to spend nothing on it.
-const PENDING_REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-connection: close\r\ncontent-length: 77\r\n\r\n\
-{\"code\":\"UNAVAILABLE\",\"message\":\"too many pending connections; retry later\"}";
-
-fn refuse_pending(stream: TcpStream, addr: SocketAddr, port: Port) {
-    reject("pending_limit");
-    tracing::debug!(peer = %addr, listener = port.name(), "too many pending connections; socket refused");
-    let _ = stream.try_write(PENDING_REFUSAL);
-}
-
-/// Counts the connections of one listener that are not (yet) websockets, up to a cap.
-struct Gate {
-    count: Arc<AtomicUsize>,
-    cap: usize,
-    /// Whether the count shows as `labchat_connections_pending` (the chat listener's does).
-    metered: bool,
-    /// Whether the last socket was refused (to log reaching the cap once, not per socket).
-    full: bool,
-}
-
-impl Gate {
-    fn new(port: Port, server: &Server) -> Self {
-        let (count, metered) = match port {
-            Port::Chat | Port::ChatOnly => (Arc::clone(&server.stats.pending_connections), true),
-            Port::Ops => (Arc::default(), false),
-        };
-        Self { count, cap: server.config.max_pending_connections, metered, full: false }
-    }
-
-    /// A guard for one more pending connection, or `None` at the cap.
-    fn admit(&mut self, port: Port) -> Option<PendingGuard> {
-        if self.count.fetch_add(1, Ordering::AcqRel) >= self.cap {
-            self.count.fetch_sub(1, Ordering::AcqRel);
-            if !self.full {
-                self.full = true;
-                tracing::warn!(
-                    listener = port.name(),
-                    max_pending_connections = self.cap,
-                    "pending connection limit reached; refusing new sockets until some finish"
-                );
-            }
-            return None;
-        }
-        self.full = false;
-        if self.metered {
-            metrics::gauge!("labchat_connections_pending").increment(1.0);
-        }
-        Some(PendingGuard { count: Arc::clone(&self.count), metered: self.metered })
-    }
-}
-
-/// One pending connection, counted until dropped (when the connection closes or becomes a
-/// websocket).
-struct PendingGuard {
-    count: Arc<AtomicUsize>,
-    metered: bool,
-}
-
-impl Drop for PendingGuard {
-    fn drop(&mut self) {
-        if self.metered {
-            metrics::gauge!("labchat_connections_pending").decrement(1.0);
-        }
-        self.count.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// What every request of one HTTP connection needs.
 #[derive(Clone)]
-struct Peer {
-    addr: SocketAddr,
+pub(crate) struct Peer {
+    pub(crate) addr: SocketAddr,
     /// The listener it came in on.
-    port: Port,
-    server: Arc<Server>,
+    pub(crate) port: Port,
+    pub(crate) server: Arc<Server>,
     /// Cancelled at shutdown.
-    cancel: CancellationToken,
+    pub(crate) cancel: CancellationToken,
     /// Tracks websocket connections, so shutdown can wait for them.
-    tracker: TaskTracker,
+    pub(crate) tracker: TaskTracker,
 }
 
-async fn serve_http(stream: TcpStream, peer: Peer, pending: PendingGuard) {
+pub(crate) async fn serve_http(stream: TcpStream, peer: Peer, pending: PendingGuard) {
     let (addr, cancel) = (peer.addr, peer.cancel.clone());
     let header_timeout = peer.server.config.handshake_timeout;
     let service = service_fn(move |req| {
@@ -513,7 +377,7 @@ fn upgrade(req: Request<Incoming>, peer: Peer) -> HttpResponse {
     resp
 }
 
-fn reject(reason: &'static str) {
+pub(crate) fn reject(reason: &'static str) {
     metrics::counter!("labchat_handshake_rejections_total", "reason" => reason).increment(1);
 }
 
