@@ -6,6 +6,7 @@
 //!
 //! Start it with [`run`], giving it a bound listener, the use cases ([`labchat_core::Chat`]),
 //! an [`Authenticator`] and a shutdown future.
+//! [`run_with_ops`] adds a second listener for the probes and `/metrics` alone.
 
 mod accept;
 mod auth;
