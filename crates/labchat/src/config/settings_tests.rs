@@ -128,6 +128,16 @@ fn each_flag_reaches_its_setting() {
 }
 
 #[test]
+fn the_edge_settings_come_from_the_config_file_too() {
+    let f = tempfile_path::TempFile::new(
+        "ops_listen = \"127.0.0.1:9100\"\nhandshake_timeout = \"2s\"\nmax_pending_connections = 5\n",
+    );
+    let s = settings(&["--jwt-secret", SECRET, "--config", &f.arg()]).unwrap();
+    assert_eq!(s.ops_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9100"));
+    assert_eq!((s.app.ws.handshake_timeout, s.app.ws.max_pending_connections), (Duration::from_secs(2), 5));
+}
+
+#[test]
 fn demo_seeds_one_request_and_needs_no_secret() {
     let s = settings(&["--demo"]).unwrap();
     let id = s.demo.unwrap();
