@@ -162,11 +162,6 @@ impl Chat {
         }
     }
 
-    /// The store, for readiness checks.
-    pub fn store(&self) -> &Arc<dyn ChatStore> {
-        &self.store
-    }
-
     async fn authorize(&self, user: &User, request: RequestId) -> Result<Request, Denied> {
         match self.store.find_request(request).await {
             Ok(Some(r)) if r.authorize(user).is_ok() => Ok(r),
@@ -300,6 +295,11 @@ impl Chat {
         let limit = limit.map_or(self.history_limit, |l| l.min(self.history_limit));
         let cursor = before.map_or(Cursor::Latest, Cursor::Before);
         Ok(self.store.history(request, HistoryQuery { cursor, limit }).await?)
+    }
+
+    /// Whether the use cases can serve now: the store answers a ping (for readiness probes).
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.store.ping().await
     }
 }
 

@@ -41,6 +41,14 @@ pub struct WsConfig {
     /// syscall (default 64 KiB); a batch is always flushed at its end. 0 writes every frame with
     /// its own syscall, which costs several microseconds each on loopback.
     pub write_buffer_bytes: usize,
+    /// The whole request head (request line and headers) of each HTTP request must arrive
+    /// within this time, counted from when the server starts waiting for it; else the socket is
+    /// closed (default 10 s). Bounds silent sockets, slow ("slowloris") senders and idle
+    /// keep-alive connections.
+    pub handshake_timeout: Duration,
+    /// Most accepted connections not (yet) upgraded to a websocket, per listener; sockets
+    /// accepted beyond it get a `503` and are closed at once (default 1024).
+    pub max_pending_connections: usize,
 }
 
 impl Default for WsConfig {
@@ -60,6 +68,8 @@ impl Default for WsConfig {
             shutdown_grace: Duration::from_secs(10),
             read_buffer_bytes: 512,
             write_buffer_bytes: 64 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            max_pending_connections: 1024,
         }
     }
 }

@@ -6,7 +6,9 @@
 //!
 //! Start it with [`run`], giving it a bound listener, the use cases ([`labchat_core::Chat`]),
 //! an [`Authenticator`] and a shutdown future.
+//! [`run_with_ops`] adds a second listener for the probes and `/metrics` alone.
 
+mod accept;
 mod auth;
 mod config;
 mod connection;
@@ -15,4 +17,4 @@ mod server;
 
 pub use auth::{AuthError, AuthSettings, Authenticator, JwtAlgorithm, KeyError, Principal};
 pub use config::WsConfig;
-pub use server::{MetricsRenderer, Server, ServerStats, run};
+pub use server::{MetricsRenderer, Server, ServerStats, run, run_with_ops};

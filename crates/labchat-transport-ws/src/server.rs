@@ -12,16 +12,17 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use labchat_core::Chat;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accept::{Gate, PendingGuard, Port, accept_loop};
 use crate::auth::{AuthError, Authenticator};
 use crate::config::WsConfig;
 use crate::connection::Connection;
@@ -34,6 +35,7 @@ const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
 #[derive(Debug, Default)]
 pub struct ServerStats {
     open_connections: AtomicUsize,
+    pending_connections: Arc<AtomicUsize>,
     next_connection: AtomicU64,
 }
 
@@ -41,6 +43,16 @@ impl ServerStats {
     /// Open websocket connections.
     pub fn open_connections(&self) -> usize {
         self.open_connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted on the chat listener and not (yet) upgraded to a websocket.
+    pub fn pending_connections(&self) -> usize {
+        self.pending_connections.load(Ordering::Relaxed)
+    }
+
+    /// The chat listener's pending-connection count, for its gate.
+    pub(crate) fn pending_counter(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.pending_connections)
     }
 }
 
@@ -100,33 +112,42 @@ impl Server {
 
 /// Serves `listener` until `shutdown` completes; then stops accepting, lets every connection
 /// finish the frame it is handling, closes each with 1001, and returns once all are closed or
-/// the configured grace period has passed.
+/// the configured grace period has passed. Probes and `/metrics` are served on `listener`.
 pub async fn run(
     listener: TcpListener,
     server: Arc<Server>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    run_with_ops(listener, None, server, shutdown).await
+}
+
+/// As [`run`], with an optional operations listener. When `ops` is given, it serves `/healthz`,
+/// `/readyz` and `/metrics` (nothing else), and `listener` no longer serves `/metrics`; the
+/// probes stay on both, so a load balancer may keep probing the chat port.
+pub async fn run_with_ops(
+    listener: TcpListener,
+    ops: Option<TcpListener>,
+    server: Arc<Server>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    let peer = Peer { addr, server: Arc::clone(&server), cancel: cancel.clone(), tracker: tracker.clone() };
-                    tracker.spawn(serve_http(stream, peer));
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
+    let chat_port = if ops.is_some() { Port::ChatOnly } else { Port::Chat };
+    let chat_gate = Gate::new(chat_port, &server);
+    let accepting = async {
+        let chat = accept_loop(listener, chat_port, chat_gate, &server, &cancel, &tracker);
+        match ops {
+            Some(ops) => {
+                let ops_gate = Gate::new(Port::Ops, &server);
+                tokio::join!(chat, accept_loop(ops, Port::Ops, ops_gate, &server, &cancel, &tracker));
+            }
+            None => chat.await,
         }
+    };
+    tokio::select! {
+        () = shutdown => {}
+        () = accepting => {}
     }
-    drop(listener);
     tracing::info!(open_connections = server.stats.open_connections(), "shutting down: closing connections");
     cancel.cancel();
     tracker.close();
@@ -141,22 +162,27 @@ pub async fn run(
 
 /// What every request of one HTTP connection needs.
 #[derive(Clone)]
-struct Peer {
-    addr: SocketAddr,
-    server: Arc<Server>,
+pub(crate) struct Peer {
+    pub(crate) addr: SocketAddr,
+    /// The listener it came in on.
+    pub(crate) port: Port,
+    pub(crate) server: Arc<Server>,
     /// Cancelled at shutdown.
-    cancel: CancellationToken,
+    pub(crate) cancel: CancellationToken,
     /// Tracks websocket connections, so shutdown can wait for them.
-    tracker: TaskTracker,
+    pub(crate) tracker: TaskTracker,
 }
 
-async fn serve_http(stream: tokio::net::TcpStream, peer: Peer) {
+pub(crate) async fn serve_http(stream: TcpStream, peer: Peer, pending: PendingGuard) {
     let (addr, cancel) = (peer.addr, peer.cancel.clone());
+    let header_timeout = peer.server.config.handshake_timeout;
     let service = service_fn(move |req| {
         let peer = peer.clone();
         async move { Ok::<_, Infallible>(route(req, peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
         .max_buf_size(64 * 1024)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
@@ -170,6 +196,8 @@ async fn serve_http(stream: tokio::net::TcpStream, peer: Peer) {
             let _ = conn.await;
         }
     }
+    // Closed, or handed to its websocket task: no longer pending.
+    drop(pending);
 }
 
 type HttpResponse = Response<Full<Bytes>>;
@@ -186,39 +214,50 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse
 }
 
 async fn route(req: Request<Incoming>, peer: Peer) -> HttpResponse {
-    let server = &peer.server;
     let path = req.uri().path();
-    match (req.method(), path) {
-        (_, "/" | "/ws") if is_upgrade(req.headers()) => upgrade(req, peer),
-        // A small chat page to try the server in a browser (self-contained, no external resources).
-        (&Method::GET, "/") => {
-            let mut resp = Response::new(Full::new(Bytes::from_static(include_str!("demo.html").as_bytes())));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-            resp
-        }
-        (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
-        (&Method::GET, "/readyz") => match server.chat.store().ping().await {
+    match (peer.port, req.method(), path) {
+        (_, &Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (_, &Method::GET, "/readyz") => match peer.server.chat.ready().await {
             Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
             Err(e) => json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"status": "unavailable", "reason": e.to_string()}),
             ),
         },
-        (&Method::GET, "/metrics") => match &server.metrics {
-            Some(render) => {
-                let mut resp = Response::new(Full::new(Bytes::from(render())));
-                resp.headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-                resp
-            }
-            None => error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "metrics are not enabled"),
-        },
-        (_, "/ws") => error_response(
+        (Port::Chat | Port::Ops, &Method::GET, "/metrics") => metrics_response(&peer.server),
+        (Port::Ops, _, _) => error_response(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "no such path: the operations listener serves /healthz, /readyz and /metrics",
+        ),
+        (_, _, "/" | "/ws") if is_upgrade(req.headers()) => upgrade(req, peer),
+        // A small chat page to try the server in a browser (self-contained, no external resources).
+        (_, &Method::GET, "/") => {
+            let mut resp = Response::new(Full::new(Bytes::from_static(include_str!("demo.html").as_bytes())));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            resp
+        }
+        (_, _, "/ws") => error_response(
             StatusCode::UPGRADE_REQUIRED,
             "BAD_REQUEST",
             "this endpoint speaks websocket: send an upgrade request",
         ),
+        (Port::ChatOnly, &Method::GET, "/metrics") => {
+            error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "metrics are served on the operations listener")
+        }
         _ => error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such path"),
+    }
+}
+
+fn metrics_response(server: &Server) -> HttpResponse {
+    match &server.metrics {
+        Some(render) => {
+            let mut resp = Response::new(Full::new(Bytes::from(render())));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            resp
+        }
+        None => error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "metrics are not enabled"),
     }
 }
 
@@ -259,7 +298,7 @@ fn credentials(headers: &HeaderMap) -> (Option<String>, bool) {
 }
 
 fn upgrade(req: Request<Incoming>, peer: Peer) -> HttpResponse {
-    let Peer { addr: peer, server, cancel, tracker } = peer;
+    let Peer { addr: peer, server, cancel, tracker, .. } = peer;
     let headers = req.headers();
     let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| version_ok && req.method() == Method::GET) else {
@@ -338,7 +377,7 @@ fn upgrade(req: Request<Incoming>, peer: Peer) -> HttpResponse {
     resp
 }
 
-fn reject(reason: &'static str) {
+pub(crate) fn reject(reason: &'static str) {
     metrics::counter!("labchat_handshake_rejections_total", "reason" => reason).increment(1);
 }
 

@@ -114,6 +114,43 @@ pub fn parse_seed(json: &str) -> Result<Vec<Request>, AppError> {
         .collect()
 }
 
+/// Raises the process's open-file limit (the soft one) to its hard limit and logs the result;
+/// warns when it is below `wanted`, the descriptors the configured connection limits may need.
+/// Returns the limit now in force, if it could be read.
+pub fn raise_open_file_limit(wanted: u64) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let (before, hard) = match rlimit::Resource::NOFILE.get() {
+            Ok(limits) => limits,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the open-file limit");
+                return None;
+            }
+        };
+        let now = match rlimit::increase_nofile_limit(hard) {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::warn!(error = %e, before, hard, "could not raise the open-file limit");
+                before
+            }
+        };
+        tracing::info!(before, now, hard, "open-file limit");
+        if now < wanted {
+            tracing::warn!(
+                limit = now,
+                wanted,
+                "the open-file limit is below what the connection limits allow; accepts will back off when it is reached"
+            );
+        }
+        Some(now)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = wanted;
+        None
+    }
+}
+
 /// The default store timeout.
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 

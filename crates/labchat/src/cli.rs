@@ -101,6 +101,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "LABCHAT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of a separate operations listener for /healthz, /readyz and /metrics (default:
+    /// none, everything on --listen). When set, /metrics is served only there.
+    #[arg(long, env = "LABCHAT_OPS_LISTEN")]
+    pub ops_listen: Option<SocketAddr>,
     /// JWT settings.
     #[command(flatten)]
     #[serde(flatten)]
@@ -143,6 +147,14 @@ pub struct ServeArgs {
     /// Most open connections (more get HTTP 503).
     #[arg(long, env = "LABCHAT_MAX_CONNECTIONS", default_value_t = 20000)]
     pub max_connections: usize,
+    /// Time a client has to send a whole HTTP request head, the websocket handshake included;
+    /// a slower or silent socket is closed.
+    #[arg(long, env = "LABCHAT_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "duration")]
+    pub handshake_timeout: Duration,
+    /// Most connections not (yet) upgraded to a websocket, per listener; more get HTTP 503.
+    #[arg(long, env = "LABCHAT_MAX_PENDING_CONNECTIONS", default_value_t = 1024)]
+    pub max_pending_connections: usize,
     /// How long shutdown waits for connections to close.
     #[arg(long, env = "LABCHAT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "duration")]

@@ -1,15 +1,23 @@
-//! Configuration layering: flags > `LABCHAT_*` environment > `--config` TOML file > defaults.
+//! Configuration layering: flags > `LABCHAT_*` environment > `--config` TOML file > defaults;
+//! and the validated [`ServeSettings`] that `serve` runs on.
 //!
 //! clap handles flags, environment and defaults; the file fills in every setting that neither a
 //! flag nor the environment gave, by turning its keys (the flag names in snake_case) into flags.
+//! [`ServeSettings::try_from`] then checks every setting and maps it to what the application
+//! is built from; each refusal names the flag.
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::Path;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
+use labchat_domain::{HistoryLimit, ObjectIdBytes, Request, RequestId, UserId};
+use labchat_store_mongo::MongoSettings;
+use labchat_transport_ws::{AuthSettings, JwtAlgorithm, WsConfig, protocol::DecodeLimits};
 
-use crate::cli::{Cli, Command, ServeArgs};
+use crate::app::{Settings, StoreSettings};
+use crate::cli::{Alg, Cli, Command, JwtArgs, LogFormat, ServeArgs};
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +97,204 @@ pub fn serve_args(cli: &Cli) -> Option<&ServeArgs> {
         Command::Token(_) => None,
     }
 }
+
+/// A setting that cannot be used; the message names the flag.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct InvalidSetting(pub String);
+
+impl InvalidSetting {
+    fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// Everything `labchat serve` runs on, validated: what the application is built from, where it
+/// listens, and how the process runs.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// What [`crate::app::build`] builds the server from.
+    pub app: Settings,
+    /// The chat listener's address.
+    pub listen: SocketAddr,
+    /// The operations listener's address (probes and metrics), if any.
+    pub ops_listen: Option<SocketAddr>,
+    /// Runtime worker threads (`None`: one per core).
+    pub workers: Option<usize>,
+    /// In demo mode, the id of the seeded request.
+    pub demo: Option<RequestId>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter, if given.
+    pub log: Option<String>,
+}
+
+impl TryFrom<ServeArgs> for ServeSettings {
+    type Error = InvalidSetting;
+
+    fn try_from(args: ServeArgs) -> Result<Self, InvalidSetting> {
+        let auth = auth_settings(&args.jwt, args.demo)?;
+        let history_limit =
+            HistoryLimit::new(args.history_limit).map_err(|e| InvalidSetting::new(format!("--history-limit: {e}")))?;
+        let ws = ws_config(&args)?;
+        if args.ops_listen == Some(args.listen) && args.listen.port() != 0 {
+            return Err(InvalidSetting::new("--ops-listen must differ from --listen"));
+        }
+        if args.workers == Some(0) {
+            return Err(InvalidSetting::new("--workers must be at least 1"));
+        }
+        let mut seed = match &args.seed_requests {
+            Some(path) => {
+                let json = std::fs::read_to_string(path)
+                    .map_err(|e| InvalidSetting::new(format!("--seed-requests {}: {e}", path.display())))?;
+                crate::app::parse_seed(&json).map_err(|e| {
+                    let why = match e {
+                        crate::app::AppError::Config(m) => m,
+                        other => other.to_string(),
+                    };
+                    InvalidSetting::new(format!("--seed-requests {}: {why}", path.display()))
+                })?
+            }
+            None => Vec::new(),
+        };
+        let demo = if args.demo {
+            let id = RequestId::from_object_id(ObjectIdBytes::from_bytes(random_bytes::<12>()?));
+            let teacher = UserId::parse("teacher-demo").map_err(|e| InvalidSetting::new(format!("--demo: {e}")))?;
+            seed.push(Request::new(id, teacher));
+            Some(id)
+        } else {
+            None
+        };
+        let store = match args.mongo_uri {
+            Some(uri) => {
+                if !seed.is_empty() {
+                    return Err(InvalidSetting::new(
+                        "--seed-requests and --demo use the in-memory store; drop --mongo-uri",
+                    ));
+                }
+                StoreSettings::Mongo(MongoSettings {
+                    uri,
+                    database: args.mongo_db,
+                    requests_collection: args.mongo_requests_collection,
+                    creator_field: args.mongo_creator_field,
+                    op_timeout: args.store_timeout,
+                    batch_inserts: args.mongo_batch_inserts,
+                })
+            }
+            None => StoreSettings::Memory { seed },
+        };
+        Ok(Self {
+            app: Settings { auth, history_limit, ws, store },
+            listen: args.listen,
+            ops_listen: args.ops_listen,
+            workers: args.workers,
+            demo,
+            log_format: args.log_format,
+            log: args.log,
+        })
+    }
+}
+
+/// The transport's limits and timings, checked.
+fn ws_config(args: &ServeArgs) -> Result<WsConfig, InvalidSetting> {
+    let checks = [
+        (args.max_message_chars == 0, "--max-message-chars must be at least 1"),
+        (args.max_receipt_ids == 0, "--max-receipt-ids must be at least 1"),
+        (
+            !(args.rate_per_second > 0.0 && args.rate_burst >= 1.0),
+            "--rate-per-second must be > 0 and --rate-burst at least 1",
+        ),
+        (
+            args.max_frame_bytes < 1024
+                || args.outbound_max_frames == 0
+                || args.outbound_max_bytes < args.max_frame_bytes,
+            "--max-frame-bytes must be at least 1024, --outbound-max-frames at least 1, and --outbound-max-bytes at least --max-frame-bytes",
+        ),
+        (args.ping_interval.is_zero(), "--ping-interval must be greater than zero"),
+        (args.handshake_timeout.is_zero(), "--handshake-timeout must be greater than zero"),
+        (args.max_pending_connections == 0, "--max-pending-connections must be at least 1"),
+    ];
+    if let Some((_, message)) = checks.iter().find(|(bad, _)| *bad) {
+        return Err(InvalidSetting::new(*message));
+    }
+    Ok(WsConfig {
+        decode: DecodeLimits { max_message_chars: args.max_message_chars, max_receipt_ids: args.max_receipt_ids },
+        max_frame_bytes: args.max_frame_bytes,
+        max_rooms_per_connection: args.max_rooms_per_connection,
+        rate_per_second: args.rate_per_second,
+        rate_burst: args.rate_burst,
+        rate_close_after: args.rate_close_after,
+        outbound_max_frames: args.outbound_max_frames,
+        outbound_max_bytes: args.outbound_max_bytes,
+        ping_interval: args.ping_interval,
+        max_connections: args.max_connections,
+        shutdown_grace: args.shutdown_grace,
+        handshake_timeout: args.handshake_timeout,
+        max_pending_connections: args.max_pending_connections,
+        ..WsConfig::default()
+    })
+}
+
+/// The HS256 secret from `--jwt-secret` or `--jwt-secret-file` (trailing newline dropped), if
+/// either is given; both is an error.
+pub fn read_secret(secret: Option<&str>, file: Option<&Path>) -> Result<Option<Vec<u8>>, InvalidSetting> {
+    match (secret, file) {
+        (Some(_), Some(_)) => Err(InvalidSetting::new("set only one of --jwt-secret and --jwt-secret-file")),
+        (Some(s), None) => Ok(Some(s.as_bytes().to_vec())),
+        (None, Some(path)) => {
+            let s = std::fs::read_to_string(path)
+                .map_err(|e| InvalidSetting::new(format!("--jwt-secret-file {}: {e}", path.display())))?;
+            Ok(Some(s.trim_end_matches(['\n', '\r']).as_bytes().to_vec()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], InvalidSetting> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| InvalidSetting::new(format!("no randomness available: {e}")))?;
+    Ok(b)
+}
+
+fn auth_settings(jwt: &JwtArgs, demo: bool) -> Result<AuthSettings, InvalidSetting> {
+    let algorithm = match jwt.jwt_alg {
+        Alg::Hs256 => JwtAlgorithm::Hs256,
+        Alg::Rs256 => JwtAlgorithm::Rs256,
+        Alg::Es256 => JwtAlgorithm::Es256,
+    };
+    let key = if algorithm == JwtAlgorithm::Hs256 {
+        match read_secret(jwt.jwt_secret.as_deref(), jwt.jwt_secret_file.as_deref())? {
+            Some(k) if k.len() < 16 => return Err(InvalidSetting::new("the HS256 secret must be at least 16 bytes")),
+            Some(k) => k,
+            None if demo => {
+                let hex: String = random_bytes::<24>()?.iter().map(|b| format!("{b:02x}")).collect();
+                hex.into_bytes()
+            }
+            None => {
+                return Err(InvalidSetting::new(
+                    "no JWT key: set --jwt-secret / --jwt-secret-file (or LABCHAT_JWT_SECRET), or try --demo",
+                ));
+            }
+        }
+    } else {
+        let path = jwt
+            .jwt_public_key_file
+            .as_ref()
+            .ok_or_else(|| InvalidSetting::new("RS256/ES256 need --jwt-public-key-file"))?;
+        std::fs::read(path)
+            .map_err(|e| InvalidSetting::new(format!("--jwt-public-key-file {}: {e}", path.display())))?
+    };
+    Ok(AuthSettings {
+        algorithm,
+        key,
+        issuer: jwt.jwt_issuer.clone(),
+        audience: jwt.jwt_audience.clone(),
+        role_claim: jwt.jwt_role_claim.clone(),
+    })
+}
+
+#[cfg(test)]
+mod settings_tests;
 
 #[cfg(test)]
 mod tests {

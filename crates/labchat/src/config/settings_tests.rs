@@ -1,0 +1,230 @@
+//! `ServeArgs` → `ServeSettings`: the mapping of every flag, and every refusal's message.
+
+use std::time::Duration;
+
+use super::*;
+
+const SECRET: &str = "a-test-secret-of-32-bytes-length";
+
+fn args(flags: &[&str]) -> ServeArgs {
+    let argv = ["labchat", "serve"].iter().chain(flags).map(OsString::from).collect();
+    match parse_from(argv).unwrap_or_else(|e| panic!("{flags:?}: {e}")).command {
+        Command::Serve(a) => *a,
+        Command::Token(_) => panic!("not serve"),
+    }
+}
+
+fn settings(flags: &[&str]) -> Result<ServeSettings, InvalidSetting> {
+    ServeSettings::try_from(args(flags))
+}
+
+#[test]
+fn defaults_map_to_the_transport_defaults() {
+    let s = settings(&["--jwt-secret", SECRET]).unwrap();
+    assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.ops_listen, None);
+    assert_eq!(s.workers, None);
+    assert_eq!(s.demo, None);
+    assert_eq!(s.app.auth.key, SECRET.as_bytes());
+    assert_eq!(s.app.auth.algorithm, JwtAlgorithm::Hs256);
+    assert_eq!(s.app.history_limit, HistoryLimit::DEFAULT);
+    let (ws, d) = (&s.app.ws, WsConfig::default());
+    assert_eq!(
+        (ws.decode.max_message_chars, ws.decode.max_receipt_ids),
+        (d.decode.max_message_chars, d.decode.max_receipt_ids)
+    );
+    assert_eq!(
+        (ws.max_frame_bytes, ws.max_rooms_per_connection, ws.outbound_max_frames, ws.outbound_max_bytes),
+        (d.max_frame_bytes, d.max_rooms_per_connection, d.outbound_max_frames, d.outbound_max_bytes)
+    );
+    assert_eq!(
+        (ws.rate_per_second, ws.rate_burst, ws.rate_close_after),
+        (d.rate_per_second, d.rate_burst, d.rate_close_after)
+    );
+    assert_eq!((ws.ping_interval, ws.shutdown_grace), (d.ping_interval, d.shutdown_grace));
+    assert_eq!((ws.max_connections, ws.max_pending_connections), (d.max_connections, d.max_pending_connections));
+    assert_eq!(ws.handshake_timeout, d.handshake_timeout);
+    assert!(matches!(&s.app.store, StoreSettings::Memory { seed } if seed.is_empty()));
+}
+
+#[test]
+fn each_flag_reaches_its_setting() {
+    let s = settings(&[
+        "--jwt-secret",
+        SECRET,
+        "--listen",
+        "127.0.0.1:7000",
+        "--ops-listen",
+        "127.0.0.1:7001",
+        "--workers",
+        "3",
+        "--history-limit",
+        "50",
+        "--max-message-chars",
+        "10",
+        "--max-receipt-ids",
+        "11",
+        "--max-frame-bytes",
+        "2048",
+        "--max-rooms-per-connection",
+        "4",
+        "--rate-per-second",
+        "2.5",
+        "--rate-burst",
+        "6",
+        "--rate-close-after",
+        "7s",
+        "--outbound-max-frames",
+        "8",
+        "--outbound-max-bytes",
+        "4096",
+        "--ping-interval",
+        "9s",
+        "--max-connections",
+        "12",
+        "--shutdown-grace",
+        "13s",
+        "--handshake-timeout",
+        "3s",
+        "--max-pending-connections",
+        "14",
+        "--mongo-uri",
+        "mongodb://db:27017",
+        "--mongo-db",
+        "chat",
+        "--mongo-requests-collection",
+        "reqs",
+        "--mongo-creator-field",
+        "owner",
+        "--mongo-batch-inserts",
+        "false",
+        "--store-timeout",
+        "2s",
+        "--log-format",
+        "json",
+        "--log",
+        "debug",
+    ])
+    .unwrap();
+    assert_eq!(s.listen.to_string(), "127.0.0.1:7000");
+    assert_eq!(s.ops_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:7001"));
+    assert_eq!(s.workers, Some(3));
+    assert_eq!(s.app.history_limit.get(), 50);
+    let ws = &s.app.ws;
+    assert_eq!((ws.decode.max_message_chars, ws.decode.max_receipt_ids), (10, 11));
+    assert_eq!((ws.max_frame_bytes, ws.max_rooms_per_connection), (2048, 4));
+    assert_eq!((ws.rate_per_second, ws.rate_burst, ws.rate_close_after), (2.5, 6.0, Duration::from_secs(7)));
+    assert_eq!((ws.outbound_max_frames, ws.outbound_max_bytes), (8, 4096));
+    assert_eq!(
+        (ws.ping_interval, ws.max_connections, ws.shutdown_grace),
+        (Duration::from_secs(9), 12, Duration::from_secs(13))
+    );
+    assert_eq!((ws.handshake_timeout, ws.max_pending_connections), (Duration::from_secs(3), 14));
+    let StoreSettings::Mongo(m) = &s.app.store else { panic!("mongo expected") };
+    assert_eq!((m.uri.as_str(), m.database.as_str()), ("mongodb://db:27017", "chat"));
+    assert_eq!((m.requests_collection.as_str(), m.creator_field.as_str()), ("reqs", "owner"));
+    assert_eq!((m.batch_inserts, m.op_timeout), (false, Duration::from_secs(2)));
+    assert_eq!((s.log_format, s.log.as_deref()), (LogFormat::Json, Some("debug")));
+}
+
+#[test]
+fn the_edge_settings_come_from_the_config_file_too() {
+    let f = tempfile_path::TempFile::new(
+        "ops_listen = \"127.0.0.1:9100\"\nhandshake_timeout = \"2s\"\nmax_pending_connections = 5\n",
+    );
+    let s = settings(&["--jwt-secret", SECRET, "--config", &f.arg()]).unwrap();
+    assert_eq!(s.ops_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9100"));
+    assert_eq!((s.app.ws.handshake_timeout, s.app.ws.max_pending_connections), (Duration::from_secs(2), 5));
+}
+
+#[test]
+fn demo_seeds_one_request_and_needs_no_secret() {
+    let s = settings(&["--demo"]).unwrap();
+    let id = s.demo.unwrap();
+    let StoreSettings::Memory { seed } = &s.app.store else { panic!("memory expected") };
+    assert_eq!(seed.len(), 1);
+    assert_eq!(seed[0].id(), id);
+    assert_eq!(seed[0].created_by().as_str(), "teacher-demo");
+    assert!(s.app.auth.key.len() >= 16, "a random secret of at least 16 bytes");
+}
+
+#[test]
+fn every_invalid_setting_is_refused_with_a_message_naming_it() {
+    let secret = ["--jwt-secret", SECRET];
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "no JWT key: set --jwt-secret / --jwt-secret-file (or LABCHAT_JWT_SECRET), or try --demo"),
+        (&["--jwt-secret", "short"], "the HS256 secret must be at least 16 bytes"),
+        (
+            &["--jwt-secret", SECRET, "--jwt-secret-file", "/nonexistent"],
+            "set only one of --jwt-secret and --jwt-secret-file",
+        ),
+        (&["--jwt-secret-file", "/nonexistent/labchat-secret"], "--jwt-secret-file /nonexistent/labchat-secret: "),
+        (&["--jwt-alg", "RS256"], "RS256/ES256 need --jwt-public-key-file"),
+        (
+            &["--jwt-alg", "ES256", "--jwt-public-key-file", "/nonexistent/key.pem"],
+            "--jwt-public-key-file /nonexistent/key.pem: ",
+        ),
+        (&["--history-limit", "0"], "--history-limit: a history limit must be between 1 and 10000, got 0"),
+        (&["--max-message-chars", "0"], "--max-message-chars must be at least 1"),
+        (&["--max-receipt-ids", "0"], "--max-receipt-ids must be at least 1"),
+        (&["--rate-per-second", "0"], "--rate-per-second must be > 0 and --rate-burst at least 1"),
+        (&["--rate-burst", "0.5"], "--rate-per-second must be > 0 and --rate-burst at least 1"),
+        (&["--max-frame-bytes", "1000"], "--max-frame-bytes must be at least 1024"),
+        (&["--outbound-max-frames", "0"], "--outbound-max-frames at least 1"),
+        (
+            &["--max-frame-bytes", "8192", "--outbound-max-bytes", "4096"],
+            "--outbound-max-bytes at least --max-frame-bytes",
+        ),
+        (&["--ping-interval", "0s"], "--ping-interval must be greater than zero"),
+        (&["--handshake-timeout", "0s"], "--handshake-timeout must be greater than zero"),
+        (&["--max-pending-connections", "0"], "--max-pending-connections must be at least 1"),
+        (&["--listen", "127.0.0.1:7000", "--ops-listen", "127.0.0.1:7000"], "--ops-listen must differ from --listen"),
+        (&["--workers", "0"], "--workers must be at least 1"),
+        (&["--seed-requests", "/nonexistent/seed.json"], "--seed-requests /nonexistent/seed.json: "),
+        (
+            &["--demo", "--mongo-uri", "mongodb://db"],
+            "--seed-requests and --demo use the in-memory store; drop --mongo-uri",
+        ),
+    ];
+    for (flags, needle) in cases {
+        // Every case but the key checks has a valid secret, so only its own setting is wrong.
+        let key_case = flags.iter().any(|f| f.starts_with("--jwt")) || flags.is_empty();
+        let all: Vec<&str> =
+            if key_case { flags.to_vec() } else { secret.iter().chain(flags.iter()).copied().collect() };
+        let err = settings(&all).expect_err(needle).to_string();
+        assert!(err.contains(needle), "{flags:?}: {err:?} should contain {needle:?}");
+    }
+}
+
+#[test]
+fn a_bad_seed_file_names_the_entry() {
+    let f = tempfile_path::TempFile::new(r#"[{"id":"xyz","createdBy":"t1"}]"#);
+    let err = settings(&["--jwt-secret", SECRET, "--seed-requests", &f.arg()]).unwrap_err().to_string();
+    assert!(err.starts_with("--seed-requests ") && err.contains("seed requests [0].id"), "{err}");
+}
+
+mod tempfile_path {
+    /// A file with this body in the temporary directory, removed on drop.
+    pub struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        pub fn new(body: &str) -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!("labchat-settings-{}-{n}.json", std::process::id()));
+            std::fs::write(&path, body).unwrap();
+            Self(path)
+        }
+
+        pub fn arg(&self) -> String {
+            self.0.display().to_string()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
