@@ -10,7 +10,10 @@
 mod auth;
 mod config;
 mod connection;
+mod dispatch;
+mod outbound;
 pub mod protocol;
+mod rate_limit;
 mod server;
 
 pub use auth::{AuthError, AuthSettings, Authenticator, JwtAlgorithm, KeyError, Principal};

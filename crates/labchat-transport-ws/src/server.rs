@@ -13,7 +13,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use labchat_core::Chat;
+use labchat_core::{Chat, Clock};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
@@ -52,6 +52,7 @@ pub struct Server {
     chat: Arc<Chat>,
     auth: Authenticator,
     config: WsConfig,
+    clock: Arc<dyn Clock>,
     stats: Arc<ServerStats>,
     metrics: Option<MetricsRenderer>,
 }
@@ -69,9 +70,10 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// A server over these use cases, verifying tokens with `auth`.
-    pub fn new(chat: Arc<Chat>, auth: Authenticator, config: WsConfig) -> Self {
-        Self { chat, auth, config, stats: Arc::default(), metrics: None }
+    /// A server over these use cases, verifying tokens with `auth`; `clock` tells when tokens
+    /// expire (give it the use cases' clock).
+    pub fn new(chat: Arc<Chat>, auth: Authenticator, config: WsConfig, clock: Arc<dyn Clock>) -> Self {
+        Self { chat, auth, config, clock, stats: Arc::default(), metrics: None }
     }
 
     /// Serves `GET /metrics` with this renderer.
@@ -95,6 +97,10 @@ impl Server {
 
     pub(crate) fn config(&self) -> &WsConfig {
         &self.config
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 }
 
