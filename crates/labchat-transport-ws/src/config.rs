@@ -37,6 +37,11 @@ pub struct WsConfig {
     /// syscall (default 64 KiB); a batch is always flushed at its end. 0 writes every frame with
     /// its own syscall, which costs several microseconds each on loopback.
     pub write_buffer_bytes: usize,
+    /// When the server closes a connection, how long it waits at each step: for the frames
+    /// already queued to be written, for its close frame to be written, then for the client's
+    /// close frame (frames the client had in flight are read and discarded meanwhile, so they
+    /// do not turn into a TCP reset that would lose the close). Default 1 s.
+    pub close_grace: Duration,
 }
 
 impl Default for WsConfig {
@@ -55,6 +60,7 @@ impl Default for WsConfig {
             shutdown_grace: Duration::from_secs(10),
             read_buffer_bytes: 512,
             write_buffer_bytes: 64 * 1024,
+            close_grace: Duration::from_secs(1),
         }
     }
 }

@@ -1,9 +1,15 @@
 //! One websocket connection's loop: reads frames and hands them to [`crate::dispatch`], writes
 //! replies and room events from its outbound queue, pings, and enforces token expiry, the rate
-//! limit and shutdown.
+//! limit, a write deadline and shutdown.
+//!
+//! Reading and writing are one arm of the loop's `select!`, polled together and never awaited
+//! to completion inside an arm: a peer that stops reading leaves frames queued, but pings, the
+//! expiry, shutdown and the write deadline are still served.
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -12,24 +18,26 @@ use labchat_core::{Clock, SinkId};
 use labchat_domain::{Timestamp, User};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Principal;
 use crate::dispatch::{Outcome, Session};
-use crate::outbound::ConnSink;
+use crate::outbound::{ConnSink, Metered, Writing};
 use crate::protocol::{self, ErrorCode, ErrorFrame};
 use crate::rate_limit::{Decision, TokenBucket};
 use crate::server::Server;
 
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Ws = WebSocketStream<Metered<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// Close codes the server uses (see docs/protocol.md).
 pub(crate) mod close {
     pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     pub const TRY_AGAIN_LATER: u16 = 1013;
@@ -40,8 +48,10 @@ pub(crate) mod close {
 /// Why the connection loop ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum End {
-    /// The peer closed or vanished; nothing more to send.
+    /// The peer vanished, or takes no bytes; nothing more to send.
     Gone,
+    /// The peer sent a close frame; the reply is flushed, then the connection dropped.
+    PeerClosed,
     /// Close with this code and reason.
     Close(u16, &'static str),
 }
@@ -63,7 +73,7 @@ pub(crate) struct Connection {
     session: Session,
     rate: TokenBucket,
     frames_in: u64,
-    frames_out: u64,
+    writing: Writing,
 }
 
 /// The instant at which the wall-clock time `t` (by `clock`) comes.
@@ -78,7 +88,7 @@ impl Connection {
         let sink = Arc::new(ConnSink::new(SinkId(id), cfg.outbound_max_frames, cfg.outbound_max_bytes));
         let rate = TokenBucket::new(cfg.rate_per_second, cfg.rate_burst, cfg.rate_close_after, Instant::now());
         let session = Session::new(principal, Arc::clone(&sink));
-        Self { peer, server, sink, session, rate, frames_in: 0, frames_out: 0 }
+        Self { peer, server, sink, session, rate, frames_in: 0, writing: Writing::new(Instant::now()) }
     }
 
     fn id(&self) -> u64 {
@@ -95,20 +105,20 @@ impl Connection {
     }
 
     async fn finish(&mut self, mut ws: Ws, end: End, started: Instant, user: User) {
-        if let End::Close(code, reason) = end {
-            // What was queued before the decision to close (such as the error frame that
-            // explains it) goes first, except for a peer too slow to take it.
-            if code != close::TRY_AGAIN_LATER {
-                let _ = tokio::time::timeout(Duration::from_secs(1), self.drain(&mut ws)).await;
-            }
-            // Best effort, bounded: a peer that does not read gets dropped.
-            let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
-            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
-        }
+        // Out of the rooms first: nothing more is queued for a connection that is closing.
         let rooms = &mut self.session.rooms;
         #[allow(clippy::cast_precision_loss)]
         metrics::gauge!("labchat_rooms_joined").decrement(rooms.len() as f64);
         self.server.chat().disconnect(self.sink.sink_id(), rooms.drain()).await;
+        let grace = self.server.config().close_grace;
+        match end {
+            End::Close(code, reason) => Box::pin(self.close(&mut ws, code, reason, grace)).await,
+            // Our reply to the client's close frame.
+            End::PeerClosed => {
+                let _ = tokio::time::timeout(grace, ws.flush()).await;
+            }
+            End::Gone => {}
+        }
         tracing::info!(
             conn = self.id(),
             user_id = %user.id(),
@@ -116,10 +126,33 @@ impl Connection {
             peer = %self.peer,
             duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             frames_in = self.frames_in,
-            frames_out = self.frames_out,
-            close_code = match end { End::Close(c, _) => c, End::Gone => 0 },
+            frames_out = self.writing.frames_out,
+            close_code = match end { End::Close(c, _) => c, End::Gone | End::PeerClosed => 0 },
             "connection closed"
         );
+    }
+
+    /// The server's side of the closing handshake, each step bounded by `grace`: what was
+    /// queued before the decision to close (such as the error frame that explains it) goes
+    /// first, except for a peer too slow to take it; then the close frame; then frames the
+    /// client still sends are read and discarded until its close frame or EOF, so the socket
+    /// is not dropped with unread data (which would reset the connection and lose the close).
+    async fn close(&mut self, ws: &mut Ws, code: u16, reason: &'static str, grace: Duration) {
+        if code != close::TRY_AGAIN_LATER && tokio::time::timeout(grace, self.drain(ws)).await.is_err() {
+            return;
+        }
+        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+        if !matches!(tokio::time::timeout(grace, ws.close(Some(frame))).await, Ok(Ok(()))) {
+            return;
+        }
+        let linger = async {
+            while let Some(Ok(msg)) = ws.next().await {
+                if let WsMessage::Close(_) = msg {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(grace, linger).await;
     }
 
     fn expiry(&self) -> Instant {
@@ -147,64 +180,90 @@ impl Connection {
                     return End::Close(close::TOKEN_EXPIRED, "token expired");
                 }
                 _ = ping.tick() => {
-                    if last_seen.elapsed() >= ping_every * 2 {
+                    let now = Instant::now();
+                    if now.saturating_duration_since(last_seen) >= ping_every * 2 {
                         tracing::info!(conn = self.id(), "no answer for two ping intervals");
                         return End::Gone;
                     }
-                    if Box::pin(ws.send(WsMessage::Ping(Default::default()))).await.is_err() {
+                    if self.writing.stalled(ws.get_ref().written(), now, ping_every * 2) {
+                        tracing::info!(conn = self.id(), "the peer accepted no bytes for two ping intervals");
                         return End::Gone;
                     }
+                    self.writing.ping_due = true;
                 }
-                frame = sink.take() => {
-                    if let Err(end) = Box::pin(self.write(ws, frame)).await {
-                        return end;
-                    }
-                }
-                msg = ws.next() => {
+                io = poll_fn(|cx| Self::poll_io(cx, ws, &mut self.writing, &sink)) => {
+                    let Some(msg) = io else { return End::Gone };
                     last_seen = Instant::now();
-                    match msg {
-                        None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return End::Gone,
-                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                            return End::Close(close::TOO_BIG, "frame too large");
-                        }
-                        Some(Err(WsError::Capacity(_))) => return End::Close(close::TOO_BIG, "frame too large"),
-                        Some(Err(e)) => {
-                            tracing::debug!(conn = self.id(), error = %e, "websocket read failed");
-                            return End::Gone;
-                        }
-                        Some(Ok(WsMessage::Close(_))) => return End::Gone,
-                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
-                        Some(Ok(WsMessage::Binary(_))) => {
-                            self.frames_in += 1;
-                            match self.admit(None) {
-                                Admitted::Close(end) => return end,
-                                Admitted::Refused => {}
-                                Admitted::Process => self.sink.reply_error(&ErrorFrame {
-                                    code: ErrorCode::BadRequest,
-                                    message: "binary frames are not supported: send JSON text frames",
-                                    event: None,
-                                    request_id: None,
-                                    id: None,
-                                    retry_after_ms: None,
-                                }),
-                            }
-                        }
-                        Some(Ok(WsMessage::Text(text))) => {
-                            self.frames_in += 1;
-                            match self.admit(Some(text.as_str())) {
-                                Admitted::Close(end) => return end,
-                                Admitted::Refused => {}
-                                // Boxed, like the other rare or brief paths: the connection's
-                                // task is as large as its largest await point, for as long as
-                                // the connection lives.
-                                Admitted::Process => match Box::pin(self.session.handle(&self.server, text.as_str())).await {
-                                    Outcome::Done => {}
-                                    Outcome::ExpiryChanged => expiry.as_mut().reset(self.expiry()),
-                                    Outcome::Close(end) => return end,
-                                },
-                            }
-                        }
+                    let next = match msg {
+                        Ok(msg) => self.on_message(msg).await,
+                        Err(e) => Some(read_error(self.id(), e)),
+                    };
+                    match next {
+                        None => {}
+                        Some(Next::End(end)) => return end,
+                        Some(Next::ExpiryChanged) => expiry.as_mut().reset(self.expiry()),
                     }
+                }
+            }
+        }
+    }
+
+    /// Writes what the peer takes (see [`Writing::poll_write`]), then reads. `Ready(None)`: the
+    /// peer is gone. Keeps no state of its own, so it may be dropped at any point.
+    fn poll_io(
+        cx: &mut Context<'_>,
+        ws: &mut Ws,
+        w: &mut Writing,
+        sink: &ConnSink,
+    ) -> Poll<Option<Result<WsMessage, WsError>>> {
+        if w.poll_write(cx, ws, sink).is_err() {
+            return Poll::Ready(None);
+        }
+        ws.poll_next_unpin(cx)
+    }
+
+    /// Handles one message read from the peer.
+    async fn on_message(&mut self, msg: WsMessage) -> Option<Next> {
+        match msg {
+            WsMessage::Close(_) => Some(Next::End(End::PeerClosed)),
+            // Control frames are frames too: a client pinging in a loop is a flooder. They are
+            // refused silently (there is no frame to name in an error).
+            WsMessage::Ping(_) | WsMessage::Pong(_) => match self.admit(Frame::Control) {
+                Admitted::Close(end) => Some(Next::End(end)),
+                Admitted::Refused | Admitted::Process => None,
+            },
+            // Never read: only for sending raw frames.
+            WsMessage::Frame(_) => None,
+            WsMessage::Binary(_) => {
+                self.frames_in += 1;
+                match self.admit(Frame::Binary) {
+                    Admitted::Close(end) => Some(Next::End(end)),
+                    Admitted::Refused => None,
+                    Admitted::Process => {
+                        self.sink.reply_error(&ErrorFrame {
+                            code: ErrorCode::BadRequest,
+                            message: "binary frames are not supported: send JSON text frames",
+                            event: None,
+                            request_id: None,
+                            id: None,
+                            retry_after_ms: None,
+                        });
+                        None
+                    }
+                }
+            }
+            WsMessage::Text(text) => {
+                self.frames_in += 1;
+                match self.admit(Frame::Text(text.as_str())) {
+                    Admitted::Close(end) => Some(Next::End(end)),
+                    Admitted::Refused => None,
+                    // Boxed, like the other rare or brief paths: the connection's task is as
+                    // large as its largest await point, for as long as the connection lives.
+                    Admitted::Process => match Box::pin(self.session.handle(&self.server, text.as_str())).await {
+                        Outcome::Done => None,
+                        Outcome::ExpiryChanged => Some(Next::ExpiryChanged),
+                        Outcome::Close(end) => Some(Next::End(end)),
+                    },
                 }
             }
         }
@@ -222,58 +281,76 @@ impl Connection {
         });
     }
 
-    /// Applies the rate limit to one incoming frame; a refused text frame is answered with
+    /// Applies the rate limit to one incoming frame; a refused data frame is answered with
     /// `RATE_LIMITED`, naming the frame when it can be decoded.
-    fn admit(&mut self, text: Option<&str>) -> Admitted {
-        match self.rate.admit(Instant::now()) {
-            Decision::Admit => Admitted::Process,
-            Decision::Close => Admitted::Close(End::Close(close::POLICY, "rate limit exceeded for too long")),
-            Decision::Refuse { retry_after_ms } => {
-                // Decode only to tell the client which frame was refused.
-                let decoded = text.map(|t| protocol::decode(t, &self.server.config().decode));
-                let (event, request_id, id) = match &decoded {
-                    Some(Ok(i)) => (Some(i.event.as_str()), i.command.request_id(), i.id.as_ref()),
-                    Some(Err(bad)) => (bad.event.as_deref(), bad.request_id, bad.id.as_ref()),
-                    None => (None, None, None),
-                };
-                self.sink.reply_error(&ErrorFrame {
-                    code: ErrorCode::RateLimited,
-                    message: "too many frames; this one was not processed",
-                    event,
-                    request_id,
-                    id,
-                    retry_after_ms: Some(retry_after_ms),
-                });
-                Admitted::Refused
-            }
-        }
-    }
-
-    /// Writes `first` and everything else already queued, then flushes once.
-    async fn write(&mut self, ws: &mut Ws, first: Utf8Bytes) -> Result<(), End> {
-        let sink = Arc::clone(&self.sink);
-        let batch = async {
-            let mut next = Some(first);
-            while let Some(frame) = next.take() {
-                self.frames_out += 1;
-                ws.feed(WsMessage::Text(frame)).await?;
-                next = sink.try_take();
-            }
-            ws.flush().await
+    fn admit(&mut self, frame: Frame<'_>) -> Admitted {
+        let retry_after_ms = match self.rate.admit(Instant::now()) {
+            Decision::Admit => return Admitted::Process,
+            Decision::Close => return Admitted::Close(End::Close(close::POLICY, "rate limit exceeded for too long")),
+            Decision::Refuse { retry_after_ms } => retry_after_ms,
         };
-        tokio::select! {
-            res = batch => res.map_err(|_| End::Gone),
-            // A peer that stops reading blocks the write; the queue fills and we give up on it.
-            () = sink.overflowed() => Err(End::Close(close::TRY_AGAIN_LATER, "outbound queue full: client too slow")),
-        }
+        let text = match frame {
+            Frame::Control => return Admitted::Refused,
+            Frame::Binary => None,
+            Frame::Text(t) => Some(t),
+        };
+        // Decode only to tell the client which frame was refused.
+        let decoded = text.map(|t| protocol::decode(t, &self.server.config().decode));
+        let (event, request_id, id) = match &decoded {
+            Some(Ok(i)) => (Some(i.event.as_str()), i.command.request_id(), i.id.as_ref()),
+            Some(Err(bad)) => (bad.event.as_deref(), bad.request_id, bad.id.as_ref()),
+            None => (None, None, None),
+        };
+        self.sink.reply_error(&ErrorFrame {
+            code: ErrorCode::RateLimited,
+            message: "too many frames; this one was not processed",
+            event,
+            request_id,
+            id,
+            retry_after_ms: Some(retry_after_ms),
+        });
+        Admitted::Refused
     }
 
     async fn drain(&mut self, ws: &mut Ws) {
         while let Some(frame) = self.sink.try_take() {
+            self.writing.frames_out += 1;
             if ws.feed(WsMessage::Text(frame)).await.is_err() {
                 return;
             }
         }
         let _ = ws.flush().await;
     }
+}
+
+/// A frame read from the peer, as the rate limit sees it.
+enum Frame<'a> {
+    Text(&'a str),
+    Binary,
+    Control,
+}
+
+/// What the loop does after a message.
+enum Next {
+    End(End),
+    ExpiryChanged,
+}
+
+/// How a read error ends the connection.
+fn read_error(conn: u64, e: WsError) -> Next {
+    let end = match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => End::Gone,
+        WsError::Capacity(_) => End::Close(close::TOO_BIG, "frame too large"),
+        WsError::Utf8(_) => End::Close(close::INVALID_DATA, "invalid UTF-8 in a text frame"),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone,
+        WsError::Protocol(p) => {
+            tracing::debug!(conn, error = %p, "websocket protocol error");
+            End::Close(close::PROTOCOL_ERROR, "websocket protocol error")
+        }
+        e => {
+            tracing::debug!(conn, error = %e, "websocket read failed");
+            End::Gone
+        }
+    };
+    Next::End(end)
 }

@@ -1,15 +1,22 @@
 //! What a connection sends: its bounded outbound queue of encoded frames, the room sink that
-//! fills it from broadcasts, and a byte count of what the peer has accepted.
+//! fills it from broadcasts, the write side that moves frames to the peer without ever waiting
+//! for it, and a byte count of what the peer has accepted (for the write deadline).
 
 use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
+use futures_util::{Sink, SinkExt};
 use labchat_core::{Published, RoomSink, SinkId};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 
 use crate::protocol::{self, ErrorFrame};
 
@@ -125,11 +132,6 @@ impl ConnSink {
         Some(frame)
     }
 
-    /// The next queued frame, waiting for one. Cancel-safe.
-    pub(crate) async fn take(&self) -> Utf8Bytes {
-        std::future::poll_fn(|cx| self.poll_take(cx)).await
-    }
-
     /// Takes the next queued frame, or registers the task to be woken by the next one.
     pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Utf8Bytes> {
         self.tx.poll_recv(cx).map(|frame| {
@@ -160,6 +162,141 @@ impl RoomSink for ConnSink {
         // Encoded once per broadcast, shared by every receiver.
         let frame = event.encoded(|e| Utf8Bytes::from(protocol::room_event(e)));
         self.push(frame);
+    }
+}
+
+/// A byte stream that counts the bytes the peer has accepted, so a write that makes no progress
+/// can be told from a slow one.
+#[derive(Debug)]
+pub(crate) struct Metered<S> {
+    inner: S,
+    written: u64,
+}
+
+impl<S> Metered<S> {
+    /// Wraps `inner`, counting from zero.
+    pub(crate) fn new(inner: S) -> Self {
+        Self { inner, written: 0 }
+    }
+
+    /// Bytes written to the peer so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = res {
+            self.written += n as u64;
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = res {
+            self.written += n as u64;
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Most frames handed to the websocket in one poll, so a busy room cannot starve reading.
+const FRAMES_PER_POLL: usize = 256;
+
+/// The write side of a connection between polls: whether a ping is due, whether a write is
+/// pending, and the write deadline's watch on the peer's byte count.
+#[derive(Debug)]
+pub(crate) struct Writing {
+    /// A ping is to be sent as soon as the peer takes bytes again.
+    pub(crate) ping_due: bool,
+    /// Frames were handed to the websocket and not yet flushed: a write is pending.
+    unflushed: bool,
+    /// The peer's byte count at the last check, and when it last moved (or nothing was pending).
+    watched: u64,
+    progress_at: Instant,
+    /// Frames written so far.
+    pub(crate) frames_out: u64,
+}
+
+impl Writing {
+    /// Nothing pending, as of `now`.
+    pub(crate) fn new(now: Instant) -> Self {
+        Self { ping_due: false, unflushed: false, watched: 0, progress_at: now, frames_out: 0 }
+    }
+
+    /// Moves queued frames (and a due ping) to the websocket as far as the peer takes them, and
+    /// flushes at the end of a batch; never waits for the peer. `Err` means writing failed.
+    /// Returns with the task registered to be woken when the peer takes bytes or a frame is
+    /// queued, whichever it waits for.
+    pub(crate) fn poll_write<S>(&mut self, cx: &mut Context<'_>, ws: &mut S, sink: &ConnSink) -> Result<(), S::Error>
+    where
+        S: Sink<WsMessage> + Unpin,
+    {
+        let mut moved = 0;
+        loop {
+            match ws.poll_ready_unpin(cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(res) => res?,
+            }
+            let msg = if self.ping_due {
+                self.ping_due = false;
+                WsMessage::Ping(Default::default())
+            } else if moved >= FRAMES_PER_POLL {
+                // Come back after reading.
+                cx.waker().wake_by_ref();
+                return Ok(());
+            } else if let Poll::Ready(frame) = sink.poll_take(cx) {
+                moved += 1;
+                self.frames_out += 1;
+                WsMessage::Text(frame)
+            } else if self.unflushed {
+                if let Poll::Ready(res) = ws.poll_flush_unpin(cx) {
+                    res?;
+                    self.unflushed = false;
+                }
+                return Ok(());
+            } else {
+                return Ok(());
+            };
+            ws.start_send_unpin(msg)?;
+            self.unflushed = true;
+        }
+    }
+
+    /// Whether a write has been pending with no byte accepted for `limit`, given the peer's
+    /// byte count `written` at `now`. Called at every ping tick.
+    pub(crate) fn stalled(&mut self, written: u64, now: Instant, limit: Duration) -> bool {
+        if !self.unflushed || written != self.watched {
+            self.watched = written;
+            self.progress_at = now;
+            return false;
+        }
+        now.saturating_duration_since(self.progress_at) >= limit
     }
 }
 
@@ -199,5 +336,84 @@ mod tests {
         assert!(by_bytes.overflowed.load(Ordering::Relaxed));
         assert_eq!(by_bytes.try_take().as_deref(), Some("abc"));
         assert_eq!(by_bytes.try_take(), None, "the frame over the bound was dropped");
+    }
+
+    /// A peer that takes `room` frames, then nothing.
+    #[derive(Default)]
+    struct Peer {
+        room: usize,
+        got: Vec<WsMessage>,
+        flushes: usize,
+    }
+
+    impl Sink<WsMessage> for Peer {
+        type Error = std::convert::Infallible;
+
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            if self.room > 0 { Poll::Ready(Ok(())) } else { Poll::Pending }
+        }
+
+        fn start_send(mut self: Pin<&mut Self>, item: WsMessage) -> Result<(), Self::Error> {
+            self.room -= 1;
+            self.got.push(item);
+            Ok(())
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn queued_frames_and_a_due_ping_are_written_then_flushed_once() {
+        let sink = ConnSink::new(SinkId(1), 8, 1024);
+        sink.push(frame("a"));
+        sink.push(frame("b"));
+        let mut w = Writing::new(Instant::now());
+        w.ping_due = true;
+        let mut peer = Peer { room: 10, ..Peer::default() };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        w.poll_write(&mut cx, &mut peer, &sink).unwrap();
+        assert!(
+            matches!(peer.got.as_slice(), [WsMessage::Ping(_), WsMessage::Text(a), WsMessage::Text(b)] if a.as_str() == "a" && b.as_str() == "b")
+        );
+        assert_eq!((peer.flushes, w.frames_out, w.ping_due), (1, 2, false));
+    }
+
+    #[test]
+    fn a_peer_that_takes_nothing_never_makes_the_writer_wait() {
+        let sink = ConnSink::new(SinkId(1), 8, 1024);
+        sink.push(frame("a"));
+        let mut w = Writing::new(Instant::now());
+        let mut peer = Peer { room: 0, ..Peer::default() };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        w.ping_due = true;
+        w.poll_write(&mut cx, &mut peer, &sink).unwrap();
+        assert!(peer.got.is_empty());
+        assert!(w.ping_due, "the ping waits for the peer");
+        assert_eq!(sink.try_take().as_deref(), Some("a"), "the frame stays queued");
+    }
+
+    #[test]
+    fn a_write_pending_with_no_byte_accepted_for_the_limit_is_stalled() {
+        let t0 = Instant::now();
+        let limit = Duration::from_secs(2);
+        let second = Duration::from_secs(1);
+        let mut w = Writing::new(t0);
+        // Nothing pending: never stalled.
+        assert!(!w.stalled(0, t0 + 10 * second, limit));
+        w.unflushed = true;
+        assert!(!w.stalled(0, t0 + 11 * second, limit));
+        // Bytes move: not stalled, however long the write has been pending.
+        assert!(!w.stalled(100, t0 + 12 * second, limit));
+        assert!(!w.stalled(200, t0 + 13 * second, limit));
+        // Then none for the limit.
+        assert!(!w.stalled(200, t0 + 14 * second, limit));
+        assert!(w.stalled(200, t0 + 15 * second, limit));
     }
 }

@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{AuthError, Authenticator};
 use crate::config::WsConfig;
 use crate::connection::Connection;
+use crate::outbound::Metered;
 
 /// The subprotocol browsers offer (with `bearer.<JWT>`) and the server selects.
 pub const SUBPROTOCOL: &str = "labchat.v1";
@@ -323,7 +324,8 @@ fn upgrade(req: Request<Incoming>, peer: Peer) -> HttpResponse {
                     .max_write_buffer_size(cfg.outbound_max_bytes.max(cfg.write_buffer_bytes).max(64 * 1024))
                     .max_message_size(Some(cfg.max_frame_bytes))
                     .max_frame_size(Some(cfg.max_frame_bytes));
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+                let io = Metered::new(TokioIo::new(upgraded));
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
                 conn.run(ws, cancel).await;
             }
             Err(e) => tracing::debug!(%peer, error = %e, "upgrade failed"),
