@@ -26,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Principal;
 use crate::dispatch::{Outcome, Session};
-use crate::outbound::{ConnSink, Metered, Writing};
+use crate::metered::Metered;
+use crate::outbound::{ConnSink, Writing};
 use crate::protocol::{self, ErrorCode, ErrorFrame};
 use crate::rate_limit::{Decision, TokenBucket};
 use crate::server::Server;
@@ -72,6 +73,8 @@ pub(crate) struct Connection {
     sink: Arc<ConnSink>,
     session: Session,
     rate: TokenBucket,
+    /// Continuation frames charged to the rate limit so far.
+    continuations: u64,
     frames_in: u64,
     writing: Writing,
 }
@@ -88,7 +91,16 @@ impl Connection {
         let sink = Arc::new(ConnSink::new(SinkId(id), cfg.outbound_max_frames, cfg.outbound_max_bytes));
         let rate = TokenBucket::new(cfg.rate_per_second, cfg.rate_burst, cfg.rate_close_after, Instant::now());
         let session = Session::new(principal, Arc::clone(&sink));
-        Self { peer, server, sink, session, rate, frames_in: 0, writing: Writing::new(Instant::now()) }
+        Self {
+            peer,
+            server,
+            sink,
+            session,
+            rate,
+            continuations: 0,
+            frames_in: 0,
+            writing: Writing::new(Instant::now()),
+        }
     }
 
     fn id(&self) -> u64 {
@@ -191,8 +203,16 @@ impl Connection {
                     }
                     self.writing.ping_due = true;
                 }
-                io = poll_fn(|cx| Self::poll_io(cx, ws, &mut self.writing, &sink)) => {
-                    let Some(msg) = io else { return End::Gone };
+                io = poll_fn(|cx| Self::poll_io(cx, ws, IoState {
+                    writing: &mut self.writing,
+                    sink: &sink,
+                    rate: &mut self.rate,
+                    continuations: &mut self.continuations,
+                })) => {
+                    let msg = match io {
+                        Ok(msg) => msg,
+                        Err(end) => return end,
+                    };
                     last_seen = Instant::now();
                     let next = match msg {
                         Ok(msg) => self.on_message(msg).await,
@@ -208,18 +228,24 @@ impl Connection {
         }
     }
 
-    /// Writes what the peer takes (see [`Writing::poll_write`]), then reads. `Ready(None)`: the
-    /// peer is gone. Keeps no state of its own, so it may be dropped at any point.
-    fn poll_io(
-        cx: &mut Context<'_>,
-        ws: &mut Ws,
-        w: &mut Writing,
-        sink: &ConnSink,
-    ) -> Poll<Option<Result<WsMessage, WsError>>> {
-        if w.poll_write(cx, ws, sink).is_err() {
-            return Poll::Ready(None);
+    /// Writes what the peer takes (see [`Writing::poll_write`]), then reads one message.
+    /// Continuation frames, which the websocket library folds into messages, are charged to
+    /// the rate limit as they arrive: an endless message of empty fragments is a flood too.
+    /// Keeps no state of its own, so it may be dropped at any point.
+    fn poll_io(cx: &mut Context<'_>, ws: &mut Ws, io: IoState<'_>) -> Poll<Result<Result<WsMessage, WsError>, End>> {
+        if io.writing.poll_write(cx, ws, io.sink).is_err() {
+            return Poll::Ready(Err(End::Gone));
         }
-        ws.poll_next_unpin(cx)
+        let read = ws.poll_next_unpin(cx);
+        let seen = ws.get_ref().continuation_frames();
+        let now = Instant::now();
+        while *io.continuations < seen {
+            *io.continuations += 1;
+            if io.rate.admit(now) == Decision::Close {
+                return Poll::Ready(Err(End::Close(close::POLICY, "rate limit exceeded for too long")));
+            }
+        }
+        read.map(|msg| msg.ok_or(End::Gone))
     }
 
     /// Handles one message read from the peer.
@@ -321,6 +347,14 @@ impl Connection {
         }
         let _ = ws.flush().await;
     }
+}
+
+/// What one poll of the socket uses, borrowed from the connection.
+struct IoState<'a> {
+    writing: &'a mut Writing,
+    sink: &'a ConnSink,
+    rate: &'a mut TokenBucket,
+    continuations: &'a mut u64,
 }
 
 /// A frame read from the peer, as the rate limit sees it.

@@ -11,6 +11,7 @@ mod auth;
 mod config;
 mod connection;
 mod dispatch;
+mod metered;
 mod outbound;
 pub mod protocol;
 mod rate_limit;

@@ -1,10 +1,8 @@
 //! What a connection sends: its bounded outbound queue of encoded frames, the room sink that
-//! fills it from broadcasts, the write side that moves frames to the peer without ever waiting
-//! for it, and a byte count of what the peer has accepted (for the write deadline).
+//! fills it from broadcasts, and the write side that moves frames to the peer without ever
+//! waiting for it.
 
 use std::collections::VecDeque;
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -13,7 +11,6 @@ use std::time::Duration;
 use futures_util::task::AtomicWaker;
 use futures_util::{Sink, SinkExt};
 use labchat_core::{Published, RoomSink, SinkId};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
@@ -165,66 +162,6 @@ impl RoomSink for ConnSink {
     }
 }
 
-/// A byte stream that counts the bytes the peer has accepted, so a write that makes no progress
-/// can be told from a slow one.
-#[derive(Debug)]
-pub(crate) struct Metered<S> {
-    inner: S,
-    written: u64,
-}
-
-impl<S> Metered<S> {
-    /// Wraps `inner`, counting from zero.
-    pub(crate) fn new(inner: S) -> Self {
-        Self { inner, written: 0 }
-    }
-
-    /// Bytes written to the peer so far.
-    pub(crate) fn written(&self) -> u64 {
-        self.written
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = res {
-            self.written += n as u64;
-        }
-        res
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = res {
-            self.written += n as u64;
-        }
-        res
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// Most frames handed to the websocket in one poll, so a busy room cannot starve reading.
 const FRAMES_PER_POLL: usize = 256;
 
@@ -303,6 +240,8 @@ impl Writing {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::pin::Pin;
 
     use super::*;
 

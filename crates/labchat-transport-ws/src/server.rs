@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{AuthError, Authenticator};
 use crate::config::WsConfig;
 use crate::connection::Connection;
-use crate::outbound::Metered;
+use crate::metered::Metered;
 
 /// The subprotocol browsers offer (with `bearer.<JWT>`) and the server selects.
 pub const SUBPROTOCOL: &str = "labchat.v1";
