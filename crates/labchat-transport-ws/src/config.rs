@@ -16,9 +16,12 @@ pub struct WsConfig {
     pub rate_per_second: f64,
     /// Frames a connection may send in a burst (default 60).
     pub rate_burst: f64,
-    /// A connection rate-limited without a break for this long is closed with 1008 (default 10 s).
+    /// A connection that keeps sending frames before the `retryAfterMs` it was given, with no
+    /// break of a second, for this long is closed with 1008 (default 10 s). One that waits
+    /// `retryAfterMs` is never closed.
     pub rate_close_after: Duration,
-    /// How often the server pings; a connection silent for two intervals is closed (default 20 s).
+    /// How often the server pings; a connection silent for two intervals, or that accepts no
+    /// bytes for two intervals while frames wait for it, is closed (default 20 s).
     pub ping_interval: Duration,
     /// Most frames waiting to be written to one connection (default 1024).
     pub outbound_max_frames: usize,
