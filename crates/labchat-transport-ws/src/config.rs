@@ -16,9 +16,12 @@ pub struct WsConfig {
     pub rate_per_second: f64,
     /// Frames a connection may send in a burst (default 60).
     pub rate_burst: f64,
-    /// A connection rate-limited without a break for this long is closed with 1008 (default 10 s).
+    /// A connection that keeps sending frames before the `retryAfterMs` it was given, with no
+    /// break of a second, for this long is closed with 1008 (default 10 s). One that waits
+    /// `retryAfterMs` is never closed.
     pub rate_close_after: Duration,
-    /// How often the server pings; a connection silent for two intervals is closed (default 20 s).
+    /// How often the server pings; a connection silent for two intervals, or that accepts no
+    /// bytes for two intervals while frames wait for it, is closed (default 20 s).
     pub ping_interval: Duration,
     /// Most frames waiting to be written to one connection (default 1024).
     pub outbound_max_frames: usize,
@@ -49,6 +52,11 @@ pub struct WsConfig {
     /// Most accepted connections not (yet) upgraded to a websocket, per listener; sockets
     /// accepted beyond it get a `503` and are closed at once (default 1024).
     pub max_pending_connections: usize,
+    /// When the server closes a connection, how long it waits at each step: for the frames
+    /// already queued to be written, for its close frame to be written, then for the client's
+    /// close frame (frames the client had in flight are read and discarded meanwhile, so they
+    /// do not turn into a TCP reset that would lose the close). Default 1 s.
+    pub close_grace: Duration,
 }
 
 impl Default for WsConfig {
@@ -70,6 +78,7 @@ impl Default for WsConfig {
             write_buffer_bytes: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             max_pending_connections: 1024,
+            close_grace: Duration::from_secs(1),
         }
     }
 }

@@ -1,35 +1,44 @@
-//! One websocket connection: reads frames, runs the use cases, and writes replies and room
-//! events from one bounded outbound queue.
+//! One websocket connection's loop: reads frames and hands them to [`crate::dispatch`], writes
+//! replies and room events from its outbound queue, pings, and enforces token expiry, the rate
+//! limit, a write deadline and shutdown.
+//!
+//! Reading and writing are one arm of the loop's `select!`, polled together and never awaited
+//! to completion inside an arm: a peer that stops reading leaves frames queued, but pings, the
+//! expiry, shutdown and the write deadline are still served.
 
-use std::collections::{HashSet, VecDeque};
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
-use labchat_core::{Clock, FailureKind, Published, RoomSink, SinkId, SystemClock};
-use labchat_domain::{ReceiptKind, RequestId, Timestamp, User};
-use serde_json::Value;
-use tokio::sync::Notify;
+use labchat_core::{Clock, SinkId};
+use labchat_domain::{Timestamp, User};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{AuthError, Principal};
-use crate::protocol::{self, AckData, Command, ErrorCode, ErrorFrame, Inbound, Keep, ServerEvent};
+use crate::auth::Principal;
+use crate::dispatch::{Outcome, Session};
+use crate::metered::Metered;
+use crate::outbound::{ConnSink, Writing};
+use crate::protocol::{self, ErrorCode, ErrorFrame};
+use crate::rate_limit::{Decision, TokenBucket};
 use crate::server::Server;
 
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Ws = WebSocketStream<Metered<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// Close codes the server uses (see docs/protocol.md).
-mod close {
+pub(crate) mod close {
     pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     pub const TRY_AGAIN_LATER: u16 = 1013;
@@ -37,576 +46,345 @@ mod close {
     pub const FORBIDDEN: u16 = 4003;
 }
 
-/// A FIFO of encoded frames that allocates nothing while empty (a tokio mpsc channel allocates
-/// about 1.5 KiB per connection up front) and gives back what a burst took.
-struct OutQueue {
-    frames: std::sync::Mutex<VecDeque<Utf8Bytes>>,
-    ready: Notify,
-    max_frames: usize,
-}
-
-impl OutQueue {
-    fn new(max_frames: usize) -> Self {
-        Self { frames: std::sync::Mutex::new(VecDeque::new()), ready: Notify::new(), max_frames: max_frames.max(1) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Utf8Bytes>> {
-        self.frames.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn try_send(&self, frame: Utf8Bytes) -> Result<(), Utf8Bytes> {
-        {
-            let mut q = self.lock();
-            if q.len() >= self.max_frames {
-                return Err(frame);
-            }
-            q.push_back(frame);
-        }
-        self.ready.notify_one();
-        Ok(())
-    }
-
-    fn try_recv(&self) -> Option<Utf8Bytes> {
-        let mut q = self.lock();
-        let frame = q.pop_front();
-        if frame.is_none() && q.capacity() > 16 {
-            *q = VecDeque::new();
-        }
-        frame
-    }
-
-    /// The next frame. Cancel-safe: a frame is only taken in the poll that returns it.
-    async fn recv(&self) -> Utf8Bytes {
-        loop {
-            if let Some(frame) = self.try_recv() {
-                return frame;
-            }
-            self.ready.notified().await;
-        }
-    }
-}
-
-/// The connection's side of the broadcaster: a bounded queue of encoded frames.
-pub(crate) struct ConnSink {
-    id: SinkId,
-    tx: OutQueue,
-    queued_bytes: AtomicUsize,
-    max_bytes: usize,
-    overflowed: AtomicBool,
-    overflow: Notify,
-}
-
-impl ConnSink {
-    /// Queues a frame; on overflow marks the connection for closing (1013) and drops the frame.
-    fn push(&self, frame: Utf8Bytes) {
-        if self.overflowed.load(Ordering::Relaxed) {
-            return;
-        }
-        let len = frame.len();
-        let queued = self.queued_bytes.fetch_add(len, Ordering::AcqRel) + len;
-        let full = queued > self.max_bytes || self.tx.try_send(frame).is_err();
-        if full {
-            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            self.overflowed.store(true, Ordering::Release);
-            self.overflow.notify_one();
-        }
-    }
-
-    fn sent(&self, len: usize) {
-        self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-    }
-}
-
-impl RoomSink for ConnSink {
-    fn id(&self) -> SinkId {
-        self.id
-    }
-
-    fn deliver(&self, event: Arc<Published>) {
-        // Encoded once per broadcast, shared by every receiver.
-        let frame = event.encoded(|e| Utf8Bytes::from(protocol::room_event(e)));
-        self.push(frame);
-    }
-}
-
-/// A token bucket, plus how long the client has been over it without a break.
-struct RateLimit {
-    tokens: f64,
-    last: Instant,
-    rate: f64,
-    burst: f64,
-    limited_since: Option<Instant>,
-    last_limited: Option<Instant>,
-}
-
-enum Admit {
-    Yes,
-    No { retry_after_ms: u64, hammering_for: Duration },
-}
-
-impl RateLimit {
-    fn new(rate: f64, burst: f64) -> Self {
-        Self { tokens: burst, last: Instant::now(), rate, burst, limited_since: None, last_limited: None }
-    }
-
-    fn admit(&mut self, now: Instant) -> Admit {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return Admit::Yes;
-        }
-        // A second without being limited ends a streak of hammering.
-        if self.last_limited.is_none_or(|t| now.saturating_duration_since(t) > Duration::from_secs(1)) {
-            self.limited_since = Some(now);
-        }
-        self.last_limited = Some(now);
-        let wait = (1.0 - self.tokens) / self.rate.max(f64::MIN_POSITIVE);
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let retry_after_ms = (wait * 1000.0).ceil().max(1.0) as u64;
-        let hammering_for = self.limited_since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-        Admit::No { retry_after_ms, hammering_for }
-    }
-}
-
 /// Why the connection loop ended.
-enum End {
-    /// The peer closed or vanished; nothing more to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The peer vanished, or takes no bytes; nothing more to send.
     Gone,
+    /// The peer sent a close frame; the reply is flushed, then the connection dropped.
+    PeerClosed,
     /// Close with this code and reason.
     Close(u16, &'static str),
 }
 
+/// What the rate limit made of one incoming frame.
+enum Admitted {
+    /// Process the frame.
+    Process,
+    /// The frame was refused (and, for a data frame, answered with `RATE_LIMITED`).
+    Refused,
+    /// End the connection.
+    Close(End),
+}
+
 pub(crate) struct Connection {
-    principal: Principal,
     peer: SocketAddr,
     server: Arc<Server>,
     sink: Arc<ConnSink>,
-    rooms: HashSet<RequestId>,
-    rate: RateLimit,
+    session: Session,
+    rate: TokenBucket,
+    /// Continuation frames charged to the rate limit so far.
+    continuations: u64,
     frames_in: u64,
-    frames_out: u64,
-    expiry_changed: bool,
-    refused: bool,
+    writing: Writing,
 }
 
-fn instant_of(t: Timestamp) -> Instant {
-    let now_ms = SystemClock.now().unix_millis();
-    let ahead = u64::try_from(t.unix_millis().saturating_sub(now_ms)).unwrap_or(0);
+/// The instant at which the wall-clock time `t` (by `clock`) comes.
+fn instant_of(t: Timestamp, clock: &dyn Clock) -> Instant {
+    let ahead = u64::try_from(t.unix_millis().saturating_sub(clock.now().unix_millis())).unwrap_or(0);
     Instant::now() + Duration::from_millis(ahead)
 }
 
 impl Connection {
     pub(crate) fn new(id: u64, principal: Principal, peer: SocketAddr, server: Arc<Server>) -> Self {
         let cfg = server.config();
-        let sink = Arc::new(ConnSink {
-            id: SinkId(id),
-            tx: OutQueue::new(cfg.outbound_max_frames),
-            queued_bytes: AtomicUsize::new(0),
-            max_bytes: cfg.outbound_max_bytes,
-            overflowed: AtomicBool::new(false),
-            overflow: Notify::new(),
-        });
-        let rate = RateLimit::new(cfg.rate_per_second, cfg.rate_burst);
+        let sink = Arc::new(ConnSink::new(SinkId(id), cfg.outbound_max_frames, cfg.outbound_max_bytes));
+        let rate = TokenBucket::new(cfg.rate_per_second, cfg.rate_burst, cfg.rate_close_after, Instant::now());
+        let session = Session::new(principal, Arc::clone(&sink));
         Self {
-            principal,
             peer,
             server,
             sink,
-            rooms: HashSet::new(),
+            session,
             rate,
+            continuations: 0,
             frames_in: 0,
-            frames_out: 0,
-            expiry_changed: false,
-            refused: false,
+            writing: Writing::new(Instant::now()),
         }
     }
 
-    fn user(&self) -> &User {
-        &self.principal.user
+    fn id(&self) -> u64 {
+        self.sink.sink_id().0
     }
 
     pub(crate) async fn run(&mut self, ws: Ws, cancel: CancellationToken) {
         let started = Instant::now();
-        let user = self.user().clone();
-        tracing::info!(conn = self.sink.id.0, user_id = %user.id(), role = %user.role(), peer = %self.peer, "connection opened");
+        let user = self.session.principal.user.clone();
+        tracing::info!(conn = self.id(), user_id = %user.id(), role = %user.role(), peer = %self.peer, "connection opened");
         let mut ws = ws;
         let end = self.serve(&mut ws, &cancel).await;
         Box::pin(self.finish(ws, end, started, user)).await;
     }
 
     async fn finish(&mut self, mut ws: Ws, end: End, started: Instant, user: User) {
-        if let End::Close(code, reason) = end {
-            // What was queued before the decision to close (such as the error frame that
-            // explains it) goes first, except for a peer too slow to take it.
-            if code != close::TRY_AGAIN_LATER {
-                let _ = tokio::time::timeout(Duration::from_secs(1), self.drain(&mut ws)).await;
-            }
-            // Best effort, bounded: a peer that does not read gets dropped.
-            let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
-            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
-        }
-        let chat = self.server.chat();
+        // Out of the rooms first: nothing more is queued for a connection that is closing.
+        let rooms = &mut self.session.rooms;
         #[allow(clippy::cast_precision_loss)]
-        metrics::gauge!("labchat_rooms_joined").decrement(self.rooms.len() as f64);
-        chat.disconnect(self.sink.id, self.rooms.drain()).await;
+        metrics::gauge!("labchat_rooms_joined").decrement(rooms.len() as f64);
+        self.server.chat().disconnect(self.sink.sink_id(), rooms.drain()).await;
+        let grace = self.server.config().close_grace;
+        match end {
+            End::Close(code, reason) => Box::pin(self.close(&mut ws, code, reason, grace)).await,
+            // Our reply to the client's close frame.
+            End::PeerClosed => {
+                let _ = tokio::time::timeout(grace, ws.flush()).await;
+            }
+            End::Gone => {}
+        }
         tracing::info!(
-            conn = self.sink.id.0,
+            conn = self.id(),
             user_id = %user.id(),
             role = %user.role(),
             peer = %self.peer,
             duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             frames_in = self.frames_in,
-            frames_out = self.frames_out,
-            close_code = match end { End::Close(c, _) => c, End::Gone => 0 },
+            frames_out = self.writing.frames_out,
+            close_code = match end { End::Close(c, _) => c, End::Gone | End::PeerClosed => 0 },
             "connection closed"
         );
+    }
+
+    /// The server's side of the closing handshake, each step bounded by `grace`: what was
+    /// queued before the decision to close (such as the error frame that explains it) goes
+    /// first, except for a peer too slow to take it; then the close frame; then frames the
+    /// client still sends are read and discarded until its close frame or EOF, so the socket
+    /// is not dropped with unread data (which would reset the connection and lose the close).
+    async fn close(&mut self, ws: &mut Ws, code: u16, reason: &'static str, grace: Duration) {
+        if code != close::TRY_AGAIN_LATER && tokio::time::timeout(grace, self.drain(ws)).await.is_err() {
+            return;
+        }
+        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+        if !matches!(tokio::time::timeout(grace, ws.close(Some(frame))).await, Ok(Ok(()))) {
+            return;
+        }
+        let linger = async {
+            while let Some(Ok(msg)) = ws.next().await {
+                if let WsMessage::Close(_) = msg {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(grace, linger).await;
+    }
+
+    fn expiry(&self) -> Instant {
+        instant_of(self.session.principal.expires_at, self.server.clock())
     }
 
     async fn serve(&mut self, ws: &mut Ws, cancel: &CancellationToken) -> End {
         let ping_every = self.server.config().ping_interval;
         let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
         let mut last_seen = Instant::now();
-        let expiry = tokio::time::sleep_until(instant_of(self.principal.expires_at));
+        let expiry = tokio::time::sleep_until(self.expiry());
         tokio::pin!(expiry);
         let sink = Arc::clone(&self.sink);
         loop {
-            if self.expiry_changed {
-                self.expiry_changed = false;
-                expiry.as_mut().reset(instant_of(self.principal.expires_at));
-            }
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => {
                     return End::Close(close::GOING_AWAY, "server shutting down");
                 }
-                () = sink.overflow.notified() => {
+                () = sink.overflowed() => {
                     return End::Close(close::TRY_AGAIN_LATER, "outbound queue full: client too slow");
                 }
                 () = &mut expiry => {
-                    self.reply_error(ErrorCode::TokenExpired, "token expired; reconnect with a new token", None, None, None);
+                    self.expired();
                     return End::Close(close::TOKEN_EXPIRED, "token expired");
                 }
                 _ = ping.tick() => {
-                    if last_seen.elapsed() >= ping_every * 2 {
-                        tracing::info!(conn = self.sink.id.0, "no answer for two ping intervals");
+                    let now = Instant::now();
+                    if now.saturating_duration_since(last_seen) >= ping_every * 2 {
+                        tracing::info!(conn = self.id(), "no answer for two ping intervals");
                         return End::Gone;
                     }
-                    if Box::pin(ws.send(WsMessage::Ping(Default::default()))).await.is_err() {
+                    if self.writing.stalled(ws.get_ref().written(), now, ping_every * 2) {
+                        tracing::info!(conn = self.id(), "the peer accepted no bytes for two ping intervals");
                         return End::Gone;
                     }
+                    self.writing.ping_due = true;
                 }
-                frame = sink.tx.recv() => {
-                    if let Err(end) = Box::pin(self.write(ws, frame)).await {
-                        return end;
-                    }
-                }
-                msg = ws.next() => {
+                io = poll_fn(|cx| Self::poll_io(cx, ws, IoState {
+                    writing: &mut self.writing,
+                    sink: &sink,
+                    rate: &mut self.rate,
+                    continuations: &mut self.continuations,
+                })) => {
+                    let msg = match io {
+                        Ok(msg) => msg,
+                        Err(end) => return end,
+                    };
                     last_seen = Instant::now();
-                    match msg {
-                        None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return End::Gone,
-                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                            return End::Close(close::TOO_BIG, "frame too large");
-                        }
-                        Some(Err(WsError::Capacity(_))) => return End::Close(close::TOO_BIG, "frame too large"),
-                        Some(Err(e)) => {
-                            tracing::debug!(conn = self.sink.id.0, error = %e, "websocket read failed");
-                            return End::Gone;
-                        }
-                        Some(Ok(WsMessage::Close(_))) => return End::Gone,
-                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
-                        Some(Ok(WsMessage::Binary(_))) => {
-                            self.frames_in += 1;
-                            if let Some(end) = self.admit(None) { return end; }
-                            self.reply_error(ErrorCode::BadRequest, "binary frames are not supported: send JSON text frames", None, None, None);
-                        }
-                        Some(Ok(WsMessage::Text(text))) => {
-                            self.frames_in += 1;
-                            match self.admit(Some(text.as_str())) {
-                                Some(end) => return end,
-                                None if self.refused => {}
-                                // Boxed, like the other rare or brief paths below: the
-                                // connection's task is as large as its largest await point,
-                                // for as long as the connection lives.
-                                None => if let Some(end) = Box::pin(self.handle(text.as_str())).await {
-                                    return end;
-                                },
-                            }
-                        }
+                    let next = match msg {
+                        Ok(msg) => self.on_message(msg).await,
+                        Err(e) => Some(read_error(self.id(), e)),
+                    };
+                    match next {
+                        None => {}
+                        Some(Next::End(end)) => return end,
+                        Some(Next::ExpiryChanged) => expiry.as_mut().reset(self.expiry()),
                     }
                 }
             }
         }
     }
 
-    /// Applies the rate limit to one incoming data frame. `Some` ends the connection; otherwise
-    /// `self.refused` tells whether the frame was refused (and answered with `RATE_LIMITED`).
-    fn admit(&mut self, text: Option<&str>) -> Option<End> {
-        self.refused = false;
-        match self.rate.admit(Instant::now()) {
-            Admit::Yes => None,
-            Admit::No { hammering_for, .. } if hammering_for >= self.server.config().rate_close_after => {
-                Some(End::Close(close::POLICY, "rate limit exceeded for too long"))
+    /// Writes what the peer takes (see [`Writing::poll_write`]), then reads one message.
+    /// Continuation frames, which the websocket library folds into messages, are charged to
+    /// the rate limit as they arrive: an endless message of empty fragments is a flood too.
+    /// Keeps no state of its own, so it may be dropped at any point.
+    fn poll_io(cx: &mut Context<'_>, ws: &mut Ws, io: IoState<'_>) -> Poll<Result<Result<WsMessage, WsError>, End>> {
+        if io.writing.poll_write(cx, ws, io.sink).is_err() {
+            return Poll::Ready(Err(End::Gone));
+        }
+        let read = ws.poll_next_unpin(cx);
+        let seen = ws.get_ref().continuation_frames();
+        let now = Instant::now();
+        while *io.continuations < seen {
+            *io.continuations += 1;
+            if io.rate.admit(now) == Decision::Close {
+                return Poll::Ready(Err(End::Close(close::POLICY, "rate limit exceeded for too long")));
             }
-            Admit::No { retry_after_ms, .. } => {
-                self.refused = true;
-                // Decode only to tell the client which frame was refused.
-                let decoded = text.map(|t| protocol::decode(t, &self.server.config().decode));
-                let (event, request_id, id) = match &decoded {
-                    Some(Ok(i)) => (Some(i.event.as_str()), i.command.request_id(), i.id.as_ref()),
-                    Some(Err(bad)) => (bad.event.as_deref(), bad.request_id, bad.id.as_ref()),
-                    None => (None, None, None),
-                };
-                self.reply_error_frame(&ErrorFrame {
-                    code: ErrorCode::RateLimited,
-                    message: "too many frames; this one was not processed",
-                    event,
-                    request_id,
-                    id,
-                    retry_after_ms: Some(retry_after_ms),
-                });
-                None
+        }
+        read.map(|msg| msg.ok_or(End::Gone))
+    }
+
+    /// Handles one message read from the peer.
+    async fn on_message(&mut self, msg: WsMessage) -> Option<Next> {
+        match msg {
+            WsMessage::Close(_) => Some(Next::End(End::PeerClosed)),
+            // Control frames are frames too: a client pinging in a loop is a flooder. They are
+            // refused silently (there is no frame to name in an error).
+            WsMessage::Ping(_) | WsMessage::Pong(_) => match self.admit(Frame::Control) {
+                Admitted::Close(end) => Some(Next::End(end)),
+                Admitted::Refused | Admitted::Process => None,
+            },
+            // Never read: only for sending raw frames.
+            WsMessage::Frame(_) => None,
+            WsMessage::Binary(_) => {
+                self.frames_in += 1;
+                match self.admit(Frame::Binary) {
+                    Admitted::Close(end) => Some(Next::End(end)),
+                    Admitted::Refused => None,
+                    Admitted::Process => {
+                        self.sink.reply_error(&ErrorFrame {
+                            code: ErrorCode::BadRequest,
+                            message: "binary frames are not supported: send JSON text frames",
+                            event: None,
+                            request_id: None,
+                            id: None,
+                            retry_after_ms: None,
+                        });
+                        None
+                    }
+                }
+            }
+            WsMessage::Text(text) => {
+                self.frames_in += 1;
+                match self.admit(Frame::Text(text.as_str())) {
+                    Admitted::Close(end) => Some(Next::End(end)),
+                    Admitted::Refused => None,
+                    // Boxed, like the other rare or brief paths: the connection's task is as
+                    // large as its largest await point, for as long as the connection lives.
+                    Admitted::Process => match Box::pin(self.session.handle(&self.server, text.as_str())).await {
+                        Outcome::Done => None,
+                        Outcome::ExpiryChanged => Some(Next::ExpiryChanged),
+                        Outcome::Close(end) => Some(Next::End(end)),
+                    },
+                }
             }
         }
     }
 
-    /// Writes `first` and everything else already queued, then flushes once.
-    async fn write(&mut self, ws: &mut Ws, first: Utf8Bytes) -> Result<(), End> {
-        let sink = Arc::clone(&self.sink);
-        let batch = async {
-            let mut next = Some(first);
-            while let Some(frame) = next.take() {
-                sink.sent(frame.len());
-                self.frames_out += 1;
-                ws.feed(WsMessage::Text(frame)).await?;
-                next = sink.tx.try_recv();
-            }
-            ws.flush().await
+    /// Queues the `TOKEN_EXPIRED` error frame.
+    fn expired(&self) {
+        self.sink.reply_error(&ErrorFrame {
+            code: ErrorCode::TokenExpired,
+            message: "token expired; reconnect with a new token",
+            event: None,
+            request_id: None,
+            id: None,
+            retry_after_ms: None,
+        });
+    }
+
+    /// Applies the rate limit to one incoming frame; a refused data frame is answered with
+    /// `RATE_LIMITED`, naming the frame when it can be decoded.
+    fn admit(&mut self, frame: Frame<'_>) -> Admitted {
+        let retry_after_ms = match self.rate.admit(Instant::now()) {
+            Decision::Admit => return Admitted::Process,
+            Decision::Close => return Admitted::Close(End::Close(close::POLICY, "rate limit exceeded for too long")),
+            Decision::Refuse { retry_after_ms } => retry_after_ms,
         };
-        tokio::select! {
-            res = batch => res.map_err(|_| End::Gone),
-            // A peer that stops reading blocks the write; the queue fills and we give up on it.
-            () = sink.overflow.notified() => Err(End::Close(close::TRY_AGAIN_LATER, "outbound queue full: client too slow")),
-        }
+        let text = match frame {
+            Frame::Control => return Admitted::Refused,
+            Frame::Binary => None,
+            Frame::Text(t) => Some(t),
+        };
+        // Decode only to tell the client which frame was refused.
+        let decoded = text.map(|t| protocol::decode(t, &self.server.config().decode));
+        let (event, request_id, id) = match &decoded {
+            Some(Ok(i)) => (Some(i.event.as_str()), i.command.request_id(), i.id.as_ref()),
+            Some(Err(bad)) => (bad.event.as_deref(), bad.request_id, bad.id.as_ref()),
+            None => (None, None, None),
+        };
+        self.sink.reply_error(&ErrorFrame {
+            code: ErrorCode::RateLimited,
+            message: "too many frames; this one was not processed",
+            event,
+            request_id,
+            id,
+            retry_after_ms: Some(retry_after_ms),
+        });
+        Admitted::Refused
     }
 
     async fn drain(&mut self, ws: &mut Ws) {
-        while let Some(frame) = self.sink.tx.try_recv() {
-            self.sink.sent(frame.len());
+        while let Some(frame) = self.sink.try_take() {
+            self.writing.frames_out += 1;
             if ws.feed(WsMessage::Text(frame)).await.is_err() {
                 return;
             }
         }
         let _ = ws.flush().await;
     }
-
-    /// Queues a direct reply (not a room broadcast: those are counted by the broadcaster).
-    fn reply(&self, event: ServerEvent, frame: String) {
-        metrics::counter!("labchat_frames_out_total", "event" => event.as_str()).increment(1);
-        self.sink.push(Utf8Bytes::from(frame));
-    }
-
-    /// Queues an `error` frame.
-    fn reply_error_frame(&self, e: &ErrorFrame<'_>) {
-        metrics::counter!("labchat_errors_total", "code" => e.code.as_str()).increment(1);
-        self.reply(ServerEvent::Error, protocol::error(e));
-    }
-
-    fn reply_error(
-        &self,
-        code: ErrorCode,
-        message: &str,
-        event: Option<&str>,
-        request_id: Option<RequestId>,
-        retry_after_ms: Option<u64>,
-    ) {
-        self.reply_error_frame(&ErrorFrame { code, message, event, request_id, id: None, retry_after_ms });
-    }
-
-    /// Handles one text frame. `Some` ends the connection.
-    async fn handle(&mut self, text: &str) -> Option<End> {
-        let decoded = protocol::decode(text, &self.server.config().decode);
-        let event = match &decoded {
-            Ok(i) => i.event.as_str(),
-            Err(_) => "invalid",
-        };
-        metrics::counter!("labchat_frames_in_total", "event" => event).increment(1);
-        let inbound = match decoded {
-            Ok(i) => i,
-            Err(bad) => {
-                self.reply_error_frame(&ErrorFrame {
-                    code: ErrorCode::BadRequest,
-                    message: &bad.message,
-                    event: bad.event.as_deref(),
-                    request_id: bad.request_id,
-                    id: bad.id.as_ref(),
-                    retry_after_ms: None,
-                });
-                return None;
-            }
-        };
-        match self.dispatch(&inbound).await {
-            Ok(()) => None,
-            Err(Failure { code, message, close }) => {
-                self.reply_error_frame(&ErrorFrame {
-                    code,
-                    message: &message,
-                    event: Some(inbound.event.as_str()),
-                    request_id: inbound.command.request_id(),
-                    id: inbound.id.as_ref(),
-                    retry_after_ms: None,
-                });
-                close
-            }
-        }
-    }
-
-    async fn dispatch(&mut self, inbound: &Inbound) -> Result<(), Failure> {
-        let id = inbound.id.as_ref();
-        let server = Arc::clone(&self.server);
-        let chat = server.chat();
-        let user = self.principal.user.clone();
-        match &inbound.command {
-            Command::JoinRoom { request_id, after } => {
-                let max = server.config().max_rooms_per_connection;
-                if !self.rooms.contains(request_id) && self.rooms.len() >= max {
-                    return Err(Failure::bad_request(format!(
-                        "a connection may join at most {max} rooms; leave one first"
-                    )));
-                }
-                let sink: Arc<dyn RoomSink> = Arc::clone(&self.sink) as Arc<dyn RoomSink>;
-                let joined =
-                    chat.join(&user, *request_id, *after, sink).await.map_err(|e| Failure::from_kind(e.kind(), &e))?;
-                if self.rooms.insert(*request_id) {
-                    metrics::gauge!("labchat_rooms_joined").increment(1.0);
-                }
-                // Queued while the room's order is held: history first, then live events.
-                let (keep, budget) = (Keep::for_join(*after), server.config().reply_budget());
-                self.reply(
-                    ServerEvent::RoomHistory,
-                    protocol::room_history(*request_id, &joined.history, keep, budget, id),
-                );
-                drop(joined);
-                self.ack(AckData::Room(*request_id), id);
-            }
-            Command::LeaveRoom { request_id } => {
-                chat.leave(&user, *request_id, self.sink.id).await.map_err(|e| Failure::from_kind(e.kind(), &e))?;
-                if self.rooms.remove(request_id) {
-                    metrics::gauge!("labchat_rooms_joined").decrement(1.0);
-                }
-                self.ack(AckData::Room(*request_id), id);
-            }
-            Command::Message { request_id, text, client_message_id } => {
-                let posted = chat
-                    .post(&user, *request_id, text.clone(), client_message_id.clone())
-                    .await
-                    .map_err(|e| Failure::from_kind(e.kind(), &e))?;
-                match id {
-                    Some(id) => self.reply(ServerEvent::Ack, protocol::ack(AckData::Message(&posted.message), id)),
-                    // A repeated send gets the original back even without a correlation id.
-                    None if posted.duplicate => self.reply(ServerEvent::Message, protocol::message(&posted.message)),
-                    None => {}
-                }
-            }
-            Command::AckMessages { request_id, ids } | Command::ReadMessages { request_id, ids } => {
-                let kind = if matches!(inbound.command, Command::AckMessages { .. }) {
-                    ReceiptKind::Delivered
-                } else {
-                    ReceiptKind::Read
-                };
-                let marked =
-                    chat.mark(&user, *request_id, kind, ids).await.map_err(|e| Failure::from_kind(e.kind(), &e))?;
-                self.ack(AckData::Marked(*request_id, &marked), id);
-            }
-            Command::History { request_id, before, limit } => {
-                let page = chat
-                    .history(&user, *request_id, *before, *limit)
-                    .await
-                    .map_err(|e| Failure::from_kind(e.kind(), &e))?;
-                let budget = server.config().reply_budget();
-                self.reply(
-                    ServerEvent::RoomHistory,
-                    protocol::room_history(*request_id, &page, Keep::Newest, budget, id),
-                );
-                self.ack(AckData::Room(*request_id), id);
-            }
-            Command::RefreshToken { token } => match server.auth().authenticate(token) {
-                Ok(p) if p.user == self.principal.user => {
-                    self.principal.expires_at = p.expires_at;
-                    self.expiry_changed = true;
-                    self.ack(AckData::Refreshed(p.expires_at), id);
-                }
-                Ok(_) => {
-                    return Err(Failure {
-                        code: ErrorCode::Forbidden,
-                        message: "the new token is for another user or role".into(),
-                        close: Some(End::Close(close::FORBIDDEN, "token for another user or role")),
-                    });
-                }
-                Err(AuthError::Forbidden(m)) => {
-                    return Err(Failure {
-                        code: ErrorCode::Forbidden,
-                        message: m,
-                        close: Some(End::Close(close::FORBIDDEN, "token for another role")),
-                    });
-                }
-                Err(AuthError::Unauthorized(m)) => {
-                    return Err(Failure::with(ErrorCode::Unauthorized, format!("refresh refused: {m}")));
-                }
-            },
-        }
-        Ok(())
-    }
-
-    fn ack(&self, data: AckData<'_>, id: Option<&Value>) {
-        if let Some(id) = id {
-            self.reply(ServerEvent::Ack, protocol::ack(data, id));
-        }
-    }
 }
 
-struct Failure {
-    code: ErrorCode,
-    message: String,
-    close: Option<End>,
+/// What one poll of the socket uses, borrowed from the connection.
+struct IoState<'a> {
+    writing: &'a mut Writing,
+    sink: &'a ConnSink,
+    rate: &'a mut TokenBucket,
+    continuations: &'a mut u64,
 }
 
-impl Failure {
-    fn with(code: ErrorCode, message: String) -> Self {
-        Self { code, message, close: None }
-    }
-
-    fn bad_request(message: String) -> Self {
-        Self::with(ErrorCode::BadRequest, message)
-    }
-
-    fn from_kind(kind: FailureKind, e: &dyn std::error::Error) -> Self {
-        match kind {
-            FailureKind::Forbidden => Self::with(ErrorCode::Forbidden, "you may not access this request".into()),
-            FailureKind::Unavailable => {
-                tracing::warn!(error = %ErrorChain(e), "store unavailable");
-                Self::with(ErrorCode::Unavailable, "the store is unavailable; retry later".into())
-            }
-            FailureKind::Internal => {
-                tracing::error!(error = %ErrorChain(e), "internal failure");
-                Self::with(ErrorCode::Internal, "internal server error".into())
-            }
-        }
-    }
+/// A frame read from the peer, as the rate limit sees it.
+enum Frame<'a> {
+    Text(&'a str),
+    Binary,
+    Control,
 }
 
-/// Displays an error with its sources.
-struct ErrorChain<'a>(&'a dyn std::error::Error);
+/// What the loop does after a message.
+enum Next {
+    End(End),
+    ExpiryChanged,
+}
 
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut src = self.0.source();
-        while let Some(s) = src {
-            write!(f, ": {s}")?;
-            src = s.source();
+/// How a read error ends the connection.
+fn read_error(conn: u64, e: WsError) -> Next {
+    let end = match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => End::Gone,
+        WsError::Capacity(_) => End::Close(close::TOO_BIG, "frame too large"),
+        WsError::Utf8(_) => End::Close(close::INVALID_DATA, "invalid UTF-8 in a text frame"),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone,
+        WsError::Protocol(p) => {
+            tracing::debug!(conn, error = %p, "websocket protocol error");
+            End::Close(close::PROTOCOL_ERROR, "websocket protocol error")
         }
-        Ok(())
-    }
+        e => {
+            tracing::debug!(conn, error = %e, "websocket read failed");
+            End::Gone
+        }
+    };
+    Next::End(end)
 }

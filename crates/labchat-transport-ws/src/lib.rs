@@ -12,7 +12,11 @@ mod accept;
 mod auth;
 mod config;
 mod connection;
+mod dispatch;
+mod metered;
+mod outbound;
 pub mod protocol;
+mod rate_limit;
 mod server;
 
 pub use auth::{AuthError, AuthSettings, Authenticator, JwtAlgorithm, KeyError, Principal};

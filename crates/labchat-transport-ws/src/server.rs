@@ -13,7 +13,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use labchat_core::Chat;
+use labchat_core::{Chat, Clock};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
@@ -26,6 +26,7 @@ use crate::accept::{Gate, PendingGuard, Port, accept_loop};
 use crate::auth::{AuthError, Authenticator};
 use crate::config::WsConfig;
 use crate::connection::Connection;
+use crate::metered::Metered;
 
 /// The subprotocol browsers offer (with `bearer.<JWT>`) and the server selects.
 pub const SUBPROTOCOL: &str = "labchat.v1";
@@ -64,6 +65,7 @@ pub struct Server {
     chat: Arc<Chat>,
     auth: Authenticator,
     config: WsConfig,
+    clock: Arc<dyn Clock>,
     stats: Arc<ServerStats>,
     metrics: Option<MetricsRenderer>,
 }
@@ -81,9 +83,10 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// A server over these use cases, verifying tokens with `auth`.
-    pub fn new(chat: Arc<Chat>, auth: Authenticator, config: WsConfig) -> Self {
-        Self { chat, auth, config, stats: Arc::default(), metrics: None }
+    /// A server over these use cases, verifying tokens with `auth`; `clock` tells when tokens
+    /// expire (give it the use cases' clock).
+    pub fn new(chat: Arc<Chat>, auth: Authenticator, config: WsConfig, clock: Arc<dyn Clock>) -> Self {
+        Self { chat, auth, config, clock, stats: Arc::default(), metrics: None }
     }
 
     /// Serves `GET /metrics` with this renderer.
@@ -107,6 +110,10 @@ impl Server {
 
     pub(crate) fn config(&self) -> &WsConfig {
         &self.config
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 }
 
@@ -356,7 +363,8 @@ fn upgrade(req: Request<Incoming>, peer: Peer) -> HttpResponse {
                     .max_write_buffer_size(cfg.outbound_max_bytes.max(cfg.write_buffer_bytes).max(64 * 1024))
                     .max_message_size(Some(cfg.max_frame_bytes))
                     .max_frame_size(Some(cfg.max_frame_bytes));
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+                let io = Metered::new(TokioIo::new(upgraded));
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
                 conn.run(ws, cancel).await;
             }
             Err(e) => tracing::debug!(%peer, error = %e, "upgrade failed"),

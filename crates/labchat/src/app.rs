@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use labchat_core::{Chat, ChatStore, StoreError, SystemClock};
+use labchat_core::{Chat, ChatStore, Clock, StoreError, SystemClock};
 use labchat_domain::{HistoryLimit, Request, RequestId, UserId};
 use labchat_store_mongo::{MongoSettings, MongoStore};
 use labchat_transport_ws::{AuthSettings, Authenticator, KeyError, Server, WsConfig};
@@ -84,8 +84,9 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
         }
     };
     let broadcaster = Arc::new(LocalBroadcaster::new());
-    let chat = Chat::new(store, broadcaster.clone(), Arc::new(SystemClock), settings.history_limit);
-    let mut server = Server::new(Arc::new(chat), auth, settings.ws);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let chat = Chat::new(store, broadcaster.clone(), Arc::clone(&clock), settings.history_limit);
+    let mut server = Server::new(Arc::new(chat), auth, settings.ws, clock);
     if let Some(render) = observe::metrics_renderer() {
         server = server.with_metrics(render);
     }

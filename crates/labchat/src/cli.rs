@@ -130,7 +130,7 @@ pub struct ServeArgs {
     /// Frames per connection allowed in a burst.
     #[arg(long, env = "LABCHAT_RATE_BURST", default_value_t = 60.0)]
     pub rate_burst: f64,
-    /// A connection rate-limited without a break for this long is closed (1008).
+    /// A connection that keeps sending before its retryAfterMs, for this long, is closed (1008).
     #[arg(long, env = "LABCHAT_RATE_CLOSE_AFTER", default_value = "10s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "duration")]
     pub rate_close_after: Duration,

@@ -1,0 +1,375 @@
+//! One text frame of a connection: decode it, run the use case, queue the reply.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use labchat_core::{FailureKind, RoomSink};
+use labchat_domain::{ReceiptKind, RequestId};
+use serde_json::Value;
+
+use crate::auth::{AuthError, Principal};
+use crate::connection::{End, close};
+use crate::outbound::ConnSink;
+use crate::protocol::{self, AckData, Command, ErrorCode, ErrorFrame, Inbound, Keep, ServerEvent};
+use crate::server::Server;
+
+/// What the commands of one connection read and change.
+pub(crate) struct Session {
+    /// Who is connected, and until when.
+    pub(crate) principal: Principal,
+    /// The rooms joined.
+    pub(crate) rooms: HashSet<RequestId>,
+    /// Where replies and room events go.
+    pub(crate) sink: Arc<ConnSink>,
+}
+
+/// What handling a frame did to the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Replied (or had nothing to reply); the connection goes on.
+    Done,
+    /// As `Done`, and the token was refreshed: the expiry changed.
+    ExpiryChanged,
+    /// An error was queued; close the connection.
+    Close(End),
+}
+
+impl Session {
+    /// A session with no room joined.
+    pub(crate) fn new(principal: Principal, sink: Arc<ConnSink>) -> Self {
+        Self { principal, rooms: HashSet::new(), sink }
+    }
+
+    /// Handles one text frame: its reply (or `error` frame) is queued on the sink.
+    pub(crate) async fn handle(&mut self, server: &Server, text: &str) -> Outcome {
+        let decoded = protocol::decode(text, &server.config().decode);
+        let event = match &decoded {
+            Ok(i) => i.event.as_str(),
+            Err(_) => "invalid",
+        };
+        metrics::counter!("labchat_frames_in_total", "event" => event).increment(1);
+        let inbound = match decoded {
+            Ok(i) => i,
+            Err(bad) => {
+                self.sink.reply_error(&ErrorFrame {
+                    code: ErrorCode::BadRequest,
+                    message: &bad.message,
+                    event: bad.event.as_deref(),
+                    request_id: bad.request_id,
+                    id: bad.id.as_ref(),
+                    retry_after_ms: None,
+                });
+                return Outcome::Done;
+            }
+        };
+        match self.dispatch(server, &inbound).await {
+            Ok(outcome) => outcome,
+            Err(Failure { code, message, close }) => {
+                self.sink.reply_error(&ErrorFrame {
+                    code,
+                    message: &message,
+                    event: Some(inbound.event.as_str()),
+                    request_id: inbound.command.request_id(),
+                    id: inbound.id.as_ref(),
+                    retry_after_ms: None,
+                });
+                close.map_or(Outcome::Done, Outcome::Close)
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, server: &Server, inbound: &Inbound) -> Result<Outcome, Failure> {
+        let id = inbound.id.as_ref();
+        let chat = server.chat();
+        let user = self.principal.user.clone();
+        match &inbound.command {
+            Command::JoinRoom { request_id, after } => {
+                let max = server.config().max_rooms_per_connection;
+                if !self.rooms.contains(request_id) && self.rooms.len() >= max {
+                    return Err(Failure::bad_request(format!(
+                        "a connection may join at most {max} rooms; leave one first"
+                    )));
+                }
+                let sink: Arc<dyn RoomSink> = Arc::clone(&self.sink) as Arc<dyn RoomSink>;
+                let joined = chat.join(&user, *request_id, *after, sink).await.map_err(|e| failure(e.kind(), &e))?;
+                if self.rooms.insert(*request_id) {
+                    metrics::gauge!("labchat_rooms_joined").increment(1.0);
+                }
+                // Queued while the room's order is held: history first, then live events.
+                let (keep, budget) = (Keep::for_join(*after), server.config().reply_budget());
+                self.sink.reply(
+                    ServerEvent::RoomHistory,
+                    protocol::room_history(*request_id, &joined.history, keep, budget, id),
+                );
+                drop(joined);
+                self.ack(AckData::Room(*request_id), id);
+            }
+            Command::LeaveRoom { request_id } => {
+                chat.leave(&user, *request_id, self.sink.sink_id()).await.map_err(|e| failure(e.kind(), &e))?;
+                if self.rooms.remove(request_id) {
+                    metrics::gauge!("labchat_rooms_joined").decrement(1.0);
+                }
+                self.ack(AckData::Room(*request_id), id);
+            }
+            Command::Message { request_id, text, client_message_id } => {
+                let posted = chat
+                    .post(&user, *request_id, text.clone(), client_message_id.clone())
+                    .await
+                    .map_err(|e| failure(e.kind(), &e))?;
+                match id {
+                    Some(id) => self.sink.reply(ServerEvent::Ack, protocol::ack(AckData::Message(&posted.message), id)),
+                    // A repeated send gets the original back even without a correlation id.
+                    None if posted.duplicate => {
+                        self.sink.reply(ServerEvent::Message, protocol::message(&posted.message))
+                    }
+                    None => {}
+                }
+            }
+            Command::AckMessages { request_id, ids } | Command::ReadMessages { request_id, ids } => {
+                let kind = if matches!(inbound.command, Command::AckMessages { .. }) {
+                    ReceiptKind::Delivered
+                } else {
+                    ReceiptKind::Read
+                };
+                let marked = chat.mark(&user, *request_id, kind, ids).await.map_err(|e| failure(e.kind(), &e))?;
+                self.ack(AckData::Marked(*request_id, &marked), id);
+            }
+            Command::History { request_id, before, limit } => {
+                let page =
+                    chat.history(&user, *request_id, *before, *limit).await.map_err(|e| failure(e.kind(), &e))?;
+                let budget = server.config().reply_budget();
+                self.sink.reply(
+                    ServerEvent::RoomHistory,
+                    protocol::room_history(*request_id, &page, Keep::Newest, budget, id),
+                );
+                self.ack(AckData::Room(*request_id), id);
+            }
+            Command::RefreshToken { token } => return self.refresh(server, token, id),
+        }
+        Ok(Outcome::Done)
+    }
+
+    fn refresh(&mut self, server: &Server, token: &str, id: Option<&Value>) -> Result<Outcome, Failure> {
+        match server.auth().authenticate(token) {
+            Ok(p) if p.user == self.principal.user => {
+                self.principal.expires_at = p.expires_at;
+                self.ack(AckData::Refreshed(p.expires_at), id);
+                Ok(Outcome::ExpiryChanged)
+            }
+            Ok(_) => Err(Failure {
+                code: ErrorCode::Forbidden,
+                message: "the new token is for another user or role".into(),
+                close: Some(End::Close(close::FORBIDDEN, "token for another user or role")),
+            }),
+            Err(AuthError::Forbidden(m)) => Err(Failure {
+                code: ErrorCode::Forbidden,
+                message: m,
+                close: Some(End::Close(close::FORBIDDEN, "token for another role")),
+            }),
+            Err(AuthError::Unauthorized(m)) => {
+                Err(Failure::with(ErrorCode::Unauthorized, format!("refresh refused: {m}")))
+            }
+        }
+    }
+
+    fn ack(&self, data: AckData<'_>, id: Option<&Value>) {
+        if let Some(id) = id {
+            self.sink.reply(ServerEvent::Ack, protocol::ack(data, id));
+        }
+    }
+}
+
+/// A command that failed: the `error` frame to send, and whether to close afterwards.
+struct Failure {
+    code: ErrorCode,
+    message: String,
+    close: Option<End>,
+}
+
+impl Failure {
+    fn with(code: ErrorCode, message: String) -> Self {
+        Self { code, message, close: None }
+    }
+
+    fn bad_request(message: String) -> Self {
+        Self::with(ErrorCode::BadRequest, message)
+    }
+}
+
+/// The one mapping of a use-case failure to the wire: its error code and message (the cause is
+/// logged, never sent).
+fn failure(kind: FailureKind, e: &dyn std::error::Error) -> Failure {
+    match kind {
+        FailureKind::Forbidden => Failure::with(ErrorCode::Forbidden, "you may not access this request".into()),
+        FailureKind::Unavailable => {
+            tracing::warn!(error = %ErrorChain(e), "store unavailable");
+            Failure::with(ErrorCode::Unavailable, "the store is unavailable; retry later".into())
+        }
+        FailureKind::Internal => {
+            tracing::error!(error = %ErrorChain(e), "internal failure");
+            Failure::with(ErrorCode::Internal, "internal server error".into())
+        }
+    }
+}
+
+/// Displays an error with its sources.
+struct ErrorChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut src = self.0.source();
+        while let Some(s) = src {
+            write!(f, ": {s}")?;
+            src = s.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use labchat_core::{Chat, Clock, SinkId};
+    use labchat_domain::{HistoryLimit, Request, Role, Timestamp, User, UserId};
+    use labchat_memory::{LocalBroadcaster, MemoryStore};
+    use serde_json::json;
+
+    use super::*;
+    use crate::auth::{AuthSettings, Authenticator, JwtAlgorithm};
+    use crate::config::WsConfig;
+
+    const SECRET: &[u8] = b"dispatch-test-secret-0123456789";
+
+    struct WallClock;
+
+    impl Clock for WallClock {
+        fn now(&self) -> Timestamp {
+            let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+            Timestamp::from_unix_millis(i64::try_from(ms).unwrap())
+        }
+    }
+
+    struct Fixture {
+        server: Server,
+        store: Arc<MemoryStore>,
+    }
+
+    fn fixture() -> Fixture {
+        let store = Arc::new(MemoryStore::new());
+        let clock: Arc<dyn Clock> = Arc::new(WallClock);
+        let chat =
+            Chat::new(store.clone(), Arc::new(LocalBroadcaster::new()), Arc::clone(&clock), HistoryLimit::DEFAULT);
+        let auth = Authenticator::new(&AuthSettings {
+            algorithm: JwtAlgorithm::Hs256,
+            key: SECRET.to_vec(),
+            issuer: None,
+            audience: None,
+            role_claim: "role".into(),
+        })
+        .unwrap();
+        Fixture { server: Server::new(Arc::new(chat), auth, WsConfig::default(), clock), store }
+    }
+
+    impl Fixture {
+        fn request(&self, n: u8, creator: &str) -> RequestId {
+            let id = RequestId::parse(&format!("{n:02x}").repeat(12)).unwrap();
+            self.store.add_request(Request::new(id, UserId::parse(creator).unwrap()));
+            id
+        }
+    }
+
+    fn session(user: &str, role: Role) -> Session {
+        let principal = Principal {
+            user: User::new(UserId::parse(user).unwrap(), role),
+            expires_at: Timestamp::from_unix_millis(i64::MAX / 2),
+        };
+        Session::new(principal, Arc::new(ConnSink::new(SinkId(7), 64, 1 << 20)))
+    }
+
+    fn token(sub: &str, role: &str) -> String {
+        let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
+        let claims = json!({"sub": sub, "role": role, "exp": exp});
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET))
+            .unwrap()
+    }
+
+    /// The frames queued so far, as JSON.
+    fn sent(s: &Session) -> Vec<Value> {
+        std::iter::from_fn(|| s.sink.try_take()).map(|f| serde_json::from_str(f.as_str()).unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn join_replies_room_history_then_ack() {
+        let f = fixture();
+        let rid = f.request(1, "t").to_hex();
+        let mut s = session("lab", Role::Lab);
+        let frame = json!({"event": "joinRoom", "data": {"requestId": rid}, "id": 1}).to_string();
+        assert_eq!(s.handle(&f.server, &frame).await, Outcome::Done);
+        let frames = sent(&s);
+        let events: Vec<_> = frames.iter().map(|f| f["event"].as_str().unwrap()).collect();
+        assert_eq!(events, ["roomHistory", "ack"], "{frames:?}");
+        assert_eq!(frames[1]["id"], 1);
+        assert_eq!(s.rooms.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_teacher_on_anothers_request_gets_forbidden() {
+        let f = fixture();
+        let rid = f.request(2, "someone-else").to_hex();
+        let mut s = session("teacher", Role::Teacher);
+        let frame = json!({"event": "joinRoom", "data": {"requestId": rid}, "id": "j"}).to_string();
+        assert_eq!(s.handle(&f.server, &frame).await, Outcome::Done);
+        let frames = sent(&s);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0]["event"], "error");
+        assert_eq!(frames[0]["data"]["code"], "FORBIDDEN");
+        assert_eq!(frames[0]["id"], "j");
+        assert!(s.rooms.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_send_without_id_gets_the_original_message_back() {
+        let f = fixture();
+        let rid = f.request(3, "t").to_hex();
+        let mut s = session("lab", Role::Lab);
+        let frame = json!({"event": "message", "data": {"requestId": rid, "message": "hi", "clientMessageId": "c-1"}})
+            .to_string();
+        assert_eq!(s.handle(&f.server, &frame).await, Outcome::Done);
+        assert!(sent(&s).is_empty(), "a first send without id gets no reply");
+        assert_eq!(s.handle(&f.server, &frame).await, Outcome::Done);
+        let frames = sent(&s);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0]["event"], "message");
+        assert_eq!(frames[0]["data"]["message"], "hi");
+    }
+
+    #[tokio::test]
+    async fn a_bad_frame_gets_bad_request() {
+        let f = fixture();
+        let mut s = session("lab", Role::Lab);
+        assert_eq!(s.handle(&f.server, "{not json").await, Outcome::Done);
+        let frames = sent(&s);
+        assert_eq!(frames[0]["data"]["code"], "BAD_REQUEST", "{frames:?}");
+    }
+
+    #[tokio::test]
+    async fn refresh_says_the_expiry_changed_and_another_user_closes() {
+        let f = fixture();
+        let mut s = session("lab", Role::Lab);
+        let before = s.principal.expires_at;
+        let frame = json!({"event": "refreshToken", "data": {"token": token("lab", "LAB")}, "id": 1}).to_string();
+        assert_eq!(s.handle(&f.server, &frame).await, Outcome::ExpiryChanged);
+        assert_ne!(s.principal.expires_at, before);
+        assert_eq!(sent(&s)[0]["event"], "ack");
+        let other = json!({"event": "refreshToken", "data": {"token": token("other", "LAB")}}).to_string();
+        assert_eq!(
+            s.handle(&f.server, &other).await,
+            Outcome::Close(End::Close(close::FORBIDDEN, "token for another user or role"))
+        );
+        assert_eq!(sent(&s)[0]["data"]["code"], "FORBIDDEN");
+    }
+}

@@ -1,0 +1,358 @@
+//! What a connection sends: its bounded outbound queue of encoded frames, the room sink that
+//! fills it from broadcasts, and the write side that moves frames to the peer without ever
+//! waiting for it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
+use futures_util::{Sink, SinkExt};
+use labchat_core::{Published, RoomSink, SinkId};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
+
+use crate::protocol::{self, ErrorFrame, ServerEvent};
+
+/// A FIFO of encoded frames that allocates nothing while empty (a tokio mpsc channel allocates
+/// about 1.5 KiB per connection up front) and gives back what a burst took.
+struct OutQueue {
+    frames: std::sync::Mutex<VecDeque<Utf8Bytes>>,
+    ready: AtomicWaker,
+    max_frames: usize,
+}
+
+impl OutQueue {
+    fn new(max_frames: usize) -> Self {
+        Self {
+            frames: std::sync::Mutex::new(VecDeque::new()),
+            ready: AtomicWaker::new(),
+            max_frames: max_frames.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Utf8Bytes>> {
+        self.frames.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn try_send(&self, frame: Utf8Bytes) -> Result<(), Utf8Bytes> {
+        {
+            let mut q = self.lock();
+            if q.len() >= self.max_frames {
+                return Err(frame);
+            }
+            q.push_back(frame);
+        }
+        self.ready.wake();
+        Ok(())
+    }
+
+    fn try_recv(&self) -> Option<Utf8Bytes> {
+        let mut q = self.lock();
+        let frame = q.pop_front();
+        if frame.is_none() && q.capacity() > 16 {
+            *q = VecDeque::new();
+        }
+        frame
+    }
+
+    /// The next frame, or `Pending` with the task woken by the next push. Cancel-safe.
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Utf8Bytes> {
+        if let Some(frame) = self.try_recv() {
+            return Poll::Ready(frame);
+        }
+        self.ready.register(cx.waker());
+        // A push between the first look and the registration would otherwise be missed.
+        self.try_recv().map_or(Poll::Pending, Poll::Ready)
+    }
+}
+
+/// The connection's side of the broadcaster, and the queue of its direct replies: a bounded
+/// queue of encoded frames. Over either bound the connection is marked for closing (1013).
+pub(crate) struct ConnSink {
+    id: SinkId,
+    tx: OutQueue,
+    queued_bytes: AtomicUsize,
+    max_bytes: usize,
+    overflowed: AtomicBool,
+    overflow: Notify,
+}
+
+impl ConnSink {
+    /// An empty sink holding at most `max_frames` frames and `max_bytes` bytes.
+    pub(crate) fn new(id: SinkId, max_frames: usize, max_bytes: usize) -> Self {
+        Self {
+            id,
+            tx: OutQueue::new(max_frames),
+            queued_bytes: AtomicUsize::new(0),
+            max_bytes,
+            overflowed: AtomicBool::new(false),
+            overflow: Notify::new(),
+        }
+    }
+
+    /// The connection's number, as the broadcaster knows it.
+    pub(crate) fn sink_id(&self) -> SinkId {
+        self.id
+    }
+
+    /// Queues a frame; on overflow marks the connection for closing (1013) and drops the frame.
+    pub(crate) fn push(&self, frame: Utf8Bytes) {
+        if self.overflowed.load(Ordering::Relaxed) {
+            return;
+        }
+        let len = frame.len();
+        let queued = self.queued_bytes.fetch_add(len, Ordering::AcqRel) + len;
+        let full = queued > self.max_bytes || self.tx.try_send(frame).is_err();
+        if full {
+            self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.overflowed.store(true, Ordering::Release);
+            self.overflow.notify_one();
+        }
+    }
+
+    /// Completes once the queue has overflowed.
+    pub(crate) async fn overflowed(&self) {
+        if self.overflowed.load(Ordering::Acquire) {
+            return;
+        }
+        self.overflow.notified().await;
+    }
+
+    /// Takes the next queued frame, if any.
+    pub(crate) fn try_take(&self) -> Option<Utf8Bytes> {
+        let frame = self.tx.try_recv()?;
+        self.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
+        Some(frame)
+    }
+
+    /// Takes the next queued frame, or registers the task to be woken by the next one.
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Utf8Bytes> {
+        self.tx.poll_recv(cx).map(|frame| {
+            self.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
+            frame
+        })
+    }
+
+    /// Queues a direct reply (not a room broadcast: those are counted by the broadcaster).
+    pub(crate) fn reply(&self, event: ServerEvent, frame: String) {
+        metrics::counter!("labchat_frames_out_total", "event" => event.as_str()).increment(1);
+        self.push(Utf8Bytes::from(frame));
+    }
+
+    /// Queues an `error` frame.
+    pub(crate) fn reply_error(&self, e: &ErrorFrame<'_>) {
+        metrics::counter!("labchat_errors_total", "code" => e.code.as_str()).increment(1);
+        self.reply(ServerEvent::Error, protocol::error(e));
+    }
+}
+
+impl RoomSink for ConnSink {
+    fn id(&self) -> SinkId {
+        self.id
+    }
+
+    fn deliver(&self, event: Arc<Published>) {
+        // Encoded once per broadcast, shared by every receiver.
+        let frame = event.encoded(|e| Utf8Bytes::from(protocol::room_event(e)));
+        self.push(frame);
+    }
+}
+
+/// Most frames handed to the websocket in one poll, so a busy room cannot starve reading.
+const FRAMES_PER_POLL: usize = 256;
+
+/// The write side of a connection between polls: whether a ping is due, whether a write is
+/// pending, and the write deadline's watch on the peer's byte count.
+#[derive(Debug)]
+pub(crate) struct Writing {
+    /// A ping is to be sent as soon as the peer takes bytes again.
+    pub(crate) ping_due: bool,
+    /// Frames were handed to the websocket and not yet flushed: a write is pending.
+    unflushed: bool,
+    /// The peer's byte count at the last check, and when it last moved (or nothing was pending).
+    watched: u64,
+    progress_at: Instant,
+    /// Frames written so far.
+    pub(crate) frames_out: u64,
+}
+
+impl Writing {
+    /// Nothing pending, as of `now`.
+    pub(crate) fn new(now: Instant) -> Self {
+        Self { ping_due: false, unflushed: false, watched: 0, progress_at: now, frames_out: 0 }
+    }
+
+    /// Moves queued frames (and a due ping) to the websocket as far as the peer takes them, and
+    /// flushes at the end of a batch; never waits for the peer. `Err` means writing failed.
+    /// Returns with the task registered to be woken when the peer takes bytes or a frame is
+    /// queued, whichever it waits for.
+    pub(crate) fn poll_write<S>(&mut self, cx: &mut Context<'_>, ws: &mut S, sink: &ConnSink) -> Result<(), S::Error>
+    where
+        S: Sink<WsMessage> + Unpin,
+    {
+        let mut moved = 0;
+        loop {
+            match ws.poll_ready_unpin(cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(res) => res?,
+            }
+            let msg = if self.ping_due {
+                self.ping_due = false;
+                WsMessage::Ping(Default::default())
+            } else if moved >= FRAMES_PER_POLL {
+                // Come back after reading.
+                cx.waker().wake_by_ref();
+                return Ok(());
+            } else if let Poll::Ready(frame) = sink.poll_take(cx) {
+                moved += 1;
+                self.frames_out += 1;
+                WsMessage::Text(frame)
+            } else if self.unflushed {
+                if let Poll::Ready(res) = ws.poll_flush_unpin(cx) {
+                    res?;
+                    self.unflushed = false;
+                }
+                return Ok(());
+            } else {
+                return Ok(());
+            };
+            ws.start_send_unpin(msg)?;
+            self.unflushed = true;
+        }
+    }
+
+    /// Whether a write has been pending with no byte accepted for `limit`, given the peer's
+    /// byte count `written` at `now`. Called at every ping tick.
+    pub(crate) fn stalled(&mut self, written: u64, now: Instant, limit: Duration) -> bool {
+        if !self.unflushed || written != self.watched {
+            self.watched = written;
+            self.progress_at = now;
+            return false;
+        }
+        now.saturating_duration_since(self.progress_at) >= limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::pin::Pin;
+
+    use super::*;
+
+    fn frame(s: &str) -> Utf8Bytes {
+        Utf8Bytes::from(s.to_owned())
+    }
+
+    #[test]
+    fn frames_come_out_in_order_and_the_byte_count_follows() {
+        let sink = ConnSink::new(SinkId(1), 8, 1024);
+        sink.push(frame("a"));
+        sink.push(frame("bb"));
+        assert_eq!(sink.queued_bytes.load(Ordering::Relaxed), 3);
+        assert_eq!(sink.try_take().as_deref(), Some("a"));
+        assert_eq!(sink.try_take().as_deref(), Some("bb"));
+        assert_eq!(sink.try_take(), None);
+        assert_eq!(sink.queued_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn too_many_frames_or_bytes_overflow() {
+        let by_frames = ConnSink::new(SinkId(1), 2, 1024);
+        for s in ["a", "b", "c"] {
+            by_frames.push(frame(s));
+        }
+        assert!(by_frames.overflowed.load(Ordering::Relaxed));
+        let by_bytes = ConnSink::new(SinkId(2), 100, 4);
+        by_bytes.push(frame("abc"));
+        assert!(!by_bytes.overflowed.load(Ordering::Relaxed));
+        by_bytes.push(frame("de"));
+        assert!(by_bytes.overflowed.load(Ordering::Relaxed));
+        assert_eq!(by_bytes.try_take().as_deref(), Some("abc"));
+        assert_eq!(by_bytes.try_take(), None, "the frame over the bound was dropped");
+    }
+
+    /// A peer that takes `room` frames, then nothing.
+    #[derive(Default)]
+    struct Peer {
+        room: usize,
+        got: Vec<WsMessage>,
+        flushes: usize,
+    }
+
+    impl Sink<WsMessage> for Peer {
+        type Error = std::convert::Infallible;
+
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            if self.room > 0 { Poll::Ready(Ok(())) } else { Poll::Pending }
+        }
+
+        fn start_send(mut self: Pin<&mut Self>, item: WsMessage) -> Result<(), Self::Error> {
+            self.room -= 1;
+            self.got.push(item);
+            Ok(())
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn queued_frames_and_a_due_ping_are_written_then_flushed_once() {
+        let sink = ConnSink::new(SinkId(1), 8, 1024);
+        sink.push(frame("a"));
+        sink.push(frame("b"));
+        let mut w = Writing::new(Instant::now());
+        w.ping_due = true;
+        let mut peer = Peer { room: 10, ..Peer::default() };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        w.poll_write(&mut cx, &mut peer, &sink).unwrap();
+        assert!(
+            matches!(peer.got.as_slice(), [WsMessage::Ping(_), WsMessage::Text(a), WsMessage::Text(b)] if a.as_str() == "a" && b.as_str() == "b")
+        );
+        assert_eq!((peer.flushes, w.frames_out, w.ping_due), (1, 2, false));
+    }
+
+    #[test]
+    fn a_peer_that_takes_nothing_never_makes_the_writer_wait() {
+        let sink = ConnSink::new(SinkId(1), 8, 1024);
+        sink.push(frame("a"));
+        let mut w = Writing::new(Instant::now());
+        let mut peer = Peer { room: 0, ..Peer::default() };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        w.ping_due = true;
+        w.poll_write(&mut cx, &mut peer, &sink).unwrap();
+        assert!(peer.got.is_empty());
+        assert!(w.ping_due, "the ping waits for the peer");
+        assert_eq!(sink.try_take().as_deref(), Some("a"), "the frame stays queued");
+    }
+
+    #[test]
+    fn a_write_pending_with_no_byte_accepted_for_the_limit_is_stalled() {
+        let t0 = Instant::now();
+        let limit = Duration::from_secs(2);
+        let second = Duration::from_secs(1);
+        let mut w = Writing::new(t0);
+        // Nothing pending: never stalled.
+        assert!(!w.stalled(0, t0 + 10 * second, limit));
+        w.unflushed = true;
+        assert!(!w.stalled(0, t0 + 11 * second, limit));
+        // Bytes move: not stalled, however long the write has been pending.
+        assert!(!w.stalled(100, t0 + 12 * second, limit));
+        assert!(!w.stalled(200, t0 + 13 * second, limit));
+        // Then none for the limit.
+        assert!(!w.stalled(200, t0 + 14 * second, limit));
+        assert!(w.stalled(200, t0 + 15 * second, limit));
+    }
+}
