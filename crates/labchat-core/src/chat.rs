@@ -270,6 +270,9 @@ impl Chat {
         self.authorize(user, request).await?;
         let mut seen = HashSet::with_capacity(ids.len());
         let ids: Vec<MessageId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+        // Held across the store write and the publish, as for a post: a join of the room sees a
+        // receipt either in its history or live after it, never both and never neither.
+        let _order = self.room_order(request).await;
         let at = self.clock.now();
         let marked = self.store.mark(request, user.id(), kind, &ids, at).await?;
         let user_id = user.id().clone();
