@@ -124,7 +124,7 @@ mod tests {
     #[test]
     fn seed_files_are_validated() {
         let ok = parse_seed(r#"[{"id":"6751b6df1ad14eaa13a03313","createdBy":"t1"}]"#).unwrap();
-        assert_eq!(ok[0].created_by().as_str(), "t1");
+        assert_eq!(ok[0].created_by().map(UserId::as_str), Some("t1"));
         for (bad, needle) in [
             (r#"[{"id":"xyz","createdBy":"t1"}]"#, "[0].id"),
             (r#"[{"id":"6751b6df1ad14eaa13a03313","createdBy":""}]"#, "[0].createdBy"),
