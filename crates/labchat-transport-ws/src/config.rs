@@ -37,6 +37,11 @@ pub struct WsConfig {
     /// syscall (default 64 KiB); a batch is always flushed at its end. 0 writes every frame with
     /// its own syscall, which costs several microseconds each on loopback.
     pub write_buffer_bytes: usize,
+    /// How often a connection re-checks that its user may still access each room it joined
+    /// (default 60 s); also how long the use cases trust a request found in the store. A user
+    /// who lost access is removed from the room within two intervals. Zero turns the periodic
+    /// re-check off (refused frames still end a subscription).
+    pub access_recheck_interval: Duration,
 }
 
 impl Default for WsConfig {
@@ -55,6 +60,7 @@ impl Default for WsConfig {
             shutdown_grace: Duration::from_secs(10),
             read_buffer_bytes: 512,
             write_buffer_bytes: 64 * 1024,
+            access_recheck_interval: labchat_core::DEFAULT_ACCESS_TTL,
         }
     }
 }

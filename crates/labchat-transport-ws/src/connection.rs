@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
-use labchat_core::{Clock, FailureKind, Published, RoomSink, SinkId, SystemClock};
+use labchat_core::{Clock, Published, RoomSink, SinkId, SystemClock};
 use labchat_domain::{ReceiptKind, RequestId, Timestamp, User};
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -21,7 +21,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
+use crate::access::{self, Recheck};
 use crate::auth::{AuthError, Principal};
+use crate::errors::WireError;
 use crate::protocol::{self, AckData, Command, ErrorCode, ErrorFrame, Inbound};
 use crate::server::Server;
 
@@ -270,6 +272,7 @@ impl Connection {
         let mut last_seen = Instant::now();
         let expiry = tokio::time::sleep_until(instant_of(self.principal.expires_at));
         tokio::pin!(expiry);
+        let mut recheck = Recheck::every(self.server.config().access_recheck_interval);
         let sink = Arc::clone(&self.sink);
         loop {
             if self.expiry_changed {
@@ -297,6 +300,7 @@ impl Connection {
                         return End::Gone;
                     }
                 }
+                () = recheck.due() => Box::pin(self.recheck_access()).await,
                 frame = sink.tx.recv() => {
                     if let Err(end) = Box::pin(self.write(ws, frame)).await {
                         return end;
@@ -457,7 +461,29 @@ impl Connection {
                     id: inbound.id.as_ref(),
                     retry_after_ms: None,
                 });
+                // A refusal for a joined room means access was lost: stop listening to it too.
+                if code == ErrorCode::Forbidden
+                    && let Some(room) = inbound.command.request_id()
+                {
+                    Box::pin(self.lost_access(vec![room])).await;
+                }
                 close
+            }
+        }
+    }
+
+    /// Re-checks every joined room and leaves those the user may no longer access.
+    async fn recheck_access(&mut self) {
+        let lost = access::lost(self.server.chat(), &self.principal.user, &self.rooms).await;
+        self.lost_access(lost).await;
+    }
+
+    /// Leaves `rooms` (those joined) for lost access, telling the client about each.
+    async fn lost_access(&mut self, rooms: Vec<RequestId>) {
+        for room in rooms {
+            let (server, user) = (Arc::clone(&self.server), &self.principal.user);
+            if access::remove(server.chat(), user, self.sink.id, &mut self.rooms, room).await {
+                self.reply_error_frame(&access::removal_notice(room));
             }
         }
     }
@@ -476,8 +502,7 @@ impl Connection {
                     )));
                 }
                 let sink: Arc<dyn RoomSink> = Arc::clone(&self.sink) as Arc<dyn RoomSink>;
-                let joined =
-                    chat.join(&user, *request_id, *after, sink).await.map_err(|e| Failure::from_kind(e.kind(), &e))?;
+                let joined = chat.join(&user, *request_id, *after, sink).await.map_err(WireError::from)?;
                 if self.rooms.insert(*request_id) {
                     metrics::gauge!("labchat_rooms_joined").increment(1.0);
                 }
@@ -487,7 +512,12 @@ impl Connection {
                 self.ack(AckData::Room(*request_id), id);
             }
             Command::LeaveRoom { request_id } => {
-                chat.leave(&user, *request_id, self.sink.id).await.map_err(|e| Failure::from_kind(e.kind(), &e))?;
+                // Stopping to listen needs no authorization. Leaving a room not joined is
+                // answered like any other operation, so it tells nobody which requests exist.
+                if !self.rooms.contains(request_id) {
+                    chat.check_access(&user, *request_id).await.map_err(WireError::from)?;
+                }
+                chat.leave(*request_id, self.sink.id).await.map_err(WireError::from)?;
                 if self.rooms.remove(request_id) {
                     metrics::gauge!("labchat_rooms_joined").decrement(1.0);
                 }
@@ -497,7 +527,7 @@ impl Connection {
                 let posted = chat
                     .post(&user, *request_id, text.clone(), client_message_id.clone())
                     .await
-                    .map_err(|e| Failure::from_kind(e.kind(), &e))?;
+                    .map_err(WireError::from)?;
                 match id {
                     Some(id) => self.reply("ack", protocol::ack(AckData::Message(&posted.message), id)),
                     // A repeated send gets the original back even without a correlation id.
@@ -511,15 +541,11 @@ impl Connection {
                 } else {
                     ReceiptKind::Read
                 };
-                let marked =
-                    chat.mark(&user, *request_id, kind, ids).await.map_err(|e| Failure::from_kind(e.kind(), &e))?;
+                let marked = chat.mark(&user, *request_id, kind, ids).await.map_err(WireError::from)?;
                 self.ack(AckData::Marked(*request_id, &marked), id);
             }
             Command::History { request_id, before, limit } => {
-                let page = chat
-                    .history(&user, *request_id, *before, *limit)
-                    .await
-                    .map_err(|e| Failure::from_kind(e.kind(), &e))?;
+                let page = chat.history(&user, *request_id, *before, *limit).await.map_err(WireError::from)?;
                 self.reply("roomHistory", protocol::room_history(*request_id, &page, id));
                 self.ack(AckData::Room(*request_id), id);
             }
@@ -572,33 +598,10 @@ impl Failure {
     fn bad_request(message: String) -> Self {
         Self::with(ErrorCode::BadRequest, message)
     }
-
-    fn from_kind(kind: FailureKind, e: &dyn std::error::Error) -> Self {
-        match kind {
-            FailureKind::Forbidden => Self::with(ErrorCode::Forbidden, "you may not access this request".into()),
-            FailureKind::Unavailable => {
-                tracing::warn!(error = %ErrorChain(e), "store unavailable");
-                Self::with(ErrorCode::Unavailable, "the store is unavailable; retry later".into())
-            }
-            FailureKind::Internal => {
-                tracing::error!(error = %ErrorChain(e), "internal failure");
-                Self::with(ErrorCode::Internal, "internal server error".into())
-            }
-        }
-    }
 }
 
-/// Displays an error with its sources.
-struct ErrorChain<'a>(&'a dyn std::error::Error);
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut src = self.0.source();
-        while let Some(s) = src {
-            write!(f, ": {s}")?;
-            src = s.source();
-        }
-        Ok(())
+impl From<WireError> for Failure {
+    fn from(e: WireError) -> Self {
+        Self::with(e.code, e.message.into())
     }
 }

@@ -7,9 +7,11 @@
 //! Start it with [`run`], giving it a bound listener, the use cases ([`labchat_core::Chat`]),
 //! an [`Authenticator`] and a shutdown future.
 
+mod access;
 mod auth;
 mod config;
 mod connection;
+mod errors;
 pub mod protocol;
 mod server;
 

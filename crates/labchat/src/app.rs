@@ -84,7 +84,8 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
         }
     };
     let broadcaster = Arc::new(LocalBroadcaster::new());
-    let chat = Chat::new(store, broadcaster.clone(), Arc::new(SystemClock), settings.history_limit);
+    let chat = Chat::new(store, broadcaster.clone(), Arc::new(SystemClock), settings.history_limit)
+        .with_access_ttl(settings.ws.access_recheck_interval);
     let mut server = Server::new(Arc::new(chat), auth, settings.ws);
     if let Some(render) = observe::metrics_renderer() {
         server = server.with_metrics(render);
