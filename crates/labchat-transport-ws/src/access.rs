@@ -62,8 +62,9 @@ impl Recheck {
     }
 }
 
-/// The rooms of `rooms` that `user` may no longer access. A room whose check fails for another
-/// reason (the store is unavailable) is kept: an outage ends no subscription.
+/// The rooms of `rooms` that `user` may no longer access. When a check fails for another reason
+/// (the store is unavailable), the remaining rooms are kept until the next re-check: an outage
+/// ends no subscription, and holds the connection up for at most one store timeout.
 pub(crate) async fn lost(chat: &Chat, user: &User, rooms: &HashSet<RequestId>) -> Vec<RequestId> {
     let mut lost = Vec::new();
     for &room in rooms {
@@ -71,7 +72,8 @@ pub(crate) async fn lost(chat: &Chat, user: &User, rooms: &HashSet<RequestId>) -
             Ok(()) => {}
             Err(e) if e.kind() == FailureKind::Forbidden => lost.push(room),
             Err(e) => {
-                tracing::warn!(request_id = %room, error = %ErrorChain(&e), "access re-check failed; the room is kept");
+                tracing::warn!(request_id = %room, error = %ErrorChain(&e), "access re-check failed; rooms kept until the next one");
+                break;
             }
         }
     }
