@@ -167,7 +167,7 @@ async fn mongodb_creator_field_may_be_a_dotted_path() {
         .insert_one(doc! {"_id": ObjectId::from_bytes(rid(2).object_id().bytes()), "owner": {"id": "t-2"}})
         .await
         .unwrap();
-    let creator = |r: Option<labchat_domain::Request>| r.unwrap().created_by().as_str().to_owned();
+    let creator = |r: Option<labchat_domain::Request>| r.unwrap().created_by().unwrap().as_str().to_owned();
     assert_eq!(creator(store.find_request(rid(1)).await.unwrap()), "6751b6df1ad14eaa13a033ff");
     assert_eq!(creator(store.find_request(rid(2)).await.unwrap()), "t-2");
 }

@@ -1,6 +1,7 @@
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use labchat_domain::{
     ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, ReceiptKind,
@@ -8,96 +9,10 @@ use labchat_domain::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::access::RequestCache;
 use crate::{
-    BroadcastError, Broadcaster, ChatStore, Clock, Inserted, MessageIdGenerator, RoomSink, SinkId, StoreError,
+    Broadcaster, ChatError, ChatStore, Clock, Inserted, JoinError, LeaveError, MessageIdGenerator, RoomSink, SinkId,
 };
-
-macro_rules! op_error {
-    ($(#[$doc:meta])* $name:ident, $what:literal) => {
-        $(#[$doc])*
-        #[derive(Debug, thiserror::Error)]
-        pub enum $name {
-            /// The request does not exist, or the user may not act on it (the two are not told
-            /// apart, so nobody learns which requests exist).
-            #[error("{what}: forbidden: you may not access this request", what = $what)]
-            Forbidden,
-            /// The store failed.
-            #[error("{what}: {0}", what = $what)]
-            Store(#[from] StoreError),
-            /// The broadcaster failed.
-            #[error("{what}: {0}", what = $what)]
-            Broadcast(#[from] BroadcastError),
-        }
-
-        impl $name {
-            /// How a caller should classify the failure.
-            pub fn kind(&self) -> FailureKind {
-                match self {
-                    Self::Forbidden => FailureKind::Forbidden,
-                    Self::Store(e) if e.is_retryable() => FailureKind::Unavailable,
-                    Self::Store(_) => FailureKind::Internal,
-                    Self::Broadcast(_) => FailureKind::Unavailable,
-                }
-            }
-        }
-    };
-}
-
-/// The classes of use-case failure, the same for every operation.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum FailureKind {
-    /// The request does not exist or the user may not act on it. Nothing was done.
-    Forbidden,
-    /// A backend (store or broadcaster) could not be reached; retrying later may succeed.
-    Unavailable,
-    /// Something unexpected failed; retrying will not help.
-    Internal,
-}
-
-op_error!(
-    /// Why [`Chat::join`] failed.
-    JoinError,
-    "joining a room"
-);
-op_error!(
-    /// Why [`Chat::leave`] failed.
-    LeaveError,
-    "leaving a room"
-);
-op_error!(
-    /// Why [`Chat::post`] failed. Nothing was stored.
-    PostError,
-    "posting a message"
-);
-op_error!(
-    /// Why [`Chat::mark`] failed.
-    MarkError,
-    "marking messages"
-);
-op_error!(
-    /// Why [`Chat::history`] failed.
-    HistoryError,
-    "reading history"
-);
-
-enum Denied {
-    Forbidden,
-    Store(StoreError),
-}
-
-macro_rules! from_denied {
-    ($($t:ident),*) => {$(
-        impl From<Denied> for $t {
-            fn from(d: Denied) -> Self {
-                match d {
-                    Denied::Forbidden => Self::Forbidden,
-                    Denied::Store(e) => Self::Store(e),
-                }
-            }
-        }
-    )*};
-}
-from_denied!(JoinError, LeaveError, PostError, MarkError, HistoryError);
 
 /// A successful join: the room's history, taken while the room's event order was held.
 ///
@@ -123,11 +38,23 @@ pub struct Posted {
 
 const ORDER_STRIPES: usize = 256;
 
+/// How long a request found in the store is trusted by default (see [`Chat::with_access_ttl`]).
+pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(60);
+
+/// Most requests the use cases keep in their cache at once.
+const ACCESS_CACHE_CAPACITY: usize = 10_000;
+
 /// The use cases of a chat room, over the ports.
 ///
 /// Every use case authorizes first with [`Request::authorize`] (a missing request is
 /// forbidden too). Writes to one room, and joins of it, happen one at a time, so ids, storage
 /// order and broadcast order agree.
+///
+/// Requests are looked up in the store and kept for the access TTL (default
+/// [`DEFAULT_ACCESS_TTL`]; see [`Chat::with_access_ttl`]). A kept request is used only to allow
+/// an action: a refusal is confirmed with a fresh lookup. So a user who lost access to a request
+/// (it was reassigned or deleted) may still be allowed for at most the TTL, and one who gained
+/// access is allowed at once.
 pub struct Chat {
     store: Arc<dyn ChatStore>,
     broadcaster: Arc<dyn Broadcaster>,
@@ -135,11 +62,15 @@ pub struct Chat {
     ids: MessageIdGenerator,
     order: Box<[Arc<Mutex<()>>]>,
     history_limit: HistoryLimit,
+    requests: RequestCache,
 }
 
 impl std::fmt::Debug for Chat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chat").field("history_limit", &self.history_limit).finish_non_exhaustive()
+        f.debug_struct("Chat")
+            .field("history_limit", &self.history_limit)
+            .field("access_ttl", &self.requests.ttl())
+            .finish_non_exhaustive()
     }
 }
 
@@ -159,15 +90,44 @@ impl Chat {
             ids: MessageIdGenerator::new(),
             order: (0..ORDER_STRIPES).map(|_| Arc::new(Mutex::new(()))).collect(),
             history_limit,
+            requests: RequestCache::new(DEFAULT_ACCESS_TTL, ACCESS_CACHE_CAPACITY),
         }
     }
 
-    async fn authorize(&self, user: &User, request: RequestId) -> Result<Request, Denied> {
-        match self.store.find_request(request).await {
-            Ok(Some(r)) if r.authorize(user).is_ok() => Ok(r),
-            Ok(_) => Err(Denied::Forbidden),
-            Err(e) => Err(Denied::Store(e)),
+    /// The same use cases, trusting a request found in the store for `ttl` (zero: look every
+    /// request up for every call). This bounds how long a user who lost access to a request may
+    /// still act on it.
+    #[must_use]
+    pub fn with_access_ttl(mut self, ttl: Duration) -> Self {
+        self.requests = RequestCache::new(ttl, ACCESS_CACHE_CAPACITY);
+        self
+    }
+
+    /// How long a request found in the store is trusted.
+    pub const fn access_ttl(&self) -> Duration {
+        self.requests.ttl()
+    }
+
+    /// Authorizes `user` on `request`: from the cache when it allows, else from a fresh lookup
+    /// (which refreshes the cache).
+    async fn authorize(&self, user: &User, request: RequestId) -> Result<Request, ChatError> {
+        if let Some(r) = self.requests.get(request, Instant::now())
+            && r.authorize(user).is_ok()
+        {
+            return Ok(r);
         }
+        let found = self.store.find_request(request).await.map_err(ChatError::store("looking up the request"))?;
+        self.requests.put(request, found.as_ref(), Instant::now());
+        match found {
+            Some(r) if r.authorize(user).is_ok() => Ok(r),
+            _ => Err(ChatError::Forbidden),
+        }
+    }
+
+    /// Whether `user` may still act on `request` (as every use case checks it, cache included):
+    /// `Ok` if so, [`ChatError::Forbidden`] if not. For re-checking the rooms a connection joined.
+    pub async fn check_access(&self, user: &User, request: RequestId) -> Result<(), ChatError> {
+        self.authorize(user, request).await.map(drop)
     }
 
     /// Publishes what was already stored. Stored is what counts: the change is in the history
@@ -198,8 +158,12 @@ impl Chat {
         self.authorize(user, request).await?;
         let order = self.room_order(request).await;
         let cursor = after.map_or(Cursor::Latest, Cursor::After);
-        let history = self.store.history(request, HistoryQuery { cursor, limit: self.history_limit }).await?;
-        self.broadcaster.subscribe(request, sink).await?;
+        let history = self
+            .store
+            .history(request, HistoryQuery { cursor, limit: self.history_limit })
+            .await
+            .map_err(ChatError::store("reading the history of a room to join"))?;
+        self.broadcaster.subscribe(request, sink).await.map_err(JoinError::Subscribe)?;
         Ok(Joined { history, _order: order })
     }
 
@@ -213,11 +177,14 @@ impl Chat {
         }
     }
 
-    /// Leaves the room; leaving a room not joined is harmless.
-    pub async fn leave(&self, user: &User, request: RequestId, sink: SinkId) -> Result<(), LeaveError> {
-        self.authorize(user, request).await?;
-        self.broadcaster.unsubscribe(request, sink).await?;
-        Ok(())
+    /// Stops `sink` from listening to the room; leaving a room not joined is harmless.
+    ///
+    /// Needs no authorization: anyone may stop listening, including a user who lost access to
+    /// the request since joining. (A transport that answers leaving a room never joined may
+    /// still check [`Chat::check_access`] first, so that it says no more about which requests
+    /// exist than any other operation.)
+    pub async fn leave(&self, request: RequestId, sink: SinkId) -> Result<(), LeaveError> {
+        self.broadcaster.unsubscribe(request, sink).await.map_err(LeaveError)
     }
 
     /// Stores a message from `user` and then broadcasts it to the room. With a client message id
@@ -229,7 +196,7 @@ impl Chat {
         request: RequestId,
         text: MessageText,
         client_message_id: Option<ClientMessageId>,
-    ) -> Result<Posted, PostError> {
+    ) -> Result<Posted, ChatError> {
         self.authorize(user, request).await?;
         let _order = self.room_order(request).await;
         let now = self.clock.now();
@@ -244,7 +211,7 @@ impl Chat {
             delivered_to: Vec::new(),
             read_by: Vec::new(),
         };
-        match self.store.insert_message(&message).await? {
+        match self.store.insert_message(&message).await.map_err(ChatError::store("posting a message"))? {
             Inserted::Duplicate(original) => Ok(Posted { message: original, duplicate: true }),
             Inserted::New => {
                 self.publish(RoomEvent::MessagePosted(message.clone())).await;
@@ -261,12 +228,16 @@ impl Chat {
         request: RequestId,
         kind: ReceiptKind,
         ids: &[MessageId],
-    ) -> Result<Vec<MessageId>, MarkError> {
+    ) -> Result<Vec<MessageId>, ChatError> {
         self.authorize(user, request).await?;
         let mut seen = HashSet::with_capacity(ids.len());
         let ids: Vec<MessageId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+        // Held across the store write and the publish, as for a post: a join of the room sees a
+        // receipt either in its history or live after it, never both and never neither.
+        let _order = self.room_order(request).await;
         let at = self.clock.now();
-        let marked = self.store.mark(request, user.id(), kind, &ids, at).await?;
+        let marked =
+            self.store.mark(request, user.id(), kind, &ids, at).await.map_err(ChatError::store("marking messages"))?;
         let user_id = user.id().clone();
         if !marked.delivered.is_empty() {
             let messages = marked.delivered.clone();
@@ -290,15 +261,15 @@ impl Chat {
         request: RequestId,
         before: Option<MessageId>,
         limit: Option<HistoryLimit>,
-    ) -> Result<HistoryPage, HistoryError> {
+    ) -> Result<HistoryPage, ChatError> {
         self.authorize(user, request).await?;
         let limit = limit.map_or(self.history_limit, |l| l.min(self.history_limit));
         let cursor = before.map_or(Cursor::Latest, Cursor::Before);
-        Ok(self.store.history(request, HistoryQuery { cursor, limit }).await?)
+        self.store.history(request, HistoryQuery { cursor, limit }).await.map_err(ChatError::store("reading history"))
     }
 
     /// Whether the use cases can serve now: the store answers a ping (for readiness probes).
-    pub async fn ready(&self) -> Result<(), StoreError> {
+    pub async fn ready(&self) -> Result<(), crate::StoreError> {
         self.store.ping().await
     }
 }

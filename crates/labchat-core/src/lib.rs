@@ -10,21 +10,25 @@
 //! - [`Clock`]: what time it is.
 //!
 //! Use cases ([`Chat`]): join, leave, post, mark (delivered / read) and history. They authorize
-//! every call with the domain rule, keep each room's events in one order, and report failures as
-//! per-operation error enums.
+//! every call with the domain rule (through a short-lived cache of requests), keep each room's
+//! events in one order, and report failures with types that list what each operation can
+//! return ([`ChatError`], [`JoinError`], [`LeaveError`]).
 //!
 //! With the `mocks` feature, every port has a `mockall` mock (`MockChatStore`, `MockBroadcaster`,
 //! `MockRoomSink`, `MockClock`) for interaction tests.
 
+mod access;
 mod broadcast;
 mod chat;
 mod clock;
+mod errors;
 mod idgen;
 mod store;
 
 pub use broadcast::{BroadcastError, Broadcaster, Published, RoomSink, SinkId};
-pub use chat::{Chat, FailureKind, HistoryError, JoinError, Joined, LeaveError, MarkError, PostError, Posted};
+pub use chat::{Chat, DEFAULT_ACCESS_TTL, Joined, Posted};
 pub use clock::{Clock, SystemClock};
+pub use errors::{ChatError, FailureKind, JoinError, LeaveError};
 pub use idgen::MessageIdGenerator;
 pub use store::{ChatStore, Inserted, Marked, StoreError};
 

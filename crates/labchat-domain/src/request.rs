@@ -1,10 +1,13 @@
 use crate::{RequestId, Role, User, UserId};
 
 /// A lab request (an order placed by a teacher). Its chat room has the same id.
+///
+/// A request normally names its creator. One whose stored creator is missing or malformed has
+/// none ([`Request::without_creator`]): no teacher owns it, and only lab staff may act on it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Request {
     id: RequestId,
-    created_by: UserId,
+    created_by: Option<UserId>,
 }
 
 /// The user may not act on the request's room.
@@ -17,7 +20,13 @@ pub struct AccessDenied;
 impl Request {
     /// A request with this id, created by `created_by`.
     pub const fn new(id: RequestId, created_by: UserId) -> Self {
-        Self { id, created_by }
+        Self { id, created_by: Some(created_by) }
+    }
+
+    /// A request with this id and no valid creator (its stored creator is missing or
+    /// malformed): no teacher owns it, lab staff may still act on it.
+    pub const fn without_creator(id: RequestId) -> Self {
+        Self { id, created_by: None }
     }
 
     /// The request's id.
@@ -25,19 +34,20 @@ impl Request {
         self.id
     }
 
-    /// The user who created the request.
-    pub const fn created_by(&self) -> &UserId {
-        &self.created_by
+    /// The user who created the request; `None` for a request without a valid creator.
+    pub const fn created_by(&self) -> Option<&UserId> {
+        self.created_by.as_ref()
     }
 
     /// The authorization rule: a user may act on this request's room (join it, read its history,
     /// post to it, mark its messages) when they have role [`Role::Lab`], or have role
-    /// [`Role::Teacher`] and created this request.
+    /// [`Role::Teacher`] and created this request. No teacher may act on a request without a
+    /// valid creator.
     pub fn authorize(&self, user: &User) -> Result<(), AccessDenied> {
-        match user.role() {
-            Role::Lab => Ok(()),
-            Role::Teacher if user.id() == &self.created_by => Ok(()),
-            Role::Teacher => Err(AccessDenied),
+        match (user.role(), &self.created_by) {
+            (Role::Lab, _) => Ok(()),
+            (Role::Teacher, Some(creator)) if user.id() == creator => Ok(()),
+            (Role::Teacher, _) => Err(AccessDenied),
         }
     }
 }
@@ -65,6 +75,18 @@ mod tests {
         for (name, id, role, allowed) in cases {
             let user = User::new(uid(id), role);
             assert_eq!(request.authorize(&user).is_ok(), allowed, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_request_without_a_creator_is_for_lab_staff_only() {
+        let rid = RequestId::parse("6751b6df1ad14eaa13a03313").unwrap();
+        let request = Request::without_creator(rid);
+        assert_eq!(request.created_by(), None);
+        assert_eq!(request.authorize(&User::new(uid("lab"), Role::Lab)), Ok(()));
+        for teacher in ["t1", "", "null", "0"] {
+            let Ok(id) = UserId::parse(teacher) else { continue };
+            assert_eq!(request.authorize(&User::new(id, Role::Teacher)), Err(AccessDenied), "{teacher:?}");
         }
     }
 }

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use labchat_domain::{
-    ClientMessageId, Message, MessageId, MessageText, ObjectIdBytes, Receipt, ReceiptKind, RequestId, Role, Timestamp,
-    UserId,
+    ClientMessageId, Message, MessageId, MessageText, ObjectIdBytes, Receipt, ReceiptKind, Request, RequestId, Role,
+    Timestamp, UserId,
 };
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, DateTime, Document};
@@ -167,6 +167,21 @@ pub(crate) fn attach_receipts(messages: &mut [Message], receipts: Vec<ReceiptDoc
     Ok(())
 }
 
+/// The request `id` as its document `doc` stores it, its creator read from `field` (see
+/// [`creator_of`]). A document whose creator is missing, null or malformed gives a request
+/// without a creator: no teacher owns it and lab staff may still act on it (answering an error
+/// instead would tell teachers which requests exist, and lock lab staff out). That is logged as a
+/// warning, with the request id and what is wrong, never the document.
+pub(crate) fn request_of(id: RequestId, doc: &Document, field: &str) -> Request {
+    match creator_of(doc, field) {
+        Ok(creator) => Request::new(id, creator),
+        Err(problem) => {
+            tracing::warn!(request_id = %id, %problem, "request without a valid creator: only lab staff may act on it");
+            Request::without_creator(id)
+        }
+    }
+}
+
 /// The creator of a request document: the value at `field` (a dotted path reaches into
 /// sub-documents), an ObjectId (as its lowercase hex) or a string.
 pub(crate) fn creator_of(request: &Document, field: &str) -> Result<UserId, String> {
@@ -232,6 +247,21 @@ mod tests {
         for (d, field, want) in cases {
             let got = creator_of(&d, field);
             assert_eq!(got.as_ref().map(UserId::as_str).map_err(|_| ()), want, "{d:?} {field}");
+        }
+    }
+
+    #[test]
+    fn a_request_without_a_valid_creator_has_none() {
+        let id = RequestId::parse("6751b6df1ad14eaa13a03313").unwrap();
+        assert_eq!(request_of(id, &doc! {"createdBy": "t1"}, "createdBy"), Request::new(id, uid("t1")));
+        for d in [
+            doc! {"createdBy": null},
+            doc! {"createdBy": 42},
+            doc! {"createdBy": ""},
+            doc! {"createdBy": ["t1"]},
+            doc! {"other": "t1"},
+        ] {
+            assert_eq!(request_of(id, &d, "createdBy"), Request::without_creator(id), "{d:?}");
         }
     }
 

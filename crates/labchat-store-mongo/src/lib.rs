@@ -13,7 +13,9 @@
 //! lab system: labchat only reads them, by `_id` (an ObjectId), and never creates indexes on
 //! them. The creator field ([`MongoSettings::creator_field`], default `createdBy`; a dotted path
 //! reaches into sub-documents) holds an ObjectId or a string; an ObjectId creator is the user
-//! whose token `sub` is its 24 lowercase hex digits.
+//! whose token `sub` is its 24 lowercase hex digits. A request whose creator field is missing,
+//! null or holds anything else has no creator: no teacher owns it, lab staff may still act on it
+//! (logged as a warning with the request id).
 //!
 //! **Messages** ([`MESSAGES_COLLECTION`]), one document per message:
 //!

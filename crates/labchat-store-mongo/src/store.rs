@@ -15,7 +15,7 @@ use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 
 use crate::batch::{Batcher, Outcome};
-use crate::documents::{IdOnly, MessageDoc, ReceiptDoc, attach_receipts, creator_of, idem_key, message_id, object_id};
+use crate::documents::{IdOnly, MessageDoc, ReceiptDoc, attach_receipts, idem_key, message_id, object_id, request_of};
 use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
 
 /// The collection of labchat's messages (in [`MongoSettings::database`]).
@@ -190,9 +190,7 @@ impl ChatStore for MongoStore {
         let filter = doc! {"_id": object_id(id.object_id())};
         let found = bounded(self.op_timeout, context, self.requests.find_one(filter).projection(projection)).await?;
         let Some(doc) = found else { return Ok(None) };
-        let creator =
-            creator_of(&doc, &self.creator_field).map_err(|e| bad_data(context, format!("request {id}: {e}")))?;
-        Ok(Some(Request::new(id, creator)))
+        Ok(Some(request_of(id, &doc, &self.creator_field)))
     }
 
     async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {

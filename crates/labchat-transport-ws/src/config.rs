@@ -57,6 +57,11 @@ pub struct WsConfig {
     /// close frame (frames the client had in flight are read and discarded meanwhile, so they
     /// do not turn into a TCP reset that would lose the close). Default 1 s.
     pub close_grace: Duration,
+    /// How often a connection re-checks that its user may still access each room it joined
+    /// (default 60 s); also how long the use cases trust a request found in the store. A user
+    /// who lost access is removed from the room within two intervals. Zero turns the periodic
+    /// re-check off (refused frames still end a subscription).
+    pub access_recheck_interval: Duration,
 }
 
 impl Default for WsConfig {
@@ -79,6 +84,7 @@ impl Default for WsConfig {
             handshake_timeout: Duration::from_secs(10),
             max_pending_connections: 1024,
             close_grace: Duration::from_secs(1),
+            access_recheck_interval: labchat_core::DEFAULT_ACCESS_TTL,
         }
     }
 }

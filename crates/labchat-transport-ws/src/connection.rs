@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::Recheck;
 use crate::auth::Principal;
 use crate::dispatch::{Outcome, Session};
 use crate::metered::Metered;
@@ -177,6 +178,7 @@ impl Connection {
         let mut last_seen = Instant::now();
         let expiry = tokio::time::sleep_until(self.expiry());
         tokio::pin!(expiry);
+        let mut recheck = Recheck::every(self.server.config().access_recheck_interval);
         let sink = Arc::clone(&self.sink);
         loop {
             tokio::select! {
@@ -203,6 +205,7 @@ impl Connection {
                     }
                     self.writing.ping_due = true;
                 }
+                () = recheck.due() => Box::pin(self.session.recheck_access(&self.server)).await,
                 io = poll_fn(|cx| Self::poll_io(cx, ws, IoState {
                     writing: &mut self.writing,
                     sink: &sink,

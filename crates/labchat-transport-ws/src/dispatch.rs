@@ -3,12 +3,14 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use labchat_core::{FailureKind, RoomSink};
+use labchat_core::RoomSink;
 use labchat_domain::{ReceiptKind, RequestId};
 use serde_json::Value;
 
+use crate::access;
 use crate::auth::{AuthError, Principal};
 use crate::connection::{End, close};
+use crate::errors::WireError;
 use crate::outbound::ConnSink;
 use crate::protocol::{self, AckData, Command, ErrorCode, ErrorFrame, Inbound, Keep, ServerEvent};
 use crate::server::Server;
@@ -73,6 +75,12 @@ impl Session {
                     id: inbound.id.as_ref(),
                     retry_after_ms: None,
                 });
+                // A refusal for a joined room means access was lost: stop listening to it too.
+                if code == ErrorCode::Forbidden
+                    && let Some(room) = inbound.command.request_id()
+                {
+                    Box::pin(self.lost_access(server, vec![room])).await;
+                }
                 close.map_or(Outcome::Done, Outcome::Close)
             }
         }
@@ -91,7 +99,7 @@ impl Session {
                     )));
                 }
                 let sink: Arc<dyn RoomSink> = Arc::clone(&self.sink) as Arc<dyn RoomSink>;
-                let joined = chat.join(&user, *request_id, *after, sink).await.map_err(|e| failure(e.kind(), &e))?;
+                let joined = chat.join(&user, *request_id, *after, sink).await.map_err(WireError::from)?;
                 if self.rooms.insert(*request_id) {
                     metrics::gauge!("labchat_rooms_joined").increment(1.0);
                 }
@@ -105,7 +113,12 @@ impl Session {
                 self.ack(AckData::Room(*request_id), id);
             }
             Command::LeaveRoom { request_id } => {
-                chat.leave(&user, *request_id, self.sink.sink_id()).await.map_err(|e| failure(e.kind(), &e))?;
+                // Stopping to listen needs no authorization. Leaving a room not joined is
+                // answered like any other operation, so it tells nobody which requests exist.
+                if !self.rooms.contains(request_id) {
+                    chat.check_access(&user, *request_id).await.map_err(WireError::from)?;
+                }
+                chat.leave(*request_id, self.sink.sink_id()).await.map_err(WireError::from)?;
                 if self.rooms.remove(request_id) {
                     metrics::gauge!("labchat_rooms_joined").decrement(1.0);
                 }
@@ -115,7 +128,7 @@ impl Session {
                 let posted = chat
                     .post(&user, *request_id, text.clone(), client_message_id.clone())
                     .await
-                    .map_err(|e| failure(e.kind(), &e))?;
+                    .map_err(WireError::from)?;
                 match id {
                     Some(id) => self.sink.reply(ServerEvent::Ack, protocol::ack(AckData::Message(&posted.message), id)),
                     // A repeated send gets the original back even without a correlation id.
@@ -131,12 +144,11 @@ impl Session {
                 } else {
                     ReceiptKind::Read
                 };
-                let marked = chat.mark(&user, *request_id, kind, ids).await.map_err(|e| failure(e.kind(), &e))?;
+                let marked = chat.mark(&user, *request_id, kind, ids).await.map_err(WireError::from)?;
                 self.ack(AckData::Marked(*request_id, &marked), id);
             }
             Command::History { request_id, before, limit } => {
-                let page =
-                    chat.history(&user, *request_id, *before, *limit).await.map_err(|e| failure(e.kind(), &e))?;
+                let page = chat.history(&user, *request_id, *before, *limit).await.map_err(WireError::from)?;
                 let budget = server.config().reply_budget();
                 self.sink.reply(
                     ServerEvent::RoomHistory,
@@ -172,6 +184,22 @@ impl Session {
         }
     }
 
+    /// Re-checks every joined room and leaves those the user may no longer access.
+    pub(crate) async fn recheck_access(&mut self, server: &Server) {
+        let lost = access::lost(server.chat(), &self.principal.user, &self.rooms).await;
+        self.lost_access(server, lost).await;
+    }
+
+    /// Leaves `rooms` (those joined) for lost access, telling the client about each.
+    async fn lost_access(&mut self, server: &Server, rooms: Vec<RequestId>) {
+        for room in rooms {
+            let sink_id = self.sink.sink_id();
+            if access::remove(server.chat(), &self.principal.user, sink_id, &mut self.rooms, room).await {
+                self.sink.reply_error(&access::removal_notice(room));
+            }
+        }
+    }
+
     fn ack(&self, data: AckData<'_>, id: Option<&Value>) {
         if let Some(id) = id {
             self.sink.reply(ServerEvent::Ack, protocol::ack(data, id));
@@ -196,34 +224,9 @@ impl Failure {
     }
 }
 
-/// The one mapping of a use-case failure to the wire: its error code and message (the cause is
-/// logged, never sent).
-fn failure(kind: FailureKind, e: &dyn std::error::Error) -> Failure {
-    match kind {
-        FailureKind::Forbidden => Failure::with(ErrorCode::Forbidden, "you may not access this request".into()),
-        FailureKind::Unavailable => {
-            tracing::warn!(error = %ErrorChain(e), "store unavailable");
-            Failure::with(ErrorCode::Unavailable, "the store is unavailable; retry later".into())
-        }
-        FailureKind::Internal => {
-            tracing::error!(error = %ErrorChain(e), "internal failure");
-            Failure::with(ErrorCode::Internal, "internal server error".into())
-        }
-    }
-}
-
-/// Displays an error with its sources.
-struct ErrorChain<'a>(&'a dyn std::error::Error);
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut src = self.0.source();
-        while let Some(s) = src {
-            write!(f, ": {s}")?;
-            src = s.source();
-        }
-        Ok(())
+impl From<WireError> for Failure {
+    fn from(e: WireError) -> Self {
+        Self::with(e.code, e.message.into())
     }
 }
 

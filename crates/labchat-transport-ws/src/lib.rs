@@ -9,10 +9,12 @@
 //! [`run_with_ops`] adds a second listener for the probes and `/metrics` alone.
 
 mod accept;
+mod access;
 mod auth;
 mod config;
 mod connection;
 mod dispatch;
+mod errors;
 mod metered;
 mod outbound;
 pub mod protocol;

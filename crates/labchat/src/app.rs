@@ -85,7 +85,8 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
     };
     let broadcaster = Arc::new(LocalBroadcaster::new());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let chat = Chat::new(store, broadcaster.clone(), Arc::clone(&clock), settings.history_limit);
+    let chat = Chat::new(store, broadcaster.clone(), Arc::clone(&clock), settings.history_limit)
+        .with_access_ttl(settings.ws.access_recheck_interval);
     let mut server = Server::new(Arc::new(chat), auth, settings.ws, clock);
     if let Some(render) = observe::metrics_renderer() {
         server = server.with_metrics(render);
@@ -162,7 +163,7 @@ mod tests {
     #[test]
     fn seed_files_are_validated() {
         let ok = parse_seed(r#"[{"id":"6751b6df1ad14eaa13a03313","createdBy":"t1"}]"#).unwrap();
-        assert_eq!(ok[0].created_by().as_str(), "t1");
+        assert_eq!(ok[0].created_by().map(UserId::as_str), Some("t1"));
         for (bad, needle) in [
             (r#"[{"id":"xyz","createdBy":"t1"}]"#, "[0].id"),
             (r#"[{"id":"6751b6df1ad14eaa13a03313","createdBy":""}]"#, "[0].createdBy"),

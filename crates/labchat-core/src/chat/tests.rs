@@ -10,7 +10,7 @@ use mockall::Sequence;
 use mockall::predicate::eq;
 
 use super::*;
-use crate::{Marked, MockBroadcaster, MockChatStore, MockClock, MockRoomSink};
+use crate::{BroadcastError, FailureKind, Marked, MockBroadcaster, MockChatStore, MockClock, MockRoomSink, StoreError};
 
 fn rid(n: u32) -> RequestId {
     RequestId::parse(&format!("{n:024x}")).unwrap()
@@ -51,7 +51,7 @@ async fn an_unauthorized_post_never_reaches_the_store_or_the_broadcaster() {
         let mut b = MockBroadcaster::new();
         b.expect_publish().never();
         let err = chat(store, b).post(&who, request, text("hi"), None).await.unwrap_err();
-        assert!(matches!(err, PostError::Forbidden), "{who:?} on {request}: {err:?}");
+        assert!(matches!(err, ChatError::Forbidden), "{who:?} on {request}: {err:?}");
     }
 }
 
@@ -106,7 +106,8 @@ async fn a_store_outage_fails_the_post_and_broadcasts_nothing() {
     let mut b = MockBroadcaster::new();
     b.expect_publish().never();
     let err = chat(store, b).post(&user("lab", Role::Lab), rid(1), text("x"), None).await.unwrap_err();
-    assert!(matches!(&err, PostError::Store(e) if e.is_retryable()), "{err:?}");
+    assert!(matches!(&err, ChatError::Store { source, .. } if source.is_retryable()), "{err:?}");
+    assert_eq!(err.kind(), FailureKind::Unavailable);
 }
 
 #[tokio::test]
@@ -165,7 +166,7 @@ async fn a_forbidden_mark_never_touches_the_store() {
     let mut b = MockBroadcaster::new();
     b.expect_publish().never();
     let err = chat(store, b).mark(&user("t2", Role::Teacher), rid(1), ReceiptKind::Read, &[mid(1)]).await.unwrap_err();
-    assert!(matches!(err, MarkError::Forbidden));
+    assert!(matches!(err, ChatError::Forbidden));
 }
 
 #[tokio::test]
@@ -189,7 +190,7 @@ async fn join_reads_history_then_subscribes_and_forbidden_join_does_neither() {
     assert!(joined.history.messages.is_empty());
     drop(joined);
     let err = chat.join(&user("t2", Role::Teacher), rid(1), None, sink()).await.unwrap_err();
-    assert!(matches!(err, JoinError::Forbidden));
+    assert!(matches!(err, JoinError::Chat(ChatError::Forbidden)));
 }
 
 #[tokio::test]
@@ -212,6 +213,78 @@ async fn a_store_outage_during_authorization_is_reported_as_such() {
         .expect_find_request()
         .with(eq(rid(1)))
         .returning(|_| Err(StoreError::unavailable("find a request", "timeout")));
-    let err = chat(store, MockBroadcaster::new()).leave(&user("lab", Role::Lab), rid(1), SinkId(1)).await.unwrap_err();
-    assert!(matches!(err, LeaveError::Store(StoreError::Unavailable { .. })));
+    let err = chat(store, MockBroadcaster::new()).check_access(&user("lab", Role::Lab), rid(1)).await.unwrap_err();
+    assert!(matches!(err, ChatError::Store { source: StoreError::Unavailable { .. }, .. }), "{err:?}");
+    assert_eq!(err.kind(), FailureKind::Unavailable);
+}
+
+#[tokio::test]
+async fn leaving_needs_no_authorization() {
+    let mut store = MockChatStore::new();
+    store.expect_find_request().never();
+    let mut b = MockBroadcaster::new();
+    b.expect_unsubscribe().with(eq(rid(1)), eq(SinkId(7))).times(1).returning(|_, _| Ok(()));
+    chat(store, b).leave(rid(1), SinkId(7)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_subscription_fails_the_join_as_unavailable() {
+    let mut store = store_with_request();
+    store.expect_history().returning(|_, _| Ok(HistoryPage::default()));
+    let mut b = MockBroadcaster::new();
+    b.expect_subscribe().returning(|_, _| Err(BroadcastError("bus down".into())));
+    let mut sink = MockRoomSink::new();
+    sink.expect_id().return_const(SinkId(1));
+    let err = chat(store, b).join(&user("lab", Role::Lab), rid(1), None, Arc::new(sink)).await.unwrap_err();
+    assert!(matches!(err, JoinError::Subscribe(_)), "{err:?}");
+    assert_eq!(err.kind(), FailureKind::Unavailable);
+}
+
+#[tokio::test]
+async fn a_found_request_is_looked_up_once_per_ttl() {
+    let mut store = MockChatStore::new();
+    store.expect_find_request().times(1).returning(|_| Ok(Some(Request::new(rid(1), UserId::parse("t1").unwrap()))));
+    let chat = chat(store, MockBroadcaster::new());
+    for _ in 0..3 {
+        chat.check_access(&user("t1", Role::Teacher), rid(1)).await.unwrap();
+        chat.check_access(&user("lab", Role::Lab), rid(1)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn with_a_zero_ttl_every_call_looks_the_request_up() {
+    let mut store = MockChatStore::new();
+    store.expect_find_request().times(2).returning(|_| Ok(Some(Request::new(rid(1), UserId::parse("t1").unwrap()))));
+    let chat = chat(store, MockBroadcaster::new()).with_access_ttl(std::time::Duration::ZERO);
+    chat.check_access(&user("t1", Role::Teacher), rid(1)).await.unwrap();
+    chat.check_access(&user("t1", Role::Teacher), rid(1)).await.unwrap();
+}
+
+/// The request is reassigned from t1 to t2 in the store after it was cached: t2 is allowed at
+/// once (the refusal by the cached entry is confirmed with a fresh lookup, which refreshes the
+/// cache), and from then on t1 is refused.
+#[tokio::test]
+async fn a_refusal_is_confirmed_with_a_fresh_lookup_which_refreshes_the_cache() {
+    let mut seq = Sequence::new();
+    let mut store = MockChatStore::new();
+    let by = |u: &str| Ok(Some(Request::new(rid(1), UserId::parse(u).unwrap())));
+    store.expect_find_request().times(1).in_sequence(&mut seq).returning(move |_| by("t1"));
+    store.expect_find_request().times(2).in_sequence(&mut seq).returning(move |_| by("t2"));
+    let chat = chat(store, MockBroadcaster::new());
+    chat.check_access(&user("t1", Role::Teacher), rid(1)).await.unwrap();
+    chat.check_access(&user("t2", Role::Teacher), rid(1)).await.unwrap();
+    chat.check_access(&user("t2", Role::Teacher), rid(1)).await.unwrap();
+    let err = chat.check_access(&user("t1", Role::Teacher), rid(1)).await.unwrap_err();
+    assert_eq!(err.kind(), FailureKind::Forbidden);
+}
+
+#[tokio::test]
+async fn a_missing_request_is_looked_up_every_time() {
+    let mut store = MockChatStore::new();
+    store.expect_find_request().times(2).returning(|_| Ok(None));
+    let chat = chat(store, MockBroadcaster::new());
+    for _ in 0..2 {
+        let err = chat.check_access(&user("lab", Role::Lab), rid(9)).await.unwrap_err();
+        assert!(matches!(err, ChatError::Forbidden));
+    }
 }

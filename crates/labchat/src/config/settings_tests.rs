@@ -144,7 +144,7 @@ fn demo_seeds_one_request_and_needs_no_secret() {
     let StoreSettings::Memory { seed } = &s.app.store else { panic!("memory expected") };
     assert_eq!(seed.len(), 1);
     assert_eq!(seed[0].id(), id);
-    assert_eq!(seed[0].created_by().as_str(), "teacher-demo");
+    assert_eq!(seed[0].created_by().map(labchat_domain::UserId::as_str), Some("teacher-demo"));
     assert!(s.app.auth.key.len() >= 16, "a random secret of at least 16 bytes");
 }
 

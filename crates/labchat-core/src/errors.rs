@@ -1,0 +1,88 @@
+//! What the use cases can fail with: each operation's error type lists only what that
+//! operation can return.
+//!
+//! A failed live broadcast is not among them: a change is published only after it is stored, and
+//! stored is what counts, so the use cases log a failed publish rather than fail the call.
+
+use crate::{BroadcastError, StoreError};
+
+/// The classes of use-case failure, as a caller (the transport) tells them apart.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FailureKind {
+    /// The request does not exist or the user may not act on it. Nothing was done.
+    Forbidden,
+    /// A backend (store or broadcaster) could not be reached; retrying later may succeed.
+    Unavailable,
+    /// Something unexpected failed; retrying will not help.
+    Internal,
+}
+
+/// Why [`Chat::post`](crate::Chat::post), [`Chat::mark`](crate::Chat::mark),
+/// [`Chat::history`](crate::Chat::history) or [`Chat::check_access`](crate::Chat::check_access)
+/// failed: refused, or the store failed. Nothing was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// The request does not exist, or the user may not act on it (the two are not told apart,
+    /// so nobody learns which requests exist).
+    #[error("forbidden: you may not access this request")]
+    Forbidden,
+    /// The store failed while doing `op`.
+    #[error("{op}: the store failed")]
+    Store {
+        /// What the use case was doing, e.g. "posting a message".
+        op: &'static str,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+}
+
+impl ChatError {
+    /// A closure wrapping a store error met while doing `op`, for `map_err`.
+    pub(crate) fn store(op: &'static str) -> impl FnOnce(StoreError) -> Self {
+        move |source| Self::Store { op, source }
+    }
+
+    /// How a caller should classify the failure.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Forbidden => FailureKind::Forbidden,
+            Self::Store { source, .. } if source.is_retryable() => FailureKind::Unavailable,
+            Self::Store { .. } => FailureKind::Internal,
+        }
+    }
+}
+
+/// Why [`Chat::join`](crate::Chat::join) failed: what [`ChatError`] says, or the subscription
+/// itself failed. The connection did not join.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// Refused, or the store failed while authorizing or reading the history.
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    /// The broadcaster refused the subscription.
+    #[error("joining a room: subscribing failed")]
+    Subscribe(#[source] BroadcastError),
+}
+
+impl JoinError {
+    /// How a caller should classify the failure.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Chat(e) => e.kind(),
+            Self::Subscribe(_) => FailureKind::Unavailable,
+        }
+    }
+}
+
+/// Why [`Chat::leave`](crate::Chat::leave) failed: the broadcaster could not unsubscribe.
+#[derive(Debug, thiserror::Error)]
+#[error("leaving a room: unsubscribing failed")]
+pub struct LeaveError(#[source] pub BroadcastError);
+
+impl LeaveError {
+    /// How a caller should classify the failure: always [`FailureKind::Unavailable`].
+    pub const fn kind(&self) -> FailureKind {
+        FailureKind::Unavailable
+    }
+}

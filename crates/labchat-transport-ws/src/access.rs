@@ -1,0 +1,137 @@
+//! Access that is re-checked: a connection's room subscriptions end when its user may no longer
+//! access the room's request (the request was reassigned or deleted).
+//!
+//! Each connection re-checks its rooms every
+//! [`WsConfig::access_recheck_interval`](crate::WsConfig::access_recheck_interval), through
+//! [`Chat::check_access`], whose cache of requests lives for the same interval, so the store is
+//! asked about a room at most once per interval whatever the number of its members. A user who
+//! lost access stops receiving the room's events within two intervals at most, or at once when
+//! a frame of theirs for that room is refused. Either way the room is left and the client is
+//! told with an `error` frame ([`removal_notice`]).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use labchat_core::{Chat, FailureKind, SinkId};
+use labchat_domain::{RequestId, User};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use crate::errors::ErrorChain;
+use crate::protocol::{ErrorCode, ErrorFrame};
+
+/// The message of the `error` frame that tells a client it was removed from a room.
+pub(crate) const REMOVED_MESSAGE: &str = "you may no longer access this request; you were removed from its room";
+
+/// The `error` frame telling a client it was removed from `room`: code `FORBIDDEN`, the room,
+/// no event and no correlation id (no frame of the client's caused it).
+pub(crate) fn removal_notice(room: RequestId) -> ErrorFrame<'static> {
+    ErrorFrame {
+        code: ErrorCode::Forbidden,
+        message: REMOVED_MESSAGE,
+        event: None,
+        request_id: Some(room),
+        id: None,
+        retry_after_ms: None,
+    }
+}
+
+/// When a connection re-checks its rooms next.
+pub(crate) struct Recheck {
+    timer: Option<Interval>,
+}
+
+impl Recheck {
+    /// Every `every`, starting `every` from now; never when `every` is zero.
+    pub(crate) fn every(every: Duration) -> Self {
+        let timer = (!every.is_zero()).then(|| {
+            let mut t = tokio::time::interval_at(Instant::now() + every, every);
+            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            t
+        });
+        Self { timer }
+    }
+
+    /// Completes when the rooms are due for a re-check. Cancel-safe.
+    pub(crate) async fn due(&mut self) {
+        match &mut self.timer {
+            Some(t) => {
+                t.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// The rooms of `rooms` that `user` may no longer access. When a check fails for another reason
+/// (the store is unavailable), the remaining rooms are kept until the next re-check: an outage
+/// ends no subscription, and holds the connection up for at most one store timeout.
+pub(crate) async fn lost(chat: &Chat, user: &User, rooms: &HashSet<RequestId>) -> Vec<RequestId> {
+    let mut lost = Vec::new();
+    for &room in rooms {
+        match chat.check_access(user, room).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == FailureKind::Forbidden => lost.push(room),
+            Err(e) => {
+                tracing::warn!(request_id = %room, error = %ErrorChain(&e), "access re-check failed; rooms kept until the next one");
+                break;
+            }
+        }
+    }
+    lost
+}
+
+/// Ends the subscription of `sink` to `room`, whose request its user may no longer access, and
+/// forgets the room. `false` when there is nothing to tell the client: the connection had not
+/// joined the room, or unsubscribing failed (the room is kept, and checked again next time).
+pub(crate) async fn remove(
+    chat: &Chat,
+    user: &User,
+    sink: SinkId,
+    rooms: &mut HashSet<RequestId>,
+    room: RequestId,
+) -> bool {
+    if !rooms.contains(&room) {
+        return false;
+    }
+    if let Err(e) = chat.leave(room, sink).await {
+        tracing::warn!(request_id = %room, error = %ErrorChain(&e), "unsubscribing a user who lost access failed");
+        return false;
+    }
+    rooms.remove(&room);
+    metrics::gauge!("labchat_rooms_joined").decrement(1.0);
+    tracing::info!(conn = sink.0, user_id = %user.id(), request_id = %room, "access lost: removed from the room");
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rechecks_come_every_interval_and_never_when_it_is_zero() {
+        let every = Duration::from_millis(20);
+        let mut r = Recheck::every(every);
+        let start = Instant::now();
+        for n in 1..=2 {
+            tokio::time::timeout(Duration::from_secs(5), r.due()).await.unwrap();
+            assert!(start.elapsed() >= every * n, "not before the interval");
+        }
+        let mut never = Recheck::every(Duration::ZERO);
+        assert!(tokio::time::timeout(Duration::from_millis(200), never.due()).await.is_err());
+    }
+
+    #[test]
+    fn the_removal_notice_names_the_room_only() {
+        let room = RequestId::parse("6751b6df1ad14eaa13a03313").unwrap();
+        let frame: serde_json::Value = serde_json::from_str(&crate::protocol::error(&removal_notice(room))).unwrap();
+        assert_eq!(
+            frame,
+            serde_json::json!({"event": "error", "data": {
+                "code": "FORBIDDEN",
+                "message": REMOVED_MESSAGE,
+                "requestId": "6751b6df1ad14eaa13a03313",
+                "retryable": false,
+            }})
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! The one mapping of use-case errors to wire errors. Failures the client cannot fix (an
+//! unavailable backend, an internal error) are logged here with their whole error chain; the
+//! client gets a fixed message that reveals nothing about the server.
+
+use labchat_core::{ChatError, FailureKind, JoinError, LeaveError};
+
+use crate::protocol::ErrorCode;
+
+/// What the client is told about a failed use case.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct WireError {
+    /// The error code.
+    pub(crate) code: ErrorCode,
+    /// The message, for the client developer.
+    pub(crate) message: &'static str,
+}
+
+/// The message of a `FORBIDDEN` answer: the same for a missing request and a refused one.
+pub(crate) const FORBIDDEN_MESSAGE: &str = "you may not access this request";
+
+impl WireError {
+    fn classify(kind: FailureKind, e: &dyn std::error::Error) -> Self {
+        match kind {
+            FailureKind::Forbidden => Self { code: ErrorCode::Forbidden, message: FORBIDDEN_MESSAGE },
+            FailureKind::Unavailable => {
+                tracing::warn!(error = %ErrorChain(e), "backend unavailable");
+                Self { code: ErrorCode::Unavailable, message: "the store is unavailable; retry later" }
+            }
+            FailureKind::Internal => {
+                tracing::error!(error = %ErrorChain(e), "internal failure");
+                Self { code: ErrorCode::Internal, message: "internal server error" }
+            }
+        }
+    }
+}
+
+impl From<&ChatError> for WireError {
+    fn from(e: &ChatError) -> Self {
+        Self::classify(e.kind(), e)
+    }
+}
+
+impl From<&JoinError> for WireError {
+    fn from(e: &JoinError) -> Self {
+        Self::classify(e.kind(), e)
+    }
+}
+
+impl From<&LeaveError> for WireError {
+    fn from(e: &LeaveError) -> Self {
+        Self::classify(e.kind(), e)
+    }
+}
+
+macro_rules! by_value {
+    ($($t:ty),*) => {$(
+        impl From<$t> for WireError {
+            fn from(e: $t) -> Self {
+                Self::from(&e)
+            }
+        }
+    )*};
+}
+by_value!(ChatError, JoinError, LeaveError);
+
+/// Displays an error with its sources.
+pub(crate) struct ErrorChain<'a>(pub(crate) &'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut src = self.0.source();
+        while let Some(s) = src {
+            write!(f, ": {s}")?;
+            src = s.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use labchat_core::{BroadcastError, StoreError};
+
+    use super::*;
+
+    fn store(e: StoreError) -> ChatError {
+        ChatError::Store { op: "posting a message", source: e }
+    }
+
+    #[test]
+    fn every_use_case_error_maps_to_one_wire_error() {
+        let cases: [(WireError, ErrorCode, bool); 6] = [
+            (ChatError::Forbidden.into(), ErrorCode::Forbidden, false),
+            (store(StoreError::unavailable("insert", "timeout")).into(), ErrorCode::Unavailable, true),
+            (store(StoreError::internal("insert", "bad document")).into(), ErrorCode::Internal, false),
+            (JoinError::Chat(ChatError::Forbidden).into(), ErrorCode::Forbidden, false),
+            (JoinError::Subscribe(BroadcastError("bus down".into())).into(), ErrorCode::Unavailable, true),
+            (LeaveError(BroadcastError("bus down".into())).into(), ErrorCode::Unavailable, true),
+        ];
+        for (wire, code, retryable) in cases {
+            assert_eq!((wire.code, wire.code.retryable()), (code, retryable), "{wire:?}");
+        }
+    }
+
+    #[test]
+    fn unavailable_and_internal_say_nothing_of_the_cause() {
+        let wire = WireError::from(store(StoreError::internal("insert", "E11000 secret detail")));
+        assert_eq!(wire.message, "internal server error");
+        let forbidden = WireError::from(JoinError::Chat(ChatError::Forbidden));
+        assert_eq!(forbidden.message, FORBIDDEN_MESSAGE);
+    }
+
+    #[test]
+    fn the_chain_shows_every_source() {
+        let e = store(StoreError::unavailable("insert a message", "connection refused"));
+        assert_eq!(
+            ErrorChain(&e).to_string(),
+            "posting a message: the store failed: store unavailable while trying to insert a message: connection refused"
+        );
+    }
+}
