@@ -76,6 +76,7 @@ fn sample_message() -> Message {
     Message {
         id: MessageId::parse("6751b6df1ad14eaa13a03313").unwrap(),
         request_id: rid(1),
+        seq: None,
         sender_id: UserId::parse("t").unwrap(),
         sender_role: Role::Teacher,
         text: MessageText::parse("hello", 100).unwrap(),
@@ -143,7 +144,8 @@ async fn mongodb_connecting_twice_to_one_database_is_fine() {
     first.insert_message(&m).await.unwrap();
     let second = MongoStore::connect(settings).await.unwrap();
     let page = second.history(rid(1), HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::DEFAULT }).await;
-    assert_eq!(page.unwrap().messages, vec![m]);
+    let stored = Message { seq: Some(labchat_domain::Seq::FIRST), ..m };
+    assert_eq!(page.unwrap().unwrap().messages, vec![stored]);
 }
 
 /// The creator field is configurable, and a dotted path reaches into a sub-document.
@@ -197,6 +199,7 @@ async fn mongodb_batched_inserts_answer_each_caller_alone() {
         Message {
             id: ids.next(now),
             request_id: room,
+            seq: None,
             sender_id: UserId::parse(sender).unwrap(),
             sender_role: if sender.starts_with("lab") { Role::Lab } else { Role::Teacher },
             text: MessageText::parse(text, 4000).unwrap(),
@@ -211,8 +214,12 @@ async fn mongodb_batched_inserts_answer_each_caller_alone() {
     let originals: Vec<Message> =
         (0..100).map(|i| message(rooms[i % 10], "t", format!("original {i}"), Some(format!("c-{i}")))).collect();
     let results = join_all(originals.iter().map(|m| store.insert_message(m))).await;
-    for (m, r) in originals.iter().zip(results) {
-        assert_eq!(r.unwrap(), Inserted::New, "{}", m.text.as_str());
+    let mut originals = originals;
+    for (m, r) in originals.iter_mut().zip(results) {
+        match r.unwrap() {
+            Inserted::New(n) => m.seq = Some(n),
+            other => panic!("{}: {other:?}", m.text.as_str()),
+        }
     }
 
     // 2. All at once again: new messages, repeats of originals (new ids, same client ids) and
@@ -237,6 +244,7 @@ async fn mongodb_batched_inserts_answer_each_caller_alone() {
         }
     }
     let results = join_all(all.iter().map(|m| store.insert_message(m))).await;
+    let mut stored_new = Vec::new();
     for (m, r) in all.iter().zip(results) {
         if m.id == taken.id && m.text == taken.text {
             assert!(matches!(r, Err(StoreError::Internal { .. })), "a taken id fails alone: {r:?}");
@@ -244,16 +252,23 @@ async fn mongodb_batched_inserts_answer_each_caller_alone() {
             let original = originals.iter().step_by(7).nth(i).unwrap();
             assert_eq!(r.unwrap(), Inserted::Duplicate(original.clone()), "{}", m.text.as_str());
         } else {
-            assert_eq!(r.unwrap(), Inserted::New, "{}", m.text.as_str());
+            match r.unwrap() {
+                Inserted::New(n) => stored_new.push(Message { seq: Some(n), ..(*m).clone() }),
+                other => panic!("{}: {other:?}", m.text.as_str()),
+            }
         }
     }
 
-    // Every room holds exactly its originals and new messages, in id order.
+    // Every room holds exactly its originals (seqs 1..=10, as the originals came first) and new
+    // messages (11..=20), in seq order, each with the seq its insert returned.
     let query = HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::DEFAULT };
     for r in &rooms {
-        let mut want: Vec<Message> = originals.iter().chain(&new).filter(|m| m.request_id == *r).cloned().collect();
-        want.sort_by_key(|m| m.id);
-        let page = store.history(*r, query).await.unwrap();
+        let mut want: Vec<Message> =
+            originals.iter().chain(&stored_new).filter(|m| m.request_id == *r).cloned().collect();
+        want.sort_by_key(|m| m.seq);
+        let page = store.history(*r, query).await.unwrap().unwrap();
         assert_eq!(page.messages, want, "room {r}");
+        let got: Vec<u64> = page.messages.iter().filter_map(|m| m.seq).map(|s| s.get()).collect();
+        assert_eq!(got, (1..=20).collect::<Vec<_>>(), "room {r}: seqs");
     }
 }

@@ -203,7 +203,9 @@ impl Chat {
         self.authorize(user, request).await?;
         let order = self.room_order(request).await;
         let cursor = after.map_or(Cursor::Latest, Cursor::After);
-        let history = self.store.history(request, HistoryQuery { cursor, limit: self.history_limit }).await?;
+        // A cursor that is not a message of the room gives an empty page.
+        let history =
+            self.store.history(request, HistoryQuery { cursor, limit: self.history_limit }).await?.unwrap_or_default();
         self.broadcaster.subscribe(request, sink).await?;
         Ok(Joined { history, _order: order })
     }
@@ -238,9 +240,10 @@ impl Chat {
         self.authorize(user, request).await?;
         let _order = self.room_order(request).await;
         let now = self.clock.now();
-        let message = Message {
+        let mut message = Message {
             id: self.ids.next(now),
             request_id: request,
+            seq: None,
             sender_id: user.id().clone(),
             sender_role: user.role(),
             text,
@@ -251,7 +254,8 @@ impl Chat {
         };
         match self.store.insert_message(&message).await? {
             Inserted::Duplicate(original) => Ok(Posted { message: original, duplicate: true }),
-            Inserted::New => {
+            Inserted::New(seq) => {
+                message.seq = Some(seq);
                 self.publish(RoomEvent::MessagePosted(message.clone())).await;
                 Ok(Posted { message, duplicate: false })
             }
@@ -299,7 +303,8 @@ impl Chat {
         self.authorize(user, request).await?;
         let limit = limit.map_or(self.history_limit, |l| l.min(self.history_limit));
         let cursor = before.map_or(Cursor::Latest, Cursor::Before);
-        Ok(self.store.history(request, HistoryQuery { cursor, limit }).await?)
+        // A cursor that is not a message of the room gives an empty page.
+        Ok(self.store.history(request, HistoryQuery { cursor, limit }).await?.unwrap_or_default())
     }
 }
 

@@ -77,6 +77,8 @@
 mod batch;
 mod documents;
 mod errors;
+mod migrate;
+mod sequence;
 mod store;
 
 pub use store::{MESSAGES_COLLECTION, MongoSettings, MongoStore, RECEIPTS_COLLECTION};
