@@ -250,15 +250,17 @@ impl ChatStore for MongoStore {
         let context = "read history";
         let n = query.limit.get();
         let room = request.to_hex();
+        // Every filter states `seq: {$exists: true}`, the seq index's partial filter, so that
+        // MongoDB may use that index for the range and the sort.
         let (filter, ascending) = match query.cursor {
-            Cursor::Latest => (doc! {"requestId": &room, "seq": {"$gte": 1_i64}}, false),
+            Cursor::Latest => (doc! {"requestId": &room, "seq": {"$exists": true}}, false),
             Cursor::Before(id) => {
                 let Some(seq) = self.seq_of(&room, id).await? else { return Ok(None) };
-                (doc! {"requestId": &room, "seq": {"$lt": seq}}, false)
+                (doc! {"requestId": &room, "seq": {"$exists": true, "$lt": seq}}, false)
             }
             Cursor::After(id) => {
                 let Some(seq) = self.seq_of(&room, id).await? else { return Ok(None) };
-                (doc! {"requestId": &room, "seq": {"$gt": seq}}, true)
+                (doc! {"requestId": &room, "seq": {"$exists": true, "$gt": seq}}, true)
             }
         };
         let sort = doc! {"seq": if ascending { 1 } else { -1 }};
