@@ -389,8 +389,9 @@ async fn mongodb_stores_on_one_database_share_one_dense_order() {
 }
 
 /// Messages stored before seqs existed (no `seq` field) get seqs at start-up, per room, in their
-/// old order: 1..=n, whatever order they were written in. New posts continue at n + 1, repeats
-/// of old sends still find their original, and connecting again changes nothing.
+/// old order: 1..=n, whatever order they were written in, also after a start-up that stopped
+/// midway. New posts continue at n + 1, repeats of old sends still find their original, and
+/// connecting again changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongodb_messages_stored_before_seqs_get_them_in_their_old_order() {
     use labchat_domain::RequestId;
@@ -440,6 +441,9 @@ async fn mongodb_messages_stored_before_seqs_get_them_in_their_old_order() {
     };
     // Written newest first, so the order of writing is not the order of the room.
     messages.insert_many(old.iter().rev().map(old_doc)).await.unwrap();
+    // A start-up that stopped midway had given the room's first message its seq already.
+    let first = doc! {"_id": ObjectId::from_bytes(old[0].id.object_id().bytes())};
+    messages.update_one(first, doc! {"$set": {"seq": 1_i64}}).await.unwrap();
 
     let expect = |r: RequestId| -> Vec<(MessageId, Option<u64>)> {
         old.iter().filter(|m| m.request_id == r).zip(1..).map(|(m, n)| (m.id, Some(n))).collect()

@@ -1,4 +1,8 @@
 //! The start-up migration: messages stored before seqs existed (no `seq` field) get one.
+//!
+//! It runs until the seq index exists: [`MongoStore::connect`](crate::MongoStore::connect) creates
+//! that index only after the migration has finished, so once it is there, later start-ups skip
+//! the migration (and its query, which no index serves) with one cheap `listIndexes`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -7,7 +11,7 @@ use futures_util::TryStreamExt;
 use labchat_core::StoreError;
 use mongodb::Collection;
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 use serde::Deserialize;
 
 use crate::documents::MessageDoc;
@@ -25,6 +29,23 @@ struct Position {
     id: ObjectId,
     #[serde(default)]
     seq: Option<i64>,
+}
+
+/// Whether the messages already have the unique seq index on `{requestId: 1, seq: 1}` (found by
+/// its keys, as some compatible servers name indexes their own way).
+pub(crate) async fn has_seq_index(messages: &Collection<MessageDoc>, op_timeout: Duration) -> Result<bool, StoreError> {
+    let indexes = bounded(op_timeout, "list the indexes of the messages", async {
+        messages.list_indexes().await?.try_collect::<Vec<_>>().await
+    })
+    .await?;
+    Ok(indexes.iter().any(|i| is_seq_key(&i.keys)))
+}
+
+/// Whether index keys are `{requestId: 1, seq: 1}`, whatever the numbers' BSON types.
+fn is_seq_key(keys: &Document) -> bool {
+    let one = |v: &Bson| matches!(v, Bson::Int32(1) | Bson::Int64(1)) || matches!(v, Bson::Double(d) if *d == 1.0);
+    let fields: Vec<(&String, &Bson)> = keys.iter().collect();
+    matches!(fields.as_slice(), [(a, x), (b, y)] if a.as_str() == "requestId" && b.as_str() == "seq" && one(x) && one(y))
 }
 
 /// Gives every message without a `seq` its position in its room: the messages of a room sorted
@@ -84,4 +105,19 @@ pub(crate) async fn assign_missing_seqs(
         tracing::info!(request_id = %room, messages = all.len(), "gave a room's old messages their seqs");
     }
     Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seq_index_is_known_by_its_keys() {
+        assert!(is_seq_key(&doc! {"requestId": 1, "seq": 1}));
+        assert!(is_seq_key(&doc! {"requestId": 1_i64, "seq": 1.0}));
+        assert!(!is_seq_key(&doc! {"requestId": 1, "seq": -1}));
+        assert!(!is_seq_key(&doc! {"seq": 1, "requestId": 1}));
+        assert!(!is_seq_key(&doc! {"requestId": 1, "order": -1}));
+        assert!(!is_seq_key(&doc! {"requestId": 1}));
+    }
 }

@@ -21,7 +21,7 @@ use crate::documents::{
     stored_seq,
 };
 use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
-use crate::migrate::assign_missing_seqs;
+use crate::migrate::{assign_missing_seqs, has_seq_index};
 use crate::sequence::{Outcome, SEQ_INDEX, Sequencer};
 
 /// The collection of labchat's messages (in [`MongoSettings::database`]).
@@ -97,8 +97,8 @@ impl std::fmt::Debug for MongoStore {
 
 impl MongoStore {
     /// Connects to MongoDB, gives messages stored before seqs existed their seqs (in their old
-    /// order, per room), then creates labchat's indexes if they are missing (all idempotent; the
-    /// requests collection is left alone).
+    /// order, per room; only while the seq index does not exist yet), then creates labchat's
+    /// indexes if they are missing (all idempotent; the requests collection is left alone).
     ///
     /// Fails with [`StoreError::Unavailable`] when the server cannot be reached within about
     /// [`MongoSettings::op_timeout`] per step, and with [`StoreError::Internal`] for a bad
@@ -127,8 +127,8 @@ impl MongoStore {
             creator_field: settings.creator_field,
             op_timeout: limit,
         };
-        let migrated = assign_missing_seqs(&store.messages, limit).await?;
-        if migrated > 0 {
+        if !has_seq_index(&store.messages, limit).await? {
+            let migrated = assign_missing_seqs(&store.messages, limit).await?;
             tracing::info!(messages = migrated, "gave messages stored before seqs existed their seqs");
         }
         store.create_indexes().await?;
