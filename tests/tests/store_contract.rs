@@ -512,3 +512,36 @@ async fn mongodb_a_timed_out_insert_leaves_no_hole() {
         assert_eq!(got, (1..=after).collect::<Vec<_>>(), "batched {batched}: dense, the last post last");
     }
 }
+
+/// A batch holding many repeats of earlier sends (as after a reconnect storm) answers every one
+/// with its original and still stores its new messages, densely after the originals: refused
+/// repeats are settled one by one and never count as lost seqs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_a_batch_of_many_repeats_still_stores_its_new_messages() {
+    use futures_util::future::join_all;
+    let fixture = MongoFixture::new("many_repeats").await;
+    let store = MongoStore::connect(fixture.settings().clone()).await.unwrap();
+    let posts = Posts::new();
+    let room = rid(1);
+    let originals: Vec<Message> =
+        (0..100).map(|i| posts.message(room, &format!("original {i}"), Some(&format!("c-{i}")))).collect();
+    for (m, n) in originals.iter().zip(1..) {
+        assert_eq!(new_seq(&store, m).await, n);
+    }
+    let mut all: Vec<Message> =
+        (0..100).map(|i| posts.message(room, &format!("repeat {i}"), Some(&format!("c-{i}")))).collect();
+    all.extend((0..10).map(|i| posts.message(room, &format!("new {i}"), None)));
+    let results = join_all(all.iter().map(|m| store.insert_message(m))).await;
+    let mut new = Vec::new();
+    for (i, (m, r)) in all.iter().zip(results).enumerate() {
+        match r {
+            Ok(labchat_core::Inserted::Duplicate(o)) if i < 100 => {
+                assert_eq!((o.id, o.seq.map(|s| s.get())), (originals[i].id, u64::try_from(i + 1).ok()));
+            }
+            Ok(labchat_core::Inserted::New(n)) if i >= 100 => new.push(n.get()),
+            other => panic!("{}: {other:?}", m.text.as_str()),
+        }
+    }
+    new.sort_unstable();
+    assert_eq!(new, (101..=110).collect::<Vec<_>>());
+}

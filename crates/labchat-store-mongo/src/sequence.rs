@@ -4,7 +4,7 @@
 //! index [`SEQ_INDEX`] on `{requestId: 1, seq: 1}` decides: if another node (or an earlier,
 //! timed-out attempt) took that seq, the insert fails with a duplicate key on that index, the
 //! node reloads the room's highest seq with one indexed query and tries again (at most
-//! [`MAX_ATTEMPTS`] times, then [`StoreError::Unavailable`]). The last seq known stored is cached
+//! [`MAX_CONFLICTS`] times, then [`StoreError::Unavailable`]). The last seq known stored is cached
 //! per room, so the usual insert costs no extra round trip.
 //!
 //! Several messages go in one *ordered* `insert_many`: the server stores them one after the
@@ -30,8 +30,8 @@ use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within, write
 /// The name of the unique index on `{requestId: 1, seq: 1}`.
 pub(crate) const SEQ_INDEX: &str = "requestId_1_seq_1";
 
-/// How many times a message is sent before its room's seq conflicts count as unavailability.
-pub(crate) const MAX_ATTEMPTS: u32 = 64;
+/// How many seqs one call may lose to other nodes before it answers unavailable.
+pub(crate) const MAX_CONFLICTS: u32 = 64;
 
 /// Stripes of the per-room lock that keeps one node's single inserts into a room one at a time.
 const STRIPES: usize = 64;
@@ -184,7 +184,9 @@ impl Sequencer {
     pub(crate) async fn store(&self, docs: &mut [MessageDoc], gone: &(dyn Fn(usize) -> bool + Sync)) -> Vec<Outcome> {
         let mut out: Vec<Option<Outcome>> = docs.iter().map(|_| None).collect();
         let mut pending: Vec<usize> = (0..docs.len()).collect();
-        for attempt in 0..MAX_ATTEMPTS {
+        // Every round stores a document, settles one, or counts a lost seq: it ends.
+        let mut conflicts = 0;
+        while conflicts < MAX_CONFLICTS {
             pending.retain(|&i| !gone(i));
             if pending.is_empty() {
                 break;
@@ -224,7 +226,8 @@ impl Sequencer {
                         match self.conflict(&docs[k], &w.message).await {
                             Ok(Conflict::Seq) => {
                                 self.forget(&docs[k].request_id);
-                                backoff(attempt).await;
+                                conflicts += 1;
+                                backoff(conflicts).await;
                                 true
                             }
                             Ok(Conflict::Key) => {
@@ -245,10 +248,10 @@ impl Sequencer {
             }
         }
         for i in pending {
-            tracing::warn!(request_id = %docs[i].request_id, attempts = MAX_ATTEMPTS, "gave up on a message's seq");
+            tracing::warn!(request_id = %docs[i].request_id, conflicts = MAX_CONFLICTS, "gave up on a message's seq");
             out[i] = Some(Outcome::Failed(StoreError::unavailable(
                 CONTEXT,
-                format!("the room's next seq was taken {MAX_ATTEMPTS} times in a row"),
+                format!("other nodes took the room's next seq {MAX_CONFLICTS} times"),
             )));
         }
         finish(out)

@@ -45,7 +45,8 @@ pub struct MongoSettings {
     pub creator_field: String,
     /// The longest any single call to MongoDB may take, including finding a server to talk to
     /// (default 5 s; must not be zero). A call that takes longer fails with
-    /// [`StoreError::Unavailable`]. A store operation makes one to three calls, each bounded.
+    /// [`StoreError::Unavailable`]. A store operation makes a few calls, each bounded; an insert
+    /// waits at most this long in all.
     pub op_timeout: Duration,
     /// Whether concurrent message inserts share one batched insert (default `true`): while one
     /// batch is in flight, the messages that arrive are gathered (up to 256) and stored together
