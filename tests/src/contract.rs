@@ -4,9 +4,9 @@
 //! store and a way to add requests to it (requests belong to another system, so the port has no
 //! method for that). A check panics when the store breaks the contract.
 //!
-//! Expected results come from the domain, not from any store: a small in-test model applies
-//! [`Message::mark`] and [`HistoryQuery::select`] to the messages the check wrote, and the store
-//! must give back exactly that.
+//! Expected results come from the domain, not from any store: a small in-test model gives each
+//! message its room's next seq, applies [`Message::mark`] and [`HistoryQuery::select`] to the
+//! messages the check wrote, and the store must give back exactly that.
 //!
 //! [`for_each_contract_check!`](crate::for_each_contract_check) lists every check, so a test
 //! file runs them all against one store with a single macro call (see
@@ -20,7 +20,7 @@ use futures_util::future::join_all;
 use labchat_core::{ChatStore, Inserted, Marked, MessageIdGenerator};
 use labchat_domain::{
     ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, ObjectIdBytes,
-    Receipt, ReceiptKind, Request, RequestId, Role, Timestamp, UserId,
+    Receipt, ReceiptKind, Request, RequestId, Role, Seq, Timestamp, UserId,
 };
 use labchat_memory::MemoryStore;
 
@@ -101,9 +101,19 @@ macro_rules! for_each_contract_check {
             receipts_show_in_history_with_user_and_time,
             concurrent_marks_mark_once,
             ping_answers,
+            seqs_are_dense_per_room,
+            concurrent_inserts_into_one_room_are_dense,
+            a_duplicate_keeps_its_seq_and_leaves_no_hole,
+            a_cursor_outside_the_room_is_reported,
         }
     };
 }
+
+mod seq;
+pub use self::seq::{
+    a_cursor_outside_the_room_is_reported, a_duplicate_keeps_its_seq_and_leaves_no_hole,
+    concurrent_inserts_into_one_room_are_dense, seqs_are_dense_per_room,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -113,6 +123,16 @@ const BASE_MILLIS: i64 = 1_733_000_000_000;
 /// A request id for test number `n`.
 pub fn rid(n: u32) -> RequestId {
     RequestId::parse(&format!("6751b6df{n:016x}")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A seq.
+pub fn seq(n: u64) -> Seq {
+    Seq::new(n).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The seqs of some messages (a message without one is a failure).
+pub fn seqs(messages: &[Message]) -> Vec<u64> {
+    messages.iter().map(|m| m.seq.unwrap_or_else(|| panic!("message {} has no seq", m.id)).get()).collect()
 }
 
 /// A user id.
@@ -144,6 +164,7 @@ impl Gen {
         Message {
             id: self.ids.next(now),
             request_id: request,
+            seq: None,
             sender_id: uid(sender),
             sender_role: if sender.starts_with("lab") { Role::Lab } else { Role::Teacher },
             text: MessageText::parse(text, MessageText::DEFAULT_MAX_CHARS).unwrap_or_else(|e| panic!("{e}")),
@@ -162,13 +183,23 @@ struct Model {
 }
 
 impl Model {
+    /// The room's messages in seq order.
     fn room(&self, request: RequestId) -> Vec<Message> {
         let mut room: Vec<Message> = self.messages.iter().filter(|m| m.request_id == request).cloned().collect();
-        room.sort_by_key(|m| m.id);
+        room.sort_by_key(|m| m.seq);
         room
     }
 
-    fn page(&self, request: RequestId, query: HistoryQuery) -> HistoryPage {
+    /// Stores `m` as the room's next message; returns its seq.
+    fn add(&mut self, mut m: Message) -> Seq {
+        let count = self.messages.iter().filter(|x| x.request_id == m.request_id).count();
+        let next = seq(u64::try_from(count).unwrap_or_else(|e| panic!("{e}")) + 1);
+        m.seq = Some(next);
+        self.messages.push(m);
+        next
+    }
+
+    fn page(&self, request: RequestId, query: HistoryQuery) -> Option<HistoryPage> {
         query.select(&self.room(request))
     }
 
@@ -196,13 +227,23 @@ impl Model {
     }
 }
 
+/// Inserts `m`, which must be stored as its room's next message (the model's seq).
 async fn insert_new(store: &dyn ChatStore, model: &mut Model, m: Message) {
     let got = store.insert_message(&m).await.unwrap_or_else(|e| panic!("insert {:?}: {e:?}", m.id));
-    assert_eq!(got, Inserted::New, "inserting {:?}", m.id);
-    model.messages.push(m);
+    let id = m.id;
+    let want = model.add(m);
+    assert_eq!(got, Inserted::New(want), "inserting {id:?}");
 }
 
+/// A page the store must find (the cursor is a message of the room, or [`Cursor::Latest`]).
 async fn history(store: &dyn ChatStore, request: RequestId, cursor: Cursor, n: usize) -> HistoryPage {
+    history_at(store, request, cursor, n)
+        .await
+        .unwrap_or_else(|| panic!("history {cursor:?} limit {n}: the cursor was reported as not of the room"))
+}
+
+/// A page, or `None` when the store reports the cursor as not a message of the room.
+async fn history_at(store: &dyn ChatStore, request: RequestId, cursor: Cursor, n: usize) -> Option<HistoryPage> {
     let query = HistoryQuery { cursor, limit: limit(n) };
     store.history(request, query).await.unwrap_or_else(|e| panic!("history {cursor:?} limit {n}: {e:?}"))
 }
@@ -221,7 +262,7 @@ async fn mark(
 /// Asserts the store's full history of the room equals the model's, receipts included.
 async fn assert_room_matches(store: &dyn ChatStore, model: &Model, request: RequestId, what: &str) {
     let want = model.page(request, HistoryQuery { cursor: Cursor::Latest, limit: limit(HistoryLimit::MAX) });
-    let got = history(store, request, Cursor::Latest, HistoryLimit::MAX).await;
+    let got = history_at(store, request, Cursor::Latest, HistoryLimit::MAX).await;
     assert_eq!(got, want, "{what}: the room's whole history");
 }
 
@@ -270,7 +311,8 @@ pub async fn unknown_request_is_none<F: StoreFixture>(f: &F) {
     assert_eq!(store.find_request(rid(2)).await.unwrap_or_else(|e| panic!("{e:?}")), None);
 }
 
-/// A room with no messages, or with no request at all, gives an empty page for every cursor.
+/// A room with no messages, or with no request at all, gives an empty page for the latest
+/// messages, and reports a cursor (necessarily not one of its messages) as not of the room.
 pub async fn empty_room_gives_an_empty_page<F: StoreFixture>(f: &F) {
     let store = f.store();
     let mk = Gen::new();
@@ -278,27 +320,39 @@ pub async fn empty_room_gives_an_empty_page<F: StoreFixture>(f: &F) {
     let elsewhere = mk.message(rid(3), "t", "in another room", None);
     store.insert_message(&elsewhere).await.unwrap_or_else(|e| panic!("{e:?}"));
     for room in [rid(1), rid(2)] {
-        for cursor in [Cursor::Latest, Cursor::Before(elsewhere.id), Cursor::After(elsewhere.id)] {
-            let page = history(&*store, room, cursor, 50).await;
-            assert_eq!(page, HistoryPage::default(), "{room:?} {cursor:?}");
+        let page = history(&*store, room, Cursor::Latest, 50).await;
+        assert_eq!(page, HistoryPage::default(), "{room:?} latest");
+        for cursor in [Cursor::Before(elsewhere.id), Cursor::After(elsewhere.id)] {
+            assert_eq!(history_at(&*store, room, cursor, 50).await, None, "{room:?} {cursor:?}");
         }
     }
 }
 
-/// Pages are oldest first, sorted by id whatever the insertion order, at most `limit` long, and
-/// `has_more` tells whether older messages exist. Pages longer than a driver batch work too.
+/// Pages are oldest first in seq order (the order the messages were stored, whatever their ids),
+/// at most `limit` long, and `has_more` tells whether older messages exist. Pages longer than a
+/// driver batch work too.
 pub async fn history_is_oldest_first_and_limited<F: StoreFixture>(f: &F) {
     let room = rid(1);
     let (store, mk, mut model) = open(f, "t", &[room]).await;
     let mut made: Vec<Message> =
         (0..150).map(|i| mk.message(if i % 5 == 4 { rid(2) } else { room }, "t", &format!("m{i}"), None)).collect();
-    // Insert out of id order: the store must sort by id, not by insertion.
+    // Insert out of id order (as ids made on several nodes may be): the store orders by seq.
     let (evens, odds): (Vec<_>, Vec<_>) = made.drain(..).enumerate().partition(|(i, _)| i % 2 == 0);
     for (_, m) in odds.into_iter().rev().chain(evens) {
         insert_new(&*store, &mut model, m).await;
     }
     let all = model.room(room);
     assert_eq!(all.len(), 120);
+    assert_eq!(seqs(&all), (1..=120).collect::<Vec<_>>());
+    assert_ne!(
+        ids(&all),
+        {
+            let mut sorted = ids(&all);
+            sorted.sort();
+            sorted
+        },
+        "ids and seqs disagree"
+    );
     for (n, more) in [(1, true), (10, true), (101, true), (119, true), (120, false), (121, false), (500, false)] {
         let page = history(&*store, room, Cursor::Latest, n).await;
         let want = &all[all.len().saturating_sub(n)..];
@@ -309,7 +363,8 @@ pub async fn history_is_oldest_first_and_limited<F: StoreFixture>(f: &F) {
 }
 
 /// Every cursor, at every limit, gives exactly the page [`HistoryQuery::select`] picks from all
-/// of the room's messages, receipts included.
+/// of the room's messages in seq order, receipts included; a cursor that is not a message of the
+/// room (of another room, or unknown) is reported as such.
 pub async fn history_cursors_match_select<F: StoreFixture>(f: &F) {
     let (room, other) = (rid(1), rid(2));
     let (store, mk, mut model) = open(f, "t", &[room, other]).await;
@@ -338,7 +393,7 @@ pub async fn history_cursors_match_select<F: StoreFixture>(f: &F) {
     for cursor in cursors {
         for n in [1, 2, 3, 7, all.len() - 1, all.len(), all.len() + 1, 100] {
             let want = model.page(room, HistoryQuery { cursor, limit: limit(n) });
-            let got = history(&*store, room, cursor, n).await;
+            let got = history_at(&*store, room, cursor, n).await;
             assert_eq!(got, want, "{cursor:?} limit {n}");
         }
     }
@@ -356,6 +411,7 @@ pub async fn idempotent_insert_returns_the_original_with_receipts<F: StoreFixtur
     model.mark(room, &uid("lab-1"), ReceiptKind::Read, &[original.id], at);
     let expected = model.room(room).remove(0);
     assert_eq!(expected.read_by.len(), 1);
+    assert_eq!(expected.seq, Some(Seq::FIRST));
 
     let retry = mk.message(room, "t", "hello (sent again)", Some("c-1"));
     let got = store.insert_message(&retry).await.unwrap_or_else(|e| panic!("{e:?}"));
@@ -389,7 +445,7 @@ pub async fn same_client_id_from_another_sender_or_room_is_a_new_message<F: Stor
 }
 
 /// Concurrent sends with one idempotency key store exactly one message: one call gets
-/// [`Inserted::New`], every other one the same original.
+/// [`Inserted::New`] with seq 1, every other one the same original.
 pub async fn concurrent_idempotent_inserts_store_one_message<F: StoreFixture>(f: &F) {
     let store = f.store();
     let mk = Gen::new();
@@ -401,9 +457,10 @@ pub async fn concurrent_idempotent_inserts_store_one_message<F: StoreFixture>(f:
     let mut originals = Vec::new();
     for (m, r) in attempts.iter().zip(results) {
         match r.unwrap_or_else(|e| panic!("{e:?}")) {
-            Inserted::New => {
+            Inserted::New(n) => {
                 assert!(winner.is_none(), "two inserts with one key were both new");
-                winner = Some(m.clone());
+                assert_eq!(n, Seq::FIRST, "the room's first message");
+                winner = Some(Message { seq: Some(n), ..m.clone() });
             }
             Inserted::Duplicate(original) => originals.push(original),
         }

@@ -280,8 +280,11 @@ async fn shutdown_finishes_in_flight_sends_and_closes_with_1001() {
         }
     };
     assert_eq!(code, 1001);
-    let page =
-        memory.history(rid, HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::DEFAULT }).await.unwrap();
+    let page = memory
+        .history(rid, HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::DEFAULT })
+        .await
+        .unwrap()
+        .unwrap();
     if let Some(id) = acked {
         assert!(page.messages.iter().any(|m| m.id.to_hex() == id), "acked message is stored");
     }

@@ -52,6 +52,7 @@ async fn stored(server: &TestServer, rid: &str) -> HistoryPage {
         .unwrap()
         .history(RequestId::parse(rid).unwrap(), HistoryQuery { cursor: Cursor::Latest, limit })
         .await
+        .unwrap()
         .unwrap();
     assert!(!page.has_more);
     page

@@ -343,7 +343,7 @@ async fn all_messages(store: &MemoryStore, rid: RequestId) -> Vec<Message> {
     let mut cursor = Cursor::Latest;
     let mut out: Vec<Message> = Vec::new();
     for _ in 0..1000 {
-        let page = store.history(rid, HistoryQuery { cursor, limit }).await.unwrap();
+        let page = store.history(rid, HistoryQuery { cursor, limit }).await.unwrap().unwrap();
         let (more, first) = (page.has_more, page.messages.first().map(|m| m.id));
         out.splice(0..0, page.messages);
         match (more, first) {

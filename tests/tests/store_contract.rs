@@ -76,6 +76,7 @@ fn sample_message() -> Message {
     Message {
         id: MessageId::parse("6751b6df1ad14eaa13a03313").unwrap(),
         request_id: rid(1),
+        seq: None,
         sender_id: UserId::parse("t").unwrap(),
         sender_role: Role::Teacher,
         text: MessageText::parse("hello", 100).unwrap(),
@@ -143,7 +144,8 @@ async fn mongodb_connecting_twice_to_one_database_is_fine() {
     first.insert_message(&m).await.unwrap();
     let second = MongoStore::connect(settings).await.unwrap();
     let page = second.history(rid(1), HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::DEFAULT }).await;
-    assert_eq!(page.unwrap().messages, vec![m]);
+    let stored = Message { seq: Some(labchat_domain::Seq::FIRST), ..m };
+    assert_eq!(page.unwrap().unwrap().messages, vec![stored]);
 }
 
 /// The creator field is configurable, and a dotted path reaches into a sub-document.
@@ -197,6 +199,7 @@ async fn mongodb_batched_inserts_answer_each_caller_alone() {
         Message {
             id: ids.next(now),
             request_id: room,
+            seq: None,
             sender_id: UserId::parse(sender).unwrap(),
             sender_role: if sender.starts_with("lab") { Role::Lab } else { Role::Teacher },
             text: MessageText::parse(text, 4000).unwrap(),
@@ -211,8 +214,12 @@ async fn mongodb_batched_inserts_answer_each_caller_alone() {
     let originals: Vec<Message> =
         (0..100).map(|i| message(rooms[i % 10], "t", format!("original {i}"), Some(format!("c-{i}")))).collect();
     let results = join_all(originals.iter().map(|m| store.insert_message(m))).await;
-    for (m, r) in originals.iter().zip(results) {
-        assert_eq!(r.unwrap(), Inserted::New, "{}", m.text.as_str());
+    let mut originals = originals;
+    for (m, r) in originals.iter_mut().zip(results) {
+        match r.unwrap() {
+            Inserted::New(n) => m.seq = Some(n),
+            other => panic!("{}: {other:?}", m.text.as_str()),
+        }
     }
 
     // 2. All at once again: new messages, repeats of originals (new ids, same client ids) and
@@ -237,6 +244,7 @@ async fn mongodb_batched_inserts_answer_each_caller_alone() {
         }
     }
     let results = join_all(all.iter().map(|m| store.insert_message(m))).await;
+    let mut stored_new = Vec::new();
     for (m, r) in all.iter().zip(results) {
         if m.id == taken.id && m.text == taken.text {
             assert!(matches!(r, Err(StoreError::Internal { .. })), "a taken id fails alone: {r:?}");
@@ -244,16 +252,296 @@ async fn mongodb_batched_inserts_answer_each_caller_alone() {
             let original = originals.iter().step_by(7).nth(i).unwrap();
             assert_eq!(r.unwrap(), Inserted::Duplicate(original.clone()), "{}", m.text.as_str());
         } else {
-            assert_eq!(r.unwrap(), Inserted::New, "{}", m.text.as_str());
+            match r.unwrap() {
+                Inserted::New(n) => stored_new.push(Message { seq: Some(n), ..(*m).clone() }),
+                other => panic!("{}: {other:?}", m.text.as_str()),
+            }
         }
     }
 
-    // Every room holds exactly its originals and new messages, in id order.
+    // Every room holds exactly its originals (seqs 1..=10, as the originals came first) and new
+    // messages (11..=20), in seq order, each with the seq its insert returned.
     let query = HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::DEFAULT };
     for r in &rooms {
-        let mut want: Vec<Message> = originals.iter().chain(&new).filter(|m| m.request_id == *r).cloned().collect();
-        want.sort_by_key(|m| m.id);
-        let page = store.history(*r, query).await.unwrap();
+        let mut want: Vec<Message> =
+            originals.iter().chain(&stored_new).filter(|m| m.request_id == *r).cloned().collect();
+        want.sort_by_key(|m| m.seq);
+        let page = store.history(*r, query).await.unwrap().unwrap();
         assert_eq!(page.messages, want, "room {r}");
+        let got: Vec<u64> = page.messages.iter().filter_map(|m| m.seq).map(|s| s.get()).collect();
+        assert_eq!(got, (1..=20).collect::<Vec<_>>(), "room {r}: seqs");
     }
+}
+
+/// Messages for the seq tests below: increasing ids and times, from "t".
+struct Posts {
+    ids: labchat_core::MessageIdGenerator,
+    clock: std::sync::atomic::AtomicI64,
+}
+
+impl Posts {
+    fn new() -> Self {
+        Self {
+            ids: labchat_core::MessageIdGenerator::new(),
+            clock: std::sync::atomic::AtomicI64::new(1_733_000_000_000),
+        }
+    }
+
+    fn message(&self, room: labchat_domain::RequestId, text: &str, client: Option<&str>) -> Message {
+        let now = Timestamp::from_unix_millis(self.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        Message {
+            id: self.ids.next(now),
+            request_id: room,
+            seq: None,
+            sender_id: UserId::parse("t").unwrap(),
+            sender_role: Role::Teacher,
+            text: MessageText::parse(text, 4000).unwrap(),
+            created_at: now,
+            client_message_id: client.map(|c| labchat_domain::ClientMessageId::parse(c).unwrap()),
+            delivered_to: vec![],
+            read_by: vec![],
+        }
+    }
+}
+
+async fn new_seq(store: &MongoStore, m: &Message) -> u64 {
+    match store.insert_message(m).await {
+        Ok(labchat_core::Inserted::New(n)) => n.get(),
+        other => panic!("insert {}: {other:?}", m.text.as_str()),
+    }
+}
+
+async fn whole_room(store: &MongoStore, room: labchat_domain::RequestId) -> Vec<Message> {
+    let limit = HistoryLimit::new(HistoryLimit::MAX).unwrap();
+    let page = store.history(room, HistoryQuery { cursor: Cursor::Latest, limit }).await.unwrap().unwrap();
+    assert!(!page.has_more);
+    page.messages
+}
+
+/// A store whose idea of a room's next seq is stale (another store on the same database posted
+/// in between) still gives its message the next free seq, batched or not: the unique seq index
+/// refuses the taken seq, and the store reloads the room's highest seq and tries again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_a_store_behind_another_takes_the_next_free_seq() {
+    for batched in [true, false] {
+        let fixture = MongoFixture::with(&format!("stale_seq_{batched}"), |s| s.batch_inserts = batched).await;
+        let a = MongoStore::connect(fixture.settings().clone()).await.unwrap();
+        let b = MongoStore::connect(fixture.settings().clone()).await.unwrap();
+        let posts = Posts::new();
+        let room = rid(1);
+        let sent: Vec<Message> = (1..=6).map(|i| posts.message(room, &format!("m{i}"), None)).collect();
+        // a, b, a, b, a, b: every insert after the first two finds its store one seq behind.
+        for (i, m) in sent.iter().enumerate() {
+            let store = if i % 2 == 0 { &a } else { &b };
+            let want = u64::try_from(i).unwrap() + 1;
+            assert_eq!(new_seq(store, m).await, want, "batched {batched}: {}", m.text.as_str());
+        }
+        for store in [&a, &b] {
+            let got: Vec<(MessageId, Option<u64>)> =
+                whole_room(store, room).await.iter().map(|m| (m.id, m.seq.map(|s| s.get()))).collect();
+            let want: Vec<(MessageId, Option<u64>)> = sent.iter().zip(1..).map(|(m, n)| (m.id, Some(n))).collect();
+            assert_eq!(got, want, "batched {batched}");
+        }
+    }
+}
+
+/// Three stores on one database (two batching, one not), each with four tasks of 25 sends, all
+/// into one room at once: the seqs are 1..=300, each once, and history lists every message in
+/// that order with the seq its insert returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_stores_on_one_database_share_one_dense_order() {
+    use futures_util::future::join_all;
+    const TASKS: usize = 4;
+    const EACH: usize = 25;
+    let fixture = MongoFixture::new("shared_order").await;
+    let settings = fixture.settings().clone();
+    let stores = [
+        std::sync::Arc::new(MongoStore::connect(settings.clone()).await.unwrap()),
+        std::sync::Arc::new(MongoStore::connect(settings.clone()).await.unwrap()),
+        std::sync::Arc::new(MongoStore::connect(MongoSettings { batch_inserts: false, ..settings }).await.unwrap()),
+    ];
+    let posts = Posts::new();
+    let room = rid(1);
+    let mut tasks = Vec::new();
+    for (s, store) in stores.iter().enumerate() {
+        for t in 0..TASKS {
+            let messages: Vec<Message> =
+                (0..EACH).map(|i| posts.message(room, &format!("store {s} task {t} message {i}"), None)).collect();
+            let store = std::sync::Arc::clone(store);
+            tasks.push(async move {
+                let mut got = Vec::with_capacity(EACH);
+                for m in messages {
+                    got.push((m.id, new_seq(&store, &m).await));
+                }
+                got
+            });
+        }
+    }
+    let mut stored: Vec<(MessageId, u64)> = join_all(tasks).await.into_iter().flatten().collect();
+    stored.sort_by_key(|(_, n)| *n);
+    let total = u64::try_from(stores.len() * TASKS * EACH).unwrap();
+    assert_eq!(stored.iter().map(|(_, n)| *n).collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
+    for store in &stores {
+        let listed: Vec<(MessageId, u64)> =
+            whole_room(store, room).await.iter().map(|m| (m.id, m.seq.unwrap().get())).collect();
+        assert_eq!(listed, stored, "history in seq order, with the seqs the inserts returned");
+    }
+}
+
+/// Messages stored before seqs existed (no `seq` field) get seqs at start-up, per room, in their
+/// old order: 1..=n, whatever order they were written in, also after a start-up that stopped
+/// midway. New posts continue at n + 1, repeats of old sends still find their original, and
+/// connecting again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_messages_stored_before_seqs_get_them_in_their_old_order() {
+    use labchat_domain::RequestId;
+    use mongodb::IndexModel;
+    use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
+    use mongodb::options::IndexOptions;
+
+    let settings = mongo::test_settings("old_messages");
+    let db = mongo::database(&settings).await;
+    let messages = db.collection::<Document>(labchat_store_mongo::MESSAGES_COLLECTION);
+    // The collection as an older labchat left it: its indexes, and documents without `seq`.
+    let index = |keys: Document, name: &str, unique: bool| {
+        let options = IndexOptions::builder().name(name.to_owned()).unique(unique.then_some(true)).build();
+        IndexModel::builder().keys(keys).options(options).build()
+    };
+    messages
+        .create_indexes([
+            index(doc! {"requestId": 1, "order": -1}, "requestId_1_order_-1", false),
+            index(doc! {"idem": 1}, "idem_1", true),
+        ])
+        .await
+        .unwrap();
+    let posts = Posts::new();
+    let (room, other) = (rid(1), rid(2));
+    let old: Vec<Message> = (0..8)
+        .map(|i| {
+            let r = if i % 3 == 2 { other } else { room };
+            posts.message(r, &format!("old {i}"), (i == 3).then_some("c-old"))
+        })
+        .collect();
+    let old_doc = |m: &Message| {
+        let mut d = doc! {
+            "_id": ObjectId::from_bytes(m.id.object_id().bytes()),
+            "order": m.id.to_hex(),
+            "requestId": m.request_id.to_hex(),
+            "senderId": m.sender_id.as_str(),
+            "senderRole": m.sender_role.as_str(),
+            "text": m.text.as_str(),
+            "createdAt": DateTime::from_millis(m.created_at.unix_millis()),
+            "idem": m.id.to_hex(),
+        };
+        if let Some(c) = &m.client_message_id {
+            d.insert("clientMessageId", c.as_str());
+            d.insert("idem", format!("{}:1:t:{}", m.request_id.to_hex(), c.as_str()));
+        }
+        d
+    };
+    // Written newest first, so the order of writing is not the order of the room.
+    messages.insert_many(old.iter().rev().map(old_doc)).await.unwrap();
+    // A start-up that stopped midway had given the room's first message its seq already.
+    let first = doc! {"_id": ObjectId::from_bytes(old[0].id.object_id().bytes())};
+    messages.update_one(first, doc! {"$set": {"seq": 1_i64}}).await.unwrap();
+
+    let expect = |r: RequestId| -> Vec<(MessageId, Option<u64>)> {
+        old.iter().filter(|m| m.request_id == r).zip(1..).map(|(m, n)| (m.id, Some(n))).collect()
+    };
+    let listed = |page: Vec<Message>| -> Vec<(MessageId, Option<u64>)> {
+        page.iter().map(|m| (m.id, m.seq.map(|s| s.get()))).collect()
+    };
+    let store = MongoStore::connect(settings.clone()).await.unwrap();
+    for r in [room, other] {
+        assert_eq!(listed(whole_room(&store, r).await), expect(r), "room {r}");
+    }
+    let without = messages.count_documents(doc! {"seq": {"$exists": false}}).await.unwrap();
+    assert_eq!(without, 0, "every message has a seq");
+
+    // New posts continue the room's order; a repeat of an old send finds its original.
+    let in_room = u64::try_from(expect(room).len()).unwrap();
+    assert_eq!(new_seq(&store, &posts.message(room, "new", None)).await, in_room + 1);
+    match store.insert_message(&posts.message(room, "old 3, again", Some("c-old"))).await.unwrap() {
+        labchat_core::Inserted::Duplicate(o) => assert_eq!((o.id, o.seq.map(|s| s.get())), (old[3].id, Some(3))),
+        other => panic!("a repeat of an old send: {other:?}"),
+    }
+
+    // Connecting again (the migration runs again) changes nothing.
+    let before = whole_room(&store, room).await;
+    let again = MongoStore::connect(settings).await.unwrap();
+    assert_eq!(whole_room(&again, room).await, before);
+    let in_other = u64::try_from(expect(other).len()).unwrap();
+    assert_eq!(new_seq(&again, &posts.message(other, "new elsewhere", None)).await, in_other + 1);
+}
+
+/// An insert that times out (the server went silent) leaves no hole: whatever it stored or not,
+/// the room's seqs stay 1..=n once the server answers again, and the next post takes n + 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_a_timed_out_insert_leaves_no_hole() {
+    for batched in [true, false] {
+        let proxy = TcpProxy::start(mongo::test_mongo_host()).await;
+        let settings = MongoSettings {
+            uri: format!("mongodb://{}/?directConnection=true", proxy.addr()),
+            op_timeout: SHORT,
+            batch_inserts: batched,
+            ..mongo::test_settings(&format!("timeout_no_hole_{batched}"))
+        };
+        let store = MongoStore::connect(settings).await.unwrap();
+        let posts = Posts::new();
+        let room = rid(1);
+        assert_eq!(new_seq(&store, &posts.message(room, "before", None)).await, 1);
+        proxy.freeze();
+        let lost = store.insert_message(&posts.message(room, "during", None)).await;
+        assert!(matches!(lost, Err(StoreError::Unavailable { .. })), "batched {batched}: {lost:?}");
+        proxy.restore();
+        // The driver reconnects; a first call may still meet a connection closed by the restore.
+        let mut after = None;
+        for _ in 0..5 {
+            match store.insert_message(&posts.message(room, "after", Some("after"))).await {
+                Ok(labchat_core::Inserted::New(n)) => after = Some(n.get()),
+                Ok(labchat_core::Inserted::Duplicate(o)) => after = o.seq.map(|s| s.get()),
+                Err(e) => {
+                    assert!(e.is_retryable(), "{e:?}");
+                    continue;
+                }
+            }
+            break;
+        }
+        let after = after.unwrap_or_else(|| panic!("batched {batched}: no insert succeeded after the restore"));
+        let got: Vec<u64> = whole_room(&store, room).await.iter().map(|m| m.seq.unwrap().get()).collect();
+        assert_eq!(got, (1..=after).collect::<Vec<_>>(), "batched {batched}: dense, the last post last");
+    }
+}
+
+/// A batch holding many repeats of earlier sends (as after a reconnect storm) answers every one
+/// with its original and still stores its new messages, densely after the originals: refused
+/// repeats are settled one by one and never count as lost seqs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_a_batch_of_many_repeats_still_stores_its_new_messages() {
+    use futures_util::future::join_all;
+    let fixture = MongoFixture::new("many_repeats").await;
+    let store = MongoStore::connect(fixture.settings().clone()).await.unwrap();
+    let posts = Posts::new();
+    let room = rid(1);
+    let originals: Vec<Message> =
+        (0..100).map(|i| posts.message(room, &format!("original {i}"), Some(&format!("c-{i}")))).collect();
+    for (m, n) in originals.iter().zip(1..) {
+        assert_eq!(new_seq(&store, m).await, n);
+    }
+    let mut all: Vec<Message> =
+        (0..100).map(|i| posts.message(room, &format!("repeat {i}"), Some(&format!("c-{i}")))).collect();
+    all.extend((0..10).map(|i| posts.message(room, &format!("new {i}"), None)));
+    let results = join_all(all.iter().map(|m| store.insert_message(m))).await;
+    let mut new = Vec::new();
+    for (i, (m, r)) in all.iter().zip(results).enumerate() {
+        match r {
+            Ok(labchat_core::Inserted::Duplicate(o)) if i < 100 => {
+                assert_eq!((o.id, o.seq.map(|s| s.get())), (originals[i].id, u64::try_from(i + 1).ok()));
+            }
+            Ok(labchat_core::Inserted::New(n)) if i >= 100 => new.push(n.get()),
+            other => panic!("{}: {other:?}", m.text.as_str()),
+        }
+    }
+    new.sort_unstable();
+    assert_eq!(new, (101..=110).collect::<Vec<_>>());
 }

@@ -162,7 +162,8 @@ impl Chat {
             .store
             .history(request, HistoryQuery { cursor, limit: self.history_limit })
             .await
-            .map_err(ChatError::store("reading the history of a room to join"))?;
+            .map_err(ChatError::store("reading the history of a room to join"))?
+            .ok_or(ChatError::NotInRoom(cursor))?;
         self.broadcaster.subscribe(request, sink).await.map_err(JoinError::Subscribe)?;
         Ok(Joined { history, _order: order })
     }
@@ -200,9 +201,10 @@ impl Chat {
         self.authorize(user, request).await?;
         let _order = self.room_order(request).await;
         let now = self.clock.now();
-        let message = Message {
+        let mut message = Message {
             id: self.ids.next(now),
             request_id: request,
+            seq: None,
             sender_id: user.id().clone(),
             sender_role: user.role(),
             text,
@@ -213,7 +215,8 @@ impl Chat {
         };
         match self.store.insert_message(&message).await.map_err(ChatError::store("posting a message"))? {
             Inserted::Duplicate(original) => Ok(Posted { message: original, duplicate: true }),
-            Inserted::New => {
+            Inserted::New(seq) => {
+                message.seq = Some(seq);
                 self.publish(RoomEvent::MessagePosted(message.clone())).await;
                 Ok(Posted { message, duplicate: false })
             }
@@ -253,19 +256,24 @@ impl Chat {
         })
     }
 
-    /// A page of older history: the newest messages before `before` (or the latest ones), at most
-    /// `limit` and never more than the configured history limit.
+    /// A page of history in the room's order: the latest messages, the newest ones before a
+    /// message ([`Cursor::Before`], scrolling back) or the oldest ones after it
+    /// ([`Cursor::After`], catching up); at most `limit` and never more than the configured
+    /// history limit. A cursor that is not a message of the room is [`ChatError::NotInRoom`].
     pub async fn history(
         &self,
         user: &User,
         request: RequestId,
-        before: Option<MessageId>,
+        cursor: Cursor,
         limit: Option<HistoryLimit>,
     ) -> Result<HistoryPage, ChatError> {
         self.authorize(user, request).await?;
         let limit = limit.map_or(self.history_limit, |l| l.min(self.history_limit));
-        let cursor = before.map_or(Cursor::Latest, Cursor::Before);
-        self.store.history(request, HistoryQuery { cursor, limit }).await.map_err(ChatError::store("reading history"))
+        self.store
+            .history(request, HistoryQuery { cursor, limit })
+            .await
+            .map_err(ChatError::store("reading history"))?
+            .ok_or(ChatError::NotInRoom(cursor))
     }
 
     /// Whether the use cases can serve now: the store answers a ping (for readiness probes).

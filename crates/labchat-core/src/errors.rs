@@ -4,11 +4,16 @@
 //! A failed live broadcast is not among them: a change is published only after it is stored, and
 //! stored is what counts, so the use cases log a failed publish rather than fail the call.
 
+use labchat_domain::Cursor;
+
 use crate::{BroadcastError, StoreError};
 
 /// The classes of use-case failure, as a caller (the transport) tells them apart.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum FailureKind {
+    /// The call's arguments do not fit the room (e.g. a history cursor of another room).
+    /// Nothing was done.
+    BadRequest,
     /// The request does not exist or the user may not act on it. Nothing was done.
     Forbidden,
     /// A backend (store or broadcaster) could not be reached; retrying later may succeed.
@@ -19,13 +24,16 @@ pub enum FailureKind {
 
 /// Why [`Chat::post`](crate::Chat::post), [`Chat::mark`](crate::Chat::mark),
 /// [`Chat::history`](crate::Chat::history) or [`Chat::check_access`](crate::Chat::check_access)
-/// failed: refused, or the store failed. Nothing was stored.
+/// failed: refused, a history cursor outside the room, or the store failed. Nothing was stored.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
     /// The request does not exist, or the user may not act on it (the two are not told apart,
     /// so nobody learns which requests exist).
     #[error("forbidden: you may not access this request")]
     Forbidden,
+    /// The history cursor (`after` or `before`) names no message of this room. Nothing was done.
+    #[error("the history cursor {0:?} is not a message of this room")]
+    NotInRoom(Cursor),
     /// The store failed while doing `op`.
     #[error("{op}: the store failed")]
     Store {
@@ -47,6 +55,7 @@ impl ChatError {
     pub fn kind(&self) -> FailureKind {
         match self {
             Self::Forbidden => FailureKind::Forbidden,
+            Self::NotInRoom(_) => FailureKind::BadRequest,
             Self::Store { source, .. } if source.is_retryable() => FailureKind::Unavailable,
             Self::Store { .. } => FailureKind::Internal,
         }

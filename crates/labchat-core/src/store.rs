@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 use labchat_domain::{
-    HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, Timestamp, UserId,
+    HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, Seq, Timestamp, UserId,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -48,10 +48,10 @@ impl StoreError {
 /// The result of [`ChatStore::insert_message`].
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Inserted {
-    /// The message was stored.
-    New,
+    /// The message was stored as the room's message number `Seq`.
+    New(Seq),
     /// A message with the same idempotency key was stored before; nothing was stored now. Holds
-    /// the original message, with its receipts as they are now.
+    /// the original message, with its seq and its receipts as they are now.
     Duplicate(Message),
 }
 
@@ -77,18 +77,31 @@ pub trait ChatStore: Send + Sync + 'static {
     /// wider lab system.
     async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError>;
 
-    /// Stores a new message with no receipts.
+    /// Stores a new message with no receipts, as the room's next message, and returns its
+    /// [`Seq`] ([`Inserted::New`]); the message's own `seq` is ignored.
+    ///
+    /// Seqs are the room's order: 1 for its first message, then dense (no holes, no repeats),
+    /// under concurrent calls too, including calls through several store instances on one
+    /// backend. A seq exists only once its message is stored: a call that fails or times out
+    /// leaves no hole (its message is either stored with the next seq or not at all).
     ///
     /// When the message has an idempotency key ([`Message::idempotency_key`]) and a message with
     /// the same key is already stored, stores nothing and returns [`Inserted::Duplicate`] with
-    /// the original; this holds under concurrent calls too. Message ids are unique and made by
-    /// the caller.
+    /// the original (its seq unchanged); this holds under concurrent calls too. Message ids are
+    /// unique and made by the caller.
     async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError>;
 
-    /// One page of the room's history, oldest first, with receipts, exactly as
-    /// [`HistoryQuery::select`] would pick it from all of the room's messages sorted by id.
-    /// A room with no messages (or no request) gives an empty page.
-    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<HistoryPage, StoreError>;
+    /// One page of the room's history in seq order, oldest first, with receipts, exactly as
+    /// [`HistoryQuery::select`] would pick it from all of the room's messages in seq order.
+    /// A room with no messages (or no request) gives an empty page for [`Cursor::Latest`].
+    ///
+    /// Returns `Ok(None)` when the cursor's id ([`Cursor::After`] or [`Cursor::Before`]) is not
+    /// a message of this room (unknown, or in another room), so the caller can refuse the query.
+    ///
+    /// [`Cursor::Latest`]: labchat_domain::Cursor::Latest
+    /// [`Cursor::After`]: labchat_domain::Cursor::After
+    /// [`Cursor::Before`]: labchat_domain::Cursor::Before
+    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError>;
 
     /// Marks messages for `user` as `kind` at `at`, following [`Message::mark`]: only messages of
     /// `request` not sent by `user` are touched; ids of other requests and unknown ids are

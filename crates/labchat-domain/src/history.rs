@@ -39,9 +39,11 @@ impl HistoryLimit {
 pub enum Cursor {
     /// The newest messages of the room.
     Latest,
-    /// The oldest messages strictly after this one (catching up after a reconnect).
+    /// The oldest messages strictly after this one (catching up after a reconnect). The id must
+    /// be a message of the room.
     After(MessageId),
-    /// The newest messages strictly before this one (scrolling back).
+    /// The newest messages strictly before this one (scrolling back). The id must be a message
+    /// of the room.
     Before(MessageId),
 }
 
@@ -57,7 +59,7 @@ pub struct HistoryQuery {
 /// One page of a room's history, oldest message first.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct HistoryPage {
-    /// The messages, oldest first.
+    /// The messages, oldest (lowest [`Message::seq`]) first.
     pub messages: Vec<Message>,
     /// For [`Cursor::Latest`] and [`Cursor::Before`]: older messages exist before the page.
     /// For [`Cursor::After`]: newer messages exist after the page.
@@ -65,20 +67,22 @@ pub struct HistoryPage {
 }
 
 impl HistoryQuery {
-    /// The paging decision, over all of a room's messages sorted by id (oldest first):
-    /// selects the page this query asks for. Stores that cannot push the query down use it
-    /// as it is; the others must return the same page.
-    pub fn select(&self, sorted: &[Message]) -> HistoryPage {
+    /// The paging decision, over all of a room's messages in room order (ascending
+    /// [`Message::seq`], oldest first): selects the page this query asks for, or `None` when the
+    /// cursor's id is not one of `in_seq_order` (not a message of this room). Stores that cannot
+    /// push the query down use it as it is; the others must return the same page.
+    pub fn select(&self, in_seq_order: &[Message]) -> Option<HistoryPage> {
         let n = self.limit.get();
+        let at = |id: MessageId| in_seq_order.iter().position(|m| m.id == id);
         let (slice, has_more) = match self.cursor {
-            Cursor::Latest => tail(sorted, n),
-            Cursor::Before(id) => tail(&sorted[..sorted.partition_point(|m| m.id < id)], n),
+            Cursor::Latest => tail(in_seq_order, n),
+            Cursor::Before(id) => tail(&in_seq_order[..at(id)?], n),
             Cursor::After(id) => {
-                let rest = &sorted[sorted.partition_point(|m| m.id <= id)..];
+                let rest = &in_seq_order[at(id)? + 1..];
                 (&rest[..rest.len().min(n)], rest.len() > n)
             }
         };
-        HistoryPage { messages: slice.to_vec(), has_more }
+        Some(HistoryPage { messages: slice.to_vec(), has_more })
     }
 }
 
@@ -90,13 +94,15 @@ fn tail(s: &[Message], n: usize) -> (&[Message], bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{MessageText, RequestId, Role, Timestamp, UserId};
+    use crate::{MessageText, RequestId, Role, Seq, Timestamp, UserId};
 
+    /// Messages 1..=n in room order; ids do not sort like seqs (as with several nodes).
     fn msgs(n: u8) -> Vec<Message> {
         (1..=n)
             .map(|i| Message {
-                id: MessageId::parse(&format!("{i:024x}")).unwrap(),
+                id: id(i),
                 request_id: RequestId::parse(&format!("{:024x}", 999)).unwrap(),
+                seq: Some(Seq::new(i.into()).unwrap()),
                 sender_id: UserId::parse("u").unwrap(),
                 sender_role: Role::Lab,
                 text: MessageText::parse(format!("m{i}"), 100).unwrap(),
@@ -108,7 +114,7 @@ mod tests {
             .collect()
     }
     fn id(i: u8) -> MessageId {
-        MessageId::parse(&format!("{i:024x}")).unwrap()
+        MessageId::parse(&format!("{:024x}", 100 - i)).unwrap()
     }
 
     #[test]
@@ -122,16 +128,26 @@ mod tests {
             (Cursor::After(id(2)), 10, vec![3, 4, 5], false),
             (Cursor::After(id(2)), 2, vec![3, 4], true),
             (Cursor::After(id(5)), 2, vec![], false),
-            (Cursor::After(id(0)), 5, vec![1, 2, 3, 4, 5], false),
             (Cursor::Before(id(4)), 2, vec![2, 3], true),
             (Cursor::Before(id(3)), 2, vec![1, 2], false),
             (Cursor::Before(id(1)), 2, vec![], false),
         ];
         for (cursor, n, want, more) in cases {
-            let page = HistoryQuery { cursor, limit: lim(n) }.select(&all);
-            let got: Vec<u8> = page.messages.iter().map(|m| m.id.object_id().bytes()[11]).collect();
+            let page = HistoryQuery { cursor, limit: lim(n) }.select(&all).unwrap();
+            let got: Vec<u64> = page.messages.iter().filter_map(|m| m.seq).map(Seq::get).collect();
             assert_eq!((got, page.has_more), (want, more), "{cursor:?} limit {n}");
         }
+    }
+
+    #[test]
+    fn a_cursor_outside_the_room_selects_nothing() {
+        let all = msgs(5);
+        let limit = HistoryLimit::DEFAULT;
+        for cursor in [Cursor::After(id(0)), Cursor::Before(id(6)), Cursor::After(id(9))] {
+            assert_eq!(HistoryQuery { cursor, limit }.select(&all), None, "{cursor:?}");
+        }
+        let empty = HistoryQuery { cursor: Cursor::Latest, limit }.select(&[]);
+        assert_eq!(empty, Some(HistoryPage::default()));
     }
 
     #[test]

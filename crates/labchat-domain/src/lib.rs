@@ -9,10 +9,11 @@
 //! - validated identifiers: [`RequestId`] and [`MessageId`] (12-byte Mongo-style object ids,
 //!   written as 24 lowercase hex digits), [`UserId`], [`ClientMessageId`];
 //! - the principal: [`User`] with its [`Role`];
-//! - entities: [`Request`], [`Message`] with its [`Receipt`]s;
+//! - entities: [`Request`], [`Message`] with its [`Receipt`]s and its position in the room,
+//!   [`Seq`] (1, 2, 3, … per room, assigned by the store);
 //! - the authorization rule: [`Request::authorize`];
 //! - every pure decision: message text validation ([`MessageText::parse`]), receipt marking
-//!   ([`Message::mark`], [`ReceiptKind`]), history paging ([`HistoryQuery`], [`HistoryPage`]),
+//!   ([`Message::mark`], [`ReceiptKind`]), history paging in seq order ([`HistoryQuery`], [`HistoryPage`]),
 //!   idempotent sends ([`IdempotencyKey`]);
 //! - the events a room emits ([`RoomEvent`]).
 //!
@@ -38,6 +39,7 @@ mod history;
 mod ids;
 mod message;
 mod request;
+mod seq;
 mod time;
 mod user;
 
@@ -48,5 +50,6 @@ pub use ids::{
 };
 pub use message::{IdempotencyKey, MarkOutcome, Message, MessageText, MessageTextError, Receipt, ReceiptKind};
 pub use request::{AccessDenied, Request};
+pub use seq::{Seq, SeqError};
 pub use time::Timestamp;
 pub use user::{Role, RoleError, User};

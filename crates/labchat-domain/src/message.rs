@@ -1,4 +1,4 @@
-use crate::{ClientMessageId, MessageId, RequestId, Role, Timestamp, UserId};
+use crate::{ClientMessageId, MessageId, RequestId, Role, Seq, Timestamp, UserId};
 
 /// Why a message text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,13 +84,18 @@ pub struct MarkOutcome {
 /// A chat message of a request's room, with its receipts.
 ///
 /// All fields are validated types, so any value is a valid message; receipts are kept in the
-/// order they were marked, one per user and kind.
+/// order they were marked, one per user and kind. A room's messages are ordered by [`Message::seq`],
+/// which the store assigns.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Message {
-    /// The message's id; ids of one room sort in the order the messages were stored.
+    /// The message's id, unique across rooms. Ids are made by the node that takes the message, so
+    /// ids of one room made on different nodes need not sort like [`Message::seq`]: order by seq.
     pub id: MessageId,
     /// The request whose room the message belongs to.
     pub request_id: RequestId,
+    /// The message's position in its room: `None` until a store assigned it (a message being
+    /// posted); every message a store returns has one.
+    pub seq: Option<Seq>,
     /// Who sent it (from the sender's token, never from the payload).
     pub sender_id: UserId,
     /// The sender's role when they sent it.
@@ -179,6 +184,7 @@ mod tests {
         Message {
             id: MessageId::parse("6751b6df1ad14eaa13a03313").unwrap(),
             request_id: rid(1),
+            seq: None,
             sender_id: uid(sender),
             sender_role: Role::Teacher,
             text: MessageText::parse("hi", 10).unwrap(),

@@ -1,26 +1,36 @@
 //! The embedded in-memory store: the default when no MongoDB is configured. Nothing persists
 //! across restarts.
 
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound::{Excluded, Unbounded};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use labchat_core::{ChatStore, Inserted, Marked, StoreError};
 use labchat_domain::{
-    Cursor, HistoryPage, HistoryQuery, IdempotencyKey, Message, MessageId, ReceiptKind, Request, RequestId, Timestamp,
-    UserId,
+    Cursor, HistoryPage, HistoryQuery, IdempotencyKey, Message, MessageId, ReceiptKind, Request, RequestId, Seq,
+    Timestamp, UserId,
 };
+
+/// One room's messages in seq order: the message with seq `n` is at index `n - 1`.
+#[derive(Default)]
+struct Room {
+    messages: Vec<Message>,
+    /// Where each message is in `messages`.
+    at: HashMap<MessageId, usize>,
+}
 
 #[derive(Default)]
 struct Inner {
     requests: HashMap<RequestId, Request>,
-    /// Each room's messages, keyed (and so sorted) by id.
-    rooms: HashMap<RequestId, BTreeMap<MessageId, Message>>,
+    rooms: HashMap<RequestId, Room>,
+    /// Every stored message's room, by id (ids are unique across rooms).
+    ids: HashMap<MessageId, RequestId>,
     idempotency: HashMap<IdempotencyKey, MessageId>,
 }
 
 /// A [`ChatStore`] in process memory. Requests are added with [`MemoryStore::add_request`].
+///
+/// Everything happens under one lock, so a message's seq is simply its room's count plus one.
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
@@ -31,7 +41,7 @@ impl std::fmt::Debug for MemoryStore {
         let inner = self.lock();
         f.debug_struct("MemoryStore")
             .field("requests", &inner.requests.len())
-            .field("messages", &inner.rooms.values().map(BTreeMap::len).sum::<usize>())
+            .field("messages", &inner.ids.len())
             .finish()
     }
 }
@@ -68,44 +78,60 @@ impl ChatStore for MemoryStore {
     async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        if let Some(key) = message.idempotency_key() {
-            if let Some(orig) = inner.idempotency.get(&key) {
-                let original = inner.rooms.get(&key.request_id).and_then(|r| r.get(orig)).cloned();
-                return match original {
-                    Some(m) => Ok(Inserted::Duplicate(m)),
-                    None => Err(StoreError::Internal {
-                        context: format!("find the original of idempotent message {orig}"),
-                        source: None,
-                    }),
-                };
-            }
-            inner.idempotency.insert(key, message.id);
+        let key = message.idempotency_key();
+        if let Some(orig) = key.as_ref().and_then(|k| inner.idempotency.get(k)) {
+            let original = inner.rooms.get(&message.request_id).and_then(|r| r.get(orig)).cloned();
+            return match original {
+                Some(m) => Ok(Inserted::Duplicate(m)),
+                None => Err(StoreError::Internal {
+                    context: format!("find the original of idempotent message {orig}"),
+                    source: None,
+                }),
+            };
         }
+        if inner.ids.contains_key(&message.id) {
+            return Err(StoreError::Internal {
+                context: format!("insert a message: message id {} is already stored", message.id),
+                source: None,
+            });
+        }
+        let room = inner.rooms.entry(message.request_id).or_default();
+        let count = u64::try_from(room.messages.len()).unwrap_or(u64::MAX);
+        let seq = Seq::new(count.saturating_add(1)).map_err(|e| StoreError::internal("assign a message's seq", e))?;
         let mut stored = message.clone();
+        stored.seq = Some(seq);
         stored.delivered_to.clear();
         stored.read_by.clear();
-        inner.rooms.entry(message.request_id).or_default().insert(message.id, stored);
-        Ok(Inserted::New)
+        room.at.insert(message.id, room.messages.len());
+        room.messages.push(stored);
+        inner.ids.insert(message.id, message.request_id);
+        if let Some(key) = key {
+            inner.idempotency.insert(key, message.id);
+        }
+        Ok(Inserted::New(seq))
     }
 
-    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
+    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError> {
         let inner = self.lock();
-        let Some(room) = inner.rooms.get(&request) else { return Ok(HistoryPage::default()) };
+        let Some(room) = inner.rooms.get(&request) else {
+            return Ok(matches!(query.cursor, Cursor::Latest).then(HistoryPage::default));
+        };
         let n = query.limit.get();
-        // Take one more than asked, to learn whether there is more.
-        let (mut page, ascending): (Vec<Message>, bool) = match query.cursor {
-            Cursor::Latest => (room.values().rev().take(n + 1).cloned().collect(), false),
-            Cursor::Before(id) => (room.range(..id).rev().take(n + 1).map(|(_, m)| m.clone()).collect(), false),
+        let all = &room.messages;
+        let (from, to, has_more) = match query.cursor {
+            Cursor::Latest => (all.len().saturating_sub(n), all.len(), all.len() > n),
+            Cursor::Before(id) => {
+                let Some(&end) = room.at.get(&id) else { return Ok(None) };
+                (end.saturating_sub(n), end, end > n)
+            }
             Cursor::After(id) => {
-                (room.range((Excluded(id), Unbounded)).take(n + 1).map(|(_, m)| m.clone()).collect(), true)
+                let Some(&at) = room.at.get(&id) else { return Ok(None) };
+                let start = at + 1;
+                let end = all.len().min(start.saturating_add(n));
+                (start, end, end < all.len())
             }
         };
-        let has_more = page.len() > n;
-        page.truncate(n);
-        if !ascending {
-            page.reverse();
-        }
-        Ok(HistoryPage { messages: page, has_more })
+        Ok(Some(HistoryPage { messages: all[from..to].to_vec(), has_more }))
     }
 
     async fn mark(
@@ -135,5 +161,15 @@ impl ChatStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+impl Room {
+    fn get(&self, id: &MessageId) -> Option<&Message> {
+        self.at.get(id).and_then(|&i| self.messages.get(i))
+    }
+
+    fn get_mut(&mut self, id: &MessageId) -> Option<&mut Message> {
+        self.at.get(id).and_then(|&i| self.messages.get_mut(i))
     }
 }

@@ -1,27 +1,29 @@
 //! Group commit of message inserts: concurrent [`insert_message`](labchat_core::ChatStore)
-//! calls share one `insert_many`.
+//! calls share one ordered `insert_many`.
 //!
 //! A background task owns the inserts. Each caller sends its document with a oneshot for the
 //! answer and waits (bounded by the operation timeout). The task waits for the first document,
-//! takes everything else already queued (at most [`MAX_BATCH`]), stores it all with one unordered
-//! `insert_many` (bounded by the operation timeout too), answers every caller, and starts over. So
-//! while one batch is in flight the next one gathers: there is no timer and no added latency when
-//! the load is light, and under load one round trip stores many messages.
+//! takes everything else already queued (at most [`MAX_BATCH`]), has the [`Sequencer`] give each
+//! its room's next seq and store them all with one ordered `insert_many` (sending the rest again
+//! after a refused one), answers every caller, and starts over. So while one batch is in flight
+//! the next one gathers: there is no timer and no added latency when the load is light, and
+//! under load one round trip stores many messages. Being the only writer of this node, the task
+//! is also this node's sequencer: its seqs collide only with other nodes'.
 //!
-//! Each caller gets its own answer: stored, a duplicate key (its idempotency key or id is taken;
-//! the caller then looks the original up itself) or a failure, mapped as for a single insert.
-//! A caller answers its client only after its batch is stored, and the use case keeps one write
-//! per room in flight, so the order within a room is kept.
+//! Each caller gets its own answer: stored with its seq, a duplicate key (its idempotency key or
+//! id is taken; the caller then looks the original up itself) or a failure, mapped as for a
+//! single insert. A caller answers its client only after its batch is stored, and the use case
+//! keeps one write per room in flight, so the order within a room is kept.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use labchat_core::StoreError;
-use mongodb::Collection;
-use mongodb::error::{Error, ErrorKind};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::documents::MessageDoc;
-use crate::errors::{DUPLICATE_KEY, TimedOut, store_error, within, write_error};
+use crate::errors::TimedOut;
+use crate::sequence::{Outcome, Sequencer};
 
 /// The most documents one batch holds.
 pub(crate) const MAX_BATCH: usize = 256;
@@ -30,17 +32,6 @@ pub(crate) const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4 * MAX_BATCH;
 
 const CONTEXT: &str = "insert a message";
-
-/// What happened to one document of a batch.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    /// It was stored.
-    Inserted,
-    /// A unique index refused it: its id or idempotency key is already stored.
-    DuplicateKey,
-    /// It was not stored, or whether it was is unknown.
-    Failed(StoreError),
-}
 
 struct Job {
     doc: MessageDoc,
@@ -57,9 +48,9 @@ pub(crate) struct Batcher {
 
 impl Batcher {
     /// Starts the batching task on the current tokio runtime.
-    pub(crate) fn start(messages: Collection<MessageDoc>, op_timeout: Duration) -> Self {
+    pub(crate) fn start(sequencer: Arc<Sequencer>, op_timeout: Duration) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(messages, queue, op_timeout));
+        tokio::spawn(run(sequencer, queue));
         Self { jobs, op_timeout }
     }
 
@@ -85,7 +76,7 @@ fn stopped() -> StoreError {
     StoreError::unavailable(CONTEXT, "the batching task of message inserts has stopped")
 }
 
-async fn run(messages: Collection<MessageDoc>, mut queue: mpsc::Receiver<Job>, op_timeout: Duration) {
+async fn run(sequencer: Arc<Sequencer>, mut queue: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         // Callers that already gave up (timed out) are told nothing, so store nothing for them.
@@ -95,99 +86,80 @@ async fn run(messages: Collection<MessageDoc>, mut queue: mpsc::Receiver<Job>, o
         }
         let n = jobs.len();
         let started = std::time::Instant::now();
-        let batch = messages.insert_many(jobs.iter().map(|j| &j.doc)).ordered(false);
-        let outcomes = match within(op_timeout, CONTEXT, batch).await {
-            Ok(driver) => outcomes(n, driver.map(drop)),
-            Err(_) => (0..n).map(|_| Outcome::Failed(StoreError::unavailable(CONTEXT, TimedOut(op_timeout)))).collect(),
-        };
+        let (mut docs, replies): (Vec<MessageDoc>, Vec<oneshot::Sender<Outcome>>) =
+            jobs.drain(..).map(|j| (j.doc, j.reply)).unzip();
+        let outcomes = sequencer.store(&mut docs, &|i| replies.get(i).is_none_or(oneshot::Sender::is_closed)).await;
         tracing::trace!(batch = n, took_us = started.elapsed().as_micros(), "stored a batch of messages");
-        for (job, outcome) in jobs.drain(..).zip(outcomes) {
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
             // A caller that timed out in the meantime no longer listens.
-            let _ = job.reply.send(outcome);
+            let _ = reply.send(outcome);
         }
     }
-}
-
-/// The outcome of each of the `n` documents of one unordered `insert_many`, from its result.
-pub(crate) fn outcomes(n: usize, result: Result<(), Error>) -> Vec<Outcome> {
-    let all = |f: &dyn Fn() -> Outcome| (0..n).map(|_| f()).collect::<Vec<_>>();
-    let e = match result {
-        Ok(()) => return all(&|| Outcome::Inserted),
-        Err(e) => e,
-    };
-    let ErrorKind::InsertMany(m) = e.kind.as_ref() else {
-        // Nothing tells which documents were stored: the whole batch failed alike.
-        return all(&|| Outcome::Failed(store_error(CONTEXT, e.clone())));
-    };
-    // Without a write concern failure, every document without a write error is stored; with one,
-    // whether they are durable is unknown, which is retryable (as for a single insert).
-    let mut out = match &m.write_concern_error {
-        None => all(&|| Outcome::Inserted),
-        Some(_) => all(&|| Outcome::Failed(StoreError::unavailable(CONTEXT, e.clone()))),
-    };
-    for w in m.write_errors.iter().flatten() {
-        if let Some(slot) = out.get_mut(w.index) {
-            *slot =
-                if w.code == DUPLICATE_KEY { Outcome::DuplicateKey } else { Outcome::Failed(write_error(CONTEXT, w)) };
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use mongodb::bson::{self, doc};
-    use mongodb::error::InsertManyError;
+    use mongodb::error::{Error, ErrorKind, InsertManyError};
 
-    use super::*;
+    use crate::sequence::{Ordered, Stop, index_named, ordered_result};
 
     fn insert_many_error(d: bson::Document) -> Error {
         let m: InsertManyError = bson::from_document(d).unwrap();
         Error::from(ErrorKind::InsertMany(m))
     }
 
-    fn kinds(out: &[Outcome]) -> Vec<&'static str> {
-        out.iter()
-            .map(|o| match o {
-                Outcome::Inserted => "inserted",
-                Outcome::DuplicateKey => "duplicate",
-                Outcome::Failed(e) if e.is_retryable() => "unavailable",
-                Outcome::Failed(_) => "internal",
-            })
-            .collect()
+    fn summary(o: &Ordered) -> (usize, &'static str) {
+        let stop = match &o.stop {
+            None => "done",
+            Some(Stop::Refused(w)) if w.code == 11000 => "duplicate",
+            Some(Stop::Refused(_)) => "refused",
+            Some(Stop::Unknown(e)) if e.is_retryable() => "unavailable",
+            Some(Stop::Unknown(_)) => "internal",
+        };
+        (o.stored, stop)
     }
 
     #[test]
     fn a_stored_batch_stores_every_document() {
-        assert_eq!(kinds(&outcomes(3, Ok(()))), ["inserted"; 3]);
+        assert_eq!(summary(&ordered_result(3, Ok(()))), (3, "done"));
     }
 
     #[test]
-    fn each_document_gets_its_own_write_error() {
-        let e = insert_many_error(doc! {"writeErrors": [
-            {"index": 1, "code": 11000, "errmsg": "E11000 duplicate key"},
-            {"index": 3, "code": 2, "errmsg": "bad value"},
-            {"index": 4, "code": 91, "errmsg": "shutting down"},
-            {"index": 99, "code": 2, "errmsg": "not in this batch"},
-        ]});
-        assert_eq!(kinds(&outcomes(5, Err(e))), ["inserted", "duplicate", "inserted", "internal", "unavailable"]);
+    fn an_ordered_batch_stores_the_prefix_before_the_refused_document() {
+        let e = insert_many_error(doc! {"writeErrors": [{"index": 2, "code": 11000, "errmsg": "E11000 dup"}]});
+        assert_eq!(summary(&ordered_result(5, Err(e))), (2, "duplicate"));
+        let e = insert_many_error(doc! {"writeErrors": [{"index": 0, "code": 2, "errmsg": "bad value"}]});
+        assert_eq!(summary(&ordered_result(5, Err(e))), (0, "refused"));
     }
 
     #[test]
     fn a_write_concern_failure_leaves_the_rest_unknown() {
         let e = insert_many_error(doc! {
-            "writeErrors": [{"index": 0, "code": 11000, "errmsg": "dup"}],
+            "writeErrors": [{"index": 1, "code": 11000, "errmsg": "dup"}],
             "writeConcernError": {"code": 64, "codeName": "WriteConcernFailed", "errmsg": "wtimeout"},
         });
-        assert_eq!(kinds(&outcomes(2, Err(e))), ["duplicate", "unavailable"]);
+        assert_eq!(summary(&ordered_result(2, Err(e))), (0, "unavailable"));
     }
 
     #[test]
     fn a_failed_batch_fails_every_document_alike() {
         let io = Error::from(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"));
-        assert_eq!(kinds(&outcomes(2, Err(io))), ["unavailable"; 2]);
+        assert_eq!(summary(&ordered_result(2, Err(io))), (0, "unavailable"));
         let de = bson::from_document::<InsertManyError>(doc! {"writeErrors": 5}).unwrap_err();
         let bad = Error::from(ErrorKind::BsonDeserialization(de));
-        assert_eq!(kinds(&outcomes(2, Err(bad))), ["internal"; 2]);
+        assert_eq!(summary(&ordered_result(2, Err(bad))), (0, "internal"));
+    }
+
+    #[test]
+    fn duplicate_key_messages_name_their_index() {
+        let mongo = "E11000 duplicate key error collection: labchat.chatMessages index: requestId_1_seq_1 dup key: \
+                     { requestId: \"x index: idem_1 \", seq: 7 }";
+        assert_eq!(index_named(mongo), Some("requestId_1_seq_1"));
+        assert_eq!(
+            index_named("UNIQUE constraint failed: index 'idx_chatMessages_idem'"),
+            Some("idx_chatMessages_idem")
+        );
+        assert_eq!(index_named("UNIQUE constraint failed: chatMessages._id"), None);
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use labchat_domain::{
     ClientMessageId, Message, MessageId, MessageText, ObjectIdBytes, Receipt, ReceiptKind, Request, RequestId, Role,
-    Timestamp, UserId,
+    Seq, Timestamp, UserId,
 };
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, DateTime, Document};
@@ -18,6 +18,10 @@ pub(crate) struct MessageDoc {
     pub(crate) id: ObjectId,
     pub(crate) order: String,
     pub(crate) request_id: String,
+    /// The message's seq in its room; absent only in documents stored before seqs existed (the
+    /// start-up migration gives them one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) seq: Option<i64>,
     pub(crate) sender_id: String,
     pub(crate) sender_role: String,
     pub(crate) text: String,
@@ -25,6 +29,24 @@ pub(crate) struct MessageDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) client_message_id: Option<String>,
     pub(crate) idem: String,
+}
+
+/// Only a message document's `seq`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Deserialize)]
+pub(crate) struct SeqOnly {
+    #[serde(default)]
+    pub(crate) seq: Option<i64>,
+}
+
+/// The stored form of a seq.
+pub(crate) fn stored_seq(seq: Seq) -> i64 {
+    i64::try_from(seq.get()).unwrap_or(i64::MAX)
+}
+
+/// The seq of a stored `seq` field; fails on data labchat did not write.
+pub(crate) fn parse_seq(stored: Option<i64>) -> Result<Seq, String> {
+    let n = stored.ok_or("no seq")?;
+    u64::try_from(n).ok().and_then(|n| Seq::new(n).ok()).ok_or_else(|| format!("bad seq {n}"))
 }
 
 /// Only a document's ObjectId `_id`.
@@ -81,6 +103,7 @@ impl MessageDoc {
             id: object_id(m.id.object_id()),
             order: m.id.to_hex(),
             request_id: m.request_id.to_hex(),
+            seq: m.seq.map(stored_seq),
             sender_id: m.sender_id.as_str().to_owned(),
             sender_role: m.sender_role.as_str().to_owned(),
             text: m.text.as_str().to_owned(),
@@ -90,13 +113,15 @@ impl MessageDoc {
         }
     }
 
-    /// The message this document stores, with no receipts. Fails on data labchat did not write.
+    /// The message this document stores, with no receipts. Fails on data labchat did not write,
+    /// and on a document with no seq.
     pub(crate) fn into_message(self) -> Result<Message, String> {
         let id = message_id(self.id);
         let bad = |what: &str, e: &dyn std::fmt::Display| format!("message {id}: bad {what}: {e}");
         Ok(Message {
             id,
             request_id: RequestId::parse(&self.request_id).map_err(|e| bad("requestId", &e))?,
+            seq: Some(parse_seq(self.seq).map_err(|e| bad("seq", &e))?),
             sender_id: UserId::parse(self.sender_id).map_err(|e| bad("senderId", &e))?,
             sender_role: Role::parse(&self.sender_role).map_err(|e| bad("senderRole", &e))?,
             text: MessageText::restore(self.text).map_err(|e| bad("text", &e))?,
@@ -222,6 +247,7 @@ mod tests {
         Message {
             id: MessageId::parse("6751b6df1ad14eaa13a03313").unwrap(),
             request_id: RequestId::parse("00000000000000000000abcd").unwrap(),
+            seq: Some(Seq::new(3).unwrap()),
             sender_id: uid(sender),
             sender_role: Role::Teacher,
             text: MessageText::parse("  hello  ", 100).unwrap(),
@@ -271,6 +297,7 @@ mod tests {
             let d = MessageDoc::from_message(&m);
             assert_eq!(d.order, "6751b6df1ad14eaa13a03313");
             assert_eq!(d.request_id, "00000000000000000000abcd");
+            assert_eq!(d.seq, Some(3));
             let bson_doc = mongodb::bson::to_document(&d).unwrap();
             assert_eq!(bson_doc.contains_key("clientMessageId"), m.client_message_id.is_some());
             let back: MessageDoc = mongodb::bson::from_document(bson_doc).unwrap();
@@ -295,7 +322,12 @@ mod tests {
         assert!(d.clone().into_message().unwrap_err().contains("senderRole"));
         d.sender_role = "LAB".into();
         d.request_id = "nope".into();
-        assert!(d.into_message().unwrap_err().contains("requestId"));
+        assert!(d.clone().into_message().unwrap_err().contains("requestId"));
+        d.request_id = "00000000000000000000abcd".into();
+        for seq in [None, Some(0), Some(-1)] {
+            d.seq = seq;
+            assert!(d.clone().into_message().unwrap_err().contains("seq"), "{seq:?}");
+        }
     }
 
     #[test]

@@ -68,19 +68,6 @@ pub(crate) fn classify(e: &Error) -> Class {
     if unavailable { Class::Unavailable } else { Class::Internal }
 }
 
-/// Whether the error is a duplicate key (a unique index refused the write).
-pub(crate) fn is_duplicate_key(e: &Error) -> bool {
-    match e.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
-        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
-        ErrorKind::InsertMany(m) => {
-            m.write_concern_error.is_none()
-                && m.write_errors.as_deref().is_some_and(|w| !w.is_empty() && w.iter().all(|w| w.code == DUPLICATE_KEY))
-        }
-        _ => false,
-    }
-}
-
 /// A driver error as a [`StoreError`] with context.
 pub(crate) fn store_error(context: &str, e: Error) -> StoreError {
     match classify(&e) {
@@ -205,14 +192,6 @@ mod tests {
         let err = store_error("read history", e);
         assert!(!err.is_retryable());
         assert_eq!(err.to_string(), "store failure while trying to read history");
-    }
-
-    #[test]
-    fn duplicate_keys_are_recognised() {
-        assert!(is_duplicate_key(&write(11000)));
-        assert!(is_duplicate_key(&command(11000)));
-        assert!(!is_duplicate_key(&write(2)));
-        assert!(!is_duplicate_key(&Error::from(std::io::ErrorKind::BrokenPipe)));
     }
 
     #[tokio::test]

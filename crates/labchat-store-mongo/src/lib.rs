@@ -22,7 +22,8 @@
 //! | field | value |
 //! | --- | --- |
 //! | `_id` | the message id, an ObjectId |
-//! | `order` | the message id as 24 lowercase hex digits: sorts like the id, so like creation |
+//! | `seq` | the message's position in its room (1, 2, 3, …), a 64-bit integer: the room's order |
+//! | `order` | the message id as 24 lowercase hex digits (kept for older readers; labchat orders by `seq`) |
 //! | `requestId` | the request (room) id, 24 lowercase hex digits |
 //! | `senderId`, `senderRole` | the sender's user id and role (`TEACHER` or `LAB`) |
 //! | `text` | the text, as sent |
@@ -30,10 +31,13 @@
 //! | `clientMessageId` | the client's idempotency id; absent when none was given |
 //! | `idem` | the idempotency key `<requestId>:<byte length of senderId>:<senderId>:<clientMessageId>`, or, without a client id, the message's own hex id |
 //!
-//! Indexes: `requestId_1_order_-1` on `{requestId: 1, order: -1}` serves every history page
-//! (one range query, sorted on `order`, limited to the page size plus one to learn `has_more`);
-//! `idem_1`, unique, on `{idem: 1}` makes a send with a client message id idempotent even under
-//! concurrent retries: the second insert fails with a duplicate key and gets the original back.
+//! Indexes: `requestId_1_seq_1`, unique, on `{requestId: 1, seq: 1}`, partial on
+//! `{seq: {$exists: true}}`, makes MongoDB the sequencer of every room (see below) and serves
+//! every history page (one range query on `seq`, sorted, limited to the page size plus one to
+//! learn `has_more`; a cursor's seq is read first, by `_id`); `idem_1`, unique, on `{idem: 1}`
+//! makes a send with a client message id idempotent even under concurrent retries: the second
+//! insert fails with a duplicate key and gets the original back; `requestId_1_order_-1` on
+//! `{requestId: 1, order: -1}` is kept for older readers.
 //!
 //! **Receipts** ([`RECEIPTS_COLLECTION`]), one document per message, kind and user:
 //!
@@ -63,22 +67,46 @@
 //! or a transient server state gives [`StoreError::Unavailable`](labchat_core::StoreError); bad
 //! data and every other failure gives [`StoreError::Internal`](labchat_core::StoreError).
 //!
+//! ## Seqs: one order per room
+//!
+//! A message is stored with its room's next seq, and the unique index `requestId_1_seq_1`
+//! arbitrates between nodes: a store inserts with the next seq it believes free (it caches the
+//! last seq it knows stored per room; on a miss, one indexed query reads the room's highest),
+//! and when the index refuses that seq (another node took it) it reloads the room's highest seq
+//! and tries again, up to 64 times, then answers [`StoreError::Unavailable`](labchat_core::StoreError).
+//! A refusal by the seq index is told apart from one by `idem_1` or `_id` (a repeated send, a
+//! taken id) by the index the server names, or, when it names none, by looking for the id or
+//! idempotency key. Within one node, inserts into a room go one at a time, so seqs collide only
+//! between nodes. A seq exists only once its message is stored, so no call, even one that fails
+//! or times out, leaves a hole.
+//!
+//! **Migration.** [`MongoStore::connect`] first gives every message stored before seqs existed
+//! (no `seq` field) its position in its room, in `order`, idempotently and safely when several
+//! nodes start at once, and only then creates the seq index; once the index exists, later
+//! start-ups skip this step. Stop older labchat nodes before starting this one: a message an
+//! older node writes afterwards has no seq and is not shown in history.
+//!
 //! ## Group commit of message inserts
 //!
 //! With [`MongoSettings::batch_inserts`] (the default), message inserts go through one background
 //! task: while one batch is being stored, the messages that arrive queue up, and the next batch
-//! stores all of them (up to 256) with one unordered `insert_many`. There is no timer: a lone
-//! message is stored at once. Every caller gets its own answer (stored, a repeat of an earlier
-//! message, or a failure) only after its batch is stored, and a caller's wait, queueing
-//! included, is bounded by the operation timeout; a message whose caller gave up before its
-//! batch was sent is not stored. Since the chat use case keeps one write per room in flight and
-//! acknowledges and broadcasts only after the store answers, the order within a room is kept.
-//! With many rooms posting at once this stores several times as many messages per second as one
-//! insert per message (see `examples/insert_throughput.rs`).
+//! stores all of them (up to 256), each with its room's next seq, with one *ordered*
+//! `insert_many`. The server stores an ordered batch one document after the other and stops at
+//! the first refused one, so what is stored is always a prefix of the batch (no hole, even when
+//! the call times out midway); after a refusal the rest get fresh seqs and are sent again. There
+//! is no timer: a lone message is stored at once. Every caller gets its own answer (stored with
+//! its seq, a repeat of an earlier message, or a failure) only after its message is stored, and a
+//! caller's wait, queueing included, is bounded by the operation timeout; a message whose caller
+//! gave up before its batch was sent is not stored. Since the chat use case keeps one write per
+//! room in flight and acknowledges and broadcasts only after the store answers, the order within
+//! a room is kept. With many rooms posting at once this stores several times as many messages
+//! per second as one insert per message (see `examples/insert_throughput.rs`).
 
 mod batch;
 mod documents;
 mod errors;
+mod migrate;
+mod sequence;
 mod store;
 
 pub use store::{MESSAGES_COLLECTION, MongoSettings, MongoStore, RECEIPTS_COLLECTION};

@@ -1,6 +1,7 @@
 //! [`MongoStore`]: the [`ChatStore`] on MongoDB.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,9 +15,14 @@ use mongodb::error::ErrorKind;
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 
-use crate::batch::{Batcher, Outcome};
-use crate::documents::{IdOnly, MessageDoc, ReceiptDoc, attach_receipts, idem_key, message_id, object_id, request_of};
+use crate::batch::Batcher;
+use crate::documents::{
+    IdOnly, MessageDoc, ReceiptDoc, SeqOnly, attach_receipts, idem_key, message_id, object_id, parse_seq, request_of,
+    stored_seq,
+};
 use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
+use crate::migrate::{assign_missing_seqs, has_seq_index};
+use crate::sequence::{Outcome, SEQ_INDEX, Sequencer};
 
 /// The collection of labchat's messages (in [`MongoSettings::database`]).
 pub const MESSAGES_COLLECTION: &str = "chatMessages";
@@ -39,7 +45,8 @@ pub struct MongoSettings {
     pub creator_field: String,
     /// The longest any single call to MongoDB may take, including finding a server to talk to
     /// (default 5 s; must not be zero). A call that takes longer fails with
-    /// [`StoreError::Unavailable`]. A store operation makes one to three calls, each bounded.
+    /// [`StoreError::Unavailable`]. A store operation makes a few calls, each bounded; an insert
+    /// waits at most this long in all.
     pub op_timeout: Duration,
     /// Whether concurrent message inserts share one batched insert (default `true`): while one
     /// batch is in flight, the messages that arrive are gathered (up to 256) and stored together
@@ -71,6 +78,8 @@ pub struct MongoStore {
     receipts: Collection<ReceiptDoc>,
     creator_field: String,
     op_timeout: Duration,
+    /// Assigns seqs and stores messages.
+    sequencer: Arc<Sequencer>,
     /// The group commit of message inserts, when [`MongoSettings::batch_inserts`] is on.
     batcher: Option<Batcher>,
 }
@@ -88,12 +97,14 @@ impl std::fmt::Debug for MongoStore {
 }
 
 impl MongoStore {
-    /// Connects to MongoDB and creates labchat's indexes if they are missing (idempotent; the
-    /// requests collection is left alone).
+    /// Connects to MongoDB, gives messages stored before seqs existed their seqs (in their old
+    /// order, per room; only while the seq index does not exist yet), then creates labchat's
+    /// indexes if they are missing (all idempotent; the requests collection is left alone).
     ///
     /// Fails with [`StoreError::Unavailable`] when the server cannot be reached within about
     /// [`MongoSettings::op_timeout`] per step, and with [`StoreError::Internal`] for a bad
-    /// connection string or an index that conflicts with an existing one.
+    /// connection string, an index that conflicts with an existing one, or old messages whose
+    /// room already holds seqs out of their order.
     pub async fn connect(settings: MongoSettings) -> Result<Self, StoreError> {
         let limit = settings.op_timeout;
         let context = "parse the MongoDB connection string";
@@ -106,8 +117,10 @@ impl MongoStore {
         let client = Client::with_options(options).map_err(|e| store_error("create the MongoDB client", e))?;
         let db = client.database(&settings.database);
         let messages = db.collection(MESSAGES_COLLECTION);
+        let sequencer = Arc::new(Sequencer::new(messages.clone(), limit));
         let store = Self {
-            batcher: settings.batch_inserts.then(|| Batcher::start(messages.clone(), limit)),
+            batcher: settings.batch_inserts.then(|| Batcher::start(Arc::clone(&sequencer), limit)),
+            sequencer,
             requests: db.collection(&settings.requests_collection),
             messages,
             receipts: db.collection(RECEIPTS_COLLECTION),
@@ -115,6 +128,10 @@ impl MongoStore {
             creator_field: settings.creator_field,
             op_timeout: limit,
         };
+        if !has_seq_index(&store.messages, limit).await? {
+            let migrated = assign_missing_seqs(&store.messages, limit).await?;
+            tracing::info!(messages = migrated, "gave messages stored before seqs existed their seqs");
+        }
         store.create_indexes().await?;
         Ok(store)
     }
@@ -124,7 +141,14 @@ impl MongoStore {
             let options = IndexOptions::builder().name(name.to_owned()).unique(unique.then_some(true)).build();
             IndexModel::builder().keys(keys).options(options).build()
         };
+        // Partial, so that a message without a seq (written by an older labchat) is not refused.
+        let seq_options = IndexOptions::builder()
+            .name(SEQ_INDEX.to_owned())
+            .unique(true)
+            .partial_filter_expression(doc! {"seq": {"$exists": true}})
+            .build();
         let messages = [
+            IndexModel::builder().keys(doc! {"requestId": 1, "seq": 1}).options(seq_options).build(),
             index(doc! {"requestId": 1, "order": -1}, "requestId_1_order_-1", false),
             index(doc! {"idem": 1}, "idem_1", true),
         ];
@@ -151,6 +175,20 @@ impl MongoStore {
         .await?;
         attach_receipts(&mut messages, receipts).map_err(|e| bad_data(context, e))?;
         Ok(messages)
+    }
+
+    /// The stored seq of message `id` of `room`, or `None` when it is not a message of that room.
+    async fn seq_of(&self, room: &str, id: MessageId) -> Result<Option<i64>, StoreError> {
+        let context = "find a history cursor's message";
+        let filter = doc! {"_id": object_id(id.object_id()), "requestId": room};
+        let found = bounded(self.op_timeout, context, async {
+            self.messages.clone_with_type::<SeqOnly>().find_one(filter).projection(doc! {"seq": 1}).await
+        })
+        .await?;
+        found
+            .map(|d| parse_seq(d.seq).map(stored_seq))
+            .transpose()
+            .map_err(|e| bad_data(context, format!("message {id}: {e}")))
     }
 
     /// The original of a message whose insert hit the unique idempotency key.
@@ -194,33 +232,37 @@ impl ChatStore for MongoStore {
     }
 
     async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
-        let context = "insert a message";
-        let doc = MessageDoc::from_message(message);
+        let mut doc = MessageDoc::from_message(message);
+        doc.seq = None;
         let outcome = match &self.batcher {
             Some(batcher) => batcher.insert(doc).await,
-            None => match within(self.op_timeout, context, self.messages.insert_one(&doc)).await? {
-                Ok(_) => Outcome::Inserted,
-                Err(e) if crate::errors::is_duplicate_key(&e) => Outcome::DuplicateKey,
-                Err(e) => Outcome::Failed(store_error(context, e)),
-            },
+            None => self.sequencer.store_one(doc).await,
         };
         match outcome {
-            Outcome::Inserted => Ok(Inserted::New),
+            Outcome::Inserted(seq) => Ok(Inserted::New(seq)),
             Outcome::DuplicateKey => self.original_of(message).await,
             Outcome::Failed(e) => Err(e),
         }
     }
 
-    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
+    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError> {
         let context = "read history";
         let n = query.limit.get();
         let room = request.to_hex();
+        // Every filter states `seq: {$exists: true}`, the seq index's partial filter, so that
+        // MongoDB may use that index for the range and the sort.
         let (filter, ascending) = match query.cursor {
-            Cursor::Latest => (doc! {"requestId": room}, false),
-            Cursor::Before(id) => (doc! {"requestId": room, "order": {"$lt": id.to_hex()}}, false),
-            Cursor::After(id) => (doc! {"requestId": room, "order": {"$gt": id.to_hex()}}, true),
+            Cursor::Latest => (doc! {"requestId": &room, "seq": {"$exists": true}}, false),
+            Cursor::Before(id) => {
+                let Some(seq) = self.seq_of(&room, id).await? else { return Ok(None) };
+                (doc! {"requestId": &room, "seq": {"$exists": true, "$lt": seq}}, false)
+            }
+            Cursor::After(id) => {
+                let Some(seq) = self.seq_of(&room, id).await? else { return Ok(None) };
+                (doc! {"requestId": &room, "seq": {"$exists": true, "$gt": seq}}, true)
+            }
         };
-        let sort = doc! {"order": if ascending { 1 } else { -1 }};
+        let sort = doc! {"seq": if ascending { 1 } else { -1 }};
         // One more than asked, to learn whether there is more.
         let fetch = i64::try_from(n.saturating_add(1)).unwrap_or(i64::MAX);
         let mut docs = bounded(self.op_timeout, context, async {
@@ -233,7 +275,7 @@ impl ChatStore for MongoStore {
             docs.reverse();
         }
         let messages = self.with_receipts(docs, "read the receipts of a history page").await?;
-        Ok(HistoryPage { messages, has_more })
+        Ok(Some(HistoryPage { messages, has_more }))
     }
 
     async fn mark(

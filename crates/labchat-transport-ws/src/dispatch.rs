@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use labchat_core::RoomSink;
-use labchat_domain::{ReceiptKind, RequestId};
+use labchat_domain::{Cursor, ReceiptKind, RequestId};
 use serde_json::Value;
 
 use crate::access;
@@ -104,7 +104,8 @@ impl Session {
                     metrics::gauge!("labchat_rooms_joined").increment(1.0);
                 }
                 // Queued while the room's order is held: history first, then live events.
-                let (keep, budget) = (Keep::for_join(*after), server.config().reply_budget());
+                let (keep, budget) =
+                    (Keep::for_cursor(after.map_or(Cursor::Latest, Cursor::After)), server.config().reply_budget());
                 self.sink.reply(
                     ServerEvent::RoomHistory,
                     protocol::room_history(*request_id, &joined.history, keep, budget, id),
@@ -147,12 +148,12 @@ impl Session {
                 let marked = chat.mark(&user, *request_id, kind, ids).await.map_err(WireError::from)?;
                 self.ack(AckData::Marked(*request_id, &marked), id);
             }
-            Command::History { request_id, before, limit } => {
-                let page = chat.history(&user, *request_id, *before, *limit).await.map_err(WireError::from)?;
+            Command::History { request_id, cursor, limit } => {
+                let page = chat.history(&user, *request_id, *cursor, *limit).await.map_err(WireError::from)?;
                 let budget = server.config().reply_budget();
                 self.sink.reply(
                     ServerEvent::RoomHistory,
-                    protocol::room_history(*request_id, &page, Keep::Newest, budget, id),
+                    protocol::room_history(*request_id, &page, Keep::for_cursor(*cursor), budget, id),
                 );
                 self.ack(AckData::Room(*request_id), id);
             }

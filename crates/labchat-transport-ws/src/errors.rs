@@ -3,6 +3,7 @@
 //! client gets a fixed message that reveals nothing about the server.
 
 use labchat_core::{ChatError, FailureKind, JoinError, LeaveError};
+use labchat_domain::Cursor;
 
 use crate::protocol::ErrorCode;
 
@@ -22,6 +23,10 @@ impl WireError {
     fn classify(kind: FailureKind, e: &dyn std::error::Error) -> Self {
         match kind {
             FailureKind::Forbidden => Self { code: ErrorCode::Forbidden, message: FORBIDDEN_MESSAGE },
+            // Only a cursor outside the room is a bad request today; its message is chosen above.
+            FailureKind::BadRequest => {
+                Self { code: ErrorCode::BadRequest, message: "the request does not fit this room" }
+            }
             FailureKind::Unavailable => {
                 tracing::warn!(error = %ErrorChain(e), "backend unavailable");
                 Self { code: ErrorCode::Unavailable, message: "the store is unavailable; retry later" }
@@ -36,13 +41,25 @@ impl WireError {
 
 impl From<&ChatError> for WireError {
     fn from(e: &ChatError) -> Self {
-        Self::classify(e.kind(), e)
+        match e {
+            ChatError::NotInRoom(Cursor::After(_)) => Self { code: ErrorCode::BadRequest, message: AFTER_NOT_IN_ROOM },
+            ChatError::NotInRoom(_) => Self { code: ErrorCode::BadRequest, message: BEFORE_NOT_IN_ROOM },
+            _ => Self::classify(e.kind(), e),
+        }
     }
 }
 
+/// The message of a `BAD_REQUEST` for an `after` cursor that is no message of the room.
+pub(crate) const AFTER_NOT_IN_ROOM: &str = "field data.after must be the id of a message of this room";
+/// The message of a `BAD_REQUEST` for a `before` cursor that is no message of the room.
+pub(crate) const BEFORE_NOT_IN_ROOM: &str = "field data.before must be the id of a message of this room";
+
 impl From<&JoinError> for WireError {
     fn from(e: &JoinError) -> Self {
-        Self::classify(e.kind(), e)
+        match e {
+            JoinError::Chat(chat) => Self::from(chat),
+            _ => Self::classify(e.kind(), e),
+        }
     }
 }
 

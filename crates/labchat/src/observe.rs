@@ -107,13 +107,13 @@ impl ChatStore for MeteredStore {
         let t = Instant::now();
         let r = self.inner.insert_message(message).await;
         record("insert_message", t, &r);
-        if matches!(r, Ok(Inserted::New)) {
+        if matches!(r, Ok(Inserted::New(_))) {
             metrics::counter!("labchat_messages_stored_total").increment(1);
         }
         r
     }
 
-    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
+    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError> {
         let t = Instant::now();
         let r = self.inner.history(request, query).await;
         record("history", t, &r);

@@ -64,15 +64,19 @@ async fn a_stored_message_is_broadcast_once_after_it_is_stored() {
         .withf(|m| m.sender_id.as_str() == "t1" && m.sender_role == Role::Teacher && m.text.as_str() == "hi")
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_| Ok(Inserted::New));
+        .returning(|_| Ok(Inserted::New(labchat_domain::Seq::new(7).unwrap())));
     let mut b = MockBroadcaster::new();
     b.expect_publish()
-        .withf(|e| matches!(e, RoomEvent::MessagePosted(m) if m.text.as_str() == "hi" && m.request_id == rid(1)))
+        .withf(|e| {
+            matches!(e, RoomEvent::MessagePosted(m)
+                if m.text.as_str() == "hi" && m.request_id == rid(1) && m.seq.map(|s| s.get()) == Some(7))
+        })
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| Ok(()));
     let posted = chat(store, b).post(&user("t1", Role::Teacher), rid(1), text("hi"), None).await.unwrap();
     assert!(!posted.duplicate);
+    assert_eq!(posted.message.seq.map(|s| s.get()), Some(7), "the message carries the seq the store gave it");
     assert_eq!(posted.message.created_at, Timestamp::from_unix_millis(1_700_000_000_000));
 }
 
@@ -81,6 +85,7 @@ async fn a_duplicate_send_broadcasts_nothing_and_returns_the_original() {
     let original = Message {
         id: mid(7),
         request_id: rid(1),
+        seq: Some(labchat_domain::Seq::FIRST),
         sender_id: UserId::parse("lab").unwrap(),
         sender_role: Role::Lab,
         text: text("first"),
@@ -113,7 +118,7 @@ async fn a_store_outage_fails_the_post_and_broadcasts_nothing() {
 #[tokio::test]
 async fn a_broadcast_failure_does_not_fail_a_stored_post() {
     let mut store = store_with_request();
-    store.expect_insert_message().returning(|_| Ok(Inserted::New));
+    store.expect_insert_message().returning(|_| Ok(Inserted::New(labchat_domain::Seq::FIRST)));
     let mut b = MockBroadcaster::new();
     b.expect_publish().times(1).returning(|_| Err(BroadcastError("bus down".into())));
     assert!(chat(store, b).post(&user("lab", Role::Lab), rid(1), text("x"), None).await.is_ok());
@@ -176,7 +181,7 @@ async fn join_reads_history_then_subscribes_and_forbidden_join_does_neither() {
         .expect_history()
         .withf(|r, q| *r == rid(1) && q.cursor == Cursor::After(mid(3)) && q.limit == HistoryLimit::DEFAULT)
         .times(1)
-        .returning(|_, _| Ok(HistoryPage { messages: vec![], has_more: false }));
+        .returning(|_, _| Ok(Some(HistoryPage { messages: vec![], has_more: false })));
     let mut b = MockBroadcaster::new();
     b.expect_subscribe().withf(|r, s| *r == rid(1) && s.id() == SinkId(42)).times(1).returning(|_, _| Ok(()));
     let chat = chat(store, b);
@@ -200,10 +205,10 @@ async fn history_never_exceeds_the_configured_limit() {
         .expect_history()
         .withf(|_, q| q.cursor == Cursor::Before(mid(5)) && q.limit.get() == 200)
         .times(1)
-        .returning(|_, _| Ok(HistoryPage::default()));
+        .returning(|_, _| Ok(Some(HistoryPage::default())));
     let chat = chat(store, MockBroadcaster::new());
     let limit = Some(HistoryLimit::new(5000).unwrap());
-    chat.history(&user("lab", Role::Lab), rid(1), Some(mid(5)), limit).await.unwrap();
+    chat.history(&user("lab", Role::Lab), rid(1), labchat_domain::Cursor::Before(mid(5)), limit).await.unwrap();
 }
 
 #[tokio::test]
@@ -230,7 +235,7 @@ async fn leaving_needs_no_authorization() {
 #[tokio::test]
 async fn a_failed_subscription_fails_the_join_as_unavailable() {
     let mut store = store_with_request();
-    store.expect_history().returning(|_, _| Ok(HistoryPage::default()));
+    store.expect_history().returning(|_, _| Ok(Some(HistoryPage::default())));
     let mut b = MockBroadcaster::new();
     b.expect_subscribe().returning(|_, _| Err(BroadcastError("bus down".into())));
     let mut sink = MockRoomSink::new();

@@ -2,7 +2,7 @@
 //! event, validated into domain types. Never panics: any input is a [`Command`] or a
 //! [`BadFrame`], whose message names the first field that is wrong.
 
-use labchat_domain::{ClientMessageId, HistoryLimit, MessageId, MessageText, RequestId};
+use labchat_domain::{ClientMessageId, Cursor, HistoryLimit, MessageId, MessageText, RequestId};
 use serde::de::{Deserialize, DeserializeOwned, Deserializer};
 use serde_json::{Map, Value};
 
@@ -193,13 +193,14 @@ struct Receipts {
     messages: Field,
 }
 
-/// `history {requestId, before?, limit?}`.
+/// `history {requestId, before?, after?, limit?}`.
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
 struct History {
     #[serde(flatten)]
     room: Room,
     before: Field,
+    after: Field,
     limit: Field,
 }
 
@@ -294,6 +295,15 @@ impl History {
         let request_id = self.room.request_id()?;
         let fail = |m: String| (m, Some(request_id));
         let before = optional_id(self.before, "before").map_err(fail)?;
+        let after = optional_id(self.after, "after").map_err(fail)?;
+        let cursor = match (before, after) {
+            (None, None) => Cursor::Latest,
+            (Some(id), None) => Cursor::Before(id),
+            (None, Some(id)) => Cursor::After(id),
+            (Some(_), Some(_)) => {
+                return Err(fail("fields data.before and data.after exclude each other; send one of them".into()));
+            }
+        };
         let limit = match self.limit.non_null() {
             None => None,
             Some(Value::Number(n)) => {
@@ -303,7 +313,7 @@ impl History {
             }
             Some(_) => return Err(fail("field data.limit must be a positive integer".into())),
         };
-        Ok(Command::History { request_id, before, limit })
+        Ok(Command::History { request_id, cursor, limit })
     }
 }
 

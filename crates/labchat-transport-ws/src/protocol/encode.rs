@@ -1,6 +1,6 @@
 //! Server frames: `{"event": NAME, "data": {...}, "id"?}`, each named by a [`ServerEvent`].
 
-use labchat_domain::{Message, MessageId, Receipt, RequestId, RoomEvent, Timestamp};
+use labchat_domain::{Message, MessageId, Receipt, RequestId, RoomEvent, Seq, Timestamp};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -45,6 +45,10 @@ impl From<&Receipt> for WireReceipt {
 pub(super) struct WireMessage {
     id: String,
     request_id: String,
+    /// The message's place in its room (1, 2, 3, … with no holes); absent only for a message
+    /// no store has assigned one, which the server never sends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
     sender_id: String,
     sender_role: &'static str,
     message: String,
@@ -60,6 +64,7 @@ impl From<&Message> for WireMessage {
         Self {
             id: m.id.to_hex(),
             request_id: m.request_id.to_hex(),
+            seq: m.seq.map(Seq::get),
             sender_id: m.sender_id.as_str().to_owned(),
             sender_role: m.sender_role.as_str(),
             message: m.text.as_str().to_owned(),

@@ -6,7 +6,7 @@
 //! cut to a byte budget, from the end farthest from its cursor, and says `hasMore: true`; the
 //! client pages on as it does for a page cut by count.
 
-use labchat_domain::{HistoryPage, Message, MessageId, RequestId};
+use labchat_domain::{Cursor, HistoryPage, Message, RequestId};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -21,16 +21,17 @@ pub enum Keep {
     /// message. `hasMore` then says older messages exist: the client asks for
     /// `history {before: <the oldest id it has>}`.
     Newest,
-    /// The oldest messages, dropping the newest: for `joinRoom {after}`. `hasMore` then says
-    /// newer messages exist: the client joins again `after` the last id it has.
+    /// The oldest messages, dropping the newest: for `joinRoom {after}` and `history {after}`.
+    /// `hasMore` then says newer messages exist: the client asks for
+    /// `history {after: <the newest id it has>}`.
     Oldest,
 }
 
 impl Keep {
-    /// The end a `joinRoom` page keeps: the oldest when catching up `after` a message, else the
+    /// The end a page at `cursor` keeps: the oldest when catching up after a message, else the
     /// newest.
-    pub fn for_join(after: Option<MessageId>) -> Self {
-        if after.is_some() { Self::Oldest } else { Self::Newest }
+    pub fn for_cursor(cursor: Cursor) -> Self {
+        if matches!(cursor, Cursor::After(_)) { Self::Oldest } else { Self::Newest }
     }
 }
 

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use labchat_domain::{ClientMessageId, HistoryLimit, MessageId, MessageText, RequestId, RoomEventKind};
+use labchat_domain::{ClientMessageId, Cursor, HistoryLimit, MessageId, MessageText, RequestId, RoomEventKind};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -249,8 +249,9 @@ pub enum Command {
     History {
         /// The room.
         request_id: RequestId,
-        /// Messages before this one (default: the latest).
-        before: Option<MessageId>,
+        /// Where the page starts: the latest messages (default), `before` a message (scrolling
+        /// back) or `after` one (catching up, in the room's order).
+        cursor: Cursor,
         /// Page size.
         limit: Option<HistoryLimit>,
     },

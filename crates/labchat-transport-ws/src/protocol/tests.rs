@@ -44,7 +44,11 @@ fn decodes_every_event() {
         ),
         (
             json!({"event":"history","data":{"requestId":RID,"before":MID,"limit":20}}),
-            Command::History { request_id: rid, before: Some(mid), limit: Some(HistoryLimit::new(20).unwrap()) },
+            Command::History {
+                request_id: rid,
+                cursor: Cursor::Before(mid),
+                limit: Some(HistoryLimit::new(20).unwrap()),
+            },
         ),
         (json!({"event":"refreshToken","data":{"token":"a.b.c"}}), Command::RefreshToken { token: "a.b.c".into() }),
     ];

@@ -1,6 +1,8 @@
 //! `roomHistory` pages cut to a byte budget.
 
-use labchat_domain::{HistoryPage, Message, MessageId, MessageText, Receipt, RequestId, Role, Timestamp, UserId};
+use labchat_domain::{
+    Cursor, HistoryPage, Message, MessageId, MessageText, Receipt, RequestId, Role, Seq, Timestamp, UserId,
+};
 use serde_json::{Value, json};
 
 use super::RID;
@@ -49,6 +51,7 @@ fn messages(n: u8, text: &str) -> Vec<Message> {
         .map(|i| Message {
             id: MessageId::parse(&format!("{i:024x}")).unwrap(),
             request_id: RequestId::parse(RID).unwrap(),
+            seq: Some(Seq::new(i.into()).unwrap()),
             sender_id: UserId::parse("lab-1").unwrap(),
             sender_role: Role::Lab,
             text: MessageText::parse(text, 4000).unwrap(),
@@ -121,6 +124,8 @@ fn a_page_over_budget_is_cut_from_the_far_end_and_says_has_more() {
 
 #[test]
 fn join_keeps_the_oldest_only_when_catching_up() {
-    assert_eq!(Keep::for_join(None), Keep::Newest);
-    assert_eq!(Keep::for_join(Some(MessageId::parse(RID).unwrap())), Keep::Oldest);
+    let id = MessageId::parse(RID).unwrap();
+    assert_eq!(Keep::for_cursor(Cursor::Latest), Keep::Newest);
+    assert_eq!(Keep::for_cursor(Cursor::Before(id)), Keep::Newest);
+    assert_eq!(Keep::for_cursor(Cursor::After(id)), Keep::Oldest);
 }

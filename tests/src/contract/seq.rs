@@ -1,0 +1,106 @@
+//! The checks of the room order: every store gives each room's messages the seqs 1, 2, 3, …
+//! (no holes, no repeats, also under concurrent inserts), history follows them, and a history
+//! cursor must be a message of the room.
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use labchat_core::Inserted;
+use labchat_domain::{Cursor, HistoryLimit, HistoryPage, Message, MessageId, Seq};
+
+use super::{StoreFixture, assert_room_matches, history, history_at, insert_new, open, rid, seq, seqs};
+
+/// Seqs count each room's messages on its own: 1 for a room's first message, then 2, 3, … with
+/// no holes, whatever other rooms do in between; history carries them.
+pub async fn seqs_are_dense_per_room<F: StoreFixture>(f: &F) {
+    let (room, other) = (rid(1), rid(2));
+    let (store, mk, mut model) = open(f, "t", &[room, other]).await;
+    for i in 0..30 {
+        let request = if i % 3 == 2 { other } else { room };
+        // insert_new checks the returned seq against the model's (the room's count + 1).
+        insert_new(&*store, &mut model, mk.message(request, "t", &format!("m{i}"), None)).await;
+    }
+    for (r, n) in [(room, 20), (other, 10)] {
+        let page = history(&*store, r, Cursor::Latest, 100).await;
+        assert_eq!(seqs(&page.messages), (1..=n).collect::<Vec<_>>(), "{r:?}");
+    }
+    assert_room_matches(&*store, &model, room, "room").await;
+    assert_room_matches(&*store, &model, other, "other room").await;
+}
+
+/// Concurrent inserts into one room (8 tasks of 25 sends each) get the seqs 1..=200, each once,
+/// and history holds every message in that order, each with the seq its insert returned.
+pub async fn concurrent_inserts_into_one_room_are_dense<F: StoreFixture>(f: &F) {
+    const TASKS: usize = 8;
+    const EACH: usize = 25;
+    let room = rid(1);
+    let (store, mk, _) = open(f, "t", &[room]).await;
+    let tasks = (0..TASKS).map(|t| {
+        let messages: Vec<Message> =
+            (0..EACH).map(|i| mk.message(room, "t", &format!("task {t} message {i}"), None)).collect();
+        let store = Arc::clone(&store);
+        async move {
+            let mut got = Vec::with_capacity(EACH);
+            for m in messages {
+                match store.insert_message(&m).await {
+                    Ok(Inserted::New(n)) => got.push((m.id, n)),
+                    other => panic!("task {t}: insert {:?}: {other:?}", m.id),
+                }
+            }
+            got
+        }
+    });
+    let mut stored: Vec<(MessageId, Seq)> = join_all(tasks).await.into_iter().flatten().collect();
+    stored.sort_by_key(|(_, n)| *n);
+    let total = u64::try_from(TASKS * EACH).unwrap_or_else(|e| panic!("{e}"));
+    let got: Vec<u64> = stored.iter().map(|(_, n)| n.get()).collect();
+    assert_eq!(got, (1..=total).collect::<Vec<_>>(), "seqs are dense and unique");
+    let page = history(&*store, room, Cursor::Latest, HistoryLimit::MAX).await;
+    let listed: Vec<(MessageId, Seq)> = page.messages.iter().map(|m| (m.id, m.seq.unwrap_or(Seq::FIRST))).collect();
+    assert_eq!(listed, stored, "history in seq order, with the seqs the inserts returned");
+}
+
+/// A repeated send returns the original with its seq, and takes no seq itself: the next new
+/// message follows the original with no hole.
+pub async fn a_duplicate_keeps_its_seq_and_leaves_no_hole<F: StoreFixture>(f: &F) {
+    let room = rid(1);
+    let (store, mk, mut model) = open(f, "t", &[room]).await;
+    insert_new(&*store, &mut model, mk.message(room, "t", "first", None)).await;
+    let original = mk.message(room, "t", "second", Some("c-2"));
+    insert_new(&*store, &mut model, original.clone()).await;
+    for _ in 0..3 {
+        let retry = mk.message(room, "t", "second, again", Some("c-2"));
+        match store.insert_message(&retry).await.unwrap_or_else(|e| panic!("{e:?}")) {
+            Inserted::Duplicate(o) => assert_eq!((o.id, o.seq), (original.id, Some(seq(2))), "the original"),
+            other => panic!("a repeated send was stored: {other:?}"),
+        }
+    }
+    insert_new(&*store, &mut model, mk.message(room, "t", "third", None)).await;
+    let page = history(&*store, room, Cursor::Latest, 10).await;
+    assert_eq!(seqs(&page.messages), [1, 2, 3]);
+    assert_room_matches(&*store, &model, room, "after repeats").await;
+}
+
+/// A history cursor must be a message of the room: an id of another room's message or an
+/// unknown id is reported (`None`), for both directions, and never taken as a position.
+pub async fn a_cursor_outside_the_room_is_reported<F: StoreFixture>(f: &F) {
+    let (room, other) = (rid(1), rid(2));
+    let (store, mk, mut model) = open(f, "t", &[room, other]).await;
+    let foreign = mk.message(other, "t", "elsewhere", None);
+    insert_new(&*store, &mut model, foreign.clone()).await;
+    for i in 0..3 {
+        insert_new(&*store, &mut model, mk.message(room, "t", &format!("m{i}"), None)).await;
+    }
+    let unknown = mk.message(room, "t", "never stored", None).id;
+    for id in [foreign.id, unknown] {
+        for cursor in [Cursor::After(id), Cursor::Before(id)] {
+            assert_eq!(history_at(&*store, room, cursor, 10).await, None, "{cursor:?}");
+        }
+    }
+    // The room's own ids work, and the foreign one works in its own room.
+    let own = model.room(room);
+    let page = history(&*store, room, Cursor::After(own[0].id), 10).await;
+    assert_eq!(seqs(&page.messages), [2, 3]);
+    let page = history(&*store, other, Cursor::Before(foreign.id), 10).await;
+    assert_eq!(page, HistoryPage::default());
+}
