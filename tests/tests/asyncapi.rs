@@ -632,7 +632,7 @@ fn examples_are_valid_and_mutations_are_refused() {
     let server = |f: &Value| contract.server[f["event"].as_str().unwrap()].is_valid(f);
     let client = |f: &Value| contract.client[f["event"].as_str().unwrap()].is_valid(f);
     let message = json!({"event": "message", "data": {
-        "id": "6751b6e01ad14eaa13a03314", "requestId": "6751b6df1ad14eaa13a03313", "senderId": "t1",
+        "id": "6751b6e01ad14eaa13a03314", "requestId": "6751b6df1ad14eaa13a03313", "seq": 1, "senderId": "t1",
         "senderRole": "TEACHER", "message": "hi", "createdAt": "2024-12-05T14:03:11.120Z",
         "deliveredTo": [{"userId": "lab-1", "at": "2024-12-05T14:03:12.004Z"}], "readBy": []}});
     assert!(server(&message));
@@ -656,6 +656,8 @@ fn examples_are_valid_and_mutations_are_refused() {
         ("/data/createdAt", Some(json!("2024-12-05T14:03:11.120+00:00"))),
         ("/data/senderRole", Some(json!("ADMIN"))),
         ("/data/readBy", None),
+        ("/data/seq", None),
+        ("/data/seq", Some(json!(0))),
         ("/data/deliveredTo/0/extra", Some(json!(true))),
     ] {
         assert!(!server(&mutate(pointer, value.clone())), "accepted a message with {pointer} = {value:?}");

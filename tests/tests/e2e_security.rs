@@ -412,18 +412,22 @@ async fn r1_ids_used_in_a_teachers_own_room_reveal_and_mark_nothing() {
     assert_eq!((frames[0]["event"].as_str(), frames[0]["data"]["userId"].as_str()), (Some("messageReads"), Some(BOB)));
     assert_eq!(hex_ids(&frames[1]["data"]["messages"]), [mine.as_str()]);
 
-    // R1's ids as cursors in R2 page through R2 only.
+    // R1's ids as cursors in R2 page nothing: they are refused exactly like ids that exist
+    // nowhere, so they do not even tell that they exist.
     let last = w.r1_ids.last().unwrap().clone();
-    for (event, data) in [
-        ("joinRoom", json!({"requestId": r2, "after": w.r1_ids[0]})),
-        ("history", json!({"requestId": r2, "before": last})),
-        ("history", json!({"resquestId": r2, "before": "ffffffffffffffffffffffff"})),
-        ("joinRoom", json!({"requestId": r2, "after": "000000000000000000000000"})),
+    for (event, data, field) in [
+        ("joinRoom", json!({"requestId": r2, "after": w.r1_ids[0]}), "after"),
+        ("history", json!({"requestId": r2, "before": last}), "before"),
+        ("history", json!({"requestId": r2, "after": last}), "after"),
+        ("history", json!({"resquestId": r2, "before": "ffffffffffffffffffffffff"}), "before"),
+        ("joinRoom", json!({"requestId": r2, "after": "000000000000000000000000"}), "after"),
     ] {
         let frames = w.bob.call(json!({"event": event, "data": data})).await;
-        let page = &frames.iter().find(|f| f["event"] == "roomHistory").unwrap()["data"];
-        assert_eq!(page["requestId"], r2.as_str());
-        assert!(page["messages"].as_array().unwrap().iter().all(|m| m["requestId"] == r2.as_str()), "{page}");
+        assert_eq!(frames.len(), 1, "no page for a foreign cursor: {frames:?}");
+        let e = &frames[0]["data"];
+        assert_eq!((frames[0]["event"].as_str(), e["code"].as_str()), (Some("error"), Some("BAD_REQUEST")), "{e}");
+        assert_eq!(e["message"], format!("field data.{field} must be the id of a message of this room"));
+        assert_eq!(e["requestId"], r2.as_str());
     }
     // Alice's client message id in Bob's room makes a new message of Bob's, not a retry of hers.
     let data = json!({"requestId": r2, "message": "bob's own", "clientMessageId": "r1-cmid-0", "senderId": ALICE});

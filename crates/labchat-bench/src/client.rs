@@ -24,10 +24,6 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How long one handshake, or one join, may take.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Joins skip the room's history by asking for the messages after this id (none are): the
-/// workloads measure live traffic, and rooms keep the messages of earlier runs.
-pub const AFTER_EVERYTHING: &str = "ffffffffffffffffffffffff";
-
 /// The server under test and how to talk to it.
 #[derive(Clone)]
 pub struct Target {
@@ -126,9 +122,10 @@ impl Target {
     }
 }
 
-/// Joins `room` (skipping history) and waits for the ack.
+/// Joins `room` and waits for the ack (the `roomHistory` before it is read and dropped). Each
+/// workload uses rooms of its own (`--room-offset`), so a fresh server's rooms have no history.
 pub async fn join(ws: &mut Ws, room: &str, index: usize) -> Result<(), BenchError> {
-    let frame = json!({"event": "joinRoom", "data": {"requestId": room, "after": AFTER_EVERYTHING}, "id": 1});
+    let frame = json!({"event": "joinRoom", "data": {"requestId": room}, "id": 1});
     ws.send(Message::text(frame.to_string()))
         .await
         .map_err(|e| BenchError::Protocol(format!("connection {index}: send joinRoom: {e}")))?;
