@@ -1,0 +1,165 @@
+//! Tidy checks: the invariants of docs/ARCHITECTURE.md that are absences, checked where developers
+//! run tests (CI runs this file first, as its "dependency boundaries" step).
+//!
+//! - Dependency boundaries, read from `cargo tree` (normal dependencies only).
+//! - Names that must not appear in a crate's sources.
+//! - Source files over the size limit, unless listed with a reason.
+
+#![allow(clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The names of every crate `krate` depends on through normal dependencies (transitively).
+fn normal_dependencies(krate: &str) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["tree", "-q", "--locked", "--offline", "-p", krate, "-e", "normal", "--prefix", "none"])
+        .output()
+        .expect("run cargo tree");
+    assert!(out.status.success(), "cargo tree -p {krate} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != krate)
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// (crate, what it must not depend on, why)
+const BOUNDARIES: &[(&str, &[&str], &str)] = &[
+    (
+        "labchat-domain",
+        &["tokio", "mongodb", "bson", "tungstenite", "tokio-tungstenite", "serde_json", "hyper", "async-trait"],
+        "the domain is synchronous and I/O-free",
+    ),
+    (
+        "labchat-core",
+        &[
+            "mongodb",
+            "bson",
+            "tungstenite",
+            "tokio-tungstenite",
+            "serde_json",
+            "hyper",
+            "labchat-memory",
+            "labchat-store-mongo",
+            "labchat-transport-ws",
+        ],
+        "the core knows no driver, no wire format and no adapter",
+    ),
+    (
+        "labchat-memory",
+        &["mongodb", "bson", "tungstenite", "tokio-tungstenite", "serde_json", "hyper", "labchat-transport-ws"],
+        "the in-memory adapters know no driver, no wire format and no other adapter",
+    ),
+    (
+        "labchat-transport-ws",
+        &["mongodb", "bson", "labchat-memory", "labchat-store-mongo"],
+        "the transport knows no database and names no store",
+    ),
+    (
+        "labchat-store-mongo",
+        &["tungstenite", "tokio-tungstenite", "hyper", "labchat-memory", "labchat-transport-ws"],
+        "the MongoDB store knows no wire format and no other adapter",
+    ),
+];
+
+#[test]
+fn dependency_boundaries_hold() {
+    let mut failures = Vec::new();
+    for (krate, forbidden, why) in BOUNDARIES {
+        let deps = normal_dependencies(krate);
+        let found: Vec<&str> = forbidden.iter().copied().filter(|f| deps.iter().any(|d| d == f)).collect();
+        if !found.is_empty() {
+            failures.push(format!("{krate} depends on {found:?}: {why}"));
+        }
+    }
+    assert!(failures.is_empty(), "dependency boundaries broken:\n{}", failures.join("\n"));
+}
+
+fn rust_sources(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read a source directory") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// (crate directory, a name its non-test sources must not contain, why)
+const ABSENT_NAMES: &[(&str, &str, &str)] = &[
+    ("crates/labchat-transport-ws/src", "SystemClock", "the transport uses the clock it is given"),
+    ("crates/labchat-transport-ws/src", "MemoryStore", "only crates/labchat names concrete adapters"),
+    ("crates/labchat-transport-ws/src", "MongoStore", "only crates/labchat names concrete adapters"),
+    ("crates/labchat-transport-ws/src", "LocalBroadcaster", "only crates/labchat names concrete adapters"),
+    ("crates/labchat-core/src", "MemoryStore", "only crates/labchat names concrete adapters"),
+    ("crates/labchat-core/src", "MongoStore", "only crates/labchat names concrete adapters"),
+    ("crates/labchat-core/src", "LocalBroadcaster", "only crates/labchat names concrete adapters"),
+    ("crates/labchat-memory/src", "labchat_transport_ws", "adapters do not call into each other"),
+    ("crates/labchat-store-mongo/src", "labchat_transport_ws", "adapters do not call into each other"),
+];
+
+/// The part of a source file before its `#[cfg(test)]` module, if any.
+fn non_test_part(text: &str) -> &str {
+    text.find("#[cfg(test)]").map_or(text, |at| &text[..at])
+}
+
+#[test]
+fn absent_names_stay_absent() {
+    let root = workspace_root();
+    let mut failures = Vec::new();
+    for (dir, name, why) in ABSENT_NAMES {
+        for file in rust_sources(&root.join(dir)) {
+            if file.file_name().is_some_and(|f| f == "tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).expect("read a source file");
+            if non_test_part(&text).contains(name) {
+                failures.push(format!("{} names {name}: {why}", file.display()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Source files allowed past [`MAX_LINES`], each with its reason.
+const LONG_FILES: &[(&str, &str)] = &[];
+
+const MAX_LINES: usize = 400;
+
+#[test]
+fn source_files_stay_small_unless_listed_with_a_reason() {
+    let root = workspace_root();
+    let mut failures = Vec::new();
+    for file in rust_sources(&root.join("crates")) {
+        let rel = file.strip_prefix(&root).expect("under the root").to_string_lossy().replace('\\', "/");
+        // Tests and examples are exempt: a test file is a list of cases.
+        if rel.contains("/tests/") || rel.ends_with("/tests.rs") || rel.contains("/examples/") {
+            continue;
+        }
+        let lines = std::fs::read_to_string(&file).expect("read a source file").lines().count();
+        let listed = LONG_FILES.iter().any(|(path, _)| *path == rel);
+        if lines > MAX_LINES && !listed {
+            failures
+                .push(format!("{rel}: {lines} lines (split it by concern, or list it in LONG_FILES with a reason)"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
