@@ -52,6 +52,17 @@ pub trait RoomSink: Send + Sync + 'static {
     fn deliver(&self, event: Arc<Published>);
 }
 
+/// The state of a cross-node backplane (see [`Broadcaster::backplane`]).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct BackplaneStatus {
+    /// Whether the backplane is reachable and this node is subscribed to its rooms there: events
+    /// posted on other nodes arrive live. While it is not, the node still serves its own
+    /// clients, stores every post and delivers it to its own members.
+    pub connected: bool,
+    /// For operators: what is wrong (the last error), or what it is connected to.
+    pub detail: String,
+}
+
 /// The broadcaster could not reach its backend.
 #[derive(Debug, thiserror::Error)]
 #[error("broadcast failed: {0}")]
@@ -76,4 +87,10 @@ pub trait Broadcaster: Send + Sync + 'static {
     /// All subscribers of a room get the room's events in one same order: the order of the
     /// `publish` calls for that room.
     async fn publish(&self, event: RoomEvent) -> Result<(), BroadcastError>;
+
+    /// The state of the backplane that carries events between nodes, or `None` for a
+    /// broadcaster that serves one node only.
+    fn backplane(&self) -> Option<BackplaneStatus> {
+        None
+    }
 }

@@ -280,6 +280,12 @@ impl Chat {
     pub async fn ready(&self) -> Result<(), crate::StoreError> {
         self.store.ping().await
     }
+
+    /// The state of the backplane between nodes, if the broadcaster has one (for readiness
+    /// probes: a node whose backplane is down still serves its own clients).
+    pub fn backplane(&self) -> Option<crate::BackplaneStatus> {
+        self.broadcaster.backplane()
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ mod errors;
 mod idgen;
 mod store;
 
-pub use broadcast::{BroadcastError, Broadcaster, Published, RoomSink, SinkId};
+pub use broadcast::{BackplaneStatus, BroadcastError, Broadcaster, Published, RoomSink, SinkId};
 pub use chat::{Chat, DEFAULT_ACCESS_TTL, Joined, Posted};
 pub use clock::{Clock, SystemClock};
 pub use errors::{ChatError, FailureKind, JoinError, LeaveError};

@@ -219,13 +219,7 @@ async fn route(req: Request<Incoming>, peer: Peer) -> HttpResponse {
     let path = req.uri().path();
     match (peer.port, req.method(), path) {
         (_, &Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
-        (_, &Method::GET, "/readyz") => match peer.server.chat.ready().await {
-            Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
-            Err(e) => json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"status": "unavailable", "reason": e.to_string()}),
-            ),
-        },
+        (_, &Method::GET, "/readyz") => readiness(&peer.server.chat).await,
         (Port::Chat | Port::Ops, &Method::GET, "/metrics") => metrics_response(&peer.server),
         (Port::Ops, _, _) => error_response(
             StatusCode::NOT_FOUND,
@@ -249,6 +243,20 @@ async fn route(req: Request<Incoming>, peer: Peer) -> HttpResponse {
         }
         _ => error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such path"),
     }
+}
+
+/// `/readyz`: 200 while the store answers, 503 otherwise. A backplane between nodes, when there
+/// is one, is reported in the body but does not make the node unready: it still serves its own
+/// clients and stores every post.
+async fn readiness(chat: &Chat) -> HttpResponse {
+    let (status, mut body) = match chat.ready().await {
+        Ok(()) => (StatusCode::OK, json!({"status": "ready"})),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "unavailable", "reason": e.to_string()})),
+    };
+    if let Some(b) = chat.backplane() {
+        body["backplane"] = json!({"connected": b.connected, "detail": b.detail});
+    }
+    json_response(status, &body)
 }
 
 fn metrics_response(server: &Server) -> HttpResponse {

@@ -56,7 +56,10 @@ fn describe() {
         "labchat_connections_pending",
         "Connections accepted on the chat listener and not (yet) upgraded to a websocket."
     );
-    describe_counter!("labchat_accept_errors_total", "Failed accepts (such as out of file descriptors); accepting backs off.");
+    describe_counter!(
+        "labchat_accept_errors_total",
+        "Failed accepts (such as out of file descriptors); accepting backs off."
+    );
     describe_gauge!("labchat_rooms_joined", "Room subscriptions held by open connections.");
     describe_counter!("labchat_frames_in_total", "Client frames received, by event (invalid: not decodable).");
     describe_counter!("labchat_frames_out_total", "Server frames queued, by event.");
