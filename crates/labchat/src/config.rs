@@ -231,6 +231,7 @@ fn ws_config(args: &ServeArgs) -> Result<WsConfig, InvalidSetting> {
         shutdown_grace: args.shutdown_grace,
         handshake_timeout: args.handshake_timeout,
         max_pending_connections: args.max_pending_connections,
+        access_recheck_interval: args.access_recheck_interval,
         ..WsConfig::default()
     })
 }
