@@ -132,7 +132,7 @@ fn each_flag_reaches_its_setting() {
 
 #[test]
 fn the_edge_settings_come_from_the_config_file_too() {
-    let f = tempfile_path::TempFile::new(
+    let f = temp_file::TempFile::new(
         "ops_listen = \"127.0.0.1:9100\"\nhandshake_timeout = \"2s\"\nmax_pending_connections = 5\n",
     );
     let s = settings(&["--jwt-secret", SECRET, "--config", &f.arg()]).unwrap();
@@ -142,7 +142,7 @@ fn the_edge_settings_come_from_the_config_file_too() {
 
 #[test]
 fn the_access_recheck_interval_comes_from_the_config_file_and_zero_turns_it_off() {
-    let f = tempfile_path::TempFile::new("access_recheck_interval = \"2m 30s\"\n");
+    let f = temp_file::TempFile::new("access_recheck_interval = \"2m 30s\"\n");
     let s = settings(&["--jwt-secret", SECRET, "--config", &f.arg()]).unwrap();
     assert_eq!(s.app.ws.access_recheck_interval, Duration::from_secs(150));
     let off = settings(&["--jwt-secret", SECRET, "--access-recheck-interval", "0s"]).unwrap();
@@ -215,33 +215,7 @@ fn every_invalid_setting_is_refused_with_a_message_naming_it() {
 
 #[test]
 fn a_bad_seed_file_names_the_entry() {
-    let f = tempfile_path::TempFile::new(r#"[{"id":"xyz","createdBy":"t1"}]"#);
+    let f = temp_file::TempFile::new(r#"[{"id":"xyz","createdBy":"t1"}]"#);
     let err = settings(&["--jwt-secret", SECRET, "--seed-requests", &f.arg()]).unwrap_err().to_string();
     assert!(err.starts_with("--seed-requests ") && err.contains("seed requests [0].id"), "{err}");
-}
-
-mod tempfile_path {
-    /// A file with this body in the temporary directory, removed on drop.
-    pub struct TempFile(std::path::PathBuf);
-
-    impl TempFile {
-        pub fn new(body: &str) -> Self {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static N: AtomicU32 = AtomicU32::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!("labchat-settings-{}-{n}.json", std::process::id()));
-            std::fs::write(&path, body).unwrap();
-            Self(path)
-        }
-
-        pub fn arg(&self) -> String {
-            self.0.display().to_string()
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
 }
