@@ -143,7 +143,18 @@ async fn over_the_pending_cap_sockets_get_503_and_others_get_through_once_the_de
     let got = read_until_closed(&mut extra, Duration::from_millis(1500)).await;
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 503"), "{text:?}");
-    assert!(text.contains("\"code\":\"UNAVAILABLE\""), "{text:?}");
+    // A well-formed response: the declared length is the length of the body that came.
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no end of head: {text:?}"));
+    let declared: usize = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")))
+        .unwrap_or_else(|| panic!("no content-length: {head:?}"))
+        .1
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(declared, body.len(), "content-length vs the body received: {text:?}");
+    assert!(body.contains("\"code\":\"UNAVAILABLE\""), "{text:?}");
 
     // The deadline frees the cap; then probes and valid handshakes work again.
     for s in &mut idle {

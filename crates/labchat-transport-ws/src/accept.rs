@@ -85,16 +85,66 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// The `503` a socket gets when too many connections are pending; written only if the socket
-/// takes it at once, since the point is to spend nothing on it.
-const PENDING_REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-connection: close\r\ncontent-length: 77\r\n\r\n\
-{\"code\":\"UNAVAILABLE\",\"message\":\"too many pending connections; retry later\"}";
+/// The body of the `503` a socket gets when too many connections are pending.
+const PENDING_REFUSAL_BODY: &str = r#"{"code":"UNAVAILABLE","message":"too many pending connections; retry later"}"#;
+/// The head of that `503`, up to the value of its `content-length`.
+const PENDING_REFUSAL_HEAD: &str = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+connection: close\r\ncontent-length: ";
+/// The whole `503`: head, the body's length (computed, in decimal), blank line, body; written
+/// only if the socket takes it at once, since the point is to spend nothing on it.
+const PENDING_REFUSAL: [u8; response_len(PENDING_REFUSAL_HEAD, PENDING_REFUSAL_BODY)] =
+    response(PENDING_REFUSAL_HEAD, PENDING_REFUSAL_BODY);
+
+/// How many decimal digits `n` takes.
+const fn decimal_digits(mut n: usize) -> usize {
+    let mut digits = 1;
+    while n >= 10 {
+        n /= 10;
+        digits += 1;
+    }
+    digits
+}
+
+/// The length of `head`, the decimal length of `body`, `\r\n\r\n` and `body`.
+const fn response_len(head: &str, body: &str) -> usize {
+    head.len() + decimal_digits(body.len()) + 4 + body.len()
+}
+
+/// `head`, the decimal length of `body`, `\r\n\r\n` and `body`, at compile time.
+const fn response<const N: usize>(head: &str, body: &str) -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut at = 0;
+    at = put(&mut out, at, head.as_bytes());
+    let digits = decimal_digits(body.len());
+    let mut rest = body.len();
+    let mut i = digits;
+    while i > 0 {
+        i -= 1;
+        out[at + i] = b"0123456789"[rest % 10];
+        rest /= 10;
+    }
+    at += digits;
+    at = put(&mut out, at, b"\r\n\r\n");
+    at = put(&mut out, at, body.as_bytes());
+    assert!(at == N, "the response length is response_len(head, body)");
+    out
+}
+
+/// Copies `bytes` into `out` from `at`; returns the position after them.
+const fn put<const N: usize>(out: &mut [u8; N], mut at: usize, bytes: &[u8]) -> usize {
+    let mut i = 0;
+    while i < bytes.len() {
+        out[at] = bytes[i];
+        at += 1;
+        i += 1;
+    }
+    at
+}
 
 fn refuse_pending(stream: TcpStream, addr: SocketAddr, port: Port) {
     reject("pending_limit");
     tracing::debug!(peer = %addr, listener = port.name(), "too many pending connections; socket refused");
-    let _ = stream.try_write(PENDING_REFUSAL);
+    let _ = stream.try_write(&PENDING_REFUSAL);
 }
 
 /// Counts the connections of one listener that are not (yet) websockets, up to a cap.
@@ -158,5 +208,23 @@ impl Drop for PendingGuard {
             metrics::gauge!("labchat_connections_pending").decrement(1.0);
         }
         self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pending_refusal_declares_the_length_of_its_body() {
+        let expected = format!("{PENDING_REFUSAL_HEAD}{}\r\n\r\n{PENDING_REFUSAL_BODY}", PENDING_REFUSAL_BODY.len());
+        assert_eq!(std::str::from_utf8(&PENDING_REFUSAL), Ok(expected.as_str()));
+    }
+
+    #[test]
+    fn decimal_digits_counts_digits() {
+        for (n, d) in [(0, 1), (9, 1), (10, 2), (76, 2), (99, 2), (100, 3), (12_345, 5)] {
+            assert_eq!(decimal_digits(n), d, "{n}");
+        }
     }
 }

@@ -155,6 +155,18 @@ pub struct ServeArgs {
     /// Most connections not (yet) upgraded to a websocket, per listener; more get HTTP 503.
     #[arg(long, env = "LABCHAT_MAX_PENDING_CONNECTIONS", default_value_t = 1024)]
     pub max_pending_connections: usize,
+    /// How often each connection re-checks its user's access to the rooms it joined (and how
+    /// long a request looked up in the store is trusted); a user who lost access leaves the room
+    /// within two intervals. `0s` turns the periodic re-check off (every frame then looks its
+    /// request up).
+    #[arg(
+        long,
+        env = "LABCHAT_ACCESS_RECHECK_INTERVAL",
+        default_value = "60s",
+        value_parser = humantime::parse_duration
+    )]
+    #[serde(serialize_with = "duration")]
+    pub access_recheck_interval: Duration,
     /// How long shutdown waits for connections to close.
     #[arg(long, env = "LABCHAT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "duration")]

@@ -231,6 +231,7 @@ fn ws_config(args: &ServeArgs) -> Result<WsConfig, InvalidSetting> {
         shutdown_grace: args.shutdown_grace,
         handshake_timeout: args.handshake_timeout,
         max_pending_connections: args.max_pending_connections,
+        access_recheck_interval: args.access_recheck_interval,
         ..WsConfig::default()
     })
 }
@@ -296,45 +297,45 @@ fn auth_settings(jwt: &JwtArgs, demo: bool) -> Result<AuthSettings, InvalidSetti
 #[cfg(test)]
 mod settings_tests;
 
+/// Test files (config files, seed files) for the tests of this module and of its children.
+#[cfg(test)]
+mod temp_file {
+    /// A file with this body in the temporary directory, removed on drop.
+    pub struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        pub fn new(body: &str) -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!("labchat-config-test-{}-{n}", std::process::id()));
+            std::fs::write(&path, body).unwrap();
+            Self(path)
+        }
+
+        /// The path, as a command-line argument.
+        pub fn arg(&self) -> String {
+            self.0.display().to_string()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, ConfigError> {
         parse_from(std::iter::once("labchat").chain(args.iter().copied()).map(OsString::from).collect())
     }
 
-    fn file(body: &str) -> tempfile_path::TempFile {
-        tempfile_path::TempFile::new(body)
-    }
-
-    mod tempfile_path {
-        use super::*;
-        pub struct TempFile(pub std::path::PathBuf);
-        impl TempFile {
-            pub fn new(body: &str) -> Self {
-                use std::sync::atomic::{AtomicU32, Ordering};
-                static N: AtomicU32 = AtomicU32::new(0);
-                let path = std::env::temp_dir().join(format!(
-                    "labchat-config-{}-{}.toml",
-                    std::process::id(),
-                    N.fetch_add(1, Ordering::Relaxed)
-                ));
-                let mut f = std::fs::File::create(&path).unwrap();
-                f.write_all(body.as_bytes()).unwrap();
-                Self(path)
-            }
-            pub fn arg(&self) -> String {
-                self.0.display().to_string()
-            }
-        }
-        impl Drop for TempFile {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.0);
-            }
-        }
+    fn file(body: &str) -> temp_file::TempFile {
+        temp_file::TempFile::new(body)
     }
 
     #[test]

@@ -60,9 +60,7 @@ fn serve(args: ServeArgs) -> Result<(), BoxError> {
     init_logs(settings.log_format, settings.log.as_deref());
     let ws = &settings.app.ws;
     let listeners = if settings.ops_listen.is_some() { 2 } else { 1 };
-    // Each open or pending connection holds a descriptor; 64 more for the store, logs and the like.
-    let wanted = ws.max_connections + listeners * ws.max_pending_connections + 64;
-    app::raise_open_file_limit(u64::try_from(wanted).unwrap_or(u64::MAX));
+    app::raise_open_file_limit(open_files_wanted(ws.max_connections, listeners, ws.max_pending_connections));
 
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = settings.workers {
@@ -96,6 +94,14 @@ fn serve(args: ServeArgs) -> Result<(), BoxError> {
         tracing::info!("labchat stopped");
         Ok(())
     })
+}
+
+/// The open-file limit the settings need: a descriptor per open connection and per pending one
+/// of each listener, and 64 more for the store, logs and the like.
+fn open_files_wanted(max_connections: usize, listeners: usize, max_pending_connections: usize) -> u64 {
+    // Saturating: huge settings ask for the most there is rather than wrap or panic.
+    let wanted = max_connections.saturating_add(listeners.saturating_mul(max_pending_connections)).saturating_add(64);
+    u64::try_from(wanted).unwrap_or(u64::MAX)
 }
 
 fn print_demo(auth: &AuthSettings, id: RequestId, addr: std::net::SocketAddr) -> Result<(), BoxError> {
@@ -158,4 +164,22 @@ fn mint(args: &TokenArgs) -> Result<(), BoxError> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{token}")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_files_wanted;
+
+    #[test]
+    fn the_open_files_wanted_count_every_connection_and_a_margin() {
+        assert_eq!(open_files_wanted(20_000, 1, 1024), 21_088);
+        assert_eq!(open_files_wanted(10, 2, 5), 84);
+    }
+
+    #[test]
+    fn huge_limits_want_the_most_open_files_without_overflowing() {
+        assert_eq!(open_files_wanted(usize::MAX, 2, usize::MAX), u64::MAX);
+        assert_eq!(open_files_wanted(1, 2, usize::MAX / 2 + 1), u64::MAX);
+        assert_eq!(open_files_wanted(usize::MAX - 10, 1, 0), u64::MAX);
+    }
 }

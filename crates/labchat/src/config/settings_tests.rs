@@ -43,7 +43,7 @@ fn defaults_map_to_the_transport_defaults() {
     );
     assert_eq!((ws.ping_interval, ws.shutdown_grace), (d.ping_interval, d.shutdown_grace));
     assert_eq!((ws.max_connections, ws.max_pending_connections), (d.max_connections, d.max_pending_connections));
-    assert_eq!(ws.handshake_timeout, d.handshake_timeout);
+    assert_eq!((ws.handshake_timeout, ws.access_recheck_interval), (d.handshake_timeout, d.access_recheck_interval));
     assert!(matches!(&s.app.store, StoreSettings::Memory { seed } if seed.is_empty()));
 }
 
@@ -88,6 +88,8 @@ fn each_flag_reaches_its_setting() {
         "3s",
         "--max-pending-connections",
         "14",
+        "--access-recheck-interval",
+        "15s",
         "--mongo-uri",
         "mongodb://db:27017",
         "--mongo-db",
@@ -120,6 +122,7 @@ fn each_flag_reaches_its_setting() {
         (Duration::from_secs(9), 12, Duration::from_secs(13))
     );
     assert_eq!((ws.handshake_timeout, ws.max_pending_connections), (Duration::from_secs(3), 14));
+    assert_eq!(ws.access_recheck_interval, Duration::from_secs(15));
     let StoreSettings::Mongo(m) = &s.app.store else { panic!("mongo expected") };
     assert_eq!((m.uri.as_str(), m.database.as_str()), ("mongodb://db:27017", "chat"));
     assert_eq!((m.requests_collection.as_str(), m.creator_field.as_str()), ("reqs", "owner"));
@@ -129,12 +132,26 @@ fn each_flag_reaches_its_setting() {
 
 #[test]
 fn the_edge_settings_come_from_the_config_file_too() {
-    let f = tempfile_path::TempFile::new(
+    let f = temp_file::TempFile::new(
         "ops_listen = \"127.0.0.1:9100\"\nhandshake_timeout = \"2s\"\nmax_pending_connections = 5\n",
     );
     let s = settings(&["--jwt-secret", SECRET, "--config", &f.arg()]).unwrap();
     assert_eq!(s.ops_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9100"));
     assert_eq!((s.app.ws.handshake_timeout, s.app.ws.max_pending_connections), (Duration::from_secs(2), 5));
+}
+
+#[test]
+fn the_access_recheck_interval_comes_from_the_config_file_and_zero_turns_it_off() {
+    let f = temp_file::TempFile::new("access_recheck_interval = \"2m 30s\"\n");
+    let s = settings(&["--jwt-secret", SECRET, "--config", &f.arg()]).unwrap();
+    assert_eq!(s.app.ws.access_recheck_interval, Duration::from_secs(150));
+    let off = settings(&["--jwt-secret", SECRET, "--access-recheck-interval", "0s"]).unwrap();
+    assert_eq!(off.app.ws.access_recheck_interval, Duration::ZERO);
+    let err =
+        parse_from(["labchat", "serve", "--access-recheck-interval", "often"].iter().map(OsString::from).collect())
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("--access-recheck-interval"), "{err}");
 }
 
 #[test]
@@ -198,33 +215,7 @@ fn every_invalid_setting_is_refused_with_a_message_naming_it() {
 
 #[test]
 fn a_bad_seed_file_names_the_entry() {
-    let f = tempfile_path::TempFile::new(r#"[{"id":"xyz","createdBy":"t1"}]"#);
+    let f = temp_file::TempFile::new(r#"[{"id":"xyz","createdBy":"t1"}]"#);
     let err = settings(&["--jwt-secret", SECRET, "--seed-requests", &f.arg()]).unwrap_err().to_string();
     assert!(err.starts_with("--seed-requests ") && err.contains("seed requests [0].id"), "{err}");
-}
-
-mod tempfile_path {
-    /// A file with this body in the temporary directory, removed on drop.
-    pub struct TempFile(std::path::PathBuf);
-
-    impl TempFile {
-        pub fn new(body: &str) -> Self {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static N: AtomicU32 = AtomicU32::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!("labchat-settings-{}-{n}.json", std::process::id()));
-            std::fs::write(&path, body).unwrap();
-            Self(path)
-        }
-
-        pub fn arg(&self) -> String {
-            self.0.display().to_string()
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
 }
