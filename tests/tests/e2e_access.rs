@@ -20,6 +20,8 @@ use labchat_tests::mongo::{self, TcpProxy, fresh_mongo_store};
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// How long a test waits to be sure that nothing more comes.
 const QUIET: Duration = Duration::from_millis(400);
@@ -173,8 +175,29 @@ async fn a_refused_write_ends_the_subscription_at_once() {
     server.stop().await;
 }
 
-/// The store goes silent while a teacher is in a room: the re-checks fail, and she stays in the
-/// room; once the store is back she still receives it.
+/// `labchat_store_op_seconds_count{op="find_request",outcome="unavailable"}` in the server's
+/// `/metrics`: request lookups that failed because the store was unavailable, process-wide (0
+/// before the first). In this test binary only the outage test makes the store unavailable.
+async fn failed_lookups(server: &TestServer) -> f64 {
+    let exchange = async {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        String::from_utf8_lossy(&raw).into_owned()
+    };
+    let text = tokio::time::timeout(WAIT, exchange).await.expect("GET /metrics: no answer");
+    assert!(text.starts_with("HTTP/1.1 200"), "GET /metrics: {text}");
+    text.lines()
+        .filter(|l| l.starts_with("labchat_store_op_seconds_count{"))
+        .filter(|l| l.contains("op=\"find_request\"") && l.contains("outcome=\"unavailable\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The store goes silent while a teacher is in a room: a re-check runs during the outage (its
+/// lookup of the request, no longer cached, fails in the store), and she stays in the room;
+/// once the store is back she still receives it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_outage_removes_nobody() {
     let proxy = TcpProxy::start(mongo::test_mongo_host()).await;
@@ -192,9 +215,18 @@ async fn a_store_outage_removes_nobody() {
     let mut t1 = connect(&server, "t1", "TEACHER").await;
     t1.join(&rid).await;
 
+    let before = failed_lookups(&server).await;
     proxy.freeze();
-    // Long enough for the cached request to expire and for re-checks to fail against the store.
-    t1.expect_silence(SHORT * 3 + op_timeout * 2).await;
+    // Nothing but a re-check looks the request up now: wait (bounded) until one has failed in
+    // the store, i.e. the cached request expired and a re-check ran into the outage.
+    let deadline = tokio::time::Instant::now() + SHORT * 2 + mongo::generous_bound(op_timeout);
+    while failed_lookups(&server).await <= before {
+        assert!(tokio::time::Instant::now() < deadline, "no access re-check ran into the outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // That failed re-check removed nobody, and told nobody anything.
+    t1.expect_silence(QUIET).await;
+    assert_eq!(server.broadcaster.subscription_count(), 1, "still in the room during the outage");
     proxy.restore();
     let deadline = tokio::time::Instant::now() + WAIT * 4;
     while server.get("/readyz").await.0 != 200 {

@@ -17,8 +17,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Settings with a short handshake deadline.
-fn short_deadline(deadline: Duration) -> Settings {
+/// A handshake deadline no test run reaches: for tests that only need pending sockets to stay
+/// open, whatever the machine's load.
+const LONG_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Settings with the given handshake deadline.
+fn with_deadline(deadline: Duration) -> Settings {
     let mut s = settings();
     s.ws.handshake_timeout = deadline;
     s
@@ -75,7 +79,7 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn a_silent_socket_is_closed_after_the_handshake_deadline() {
-    let server = TestServer::start_with(short_deadline(Duration::from_millis(500))).await;
+    let server = TestServer::start_with(with_deadline(Duration::from_millis(500))).await;
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
     let started = tokio::time::Instant::now();
     let got = read_until_closed(&mut silent, WAIT).await;
@@ -87,7 +91,7 @@ async fn a_silent_socket_is_closed_after_the_handshake_deadline() {
 
 #[tokio::test]
 async fn a_request_sent_one_byte_at_a_time_is_cut_at_the_deadline_and_never_upgraded() {
-    let server = TestServer::start_with(short_deadline(Duration::from_millis(500))).await;
+    let server = TestServer::start_with(with_deadline(Duration::from_millis(500))).await;
     let request = upgrade_request(server.addr);
     let stream = TcpStream::connect(server.addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
@@ -127,8 +131,9 @@ async fn a_request_sent_one_byte_at_a_time_is_cut_at_the_deadline_and_never_upgr
 }
 
 #[tokio::test]
-async fn over_the_pending_cap_sockets_get_503_and_others_get_through_once_the_deadline_frees_it() {
-    let mut s = short_deadline(Duration::from_secs(2));
+async fn over_the_pending_cap_sockets_get_503_at_once() {
+    // The idle sockets hold the cap until this test drops them.
+    let mut s = with_deadline(LONG_DEADLINE);
     s.ws.max_pending_connections = 3;
     let server = TestServer::start_with(s).await;
     let mut idle = Vec::new();
@@ -139,8 +144,8 @@ async fn over_the_pending_cap_sockets_get_503_and_others_get_through_once_the_de
 
     // Over the cap: refused at once, with a 503, not queued.
     let mut extra = TcpStream::connect(server.addr).await.unwrap();
-    // Well before the idle sockets' deadline: the refusal is immediate.
-    let got = read_until_closed(&mut extra, Duration::from_millis(1500)).await;
+    // No slot frees before the idle sockets' (long) deadline: a refusal that came is immediate.
+    let got = read_until_closed(&mut extra, WAIT).await;
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 503"), "{text:?}");
     // A well-formed response: the declared length is the length of the body that came.
@@ -156,11 +161,35 @@ async fn over_the_pending_cap_sockets_get_503_and_others_get_through_once_the_de
     assert_eq!(declared, body.len(), "content-length vs the body received: {text:?}");
     assert!(body.contains("\"code\":\"UNAVAILABLE\""), "{text:?}");
 
-    // The deadline frees the cap; then probes and valid handshakes work again.
-    for s in &mut idle {
-        read_until_closed(s, WAIT).await;
-    }
+    assert_eq!(server.stats.pending_connections(), 3, "the idle sockets still hold the cap");
+
+    // Their peers leaving frees the cap; then probes work again.
+    drop(idle);
     wait_for("no pending connection", || server.stats.pending_connections() == 0).await;
+    let (status, body) = get(server.addr, "/healthz").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status} {body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_deadline_frees_the_pending_cap_and_others_get_through() {
+    let mut s = with_deadline(Duration::from_millis(500));
+    s.ws.max_pending_connections = 3;
+    let server = TestServer::start_with(s).await;
+    // Twice the cap's worth of silent sockets, a cap's worth at a time: each is cut by the
+    // deadline without a response (a 503 in the second round would be a slot never freed).
+    for round in 0..2 {
+        let mut idle = Vec::new();
+        for _ in 0..3 {
+            idle.push(TcpStream::connect(server.addr).await.unwrap());
+        }
+        for s in &mut idle {
+            let got = read_until_closed(s, WAIT).await;
+            assert!(got.is_empty(), "round {round}: cut with a response {:?}", String::from_utf8_lossy(&got));
+        }
+        wait_for("no pending connection", || server.stats.pending_connections() == 0).await;
+    }
+    // Then probes and valid handshakes work again.
     let (status, body) = get(server.addr, "/healthz").await;
     assert!(status.starts_with("HTTP/1.1 200"), "{status} {body}");
     let room = server.add_request("t").await.to_hex();
@@ -171,8 +200,8 @@ async fn over_the_pending_cap_sockets_get_503_and_others_get_through_once_the_de
 
 #[tokio::test]
 async fn pending_connections_show_in_stats_and_metrics() {
-    let server = TestServer::start_with(short_deadline(Duration::from_secs(5))).await;
-    let _idle: Vec<TcpStream> =
+    let server = TestServer::start_with(with_deadline(LONG_DEADLINE)).await;
+    let idle: Vec<TcpStream> =
         vec![TcpStream::connect(server.addr).await.unwrap(), TcpStream::connect(server.addr).await.unwrap()];
     wait_for("2 pending connections", || server.stats.pending_connections() == 2).await;
     let (status, body) = get(server.addr, "/metrics").await;
@@ -191,6 +220,7 @@ async fn pending_connections_show_in_stats_and_metrics() {
         server.stats.open_connections() == 1 && server.stats.pending_connections() == 2
     })
     .await;
+    drop(idle);
     server.stop().await;
 }
 

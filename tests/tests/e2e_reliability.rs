@@ -84,6 +84,50 @@ async fn stuck_client(server: &TestServer, rid: &str, token: &str) -> Ws {
     ws
 }
 
+/// A frame of this size or more can only be taken in by a client that reads: far more than the
+/// stuck clients' 4 KiB receive buffer and the server's send buffer toward them hold.
+const BLOCKING_FRAME: u64 = 256 * 1024;
+
+/// Waits (bounded by `limit`) until the server has started sending `ws` a frame of at least
+/// [`BLOCKING_FRAME`] bytes (a history page): as `ws` is never read, the server's write to it is
+/// pending from then on. Looks at the bytes waiting in the client's socket without taking them.
+async fn wait_for_a_blocked_write(ws: &Ws, limit: Duration) {
+    let MaybeTlsStream::Plain(stream) = ws.get_ref() else { panic!("a plain TCP client") };
+    let blocked = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = stream.peek(&mut buf).await.unwrap();
+            assert!(n > 0, "the server closed the connection");
+            if starts_a_big_frame(&buf[..n]) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(limit, blocked)
+        .await
+        .unwrap_or_else(|_| panic!("no frame of {BLOCKING_FRAME} bytes or more began within {limit:?}"));
+}
+
+/// Whether the server-to-client websocket frames in `bytes` (unmasked) include the header of a
+/// frame of [`BLOCKING_FRAME`] bytes or more.
+fn starts_a_big_frame(mut bytes: &[u8]) -> bool {
+    while bytes.len() >= 2 {
+        let (len, header) = match bytes[1] & 0x7f {
+            126 if bytes.len() >= 4 => (u64::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+            127 if bytes.len() >= 10 => (u64::from_be_bytes(bytes[2..10].try_into().unwrap()), 10),
+            126 | 127 => return false,
+            n => (u64::from(n), 2),
+        };
+        if len >= BLOCKING_FRAME {
+            return true;
+        }
+        let Some(rest) = usize::try_from(len).ok().and_then(|l| bytes.get(header + l..)) else { return false };
+        bytes = rest;
+    }
+    false
+}
+
 #[tokio::test]
 async fn peers_that_stop_reading_are_closed_after_two_ping_intervals() {
     let server = TestServer::start_with(slow_reader_settings(PING)).await;
@@ -155,7 +199,10 @@ async fn shutdown_does_not_wait_its_grace_for_peers_that_stop_reading() {
         stuck.push(stuck_client(&server, &rid, &token(&format!("stuck-{i}"), "LAB")).await);
     }
     wait_until("the stuck clients to be open", Duration::from_secs(5), || server.stats.open_connections() == 3).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each server write to them is pending before the shutdown begins.
+    for ws in &stuck {
+        wait_for_a_blocked_write(ws, Duration::from_secs(10)).await;
+    }
     let took = server.stop().await;
     assert!(took < Duration::from_secs(10), "shutdown took {took:?} of its 15 s grace");
     drop(stuck);
