@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::{BoxFuture, join_all};
 use labchat_core::{
-    BroadcastError, Broadcaster, Chat, ChatStore, Inserted, Marked, RoomSink, SinkId, StoreError, SystemClock,
+    BackplaneStatus, BroadcastError, Broadcaster, Chat, ChatStore, Inserted, Marked, RoomSink, SinkId, StoreError,
+    SystemClock,
 };
 use labchat_domain::{
     HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, ReceiptKind, Request, RequestId, Role,
@@ -156,6 +157,10 @@ impl Broadcaster for NodeBroadcaster {
         Self: 'async_trait,
     {
         self.local.publish(event)
+    }
+
+    fn backplane(&self) -> Option<BackplaneStatus> {
+        Some(BackplaneStatus { connected: true, detail: "simulated".into() })
     }
 }
 

@@ -122,7 +122,9 @@ impl Session {
                 // A page after a message that stops short of the newest: the client pages on,
                 // and the held messages past the page would leave a hole before them.
                 let cut = after.is_some() && has_more;
-                self.sink.release(*request_id, Release::Joined { covered: joined.covered, cut });
+                // Only a backplane delivers messages after a history that holds them.
+                let late = chat.backplane().is_some();
+                self.sink.release(*request_id, Release::Joined { covered: joined.covered, cut, late });
                 drop(joined);
                 self.ack(AckData::Room(*request_id), id);
             }

@@ -129,12 +129,16 @@ fn seq_of(event: &RoomEvent) -> Option<Seq> {
 pub(crate) enum Release {
     /// The join succeeded and the history page was queued: pass on the receipts, and the
     /// messages past `covered` unless the page was `cut` short of the room's newest message (the
-    /// client pages on with `history {after}`). Late messages up to `covered` are dropped.
+    /// client pages on with `history {after}`). With `late`, messages up to `covered` that
+    /// arrive afterwards are dropped too, until one past it arrives.
     Joined {
         /// The highest seq the history covers.
         covered: Option<Seq>,
         /// The page stops before the room's newest message.
         cut: bool,
+        /// Messages may arrive late, after the history that holds them (from other nodes, through
+        /// a backplane); without one the filter is not needed.
+        late: bool,
     },
     /// The join failed and the sink was a member before: pass everything on, as live events.
     Member,
@@ -191,9 +195,9 @@ impl ConnSink {
             }
         };
         w.covered.retain(|(r, _)| *r != room);
-        let mut covered = match how {
-            Release::Joined { covered, .. } => covered,
-            Release::Member | Release::Drop => None,
+        let (mut covered, late) = match how {
+            Release::Joined { covered, late, .. } => (covered, late),
+            Release::Member | Release::Drop => (None, false),
         };
         for h in held {
             let pass = match (how, h.seq) {
@@ -211,7 +215,7 @@ impl ConnSink {
                 self.queued_bytes.fetch_sub(h.frame.len(), Ordering::AcqRel);
             }
         }
-        if let Some(c) = covered {
+        if let Some(c) = covered.filter(|_| late) {
             w.covered.push((room, c));
         }
         self.watching.store(!w.is_idle(), Ordering::Release);
@@ -514,7 +518,7 @@ mod tests {
         assert_eq!(drained(&sink), [("message".to_owned(), Some(9))], "only the other room's event passed");
         assert!(sink.queued_bytes.load(Ordering::Relaxed) > 0, "held frames count toward the bound");
         sink.push(frame(r#"{"event":"roomHistory"}"#));
-        sink.release(a, Release::Joined { covered: Some(Seq::new(5).unwrap()), cut: false });
+        sink.release(a, Release::Joined { covered: Some(Seq::new(5).unwrap()), cut: false, late: true });
         let got = drained(&sink);
         let names: Vec<_> = got.iter().map(|(e, s)| (e.as_str(), *s)).collect();
         assert_eq!(names, [("roomHistory", None), ("messageReads", None), ("message", Some(6))]);
@@ -527,12 +531,23 @@ mod tests {
         let a = room(1);
         let sink = ConnSink::new(SinkId(1), 64, 1 << 20);
         sink.hold(a);
-        sink.release(a, Release::Joined { covered: Some(Seq::new(3).unwrap()), cut: false });
+        sink.release(a, Release::Joined { covered: Some(Seq::new(3).unwrap()), cut: false, late: true });
         for seq in [2, 3, 4, 3] {
             sink.deliver(posted(a, seq));
         }
         let seqs: Vec<_> = drained(&sink).into_iter().map(|(_, s)| s).collect();
         assert_eq!(seqs, [Some(4), Some(3)], "filtered until seq 4 passed, then nothing is filtered");
+    }
+
+    #[test]
+    fn without_late_deliveries_a_join_leaves_no_filter_behind() {
+        let a = room(1);
+        let sink = ConnSink::new(SinkId(1), 64, 1 << 20);
+        sink.hold(a);
+        sink.release(a, Release::Joined { covered: Some(Seq::new(3).unwrap()), cut: false, late: false });
+        assert!(!sink.watching.load(Ordering::Relaxed), "deliveries go straight to the queue again");
+        sink.deliver(posted(a, 4));
+        assert_eq!(drained(&sink).len(), 1);
     }
 
     #[test]
@@ -542,7 +557,7 @@ mod tests {
         sink.hold(a);
         sink.deliver(posted(a, 8));
         sink.deliver(read(a));
-        sink.release(a, Release::Joined { covered: Some(Seq::new(5).unwrap()), cut: true });
+        sink.release(a, Release::Joined { covered: Some(Seq::new(5).unwrap()), cut: true, late: true });
         assert_eq!(drained(&sink), [("messageReads".to_owned(), None)]);
         for (how, want) in [(Release::Drop, 0), (Release::Member, 2)] {
             sink.hold(a);
