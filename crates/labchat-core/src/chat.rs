@@ -28,7 +28,9 @@ pub struct Joined {
     /// The history page to send.
     pub history: HistoryPage,
     /// The highest seq of the room the history covers: its last message, or for an empty page
-    /// after a message, that message. `None` when the history covers nothing (an empty room).
+    /// after a message, that message. `None` when the history covers nothing (an empty room),
+    /// and for an empty page after a message when the broadcaster has no backplane (on one node
+    /// no event arrives after a history that holds it, so the extra read it costs is skipped).
     pub covered: Option<Seq>,
     _order: OwnedMutexGuard<()>,
 }
@@ -198,7 +200,9 @@ impl Chat {
         if let Some(last) = history.messages.last().map(|m| m.seq) {
             return Ok((history, last));
         }
-        let Some(after) = after else { return Ok((history, None)) };
+        let Some(after) = after.filter(|_| self.broadcaster.backplane().is_some()) else {
+            return Ok((history, None));
+        };
         // Nothing after `after`: the page covers up to `after` itself, the message right after
         // its predecessor (seqs are dense), or the room's first.
         let before = self

@@ -243,6 +243,7 @@ async fn an_empty_page_after_a_message_covers_up_to_that_message() {
         .returning(|_, _| Ok(Some(HistoryPage::default())));
     let mut b = MockBroadcaster::new();
     b.expect_subscribe().returning(|_, _| Ok(()));
+    b.expect_backplane().return_const(Some(crate::BackplaneStatus { connected: true, detail: String::new() }));
     let chat = chat(store, b);
     let joined = chat.join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(1), false).await.unwrap();
     assert!(joined.history.messages.is_empty());
@@ -250,6 +251,18 @@ async fn an_empty_page_after_a_message_covers_up_to_that_message() {
     drop(joined);
     let empty_room = chat.join(&user("t1", Role::Teacher), rid(1), None, quiet_sink(1), false).await.unwrap();
     assert_eq!(empty_room.covered, None, "an empty room's history covers nothing");
+}
+
+#[tokio::test]
+async fn without_a_backplane_an_empty_page_costs_no_extra_read() {
+    let mut store = store_with_request();
+    store.expect_history().times(1).returning(|_, _| Ok(Some(HistoryPage::default())));
+    let mut b = MockBroadcaster::new();
+    b.expect_subscribe().returning(|_, _| Ok(()));
+    b.expect_backplane().return_const(None);
+    let joined =
+        chat(store, b).join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(1), false).await.unwrap();
+    assert_eq!(joined.covered, None);
 }
 
 #[tokio::test]
