@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use labchat_domain::{
     ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, ReceiptKind,
-    Request, RequestId, RoomEvent, User,
+    Request, RequestId, RoomEvent, Seq, User,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -14,15 +14,24 @@ use crate::{
     Broadcaster, ChatError, ChatStore, Clock, Inserted, JoinError, LeaveError, MessageIdGenerator, RoomSink, SinkId,
 };
 
-/// A successful join: the room's history, taken while the room's event order was held.
+/// A successful join: the room's history, read after the sink was subscribed and while the
+/// room's event order on this node was held.
 ///
-/// While a `Joined` is alive no event of the room is published, so a transport that queues the
-/// history for the connection before dropping this value gives the client the history, then
-/// every later event, with no gap and no duplicate.
+/// While a `Joined` is alive no event of the room is published on this node, so a transport
+/// that queues the history for the connection before dropping this value gives the client the
+/// history, then every later event of this node, with no gap and no duplicate. Events from other
+/// nodes may reach the sink at any moment after it was subscribed, including before the history
+/// was read: the transport holds the room's events from before it calls [`Chat::join`] until it
+/// queued the history, then passes on only those past [`Joined::covered`] (receipts: all).
 #[derive(Debug)]
 pub struct Joined {
     /// The history page to send.
     pub history: HistoryPage,
+    /// The highest seq of the room the history covers: its last message, or for an empty page
+    /// after a message, that message. `None` when the history covers nothing (an empty room),
+    /// and for an empty page after a message when the broadcaster has no backplane (on one node
+    /// no event arrives after a history that holds it, so the extra read it costs is skipped).
+    pub covered: Option<Seq>,
     _order: OwnedMutexGuard<()>,
 }
 
@@ -148,15 +157,39 @@ impl Chat {
 
     /// Joins `sink` to the room and returns the history to send: the latest page, or with
     /// `after` the messages after that one. Joining twice is harmless.
+    ///
+    /// The sink is subscribed first and the history read next, so no event of the room falls
+    /// between the two, wherever it was published. When reading the history fails, the sink is
+    /// unsubscribed again, unless `rejoin` says it was subscribed to the room before this call.
     pub async fn join(
         &self,
         user: &User,
         request: RequestId,
         after: Option<MessageId>,
         sink: Arc<dyn RoomSink>,
+        rejoin: bool,
     ) -> Result<Joined, JoinError> {
         self.authorize(user, request).await?;
         let order = self.room_order(request).await;
+        let sink_id = sink.id();
+        self.broadcaster.subscribe(request, sink).await.map_err(JoinError::Subscribe)?;
+        match self.joined_history(request, after).await {
+            Ok((history, covered)) => Ok(Joined { history, covered, _order: order }),
+            Err(e) => {
+                if !rejoin && let Err(u) = self.broadcaster.unsubscribe(request, sink_id).await {
+                    tracing::warn!(error = %u, request_id = %request, "unsubscribe after a failed join failed");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The history page of a join, and the highest seq it covers (see [`Joined::covered`]).
+    async fn joined_history(
+        &self,
+        request: RequestId,
+        after: Option<MessageId>,
+    ) -> Result<(HistoryPage, Option<Seq>), ChatError> {
         let cursor = after.map_or(Cursor::Latest, Cursor::After);
         let history = self
             .store
@@ -164,8 +197,31 @@ impl Chat {
             .await
             .map_err(ChatError::store("reading the history of a room to join"))?
             .ok_or(ChatError::NotInRoom(cursor))?;
-        self.broadcaster.subscribe(request, sink).await.map_err(JoinError::Subscribe)?;
-        Ok(Joined { history, _order: order })
+        if let Some(last) = history.messages.last().map(|m| m.seq) {
+            return Ok((history, last));
+        }
+        let Some(after) = after.filter(|_| self.broadcaster.backplane().is_some()) else {
+            return Ok((history, None));
+        };
+        // Nothing after `after`: the page covers up to `after` itself, the message right after
+        // its predecessor (seqs are dense), or the room's first.
+        let before = self
+            .store
+            .history(
+                request,
+                HistoryQuery {
+                    cursor: Cursor::Before(after),
+                    limit: HistoryLimit::new(1).unwrap_or(self.history_limit),
+                },
+            )
+            .await
+            .map_err(ChatError::store("reading the seq of a join's cursor"))?
+            .ok_or(ChatError::NotInRoom(cursor))?;
+        let covered = match before.messages.last() {
+            Some(m) => m.seq.and_then(Seq::next),
+            None => Some(Seq::FIRST),
+        };
+        Ok((history, covered))
     }
 
     /// Unsubscribes a closing connection's sink from its rooms, without authorization (the

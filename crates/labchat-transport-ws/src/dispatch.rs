@@ -11,7 +11,7 @@ use crate::access;
 use crate::auth::{AuthError, Principal};
 use crate::connection::{End, close};
 use crate::errors::WireError;
-use crate::outbound::ConnSink;
+use crate::outbound::{ConnSink, Release};
 use crate::protocol::{self, AckData, Command, ErrorCode, ErrorFrame, Inbound, Keep, ServerEvent};
 use crate::server::Server;
 
@@ -99,17 +99,32 @@ impl Session {
                     )));
                 }
                 let sink: Arc<dyn RoomSink> = Arc::clone(&self.sink) as Arc<dyn RoomSink>;
-                let joined = chat.join(&user, *request_id, *after, sink).await.map_err(WireError::from)?;
+                let rejoin = self.rooms.contains(request_id);
+                // The room's events that arrive between subscribing and queueing the history
+                // (from other nodes) wait, so that they follow the history.
+                self.sink.hold(*request_id);
+                let joined = match chat.join(&user, *request_id, *after, sink, rejoin).await {
+                    Ok(joined) => joined,
+                    Err(e) => {
+                        self.sink.release(*request_id, if rejoin { Release::Member } else { Release::Drop });
+                        return Err(WireError::from(e).into());
+                    }
+                };
                 if self.rooms.insert(*request_id) {
                     metrics::gauge!("labchat_rooms_joined").increment(1.0);
                 }
                 // Queued while the room's order is held: history first, then live events.
                 let (keep, budget) =
                     (Keep::for_cursor(after.map_or(Cursor::Latest, Cursor::After)), server.config().reply_budget());
-                self.sink.reply(
-                    ServerEvent::RoomHistory,
-                    protocol::room_history(*request_id, &joined.history, keep, budget, id),
-                );
+                let (frame, has_more) =
+                    protocol::room_history_with_more(*request_id, &joined.history, keep, budget, id);
+                self.sink.reply(ServerEvent::RoomHistory, frame);
+                // A page after a message that stops short of the newest: the client pages on,
+                // and the held messages past the page would leave a hole before them.
+                let cut = after.is_some() && has_more;
+                // Only a backplane delivers messages after a history that holds them.
+                let late = chat.backplane().is_some();
+                self.sink.release(*request_id, Release::Joined { covered: joined.covered, cut, late });
                 drop(joined);
                 self.ack(AckData::Room(*request_id), id);
             }
@@ -120,6 +135,7 @@ impl Session {
                     chat.check_access(&user, *request_id).await.map_err(WireError::from)?;
                 }
                 chat.leave(*request_id, self.sink.sink_id()).await.map_err(WireError::from)?;
+                self.sink.forget(*request_id);
                 if self.rooms.remove(request_id) {
                     metrics::gauge!("labchat_rooms_joined").decrement(1.0);
                 }
@@ -196,6 +212,7 @@ impl Session {
         for room in rooms {
             let sink_id = self.sink.sink_id();
             if access::remove(server.chat(), &self.principal.user, sink_id, &mut self.rooms, room).await {
+                self.sink.forget(room);
                 self.sink.reply_error(&access::removal_notice(room));
             }
         }

@@ -17,6 +17,11 @@ use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 
 use crate::protocol::{self, ErrorFrame, ServerEvent};
 
+mod window;
+
+use window::JoinWindow;
+pub(crate) use window::Release;
+
 /// A FIFO of encoded frames that allocates nothing while empty (a tokio mpsc channel allocates
 /// about 1.5 KiB per connection up front) and gives back what a burst took.
 struct OutQueue {
@@ -50,6 +55,10 @@ impl OutQueue {
         Ok(())
     }
 
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     fn try_recv(&self) -> Option<Utf8Bytes> {
         let mut q = self.lock();
         let frame = q.pop_front();
@@ -72,6 +81,9 @@ impl OutQueue {
 
 /// The connection's side of the broadcaster, and the queue of its direct replies: a bounded
 /// queue of encoded frames. Over either bound the connection is marked for closing (1013).
+///
+/// While a room is being joined its events are held back (see [`ConnSink::hold`]); held frames
+/// count toward the same bounds.
 pub(crate) struct ConnSink {
     id: SinkId,
     tx: OutQueue,
@@ -79,6 +91,9 @@ pub(crate) struct ConnSink {
     max_bytes: usize,
     overflowed: AtomicBool,
     overflow: Notify,
+    /// Whether `window` holds anything: deliveries look at it before taking the lock.
+    watching: AtomicBool,
+    window: std::sync::Mutex<JoinWindow>,
 }
 
 impl ConnSink {
@@ -91,7 +106,14 @@ impl ConnSink {
             max_bytes,
             overflowed: AtomicBool::new(false),
             overflow: Notify::new(),
+            watching: AtomicBool::new(false),
+            window: std::sync::Mutex::new(JoinWindow::default()),
         }
+    }
+
+    fn mark_overflowed(&self) {
+        self.overflowed.store(true, Ordering::Release);
+        self.overflow.notify_one();
     }
 
     /// The connection's number, as the broadcaster knows it.
@@ -109,8 +131,7 @@ impl ConnSink {
         let full = queued > self.max_bytes || self.tx.try_send(frame).is_err();
         if full {
             self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            self.overflowed.store(true, Ordering::Release);
-            self.overflow.notify_one();
+            self.mark_overflowed();
         }
     }
 
@@ -158,7 +179,11 @@ impl RoomSink for ConnSink {
     fn deliver(&self, event: Arc<Published>) {
         // Encoded once per broadcast, shared by every receiver.
         let frame = event.encoded(|e| Utf8Bytes::from(protocol::room_event(e)));
-        self.push(frame);
+        if self.watching.load(Ordering::Acquire) {
+            self.deliver_watched(event.event(), frame);
+        } else {
+            self.push(frame);
+        }
     }
 }
 

@@ -174,28 +174,111 @@ async fn a_forbidden_mark_never_touches_the_store() {
     assert!(matches!(err, ChatError::Forbidden));
 }
 
+fn message(n: u32, seq: u64) -> Message {
+    Message {
+        id: mid(n),
+        request_id: rid(1),
+        seq: Some(labchat_domain::Seq::new(seq).unwrap()),
+        sender_id: UserId::parse("lab").unwrap(),
+        sender_role: Role::Lab,
+        text: text("m"),
+        created_at: Timestamp::from_unix_millis(1),
+        client_message_id: None,
+        delivered_to: vec![],
+        read_by: vec![],
+    }
+}
+
+fn quiet_sink(id: u64) -> Arc<dyn RoomSink> {
+    let mut s = MockRoomSink::new();
+    s.expect_id().return_const(SinkId(id));
+    s.expect_deliver().never();
+    Arc::new(s)
+}
+
 #[tokio::test]
-async fn join_reads_history_then_subscribes_and_forbidden_join_does_neither() {
+async fn join_subscribes_then_reads_history_and_forbidden_join_does_neither() {
+    let mut order = Sequence::new();
     let mut store = store_with_request();
+    let mut b = MockBroadcaster::new();
+    b.expect_subscribe()
+        .withf(|r, s| *r == rid(1) && s.id() == SinkId(42))
+        .times(1)
+        .in_sequence(&mut order)
+        .returning(|_, _| Ok(()));
     store
         .expect_history()
         .withf(|r, q| *r == rid(1) && q.cursor == Cursor::After(mid(3)) && q.limit == HistoryLimit::DEFAULT)
         .times(1)
-        .returning(|_, _| Ok(Some(HistoryPage { messages: vec![], has_more: false })));
-    let mut b = MockBroadcaster::new();
-    b.expect_subscribe().withf(|r, s| *r == rid(1) && s.id() == SinkId(42)).times(1).returning(|_, _| Ok(()));
+        .in_sequence(&mut order)
+        .returning(|_, _| Ok(Some(HistoryPage { messages: vec![message(4, 4), message(5, 5)], has_more: false })));
+    b.expect_unsubscribe().never();
     let chat = chat(store, b);
-    let sink = || {
-        let mut s = MockRoomSink::new();
-        s.expect_id().return_const(SinkId(42));
-        s.expect_deliver().never();
-        Arc::new(s) as Arc<dyn RoomSink>
-    };
-    let joined = chat.join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), sink()).await.unwrap();
-    assert!(joined.history.messages.is_empty());
+    let joined = chat.join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(42), false).await.unwrap();
+    assert_eq!(joined.history.messages.len(), 2);
+    assert_eq!(joined.covered.map(|s| s.get()), Some(5), "the page covers up to its last message");
     drop(joined);
-    let err = chat.join(&user("t2", Role::Teacher), rid(1), None, sink()).await.unwrap_err();
+    let err = chat.join(&user("t2", Role::Teacher), rid(1), None, quiet_sink(42), false).await.unwrap_err();
     assert!(matches!(err, JoinError::Chat(ChatError::Forbidden)));
+}
+
+#[tokio::test]
+async fn an_empty_page_after_a_message_covers_up_to_that_message() {
+    let mut store = store_with_request();
+    store
+        .expect_history()
+        .withf(|_, q| q.cursor == Cursor::After(mid(3)))
+        .times(1)
+        .returning(|_, _| Ok(Some(HistoryPage::default())));
+    // mid(3) follows the message of seq 6: it is number 7.
+    store
+        .expect_history()
+        .withf(|_, q| q.cursor == Cursor::Before(mid(3)) && q.limit.get() == 1)
+        .times(1)
+        .returning(|_, _| Ok(Some(HistoryPage { messages: vec![message(2, 6)], has_more: true })));
+    store
+        .expect_history()
+        .withf(|_, q| q.cursor == Cursor::Latest)
+        .times(1)
+        .returning(|_, _| Ok(Some(HistoryPage::default())));
+    let mut b = MockBroadcaster::new();
+    b.expect_subscribe().returning(|_, _| Ok(()));
+    b.expect_backplane().return_const(Some(crate::BackplaneStatus { connected: true, detail: String::new() }));
+    let chat = chat(store, b);
+    let joined = chat.join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(1), false).await.unwrap();
+    assert!(joined.history.messages.is_empty());
+    assert_eq!(joined.covered.map(|s| s.get()), Some(7));
+    drop(joined);
+    let empty_room = chat.join(&user("t1", Role::Teacher), rid(1), None, quiet_sink(1), false).await.unwrap();
+    assert_eq!(empty_room.covered, None, "an empty room's history covers nothing");
+}
+
+#[tokio::test]
+async fn without_a_backplane_an_empty_page_costs_no_extra_read() {
+    let mut store = store_with_request();
+    store.expect_history().times(1).returning(|_, _| Ok(Some(HistoryPage::default())));
+    let mut b = MockBroadcaster::new();
+    b.expect_subscribe().returning(|_, _| Ok(()));
+    b.expect_backplane().return_const(None);
+    let joined =
+        chat(store, b).join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(1), false).await.unwrap();
+    assert_eq!(joined.covered, None);
+}
+
+#[tokio::test]
+async fn a_failed_history_read_unsubscribes_a_new_member_but_not_a_rejoining_one() {
+    for rejoin in [false, true] {
+        let mut store = store_with_request();
+        store.expect_history().returning(|_, _| Ok(None));
+        let mut b = MockBroadcaster::new();
+        b.expect_subscribe().times(1).returning(|_, _| Ok(()));
+        b.expect_unsubscribe().with(eq(rid(1)), eq(SinkId(5))).times(usize::from(!rejoin)).returning(|_, _| Ok(()));
+        let err = chat(store, b)
+            .join(&user("lab", Role::Lab), rid(1), Some(mid(9)), quiet_sink(5), rejoin)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, JoinError::Chat(ChatError::NotInRoom(_))), "rejoin {rejoin}: {err:?}");
+    }
 }
 
 #[tokio::test]
@@ -240,7 +323,7 @@ async fn a_failed_subscription_fails_the_join_as_unavailable() {
     b.expect_subscribe().returning(|_, _| Err(BroadcastError("bus down".into())));
     let mut sink = MockRoomSink::new();
     sink.expect_id().return_const(SinkId(1));
-    let err = chat(store, b).join(&user("lab", Role::Lab), rid(1), None, Arc::new(sink)).await.unwrap_err();
+    let err = chat(store, b).join(&user("lab", Role::Lab), rid(1), None, Arc::new(sink), false).await.unwrap_err();
     assert!(matches!(err, JoinError::Subscribe(_)), "{err:?}");
     assert_eq!(err.kind(), FailureKind::Unavailable);
 }

@@ -55,6 +55,17 @@ pub fn room_history(
     max_bytes: usize,
     id: Option<&Value>,
 ) -> String {
+    room_history_with_more(request_id, page, keep, max_bytes, id).0
+}
+
+/// [`room_history`], and the frame's `hasMore`.
+pub fn room_history_with_more(
+    request_id: RequestId,
+    page: &HistoryPage,
+    keep: Keep,
+    max_bytes: usize,
+    id: Option<&Value>,
+) -> (String, bool) {
     let name = ServerEvent::RoomHistory.as_str();
     let request_id = request_id.to_hex();
     // The bytes of the frame around its messages, which depend on `hasMore`.
@@ -69,7 +80,7 @@ pub fn room_history(
     let mut kept = Vec::new();
     for m in from_kept_end {
         let Ok(raw) = serde_json::value::to_raw_value(&WireMessage::from(m)) else {
-            return ENCODING_FAILED.to_owned();
+            return (ENCODING_FAILED.to_owned(), true);
         };
         if !budget.take(raw.get().len()) {
             break;
@@ -85,7 +96,8 @@ pub fn room_history(
     if keep == Keep::Newest {
         kept.reverse();
     }
-    frame(name, History { request_id, messages: &kept, has_more: page.has_more || cut }, id)
+    let has_more = page.has_more || cut;
+    (frame(name, History { request_id, messages: &kept, has_more }, id), has_more)
 }
 
 /// The bytes left for a page's messages: each message costs its size, plus one separator byte

@@ -19,7 +19,7 @@ mod history;
 
 pub use decode::{DecodeLimits, MAX_CORRELATION_ID_CHARS, decode};
 pub use encode::{AckData, ErrorFrame, ack, error, message, rfc3339, room_event};
-pub use history::{Keep, room_history};
+pub use history::{Keep, room_history, room_history_with_more};
 
 /// Error codes of `error` frames.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
