@@ -58,10 +58,12 @@ impl Shared {
             match self.fill_once(room).await {
                 Ok(0) => {}
                 Ok(n) => {
-                    metrics::counter!(GAP_FILLS).increment(1);
-                    tracing::debug!(request_id = %room.id, messages = n, "filled a gap from the store");
+                    metrics::counter!(GAP_FILLS, "node" => self.node_id.clone()).increment(1);
+                    tracing::debug!(node = %self.node_id, request_id = %room.id, messages = n, "filled a gap from the store");
                 }
-                Err(e) => tracing::warn!(error = %e, request_id = %room.id, "filling a room from the store failed"),
+                Err(e) => {
+                    tracing::warn!(node = %self.node_id, error = %e, request_id = %room.id, "filling a room from the store failed")
+                }
             }
             let mut state = room.lock();
             if state.again {

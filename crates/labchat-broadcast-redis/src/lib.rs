@@ -32,6 +32,7 @@ use async_trait::async_trait;
 use labchat_core::{BackplaneStatus, BroadcastError, Broadcaster, ChatStore, RoomSink, SinkId};
 use labchat_domain::{RequestId, RoomEvent};
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use crate::rooms::{LinkSide, Shared};
 
@@ -96,9 +97,12 @@ impl RedisBroadcaster {
         let shared =
             Arc::new(Shared::new(settings.node_id, store, settings.gap_wait, settings.op_timeout, link_tx, out_tx));
         let handler = Arc::new(LinkSide(Arc::clone(&shared)));
-        runtime.spawn(link::run(client.clone(), handler, link_rx, stopped.clone(), settings.op_timeout));
-        runtime.spawn(publisher::run(client, out_rx, stopped.clone(), settings.op_timeout));
-        runtime.spawn(Arc::clone(&shared).check_quiet_rooms(settings.check_interval, stopped));
+        let span = tracing::info_span!("redis_backplane", node = %shared.node_id);
+        let link = link::run(client.clone(), handler, link_rx, stopped.clone(), settings.op_timeout);
+        runtime.spawn(link.instrument(span.clone()));
+        let publisher = publisher::run(shared.node_id.clone(), client, out_rx, stopped.clone(), settings.op_timeout);
+        runtime.spawn(publisher.instrument(span.clone()));
+        runtime.spawn(Arc::clone(&shared).check_quiet_rooms(settings.check_interval, stopped).instrument(span));
         Ok(Arc::new(Self { shared, stop }))
     }
 

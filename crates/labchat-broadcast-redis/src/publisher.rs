@@ -24,13 +24,39 @@ pub(crate) struct Outgoing {
 }
 
 /// Counts and logs envelopes that could not be published.
-pub(crate) fn dropped(count: usize, error: &str) {
-    metrics::counter!(PUBLISH_ERRORS).increment(count as u64);
-    tracing::warn!(error = %error, envelopes = count, "publishing to redis failed; other nodes will fill from the store");
+pub(crate) fn dropped(node: &str, count: usize, error: &str) {
+    metrics::counter!(PUBLISH_ERRORS, "node" => node.to_owned()).increment(count as u64);
+    tracing::warn!(node, error = %error, envelopes = count, "publishing to redis failed; other nodes will fill from the store");
+}
+
+/// Counts envelopes dropped while Redis stays unreachable; logged once when it starts failing.
+struct Failures<'a> {
+    node: &'a str,
+    failing: bool,
+}
+
+impl Failures<'_> {
+    fn dropped(&mut self, count: usize, error: &str) {
+        if self.failing {
+            metrics::counter!(PUBLISH_ERRORS, "node" => self.node.to_owned()).increment(count as u64);
+            tracing::debug!(node = self.node, error = %error, envelopes = count, "publishing to redis failed");
+        } else {
+            self.failing = true;
+            dropped(self.node, count, error);
+        }
+    }
+
+    fn succeeded(&mut self) {
+        if self.failing {
+            self.failing = false;
+            tracing::info!(node = self.node, "publishing to redis again");
+        }
+    }
 }
 
 /// Runs until `stop` turns true or every sender is gone.
 pub(crate) async fn run(
+    node: String,
     client: redis::Client,
     mut rx: mpsc::Receiver<Outgoing>,
     mut stop: watch::Receiver<bool>,
@@ -38,6 +64,7 @@ pub(crate) async fn run(
 ) {
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
     let mut retry_at: Option<Instant> = None;
+    let mut failures = Failures { node: &node, failing: false };
     loop {
         let first = tokio::select! {
             o = rx.recv() => match o { Some(o) => o, None => break },
@@ -54,7 +81,7 @@ pub(crate) async fn run(
             Some(c) => c,
             None => {
                 if retry_at.is_some_and(|t| Instant::now() < t) {
-                    dropped(batch.len(), "redis unreachable (retrying shortly)");
+                    failures.dropped(batch.len(), "redis unreachable (retrying shortly)");
                     continue;
                 }
                 match tokio::time::timeout(op_timeout, client.get_multiplexed_async_connection()).await {
@@ -64,12 +91,12 @@ pub(crate) async fn run(
                     }
                     Ok(Err(e)) => {
                         retry_at = Some(Instant::now() + RETRY_AFTER);
-                        dropped(batch.len(), &format!("connect: {e}"));
+                        failures.dropped(batch.len(), &format!("connect: {e}"));
                         continue;
                     }
                     Err(_) => {
                         retry_at = Some(Instant::now() + RETRY_AFTER);
-                        dropped(batch.len(), &format!("connect: no answer within {op_timeout:?}"));
+                        failures.dropped(batch.len(), &format!("connect: no answer within {op_timeout:?}"));
                         continue;
                     }
                 }
@@ -81,11 +108,14 @@ pub(crate) async fn run(
         }
         let result = tokio::time::timeout(op_timeout, pipe.query_async::<()>(c)).await;
         let error = match result {
-            Ok(Ok(())) => continue,
+            Ok(Ok(())) => {
+                failures.succeeded();
+                continue;
+            }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {op_timeout:?}"),
         };
         conn = None;
-        dropped(batch.len(), &format!("publish: {error}"));
+        failures.dropped(batch.len(), &format!("publish: {error}"));
     }
 }

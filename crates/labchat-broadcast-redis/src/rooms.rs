@@ -77,7 +77,7 @@ impl Shared {
         link: mpsc::UnboundedSender<LinkCmd>,
         outgoing: mpsc::Sender<Outgoing>,
     ) -> Self {
-        metrics::gauge!(CONNECTED).set(0.0);
+        metrics::gauge!(CONNECTED, "node" => node_id.clone()).set(0.0);
         Self {
             node_id,
             store,
@@ -229,10 +229,10 @@ impl Shared {
         match payload {
             Ok(payload) => {
                 if let Err(e) = self.outgoing.try_send(Outgoing { channel: channel(id), payload }) {
-                    publisher::dropped(1, &format!("publish queue: {e}"));
+                    publisher::dropped(&self.node_id, 1, &format!("publish queue: {e}"));
                 }
             }
-            Err(e) => publisher::dropped(1, &e.to_string()),
+            Err(e) => publisher::dropped(&self.node_id, 1, &e.to_string()),
         }
     }
 }
@@ -257,7 +257,7 @@ impl LinkHandler for LinkSide {
         if received.origin == self.0.node_id {
             return;
         }
-        metrics::counter!(RECEIVED).increment(1);
+        metrics::counter!(RECEIVED, "node" => self.0.node_id.clone()).increment(1);
         if let Some(room) = self.0.room(received.event.request_id()) {
             self.0.offer(&room, received.event);
         }
@@ -268,7 +268,7 @@ impl LinkHandler for LinkSide {
     }
 
     fn on_status(&self, connected: bool, detail: String) {
-        metrics::gauge!(CONNECTED).set(if connected { 1.0 } else { 0.0 });
+        metrics::gauge!(CONNECTED, "node" => self.0.node_id.clone()).set(if connected { 1.0 } else { 0.0 });
         let mut status = self.0.status.lock().unwrap_or_else(|p| p.into_inner());
         if status.connected != connected {
             tracing::info!(connected, detail = %detail, "redis backplane");
