@@ -98,7 +98,8 @@ impl RedisBroadcaster {
             Arc::new(Shared::new(settings.node_id, store, settings.gap_wait, settings.op_timeout, link_tx, out_tx));
         let handler = Arc::new(LinkSide(Arc::clone(&shared)));
         let span = tracing::info_span!("redis_backplane", node = %shared.node_id);
-        let link = link::run(client.clone(), handler, link_rx, stopped.clone(), settings.op_timeout);
+        let link =
+            link::run(client.clone(), handler, link_rx, stopped.clone(), settings.op_timeout, settings.check_interval);
         runtime.spawn(link.instrument(span.clone()));
         let publisher = publisher::run(shared.node_id.clone(), client, out_rx, stopped.clone(), settings.op_timeout);
         runtime.spawn(publisher.instrument(span.clone()));

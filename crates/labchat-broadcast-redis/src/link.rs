@@ -53,13 +53,14 @@ pub(crate) async fn run(
     mut cmds: mpsc::UnboundedReceiver<LinkCmd>,
     mut stop: watch::Receiver<bool>,
     op_timeout: Duration,
+    ping_every: Duration,
 ) {
     let mut backoff = BACKOFF_MIN;
     loop {
         if *stop.borrow() {
             break;
         }
-        match serve(&client, &*handler, &mut cmds, &mut stop, op_timeout).await {
+        match serve(&client, &*handler, &mut cmds, &mut stop, (op_timeout, ping_every)).await {
             Ended::Stop => break,
             Ended::Failed { error, was_up } => {
                 tracing::warn!(error = %error, "redis pub/sub link down; reconnecting");
@@ -95,13 +96,14 @@ async fn timed<T>(
     }
 }
 
-/// One connection's life: connect, resubscribe, catch up, then serve until it fails.
+/// One connection's life: connect, resubscribe, catch up, then serve until it fails. A PING
+/// every `ping_every` detects a server that stopped answering without closing the connection.
 async fn serve(
     client: &redis::Client,
     handler: &dyn LinkHandler,
     cmds: &mut mpsc::UnboundedReceiver<LinkCmd>,
     stop: &mut watch::Receiver<bool>,
-    op_timeout: Duration,
+    (op_timeout, ping_every): (Duration, Duration),
 ) -> Ended {
     let pubsub = match timed(op_timeout, "connect", false, client.get_async_pubsub()).await {
         Ok(p) => p,
@@ -126,8 +128,15 @@ async fn serve(
     }
     handler.on_connected().await;
     handler.on_status(true, format!("redis pub/sub connected, {} rooms subscribed", channels.len()));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if let Err(e) = timed(op_timeout, "ping", true, sink.ping::<redis::Value>()).await {
+                    return e;
+                }
+            }
             message = stream.next() => match message {
                 Some(m) => handler.on_payload(m.get_payload_bytes()),
                 None => return failed("connection", "closed by the server or lost", true),

@@ -147,3 +147,29 @@ async fn redis_restarted_mid_traffic_every_node_catches_up_in_order() {
     assert_eq!(on_b.seqs().len(), 100, "no duplicate afterwards");
     nodes.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_is_detected_by_the_keep_alive() {
+    let Some(redis) = Redis::start().await else { return };
+    let nodes = Nodes::start(&redis, |s| {
+        s.check_interval = Duration::from_millis(200);
+        s.op_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let r = room();
+    let on_b = Recorder::new(2);
+    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
+    redis.signal("STOP").await;
+    // The connections stay open, the server is silent: only the keep-alive PING notices.
+    let stopped = async {
+        nodes.wait_connected(false).await;
+        // publish() does not wait for the silent server either.
+        nodes.post(&nodes.a, r).await;
+    };
+    let resumed = tokio::time::timeout(Duration::from_secs(10), stopped).await;
+    redis.signal("CONT").await;
+    resumed.expect("the silent server was noticed");
+    nodes.wait_connected(true).await;
+    on_b.expect_seqs("node b", 1, Duration::from_secs(10)).await;
+    nodes.shutdown();
+}

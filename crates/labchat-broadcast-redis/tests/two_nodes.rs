@@ -71,6 +71,11 @@ async fn a_lost_last_message_of_a_quiet_room_is_filled_by_the_periodic_check() {
     // No later message reveals this gap: only the quiet-room check can.
     nodes.store_only(r).await;
     on_b.expect_seqs("node b", 2, LIMIT).await;
+    // The link's keep-alive PING (every check interval) keeps it up.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(nodes.a.backplane().unwrap().connected && nodes.b.backplane().unwrap().connected);
+    }
     nodes.shutdown();
 }
 

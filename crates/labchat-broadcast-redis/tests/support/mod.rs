@@ -72,6 +72,13 @@ impl Redis {
         .await;
     }
 
+    /// Sends a signal (`STOP`, `CONT`) to the server.
+    pub async fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().and_then(Child::id).unwrap();
+        let status = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().await.unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// `CLIENT KILL TYPE pubsub` through a separate connection; how many were killed.
     pub async fn kill_pubsub_clients(&self) -> i64 {
         let client = redis::Client::open(self.url()).unwrap();
