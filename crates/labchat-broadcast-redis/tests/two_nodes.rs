@@ -139,3 +139,37 @@ async fn a_receipt_is_never_delivered_before_the_message_it_names() {
 async fn wait_len(sink: &Recorder, n: usize) {
     support::wait_for(&format!("{n} events"), LIMIT, || async { sink.events().len() >= n }).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_posts_on_both_nodes_arrive_in_one_dense_order_everywhere() {
+    let Some(redis) = Redis::start().await else { return };
+    let nodes = std::sync::Arc::new(Nodes::start(&redis, |s| s.check_interval = Duration::from_secs(60)).await);
+    let r = room();
+    let sinks = [Recorder::new(1), Recorder::new(2), Recorder::new(3), Recorder::new(4)];
+    nodes.a.subscribe(r, sinks[0].clone()).await.unwrap();
+    nodes.a.subscribe(r, sinks[1].clone()).await.unwrap();
+    nodes.b.subscribe(r, sinks[2].clone()).await.unwrap();
+    nodes.b.subscribe(r, sinks[3].clone()).await.unwrap();
+    // Four posters, two per node, at once: publish calls reach each node out of seq order.
+    let posters: Vec<_> = (0..4u32)
+        .map(|i| {
+            let nodes = nodes.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    let node = if i.is_multiple_of(2) { &nodes.a } else { &nodes.b };
+                    nodes.post(node, r).await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for p in posters {
+        p.await.unwrap();
+    }
+    for (i, sink) in sinks.iter().enumerate() {
+        sink.expect_seqs(&format!("sink {i}"), 200, LIMIT).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sinks.iter().all(|s| s.seqs().len() == 200), "no duplicate afterwards");
+    nodes.shutdown();
+}
