@@ -39,8 +39,8 @@ use crate::rooms::{LinkSide, Shared};
 /// How many envelopes may wait for the publisher before new ones are dropped (and counted).
 const PUBLISH_QUEUE: usize = 16_384;
 
-/// How a node reaches Redis and paces its repairs.
-#[derive(Clone, Debug)]
+/// How a node reaches Redis and paces its repairs. Its `Debug` form hides the URL's password.
+#[derive(Clone)]
 pub struct RedisSettings {
     /// The Redis URL, e.g. `redis://127.0.0.1:6379/`.
     pub url: String,
@@ -52,6 +52,26 @@ pub struct RedisSettings {
     pub check_interval: Duration,
     /// The longest each Redis command may take (default 2 s).
     pub op_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &redacted(&self.url))
+            .field("node_id", &self.node_id)
+            .field("gap_wait", &self.gap_wait)
+            .field("check_interval", &self.check_interval)
+            .field("op_timeout", &self.op_timeout)
+            .finish()
+    }
+}
+
+/// The URL with its user information (which may hold a password) replaced by `***`.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
 }
 
 impl Default for RedisSettings {
@@ -144,5 +164,18 @@ impl Broadcaster for RedisBroadcaster {
 
     fn backplane(&self) -> Option<BackplaneStatus> {
         Some(self.shared.status())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_debug_form_of_the_settings_hides_the_password() {
+        let s = RedisSettings { url: "redis://user:s3cret@cache:6379/0".to_owned(), ..RedisSettings::default() };
+        let shown = format!("{s:?}");
+        assert!(shown.contains("redis://***@cache:6379/0") && !shown.contains("s3cret"), "{shown}");
+        assert_eq!(redacted("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
     }
 }
