@@ -1,0 +1,151 @@
+//! Filling a room from the store: after a gap outlived the gap wait, for a receipt naming
+//! messages not delivered here, after a reconnect, and for quiet rooms every check interval.
+//! Concurrent fills of one room collapse into one (run again once if asked meanwhile).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use labchat_core::StoreError;
+use labchat_domain::{Cursor, HistoryLimit, HistoryQuery, Message, RoomEvent, Seq};
+use tokio::sync::watch;
+
+use crate::metrics_names::GAP_FILLS;
+use crate::order::{FillPlan, Step};
+use crate::rooms::{Room, Shared};
+
+/// Messages read per store page while filling.
+const PAGE: usize = 500;
+
+impl Shared {
+    /// Arms the room's gap timer unless it is armed: after the gap wait, fill if the gap is
+    /// still open.
+    pub(crate) fn arm_gap_timer(self: &Arc<Self>, room: &Arc<Room>) {
+        {
+            let mut state = room.lock();
+            if state.timer {
+                return;
+            }
+            state.timer = true;
+        }
+        let (shared, room) = (Arc::clone(self), Arc::clone(room));
+        tokio::spawn(async move {
+            tokio::time::sleep(shared.gap_wait).await;
+            let needed = {
+                let mut state = room.lock();
+                state.timer = false;
+                state.order.needs_fill()
+            };
+            if needed {
+                shared.fill(&room).await;
+            }
+        });
+    }
+
+    /// Fills the room from the store up to its latest message; collapses with a running fill.
+    pub(crate) async fn fill(self: &Arc<Self>, room: &Arc<Room>) {
+        {
+            let mut state = room.lock();
+            if !state.order.is_ready() {
+                return;
+            }
+            if state.filling {
+                state.again = true;
+                return;
+            }
+            state.filling = true;
+        }
+        loop {
+            match self.fill_once(room).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    metrics::counter!(GAP_FILLS, "node" => self.node_id.clone()).increment(1);
+                    tracing::debug!(node = %self.node_id, request_id = %room.id, messages = n, "filled a gap from the store");
+                }
+                Err(e) => {
+                    tracing::warn!(node = %self.node_id, error = %e, request_id = %room.id, "filling a room from the store failed")
+                }
+            }
+            let mut state = room.lock();
+            if state.again {
+                state.again = false;
+            } else {
+                state.filling = false;
+                // A gap left open (the store failed, or lags) is retried after the gap wait.
+                let open = state.order.needs_fill();
+                drop(state);
+                if open {
+                    self.arm_gap_timer(room);
+                }
+                return;
+            }
+        }
+    }
+
+    /// One fill; returns how many messages the store supplied that were delivered.
+    async fn fill_once(self: &Arc<Self>, room: &Arc<Room>) -> Result<usize, StoreError> {
+        let plan = room.lock().order.plan_fill();
+        let limit = HistoryLimit::new(PAGE).unwrap_or(HistoryLimit::DEFAULT);
+        let mut delivered = 0;
+        let mut after = plan.after;
+        while let Some(anchor) = after {
+            let query = HistoryQuery { cursor: Cursor::After(anchor), limit };
+            let Some(page) = self.store.history(room.id, query).await? else {
+                // The anchor is not a message of the room (cannot happen with a sound store):
+                // fall back to reading backwards from the latest.
+                break;
+            };
+            let complete = !page.has_more;
+            after = page.messages.last().map(|m| m.id);
+            delivered += self.apply(room, page.messages, plan, complete);
+            if complete {
+                return Ok(delivered);
+            }
+        }
+        let messages = self.read_back(room, plan, limit).await?;
+        Ok(delivered + self.apply(room, messages, plan, true))
+    }
+
+    /// Every message after the plan's last seq, read backwards from the room's latest.
+    async fn read_back(&self, room: &Room, plan: FillPlan, limit: HistoryLimit) -> Result<Vec<Message>, StoreError> {
+        let mut pages: Vec<Vec<Message>> = Vec::new();
+        let mut cursor = Cursor::Latest;
+        loop {
+            let Some(page) = self.store.history(room.id, HistoryQuery { cursor, limit }).await? else { break };
+            let first = page.messages.first().map(|m| (m.id, m.seq.map_or(0, Seq::get)));
+            let has_more = page.has_more;
+            pages.push(page.messages);
+            match first {
+                Some((id, seq)) if has_more && seq > plan.last_seq + 1 => cursor = Cursor::Before(id),
+                _ => break,
+            }
+        }
+        Ok(pages.into_iter().rev().flatten().filter(|m| m.seq.is_some_and(|s| s.get() > plan.last_seq)).collect())
+    }
+
+    /// Hands a page to the room's order and delivers what it lets out; returns how many
+    /// messages were delivered.
+    fn apply(self: &Arc<Self>, room: &Arc<Room>, page: Vec<Message>, plan: FillPlan, complete: bool) -> usize {
+        let mut state = room.lock();
+        let Step { deliver, .. } = state.order.filled(page, plan, complete);
+        let n = deliver.iter().filter(|e| matches!(e, RoomEvent::MessagePosted(_))).count();
+        state.deliver(deliver);
+        n
+    }
+
+    /// Fills every room (after a reconnect, and as the quiet-room check).
+    pub(crate) async fn fill_all(self: &Arc<Self>) {
+        let rooms = self.all_rooms();
+        futures_util::future::join_all(rooms.iter().map(|room| self.fill(room))).await;
+    }
+
+    /// Every `interval`, fills every room: repairs a silent loss even when no new event comes.
+    pub(crate) async fn check_quiet_rooms(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => return,
+            }
+            self.fill_all().await;
+        }
+    }
+}

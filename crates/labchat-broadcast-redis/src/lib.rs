@@ -1,0 +1,181 @@
+//! # labchat-broadcast-redis
+//!
+//! A [`Broadcaster`] for several labchat nodes: each node delivers a room's events to its own
+//! sinks and fans them out to the other nodes through Redis pub/sub, one channel per room
+//! (`labchat:room:<request id hex>`), one small versioned JSON envelope per event.
+//!
+//! The store stays the only source of truth: Redis holds no history, and losing it loses
+//! nothing. Every node delivers a room's messages to its sinks strictly in seq order, with no
+//! holes and no duplicates: a message that arrives ahead of its predecessor waits for it (at
+//! most [`RedisSettings::gap_wait`]), then the missing range is read from the store. A receipt
+//! never reaches a sink before the messages it names. Quiet rooms are checked against the store
+//! every [`RedisSettings::check_interval`], and after a reconnection every room is caught up
+//! from the store.
+//!
+//! What a client sees while Redis is down: its node still stores and delivers every post to its
+//! own members; messages posted on other nodes arrive when Redis is back (or within a check
+//! interval, from the store), in order. Receipts marked on other nodes during the outage are not
+//! re-sent live: they are in the history (and in the messages of a later join).
+
+mod envelope;
+mod fill;
+mod link;
+mod metrics_names;
+mod order;
+mod publisher;
+mod rooms;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use labchat_core::{BackplaneStatus, BroadcastError, Broadcaster, ChatStore, RoomSink, SinkId};
+use labchat_domain::{RequestId, RoomEvent};
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use crate::rooms::{LinkSide, Shared};
+
+/// How many envelopes may wait for the publisher before new ones are dropped (and counted).
+const PUBLISH_QUEUE: usize = 16_384;
+
+/// How a node reaches Redis and paces its repairs. Its `Debug` form hides the URL's password.
+#[derive(Clone)]
+pub struct RedisSettings {
+    /// The Redis URL, e.g. `redis://127.0.0.1:6379/`.
+    pub url: String,
+    /// Names this node in envelopes, logs and metrics; distinct for every node.
+    pub node_id: String,
+    /// How long a gap may wait for pub/sub before the store fills it (default 200 ms).
+    pub gap_wait: Duration,
+    /// How often each subscribed room is checked against the store's latest seq (default 5 s).
+    pub check_interval: Duration,
+    /// The longest each Redis command may take (default 2 s).
+    pub op_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &redacted(&self.url))
+            .field("node_id", &self.node_id)
+            .field("gap_wait", &self.gap_wait)
+            .field("check_interval", &self.check_interval)
+            .field("op_timeout", &self.op_timeout)
+            .finish()
+    }
+}
+
+/// The URL with its user information (which may hold a password) replaced by `***`.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379/".to_owned(),
+            node_id: "labchat".to_owned(),
+            gap_wait: Duration::from_millis(200),
+            check_interval: Duration::from_secs(5),
+            op_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The cross-node [`Broadcaster`]; see the crate's documentation.
+pub struct RedisBroadcaster {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for RedisBroadcaster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroadcaster")
+            .field("node_id", &self.shared.node_id)
+            .field("rooms", &self.shared.all_rooms().len())
+            .field("backplane", &self.shared.status())
+            .finish()
+    }
+}
+
+impl RedisBroadcaster {
+    /// Starts the node's subscriber task and returns at once: Redis being down is not an error
+    /// (the node is degraded until Redis is reachable); a malformed URL is, and so is calling it
+    /// outside a tokio runtime.
+    pub fn start(settings: RedisSettings, store: Arc<dyn ChatStore>) -> Result<Arc<Self>, BroadcastError> {
+        let client = redis::Client::open(settings.url.as_str())
+            .map_err(|e| BroadcastError(format!("invalid redis url: {e}")))?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| BroadcastError(format!("the redis broadcaster needs a tokio runtime: {e}")))?;
+        let (stop, stopped) = watch::channel(false);
+        let (link_tx, link_rx) = mpsc::unbounded_channel();
+        let (out_tx, out_rx) = mpsc::channel(PUBLISH_QUEUE);
+        let shared =
+            Arc::new(Shared::new(settings.node_id, store, settings.gap_wait, settings.op_timeout, link_tx, out_tx));
+        let handler = Arc::new(LinkSide(Arc::clone(&shared)));
+        let span = tracing::info_span!("redis_backplane", node = %shared.node_id);
+        let link =
+            link::run(client.clone(), handler, link_rx, stopped.clone(), settings.op_timeout, settings.check_interval);
+        runtime.spawn(link.instrument(span.clone()));
+        let publisher = publisher::run(shared.node_id.clone(), client, out_rx, stopped.clone(), settings.op_timeout);
+        runtime.spawn(publisher.instrument(span.clone()));
+        runtime.spawn(Arc::clone(&shared).check_quiet_rooms(settings.check_interval, stopped).instrument(span));
+        Ok(Arc::new(Self { shared, stop }))
+    }
+
+    /// Stops the background tasks (idempotent). Local delivery keeps working; nothing more is
+    /// sent to or received from Redis.
+    pub fn shutdown(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+impl Drop for RedisBroadcaster {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[async_trait]
+impl Broadcaster for RedisBroadcaster {
+    async fn subscribe(&self, room: RequestId, sink: Arc<dyn RoomSink>) -> Result<(), BroadcastError> {
+        let sink_id = sink.id();
+        let (entry, ack) = self.shared.subscribe_sink(room, sink);
+        if let Err(e) = self.shared.start_room(&entry, ack).await {
+            self.shared.unsubscribe_sink(room, sink_id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, room: RequestId, sink: SinkId) -> Result<(), BroadcastError> {
+        self.shared.unsubscribe_sink(room, sink);
+        Ok(())
+    }
+
+    async fn publish(&self, event: RoomEvent) -> Result<(), BroadcastError> {
+        self.shared.publish(event);
+        Ok(())
+    }
+
+    fn backplane(&self) -> Option<BackplaneStatus> {
+        Some(self.shared.status())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_debug_form_of_the_settings_hides_the_password() {
+        let s = RedisSettings { url: "redis://user:s3cret@cache:6379/0".to_owned(), ..RedisSettings::default() };
+        let shown = format!("{s:?}");
+        assert!(shown.contains("redis://***@cache:6379/0") && !shown.contains("s3cret"), "{shown}");
+        assert_eq!(redacted("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
+    }
+}

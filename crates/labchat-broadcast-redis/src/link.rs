@@ -1,0 +1,163 @@
+//! The node's Redis pub/sub connection: a task that connects, subscribes the rooms that have
+//! local sinks, hands every received payload over, and on any error or a server-side kill marks
+//! the backplane down, backs off (capped), reconnects, resubscribes and lets the broadcaster
+//! catch up from the store before marking it up again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The first back-off after a failed connection; doubled up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// The longest back-off between two connection attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// A change of the subscribed channels, sent by the broadcaster in the order it decided them.
+#[derive(Debug)]
+pub(crate) enum LinkCmd {
+    /// Subscribe the channel; `ack` is answered once the server confirmed it (dropped when the
+    /// link is down: the channel is subscribed at the next connection).
+    Subscribe(String, Option<oneshot::Sender<()>>),
+    /// Unsubscribe the channel.
+    Unsubscribe(String),
+}
+
+/// What the link needs from the broadcaster.
+#[async_trait]
+pub(crate) trait LinkHandler: Send + Sync + 'static {
+    /// Every channel that must be subscribed now (the rooms with local sinks).
+    fn channels(&self) -> Vec<String>;
+    /// A payload received on a subscribed channel.
+    fn on_payload(&self, payload: &[u8]);
+    /// The link (re)connected and resubscribed: catch up what was missed (before it is marked up).
+    async fn on_connected(&self);
+    /// The link is up (`true`) or down (`false`), with a detail for operators.
+    fn on_status(&self, connected: bool, detail: String);
+}
+
+/// Why a connection ended.
+enum Ended {
+    /// Shutdown was asked, or the broadcaster is gone.
+    Stop,
+    /// An error; `was_up` says whether the connection had been fully set up.
+    Failed { error: String, was_up: bool },
+}
+
+/// Runs the link until `stop` turns true or the command channel closes.
+pub(crate) async fn run(
+    client: redis::Client,
+    handler: Arc<dyn LinkHandler>,
+    mut cmds: mpsc::UnboundedReceiver<LinkCmd>,
+    mut stop: watch::Receiver<bool>,
+    op_timeout: Duration,
+    ping_every: Duration,
+) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        match serve(&client, &*handler, &mut cmds, &mut stop, (op_timeout, ping_every)).await {
+            Ended::Stop => break,
+            Ended::Failed { error, was_up } => {
+                tracing::warn!(error = %error, "redis pub/sub link down; reconnecting");
+                handler.on_status(false, error);
+                if was_up {
+                    backoff = BACKOFF_MIN;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => break,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+    handler.on_status(false, "stopped".to_owned());
+}
+
+fn failed(what: &str, e: impl std::fmt::Display, was_up: bool) -> Ended {
+    Ended::Failed { error: format!("redis pub/sub: {what}: {e}"), was_up }
+}
+
+async fn timed<T>(
+    op_timeout: Duration,
+    what: &str,
+    was_up: bool,
+    fut: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Ended> {
+    match tokio::time::timeout(op_timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(failed(what, e, was_up)),
+        Err(_) => Err(failed(what, format!("no answer within {op_timeout:?}"), was_up)),
+    }
+}
+
+/// One connection's life: connect, resubscribe, catch up, then serve until it fails. A PING
+/// every `ping_every` detects a server that stopped answering without closing the connection.
+async fn serve(
+    client: &redis::Client,
+    handler: &dyn LinkHandler,
+    cmds: &mut mpsc::UnboundedReceiver<LinkCmd>,
+    stop: &mut watch::Receiver<bool>,
+    (op_timeout, ping_every): (Duration, Duration),
+) -> Ended {
+    let pubsub = match timed(op_timeout, "connect", false, client.get_async_pubsub()).await {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let (mut sink, mut stream) = pubsub.split();
+    // Changes asked while down are covered by the snapshot of the channels taken after them.
+    let mut acks = Vec::new();
+    while let Ok(cmd) = cmds.try_recv() {
+        if let LinkCmd::Subscribe(_, Some(ack)) = cmd {
+            acks.push(ack);
+        }
+    }
+    let channels = handler.channels();
+    for chunk in channels.chunks(512) {
+        if let Err(e) = timed(op_timeout, "resubscribe", false, sink.subscribe(chunk)).await {
+            return e;
+        }
+    }
+    for ack in acks {
+        let _ = ack.send(());
+    }
+    handler.on_connected().await;
+    handler.on_status(true, format!("redis pub/sub connected, {} rooms subscribed", channels.len()));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ping.tick() => {
+                if let Err(e) = timed(op_timeout, "ping", true, sink.ping::<redis::Value>()).await {
+                    return e;
+                }
+            }
+            message = stream.next() => match message {
+                Some(m) => handler.on_payload(m.get_payload_bytes()),
+                None => return failed("connection", "closed by the server or lost", true),
+            },
+            cmd = cmds.recv() => match cmd {
+                Some(LinkCmd::Subscribe(channel, ack)) => {
+                    if let Err(e) = timed(op_timeout, "subscribe", true, sink.subscribe(&channel)).await {
+                        return e;
+                    }
+                    if let Some(ack) = ack {
+                        let _ = ack.send(());
+                    }
+                }
+                Some(LinkCmd::Unsubscribe(channel)) => {
+                    if let Err(e) = timed(op_timeout, "unsubscribe", true, sink.unsubscribe(&channel)).await {
+                        return e;
+                    }
+                }
+                None => return Ended::Stop,
+            },
+            _ = stop.changed() => return Ended::Stop,
+        }
+    }
+}

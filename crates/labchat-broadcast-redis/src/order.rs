@@ -1,0 +1,234 @@
+//! The per-room reorder buffer: a pure state machine (no I/O, no clock) that takes a room's
+//! events as they arrive, in any order and possibly twice or not at all, and says what to deliver
+//! now, in seq order with no holes and no duplicates, and when the store must fill a gap.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use labchat_domain::{Message, MessageId, RoomEvent, Seq};
+
+/// How many recently delivered message ids a room remembers for checking receipts.
+const RECENT: usize = 1024;
+
+/// What the caller must do after handing an event to [`RoomOrder`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Fill {
+    /// Nothing: no gap.
+    No,
+    /// A gap is open: fill it from the store if pub/sub has not within the gap wait.
+    AfterWait,
+    /// Fill from the store now (a held receipt names messages not delivered here).
+    Now,
+}
+
+/// The result of one step: events to deliver, in this order, and whether a fill is needed.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Step {
+    /// Deliver these to every local sink of the room, in this order.
+    pub(crate) deliver: Vec<RoomEvent>,
+    /// Whether (and when) to read the store.
+    pub(crate) fill: Fill,
+}
+
+/// Where a fill from the store starts: the messages strictly after `after` (or, with no anchor,
+/// every message with a seq above `last_seq`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct FillPlan {
+    /// The last message delivered, when there is one.
+    pub(crate) after: Option<MessageId>,
+    /// The seq of the last message delivered (0: none).
+    pub(crate) last_seq: u64,
+    /// Identifies the fill: receipts held before it started are released when it completes.
+    pub(crate) epoch: u64,
+}
+
+/// A receipt waiting for the messages it names.
+#[derive(Debug)]
+struct Held {
+    event: RoomEvent,
+    /// The fill epoch current when it was held: any fill started later satisfies it.
+    epoch: u64,
+}
+
+/// One room's delivery order on this node.
+#[derive(Debug, Default)]
+pub(crate) struct RoomOrder {
+    /// Whether the starting point (the store's latest seq) is known; until then events wait.
+    ready: bool,
+    last_seq: u64,
+    last_id: Option<MessageId>,
+    /// Messages ahead of `last_seq + 1`, by seq.
+    ahead: BTreeMap<u64, Message>,
+    /// Receipts waiting, in arrival order.
+    held: VecDeque<Held>,
+    recent: VecDeque<MessageId>,
+    epoch: u64,
+}
+
+impl RoomOrder {
+    /// A room whose starting point is not known yet: every event waits for [`RoomOrder::start`].
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether [`RoomOrder::start`] was called.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready
+    }
+
+    /// The seq of the last message delivered (0: none).
+    #[cfg(test)]
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Whether the room is waiting for a fill: a hole before buffered messages, or held receipts.
+    pub(crate) fn needs_fill(&self) -> bool {
+        self.ready && (!self.ahead.is_empty() || !self.held.is_empty())
+    }
+
+    /// Sets the starting point: the room's latest message in the store when this node began
+    /// listening to the room (`None`: the room was empty). Events that arrived before are then
+    /// handled: messages up to it are dropped, receipts are released (they name stored messages,
+    /// which the joining client reads from the history).
+    pub(crate) fn start(&mut self, latest: Option<(Seq, MessageId)>) -> Step {
+        self.ready = true;
+        if let Some((seq, id)) = latest {
+            self.last_seq = seq.get();
+            self.last_id = Some(id);
+            self.remember(id);
+        }
+        let mut deliver = Vec::new();
+        self.drain(&mut deliver);
+        deliver.extend(self.held.drain(..).map(|h| h.event));
+        self.step(deliver)
+    }
+
+    /// Takes one event (published here or received from another node).
+    pub(crate) fn offer(&mut self, event: RoomEvent) -> Step {
+        match event {
+            RoomEvent::MessagePosted(message) => {
+                let Some(seq) = message.seq else {
+                    // Not from a store: nothing to order it by; deliver as it comes.
+                    self.remember(message.id);
+                    return self.step(vec![RoomEvent::MessagePosted(message)]);
+                };
+                let seq = seq.get();
+                if self.ready && seq <= self.last_seq {
+                    return self.step(Vec::new());
+                }
+                self.ahead.entry(seq).or_insert(message);
+                let mut deliver = Vec::new();
+                if self.ready {
+                    self.drain(&mut deliver);
+                    self.release(&mut deliver, None);
+                }
+                self.step(deliver)
+            }
+            RoomEvent::Delivered { ref messages, .. } | RoomEvent::Read { ref messages, .. } => {
+                if self.ready && self.held.is_empty() && self.knows(messages) {
+                    return self.step(vec![event]);
+                }
+                self.held.push_back(Held { event, epoch: self.epoch });
+                let mut step = self.step(Vec::new());
+                if self.ready {
+                    step.fill = Fill::Now;
+                }
+                step
+            }
+            other => self.step(vec![other]),
+        }
+    }
+
+    /// Starts a fill from the store; pass its pages to [`RoomOrder::filled`].
+    pub(crate) fn plan_fill(&mut self) -> FillPlan {
+        self.epoch += 1;
+        FillPlan { after: self.last_id, last_seq: self.last_seq, epoch: self.epoch }
+    }
+
+    /// Takes one page of a fill (messages in seq order, as the store returns them). `complete`
+    /// says the page reached the store's latest message: receipts held before the fill started
+    /// are then released, every message they name having been delivered or being older.
+    pub(crate) fn filled(&mut self, page: Vec<Message>, plan: FillPlan, complete: bool) -> Step {
+        for message in page {
+            if let Some(seq) = message.seq.map(Seq::get)
+                && seq > self.last_seq
+            {
+                // A live copy that came first is kept (it is what the publisher sent).
+                self.ahead.entry(seq).or_insert(message);
+            }
+        }
+        let mut deliver = Vec::new();
+        if self.ready {
+            self.drain(&mut deliver);
+            self.release(&mut deliver, complete.then_some(plan.epoch));
+        }
+        self.step(deliver)
+    }
+
+    /// Delivers buffered messages that follow the last one, without a hole.
+    fn drain(&mut self, deliver: &mut Vec<RoomEvent>) {
+        while let Some(entry) = self.ahead.first_entry() {
+            let seq = *entry.key();
+            if seq <= self.last_seq {
+                entry.remove();
+            } else if seq == self.last_seq + 1 {
+                let message = entry.remove();
+                self.last_seq = seq;
+                self.last_id = Some(message.id);
+                self.remember(message.id);
+                deliver.push(RoomEvent::MessagePosted(message));
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Releases held receipts in order while the first one's messages are known (or, after a
+    /// complete fill of epoch `filled`, it was held before that fill started).
+    fn release(&mut self, deliver: &mut Vec<RoomEvent>, filled: Option<u64>) {
+        while let Some(first) = self.held.front() {
+            let satisfied = filled.is_some_and(|e| first.epoch < e) || self.knows(names(&first.event));
+            if !satisfied {
+                break;
+            }
+            if let Some(h) = self.held.pop_front() {
+                deliver.push(h.event);
+            }
+        }
+    }
+
+    fn knows(&self, ids: &[MessageId]) -> bool {
+        ids.iter().all(|id| self.recent.contains(id))
+    }
+
+    fn remember(&mut self, id: MessageId) {
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(id);
+    }
+
+    fn step(&self, deliver: Vec<RoomEvent>) -> Step {
+        let fill = if !self.ready {
+            Fill::No
+        } else if !self.held.is_empty() {
+            Fill::Now
+        } else if !self.ahead.is_empty() {
+            Fill::AfterWait
+        } else {
+            Fill::No
+        };
+        Step { deliver, fill }
+    }
+}
+
+fn names(event: &RoomEvent) -> &[MessageId] {
+    match event {
+        RoomEvent::Delivered { messages, .. } | RoomEvent::Read { messages, .. } => messages,
+        _ => &[],
+    }
+}
+
+#[cfg(test)]
+#[path = "order_tests.rs"]
+mod tests;

@@ -1,0 +1,189 @@
+use labchat_domain::{MessageText, RequestId, Role, Timestamp, UserId};
+
+use super::*;
+
+fn room() -> RequestId {
+    RequestId::parse(&format!("{:024x}", 7)).unwrap()
+}
+
+/// Message number `n` of the room; ids do not sort like seqs (as with several nodes).
+fn msg(n: u64, text: &str) -> Message {
+    Message {
+        id: id(n),
+        request_id: room(),
+        seq: Some(Seq::new(n).unwrap()),
+        sender_id: UserId::parse("u").unwrap(),
+        sender_role: Role::Lab,
+        text: MessageText::parse(text, 100).unwrap(),
+        created_at: Timestamp::from_unix_millis(n as i64),
+        client_message_id: None,
+        delivered_to: vec![],
+        read_by: vec![],
+    }
+}
+
+fn id(n: u64) -> MessageId {
+    MessageId::parse(&format!("{:024x}", 1_000_000 - n)).unwrap()
+}
+
+fn posted(n: u64) -> RoomEvent {
+    RoomEvent::MessagePosted(msg(n, "live"))
+}
+
+fn read(ns: &[u64]) -> RoomEvent {
+    RoomEvent::Read {
+        request_id: room(),
+        user_id: UserId::parse("reader").unwrap(),
+        messages: ns.iter().map(|&n| id(n)).collect(),
+        at: Timestamp::from_unix_millis(0),
+    }
+}
+
+fn step(deliver: Vec<RoomEvent>, fill: Fill) -> Step {
+    Step { deliver, fill }
+}
+
+fn started(latest: u64) -> RoomOrder {
+    let mut o = RoomOrder::new();
+    let latest = (latest > 0).then(|| (Seq::new(latest).unwrap(), id(latest)));
+    assert_eq!(o.start(latest), step(vec![], Fill::No));
+    o
+}
+
+#[test]
+fn in_order_messages_are_delivered_at_once() {
+    let mut o = started(0);
+    for n in 1..=3 {
+        assert_eq!(o.offer(posted(n)), step(vec![posted(n)], Fill::No));
+    }
+    assert_eq!(o.last_seq(), 3);
+    assert!(!o.needs_fill());
+}
+
+#[test]
+fn duplicates_and_messages_up_to_the_starting_point_are_dropped() {
+    let mut o = started(4);
+    assert_eq!(o.offer(posted(3)), step(vec![], Fill::No));
+    assert_eq!(o.offer(posted(4)), step(vec![], Fill::No));
+    assert_eq!(o.offer(posted(5)), step(vec![posted(5)], Fill::No));
+    assert_eq!(o.offer(posted(5)), step(vec![], Fill::No));
+}
+
+#[test]
+fn a_gap_filled_by_a_late_event_delivers_both_in_order() {
+    let mut o = started(0);
+    assert_eq!(o.offer(posted(1)), step(vec![posted(1)], Fill::No));
+    assert_eq!(o.offer(posted(3)), step(vec![], Fill::AfterWait));
+    assert_eq!(o.offer(posted(4)), step(vec![], Fill::AfterWait));
+    assert!(o.needs_fill());
+    assert_eq!(o.offer(posted(2)), step(vec![posted(2), posted(3), posted(4)], Fill::No));
+    assert!(!o.needs_fill());
+}
+
+#[test]
+fn a_gap_filled_by_the_store_delivers_in_order_and_keeps_live_copies() {
+    let mut o = started(0);
+    o.offer(posted(1));
+    assert_eq!(o.offer(posted(4)), step(vec![], Fill::AfterWait));
+    let plan = o.plan_fill();
+    assert_eq!((plan.after, plan.last_seq), (Some(id(1)), 1));
+    // The store's page: 2..=4, as stored (message 4's live copy was received first).
+    let page = vec![msg(2, "stored"), msg(3, "stored"), msg(4, "stored")];
+    let expected =
+        vec![RoomEvent::MessagePosted(msg(2, "stored")), RoomEvent::MessagePosted(msg(3, "stored")), posted(4)];
+    assert_eq!(o.filled(page, plan, true), step(expected, Fill::No));
+    // A late live copy of a filled message is a duplicate.
+    assert_eq!(o.offer(posted(3)), step(vec![], Fill::No));
+    assert_eq!(o.offer(posted(5)), step(vec![posted(5)], Fill::No));
+}
+
+#[test]
+fn a_fill_in_several_pages_delivers_each_page_and_skips_what_was_delivered_meanwhile() {
+    let mut o = started(0);
+    o.offer(posted(1));
+    o.offer(posted(5));
+    let plan = o.plan_fill();
+    assert_eq!(o.filled(vec![msg(2, "s"), msg(3, "s")], plan, false).deliver.len(), 2);
+    // A live 4 arrives between the pages: 4 and 5 go out at once.
+    assert_eq!(o.offer(posted(4)), step(vec![posted(4), posted(5)], Fill::No));
+    assert_eq!(o.filled(vec![msg(4, "s"), msg(5, "s")], plan, true), step(vec![], Fill::No));
+    assert_eq!(o.last_seq(), 5);
+}
+
+#[test]
+fn a_receipt_is_held_until_the_messages_it_names_are_delivered() {
+    let mut o = started(0);
+    assert_eq!(o.offer(read(&[1, 2])), step(vec![], Fill::Now));
+    assert_eq!(o.offer(posted(1)), step(vec![posted(1)], Fill::Now));
+    assert_eq!(o.offer(posted(2)), step(vec![posted(2), read(&[1, 2])], Fill::No));
+    // Known messages: at once.
+    assert_eq!(o.offer(read(&[2])), step(vec![read(&[2])], Fill::No));
+}
+
+#[test]
+fn held_receipts_keep_their_order_behind_the_first_one() {
+    let mut o = started(0);
+    o.offer(posted(1));
+    assert_eq!(o.offer(read(&[2])), step(vec![], Fill::Now));
+    assert_eq!(o.offer(read(&[1])), step(vec![], Fill::Now));
+    assert_eq!(o.offer(posted(2)), step(vec![posted(2), read(&[2]), read(&[1])], Fill::No));
+}
+
+#[test]
+fn a_complete_fill_started_after_a_receipt_releases_it_even_for_old_messages() {
+    // Message 3 is older than anything this node delivered: the store has nothing newer.
+    let mut o = started(5);
+    assert_eq!(o.offer(read(&[3])), step(vec![], Fill::Now));
+    let plan = o.plan_fill();
+    assert_eq!(o.filled(vec![], plan, false), step(vec![], Fill::Now));
+    assert_eq!(o.filled(vec![], plan, true), step(vec![read(&[3])], Fill::No));
+}
+
+#[test]
+fn a_fill_started_before_a_receipt_arrived_does_not_release_it() {
+    let mut o = started(0);
+    o.offer(posted(1));
+    o.offer(posted(3));
+    let early = o.plan_fill();
+    assert_eq!(o.offer(read(&[4])), step(vec![], Fill::Now));
+    let stored = vec![msg(2, "s"), msg(3, "s")];
+    assert_eq!(o.filled(stored, early, true), step(vec![RoomEvent::MessagePosted(msg(2, "s")), posted(3)], Fill::Now));
+    let late = o.plan_fill();
+    assert_eq!(
+        o.filled(vec![msg(4, "s")], late, true),
+        step(vec![RoomEvent::MessagePosted(msg(4, "s")), read(&[4])], Fill::No)
+    );
+}
+
+#[test]
+fn events_before_the_starting_point_wait_for_it() {
+    let mut o = RoomOrder::new();
+    assert_eq!(o.offer(posted(5)), step(vec![], Fill::No));
+    assert_eq!(o.offer(read(&[5])), step(vec![], Fill::No));
+    assert_eq!(o.offer(posted(7)), step(vec![], Fill::No));
+    assert!(!o.needs_fill());
+    // The store's latest was 5: 5 is in the history, 7 waits for 6; the receipt goes out.
+    assert_eq!(o.start(Some((Seq::new(5).unwrap(), id(5)))), step(vec![read(&[5])], Fill::AfterWait));
+    assert_eq!(o.offer(posted(6)), step(vec![posted(6), posted(7)], Fill::No));
+}
+
+#[test]
+fn a_message_without_seq_is_delivered_as_it_comes() {
+    let mut o = started(0);
+    let mut m = msg(1, "x");
+    m.seq = None;
+    let e = RoomEvent::MessagePosted(m);
+    assert_eq!(o.offer(e.clone()), step(vec![e], Fill::No));
+    assert_eq!(o.last_seq(), 0);
+}
+
+#[test]
+fn the_recent_ids_ring_is_bounded() {
+    let mut o = started(0);
+    for n in 1..=(RECENT as u64 + 10) {
+        o.offer(posted(n));
+    }
+    assert_eq!(o.offer(read(&[RECENT as u64 + 10])).fill, Fill::No);
+    // The oldest ids are forgotten: a receipt for one needs a fill.
+    assert_eq!(o.offer(read(&[1])).fill, Fill::Now);
+}

@@ -1,0 +1,278 @@
+//! The node's rooms: local sinks per room, each room's [`RoomOrder`], and the glue between the
+//! broadcaster's calls, the link's payloads and the store's fills.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use labchat_core::{BackplaneStatus, BroadcastError, ChatStore, Published, RoomSink, SinkId};
+use labchat_domain::{Cursor, HistoryLimit, HistoryQuery, RequestId, RoomEvent};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::envelope::{self, channel};
+use crate::link::{LinkCmd, LinkHandler};
+use crate::metrics_names::{CONNECTED, RECEIVED};
+use crate::order::{Fill, RoomOrder, Step};
+use crate::publisher::{self, Outgoing};
+
+/// One room with local sinks.
+pub(crate) struct Room {
+    pub(crate) id: RequestId,
+    pub(crate) state: Mutex<RoomState>,
+    /// Held while the room's starting point is read; `true` once it is known.
+    started: tokio::sync::Mutex<bool>,
+}
+
+/// A room's mutable state; events are delivered while it is locked, so every sink sees the
+/// room's events in one order.
+pub(crate) struct RoomState {
+    sinks: Vec<Arc<dyn RoomSink>>,
+    pub(crate) order: RoomOrder,
+    /// A fill is running; `again`: another was asked meanwhile.
+    pub(crate) filling: bool,
+    pub(crate) again: bool,
+    /// A gap timer is armed.
+    pub(crate) timer: bool,
+}
+
+impl Room {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, RoomState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl RoomState {
+    /// Hands each event to every sink, in order (sinks only enqueue).
+    pub(crate) fn deliver(&self, events: Vec<RoomEvent>) {
+        for event in events {
+            let name = event.kind().as_str();
+            let published = Published::new(event);
+            for sink in &self.sinks {
+                sink.deliver(Arc::clone(&published));
+            }
+            metrics::counter!("labchat_frames_out_total", "event" => name).increment(self.sinks.len() as u64);
+        }
+    }
+}
+
+/// Everything the broadcaster's tasks share.
+pub(crate) struct Shared {
+    pub(crate) node_id: String,
+    pub(crate) store: Arc<dyn ChatStore>,
+    pub(crate) gap_wait: Duration,
+    pub(crate) op_timeout: Duration,
+    rooms: Mutex<HashMap<RequestId, Arc<Room>>>,
+    link: mpsc::UnboundedSender<LinkCmd>,
+    outgoing: mpsc::Sender<Outgoing>,
+    status: Mutex<BackplaneStatus>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        node_id: String,
+        store: Arc<dyn ChatStore>,
+        gap_wait: Duration,
+        op_timeout: Duration,
+        link: mpsc::UnboundedSender<LinkCmd>,
+        outgoing: mpsc::Sender<Outgoing>,
+    ) -> Self {
+        metrics::gauge!(CONNECTED, "node" => node_id.clone()).set(0.0);
+        Self {
+            node_id,
+            store,
+            gap_wait,
+            op_timeout,
+            rooms: Mutex::default(),
+            link,
+            outgoing,
+            status: Mutex::new(BackplaneStatus { connected: false, detail: "connecting to redis".to_owned() }),
+        }
+    }
+
+    fn rooms(&self) -> MutexGuard<'_, HashMap<RequestId, Arc<Room>>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every room with local sinks.
+    pub(crate) fn all_rooms(&self) -> Vec<Arc<Room>> {
+        self.rooms().values().cloned().collect()
+    }
+
+    fn room(&self, id: RequestId) -> Option<Arc<Room>> {
+        self.rooms().get(&id).cloned()
+    }
+
+    pub(crate) fn status(&self) -> BackplaneStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn subscribe_sink(
+        &self,
+        id: RequestId,
+        sink: Arc<dyn RoomSink>,
+    ) -> (Arc<Room>, Option<oneshot::Receiver<()>>) {
+        let mut rooms = self.rooms();
+        let mut ack = None;
+        let room = rooms
+            .entry(id)
+            .or_insert_with(|| {
+                // Wait for the server's confirmation only when the link is up; while it is down
+                // the room is subscribed at the next connection.
+                let tx = if self.status().connected {
+                    let (tx, rx) = oneshot::channel();
+                    ack = Some(rx);
+                    Some(tx)
+                } else {
+                    None
+                };
+                let _ = self.link.send(LinkCmd::Subscribe(channel(id), tx));
+                Arc::new(Room {
+                    id,
+                    state: Mutex::new(RoomState {
+                        sinks: Vec::new(),
+                        order: RoomOrder::new(),
+                        filling: false,
+                        again: false,
+                        timer: false,
+                    }),
+                    started: tokio::sync::Mutex::new(false),
+                })
+            })
+            .clone();
+        let mut state = room.lock();
+        if !state.sinks.iter().any(|s| s.id() == sink.id()) {
+            state.sinks.push(sink);
+        }
+        drop(state);
+        (room, ack)
+    }
+
+    pub(crate) fn unsubscribe_sink(&self, id: RequestId, sink: SinkId) {
+        let mut rooms = self.rooms();
+        let Some(room) = rooms.get(&id) else { return };
+        let mut state = room.lock();
+        state.sinks.retain(|s| s.id() != sink);
+        if state.sinks.is_empty() {
+            drop(state);
+            rooms.remove(&id);
+            let _ = self.link.send(LinkCmd::Unsubscribe(channel(id)));
+        }
+    }
+
+    /// Makes sure the room's starting point is known: waits for the subscription's confirmation
+    /// (bounded), then reads the store's latest message once.
+    pub(crate) async fn start_room(
+        self: &Arc<Self>,
+        room: &Arc<Room>,
+        ack: Option<oneshot::Receiver<()>>,
+    ) -> Result<(), BroadcastError> {
+        let mut started = room.started.lock().await;
+        if *started {
+            return Ok(());
+        }
+        if let Some(ack) = ack {
+            let _ = tokio::time::timeout(self.op_timeout, ack).await;
+        }
+        let query =
+            HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::new(1).unwrap_or(HistoryLimit::DEFAULT) };
+        let page = self
+            .store
+            .history(room.id, query)
+            .await
+            .map_err(|e| BroadcastError(format!("reading the latest message of room {}: {e}", room.id.to_hex())))?;
+        let latest = page.and_then(|p| p.messages.last().and_then(|m| m.seq.map(|s| (s, m.id))));
+        let fill = {
+            let mut state = room.lock();
+            let Step { deliver, fill } = state.order.start(latest);
+            state.deliver(deliver);
+            fill
+        };
+        *started = true;
+        drop(started);
+        self.follow_up(room, fill);
+        Ok(())
+    }
+
+    /// Orders one event of the room and delivers what it lets out.
+    pub(crate) fn offer(self: &Arc<Self>, room: &Arc<Room>, event: RoomEvent) {
+        let fill = {
+            let mut state = room.lock();
+            let Step { deliver, fill } = state.order.offer(event);
+            state.deliver(deliver);
+            fill
+        };
+        self.follow_up(room, fill);
+    }
+
+    /// Acts on a step's [`Fill`]: arm the gap timer, or fill now.
+    pub(crate) fn follow_up(self: &Arc<Self>, room: &Arc<Room>, fill: Fill) {
+        match fill {
+            Fill::No => {}
+            Fill::AfterWait => self.arm_gap_timer(room),
+            Fill::Now => {
+                let (shared, room) = (Arc::clone(self), Arc::clone(room));
+                tokio::spawn(async move { shared.fill(&room).await });
+            }
+        }
+    }
+
+    /// Delivers a locally published event, then queues its envelope for Redis.
+    pub(crate) fn publish(self: &Arc<Self>, event: RoomEvent) {
+        let started = Instant::now();
+        let id = event.request_id();
+        let payload = envelope::encode(&self.node_id, &event);
+        if let Some(room) = self.room(id) {
+            self.offer(&room, event);
+        }
+        metrics::histogram!("labchat_broadcast_seconds").record(started.elapsed());
+        match payload {
+            Ok(payload) => {
+                if let Err(e) = self.outgoing.try_send(Outgoing { channel: channel(id), payload }) {
+                    publisher::dropped(&self.node_id, 1, &format!("publish queue: {e}"));
+                }
+            }
+            Err(e) => publisher::dropped(&self.node_id, 1, &e.to_string()),
+        }
+    }
+}
+
+/// The broadcaster as the link sees it.
+pub(crate) struct LinkSide(pub(crate) Arc<Shared>);
+
+#[async_trait]
+impl LinkHandler for LinkSide {
+    fn channels(&self) -> Vec<String> {
+        self.0.rooms().keys().map(|id| channel(*id)).collect()
+    }
+
+    fn on_payload(&self, payload: &[u8]) {
+        let received = match envelope::decode(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring a malformed envelope from redis");
+                return;
+            }
+        };
+        if received.origin == self.0.node_id {
+            return;
+        }
+        metrics::counter!(RECEIVED, "node" => self.0.node_id.clone()).increment(1);
+        if let Some(room) = self.0.room(received.event.request_id()) {
+            self.0.offer(&room, received.event);
+        }
+    }
+
+    async fn on_connected(&self) {
+        self.0.fill_all().await;
+    }
+
+    fn on_status(&self, connected: bool, detail: String) {
+        metrics::gauge!(CONNECTED, "node" => self.0.node_id.clone()).set(if connected { 1.0 } else { 0.0 });
+        let mut status = self.0.status.lock().unwrap_or_else(|p| p.into_inner());
+        if status.connected != connected {
+            tracing::info!(connected, detail = %detail, "redis backplane");
+        }
+        *status = BackplaneStatus { connected, detail };
+    }
+}

@@ -1,0 +1,110 @@
+//! The node's Redis subscriptions follow its local sinks, a node starts with Redis down, and
+//! start() refuses what it cannot work with.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use labchat_broadcast_redis::{RedisBroadcaster, RedisSettings};
+use labchat_core::{Broadcaster, ChatStore, SinkId};
+use labchat_domain::RequestId;
+use labchat_memory::MemoryStore;
+use support::{Nodes, Recorder, Redis, room, settings, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// How many clients are subscribed to the room's channel.
+async fn subscribers(redis: &Redis, r: RequestId) -> i64 {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let channel = format!("labchat:room:{}", r.to_hex());
+    let (_, n): (String, i64) = redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel).query_async(&mut c).await.unwrap();
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_is_subscribed_from_the_first_local_sink_until_the_last_leaves() {
+    let Some(redis) = Redis::start().await else { return };
+    let nodes = Nodes::start(&redis, |_| {}).await;
+    let r = room();
+    assert_eq!(subscribers(&redis, r).await, 0);
+    // subscribe() returns once Redis confirmed the subscription.
+    nodes.a.subscribe(r, Recorder::new(1)).await.unwrap();
+    assert_eq!(subscribers(&redis, r).await, 1);
+    nodes.a.subscribe(r, Recorder::new(2)).await.unwrap();
+    nodes.b.subscribe(r, Recorder::new(3)).await.unwrap();
+    assert_eq!(subscribers(&redis, r).await, 2, "one subscription per node, not per sink");
+    nodes.a.unsubscribe(r, SinkId(1)).await.unwrap();
+    nodes.b.unsubscribe(r, SinkId(3)).await.unwrap();
+    wait_for("node b to unsubscribe", LIMIT, || async { subscribers(&redis, r).await == 1 }).await;
+    nodes.a.unsubscribe(r, SinkId(2)).await.unwrap();
+    // Unknown sinks and rooms are ignored.
+    nodes.a.unsubscribe(r, SinkId(2)).await.unwrap();
+    nodes.a.unsubscribe(room(), SinkId(9)).await.unwrap();
+    wait_for("node a to unsubscribe", LIMIT, || async { subscribers(&redis, r).await == 0 }).await;
+    nodes.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_while_redis_is_down_serves_locally_then_joins_the_backplane() {
+    let Some(mut redis) = Redis::start().await else { return };
+    redis.kill().await;
+    let store = Arc::new(MemoryStore::new());
+    let a = RedisBroadcaster::start(settings(&redis, "node-a"), store.clone() as Arc<dyn ChatStore>).unwrap();
+    let status = a.backplane().unwrap();
+    assert!(!status.connected, "{status:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = a.backplane().unwrap();
+    assert!(!status.connected && status.detail.contains("redis"), "{status:?}");
+    let r = room();
+    let on_a = Recorder::new(1);
+    a.subscribe(r, on_a.clone()).await.unwrap();
+    let nodes = Nodes {
+        store,
+        a,
+        b: RedisBroadcaster::start(settings(&redis, "node-b"), Arc::new(MemoryStore::new())).unwrap(),
+    };
+    nodes.post(&nodes.a, r).await;
+    on_a.expect_seqs("node a, redis down", 1, LIMIT).await;
+    redis.restart().await;
+    wait_for("node a to connect", LIMIT, || async { nodes.a.backplane().unwrap().connected }).await;
+    // The room asked for while Redis was down is subscribed at the connection.
+    assert_eq!(subscribers(&redis, r).await, 1);
+    // A third node, sharing the store, posts: node a hears it through Redis.
+    let c = RedisBroadcaster::start(settings(&redis, "node-c"), nodes.store.clone() as Arc<dyn ChatStore>).unwrap();
+    wait_for("node c to connect", LIMIT, || async { c.backplane().unwrap().connected }).await;
+    nodes.post(&c, r).await;
+    on_a.expect_seqs("node a", 2, LIMIT).await;
+    c.shutdown();
+    nodes.shutdown();
+    // After shutdown the backplane reports down.
+    wait_for("node a to report stopped", LIMIT, || async { !nodes.a.backplane().unwrap().connected }).await;
+}
+
+#[tokio::test]
+async fn start_refuses_a_malformed_url() {
+    let store: Arc<dyn ChatStore> = Arc::new(MemoryStore::new());
+    let settings = RedisSettings { url: "not a url".to_owned(), ..RedisSettings::default() };
+    let e = RedisBroadcaster::start(settings, store).unwrap_err();
+    assert!(e.to_string().contains("invalid redis url"), "{e}");
+}
+
+#[test]
+fn start_outside_a_tokio_runtime_is_an_error_not_a_panic() {
+    let store: Arc<dyn ChatStore> = Arc::new(MemoryStore::new());
+    let e = RedisBroadcaster::start(RedisSettings::default(), store).unwrap_err();
+    assert!(e.to_string().contains("tokio runtime"), "{e}");
+}
+
+#[test]
+fn default_settings_are_the_documented_ones() {
+    let s = RedisSettings::default();
+    assert_eq!(s.url, "redis://127.0.0.1:6379/");
+    assert_eq!(s.node_id, "labchat");
+    assert_eq!(
+        (s.gap_wait, s.check_interval, s.op_timeout),
+        (Duration::from_millis(200), Duration::from_secs(5), Duration::from_secs(2))
+    );
+}

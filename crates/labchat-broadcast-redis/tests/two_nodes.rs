@@ -1,0 +1,175 @@
+//! Two nodes (two RedisBroadcasters with distinct node ids) over one real redis-server and one
+//! in-memory store: fan-out, gap fills from the store, receipts after their messages.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use labchat_core::Broadcaster;
+use labchat_domain::RoomEvent;
+use support::{Nodes, Recorder, Redis, read_receipt, room};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_from_both_nodes_reach_every_sink_once_in_seq_order() {
+    let Some(redis) = Redis::start().await else { return };
+    // A long check interval: delivery here must come from pub/sub and the reorder buffer.
+    let nodes = Nodes::start(&redis, |s| s.check_interval = Duration::from_secs(60)).await;
+    let r = room();
+    let (on_a, on_b) = (Recorder::new(1), Recorder::new(2));
+    nodes.a.subscribe(r, on_a.clone()).await.unwrap();
+    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
+    for i in 0..40u32 {
+        let node = if i.is_multiple_of(2) { &nodes.a } else { &nodes.b };
+        nodes.post(node, r).await;
+    }
+    on_a.expect_seqs("node a", 40, LIMIT).await;
+    on_b.expect_seqs("node b", 40, LIMIT).await;
+    // Own publications come back from Redis too: they must not be delivered a second time.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(on_a.seqs().len(), 40);
+    assert_eq!(on_b.seqs().len(), 40);
+    // Another room's sink hears nothing of this room.
+    let other = Recorder::new(3);
+    nodes.b.subscribe(room(), other.clone()).await.unwrap();
+    nodes.post(&nodes.a, r).await;
+    on_b.expect_seqs("node b", 41, LIMIT).await;
+    assert!(other.events().is_empty());
+    nodes.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_never_came_through_redis_is_filled_from_the_store_in_order() {
+    let Some(redis) = Redis::start().await else { return };
+    let nodes = Nodes::start(&redis, |s| s.check_interval = Duration::from_secs(60)).await;
+    let r = room();
+    let (on_a, on_b) = (Recorder::new(1), Recorder::new(2));
+    nodes.a.subscribe(r, on_a.clone()).await.unwrap();
+    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
+    nodes.post(&nodes.a, r).await;
+    // Message 2 is stored but its event is lost; message 3 shows the gap.
+    nodes.store_only(r).await;
+    nodes.post(&nodes.a, r).await;
+    on_a.expect_seqs("node a", 3, LIMIT).await;
+    on_b.expect_seqs("node b", 3, LIMIT).await;
+    nodes.post(&nodes.b, r).await;
+    on_a.expect_seqs("node a", 4, LIMIT).await;
+    on_b.expect_seqs("node b", 4, LIMIT).await;
+    nodes.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_last_message_of_a_quiet_room_is_filled_by_the_periodic_check() {
+    let Some(redis) = Redis::start().await else { return };
+    let nodes = Nodes::start(&redis, |s| s.check_interval = Duration::from_millis(200)).await;
+    let r = room();
+    let on_b = Recorder::new(2);
+    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
+    nodes.post(&nodes.a, r).await;
+    // No later message reveals this gap: only the quiet-room check can.
+    nodes.store_only(r).await;
+    on_b.expect_seqs("node b", 2, LIMIT).await;
+    // The link's keep-alive PING (every check interval) keeps it up.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(nodes.a.backplane().unwrap().connected && nodes.b.backplane().unwrap().connected);
+    }
+    nodes.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_subscriber_starts_after_the_stored_messages() {
+    let Some(redis) = Redis::start().await else { return };
+    let nodes = Nodes::start(&redis, |s| s.check_interval = Duration::from_millis(200)).await;
+    let r = room();
+    for _ in 0..5 {
+        nodes.post(&nodes.a, r).await;
+    }
+    let on_b = Recorder::new(2);
+    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
+    nodes.post(&nodes.a, r).await;
+    wait_len(&on_b, 1).await;
+    // Messages 1..=5 are history (read by the joining client), not live events.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(on_b.seqs(), vec![6]);
+    nodes.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_is_never_delivered_before_the_message_it_names() {
+    let Some(redis) = Redis::start().await else { return };
+    let nodes = Nodes::start(&redis, |s| s.check_interval = Duration::from_secs(60)).await;
+    let r = room();
+    let (on_a, on_b) = (Recorder::new(1), Recorder::new(2));
+    nodes.a.subscribe(r, on_a.clone()).await.unwrap();
+    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
+    // Message 1's event is lost everywhere; a receipt naming it is published right away, on
+    // both the node that stored it and through Redis.
+    let first = nodes.store_only(r).await;
+    nodes.a.publish(read_receipt(r, &[first.id])).await.unwrap();
+    // Message 2 is published normally, then a receipt for 1 and 2 through the other node.
+    let second = nodes.post(&nodes.a, r).await.id;
+    nodes.b.publish(read_receipt(r, &[first.id, second])).await.unwrap();
+    for (who, sink) in [("node a", &on_a), ("node b", &on_b)] {
+        wait_len(sink, 4).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let events = sink.events();
+        assert_eq!(events.len(), 4, "{who}: {events:?}");
+        assert_eq!(sink.seqs(), [1, 2], "{who}");
+        // Receipts from two nodes have no order between them; each comes after its messages.
+        let mut seen = Vec::new();
+        for event in &events {
+            match event {
+                RoomEvent::MessagePosted(m) => seen.push(m.id),
+                RoomEvent::Read { messages, .. } => {
+                    assert!(
+                        messages.iter().all(|id| seen.contains(id)),
+                        "{who}: receipt before its messages: {events:?}"
+                    )
+                }
+                other => panic!("{who}: unexpected {other:?}"),
+            }
+        }
+    }
+    nodes.shutdown();
+}
+
+async fn wait_len(sink: &Recorder, n: usize) {
+    support::wait_for(&format!("{n} events"), LIMIT, || async { sink.events().len() >= n }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_posts_on_both_nodes_arrive_in_one_dense_order_everywhere() {
+    let Some(redis) = Redis::start().await else { return };
+    let nodes = std::sync::Arc::new(Nodes::start(&redis, |s| s.check_interval = Duration::from_secs(60)).await);
+    let r = room();
+    let sinks = [Recorder::new(1), Recorder::new(2), Recorder::new(3), Recorder::new(4)];
+    nodes.a.subscribe(r, sinks[0].clone()).await.unwrap();
+    nodes.a.subscribe(r, sinks[1].clone()).await.unwrap();
+    nodes.b.subscribe(r, sinks[2].clone()).await.unwrap();
+    nodes.b.subscribe(r, sinks[3].clone()).await.unwrap();
+    // Four posters, two per node, at once: publish calls reach each node out of seq order.
+    let posters: Vec<_> = (0..4u32)
+        .map(|i| {
+            let nodes = nodes.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    let node = if i.is_multiple_of(2) { &nodes.a } else { &nodes.b };
+                    nodes.post(node, r).await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for p in posters {
+        p.await.unwrap();
+    }
+    for (i, sink) in sinks.iter().enumerate() {
+        sink.expect_seqs(&format!("sink {i}"), 200, LIMIT).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sinks.iter().all(|s| s.seqs().len() == 200), "no duplicate afterwards");
+    nodes.shutdown();
+}
