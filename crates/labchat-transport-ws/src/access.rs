@@ -10,11 +10,9 @@
 //! told with an `error` frame ([`removal_notice`]).
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use labchat_core::{Chat, FailureKind, SinkId};
 use labchat_domain::{RequestId, User};
-use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::errors::ErrorChain;
 use crate::protocol::{ErrorCode, ErrorFrame};
@@ -32,33 +30,6 @@ pub(crate) fn removal_notice(room: RequestId) -> ErrorFrame<'static> {
         request_id: Some(room),
         id: None,
         retry_after_ms: None,
-    }
-}
-
-/// When a connection re-checks its rooms next.
-pub(crate) struct Recheck {
-    timer: Option<Interval>,
-}
-
-impl Recheck {
-    /// Every `every`, starting `every` from now; never when `every` is zero.
-    pub(crate) fn every(every: Duration) -> Self {
-        let timer = (!every.is_zero()).then(|| {
-            let mut t = tokio::time::interval_at(Instant::now() + every, every);
-            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            t
-        });
-        Self { timer }
-    }
-
-    /// Completes when the rooms are due for a re-check. Cancel-safe.
-    pub(crate) async fn due(&mut self) {
-        match &mut self.timer {
-            Some(t) => {
-                t.tick().await;
-            }
-            None => std::future::pending().await,
-        }
     }
 }
 
@@ -109,19 +80,6 @@ pub(crate) async fn remove(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn rechecks_come_every_interval_and_never_when_it_is_zero() {
-        let every = Duration::from_millis(20);
-        let mut r = Recheck::every(every);
-        let start = Instant::now();
-        for n in 1..=2 {
-            tokio::time::timeout(Duration::from_secs(5), r.due()).await.unwrap();
-            assert!(start.elapsed() >= every * n, "not before the interval");
-        }
-        let mut never = Recheck::every(Duration::ZERO);
-        assert!(tokio::time::timeout(Duration::from_millis(200), never.due()).await.is_err());
-    }
 
     #[test]
     fn the_removal_notice_names_the_room_only() {

@@ -24,7 +24,6 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
-use crate::access::Recheck;
 use crate::auth::Principal;
 use crate::dispatch::{Outcome, Session};
 use crate::metered::Metered;
@@ -32,6 +31,7 @@ use crate::outbound::{ConnSink, Writing};
 use crate::protocol::{self, ErrorCode, ErrorFrame};
 use crate::rate_limit::{Decision, TokenBucket};
 use crate::server::Server;
+use crate::timers::Deadlines;
 
 type Ws = WebSocketStream<Metered<TokioIo<hyper::upgrade::Upgraded>>>;
 
@@ -173,12 +173,13 @@ impl Connection {
     }
 
     async fn serve(&mut self, ws: &mut Ws, cancel: &CancellationToken) -> End {
-        let ping_every = self.server.config().ping_interval;
-        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        let cfg = self.server.config();
+        let ping_every = cfg.ping_interval;
+        let mut deadlines = Deadlines::new(Instant::now(), ping_every, cfg.access_recheck_interval, self.expiry());
         let mut last_seen = Instant::now();
-        let expiry = tokio::time::sleep_until(self.expiry());
-        tokio::pin!(expiry);
-        let mut recheck = Recheck::every(self.server.config().access_recheck_interval);
+        // One timer for every deadline: most connections are idle, and each timer is memory.
+        let timer = tokio::time::sleep_until(deadlines.next());
+        tokio::pin!(timer);
         let sink = Arc::clone(&self.sink);
         loop {
             tokio::select! {
@@ -189,23 +190,29 @@ impl Connection {
                 () = sink.overflowed() => {
                     return End::Close(close::TRY_AGAIN_LATER, "outbound queue full: client too slow");
                 }
-                () = &mut expiry => {
-                    self.expired();
-                    return End::Close(close::TOKEN_EXPIRED, "token expired");
-                }
-                _ = ping.tick() => {
+                () = &mut timer => {
                     let now = Instant::now();
-                    if now.saturating_duration_since(last_seen) >= ping_every * 2 {
-                        tracing::info!(conn = self.id(), "no answer for two ping intervals");
-                        return End::Gone;
+                    let due = deadlines.fire(now);
+                    if due.expired {
+                        self.expired();
+                        return End::Close(close::TOKEN_EXPIRED, "token expired");
                     }
-                    if self.writing.stalled(ws.get_ref().written(), now, ping_every * 2) {
-                        tracing::info!(conn = self.id(), "the peer accepted no bytes for two ping intervals");
-                        return End::Gone;
+                    if due.ping {
+                        if now.saturating_duration_since(last_seen) >= ping_every * 2 {
+                            tracing::info!(conn = self.id(), "no answer for two ping intervals");
+                            return End::Gone;
+                        }
+                        if self.writing.stalled(ws.get_ref().written(), now, ping_every * 2) {
+                            tracing::info!(conn = self.id(), "the peer accepted no bytes for two ping intervals");
+                            return End::Gone;
+                        }
+                        self.writing.ping_due = true;
                     }
-                    self.writing.ping_due = true;
+                    if due.recheck {
+                        Box::pin(self.session.recheck_access(&self.server)).await;
+                    }
+                    timer.as_mut().reset(deadlines.next());
                 }
-                () = recheck.due() => Box::pin(self.session.recheck_access(&self.server)).await,
                 io = poll_fn(|cx| Self::poll_io(cx, ws, IoState {
                     writing: &mut self.writing,
                     sink: &sink,
@@ -224,7 +231,10 @@ impl Connection {
                     match next {
                         None => {}
                         Some(Next::End(end)) => return end,
-                        Some(Next::ExpiryChanged) => expiry.as_mut().reset(self.expiry()),
+                        Some(Next::ExpiryChanged) => {
+                            deadlines.set_expiry(self.expiry());
+                            timer.as_mut().reset(deadlines.next());
+                        }
                     }
                 }
             }

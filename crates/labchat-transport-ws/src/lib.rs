@@ -20,6 +20,7 @@ mod outbound;
 pub mod protocol;
 mod rate_limit;
 mod server;
+mod timers;
 mod upgrade;
 
 pub use auth::{AuthError, AuthSettings, Authenticator, JwtAlgorithm, KeyError, Principal};

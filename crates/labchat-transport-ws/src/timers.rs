@@ -1,0 +1,127 @@
+//! A connection's deadlines (the next ping, the next access re-check, the token's expiry) behind
+//! one timer: pure bookkeeping, given the time.
+//!
+//! Each timer a connection holds costs memory for as long as it is open (a tokio `Interval` is a
+//! heap-allocated timer entry), and most connections are idle, so the connection loop sleeps
+//! until the earliest of these deadlines and asks [`Deadlines::fire`] which ones came.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// What came due at a [`Deadlines::fire`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub(crate) struct Due {
+    /// The token expired: the connection closes.
+    pub(crate) expired: bool,
+    /// Time to ping (and to check the peer's liveness and the write deadline).
+    pub(crate) ping: bool,
+    /// Time to re-check access to the joined rooms.
+    pub(crate) recheck: bool,
+}
+
+/// The next ping, re-check and expiry of one connection.
+#[derive(Debug)]
+pub(crate) struct Deadlines {
+    ping_every: Duration,
+    next_ping: Instant,
+    /// `None`: no periodic re-check.
+    recheck_every: Option<Duration>,
+    next_recheck: Instant,
+    expiry: Instant,
+}
+
+impl Deadlines {
+    /// The first ping and re-check one interval after `now`; a zero `recheck_every` turns the
+    /// re-check off.
+    pub(crate) fn new(now: Instant, ping_every: Duration, recheck_every: Duration, expiry: Instant) -> Self {
+        let recheck_every = (!recheck_every.is_zero()).then_some(recheck_every);
+        Self {
+            ping_every,
+            next_ping: now + ping_every,
+            recheck_every,
+            next_recheck: now + recheck_every.unwrap_or(Duration::ZERO),
+            expiry,
+        }
+    }
+
+    /// When the loop must wake next.
+    pub(crate) fn next(&self) -> Instant {
+        let mut next = self.next_ping.min(self.expiry);
+        if self.recheck_every.is_some() {
+            next = next.min(self.next_recheck);
+        }
+        next
+    }
+
+    /// A refreshed token moved the expiry.
+    pub(crate) fn set_expiry(&mut self, expiry: Instant) {
+        self.expiry = expiry;
+    }
+
+    /// What is due at `now`; each periodic deadline that came moves on by its interval, counted
+    /// from `now` (a late wake-up does not fire twice).
+    pub(crate) fn fire(&mut self, now: Instant) -> Due {
+        let mut due = Due { expired: now >= self.expiry, ..Due::default() };
+        if now >= self.next_ping {
+            due.ping = true;
+            self.next_ping = now + self.ping_every;
+        }
+        if let Some(every) = self.recheck_every
+            && now >= self.next_recheck
+        {
+            due.recheck = true;
+            self.next_recheck = now + every;
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn each_deadline_fires_when_it_comes_and_moves_on() {
+        let t0 = Instant::now();
+        let mut d = Deadlines::new(t0, 2 * S, 5 * S, t0 + 100 * S);
+        assert_eq!(d.next(), t0 + 2 * S);
+        assert_eq!(d.fire(t0 + S), Due::default(), "nothing before its time");
+        assert_eq!(d.fire(t0 + 2 * S), Due { ping: true, ..Due::default() });
+        assert_eq!(d.next(), t0 + 4 * S);
+        assert_eq!(d.fire(t0 + 4 * S), Due { ping: true, ..Due::default() });
+        assert_eq!(d.next(), t0 + 5 * S);
+        assert_eq!(d.fire(t0 + 5 * S), Due { recheck: true, ..Due::default() });
+        assert_eq!(d.next(), t0 + 6 * S);
+    }
+
+    #[test]
+    fn a_late_wake_up_fires_each_deadline_once() {
+        let t0 = Instant::now();
+        let mut d = Deadlines::new(t0, 2 * S, 5 * S, t0 + 100 * S);
+        assert_eq!(d.fire(t0 + 11 * S), Due { ping: true, recheck: true, expired: false });
+        assert_eq!(d.next(), t0 + 13 * S);
+        assert_eq!(d.fire(t0 + 12 * S), Due::default());
+    }
+
+    #[test]
+    fn expiry_comes_first_when_it_is_earliest_and_follows_a_refresh() {
+        let t0 = Instant::now();
+        let mut d = Deadlines::new(t0, 20 * S, 60 * S, t0 + 3 * S);
+        assert_eq!(d.next(), t0 + 3 * S);
+        d.set_expiry(t0 + 30 * S);
+        assert_eq!(d.next(), t0 + 20 * S);
+        assert!(!d.fire(t0 + 20 * S).expired);
+        assert!(d.fire(t0 + 30 * S).expired);
+    }
+
+    #[test]
+    fn a_zero_recheck_interval_never_rechecks() {
+        let t0 = Instant::now();
+        let mut d = Deadlines::new(t0, 2 * S, Duration::ZERO, t0 + 100 * S);
+        assert_eq!(d.next(), t0 + 2 * S);
+        assert!(!d.fire(t0 + 50 * S).recheck);
+    }
+}
