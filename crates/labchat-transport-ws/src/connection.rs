@@ -31,7 +31,7 @@ use crate::outbound::{ConnSink, Writing};
 use crate::protocol::{self, ErrorCode, ErrorFrame};
 use crate::rate_limit::{Decision, TokenBucket};
 use crate::server::Server;
-use crate::timers::Deadlines;
+use crate::timers::{Deadlines, Periods};
 
 type Ws = WebSocketStream<Metered<TokioIo<hyper::upgrade::Upgraded>>>;
 
@@ -175,7 +175,8 @@ impl Connection {
     async fn serve(&mut self, ws: &mut Ws, cancel: &CancellationToken) -> End {
         let cfg = self.server.config();
         let ping_every = cfg.ping_interval;
-        let mut deadlines = Deadlines::new(Instant::now(), ping_every, cfg.access_recheck_interval, self.expiry());
+        let periods = Periods { ping: ping_every, recheck: cfg.access_recheck_interval };
+        let mut deadlines = Deadlines::new(Instant::now(), periods, self.expiry());
         let mut last_seen = Instant::now();
         // One timer for every deadline: most connections are idle, and each timer is memory.
         let timer = tokio::time::sleep_until(deadlines.next());
@@ -192,7 +193,7 @@ impl Connection {
                 }
                 () = &mut timer => {
                     let now = Instant::now();
-                    let due = deadlines.fire(now);
+                    let due = deadlines.fire(now, periods);
                     if due.expired {
                         self.expired();
                         return End::Close(close::TOKEN_EXPIRED, "token expired");

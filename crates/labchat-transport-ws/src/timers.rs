@@ -23,35 +23,37 @@ pub(crate) struct Due {
 /// The next ping, re-check and expiry of one connection.
 #[derive(Debug)]
 pub(crate) struct Deadlines {
-    ping_every: Duration,
     next_ping: Instant,
     /// `None`: no periodic re-check.
-    recheck_every: Option<Duration>,
-    next_recheck: Instant,
+    next_recheck: Option<Instant>,
     expiry: Instant,
+}
+
+/// How often a connection pings and re-checks access (a zero re-check interval: never). Read from
+/// the configuration at each use rather than kept in every connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Periods {
+    /// The ping interval.
+    pub(crate) ping: Duration,
+    /// The access re-check interval.
+    pub(crate) recheck: Duration,
 }
 
 impl Deadlines {
     /// The first ping and re-check one interval after `now`; a zero `recheck_every` turns the
     /// re-check off.
-    pub(crate) fn new(now: Instant, ping_every: Duration, recheck_every: Duration, expiry: Instant) -> Self {
-        let recheck_every = (!recheck_every.is_zero()).then_some(recheck_every);
+    pub(crate) fn new(now: Instant, periods: Periods, expiry: Instant) -> Self {
         Self {
-            ping_every,
-            next_ping: now + ping_every,
-            recheck_every,
-            next_recheck: now + recheck_every.unwrap_or(Duration::ZERO),
+            next_ping: now + periods.ping,
+            next_recheck: (!periods.recheck.is_zero()).then(|| now + periods.recheck),
             expiry,
         }
     }
 
     /// When the loop must wake next.
     pub(crate) fn next(&self) -> Instant {
-        let mut next = self.next_ping.min(self.expiry);
-        if self.recheck_every.is_some() {
-            next = next.min(self.next_recheck);
-        }
-        next
+        let next = self.next_ping.min(self.expiry);
+        self.next_recheck.map_or(next, |r| next.min(r))
     }
 
     /// A refreshed token moved the expiry.
@@ -61,17 +63,17 @@ impl Deadlines {
 
     /// What is due at `now`; each periodic deadline that came moves on by its interval, counted
     /// from `now` (a late wake-up does not fire twice).
-    pub(crate) fn fire(&mut self, now: Instant) -> Due {
+    pub(crate) fn fire(&mut self, now: Instant, periods: Periods) -> Due {
         let mut due = Due { expired: now >= self.expiry, ..Due::default() };
         if now >= self.next_ping {
             due.ping = true;
-            self.next_ping = now + self.ping_every;
+            self.next_ping = now + periods.ping;
         }
-        if let Some(every) = self.recheck_every
-            && now >= self.next_recheck
+        if let Some(next) = self.next_recheck
+            && now >= next
         {
             due.recheck = true;
-            self.next_recheck = now + every;
+            self.next_recheck = Some(now + periods.recheck);
         }
         due
     }
@@ -83,45 +85,49 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
+    fn p(ping: u32, recheck: u32) -> Periods {
+        Periods { ping: ping * S, recheck: recheck * S }
+    }
+
     #[test]
     fn each_deadline_fires_when_it_comes_and_moves_on() {
         let t0 = Instant::now();
-        let mut d = Deadlines::new(t0, 2 * S, 5 * S, t0 + 100 * S);
+        let mut d = Deadlines::new(t0, p(2, 5), t0 + 100 * S);
         assert_eq!(d.next(), t0 + 2 * S);
-        assert_eq!(d.fire(t0 + S), Due::default(), "nothing before its time");
-        assert_eq!(d.fire(t0 + 2 * S), Due { ping: true, ..Due::default() });
+        assert_eq!(d.fire(t0 + S, p(2, 5)), Due::default(), "nothing before its time");
+        assert_eq!(d.fire(t0 + 2 * S, p(2, 5)), Due { ping: true, ..Due::default() });
         assert_eq!(d.next(), t0 + 4 * S);
-        assert_eq!(d.fire(t0 + 4 * S), Due { ping: true, ..Due::default() });
+        assert_eq!(d.fire(t0 + 4 * S, p(2, 5)), Due { ping: true, ..Due::default() });
         assert_eq!(d.next(), t0 + 5 * S);
-        assert_eq!(d.fire(t0 + 5 * S), Due { recheck: true, ..Due::default() });
+        assert_eq!(d.fire(t0 + 5 * S, p(2, 5)), Due { recheck: true, ..Due::default() });
         assert_eq!(d.next(), t0 + 6 * S);
     }
 
     #[test]
     fn a_late_wake_up_fires_each_deadline_once() {
         let t0 = Instant::now();
-        let mut d = Deadlines::new(t0, 2 * S, 5 * S, t0 + 100 * S);
-        assert_eq!(d.fire(t0 + 11 * S), Due { ping: true, recheck: true, expired: false });
+        let mut d = Deadlines::new(t0, p(2, 5), t0 + 100 * S);
+        assert_eq!(d.fire(t0 + 11 * S, p(2, 5)), Due { ping: true, recheck: true, expired: false });
         assert_eq!(d.next(), t0 + 13 * S);
-        assert_eq!(d.fire(t0 + 12 * S), Due::default());
+        assert_eq!(d.fire(t0 + 12 * S, p(2, 5)), Due::default());
     }
 
     #[test]
     fn expiry_comes_first_when_it_is_earliest_and_follows_a_refresh() {
         let t0 = Instant::now();
-        let mut d = Deadlines::new(t0, 20 * S, 60 * S, t0 + 3 * S);
+        let mut d = Deadlines::new(t0, p(20, 60), t0 + 3 * S);
         assert_eq!(d.next(), t0 + 3 * S);
         d.set_expiry(t0 + 30 * S);
         assert_eq!(d.next(), t0 + 20 * S);
-        assert!(!d.fire(t0 + 20 * S).expired);
-        assert!(d.fire(t0 + 30 * S).expired);
+        assert!(!d.fire(t0 + 20 * S, p(20, 60)).expired);
+        assert!(d.fire(t0 + 30 * S, p(20, 60)).expired);
     }
 
     #[test]
     fn a_zero_recheck_interval_never_rechecks() {
         let t0 = Instant::now();
-        let mut d = Deadlines::new(t0, 2 * S, Duration::ZERO, t0 + 100 * S);
+        let mut d = Deadlines::new(t0, p(2, 0), t0 + 100 * S);
         assert_eq!(d.next(), t0 + 2 * S);
-        assert!(!d.fire(t0 + 50 * S).recheck);
+        assert!(!d.fire(t0 + 50 * S, p(2, 0)).recheck);
     }
 }

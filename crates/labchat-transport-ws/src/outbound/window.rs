@@ -13,8 +13,9 @@ use super::ConnSink;
 /// What a connection's joins hold back or filter out of its room events.
 #[derive(Default)]
 pub(super) struct JoinWindow {
-    /// The room being joined, and its events delivered since, in order.
-    held: Option<(RequestId, Vec<Held>)>,
+    /// The room being joined, and its events delivered since, in order. Boxed: every
+    /// connection has a window, and nearly all of them are idle.
+    held: Option<Box<(RequestId, Vec<Held>)>>,
     /// Rooms joined whose history covered their messages up to a seq: a message of the room
     /// up to that seq that arrives late (from another node) is already in the history and is
     /// dropped. The entry goes with the first message past it.
@@ -24,6 +25,13 @@ pub(super) struct JoinWindow {
 impl JoinWindow {
     fn is_idle(&self) -> bool {
         self.held.is_none() && self.covered.is_empty()
+    }
+
+    /// Gives back the memory of an emptied filter list (idle connections keep none).
+    fn trim(&mut self) {
+        if self.covered.is_empty() {
+            self.covered = Vec::new();
+        }
     }
 }
 
@@ -75,10 +83,10 @@ impl ConnSink {
     /// drops what the previous one held.
     pub(crate) fn hold(&self, room: RequestId) {
         let mut w = self.window();
-        if let Some((_, held)) = w.held.take() {
-            self.discard(held);
+        if let Some(previous) = w.held.take() {
+            self.discard(previous.1);
         }
-        w.held = Some((room, Vec::new()));
+        w.held = Some(Box::new((room, Vec::new())));
         self.watching.store(true, Ordering::Release);
     }
 
@@ -87,7 +95,7 @@ impl ConnSink {
     pub(crate) fn release(&self, room: RequestId, how: Release) {
         let mut w = self.window();
         let held = match w.held.take() {
-            Some((r, held)) if r == room => held,
+            Some(h) if h.0 == room => h.1,
             other => {
                 w.held = other;
                 return;
@@ -117,6 +125,7 @@ impl ConnSink {
         if let Some(c) = covered.filter(|_| late) {
             w.covered.push((room, c));
         }
+        w.trim();
         self.watching.store(!w.is_idle(), Ordering::Release);
     }
 
@@ -127,6 +136,7 @@ impl ConnSink {
         }
         let mut w = self.window();
         w.covered.retain(|(r, _)| *r != room);
+        w.trim();
         self.watching.store(!w.is_idle(), Ordering::Release);
     }
 
@@ -153,9 +163,10 @@ impl ConnSink {
         let room = event.request_id();
         let seq = seq_of(event);
         let mut w = self.window();
-        if let Some((r, held)) = &mut w.held
-            && *r == room
+        if let Some(h) = &mut w.held
+            && h.0 == room
         {
+            let held = &mut h.1;
             if self.overflowed.load(Ordering::Relaxed) {
                 return;
             }
@@ -176,6 +187,7 @@ impl ConnSink {
                 return;
             }
             w.covered.swap_remove(i);
+            w.trim();
             self.watching.store(!w.is_idle(), Ordering::Release);
         }
         // Queued under the window's lock, so that it follows whatever a release queues.
