@@ -90,6 +90,15 @@ impl Default for WsConfig {
 }
 
 impl WsConfig {
+    /// The rate limit's settings, shared by every connection's bucket.
+    pub(crate) fn rate_limits(&self) -> crate::rate_limit::RateLimits {
+        crate::rate_limit::RateLimits {
+            rate: self.rate_per_second,
+            burst: self.rate_burst,
+            close_after: self.rate_close_after,
+        }
+    }
+
     /// The byte budget of one reply frame: [`WsConfig::max_reply_bytes`], but at most half of
     /// [`WsConfig::outbound_max_bytes`], so a reply always fits the outbound queue with room to
     /// spare for the room's live events, whatever the two settings are.

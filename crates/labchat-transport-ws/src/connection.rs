@@ -18,10 +18,10 @@ use labchat_core::{Clock, SinkId};
 use labchat_domain::{Timestamp, User};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Principal;
@@ -29,7 +29,7 @@ use crate::dispatch::{Outcome, Session};
 use crate::metered::Metered;
 use crate::outbound::{ConnSink, Writing};
 use crate::protocol::{self, ErrorCode, ErrorFrame};
-use crate::rate_limit::{Decision, TokenBucket};
+use crate::rate_limit::{Decision, RateLimits, TokenBucket};
 use crate::server::Server;
 use crate::timers::{Deadlines, Periods};
 
@@ -90,7 +90,7 @@ impl Connection {
     pub(crate) fn new(id: u64, principal: Principal, peer: SocketAddr, server: Arc<Server>) -> Self {
         let cfg = server.config();
         let sink = Arc::new(ConnSink::new(SinkId(id), cfg.outbound_max_frames, cfg.outbound_max_bytes));
-        let rate = TokenBucket::new(cfg.rate_per_second, cfg.rate_burst, cfg.rate_close_after, Instant::now());
+        let rate = TokenBucket::new(cfg.rate_limits(), Instant::now());
         let session = Session::new(principal, Arc::clone(&sink));
         Self {
             peer,
@@ -168,15 +168,19 @@ impl Connection {
         let _ = tokio::time::timeout(grace, linger).await;
     }
 
+    fn periods(&self) -> Periods {
+        let cfg = self.server.config();
+        Periods { ping: cfg.ping_interval, recheck: cfg.access_recheck_interval }
+    }
+
     fn expiry(&self) -> Instant {
         instant_of(self.session.principal.expires_at, self.server.clock())
     }
 
     async fn serve(&mut self, ws: &mut Ws, cancel: &CancellationToken) -> End {
-        let cfg = self.server.config();
-        let ping_every = cfg.ping_interval;
-        let periods = Periods { ping: ping_every, recheck: cfg.access_recheck_interval };
-        let mut deadlines = Deadlines::new(Instant::now(), periods, self.expiry());
+        // Nothing derivable from the configuration is kept across the loop's awaits: what the
+        // loop holds, every idle connection holds.
+        let mut deadlines = Deadlines::new(Instant::now(), self.periods(), self.expiry());
         let mut last_seen = Instant::now();
         // One timer for every deadline: most connections are idle, and each timer is memory.
         let timer = tokio::time::sleep_until(deadlines.next());
@@ -193,17 +197,18 @@ impl Connection {
                 }
                 () = &mut timer => {
                     let now = Instant::now();
-                    let due = deadlines.fire(now, periods);
+                    let due = deadlines.fire(now, self.periods());
+                    let silent_for = self.periods().ping * 2;
                     if due.expired {
                         self.expired();
                         return End::Close(close::TOKEN_EXPIRED, "token expired");
                     }
                     if due.ping {
-                        if now.saturating_duration_since(last_seen) >= ping_every * 2 {
+                        if now.saturating_duration_since(last_seen) >= silent_for {
                             tracing::info!(conn = self.id(), "no answer for two ping intervals");
                             return End::Gone;
                         }
-                        if self.writing.stalled(ws.get_ref().written(), now, ping_every * 2) {
+                        if self.writing.stalled(ws.get_ref().written(), now, silent_for) {
                             tracing::info!(conn = self.id(), "the peer accepted no bytes for two ping intervals");
                             return End::Gone;
                         }
@@ -218,6 +223,7 @@ impl Connection {
                     writing: &mut self.writing,
                     sink: &sink,
                     rate: &mut self.rate,
+                    limits: self.server.config().rate_limits(),
                     continuations: &mut self.continuations,
                 })) => {
                     let msg = match io {
@@ -226,7 +232,19 @@ impl Connection {
                     };
                     last_seen = Instant::now();
                     let next = match msg {
-                        Ok(msg) => self.on_message(msg).await,
+                        Ok(msg) => match self.on_message(msg) {
+                            Read::Done(next) => next,
+                            // Boxed, like the other rare or brief paths: the connection's task
+                            // is as large as its largest await point, for as long as the
+                            // connection lives.
+                            Read::Handle(text) => {
+                                match Box::pin(self.session.handle(&self.server, text.as_str())).await {
+                                    Outcome::Done => None,
+                                    Outcome::ExpiryChanged => Some(Next::ExpiryChanged),
+                                    Outcome::Close(end) => Some(Next::End(end)),
+                                }
+                            }
+                        },
                         Err(e) => Some(read_error(self.id(), e)),
                     };
                     match next {
@@ -255,16 +273,16 @@ impl Connection {
         let now = Instant::now();
         while *io.continuations < seen {
             *io.continuations += 1;
-            if io.rate.admit(now) == Decision::Close {
+            if io.rate.admit(now, io.limits) == Decision::Close {
                 return Poll::Ready(Err(End::Close(close::POLICY, "rate limit exceeded for too long")));
             }
         }
         read.map(|msg| msg.ok_or(End::Gone))
     }
 
-    /// Handles one message read from the peer.
-    async fn on_message(&mut self, msg: WsMessage) -> Option<Next> {
-        match msg {
+    /// Handles one message read from the peer, but for a text frame to run, which it returns.
+    fn on_message(&mut self, msg: WsMessage) -> Read {
+        Read::Done(match msg {
             WsMessage::Close(_) => Some(Next::End(End::PeerClosed)),
             // Control frames are frames too: a client pinging in a loop is a flooder. They are
             // refused silently (there is no frame to name in an error).
@@ -297,16 +315,10 @@ impl Connection {
                 match self.admit(Frame::Text(text.as_str())) {
                     Admitted::Close(end) => Some(Next::End(end)),
                     Admitted::Refused => None,
-                    // Boxed, like the other rare or brief paths: the connection's task is as
-                    // large as its largest await point, for as long as the connection lives.
-                    Admitted::Process => match Box::pin(self.session.handle(&self.server, text.as_str())).await {
-                        Outcome::Done => None,
-                        Outcome::ExpiryChanged => Some(Next::ExpiryChanged),
-                        Outcome::Close(end) => Some(Next::End(end)),
-                    },
+                    Admitted::Process => return Read::Handle(text),
                 }
             }
-        }
+        })
     }
 
     /// Queues the `TOKEN_EXPIRED` error frame.
@@ -324,7 +336,7 @@ impl Connection {
     /// Applies the rate limit to one incoming frame; a refused data frame is answered with
     /// `RATE_LIMITED`, naming the frame when it can be decoded.
     fn admit(&mut self, frame: Frame<'_>) -> Admitted {
-        let retry_after_ms = match self.rate.admit(Instant::now()) {
+        let retry_after_ms = match self.rate.admit(Instant::now(), self.server.config().rate_limits()) {
             Decision::Admit => return Admitted::Process,
             Decision::Close => return Admitted::Close(End::Close(close::POLICY, "rate limit exceeded for too long")),
             Decision::Refuse { retry_after_ms } => retry_after_ms,
@@ -368,6 +380,7 @@ struct IoState<'a> {
     writing: &'a mut Writing,
     sink: &'a ConnSink,
     rate: &'a mut TokenBucket,
+    limits: RateLimits,
     continuations: &'a mut u64,
 }
 
@@ -379,6 +392,14 @@ enum Frame<'a> {
 }
 
 /// What the loop does after a message.
+/// What a message read from the peer asks for.
+enum Read {
+    /// It was dealt with.
+    Done(Option<Next>),
+    /// A text frame to run.
+    Handle(Utf8Bytes),
+}
+
 enum Next {
     End(End),
     ExpiryChanged,

@@ -34,9 +34,6 @@ const STREAK_BREAK: Duration = Duration::from_secs(1);
 pub(crate) struct TokenBucket {
     tokens: f64,
     last: Instant,
-    rate: f64,
-    burst: f64,
-    close_after: Duration,
     /// When the next frame will be admitted, as told with the latest refusal.
     retry_at: Option<Instant>,
     /// When the current streak of early frames began, and its latest frame.
@@ -44,17 +41,31 @@ pub(crate) struct TokenBucket {
     last_early: Option<Instant>,
 }
 
+/// A bucket's settings: `rate` frames per second, `burst` frames at once, and how long a streak
+/// of early frames lasts before the connection is closed. The same for every connection, so kept
+/// in the configuration rather than in each bucket.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RateLimits {
+    /// Frames per second, sustained.
+    pub(crate) rate: f64,
+    /// Frames at once.
+    pub(crate) burst: f64,
+    /// How long a streak of early frames lasts before it closes the connection.
+    pub(crate) close_after: Duration,
+}
+
 impl TokenBucket {
     /// A full bucket at `now`.
-    pub(crate) fn new(rate: f64, burst: f64, close_after: Duration, now: Instant) -> Self {
-        Self { tokens: burst, last: now, rate, burst, close_after, retry_at: None, early_since: None, last_early: None }
+    pub(crate) fn new(limits: RateLimits, now: Instant) -> Self {
+        Self { tokens: limits.burst, last: now, retry_at: None, early_since: None, last_early: None }
     }
 
     /// Decides about one frame arriving at `now`.
-    pub(crate) fn admit(&mut self, now: Instant) -> Decision {
+    pub(crate) fn admit(&mut self, now: Instant, limits: RateLimits) -> Decision {
+        let RateLimits { rate, burst, close_after } = limits;
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
         // The epsilon absorbs rounding, so a client waiting exactly as told is admitted.
         if self.tokens >= 1.0 - 1e-9 {
             self.tokens = (self.tokens - 1.0).max(0.0);
@@ -65,11 +76,11 @@ impl TokenBucket {
                 self.early_since = Some(now);
             }
             self.last_early = Some(now);
-            if self.early_since.is_some_and(|s| now.saturating_duration_since(s) >= self.close_after) {
+            if self.early_since.is_some_and(|s| now.saturating_duration_since(s) >= close_after) {
                 return Decision::Close;
             }
         }
-        let wait = (1.0 - self.tokens) / self.rate.max(f64::MIN_POSITIVE);
+        let wait = (1.0 - self.tokens) / rate.max(f64::MIN_POSITIVE);
         self.retry_at = Some(now + Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX / 4));
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let retry_after_ms = (wait * 1000.0).ceil().max(1.0) as u64;
@@ -83,8 +94,22 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn bucket(rate: f64, burst: f64, now: Instant) -> TokenBucket {
-        TokenBucket::new(rate, burst, Duration::from_secs(10), now)
+    /// A bucket with its settings, as a connection uses it.
+    struct TestBucket(TokenBucket, RateLimits);
+
+    impl TestBucket {
+        fn new(rate: f64, burst: f64, close_after: Duration, now: Instant) -> Self {
+            let limits = RateLimits { rate, burst, close_after };
+            Self(TokenBucket::new(limits, now), limits)
+        }
+
+        fn admit(&mut self, now: Instant) -> Decision {
+            self.0.admit(now, self.1)
+        }
+    }
+
+    fn bucket(rate: f64, burst: f64, now: Instant) -> TestBucket {
+        TestBucket::new(rate, burst, Duration::from_secs(10), now)
     }
 
     #[test]
@@ -130,7 +155,7 @@ mod tests {
     /// refusal before the client sees it. Returns the first `Close`, if any, and the refusals.
     fn polite_client(rate: f64, burst: f64, in_flight: u32, for_secs: u64) -> (Option<Duration>, u32) {
         let t0 = Instant::now();
-        let mut b = TokenBucket::new(rate, burst, Duration::from_secs(10), t0);
+        let mut b = TestBucket::new(rate, burst, Duration::from_secs(10), t0);
         let (mut now, mut refusals, mut first) = (t0, 0, true);
         while now < t0 + Duration::from_secs(for_secs) {
             match b.admit(now) {
