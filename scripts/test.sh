@@ -5,7 +5,8 @@
 # (scripts/redis-test-server.sh), exports LABCHAT_TEST_MONGO_URI for the MongoDB tests and
 # LABCHAT_TEST_REDIS_URL (with LABCHAT_TEST_REDIS=required) for the multi-node tests, runs
 # `cargo test --workspace` (libs, bins, tests and doc tests), then, when called without
-# arguments, the browser test (scripts/browser-test.sh); always stops the servers again, and exits non-zero if anything failed.
+# arguments, the browser test (scripts/browser-test.sh); always stops the servers again, and
+# exits non-zero if anything failed.
 #
 # Extra arguments go to cargo test (and skip the browser test); arguments that pick packages
 # (-p, --package, --exclude) replace --workspace:
