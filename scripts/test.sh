@@ -45,7 +45,10 @@ for arg in "$@"; do
 done
 
 status=0
-cargo test "${packages[@]}" "$@" || status=$?
+# The multi-node tests run the labchat binary itself (target/debug/labchat): build it even when
+# the selected packages would not.
+cargo build -p labchat --bin labchat || status=$?
+[[ $status -eq 0 ]] && { cargo test "${packages[@]}" "$@" || status=$?; }
 # The whole suite (no arguments) also runs the browser test in headless Chromium.
 if [[ $# -eq 0 && $status -eq 0 ]]; then
     bash "$ROOT/scripts/browser-test.sh" || status=$?
