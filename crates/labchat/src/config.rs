@@ -16,8 +16,10 @@ use labchat_domain::{HistoryLimit, ObjectIdBytes, Request, RequestId, UserId};
 use labchat_store_mongo::MongoSettings;
 use labchat_transport_ws::{AuthSettings, JwtAlgorithm, WsConfig, protocol::DecodeLimits};
 
-use crate::app::{BackplaneSettings, Settings, StoreSettings};
+use crate::app::{Settings, StoreSettings};
 use crate::cli::{Alg, Cli, Command, JwtArgs, LogFormat, ServeArgs};
+
+mod backplane;
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +167,7 @@ impl TryFrom<ServeArgs> for ServeSettings {
         } else {
             None
         };
-        let backplane = backplane_settings(args.redis_url, args.node_id, args.mongo_uri.is_some())?;
+        let backplane = backplane::settings(args.redis_url, args.node_id, args.mongo_uri.is_some())?;
         let store = match args.mongo_uri {
             Some(uri) => {
                 if !seed.is_empty() {
@@ -194,38 +196,6 @@ impl TryFrom<ServeArgs> for ServeSettings {
             log: args.log,
         })
     }
-}
-
-/// The Redis backplane, if `--redis-url` is set: it needs MongoDB (the nodes share their history
-/// there), and a node id that is not blank (default: the host name and the process id).
-fn backplane_settings(
-    redis_url: Option<String>,
-    node_id: Option<String>,
-    mongo: bool,
-) -> Result<Option<BackplaneSettings>, InvalidSetting> {
-    let Some(redis_url) = redis_url else { return Ok(None) };
-    if !mongo {
-        return Err(InvalidSetting::new(
-            "--redis-url needs --mongo-uri: the nodes share their history through MongoDB (the in-memory store is one node's alone)",
-        ));
-    }
-    let node_id = match node_id {
-        Some(id) if id.trim().is_empty() => return Err(InvalidSetting::new("--node-id must not be blank")),
-        Some(id) => id,
-        None => default_node_id(),
-    };
-    Ok(Some(BackplaneSettings { redis_url, node_id }))
-}
-
-/// The host name (from the kernel, else `$HOSTNAME`, else `labchat`) and the process id.
-fn default_node_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "labchat".to_owned());
-    format!("{host}-{}", std::process::id())
 }
 
 /// The transport's limits and timings, checked.
