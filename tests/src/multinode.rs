@@ -5,6 +5,10 @@
 //!
 //! The binary is `target/debug/labchat` next to the running test (or `LABCHAT_BIN`): build it
 //! first, `cargo build -p labchat --bin labchat` (`scripts/test.sh` does).
+//!
+//! Each cluster starts a redis-server of its own (`redis-server` on the PATH, or `REDIS_SERVER`),
+//! so that a test may kill it or cut its clients without touching any other test; the shared one
+//! of `scripts/test.sh` (`LABCHAT_TEST_REDIS_URL`) is for tests that leave Redis alone.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -274,13 +278,23 @@ impl Node {
     ///
     /// When it does not within `wait`, or answers anything but 200 meanwhile.
     pub async fn wait_backplane(&self, connected: bool, wait: Duration) {
-        let what = format!("node {}: /readyz 200 with backplane.connected {connected}", self.id());
-        wait_for(&what, wait, || async {
-            let (status, body) = self.readyz().await?;
-            assert_eq!(status, 200, "node {}: /readyz must stay 200 whatever the backplane: {body}", self.id());
-            (body["backplane"]["connected"] == connected).then_some(())
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut last = None;
+        while tokio::time::Instant::now() < deadline {
+            if let Some((status, body)) = self.readyz().await {
+                assert_eq!(status, 200, "node {}: /readyz must stay 200 whatever the backplane: {body}", self.id());
+                if body["backplane"]["connected"] == connected {
+                    return;
+                }
+                last = Some(body);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "node {}: /readyz did not report backplane.connected {connected} within {wait:?}; last body {last:?}; its logs:\n{}",
+            self.id(),
+            self.logs()
+        );
     }
 
     /// `kill -9`: the process dies at once, its connections drop without a close frame.
