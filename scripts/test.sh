@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # labchat's one test command (README and CI call it).
 #
-# Starts the test MongoDB server (scripts/mongo-test-server.sh), exports LABCHAT_TEST_MONGO_URI
-# for the MongoDB tests, runs `cargo test --workspace` (libs, bins, tests and doc tests), then,
-# when called without arguments, the browser test (scripts/browser-test.sh); always stops the
-# server again, and exits non-zero if anything failed.
+# Starts the test MongoDB server (scripts/mongo-test-server.sh) and the test Redis server
+# (scripts/redis-test-server.sh), exports LABCHAT_TEST_MONGO_URI for the MongoDB tests and
+# LABCHAT_TEST_REDIS_URL (with LABCHAT_TEST_REDIS=required) for the multi-node tests, runs
+# `cargo test --workspace` (libs, bins, tests and doc tests), then, when called without
+# arguments, the browser test (scripts/browser-test.sh); always stops the servers again, and
+# exits non-zero if anything failed.
 #
 # Extra arguments go to cargo test (and skip the browser test); arguments that pick packages
 # (-p, --package, --exclude) replace --workspace:
@@ -16,9 +18,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SERVER="$ROOT/scripts/mongo-test-server.sh"
+REDIS="$ROOT/scripts/redis-test-server.sh"
 
 cd "$ROOT"
-trap 'bash "$SERVER" stop || true' EXIT
+trap 'bash "$SERVER" stop || true; bash "$REDIS" stop || true' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -26,6 +29,11 @@ bash "$SERVER" start
 LABCHAT_TEST_MONGO_URI="$(bash "$SERVER" uri)"
 export LABCHAT_TEST_MONGO_URI
 echo "test.sh: LABCHAT_TEST_MONGO_URI=$LABCHAT_TEST_MONGO_URI" >&2
+bash "$REDIS" start
+LABCHAT_TEST_REDIS_URL="$(bash "$REDIS" uri)"
+LABCHAT_TEST_REDIS=required
+export LABCHAT_TEST_REDIS_URL LABCHAT_TEST_REDIS
+echo "test.sh: LABCHAT_TEST_REDIS_URL=$LABCHAT_TEST_REDIS_URL" >&2
 
 packages=(--workspace)
 for arg in "$@"; do
@@ -37,7 +45,10 @@ for arg in "$@"; do
 done
 
 status=0
-cargo test "${packages[@]}" "$@" || status=$?
+# The multi-node tests run the labchat binary itself (target/debug/labchat): build it even when
+# the selected packages would not.
+cargo build -p labchat --bin labchat || status=$?
+[[ $status -eq 0 ]] && { cargo test "${packages[@]}" "$@" || status=$?; }
 # The whole suite (no arguments) also runs the browser test in headless Chromium.
 if [[ $# -eq 0 && $status -eq 0 ]]; then
     bash "$ROOT/scripts/browser-test.sh" || status=$?

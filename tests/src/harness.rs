@@ -35,6 +35,7 @@ pub fn settings() -> Settings {
         history_limit: HistoryLimit::DEFAULT,
         ws: WsConfig::default(),
         store: StoreSettings::Memory { seed: vec![] },
+        backplane: None,
     }
 }
 
@@ -129,7 +130,7 @@ impl TestServer {
         let handle = tokio::spawn(labchat_transport_ws::run(listener, app.server, async {
             let _ = rx.await;
         }));
-        let broadcaster = app.broadcaster;
+        let broadcaster = app.broadcaster.expect("in-process test servers run without a backplane");
         Self { addr, memory: app.memory, mongo, stats, broadcaster, shutdown: Some(tx), handle: Some(handle) }
     }
 

@@ -7,6 +7,7 @@
 //!   them, a proxy that makes the server go silent).
 //!
 //! - [`harness`] and [`client`]: a real server on 127.0.0.1:0, real JWTs, a websocket client.
+//! - [`multinode`]: several real `labchat` processes on one MongoDB and one redis-server.
 //!
 //! Run everything with `scripts/test.sh`, which starts the test MongoDB server first.
 
@@ -16,3 +17,4 @@ pub mod client;
 pub mod contract;
 pub mod harness;
 pub mod mongo;
+pub mod multinode;

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use labchat_core::{Chat, ChatStore, Clock, StoreError, SystemClock};
+use labchat_broadcast_redis::{RedisBroadcaster, RedisSettings};
+use labchat_core::{BroadcastError, Broadcaster, Chat, ChatStore, Clock, StoreError, SystemClock};
 use labchat_domain::{HistoryLimit, Request, RequestId, UserId};
 use labchat_store_mongo::{MongoSettings, MongoStore};
 use labchat_transport_ws::{AuthSettings, Authenticator, KeyError, Server, WsConfig};
@@ -36,6 +37,17 @@ pub struct Settings {
     pub ws: WsConfig,
     /// The store.
     pub store: StoreSettings,
+    /// The cross-node backplane; `None`: this node serves alone.
+    pub backplane: Option<BackplaneSettings>,
+}
+
+/// The Redis backplane that joins several nodes into one chat (see docs/deployment.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackplaneSettings {
+    /// Redis connection string, e.g. `redis://127.0.0.1:6379/`.
+    pub redis_url: String,
+    /// This node's name in envelopes, logs and metrics.
+    pub node_id: String,
 }
 
 /// Why the server could not be built.
@@ -50,6 +62,9 @@ pub enum AppError {
     /// The store could not be opened.
     #[error("could not open the store: {0}")]
     Store(#[from] StoreError),
+    /// The backplane could not be started (a malformed URL; Redis being down is not an error).
+    #[error("could not start the Redis backplane: {0}")]
+    Backplane(#[from] BroadcastError),
 }
 
 /// A built server, and the in-memory store when that is the one in use (to seed it).
@@ -59,8 +74,11 @@ pub struct App {
     pub server: Arc<Server>,
     /// The in-memory store, if used.
     pub memory: Option<Arc<MemoryStore>>,
-    /// The broadcaster (its counts show subscriptions).
-    pub broadcaster: Arc<LocalBroadcaster>,
+    /// The single-node broadcaster (its counts show subscriptions), when there is no backplane.
+    pub broadcaster: Option<Arc<LocalBroadcaster>>,
+    /// The Redis backplane, when configured: stop it with [`RedisBroadcaster::shutdown`] after
+    /// the server stopped.
+    pub backplane: Option<Arc<RedisBroadcaster>>,
 }
 
 /// Builds the store, the use cases and the transport.
@@ -83,15 +101,28 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
             (Arc::new(MeteredStore::new(Arc::new(MongoStore::connect(mongo).await?))), None)
         }
     };
-    let broadcaster = Arc::new(LocalBroadcaster::new());
+    let (broadcaster, local, backplane): (Arc<dyn Broadcaster>, _, _) = match settings.backplane {
+        Some(b) => {
+            tracing::info!(node_id = %b.node_id, "using the Redis backplane: this node is one of several");
+            let redis = RedisBroadcaster::start(
+                RedisSettings { url: b.redis_url, node_id: b.node_id, ..RedisSettings::default() },
+                Arc::clone(&store),
+            )?;
+            (redis.clone(), None, Some(redis))
+        }
+        None => {
+            let local = Arc::new(LocalBroadcaster::new());
+            (local.clone(), Some(local), None)
+        }
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let chat = Chat::new(store, broadcaster.clone(), Arc::clone(&clock), settings.history_limit)
+    let chat = Chat::new(store, broadcaster, Arc::clone(&clock), settings.history_limit)
         .with_access_ttl(settings.ws.access_recheck_interval);
     let mut server = Server::new(Arc::new(chat), auth, settings.ws, clock);
     if let Some(render) = observe::metrics_renderer() {
         server = server.with_metrics(render);
     }
-    Ok(App { server: Arc::new(server), memory, broadcaster })
+    Ok(App { server: Arc::new(server), memory, broadcaster: local, backplane })
 }
 
 /// Parses a seed file: a JSON array of `{"id": "<24-hex>", "createdBy": "<user id>"}`.

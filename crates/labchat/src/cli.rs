@@ -199,6 +199,16 @@ pub struct ServeArgs {
     #[arg(long, env = "LABCHAT_STORE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "duration")]
     pub store_timeout: Duration,
+    /// Redis connection string of the backplane that joins several labchat nodes into one chat
+    /// (e.g. `redis://127.0.0.1:6379/`); without it this node serves alone. Needs --mongo-uri:
+    /// the nodes share their history through MongoDB.
+    #[arg(long, env = "LABCHAT_REDIS_URL", hide_env_values = true)]
+    #[serde(serialize_with = "masked_uri")]
+    pub redis_url: Option<String>,
+    /// This node's name in the backplane's envelopes, logs and metrics (default: the host name
+    /// and the process id).
+    #[arg(long, env = "LABCHAT_NODE_ID")]
+    pub node_id: Option<String>,
     /// Runtime worker threads (default: one per core).
     #[arg(long, env = "LABCHAT_WORKERS")]
     pub workers: Option<usize>,

@@ -19,6 +19,8 @@ use labchat_transport_ws::{AuthSettings, JwtAlgorithm, WsConfig, protocol::Decod
 use crate::app::{Settings, StoreSettings};
 use crate::cli::{Alg, Cli, Command, JwtArgs, LogFormat, ServeArgs};
 
+mod backplane;
+
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -165,6 +167,7 @@ impl TryFrom<ServeArgs> for ServeSettings {
         } else {
             None
         };
+        let backplane = backplane::settings(args.redis_url, args.node_id, args.mongo_uri.is_some())?;
         let store = match args.mongo_uri {
             Some(uri) => {
                 if !seed.is_empty() {
@@ -184,7 +187,7 @@ impl TryFrom<ServeArgs> for ServeSettings {
             None => StoreSettings::Memory { seed },
         };
         Ok(Self {
-            app: Settings { auth, history_limit, ws, store },
+            app: Settings { auth, history_limit, ws, store, backplane },
             listen: args.listen,
             ops_listen: args.ops_listen,
             workers: args.workers,

@@ -90,7 +90,11 @@ fn serve(args: ServeArgs) -> Result<(), BoxError> {
                 tracing::warn!(error = %e, "could not print the demo instructions");
             }
         }
-        labchat_transport_ws::run_with_ops(listener, ops, app.server, shutdown_signal()).await?;
+        let served = labchat_transport_ws::run_with_ops(listener, ops, app.server, shutdown_signal()).await;
+        if let Some(backplane) = &app.backplane {
+            backplane.shutdown();
+        }
+        served?;
         tracing::info!("labchat stopped");
         Ok(())
     })

@@ -45,6 +45,7 @@ fn defaults_map_to_the_transport_defaults() {
     assert_eq!((ws.max_connections, ws.max_pending_connections), (d.max_connections, d.max_pending_connections));
     assert_eq!((ws.handshake_timeout, ws.access_recheck_interval), (d.handshake_timeout, d.access_recheck_interval));
     assert!(matches!(&s.app.store, StoreSettings::Memory { seed } if seed.is_empty()));
+    assert_eq!(s.app.backplane, None, "no --redis-url: one node, as before");
 }
 
 #[test]
@@ -202,6 +203,11 @@ fn every_invalid_setting_is_refused_with_a_message_naming_it() {
             &["--demo", "--mongo-uri", "mongodb://db"],
             "--seed-requests and --demo use the in-memory store; drop --mongo-uri",
         ),
+        (&["--redis-url", "redis://127.0.0.1:6379/"], "--redis-url needs --mongo-uri"),
+        (
+            &["--redis-url", "redis://127.0.0.1:6379/", "--mongo-uri", "mongodb://db", "--node-id", " "],
+            "--node-id must not be blank",
+        ),
     ];
     for (flags, needle) in cases {
         // Every case but the key checks has a valid secret, so only its own setting is wrong.
@@ -218,4 +224,45 @@ fn a_bad_seed_file_names_the_entry() {
     let f = temp_file::TempFile::new(r#"[{"id":"xyz","createdBy":"t1"}]"#);
     let err = settings(&["--jwt-secret", SECRET, "--seed-requests", &f.arg()]).unwrap_err().to_string();
     assert!(err.starts_with("--seed-requests ") && err.contains("seed requests [0].id"), "{err}");
+}
+
+#[test]
+fn the_redis_url_and_node_id_reach_the_backplane_settings() {
+    let s = settings(&[
+        "--jwt-secret",
+        SECRET,
+        "--mongo-uri",
+        "mongodb://db:27017",
+        "--redis-url",
+        "redis://cache:6379/",
+        "--node-id",
+        "node-a",
+    ])
+    .unwrap();
+    let b = s.app.backplane.unwrap();
+    assert_eq!((b.redis_url.as_str(), b.node_id.as_str()), ("redis://cache:6379/", "node-a"));
+    assert!(matches!(s.app.store, StoreSettings::Mongo(_)), "MongoDB stays the store");
+}
+
+#[test]
+fn the_node_id_defaults_to_the_host_name_and_the_process_id() {
+    let s =
+        settings(&["--jwt-secret", SECRET, "--mongo-uri", "mongodb://db", "--redis-url", "redis://cache/"]).unwrap();
+    let id = s.app.backplane.unwrap().node_id;
+    let pid = format!("-{}", std::process::id());
+    assert!(id.ends_with(&pid) && id.len() > pid.len(), "{id:?}");
+}
+
+#[test]
+fn the_backplane_settings_come_from_the_config_file_and_print_config_masks_the_redis_password() {
+    let f = temp_file::TempFile::new(
+        "mongo_uri = \"mongodb://db\"\nredis_url = \"redis://:hush-hush@cache:6379/0\"\nnode_id = \"node-b\"\n",
+    );
+    let s = settings(&["--jwt-secret", SECRET, "--config", &f.arg()]).unwrap();
+    let b = s.app.backplane.unwrap();
+    assert_eq!((b.redis_url.as_str(), b.node_id.as_str()), ("redis://:hush-hush@cache:6379/0", "node-b"));
+    let printed = effective_toml(&args(&["--config", &f.arg()])).unwrap();
+    assert!(!printed.contains("hush-hush"), "{printed}");
+    assert!(printed.contains("redis_url = \"redis://:********@cache:6379/0\""), "{printed}");
+    assert!(printed.contains("node_id = \"node-b\""), "{printed}");
 }

@@ -1,0 +1,381 @@
+//! Several real `labchat` processes (the debug binary) sharing the test MongoDB (a fresh database
+//! per cluster) and a redis-server of their own: start, wait until ready on `/readyz`, `kill -9`,
+//! restart; the Redis server can be killed, restarted on its port, and its pub/sub clients cut.
+//! Everything started is killed when its handle drops.
+//!
+//! The binary is `target/debug/labchat` next to the running test (or `LABCHAT_BIN`): build it
+//! first, `cargo build -p labchat --bin labchat` (`scripts/test.sh` does).
+//!
+//! Each cluster starts a redis-server of its own (`redis-server` on the PATH, or `REDIS_SERVER`),
+//! so that a test may kill it or cut its clients without touching any other test; the shared one
+//! of `scripts/test.sh` (`LABCHAT_TEST_REDIS_URL`) is for tests that leave Redis alone.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use labchat_domain::RequestId;
+use labchat_store_mongo::MongoSettings;
+use mongodb::Database;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use crate::contract::Creator;
+use crate::harness::{SECRET, new_request_id};
+
+/// How long a process may take to start and answer (a loaded machine builds nothing here, but
+/// three processes and MongoDB share two cores).
+pub const START_WAIT: Duration = Duration::from_secs(30);
+
+/// Clusters run one at a time (each test's own processes; the machine is small).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The `labchat` binary: `LABCHAT_BIN`, else `labchat` in the directory above this test
+/// executable's `deps/` (the target's `debug/`).
+///
+/// # Panics
+///
+/// When it does not exist, saying how to build it.
+pub fn labchat_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("LABCHAT_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe.parent().and_then(Path::parent).expect("the test executable is in <target>/debug/deps");
+    let bin = dir.join(format!("labchat{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} does not exist: build it first with `cargo build -p labchat --bin labchat` (scripts/test.sh does), or set LABCHAT_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A free port of 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// `GET path` over HTTP/1.1: the status and the body as JSON (`Null` when it is not JSON), or
+/// `None` when the node does not answer within 5 s.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, Value)> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.ok()?;
+        Some(raw)
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(5), exchange).await.ok()??;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `wait`.
+///
+/// # Panics
+///
+/// When `wait` passes first, naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, wait: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {wait:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A redis-server of one test, on a port of its own, with no persistence.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` (or `REDIS_SERVER`) on a free port and waits until it answers PING.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be started: install it with `scripts/redis-test-server.sh start`.
+    pub async fn start() -> Self {
+        let mut server = Self { port: free_port(), child: None };
+        server.launch().await;
+        server
+    }
+
+    async fn launch(&mut self) {
+        let program = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(&program)
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {program}: {e}; install it with `scripts/redis-test-server.sh start`")
+            });
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("redis-server answering PING", START_WAIT, || async move {
+            (Self::raw(port, "PING\r\n").await.as_deref() == Some("+PONG")).then_some(())
+        })
+        .await;
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server (SIGKILL) and waits until it is gone.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(START_WAIT, child.wait()).await;
+        }
+    }
+
+    /// Starts it again on the same port (after [`RedisServer::kill`]).
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.launch().await;
+    }
+
+    /// `CLIENT KILL TYPE pubsub`: cuts every subscriber's connection. Returns how many were cut,
+    /// or `None` when the server did not answer.
+    pub async fn kill_pubsub_clients(&self) -> Option<u64> {
+        let reply = Self::raw(self.port, "CLIENT KILL TYPE pubsub\r\n").await?;
+        reply.strip_prefix(':')?.parse().ok()
+    }
+
+    /// Sends one inline command and returns the first line of the reply.
+    async fn raw(port: u16, command: &str) -> Option<String> {
+        let exchange = async {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+            stream.write_all(command.as_bytes()).await.ok()?;
+            let mut line = String::new();
+            BufReader::new(stream).read_line(&mut line).await.ok()?;
+            Some(line.trim_end().to_owned())
+        };
+        tokio::time::timeout(Duration::from_secs(2), exchange).await.ok()?
+    }
+}
+
+/// How a node is started (kept to restart it).
+#[derive(Debug, Clone)]
+struct NodeConfig {
+    node_id: String,
+    mongo: MongoSettings,
+    redis_url: String,
+}
+
+/// One `labchat serve` process.
+#[derive(Debug)]
+pub struct Node {
+    config: NodeConfig,
+    child: Option<Child>,
+    addr: SocketAddr,
+    logs: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Node {
+    async fn spawn(config: NodeConfig) -> Self {
+        let mut child = Command::new(labchat_binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--log", "info"])
+            .args(["--shutdown-grace", "2s"])
+            .env("LABCHAT_JWT_SECRET", std::str::from_utf8(SECRET).expect("the test secret is text"))
+            .env("LABCHAT_MONGO_URI", &config.mongo.uri)
+            .env("LABCHAT_MONGO_DB", &config.mongo.database)
+            .env("LABCHAT_REDIS_URL", &config.redis_url)
+            .env("LABCHAT_NODE_ID", &config.node_id)
+            .env_remove("LABCHAT_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start labchat");
+        let logs = Arc::new(Mutex::new(VecDeque::new()));
+        let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let keep = |logs: &Mutex<VecDeque<String>>, line: &str| {
+            let mut logs = logs.lock().unwrap();
+            if logs.len() == 400 {
+                logs.pop_front();
+            }
+            logs.push_back(line.to_owned());
+        };
+        let find_addr = async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                keep(&logs, &line);
+                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                if v["fields"]["message"] == "labchat listening" {
+                    return v["fields"]["addr"].as_str().and_then(|a| a.parse::<SocketAddr>().ok());
+                }
+            }
+            None
+        };
+        let addr = tokio::time::timeout(START_WAIT, find_addr).await.ok().flatten();
+        let Some(addr) = addr else {
+            let _ = child.start_kill();
+            let logs: Vec<String> = logs.lock().unwrap().iter().cloned().collect();
+            panic!("node {} did not start listening; its logs:\n{}", config.node_id, logs.join("\n"));
+        };
+        let drain = Arc::clone(&logs);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                keep(&drain, &line);
+            }
+        });
+        let node = Self { config, child: Some(child), addr, logs };
+        wait_for(&format!("node {} ready on /readyz", node.config.node_id), START_WAIT, || async {
+            matches!(http_get(node.addr, "/readyz").await, Some((200, _))).then_some(())
+        })
+        .await;
+        node
+    }
+
+    /// The node's name (`--node-id`).
+    pub fn id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://addr/ws`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// `GET /readyz`: status and body, `None` when the node does not answer.
+    pub async fn readyz(&self) -> Option<(u16, Value)> {
+        http_get(self.addr, "/readyz").await
+    }
+
+    /// Waits until `/readyz` answers 200 with `backplane.connected == connected`.
+    ///
+    /// # Panics
+    ///
+    /// When it does not within `wait`, or answers anything but 200 meanwhile.
+    pub async fn wait_backplane(&self, connected: bool, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut last = None;
+        while tokio::time::Instant::now() < deadline {
+            if let Some((status, body)) = self.readyz().await {
+                assert_eq!(status, 200, "node {}: /readyz must stay 200 whatever the backplane: {body}", self.id());
+                if body["backplane"]["connected"] == connected {
+                    return;
+                }
+                last = Some(body);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "node {}: /readyz did not report backplane.connected {connected} within {wait:?}; last body {last:?}; its logs:\n{}",
+            self.id(),
+            self.logs()
+        );
+    }
+
+    /// `kill -9`: the process dies at once, its connections drop without a close frame.
+    pub async fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(START_WAIT, child.wait()).await;
+        }
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Kills the process if it runs, and starts it again with the same settings (on a new port)
+    /// and waits until it is ready.
+    pub async fn restart(&mut self) {
+        self.kill9().await;
+        *self = Self::spawn(self.config.clone()).await;
+    }
+
+    /// Its latest log lines (JSON, one per line), for failure messages.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// N nodes on one fresh MongoDB database and one redis-server of their own.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The nodes, `node-0` … `node-{n-1}`.
+    pub nodes: Vec<Node>,
+    /// Their Redis.
+    pub redis: RedisServer,
+    /// Their database, through a client of the test's own.
+    pub db: Database,
+    mongo: MongoSettings,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Cluster {
+    /// Starts a redis-server and `n` nodes on a fresh database named after `test_name`, and
+    /// waits until every node is ready and connected to Redis.
+    ///
+    /// # Panics
+    ///
+    /// When `LABCHAT_TEST_MONGO_URI` is not set (run `scripts/test.sh`), or a process does not
+    /// start.
+    pub async fn start(test_name: &str, n: usize) -> Self {
+        let cluster = Self::launch(test_name, n).await;
+        for node in &cluster.nodes {
+            node.wait_backplane(true, START_WAIT).await;
+        }
+        cluster
+    }
+
+    /// As [`Cluster::start`], but does not wait for the nodes to connect to Redis (only for
+    /// `/readyz` to answer 200).
+    pub async fn launch(test_name: &str, n: usize) -> Self {
+        let turn = ONE_AT_A_TIME.lock().await;
+        let mongo = crate::mongo::test_settings(test_name);
+        let db = crate::mongo::database(&mongo).await;
+        let redis = RedisServer::start().await;
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let config = NodeConfig { node_id: format!("node-{i}"), mongo: mongo.clone(), redis_url: redis.url() };
+            nodes.push(Node::spawn(config).await);
+        }
+        Self { nodes, redis, db, mongo, _turn: turn }
+    }
+
+    /// Adds a request created by the teacher `creator`, as the lab system stores it.
+    pub async fn add_request(&self, creator: &str) -> RequestId {
+        let id = new_request_id();
+        crate::mongo::insert_request(&self.db, &self.mongo, id, &Creator::Text(creator.to_owned())).await;
+        id
+    }
+
+    /// Every node's latest logs, for failure messages.
+    pub fn logs(&self) -> String {
+        self.nodes.iter().map(|n| format!("--- {} ---\n{}", n.id(), n.logs())).collect::<Vec<_>>().join("\n")
+    }
+}
