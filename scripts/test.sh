@@ -46,8 +46,9 @@ done
 
 status=0
 # The multi-node tests run the labchat binary itself (target/debug/labchat): build it even when
-# the selected packages would not.
-cargo build -p labchat --bin labchat || status=$?
+# the selected packages would not. The whole workspace, every target: the selection the test run
+# makes itself, so features unify the same way and nothing is built twice.
+cargo build --workspace --all-targets || status=$?
 [[ $status -eq 0 ]] && { cargo test "${packages[@]}" "$@" || status=$?; }
 # The whole suite (no arguments) also runs the browser test in headless Chromium.
 if [[ $# -eq 0 && $status -eq 0 ]]; then
