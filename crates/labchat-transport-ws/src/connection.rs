@@ -9,7 +9,6 @@
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -18,7 +17,6 @@ use labchat_core::{Clock, SinkId};
 use labchat_domain::{Timestamp, User};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
@@ -29,11 +27,12 @@ use crate::dispatch::{Outcome, Session};
 use crate::metered::Metered;
 use crate::outbound::{ConnSink, Writing};
 use crate::protocol::{self, ErrorCode, ErrorFrame};
-use crate::rate_limit::{Decision, RateLimits, TokenBucket};
+use crate::rate_limit::{Decision, TokenBucket};
 use crate::server::Server;
+use crate::socket::{self, IoState};
 use crate::timers::{Deadlines, Periods};
 
-type Ws = WebSocketStream<Metered<TokioIo<hyper::upgrade::Upgraded>>>;
+pub(crate) type Ws = WebSocketStream<Metered<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// Close codes the server uses (see docs/protocol.md).
 pub(crate) mod close {
@@ -219,7 +218,7 @@ impl Connection {
                     }
                     timer.as_mut().reset(deadlines.next());
                 }
-                io = poll_fn(|cx| Self::poll_io(cx, ws, IoState {
+                io = poll_fn(|cx| socket::poll_io(cx, ws, IoState {
                     writing: &mut self.writing,
                     sink: &sink,
                     rate: &mut self.rate,
@@ -245,7 +244,7 @@ impl Connection {
                                 }
                             }
                         },
-                        Err(e) => Some(read_error(self.id(), e)),
+                        Err(e) => Some(Next::End(socket::read_error(self.id(), e))),
                     };
                     match next {
                         None => {}
@@ -258,26 +257,6 @@ impl Connection {
                 }
             }
         }
-    }
-
-    /// Writes what the peer takes (see [`Writing::poll_write`]), then reads one message.
-    /// Continuation frames, which the websocket library folds into messages, are charged to
-    /// the rate limit as they arrive: an endless message of empty fragments is a flood too.
-    /// Keeps no state of its own, so it may be dropped at any point.
-    fn poll_io(cx: &mut Context<'_>, ws: &mut Ws, io: IoState<'_>) -> Poll<Result<Result<WsMessage, WsError>, End>> {
-        if io.writing.poll_write(cx, ws, io.sink).is_err() {
-            return Poll::Ready(Err(End::Gone));
-        }
-        let read = ws.poll_next_unpin(cx);
-        let seen = ws.get_ref().continuation_frames();
-        let now = Instant::now();
-        while *io.continuations < seen {
-            *io.continuations += 1;
-            if io.rate.admit(now, io.limits) == Decision::Close {
-                return Poll::Ready(Err(End::Close(close::POLICY, "rate limit exceeded for too long")));
-            }
-        }
-        read.map(|msg| msg.ok_or(End::Gone))
     }
 
     /// Handles one message read from the peer, but for a text frame to run, which it returns.
@@ -375,15 +354,6 @@ impl Connection {
     }
 }
 
-/// What one poll of the socket uses, borrowed from the connection.
-struct IoState<'a> {
-    writing: &'a mut Writing,
-    sink: &'a ConnSink,
-    rate: &'a mut TokenBucket,
-    limits: RateLimits,
-    continuations: &'a mut u64,
-}
-
 /// A frame read from the peer, as the rate limit sees it.
 enum Frame<'a> {
     Text(&'a str),
@@ -391,7 +361,6 @@ enum Frame<'a> {
     Control,
 }
 
-/// What the loop does after a message.
 /// What a message read from the peer asks for.
 enum Read {
     /// It was dealt with.
@@ -400,26 +369,8 @@ enum Read {
     Handle(Utf8Bytes),
 }
 
-enum Next {
+/// What the loop does after a message.
+pub(crate) enum Next {
     End(End),
     ExpiryChanged,
-}
-
-/// How a read error ends the connection.
-fn read_error(conn: u64, e: WsError) -> Next {
-    let end = match e {
-        WsError::ConnectionClosed | WsError::AlreadyClosed => End::Gone,
-        WsError::Capacity(_) => End::Close(close::TOO_BIG, "frame too large"),
-        WsError::Utf8(_) => End::Close(close::INVALID_DATA, "invalid UTF-8 in a text frame"),
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone,
-        WsError::Protocol(p) => {
-            tracing::debug!(conn, error = %p, "websocket protocol error");
-            End::Close(close::PROTOCOL_ERROR, "websocket protocol error")
-        }
-        e => {
-            tracing::debug!(conn, error = %e, "websocket read failed");
-            End::Gone
-        }
-    };
-    Next::End(end)
 }

@@ -20,6 +20,7 @@ mod outbound;
 pub mod protocol;
 mod rate_limit;
 mod server;
+mod socket;
 mod timers;
 mod upgrade;
 
