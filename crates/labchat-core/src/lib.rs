@@ -4,9 +4,9 @@
 //!
 //! Ports (traits, implemented by adapters):
 //! - [`ChatStore`]: where requests are looked up and messages and receipts are kept
-//!   (in-memory in `labchat`, MongoDB in `labchat-store-mongo`);
-//! - [`Broadcaster`] and [`RoomSink`]: who hears a room's events (in-process in `labchat`; a
-//!   cross-node pub/sub can replace it without touching the use cases);
+//!   (in memory in `labchat-memory`, MongoDB in `labchat-store-mongo`);
+//! - [`Broadcaster`] and [`RoomSink`]: who hears a room's events (in one process in
+//!   `labchat-memory`; across nodes through Redis in `labchat-broadcast-redis`);
 //! - [`Clock`]: what time it is.
 //!
 //! Use cases ([`Chat`]): join, leave, post, mark (delivered / read) and history. They authorize
@@ -16,6 +16,8 @@
 //!
 //! With the `mocks` feature, every port has a `mockall` mock (`MockChatStore`, `MockBroadcaster`,
 //! `MockRoomSink`, `MockClock`) for interaction tests.
+
+#![warn(missing_docs)]
 
 mod access;
 mod broadcast;
