@@ -1,12 +1,13 @@
-//! Client frames to commands, in two stages: the envelope `{event, id, data}`, then one DTO per
-//! event, validated into domain types. Never panics: any input is a [`Command`] or a
+//! Client frames to commands, in two stages: the envelope `{event, id, data}` (here), then one
+//! DTO per event, validated into domain types (`client.rs`). Never panics: any input is a [`Command`] or a
 //! [`BadFrame`], whose message names the first field that is wrong.
 
-use labchat_domain::{ClientMessageId, Cursor, HistoryLimit, MessageId, MessageText, RequestId};
-use serde::de::{Deserialize, DeserializeOwned, Deserializer};
+use labchat_domain::{MessageId, MessageText, RequestId};
+use serde::de::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use super::{BadFrame, ClientEvent, Command, Inbound};
+use super::client::command;
+use super::{BadFrame, ClientEvent, Inbound};
 
 /// Limits the decoder enforces.
 #[derive(Clone, Copy, Debug)]
@@ -98,33 +99,7 @@ fn correlation_id(id: Option<Value>) -> Result<Option<Value>, String> {
 }
 
 /// What is wrong, and the frame's room when it was valid.
-type Fail = (String, Option<RequestId>);
-
-/// The second stage: `data` through the event's DTO into a command.
-fn command(event: ClientEvent, data: Map<String, Value>, limits: &DecodeLimits) -> Result<Command, Fail> {
-    let data = Value::Object(data);
-    match event {
-        ClientEvent::JoinRoom => dto::<JoinRoom>(data)?.command(),
-        ClientEvent::LeaveRoom => dto::<LeaveRoom>(data)?.command(),
-        ClientEvent::Message => dto::<Message>(data)?.command(limits),
-        ClientEvent::AckMessages => {
-            let (request_id, ids) = dto::<Receipts>(data)?.ids(limits)?;
-            Ok(Command::AckMessages { request_id, ids })
-        }
-        ClientEvent::ReadMessages => {
-            let (request_id, ids) = dto::<Receipts>(data)?.ids(limits)?;
-            Ok(Command::ReadMessages { request_id, ids })
-        }
-        ClientEvent::History => dto::<History>(data)?.command(),
-        ClientEvent::RefreshToken => dto::<RefreshToken>(data)?.command(),
-    }
-}
-
-/// Reads `data` into a DTO. Every DTO field is a [`Field`], so this only fails on a non-object,
-/// which the envelope already refused.
-fn dto<T: DeserializeOwned>(data: Value) -> Result<T, Fail> {
-    serde_json::from_value(data).map_err(|e| (format!("field data is malformed: {e}"), None))
-}
+pub(super) type Fail = (String, Option<RequestId>);
 
 // ---------------------------------------------------------------------------------------------
 // The DTOs: one per event, naming the fields it reads. Fields are kept as JSON values, typed
@@ -132,7 +107,7 @@ fn dto<T: DeserializeOwned>(data: Value) -> Result<T, Fail> {
 
 /// A field of `data`: absent, or present with any JSON value (`null` included).
 #[derive(Default, Debug)]
-struct Field(Option<Value>);
+pub(super) struct Field(pub(super) Option<Value>);
 
 impl<'de> Deserialize<'de> for Field {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -142,7 +117,7 @@ impl<'de> Deserialize<'de> for Field {
 
 impl Field {
     /// The value, with `null` read as absent.
-    fn non_null(self) -> Option<Value> {
+    pub(super) fn non_null(self) -> Option<Value> {
         self.0.filter(|v| !v.is_null())
     }
 }
@@ -150,72 +125,18 @@ impl Field {
 /// The room, under `requestId` or its alias `resquestId`.
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
-struct Room {
+pub(super) struct Room {
     #[serde(rename = "requestId")]
     request_id: Field,
     #[serde(rename = "resquestId")]
     resquest_id: Field,
 }
 
-/// `joinRoom {requestId, after?}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct JoinRoom {
-    #[serde(flatten)]
-    room: Room,
-    after: Field,
-}
-
-/// `leaveRoom {requestId}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct LeaveRoom {
-    #[serde(flatten)]
-    room: Room,
-}
-
-/// `message {requestId, message, clientMessageId?}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-struct Message {
-    #[serde(flatten)]
-    room: Room,
-    message: Field,
-    client_message_id: Field,
-}
-
-/// `ackMessages` and `readMessages` `{requestId, messages}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct Receipts {
-    #[serde(flatten)]
-    room: Room,
-    messages: Field,
-}
-
-/// `history {requestId, before?, after?, limit?}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct History {
-    #[serde(flatten)]
-    room: Room,
-    before: Field,
-    after: Field,
-    limit: Field,
-}
-
-/// `refreshToken {token}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct RefreshToken {
-    token: Field,
-}
-
 // ---------------------------------------------------------------------------------------------
 // Validation: DTO to command. The room is checked first; later errors carry it.
 
 impl Room {
-    fn request_id(self) -> Result<RequestId, Fail> {
+    pub(super) fn request_id(self) -> Result<RequestId, Fail> {
         let raw = match (self.request_id.0, self.resquest_id.0) {
             (Some(a), Some(b)) if a != b => {
                 return Err(("fields data.requestId and data.resquestId disagree; send one of them".into(), None));
@@ -230,103 +151,7 @@ impl Room {
     }
 }
 
-impl JoinRoom {
-    fn command(self) -> Result<Command, Fail> {
-        let request_id = self.room.request_id()?;
-        let after = optional_id(self.after, "after").map_err(|m| (m, Some(request_id)))?;
-        Ok(Command::JoinRoom { request_id, after })
-    }
-}
-
-impl LeaveRoom {
-    fn command(self) -> Result<Command, Fail> {
-        Ok(Command::LeaveRoom { request_id: self.room.request_id()? })
-    }
-}
-
-impl Message {
-    fn command(self, limits: &DecodeLimits) -> Result<Command, Fail> {
-        let request_id = self.room.request_id()?;
-        let fail = |m: String| (m, Some(request_id));
-        let text = match self.message.0 {
-            Some(Value::String(s)) => {
-                MessageText::parse(s, limits.max_message_chars).map_err(|e| fail(format!("field data.message: {e}")))?
-            }
-            Some(_) => return Err(fail("field data.message must be a string".into())),
-            None => return Err(fail("missing field data.message".into())),
-        };
-        let client_message_id = match self.client_message_id.non_null() {
-            None => None,
-            Some(Value::String(s)) => {
-                Some(ClientMessageId::parse(s).map_err(|e| fail(format!("field data.clientMessageId: {e}")))?)
-            }
-            Some(_) => return Err(fail("field data.clientMessageId must be a string".into())),
-        };
-        Ok(Command::Message { request_id, text, client_message_id })
-    }
-}
-
-impl Receipts {
-    fn ids(self, limits: &DecodeLimits) -> Result<(RequestId, Vec<MessageId>), Fail> {
-        let request_id = self.room.request_id()?;
-        let fail = |m: String| (m, Some(request_id));
-        let Some(Value::Array(items)) = self.messages.0 else {
-            return Err(fail("field data.messages must be an array of message ids".into()));
-        };
-        let max = limits.max_receipt_ids;
-        if items.is_empty() || items.len() > max {
-            return Err(fail(format!("field data.messages must hold 1 to {max} ids, got {}", items.len())));
-        }
-        let ids = items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                Value::String(s) => MessageId::parse(s).map_err(|e| format!("field data.messages[{i}]: {e}")),
-                _ => Err(format!("field data.messages[{i}] must be a 24-hex string")),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(fail)?;
-        Ok((request_id, ids))
-    }
-}
-
-impl History {
-    fn command(self) -> Result<Command, Fail> {
-        let request_id = self.room.request_id()?;
-        let fail = |m: String| (m, Some(request_id));
-        let before = optional_id(self.before, "before").map_err(fail)?;
-        let after = optional_id(self.after, "after").map_err(fail)?;
-        let cursor = match (before, after) {
-            (None, None) => Cursor::Latest,
-            (Some(id), None) => Cursor::Before(id),
-            (None, Some(id)) => Cursor::After(id),
-            (Some(_), Some(_)) => {
-                return Err(fail("fields data.before and data.after exclude each other; send one of them".into()));
-            }
-        };
-        let limit = match self.limit.non_null() {
-            None => None,
-            Some(Value::Number(n)) => {
-                // Negative and fractional numbers are out of range like 0.
-                let n = n.as_u64().and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
-                Some(HistoryLimit::new(n).map_err(|e| fail(format!("field data.limit: {e}")))?)
-            }
-            Some(_) => return Err(fail("field data.limit must be a positive integer".into())),
-        };
-        Ok(Command::History { request_id, cursor, limit })
-    }
-}
-
-impl RefreshToken {
-    fn command(self) -> Result<Command, Fail> {
-        match self.token.0 {
-            Some(Value::String(token)) if !token.is_empty() => Ok(Command::RefreshToken { token }),
-            _ => Err(("field data.token must be a non-empty string".into(), None)),
-        }
-    }
-}
-
-fn optional_id(field: Field, name: &str) -> Result<Option<MessageId>, String> {
+pub(super) fn optional_id(field: Field, name: &str) -> Result<Option<MessageId>, String> {
     match field.non_null() {
         None => Ok(None),
         Some(Value::String(s)) => MessageId::parse(&s).map(Some).map_err(|e| format!("field data.{name}: {e}")),

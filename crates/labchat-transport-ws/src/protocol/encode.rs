@@ -1,10 +1,56 @@
 //! Server frames: `{"event": NAME, "data": {...}, "id"?}`, each named by a [`ServerEvent`].
 
-use labchat_domain::{Message, MessageId, Receipt, RequestId, RoomEvent, Seq, Timestamp};
+use std::fmt;
+
+use labchat_domain::{Message, MessageId, Receipt, RequestId, RoomEvent, RoomEventKind, Seq, Timestamp};
+
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{ErrorCode, ServerEvent};
+use super::ErrorCode;
+
+/// An event the server sends: the home of the server events' names (room events take theirs from
+/// the domain's [`RoomEventKind`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// `ack`: a frame with an id succeeded.
+    Ack,
+    /// `error`: a frame failed, or the token expired.
+    Error,
+    /// `roomHistory`: a page of a room's history.
+    RoomHistory,
+    /// `message`: a stored message.
+    Message,
+    /// `messagesDelivered`: a user newly received messages.
+    MessagesDelivered,
+    /// `messageReads`: a user newly read messages.
+    MessageReads,
+}
+
+impl ServerEvent {
+    /// Every server event.
+    pub const ALL: [Self; 6] =
+        [Self::Ack, Self::Error, Self::RoomHistory, Self::Message, Self::MessagesDelivered, Self::MessageReads];
+
+    /// The event's name on the wire; also a fixed set of metric label values.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ack => "ack",
+            Self::Error => "error",
+            Self::RoomHistory => "roomHistory",
+            Self::Message => RoomEventKind::Message.as_str(),
+            Self::MessagesDelivered => RoomEventKind::Delivered.as_str(),
+            Self::MessageReads => RoomEventKind::Read.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for ServerEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Formats a timestamp as RFC 3339 UTC with milliseconds, e.g. `2024-12-05T14:03:11.120Z`.
 pub fn rfc3339(t: Timestamp) -> String {

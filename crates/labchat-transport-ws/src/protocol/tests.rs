@@ -1,4 +1,4 @@
-use labchat_domain::Timestamp;
+use labchat_domain::{ClientMessageId, Cursor, HistoryLimit, MessageId, MessageText, Timestamp};
 use proptest::prelude::*;
 use serde_json::json;
 
