@@ -18,3 +18,39 @@ pub mod contract;
 pub mod harness;
 pub mod mongo;
 pub mod multinode;
+
+/// For each test body `async fn name(server: TestServer)` of the calling file: a test
+/// `memory::name`, on a server with the in-memory store, and a test `mongodb::name`, on a server
+/// with the MongoDB store (the test MongoDB: `LABCHAT_TEST_MONGO_URI`, set by `scripts/test.sh`).
+#[macro_export]
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let server = $crate::harness::TestServer::start_on(
+                        $crate::harness::Backend::Memory,
+                        stringify!($name),
+                    )
+                    .await;
+                    super::$name(server).await;
+                }
+            )*
+        }
+
+        mod mongodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = $crate::harness::TestServer::start_on(
+                        $crate::harness::Backend::Mongo,
+                        stringify!($name),
+                    )
+                    .await;
+                    super::$name(server).await;
+                }
+            )*
+        }
+    };
+}

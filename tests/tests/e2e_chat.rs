@@ -10,39 +10,13 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 use labchat_tests::client::Client;
-use labchat_tests::harness::{Backend, TestServer, new_request_id, token};
+use labchat_tests::harness::{TestServer, new_request_id, token};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 const QUIET: Duration = Duration::from_millis(300);
 
-/// For each test body `async fn name(server: TestServer)` below: `memory::name`, on a server with
-/// the in-memory store, and `mongodb::name`, on a server with the MongoDB store.
-macro_rules! on_every_store {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(TestServer::start_on(Backend::Memory, stringify!($name)).await).await;
-                }
-            )*
-        }
-
-        mod mongodb {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(TestServer::start_on(Backend::Mongo, stringify!($name)).await).await;
-                }
-            )*
-        }
-    };
-}
-
-on_every_store! {
+labchat_tests::on_every_store! {
     two_clients_chat_and_see_history_on_rejoin,
     forbidden_and_missing_requests_look_the_same,
     bad_frames_get_bad_request_and_the_connection_stays_open,

@@ -6,34 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use labchat_tests::client::Client;
-use labchat_tests::harness::{Backend, TestServer, token};
+use labchat_tests::harness::{TestServer, token};
 use serde_json::{Value, json};
 
-macro_rules! on_every_store {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(TestServer::start_on(Backend::Memory, stringify!($name)).await).await;
-                }
-            )*
-        }
-
-        mod mongodb {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(TestServer::start_on(Backend::Mongo, stringify!($name)).await).await;
-                }
-            )*
-        }
-    };
-}
-
-on_every_store! {
+labchat_tests::on_every_store! {
     every_message_carries_a_dense_seq_live_in_acks_and_in_history,
     history_after_catches_up_in_seq_order_with_has_more,
     a_cursor_that_is_not_a_message_of_the_room_is_a_bad_request,
