@@ -14,12 +14,11 @@ cd "$ROOT"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 log() { printf 'browser-test: %s\n' "$*" >&2; }
 
+NAME=browser-test
+# shellcheck source=scripts/lib/common.sh
+source "$ROOT/scripts/lib/common.sh"
 if [[ ! -x "$CHROMIUM" ]]; then
-    log "installing chromium (Debian package)"
-    sudo=()
-    if [[ "$(id -u)" != 0 ]]; then sudo=(sudo); fi
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    apt_install chromium
 fi
 "$CHROMIUM" --version >&2
 

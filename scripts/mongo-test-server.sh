@@ -22,22 +22,13 @@ PACKAGE_SPEC='nx-27017>=0.8,<0.9'
 START_TIMEOUT_SECS="${LABCHAT_MONGO_START_TIMEOUT:-30}"
 PYTHON="${PYTHON:-python3}"
 
-die() {
-    echo "mongo-test-server: $*" >&2
-    exit 1
-}
+NAME=mongo-test-server
+# shellcheck source=scripts/lib/common.sh
+source "$ROOT/scripts/lib/common.sh"
 
 running_pid() {
     # Prints the pid of the running server, if any.
-    [[ -f "$PID_FILE" ]] || return 1
-    local pid
-    pid="$(tr -dc '0-9' <"$PID_FILE")"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
-    # Never act on an unrelated process that reused a stale pid.
-    if [[ -r "/proc/$pid/cmdline" ]] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'nx-27017\|nx_27017'; then
-        return 1
-    fi
-    echo "$pid"
+    running_pid_of "$PID_FILE" 'nx-27017\|nx_27017'
 }
 
 ensure_installed() {
@@ -59,13 +50,6 @@ PY
     [[ -x "$VENV/bin/nx-27017" ]] || die "$VENV/bin/nx-27017 is missing after installing $PACKAGE_SPEC"
 }
 
-free_port() {
-    "$VENV/bin/python" -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
 
 port_open() {
     "$VENV/bin/python" -c 'import socket, sys
@@ -89,7 +73,7 @@ cmd_start() {
     mkdir -p "$STATE"
     local port tries=0
     while :; do
-        port="$(free_port)"
+        port="$(free_port "$VENV/bin/python")"
         rm -f "$PID_FILE" "$URI_FILE"
         : >"$LOG_FILE"
         "$VENV/bin/nx-27017" -d --host 127.0.0.1 -p "$port" --db memory \

@@ -22,42 +22,21 @@ START_TIMEOUT_SECS="${LABCHAT_REDIS_START_TIMEOUT:-20}"
 REDIS_SERVER="${REDIS_SERVER:-redis-server}"
 REDIS_CLI="${REDIS_CLI:-redis-cli}"
 
-die() {
-    echo "redis-test-server: $*" >&2
-    exit 1
-}
+NAME=redis-test-server
+# shellcheck source=scripts/lib/common.sh
+source "$ROOT/scripts/lib/common.sh"
 
 running_pid() {
     # Prints the pid of the running server, if any.
-    [[ -f "$PID_FILE" ]] || return 1
-    local pid
-    pid="$(tr -dc '0-9' <"$PID_FILE")"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
-    # Never act on an unrelated process that reused a stale pid.
-    if [[ -r "/proc/$pid/cmdline" ]] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'redis-server'; then
-        return 1
-    fi
-    echo "$pid"
+    running_pid_of "$PID_FILE" 'redis-server'
 }
 
 ensure_installed() {
     command -v "$REDIS_SERVER" >/dev/null && command -v "$REDIS_CLI" >/dev/null && return 0
-    echo "redis-test-server: installing redis-server (Debian package)" >&2
-    local sudo=()
-    if [[ "$(id -u)" != 0 ]]; then sudo=(sudo); fi
-    "${sudo[@]}" apt-get update -qq || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends redis-server >/dev/null \
-        || die "could not install redis-server"
+    apt_install redis-server
     command -v "$REDIS_SERVER" >/dev/null || die "$REDIS_SERVER is missing after installing redis-server"
 }
 
-free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
 
 launch() {
     # Starts redis-server on port $1 in the background and waits until it answers PING.
