@@ -1,0 +1,142 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use labchat_core::{Chat, Clock, SinkId};
+use labchat_domain::{HistoryLimit, Request, Role, Timestamp, User, UserId};
+use labchat_memory::{LocalBroadcaster, MemoryStore};
+use serde_json::json;
+
+use super::*;
+use crate::auth::{AuthSettings, Authenticator, JwtAlgorithm};
+use crate::config::WsConfig;
+
+const SECRET: &[u8] = b"dispatch-test-secret-0123456789";
+
+struct WallClock;
+
+impl Clock for WallClock {
+    fn now(&self) -> Timestamp {
+        let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+        Timestamp::from_unix_millis(i64::try_from(ms).unwrap())
+    }
+}
+
+struct Fixture {
+    server: Server,
+    store: Arc<MemoryStore>,
+}
+
+fn fixture() -> Fixture {
+    let store = Arc::new(MemoryStore::new());
+    let clock: Arc<dyn Clock> = Arc::new(WallClock);
+    let chat = Chat::new(store.clone(), Arc::new(LocalBroadcaster::new()), Arc::clone(&clock), HistoryLimit::DEFAULT);
+    let auth = Authenticator::new(&AuthSettings {
+        algorithm: JwtAlgorithm::Hs256,
+        key: SECRET.to_vec(),
+        issuer: None,
+        audience: None,
+        role_claim: "role".into(),
+    })
+    .unwrap();
+    Fixture { server: Server::new(Arc::new(chat), auth, WsConfig::default(), clock), store }
+}
+
+impl Fixture {
+    fn request(&self, n: u8, creator: &str) -> RequestId {
+        let id = RequestId::parse(&format!("{n:02x}").repeat(12)).unwrap();
+        self.store.add_request(Request::new(id, UserId::parse(creator).unwrap()));
+        id
+    }
+}
+
+fn session(user: &str, role: Role) -> Session {
+    let principal = Principal {
+        user: User::new(UserId::parse(user).unwrap(), role),
+        expires_at: Timestamp::from_unix_millis(i64::MAX / 2),
+    };
+    Session::new(principal, Arc::new(ConnSink::new(SinkId(7), 64, 1 << 20)))
+}
+
+fn token(sub: &str, role: &str) -> String {
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let claims = json!({"sub": sub, "role": role, "exp": exp});
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET))
+        .unwrap()
+}
+
+/// The frames queued so far, as JSON.
+fn sent(s: &Session) -> Vec<Value> {
+    std::iter::from_fn(|| s.sink.try_take()).map(|f| serde_json::from_str(f.as_str()).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn join_replies_room_history_then_ack() {
+    let f = fixture();
+    let rid = f.request(1, "t").to_hex();
+    let mut s = session("lab", Role::Lab);
+    let frame = json!({"event": "joinRoom", "data": {"requestId": rid}, "id": 1}).to_string();
+    assert_eq!(s.handle(&f.server, &frame).await, Outcome::Done);
+    let frames = sent(&s);
+    let events: Vec<_> = frames.iter().map(|f| f["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["roomHistory", "ack"], "{frames:?}");
+    assert_eq!(frames[1]["id"], 1);
+    assert_eq!(s.rooms.len(), 1);
+}
+
+#[tokio::test]
+async fn a_teacher_on_anothers_request_gets_forbidden() {
+    let f = fixture();
+    let rid = f.request(2, "someone-else").to_hex();
+    let mut s = session("teacher", Role::Teacher);
+    let frame = json!({"event": "joinRoom", "data": {"requestId": rid}, "id": "j"}).to_string();
+    assert_eq!(s.handle(&f.server, &frame).await, Outcome::Done);
+    let frames = sent(&s);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["event"], "error");
+    assert_eq!(frames[0]["data"]["code"], "FORBIDDEN");
+    assert_eq!(frames[0]["id"], "j");
+    assert!(s.rooms.is_empty());
+}
+
+#[tokio::test]
+async fn a_duplicate_send_without_id_gets_the_original_message_back() {
+    let f = fixture();
+    let rid = f.request(3, "t").to_hex();
+    let mut s = session("lab", Role::Lab);
+    let frame =
+        json!({"event": "message", "data": {"requestId": rid, "message": "hi", "clientMessageId": "c-1"}}).to_string();
+    assert_eq!(s.handle(&f.server, &frame).await, Outcome::Done);
+    assert!(sent(&s).is_empty(), "a first send without id gets no reply");
+    assert_eq!(s.handle(&f.server, &frame).await, Outcome::Done);
+    let frames = sent(&s);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["event"], "message");
+    assert_eq!(frames[0]["data"]["message"], "hi");
+}
+
+#[tokio::test]
+async fn a_bad_frame_gets_bad_request() {
+    let f = fixture();
+    let mut s = session("lab", Role::Lab);
+    assert_eq!(s.handle(&f.server, "{not json").await, Outcome::Done);
+    let frames = sent(&s);
+    assert_eq!(frames[0]["data"]["code"], "BAD_REQUEST", "{frames:?}");
+}
+
+#[tokio::test]
+async fn refresh_says_the_expiry_changed_and_another_user_closes() {
+    let f = fixture();
+    let mut s = session("lab", Role::Lab);
+    let before = s.principal.expires_at;
+    let frame = json!({"event": "refreshToken", "data": {"token": token("lab", "LAB")}, "id": 1}).to_string();
+    assert_eq!(s.handle(&f.server, &frame).await, Outcome::ExpiryChanged);
+    assert_ne!(s.principal.expires_at, before);
+    assert_eq!(sent(&s)[0]["event"], "ack");
+    let other = json!({"event": "refreshToken", "data": {"token": token("other", "LAB")}}).to_string();
+    assert_eq!(
+        s.handle(&f.server, &other).await,
+        Outcome::Close(End::Close(close::FORBIDDEN, "token for another user or role"))
+    );
+    assert_eq!(sent(&s)[0]["data"]["code"], "FORBIDDEN");
+}
