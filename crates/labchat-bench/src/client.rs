@@ -27,8 +27,11 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The server under test and how to talk to it.
 #[derive(Clone)]
 pub struct Target {
-    /// `ws://127.0.0.1:PORT/ws` (loopback only).
+    /// `ws://127.0.0.1:PORT/ws` (loopback only): the first node, where every sender connects.
     pub url: String,
+    /// Further nodes of the same cluster (loopback only): member `i` of a workload connects to
+    /// node `i % n` of [`Target::urls`], so member 0 (a sender) always uses [`Target::url`].
+    pub more_urls: Vec<String>,
     /// The server's HS256 secret (`labchat serve --jwt-secret`).
     pub secret: Vec<u8>,
     /// The claim holding the role (`--jwt-role-claim`, default `role`).
@@ -37,15 +40,19 @@ pub struct Target {
     pub rooms: Vec<String>,
     /// The server's pid, to read its RSS and CPU time from /proc.
     pub server_pid: Option<u32>,
+    /// The other nodes' pids: CPU time and RSS are summed over all the pids.
+    pub more_server_pids: Vec<u32>,
 }
 
 impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Target")
             .field("url", &self.url)
+            .field("more_urls", &self.more_urls)
             .field("secret", &"<redacted>")
             .field("rooms", &self.rooms.len())
             .field("server_pid", &self.server_pid)
+            .field("more_server_pids", &self.more_server_pids)
             .finish()
     }
 }
@@ -61,27 +68,65 @@ pub fn is_loopback_url(url: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+fn check_url(url: &str) -> Result<(), BenchError> {
+    if is_loopback_url(url) {
+        Ok(())
+    } else {
+        Err(BenchError::Options(format!("{url}: the bench only targets ws:// on loopback (127.0.0.0/8, ::1)")))
+    }
+}
+
 impl Target {
     /// A target; refuses non-loopback URLs and secrets shorter than 16 bytes. Rooms default to
     /// the generated ids of [`seed::generate`] (`rooms` of them).
     pub fn new(url: impl Into<String>, secret: impl Into<Vec<u8>>, rooms: usize) -> Result<Self, BenchError> {
         let url = url.into();
-        if !is_loopback_url(&url) {
-            return Err(BenchError::Options(format!(
-                "{url}: the bench only targets ws:// on loopback (127.0.0.0/8, ::1)"
-            )));
-        }
+        check_url(&url)?;
         let secret = secret.into();
         if secret.len() < 16 {
             return Err(BenchError::Options("the secret must be at least 16 bytes (as the server requires)".into()));
         }
         Ok(Self {
             url,
+            more_urls: Vec::new(),
             secret,
             role_claim: "role".into(),
             rooms: (0..rooms).map(seed::room_id).collect(),
             server_pid: None,
+            more_server_pids: Vec::new(),
         })
+    }
+
+    /// Adds the further nodes `urls` (see [`Target::more_urls`]); refuses non-loopback URLs.
+    pub fn with_more_urls(mut self, urls: Vec<String>) -> Result<Self, BenchError> {
+        for url in &urls {
+            check_url(url)?;
+        }
+        self.more_urls = urls;
+        Ok(self)
+    }
+
+    /// Every node's URL, the first node first.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.url.as_str()).chain(self.more_urls.iter().map(String::as_str))
+    }
+
+    /// How many nodes.
+    pub fn nodes(&self) -> usize {
+        1 + self.more_urls.len()
+    }
+
+    /// The URL member `member` of a workload connects to: node `member % nodes`.
+    pub fn url_of(&self, member: usize) -> &str {
+        match member % self.nodes() {
+            0 => &self.url,
+            n => self.more_urls.get(n - 1).map_or(self.url.as_str(), String::as_str),
+        }
+    }
+
+    /// Every server pid given ([`Target::server_pid`] first).
+    pub fn server_pids(&self) -> Vec<u32> {
+        self.server_pid.into_iter().chain(self.more_server_pids.iter().copied()).collect()
     }
 
     /// `n` room ids starting at `offset`.
@@ -105,10 +150,23 @@ impl Target {
         Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&self.secret))?)
     }
 
-    /// Opens connection `index` with `token`, with a read buffer of `read_buffer` bytes.
+    /// Opens connection `index` with `token` to the first node, with a read buffer of
+    /// `read_buffer` bytes.
     pub async fn connect(&self, index: usize, token: &str, read_buffer: usize) -> Result<Ws, BenchError> {
+        self.connect_member(index, 0, token, read_buffer).await
+    }
+
+    /// Opens connection `index`, the workload's member `member`, to that member's node
+    /// ([`Target::url_of`]).
+    pub async fn connect_member(
+        &self,
+        index: usize,
+        member: usize,
+        token: &str,
+        read_buffer: usize,
+    ) -> Result<Ws, BenchError> {
         let connect_err = |source: WsError| BenchError::Connect { index, source: Box::new(source) };
-        let mut req = self.url.as_str().into_client_request().map_err(connect_err)?;
+        let mut req = self.url_of(member).into_client_request().map_err(connect_err)?;
         let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|e| BenchError::Options(format!("token is not a header value: {e}")))?;
         req.headers_mut().insert("Authorization", bearer);
@@ -213,5 +271,30 @@ mod tests {
             assert!(!is_loopback_url(bad), "{bad}");
         }
         assert!(Target::new("ws://127.0.0.1:1/ws", "short", 1).is_err());
+        let t = Target::new("ws://127.0.0.1:1/ws", "0123456789abcdef", 1).unwrap();
+        assert!(t.with_more_urls(vec!["ws://10.0.0.1:2/ws".into()]).is_err());
+    }
+
+    #[test]
+    fn members_are_spread_round_robin_from_the_first_node() {
+        let t = Target::new("ws://127.0.0.1:1/ws", "0123456789abcdef", 1)
+            .unwrap()
+            .with_more_urls(vec!["ws://127.0.0.1:2/ws".into(), "ws://127.0.0.1:3/ws".into()])
+            .unwrap();
+        let got: Vec<&str> = (0..5).map(|m| t.url_of(m)).collect();
+        assert_eq!(
+            got,
+            [
+                "ws://127.0.0.1:1/ws",
+                "ws://127.0.0.1:2/ws",
+                "ws://127.0.0.1:3/ws",
+                "ws://127.0.0.1:1/ws",
+                "ws://127.0.0.1:2/ws"
+            ]
+        );
+        assert_eq!(t.nodes(), 3);
+        let one = Target::new("ws://127.0.0.1:1/ws", "0123456789abcdef", 1).unwrap();
+        assert!((0..4).all(|m| one.url_of(m) == "ws://127.0.0.1:1/ws"));
+        assert!(one.server_pids().is_empty());
     }
 }

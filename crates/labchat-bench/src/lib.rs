@@ -13,6 +13,10 @@
 //!   every receipt;
 //! - [`slow`]: one member stops reading; the others' latency and the server RSS over time.
 //!
+//! Against a cluster, a [`Target`] holds every node's URL and pid: member `i` of a workload
+//! connects to node `i % n` (member 0, the sender of `fanout` and `receipts`, on the first node;
+//! in `slow` the sender is member 1), and server CPU and RSS are summed over the nodes.
+//!
 //! Every workload is bounded in time and count and only targets loopback addresses. The binary
 //! (`labchat-bench`) wraps these functions; the test suite runs each of them briefly against an
 //! in-process server.

@@ -19,6 +19,8 @@ use serde::Serialize;
 ///   labchat-bench seed --rooms 1000 --out seed.json
 ///   labchat serve --jwt-secret S --seed-requests seed.json --rate-per-second 1000000 --rate-burst 1000000
 ///   labchat-bench fanout --secret S --seed-file seed.json --server-pid PID
+///
+/// Against two nodes of a cluster, give both: --url URL1 --url URL2 --server-pid PID1 --server-pid PID2.
 #[derive(Debug, Parser)]
 #[command(name = "labchat-bench", version)]
 struct Cli {
@@ -169,9 +171,11 @@ enum Cmd {
 
 #[derive(Debug, Args)]
 struct TargetArgs {
-    /// The server's websocket URL (loopback only).
-    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
-    url: String,
+    /// The server's websocket URL (loopback only). Repeat it (or give a comma list) for the
+    /// nodes of a cluster: member i of a workload connects to URL i % n, so the sender (member
+    /// 0) stays on the first.
+    #[arg(long, value_delimiter = ',', num_args = 1, default_value = "ws://127.0.0.1:8080/ws")]
+    url: Vec<String>,
     /// The server's HS256 secret (its --jwt-secret).
     #[arg(long, env = "LABCHAT_JWT_SECRET", hide_env_values = true)]
     secret: String,
@@ -184,9 +188,10 @@ struct TargetArgs {
     /// First room of the seed to use (runs on fresh rooms start with empty histories).
     #[arg(long, default_value_t = 0)]
     room_offset: usize,
-    /// The server's pid, to read its RSS and CPU time from /proc.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The server's pid, to read its RSS and CPU time from /proc. Repeat it (or give a comma
+    /// list) for several nodes: their CPU times and RSS are summed.
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    server_pid: Vec<u32>,
     /// One JSON object per run instead of a table.
     #[arg(long)]
     json: bool,
@@ -197,13 +202,15 @@ struct TargetArgs {
 
 impl TargetArgs {
     fn target(&self) -> Result<Target, BenchError> {
-        let mut t = Target::new(&self.url, self.secret.as_bytes(), 0)?;
+        let (first, more) = self.url.split_first().ok_or_else(|| BenchError::Options("--url is required".into()))?;
+        let mut t = Target::new(first.as_str(), self.secret.as_bytes(), 0)?.with_more_urls(more.to_vec())?;
         t.role_claim.clone_from(&self.role_claim);
         t.rooms = match &self.seed_file {
             Some(path) => seed::read_ids(path)?,
             None => (0..MAX_GENERATED_ROOMS).map(seed::room_id).collect(),
         };
-        t.server_pid = self.server_pid;
+        t.server_pid = self.server_pid.first().copied();
+        t.more_server_pids = self.server_pid.iter().skip(1).copied().collect();
         Ok(t)
     }
 }

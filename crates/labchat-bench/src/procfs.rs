@@ -30,6 +30,22 @@ pub fn cpu_time(pid: u32) -> Result<Duration, BenchError> {
         .ok_or_else(|| BenchError::Protocol(format!("cannot parse /proc/{pid}/stat")))
 }
 
+/// Summed resident set size of `pids`, in KiB; `None` when `pids` is empty.
+pub fn rss_kib_sum(pids: &[u32]) -> Result<Option<u64>, BenchError> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    pids.iter().map(|&p| rss_kib(p)).sum::<Result<u64, _>>().map(Some)
+}
+
+/// Summed CPU time of `pids`; `None` when `pids` is empty or one of them cannot be read.
+pub fn cpu_time_sum(pids: &[u32]) -> Option<Duration> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&p| cpu_time(p).ok()).sum()
+}
+
 /// CPU time of this process.
 pub fn own_cpu_time() -> Result<Duration, BenchError> {
     cpu_time(std::process::id())
@@ -71,7 +87,7 @@ pub fn check_open_files(needed: usize) -> Result<(), BenchError> {
     }
 }
 
-/// CPU time of the server and of the generator over one interval.
+/// CPU time of the servers (summed) and of the generator over one interval.
 #[derive(Clone, Copy, Debug)]
 pub struct CpuMark {
     at: std::time::Instant,
@@ -82,9 +98,10 @@ pub struct CpuMark {
 /// What a [`CpuMark`] measured.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct CpuUse {
-    /// Server CPU seconds over the interval (user + system, all threads), when a pid was given.
+    /// Server CPU seconds over the interval (user + system, all threads, summed over every
+    /// server pid given), when a pid was given.
     pub server_cpu_s: Option<f64>,
-    /// Server CPU as a share of one core, in percent.
+    /// Server CPU as a share of one core, in percent (all servers together).
     pub server_cpu_pct: Option<f64>,
     /// Generator CPU as a share of one core, in percent (near 100 with one generator thread
     /// means the generator may be the bottleneck).
@@ -92,19 +109,15 @@ pub struct CpuUse {
 }
 
 impl CpuMark {
-    /// Marks the start of an interval.
-    pub fn start(server_pid: Option<u32>) -> Self {
-        Self {
-            at: std::time::Instant::now(),
-            server: server_pid.and_then(|p| cpu_time(p).ok()),
-            own: own_cpu_time().ok(),
-        }
+    /// Marks the start of an interval, for the servers `server_pids` (may be empty).
+    pub fn start(server_pids: &[u32]) -> Self {
+        Self { at: std::time::Instant::now(), server: cpu_time_sum(server_pids), own: own_cpu_time().ok() }
     }
 
     /// The CPU used since [`CpuMark::start`].
-    pub fn stop(&self, server_pid: Option<u32>) -> CpuUse {
+    pub fn stop(&self, server_pids: &[u32]) -> CpuUse {
         let wall = self.at.elapsed().as_secs_f64().max(1e-9);
-        let server = match (self.server, server_pid.and_then(|p| cpu_time(p).ok())) {
+        let server = match (self.server, cpu_time_sum(server_pids)) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64()),
             _ => None,
         };
@@ -135,5 +148,17 @@ mod tests {
         assert!(rss_kib(std::process::id()).unwrap() > 0);
         own_cpu_time().unwrap();
         assert!(open_files_limit().is_some());
+    }
+
+    #[test]
+    fn sums_cover_every_pid() {
+        let me = std::process::id();
+        assert_eq!(cpu_time_sum(&[]), None);
+        assert_eq!(rss_kib_sum(&[]).unwrap(), None);
+        let one = rss_kib_sum(&[me]).unwrap().unwrap();
+        let two = rss_kib_sum(&[me, me]).unwrap().unwrap();
+        assert!(two > one, "{one} {two}");
+        assert!(cpu_time_sum(&[me, u32::MAX]).is_none());
+        assert!(cpu_time_sum(&[me, me]).is_some());
     }
 }

@@ -108,7 +108,7 @@ pub async fn fanout(target: &Target, opts: &FanoutOptions) -> Result<FanoutRepor
     for (phase_len, measure) in [(opts.warmup, false), (opts.duration, true)] {
         let phase = shared.add_phase()?;
         if measure {
-            measured = Some((phase, Instant::now(), CpuMark::start(target.server_pid)));
+            measured = Some((phase, Instant::now(), CpuMark::start(&target.server_pids())));
         }
         let end = Instant::now() + phase_len;
         while Instant::now() < end && seq < opts.max_messages {
@@ -136,7 +136,7 @@ pub async fn fanout(target: &Target, opts: &FanoutOptions) -> Result<FanoutRepor
     };
     let complete = shared.drain(phase..phase + 1, opts.stall_timeout).await;
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-    let cpu = cpu_mark.stop(target.server_pid);
+    let cpu = cpu_mark.stop(&target.server_pids());
     let summary = shared.summary(phase);
     #[allow(clippy::cast_precision_loss)]
     let per_delivery = cpu.server_cpu_s.filter(|_| summary.delivered > 0).map(|s| s * 1e6 / summary.delivered as f64);

@@ -92,11 +92,11 @@ pub async fn idle(target: &Target, opts: &IdleOptions) -> Result<IdleReport, Ben
     check_duration("--settle", opts.settle)?;
     procfs::check_open_files(opts.connections)?;
     let rooms = target.rooms(opts.room_offset, opts.rooms)?;
-    let pid = target.server_pid;
-    let rss_before = pid.map(procfs::rss_kib).transpose()?;
+    let pids = target.server_pids();
+    let rss_before = procfs::rss_kib_sum(&pids)?;
     let prefix = format!("idle-{}", super::nonce());
     let mut hist = stats::histogram()?;
-    let cpu_mark = CpuMark::start(pid);
+    let cpu_mark = CpuMark::start(&pids);
     let started = Instant::now();
     let rooms_ref = &rooms;
     let prefix_ref = &prefix;
@@ -104,7 +104,7 @@ pub async fn idle(target: &Target, opts: &IdleOptions) -> Result<IdleReport, Ben
         .map(|i| async move {
             let token = target.token(&format!("{prefix_ref}-{i}"))?;
             let t0 = Instant::now();
-            let mut ws = target.connect(i, &token, 1024).await?;
+            let mut ws = target.connect_member(i, i, &token, 1024).await?;
             client::join(&mut ws, &rooms_ref[i % rooms_ref.len()], i).await?;
             Ok::<_, BenchError>((ws, t0.elapsed()))
         })
@@ -126,9 +126,9 @@ pub async fn idle(target: &Target, opts: &IdleOptions) -> Result<IdleReport, Ben
     }
     drop(results);
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-    let cpu = cpu_mark.stop(pid);
+    let cpu = cpu_mark.stop(&pids);
     tokio::time::sleep(opts.settle).await;
-    let rss_after = pid.map(procfs::rss_kib).transpose()?;
+    let rss_after = procfs::rss_kib_sum(&pids)?;
     tokio::time::sleep(opts.hold).await;
     let joined = open.len();
     drop(open);

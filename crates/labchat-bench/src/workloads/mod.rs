@@ -279,7 +279,8 @@ pub(crate) fn spawn_reader(mut stream: SplitStream<Ws>, reader: Reader) -> JoinH
 }
 
 /// Opens and joins `per_room` connections to each of `rooms`, `concurrency` at a time.
-/// Connection `i` belongs to room `i / per_room` and is user `{prefix}-{i}`.
+/// Connection `i` belongs to room `i / per_room`, is user `{prefix}-{i}`, and connects to the
+/// node of its member index in the room, `i % per_room` (see [`Target::url_of`]).
 pub(crate) async fn open_rooms(
     target: &Target,
     rooms: &[String],
@@ -293,7 +294,7 @@ pub(crate) async fn open_rooms(
     let opened: Vec<(usize, Ws)> = futures_util::stream::iter(0..total)
         .map(|i| async move {
             let token = target.token(&format!("{prefix}-{i}"))?;
-            let mut ws = target.connect(i, &token, read_buffer).await?;
+            let mut ws = target.connect_member(i, i % per_room, &token, read_buffer).await?;
             client::join(&mut ws, &rooms[i / per_room], i).await?;
             Ok::<_, BenchError>((i, ws))
         })

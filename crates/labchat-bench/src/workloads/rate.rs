@@ -170,12 +170,12 @@ impl Rig {
         if !opts.warmup.is_zero() {
             self.send_phase(opts.rate, opts.warmup, opts.size).await?;
         }
-        let cpu_mark = CpuMark::start(target.server_pid);
+        let cpu_mark = CpuMark::start(&target.server_pids());
         let started = Instant::now();
         let (phase, lag) = self.send_phase(opts.rate, opts.duration, opts.size).await?;
         self.shared.drain(0..phase + 1, opts.drain_timeout).await;
         let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-        let cpu = cpu_mark.stop(target.server_pid);
+        let cpu = cpu_mark.stop(&target.server_pids());
         let summary = self.shared.summary(phase);
         if summary.missing > 0 {
             // Late rather than lost, perhaps: let the backlog clear so the next step starts clean.

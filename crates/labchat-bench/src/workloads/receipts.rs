@@ -198,7 +198,7 @@ pub async fn receipts(target: &Target, opts: &ReceiptsOptions) -> Result<Receipt
     }
     let writer = conns.writer(0)?.clone();
     let phase = shared.add_phase()?;
-    let cpu_mark = CpuMark::start(target.server_pid);
+    let cpu_mark = CpuMark::start(&target.server_pids());
     let started = Instant::now();
     let deadline = started + opts.max_duration;
     let mut sent = 0u64;
@@ -221,7 +221,7 @@ pub async fn receipts(target: &Target, opts: &ReceiptsOptions) -> Result<Receipt
     }
     shared.drain(phase..phase + 1, Duration::from_millis(500)).await;
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-    let cpu = cpu_mark.stop(target.server_pid);
+    let cpu = cpu_mark.stop(&target.server_pids());
     let deliveries = shared.summary(phase);
     drop(conns);
     let t = Tracker::lock(&tracker);

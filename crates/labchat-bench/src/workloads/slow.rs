@@ -118,7 +118,8 @@ pub async fn slow(target: &Target, opts: &SlowOptions) -> Result<SlowReport, Ben
     let receivers = (opts.members - 1) as u64;
     let phase = shared.add_phase()?;
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let pid = target.server_pid;
+    let pids = target.server_pids();
+    let sampled = pids.clone();
     let every = opts.sample_every.max(Duration::from_millis(10));
     let started = Instant::now();
     let sampler = tokio::spawn(async move {
@@ -127,7 +128,7 @@ pub async fn slow(target: &Target, opts: &SlowOptions) -> Result<SlowReport, Ben
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if let Some(rss) = pid.and_then(|p| procfs::rss_kib(p).ok()) {
+                    if let Some(rss) = procfs::rss_kib_sum(&sampled).ok().flatten() {
                         samples.push(RssSample { t_s: started.elapsed().as_secs_f64(), rss_kib: rss });
                     }
                 }
@@ -135,7 +136,7 @@ pub async fn slow(target: &Target, opts: &SlowOptions) -> Result<SlowReport, Ben
             }
         }
     });
-    let cpu_mark = CpuMark::start(pid);
+    let cpu_mark = CpuMark::start(&pids);
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let total = (opts.rate * opts.duration.as_secs_f64()).round() as u64;
     let interval = 1e9 / opts.rate;
@@ -155,7 +156,7 @@ pub async fn slow(target: &Target, opts: &SlowOptions) -> Result<SlowReport, Ben
         seq += 1;
     }
     shared.drain(phase..phase + 1, opts.drain_timeout).await;
-    let cpu = cpu_mark.stop(pid);
+    let cpu = cpu_mark.stop(&pids);
     let _ = stop_tx.send(());
     let rss = sampler.await.unwrap_or_default();
     let others = shared.summary(phase);
