@@ -52,9 +52,7 @@ async fn pubsub_connections_killed_while_publishing_lose_nothing_and_duplicate_n
     // fills and its catch-up after each reconnection.
     let nodes = Nodes::start(&redis, |s| s.check_interval = Duration::from_secs(60)).await;
     let r = room();
-    let (on_a, on_b) = (Recorder::new(1), Recorder::new(2));
-    nodes.a.subscribe(r, on_a.clone()).await.unwrap();
-    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
+    let (on_a, on_b) = nodes.recorders(r).await;
     let watch = Watch::start(nodes.b.clone());
     let killing = Arc::new(AtomicBool::new(true));
     let killer = {
@@ -99,9 +97,7 @@ async fn redis_restarted_mid_traffic_every_node_catches_up_in_order() {
     // No quiet-room check during the test: the catch-up comes from the reconnection itself.
     let nodes = Nodes::start(&redis, |s| s.check_interval = Duration::from_secs(60)).await;
     let r = room();
-    let (on_a, on_b) = (Recorder::new(1), Recorder::new(2));
-    nodes.a.subscribe(r, on_a.clone()).await.unwrap();
-    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
+    let (on_a, on_b) = nodes.recorders(r).await;
     let watch = Watch::start(nodes.b.clone());
     let mut posted = 0u64;
     let mut post = async |n: u64| {

@@ -18,9 +18,7 @@ async fn messages_from_both_nodes_reach_every_sink_once_in_seq_order() {
     // A long check interval: delivery here must come from pub/sub and the reorder buffer.
     let nodes = Nodes::start(&redis, |s| s.check_interval = Duration::from_secs(60)).await;
     let r = room();
-    let (on_a, on_b) = (Recorder::new(1), Recorder::new(2));
-    nodes.a.subscribe(r, on_a.clone()).await.unwrap();
-    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
+    let (on_a, on_b) = nodes.recorders(r).await;
     for i in 0..40u32 {
         let node = if i.is_multiple_of(2) { &nodes.a } else { &nodes.b };
         nodes.post(node, r).await;
@@ -45,9 +43,7 @@ async fn a_message_that_never_came_through_redis_is_filled_from_the_store_in_ord
     let Some(redis) = Redis::start().await else { return };
     let nodes = Nodes::start(&redis, |s| s.check_interval = Duration::from_secs(60)).await;
     let r = room();
-    let (on_a, on_b) = (Recorder::new(1), Recorder::new(2));
-    nodes.a.subscribe(r, on_a.clone()).await.unwrap();
-    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
+    let (on_a, on_b) = nodes.recorders(r).await;
     nodes.post(&nodes.a, r).await;
     // Message 2 is stored but its event is lost; message 3 shows the gap.
     nodes.store_only(r).await;
@@ -102,9 +98,7 @@ async fn a_receipt_is_never_delivered_before_the_message_it_names() {
     let Some(redis) = Redis::start().await else { return };
     let nodes = Nodes::start(&redis, |s| s.check_interval = Duration::from_secs(60)).await;
     let r = room();
-    let (on_a, on_b) = (Recorder::new(1), Recorder::new(2));
-    nodes.a.subscribe(r, on_a.clone()).await.unwrap();
-    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
+    let (on_a, on_b) = nodes.recorders(r).await;
     // Message 1's event is lost everywhere; a receipt naming it is published right away, on
     // both the node that stored it and through Redis.
     let first = nodes.store_only(r).await;

@@ -166,6 +166,14 @@ impl Nodes {
         nodes
     }
 
+    /// A recording sink subscribed to `room` on each node (ids 1 on a, 2 on b).
+    pub async fn recorders(&self, room: RequestId) -> (Arc<Recorder>, Arc<Recorder>) {
+        let (on_a, on_b) = (Recorder::new(1), Recorder::new(2));
+        self.a.subscribe(room, on_a.clone()).await.unwrap();
+        self.b.subscribe(room, on_b.clone()).await.unwrap();
+        (on_a, on_b)
+    }
+
     pub async fn wait_connected(&self, connected: bool) {
         for node in [&self.a, &self.b] {
             wait_for(&format!("backplane connected = {connected}"), Duration::from_secs(10), || async {
