@@ -80,14 +80,7 @@ $(tail -n 20 "$LOG_FILE" 2>/dev/null)"
 stop_server() {
     local pid
     if pid="$(running_pid)"; then
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -9 "$pid" 2>/dev/null || true
-        fi
+        stop_pid "$pid"
         echo "redis-test-server: stopped (pid $pid)" >&2
     fi
     rm -f "$PID_FILE"

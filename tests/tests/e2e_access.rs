@@ -50,6 +50,15 @@ fn requests(server: &TestServer) -> mongodb::Collection<Document> {
     m.db.collection(&m.settings.requests_collection)
 }
 
+/// A request created by `t1`, and `t1` connected and joined to its room.
+async fn teacher_in_new_room(server: &TestServer) -> (RequestId, String, Client) {
+    let id = server.add_request("t1").await;
+    let rid = id.to_hex();
+    let mut t1 = connect(server, "t1", "TEACHER").await;
+    t1.join(&rid).await;
+    (id, rid, t1)
+}
+
 async fn reassign(server: &TestServer, id: RequestId, to: &str) {
     let field = server.mongo.as_ref().unwrap().settings.creator_field.clone();
     let done = requests(server).update_one(doc! {"_id": oid(id)}, doc! {"$set": {field: to}}).await.unwrap();
@@ -85,11 +94,8 @@ async fn expect_removal(client: &mut Client, rid: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reassigned_request_ends_the_teachers_live_delivery() {
     let server = TestServer::start_with(settings_with_recheck("access_reassigned", SHORT)).await;
-    let id = server.add_request("t1").await;
-    let rid = id.to_hex();
-    let mut t1 = connect(&server, "t1", "TEACHER").await;
+    let (id, rid, mut t1) = teacher_in_new_room(&server).await;
     let mut lab = connect(&server, "lab-1", "LAB").await;
-    t1.join(&rid).await;
     lab.join(&rid).await;
     let before = lab.post(&rid, "before").await;
     assert_eq!(t1.expect("message").await, before);
@@ -114,11 +120,8 @@ async fn a_reassigned_request_ends_the_teachers_live_delivery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_request_ends_everyones_live_delivery() {
     let server = TestServer::start_with(settings_with_recheck("access_deleted", SHORT)).await;
-    let id = server.add_request("t1").await;
-    let rid = id.to_hex();
-    let mut t1 = connect(&server, "t1", "TEACHER").await;
+    let (id, rid, mut t1) = teacher_in_new_room(&server).await;
     let mut lab = connect(&server, "lab-1", "LAB").await;
-    t1.join(&rid).await;
     lab.join(&rid).await;
 
     delete(&server, id).await;
@@ -137,10 +140,7 @@ async fn a_deleted_request_ends_everyones_live_delivery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaving_after_losing_access_is_acknowledged_and_stops_delivery() {
     let server = TestServer::start_with(mongo_settings("access_leave")).await;
-    let id = server.add_request("t1").await;
-    let rid = id.to_hex();
-    let mut t1 = connect(&server, "t1", "TEACHER").await;
-    t1.join(&rid).await;
+    let (id, rid, mut t1) = teacher_in_new_room(&server).await;
 
     reassign(&server, id, "t2").await;
     assert_eq!(t1.ok("leaveRoom", json!({"requestId": rid})).await, json!({"requestId": rid}));
@@ -156,10 +156,7 @@ async fn leaving_after_losing_access_is_acknowledged_and_stops_delivery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_write_ends_the_subscription_at_once() {
     let server = TestServer::start_with(mongo_settings("access_write")).await;
-    let id = server.add_request("t1").await;
-    let rid = id.to_hex();
-    let mut t1 = connect(&server, "t1", "TEACHER").await;
-    t1.join(&rid).await;
+    let (id, rid, mut t1) = teacher_in_new_room(&server).await;
 
     reassign(&server, id, "t2").await;
     // The new creator is allowed at once (a refusal is always confirmed in the store).
@@ -210,10 +207,7 @@ async fn a_store_outage_removes_nobody() {
     let mut s = Settings { store: StoreSettings::Mongo(store), ..settings() };
     s.ws.access_recheck_interval = SHORT;
     let server = TestServer::start_with(s).await;
-    let id = server.add_request("t1").await;
-    let rid = id.to_hex();
-    let mut t1 = connect(&server, "t1", "TEACHER").await;
-    t1.join(&rid).await;
+    let (_, rid, mut t1) = teacher_in_new_room(&server).await;
 
     let before = failed_lookups(&server).await;
     proxy.freeze();
