@@ -19,7 +19,7 @@ use labchat_core::{
 };
 use labchat_domain::{
     HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, ReceiptKind, Request, RequestId, Role,
-    RoomEvent, Timestamp, UserId,
+    RoomEvent, Seq, Timestamp, UserId,
 };
 use labchat_memory::{LocalBroadcaster, MemoryStore};
 use labchat_tests::client::{Client, WAIT};
@@ -236,6 +236,10 @@ impl ChatStore for HookedStore {
         Self: 'async_trait,
     {
         self.inner.ping()
+    }
+
+    fn seq_seen(&self, request: RequestId, seq: Seq) {
+        self.inner.seq_seen(request, seq);
     }
 }
 

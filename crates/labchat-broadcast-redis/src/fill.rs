@@ -3,7 +3,9 @@
 //! Concurrent fills of one room collapse into one (run again once if asked meanwhile).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
 
 use labchat_core::StoreError;
 use labchat_domain::{Cursor, HistoryLimit, HistoryQuery, Message, RoomEvent, Seq};
@@ -15,6 +17,9 @@ use crate::rooms::{Room, Shared};
 
 /// Messages read per store page while filling.
 const PAGE: usize = 500;
+
+/// Most rooms filled at once by [`Shared::fill_all`] and the quiet-room check.
+const FILLS_AT_ONCE: usize = 8;
 
 impl Shared {
     /// Arms the room's gap timer unless it is armed: after the gap wait, fill if the gap is
@@ -132,10 +137,34 @@ impl Shared {
         n
     }
 
-    /// Fills every room (after a reconnect, and as the quiet-room check).
+    /// Fills every room (after a reconnect).
     pub(crate) async fn fill_all(self: &Arc<Self>) {
         let rooms = self.all_rooms();
-        futures_util::future::join_all(rooms.iter().map(|room| self.fill(room))).await;
+        self.fill_each(rooms).await;
+    }
+
+    /// Fills these rooms, a few at a time so that a node with many rooms does not flood the
+    /// store.
+    async fn fill_each(self: &Arc<Self>, rooms: Vec<Arc<Room>>) {
+        futures_util::stream::iter(rooms)
+            .for_each_concurrent(FILLS_AT_ONCE, |room| async move { self.fill(&room).await })
+            .await;
+    }
+
+    /// The quiet-room check: fills the rooms where no message was heard for `quiet`.
+    ///
+    /// A room that keeps hearing messages needs no check: a lost message is revealed by the seq
+    /// of the next one. Only the last message before a room goes quiet can be lost unnoticed, and
+    /// the room is checked once it has been quiet for `quiet`, then every `quiet` while it stays
+    /// so.
+    async fn fill_quiet(self: &Arc<Self>, quiet: Duration) {
+        let now = Instant::now();
+        let rooms = self
+            .all_rooms()
+            .into_iter()
+            .filter(|r| r.lock().heard.is_none_or(|t| now.duration_since(t) >= quiet))
+            .collect();
+        self.fill_each(rooms).await;
     }
 
     /// Every `interval`, fills every room: repairs a silent loss even when no new event comes.
@@ -145,7 +174,7 @@ impl Shared {
                 _ = tokio::time::sleep(interval) => {}
                 _ = stop.changed() => return,
             }
-            self.fill_all().await;
+            self.fill_quiet(interval).await;
         }
     }
 }

@@ -8,9 +8,10 @@
 //! nothing. Every node delivers a room's messages to its sinks strictly in seq order, with no
 //! holes and no duplicates: a message that arrives ahead of its predecessor waits for it (at
 //! most [`RedisSettings::gap_wait`]), then the missing range is read from the store. A receipt
-//! never reaches a sink before the messages it names. Quiet rooms are checked against the store
-//! every [`RedisSettings::check_interval`], and after a reconnection every room is caught up
-//! from the store.
+//! never reaches a sink before the messages it names. A room where no message was heard for
+//! [`RedisSettings::check_interval`] is checked against the store, then again every interval
+//! while it stays quiet (a room that hears messages needs no check: the next seq reveals a lost
+//! one), and after a reconnection every room is caught up from the store.
 //!
 //! What a client sees while Redis is down: its node still stores and delivers every post to its
 //! own members; messages posted on other nodes arrive when Redis is back (or within a check
@@ -48,7 +49,8 @@ pub struct RedisSettings {
     pub node_id: String,
     /// How long a gap may wait for pub/sub before the store fills it (default 200 ms).
     pub gap_wait: Duration,
-    /// How often each subscribed room is checked against the store's latest seq (default 5 s).
+    /// How often each quiet subscribed room (no message heard for this long) is checked against
+    /// the store's latest seq (default 5 s).
     pub check_interval: Duration,
     /// The longest each Redis command may take (default 2 s).
     pub op_timeout: Duration,

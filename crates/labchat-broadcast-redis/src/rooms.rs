@@ -34,6 +34,8 @@ pub(crate) struct RoomState {
     pub(crate) again: bool,
     /// A gap timer is armed.
     pub(crate) timer: bool,
+    /// When a message of the room last reached this node (published here or received).
+    pub(crate) heard: Option<Instant>,
 }
 
 impl Room {
@@ -135,6 +137,7 @@ impl Shared {
                         filling: false,
                         again: false,
                         timer: false,
+                        heard: None,
                     }),
                     started: tokio::sync::Mutex::new(false),
                 })
@@ -198,6 +201,9 @@ impl Shared {
     pub(crate) fn offer(self: &Arc<Self>, room: &Arc<Room>, event: RoomEvent) {
         let fill = {
             let mut state = room.lock();
+            if matches!(event, RoomEvent::MessagePosted(_)) {
+                state.heard = Some(Instant::now());
+            }
             let Step { deliver, fill } = state.order.offer(event);
             state.deliver(deliver);
             fill
@@ -258,6 +264,11 @@ impl LinkHandler for LinkSide {
             return;
         }
         metrics::counter!(RECEIVED, "node" => self.0.node_id.clone()).increment(1);
+        if let RoomEvent::MessagePosted(m) = &received.event
+            && let Some(seq) = m.seq
+        {
+            self.0.store.seq_seen(m.request_id, seq);
+        }
         if let Some(room) = self.0.room(received.event.request_id()) {
             self.0.offer(&room, received.event);
         }

@@ -118,4 +118,9 @@ pub trait ChatStore: Send + Sync + 'static {
 
     /// Checks that the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A hint: message `seq` of room `request` is stored (a node heard of it from another
+    /// node). A store that guesses a room's next seq may use it to guess right, sparing a failed
+    /// insert; one that does not guess ignores it. A wrapper forwards it. Must not block.
+    fn seq_seen(&self, request: RequestId, seq: Seq);
 }

@@ -2,10 +2,13 @@
 //!
 //! A message is inserted with the next seq this node believes free in its room, and the unique
 //! index [`SEQ_INDEX`] on `{requestId: 1, seq: 1}` decides: if another node (or an earlier,
-//! timed-out attempt) took that seq, the insert fails with a duplicate key on that index, the
-//! node reloads the room's highest seq with one indexed query and tries again (at most
-//! [`MAX_CONFLICTS`] times, then [`StoreError::Unavailable`]). The last seq known stored is cached
-//! per room, so the usual insert costs no extra round trip.
+//! timed-out attempt) took that seq, the insert fails with a duplicate key on that index. The seq
+//! it tried is then known to be stored, so the node tries the one after it, without reading
+//! anything: when two nodes post into one room, the other node is usually only a message or two
+//! ahead. After [`READ_AFTER`] such conflicts in one room within one call, the node reloads the
+//! room's highest seq with one indexed query instead; after [`MAX_CONFLICTS`] in one room, the
+//! room's messages of the call fail with [`StoreError::Unavailable`]. The last seq known stored
+//! is cached per room, so the usual insert costs no extra round trip.
 //!
 //! Several messages go in one *ordered* `insert_many`: the server stores them one after the
 //! other and stops at the first failure, so what is stored is always a prefix of what was sent,
@@ -30,8 +33,16 @@ use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within, write
 /// The name of the unique index on `{requestId: 1, seq: 1}`.
 pub(crate) const SEQ_INDEX: &str = "requestId_1_seq_1";
 
-/// How many seqs one call may lose to other nodes before it answers unavailable.
+/// How many seqs one call may lose to other nodes in one room before its messages of that room
+/// fail as unavailable.
 pub(crate) const MAX_CONFLICTS: u32 = 64;
+
+/// After this many seqs lost in one room within one call, the room's highest seq is read from
+/// the store rather than guessed as the next one.
+pub(crate) const READ_AFTER: u32 = 3;
+
+/// Counter: seqs a node tried and found taken (by another node, or an earlier attempt).
+pub(crate) const SEQ_CONFLICTS: &str = "labchat_store_seq_conflicts_total";
 
 /// Stripes of the per-room lock that keeps one node's single inserts into a room one at a time.
 const STRIPES: usize = 64;
@@ -184,10 +195,23 @@ impl Sequencer {
     pub(crate) async fn store(&self, docs: &mut [MessageDoc], gone: &(dyn Fn(usize) -> bool + Sync)) -> Vec<Outcome> {
         let mut out: Vec<Option<Outcome>> = docs.iter().map(|_| None).collect();
         let mut pending: Vec<usize> = (0..docs.len()).collect();
-        // Every round stores a document, settles one, or counts a lost seq: it ends.
-        let mut conflicts = 0;
-        while conflicts < MAX_CONFLICTS {
+        // Seqs lost to other nodes in this call, per room. Every round stores a document,
+        // settles one, or counts a lost seq in a room, and a room that lost MAX_CONFLICTS leaves:
+        // the loop ends.
+        let mut conflicts: HashMap<String, u32> = HashMap::new();
+        loop {
             pending.retain(|&i| !gone(i));
+            let (exhausted, rest): (Vec<usize>, Vec<usize>) = pending
+                .into_iter()
+                .partition(|&i| conflicts.get(&docs[i].request_id).is_some_and(|&n| n >= MAX_CONFLICTS));
+            pending = rest;
+            for i in exhausted {
+                tracing::warn!(request_id = %docs[i].request_id, conflicts = MAX_CONFLICTS, "gave up on a message's seq");
+                out[i] = Some(Outcome::Failed(StoreError::unavailable(
+                    CONTEXT,
+                    format!("other nodes took the room's next seq {MAX_CONFLICTS} times"),
+                )));
+            }
             if pending.is_empty() {
                 break;
             }
@@ -225,9 +249,18 @@ impl Sequencer {
                     let retry = if w.code == DUPLICATE_KEY {
                         match self.conflict(&docs[k], &w.message).await {
                             Ok(Conflict::Seq) => {
-                                self.forget(&docs[k].request_id);
-                                conflicts += 1;
-                                backoff(conflicts).await;
+                                let room = &docs[k].request_id;
+                                let lost = conflicts.entry(room.clone()).or_insert(0);
+                                *lost += 1;
+                                metrics::counter!(SEQ_CONFLICTS).increment(1);
+                                match docs[k].seq {
+                                    // Taken, so stored: the next one is the likeliest free.
+                                    Some(taken) if *lost < READ_AFTER => self.stored(room, taken),
+                                    _ => self.forget(room),
+                                }
+                                if *lost > 1 {
+                                    backoff(*lost).await;
+                                }
                                 true
                             }
                             Ok(Conflict::Key) => {
@@ -246,13 +279,6 @@ impl Sequencer {
                     pending = retry.then_some(k).into_iter().chain(after.iter().copied()).collect();
                 }
             }
-        }
-        for i in pending {
-            tracing::warn!(request_id = %docs[i].request_id, conflicts = MAX_CONFLICTS, "gave up on a message's seq");
-            out[i] = Some(Outcome::Failed(StoreError::unavailable(
-                CONTEXT,
-                format!("other nodes took the room's next seq {MAX_CONFLICTS} times"),
-            )));
         }
         finish(out)
     }
@@ -311,7 +337,9 @@ impl Sequencer {
         Ok(if found.is_some() { Conflict::Key } else { Conflict::Seq })
     }
 
-    fn stored(&self, room: &str, seq: i64) {
+    /// The room's message `seq` is stored (by this node, or another one that said so): the next
+    /// insert into the room tries a seq after it. Only ever raises what is known.
+    pub(crate) fn stored(&self, room: &str, seq: i64) {
         let mut cache = self.cache();
         let known = cache.entry(room.to_owned()).or_insert(seq);
         *known = (*known).max(seq);
@@ -343,8 +371,8 @@ fn copy(e: &StoreError) -> StoreError {
     if e.is_retryable() { StoreError::unavailable(CONTEXT, cause) } else { StoreError::internal(CONTEXT, cause) }
 }
 
-/// A short random pause after losing a seq to another node, so two nodes racing for one room
-/// do not collide in lockstep.
+/// A short random pause after losing a room's seq to another node more than once in a call, so
+/// two nodes racing for one room do not collide in lockstep.
 async fn backoff(attempt: u32) {
     let jitter = RandomState::new().hash_one(attempt) % (u64::from(attempt.min(10)) * 500 + 200);
     tokio::time::sleep(Duration::from_micros(jitter)).await;

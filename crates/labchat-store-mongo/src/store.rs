@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use labchat_core::{ChatStore, Inserted, Marked, StoreError};
 use labchat_domain::{
-    Cursor, HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, Timestamp, UserId,
+    Cursor, HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, Seq, Timestamp, UserId,
 };
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::ErrorKind;
@@ -342,5 +342,9 @@ impl ChatStore for MongoStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         bounded(self.op_timeout, "ping MongoDB", self.db.run_command(doc! {"ping": 1})).await.map(drop)
+    }
+
+    fn seq_seen(&self, request: RequestId, seq: Seq) {
+        self.sequencer.stored(&request.to_hex(), stored_seq(seq));
     }
 }

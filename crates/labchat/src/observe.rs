@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use labchat_core::{ChatStore, Inserted, Marked, StoreError};
 use labchat_domain::{
-    HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, Timestamp, UserId,
+    HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, Seq, Timestamp, UserId,
 };
 use labchat_transport_ws::MetricsRenderer;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -147,5 +147,9 @@ impl ChatStore for MeteredStore {
         let r = self.inner.ping().await;
         record("ping", t, &r);
         r
+    }
+
+    fn seq_seen(&self, request: RequestId, seq: Seq) {
+        self.inner.seq_seen(request, seq);
     }
 }
