@@ -1,15 +1,16 @@
-//! The versioned JSON envelope a node publishes for each room event, and its DTOs.
+//! The versioned JSON envelope a node publishes for each room event.
 //!
-//! The domain types do not derive serde; this module owns the format nodes exchange:
-//! `{"v":1,"origin":"<node id>","seq":<seq, for messages>,"event":{"type":...}}`.
+//! `{"v":2,"origin":"<node id>","seq":<seq, for messages only>,"event":<RoomEvent>}`. The event is
+//! in the domain's own serde form (labchat-domain, feature `serde`), which reads every field
+//! through the domain's constructors; so a new kind of room event crosses nodes with no change
+//! here. Version 1 (one DTO per event here) is refused like any other unknown version: nodes of
+//! different versions do not share a backplane.
 
-use labchat_domain::{
-    ClientMessageId, Message, MessageId, MessageText, Receipt, RequestId, Role, RoomEvent, Seq, Timestamp, UserId,
-};
+use labchat_domain::{RequestId, RoomEvent, Seq};
 use serde::{Deserialize, Serialize};
 
 /// The envelope version this node writes and reads.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 /// The pub/sub channel of a room.
 pub(crate) fn channel(room: RequestId) -> String {
@@ -19,19 +20,17 @@ pub(crate) fn channel(room: RequestId) -> String {
 /// An envelope could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum EnvelopeError {
-    /// Not JSON of the envelope's shape. Only the error's category and place are kept: serde's
-    /// message may quote the payload, which holds message text that is never logged.
+    /// Not JSON of the envelope's shape, or a field the domain refuses (`Data`). Only the error's
+    /// category and place are kept: serde's message may quote the payload, which holds message
+    /// text that is never logged.
     #[error("malformed envelope ({0:?} error at line {1}, column {2})")]
     Json(serde_json::error::Category, usize, usize),
     /// A version this node does not know.
     #[error("unsupported envelope version {0} (this node reads {VERSION})")]
     Version(u32),
-    /// A field held a value the domain refuses.
+    /// The envelope disagrees with its event.
     #[error("invalid envelope field {0}: {1}")]
-    Field(&'static str, String),
-    /// A kind of event the envelope has no form for.
-    #[error("an event kind the envelope cannot carry")]
-    UnknownKind,
+    Field(&'static str, &'static str),
 }
 
 /// A received envelope: who published it and the event.
@@ -43,70 +42,35 @@ pub(crate) struct Received {
     pub(crate) event: RoomEvent,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Envelope {
+#[derive(Serialize)]
+struct Outgoing<'a> {
     v: u32,
+    origin: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    event: &'a RoomEvent,
+}
+
+/// The version was checked first (`decode`).
+#[derive(Deserialize)]
+struct Incoming {
     origin: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    seq: Option<u64>,
-    event: EventDto,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
-enum EventDto {
-    Message { message: MessageDto },
-    Delivered(ReceiptsDto),
-    Read(ReceiptsDto),
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ReceiptsDto {
-    request_id: String,
-    user_id: String,
-    messages: Vec<String>,
-    at: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MessageDto {
-    id: String,
-    request_id: String,
     #[serde(default)]
     seq: Option<u64>,
-    sender_id: String,
-    sender_role: String,
-    text: String,
-    created_at: i64,
-    #[serde(default)]
-    client_message_id: Option<String>,
-    #[serde(default)]
-    delivered_to: Vec<ReceiptDto>,
-    #[serde(default)]
-    read_by: Vec<ReceiptDto>,
+    event: RoomEvent,
 }
 
-#[derive(Serialize, Deserialize)]
-struct ReceiptDto {
-    user: String,
-    at: i64,
+/// The `seq` an envelope carries beside its event: a message's, else none.
+fn seq_of(event: &RoomEvent) -> Option<u64> {
+    match event {
+        RoomEvent::MessagePosted(m) => m.seq.map(Seq::get),
+        _ => None,
+    }
 }
 
 /// Encodes `event` as published by node `origin`.
 pub(crate) fn encode(origin: &str, event: &RoomEvent) -> Result<Vec<u8>, EnvelopeError> {
-    let (seq, dto) = match event {
-        RoomEvent::MessagePosted(m) => (m.seq.map(Seq::get), EventDto::Message { message: message_dto(m) }),
-        RoomEvent::Delivered { request_id, user_id, messages, at } => {
-            (None, EventDto::Delivered(receipts_dto(*request_id, user_id, messages, *at)))
-        }
-        RoomEvent::Read { request_id, user_id, messages, at } => {
-            (None, EventDto::Read(receipts_dto(*request_id, user_id, messages, *at)))
-        }
-        _ => return Err(EnvelopeError::UnknownKind),
-    };
-    let envelope = Envelope { v: VERSION, origin: origin.to_owned(), seq, event: dto };
+    let envelope = Outgoing { v: VERSION, origin, seq: seq_of(event), event };
     serde_json::to_vec(&envelope).map_err(json_error)
 }
 
@@ -120,99 +84,15 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Received, EnvelopeError> {
     if version.v != VERSION {
         return Err(EnvelopeError::Version(version.v));
     }
-    let envelope: Envelope = serde_json::from_slice(bytes).map_err(json_error)?;
-    let event = match envelope.event {
-        EventDto::Message { message } => {
-            let message = message_from(message)?;
-            if message.seq.map(Seq::get) != envelope.seq {
-                return Err(EnvelopeError::Field("seq", "differs from the message's seq".to_owned()));
-            }
-            RoomEvent::MessagePosted(message)
-        }
-        EventDto::Delivered(r) => {
-            let (request_id, user_id, messages, at) = receipts_from(r)?;
-            RoomEvent::Delivered { request_id, user_id, messages, at }
-        }
-        EventDto::Read(r) => {
-            let (request_id, user_id, messages, at) = receipts_from(r)?;
-            RoomEvent::Read { request_id, user_id, messages, at }
-        }
-    };
-    Ok(Received { origin: envelope.origin, event })
+    let envelope: Incoming = serde_json::from_slice(bytes).map_err(json_error)?;
+    if seq_of(&envelope.event) != envelope.seq {
+        return Err(EnvelopeError::Field("seq", "differs from the message's seq"));
+    }
+    Ok(Received { origin: envelope.origin, event: envelope.event })
 }
 
 fn json_error(e: serde_json::Error) -> EnvelopeError {
     EnvelopeError::Json(e.classify(), e.line(), e.column())
-}
-
-fn message_dto(m: &Message) -> MessageDto {
-    let receipts = |rs: &[Receipt]| {
-        rs.iter().map(|r| ReceiptDto { user: r.user.as_str().to_owned(), at: r.at.unix_millis() }).collect()
-    };
-    MessageDto {
-        id: m.id.to_hex(),
-        request_id: m.request_id.to_hex(),
-        seq: m.seq.map(Seq::get),
-        sender_id: m.sender_id.as_str().to_owned(),
-        sender_role: m.sender_role.as_str().to_owned(),
-        text: m.text.as_str().to_owned(),
-        created_at: m.created_at.unix_millis(),
-        client_message_id: m.client_message_id.as_ref().map(|c| c.as_str().to_owned()),
-        delivered_to: receipts(&m.delivered_to),
-        read_by: receipts(&m.read_by),
-    }
-}
-
-fn receipts_dto(request_id: RequestId, user_id: &UserId, messages: &[MessageId], at: Timestamp) -> ReceiptsDto {
-    ReceiptsDto {
-        request_id: request_id.to_hex(),
-        user_id: user_id.as_str().to_owned(),
-        messages: messages.iter().map(MessageId::to_hex).collect(),
-        at: at.unix_millis(),
-    }
-}
-
-fn field<T, E: std::fmt::Display>(name: &'static str, r: Result<T, E>) -> Result<T, EnvelopeError> {
-    r.map_err(|e| EnvelopeError::Field(name, e.to_string()))
-}
-
-fn message_from(m: MessageDto) -> Result<Message, EnvelopeError> {
-    let receipts = |name: &'static str, rs: Vec<ReceiptDto>| -> Result<Vec<Receipt>, EnvelopeError> {
-        rs.into_iter()
-            .map(|r| Ok(Receipt { user: field(name, UserId::parse(r.user))?, at: Timestamp::from_unix_millis(r.at) }))
-            .collect()
-    };
-    Ok(Message {
-        id: field("message.id", MessageId::parse(&m.id))?,
-        request_id: field("message.requestId", RequestId::parse(&m.request_id))?,
-        seq: m.seq.map(|s| field("message.seq", Seq::new(s))).transpose()?,
-        sender_id: field("message.senderId", UserId::parse(m.sender_id))?,
-        sender_role: field("message.senderRole", Role::parse(&m.sender_role))?,
-        text: field("message.text", MessageText::restore(m.text))?,
-        created_at: Timestamp::from_unix_millis(m.created_at),
-        client_message_id: m
-            .client_message_id
-            .map(|c| field("message.clientMessageId", ClientMessageId::parse(c)))
-            .transpose()?,
-        delivered_to: receipts("message.deliveredTo", m.delivered_to)?,
-        read_by: receipts("message.readBy", m.read_by)?,
-    })
-}
-
-type Receipts = (RequestId, UserId, Vec<MessageId>, Timestamp);
-
-fn receipts_from(r: ReceiptsDto) -> Result<Receipts, EnvelopeError> {
-    let messages =
-        r.messages.iter().map(|id| field("messages", MessageId::parse(id))).collect::<Result<Vec<_>, _>>()?;
-    if messages.is_empty() {
-        return Err(EnvelopeError::Field("messages", "empty".to_owned()));
-    }
-    Ok((
-        field("requestId", RequestId::parse(&r.request_id))?,
-        field("userId", UserId::parse(r.user_id))?,
-        messages,
-        Timestamp::from_unix_millis(r.at),
-    ))
 }
 
 #[cfg(test)]

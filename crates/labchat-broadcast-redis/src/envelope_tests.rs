@@ -1,4 +1,5 @@
-use labchat_domain::{MessageText, Role};
+use labchat_domain::{ClientMessageId, Message, MessageId, MessageText, Receipt, Role, Timestamp, UserId};
+use serde_json::error::Category;
 
 use super::*;
 
@@ -21,22 +22,35 @@ fn message() -> Message {
     }
 }
 
+fn read() -> RoomEvent {
+    RoomEvent::Read {
+        request_id: room(),
+        user_id: UserId::parse("lab-1").unwrap(),
+        messages: vec![message().id],
+        at: Timestamp::from_unix_millis(8),
+    }
+}
+
+fn good(event: RoomEvent) -> serde_json::Value {
+    serde_json::from_slice(&encode("n", &event).unwrap()).unwrap()
+}
+
+fn decode_value(json: &serde_json::Value) -> Result<Received, EnvelopeError> {
+    decode(json.to_string().as_bytes())
+}
+
 #[test]
 fn every_event_kind_round_trips_with_its_origin() {
     let events = [
         RoomEvent::MessagePosted(message()),
+        RoomEvent::MessagePosted(Message { seq: None, ..message() }),
         RoomEvent::Delivered {
             request_id: room(),
             user_id: UserId::parse("lab-1").unwrap(),
             messages: vec![message().id],
             at: Timestamp::from_unix_millis(7),
         },
-        RoomEvent::Read {
-            request_id: room(),
-            user_id: UserId::parse("lab-1").unwrap(),
-            messages: vec![message().id],
-            at: Timestamp::from_unix_millis(8),
-        },
+        read(),
     ];
     for event in events {
         let bytes = encode("node-a", &event).unwrap();
@@ -46,39 +60,85 @@ fn every_event_kind_round_trips_with_its_origin() {
 
 #[test]
 fn the_envelope_is_versioned_and_carries_the_seq_of_messages() {
-    let bytes = encode("n", &RoomEvent::MessagePosted(message())).unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(json["v"], 1);
+    let json = good(RoomEvent::MessagePosted(message()));
+    assert_eq!(json["v"], 2);
     assert_eq!(json["origin"], "n");
     assert_eq!(json["seq"], 42);
-    assert_eq!(json["event"]["type"], "message");
+    assert_eq!(json["event"]["type"], "messagePosted");
+    assert_eq!(json["event"]["data"]["seq"], 42);
+    let receipts = good(read());
+    assert_eq!(receipts["event"]["type"], "read");
+    assert!(receipts.get("seq").is_none(), "{receipts}");
     assert_eq!(channel(room()), "labchat:room:6751b6df1ad14eaa13a03313");
 }
 
 #[test]
-fn bad_envelopes_are_refused_without_quoting_the_payload() {
-    let good: serde_json::Value =
-        serde_json::from_slice(&encode("n", &RoomEvent::MessagePosted(message())).unwrap()).unwrap();
-    let mut other_version = good.clone();
-    other_version["v"] = 2.into();
-    assert!(matches!(decode(other_version.to_string().as_bytes()), Err(EnvelopeError::Version(2))));
-    let mut wrong_seq = good.clone();
+fn other_versions_are_refused_before_their_event_is_read() {
+    // A version 1 envelope exactly as a node of the previous release wrote it.
+    let v1 = serde_json::json!({
+        "v": 1, "origin": "old", "seq": 42,
+        "event": {"type": "message", "message": {
+            "id": "6751b6df1ad14eaa13a03399", "requestId": "6751b6df1ad14eaa13a03313", "seq": 42,
+            "senderId": "teacher-1", "senderRole": "TEACHER", "text": "secret text", "createdAt": 1,
+            "clientMessageId": null, "deliveredTo": [], "readBy": []
+        }}
+    });
+    assert!(matches!(decode_value(&v1), Err(EnvelopeError::Version(1))));
+    for v in [0, 3, u32::MAX] {
+        let mut other = good(RoomEvent::MessagePosted(message()));
+        other["v"] = v.into();
+        assert!(matches!(decode_value(&other), Err(EnvelopeError::Version(got)) if got == v), "{v}");
+    }
+    let mut no_version = good(read());
+    no_version.as_object_mut().unwrap().remove("v");
+    assert!(matches!(decode_value(&no_version), Err(EnvelopeError::Json(Category::Data, ..))));
+}
+
+#[test]
+fn the_seq_beside_the_event_must_be_the_messages() {
+    let mut wrong_seq = good(RoomEvent::MessagePosted(message()));
     wrong_seq["seq"] = 41.into();
-    assert!(matches!(decode(wrong_seq.to_string().as_bytes()), Err(EnvelopeError::Field("seq", _))));
-    let mut bad_role = good.clone();
-    bad_role["event"]["message"]["senderRole"] = "ADMIN".into();
-    assert!(matches!(decode(bad_role.to_string().as_bytes()), Err(EnvelopeError::Field(_, _))));
-    let mut no_ids = serde_json::to_value(serde_json::json!({
-        "v": 1, "origin": "n",
-        "event": {"type": "read", "requestId": room().to_hex(), "userId": "u", "messages": [], "at": 0}
-    }))
-    .unwrap();
-    assert!(matches!(decode(no_ids.to_string().as_bytes()), Err(EnvelopeError::Field("messages", _))));
-    no_ids["event"]["messages"] = serde_json::json!(["zz"]);
-    assert!(matches!(decode(no_ids.to_string().as_bytes()), Err(EnvelopeError::Field("messages", _))));
-    let mut text_as_number = good;
-    text_as_number["event"]["message"]["text"] = serde_json::json!(["secret text"]);
-    let e = decode(text_as_number.to_string().as_bytes()).unwrap_err();
-    assert!(!e.to_string().contains("secret"), "{e}");
-    assert!(decode(b"not json").is_err());
+    assert!(matches!(decode_value(&wrong_seq), Err(EnvelopeError::Field("seq", _))));
+    let mut missing_seq = good(RoomEvent::MessagePosted(message()));
+    missing_seq.as_object_mut().unwrap().remove("seq");
+    assert!(matches!(decode_value(&missing_seq), Err(EnvelopeError::Field("seq", _))));
+    let mut seq_on_receipts = good(read());
+    seq_on_receipts["seq"] = 1.into();
+    assert!(matches!(decode_value(&seq_on_receipts), Err(EnvelopeError::Field("seq", _))));
+}
+
+#[test]
+fn bad_envelopes_are_refused_without_quoting_the_payload() {
+    let message = || good(RoomEvent::MessagePosted(message()));
+    let data = |mut json: serde_json::Value, key: &str, value: serde_json::Value| {
+        json["event"]["data"][key] = value;
+        json
+    };
+    let refused = [
+        ("bad role", data(message(), "senderRole", "ADMIN".into())),
+        ("blank text", data(message(), "text", " ".into())),
+        ("bad message id", data(message(), "id", "zz".into())),
+        ("bad user id", data(message(), "senderId", "".into())),
+        ("seq 0", data(message(), "seq", 0.into())),
+        ("text not a string", data(message(), "text", serde_json::json!(["secret text"]))),
+        ("no receipts", data(good(read()), "messages", serde_json::json!([]))),
+        ("bad receipt id", data(good(read()), "messages", serde_json::json!(["zz"]))),
+        ("unknown event", {
+            let mut json = good(read());
+            json["event"]["type"] = "secret text".into();
+            json
+        }),
+        ("no event", {
+            let mut json = good(read());
+            json.as_object_mut().unwrap().remove("event");
+            json
+        }),
+    ];
+    for (case, json) in refused {
+        let e = decode_value(&json).unwrap_err();
+        assert!(matches!(e, EnvelopeError::Json(Category::Data, ..)), "{case}: {e:?}");
+        assert!(!e.to_string().contains("secret"), "{case}: {e}");
+    }
+    assert!(matches!(decode(b"not json"), Err(EnvelopeError::Json(Category::Syntax, ..))));
+    assert!(matches!(decode(b"{\"v\":2,\"origin\":\"n\",\"event\":"), Err(EnvelopeError::Json(Category::Eof, ..))));
 }

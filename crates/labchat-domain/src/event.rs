@@ -4,7 +4,16 @@ use crate::{Message, MessageId, RequestId, Timestamp, UserId};
 /// same order for every member.
 ///
 /// New kinds of event will be added: match with a wildcard arm.
+///
+/// With the feature `serde`: `{"type":"<variant in camelCase>","data":<the variant's data>}`
+/// (adjacently tagged, so a variant of any shape has a form), struct variants' fields in
+/// camelCase; see the crate docs.
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(tag = "type", content = "data", rename_all = "camelCase", rename_all_fields = "camelCase")
+)]
 #[non_exhaustive]
 pub enum RoomEvent {
     /// A message was stored in the room.
@@ -16,6 +25,7 @@ pub enum RoomEvent {
         /// Who received them.
         user_id: UserId,
         /// The ids newly marked as delivered, never empty.
+        #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::serde_impls::non_empty"))]
         messages: Vec<MessageId>,
         /// When they were marked.
         at: Timestamp,
@@ -27,6 +37,7 @@ pub enum RoomEvent {
         /// Who read them.
         user_id: UserId,
         /// The ids newly marked as read, never empty.
+        #[cfg_attr(feature = "serde", serde(deserialize_with = "crate::serde_impls::non_empty"))]
         messages: Vec<MessageId>,
         /// When they were marked.
         at: Timestamp,

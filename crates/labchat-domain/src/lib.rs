@@ -31,6 +31,38 @@
 //! assert!(request.authorize(&lab).is_ok());
 //! assert!(request.authorize(&other).is_err());
 //! ```
+//!
+//! ## Feature `serde`
+//!
+//! Off by default. It adds `Serialize` and `Deserialize` (serde) to [`RoomEvent`] and every type
+//! it holds, so an adapter can carry events in any serde format without a copy of each event in
+//! its own types (the Redis backplane does). Deserializing validates exactly as the constructors
+//! do: a value the domain would refuse is a deserialization error carrying the constructor's
+//! error, never a silently built invalid value. Unknown fields are ignored; an unknown event
+//! type is an error. The representation, stable and compact:
+//!
+//! | Type | Form | Read through |
+//! |---|---|---|
+//! | [`RequestId`], [`MessageId`], [`ObjectIdBytes`] | string, 24 lowercase hex digits | `parse` (either case) |
+//! | [`UserId`], [`ClientMessageId`] | string, verbatim | `parse` |
+//! | [`MessageText`] | string, verbatim | [`MessageText::restore`]: not blank; the length limit is the sender's concern |
+//! | [`Role`] | `"TEACHER"` or `"LAB"` | [`Role::parse`] |
+//! | [`Seq`] | integer, 1 or more | [`Seq::new`] |
+//! | [`Timestamp`] | integer, milliseconds since the Unix epoch | any `i64` |
+//! | [`Receipt`], [`User`] | `{"user","at"}`, `{"id","role"}` | each field |
+//! | [`Message`] | object, fields in camelCase; `seq` and `clientMessageId` left out when absent, `deliveredTo` and `readBy` when empty | each field |
+//! | [`RoomEvent`] | `{"type":"<variant in camelCase>","data":…}`: a struct variant's fields in camelCase, a newtype variant's value as is | each field; the receipt events' `messages` must not be empty |
+//!
+//! For example, in JSON:
+//!
+//! ```text
+//! {"type":"read","data":{"requestId":"6751b6df1ad14eaa13a03313","userId":"lab-7",
+//!  "messages":["6751b6df1ad14eaa13a03399"],"at":1700000000123}}
+//! {"type":"messagePosted","data":{"id":"6751b6df1ad14eaa13a03399","requestId":"6751b6df1ad14eaa13a03313",
+//!  "seq":42,"senderId":"teacher-7","senderRole":"TEACHER","text":"hello","createdAt":1700000000123}}
+//! ```
+//!
+//! A new `RoomEvent` variant gets its form from the derive, as long as the types it holds have one.
 
 #![warn(missing_docs)]
 
@@ -40,6 +72,12 @@ mod ids;
 mod message;
 mod request;
 mod seq;
+#[cfg(feature = "serde")]
+mod serde_impls;
+#[cfg(test)]
+#[cfg(feature = "serde")]
+#[path = "serde_tests.rs"]
+mod serde_tests;
 mod time;
 mod user;
 

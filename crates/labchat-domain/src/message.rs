@@ -65,6 +65,7 @@ pub enum ReceiptKind {
 
 /// One user's receipt of one message.
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Receipt {
     /// Who received or read the message.
     pub user: UserId,
@@ -87,6 +88,7 @@ pub struct MarkOutcome {
 /// order they were marked, one per user and kind. A room's messages are ordered by [`Message::seq`],
 /// which the store assigns.
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "camelCase"))]
 pub struct Message {
     /// The message's id, unique across rooms. Ids are made by the node that takes the message, so
     /// ids of one room made on different nodes need not sort like [`Message::seq`]: order by seq.
@@ -95,6 +97,7 @@ pub struct Message {
     pub request_id: RequestId,
     /// The message's position in its room: `None` until a store assigned it (a message being
     /// posted); every message a store returns has one.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub seq: Option<Seq>,
     /// Who sent it (from the sender's token, never from the payload).
     pub sender_id: UserId,
@@ -105,10 +108,13 @@ pub struct Message {
     /// When it was stored.
     pub created_at: Timestamp,
     /// The sender's idempotency id, when one was given.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub client_message_id: Option<ClientMessageId>,
     /// Users the message was delivered to.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Vec::is_empty"))]
     pub delivered_to: Vec<Receipt>,
     /// Users who read the message.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Vec::is_empty"))]
     pub read_by: Vec<Receipt>,
 }
 

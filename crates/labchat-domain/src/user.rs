@@ -43,6 +43,7 @@ impl fmt::Display for Role {
 
 /// An authenticated user: who they are and in which role they act.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct User {
     id: UserId,
     role: Role,
