@@ -4,14 +4,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use labchat_domain::{
-    ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, ReceiptKind,
-    Request, RequestId, RoomEvent, Seq, User,
+    ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, Message, MessageId,
+    MessageText, ReceiptKind, Request, RequestId, RoomEvent, Seq, Unread, User, UserId,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::access::RequestCache;
 use crate::{
-    Broadcaster, ChatError, ChatStore, Clock, Inserted, JoinError, LeaveError, MessageIdGenerator, RoomSink, SinkId,
+    Broadcaster, ChatError, ChatStore, Clock, InboxHub, InboxListener, InboxSink, Inserted, JoinError, LeaveError,
+    MessageIdGenerator, RoomSink, SinkId,
 };
 
 /// A successful join: the room's history, read after the sink was subscribed and while the
@@ -32,6 +33,8 @@ pub struct Joined {
     /// and for an empty page after a message when the broadcaster has no backplane (on one node
     /// no event arrives after a history that holds it, so the extra read it costs is skipped).
     pub covered: Option<Seq>,
+    /// The joining user's unread messages in the room: how many, and the oldest.
+    pub unread: Unread,
     _order: OwnedMutexGuard<()>,
 }
 
@@ -72,6 +75,7 @@ pub struct Chat {
     order: Box<[Arc<Mutex<()>>]>,
     history_limit: HistoryLimit,
     requests: RequestCache,
+    inbox: Arc<InboxHub>,
 }
 
 impl std::fmt::Debug for Chat {
@@ -93,6 +97,7 @@ impl Chat {
         history_limit: HistoryLimit,
     ) -> Self {
         Self {
+            inbox: Arc::new(InboxHub::new(Arc::clone(&store))),
             store,
             broadcaster,
             clock,
@@ -173,8 +178,17 @@ impl Chat {
         let order = self.room_order(request).await;
         let sink_id = sink.id();
         self.broadcaster.subscribe(request, sink).await.map_err(JoinError::Subscribe)?;
-        match self.joined_history(request, after).await {
-            Ok((history, covered)) => Ok(Joined { history, covered, _order: order }),
+        let joined = match self.joined_history(request, after).await {
+            Ok((history, covered)) => self.unread_of(user.id(), request, &history).await.map(|unread| Joined {
+                history,
+                covered,
+                unread,
+                _order: order,
+            }),
+            Err(e) => Err(e),
+        };
+        match joined {
+            Ok(joined) => Ok(joined),
             Err(e) => {
                 if !rejoin && let Err(u) = self.broadcaster.unsubscribe(request, sink_id).await {
                     tracing::warn!(error = %u, request_id = %request, "unsubscribe after a failed join failed");
@@ -182,6 +196,50 @@ impl Chat {
                 Err(e.into())
             }
         }
+    }
+
+    /// `user`'s unread messages in the room: the count from the store, and the oldest from the
+    /// join's page when the page holds all of them (else from the store).
+    async fn unread_of(&self, user: &UserId, request: RequestId, page: &HistoryPage) -> Result<Unread, ChatError> {
+        let count =
+            self.store.unread_count(request, user).await.map_err(ChatError::store("counting unread messages"))?;
+        if count == 0 {
+            return Ok(Unread::default());
+        }
+        let unread_in_page: Vec<&Message> =
+            page.messages.iter().filter(|m| &m.sender_id != user && !m.has_receipt(ReceiptKind::Read, user)).collect();
+        let first = match unread_in_page.first() {
+            Some(m) if u64::try_from(unread_in_page.len()).unwrap_or(u64::MAX) >= count => Some(m.id),
+            _ => self
+                .store
+                .first_unread(request, user)
+                .await
+                .map_err(ChatError::store("finding the first unread message"))?,
+        };
+        Ok(Unread { count, first })
+    }
+
+    /// A page of `user`'s inbox: the rooms they may act on that hold messages, most recent
+    /// activity first, each with their unread count (see [`ChatStore::inbox`]). Needs no
+    /// authorization: the store lists only what the user may act on, as it is stored now.
+    pub async fn inbox(&self, user: &User, query: InboxQuery) -> Result<InboxPage, ChatError> {
+        self.store.inbox(user, query).await.map_err(ChatError::store("reading an inbox"))
+    }
+
+    /// Subscribes `sink` to `user`'s live inbox updates (see [`InboxHub`]); twice is as once.
+    pub fn subscribe_inbox(&self, user: &User, sink: Arc<dyn InboxSink>) {
+        self.inbox.subscribe(user, sink);
+    }
+
+    /// Stops the sink's inbox updates; harmless when it was not subscribed.
+    pub fn unsubscribe_inbox(&self, sink: SinkId) {
+        self.inbox.unsubscribe(sink);
+    }
+
+    /// The node's inbox hub, as the broadcaster's listener: the wiring registers it with
+    /// [`Broadcaster::listen_inbox`] so that posts and reads reach inbox subscribers.
+    pub fn inbox_listener(&self) -> Arc<dyn InboxListener> {
+        Arc::clone(&self.inbox) as Arc<dyn InboxListener>
     }
 
     /// The history page of a join, and the highest seq it covers (see [`Joined::covered`]).
@@ -224,9 +282,10 @@ impl Chat {
         Ok((history, covered))
     }
 
-    /// Unsubscribes a closing connection's sink from its rooms, without authorization (the
-    /// subscriptions were authorized when they were made).
+    /// Unsubscribes a closing connection's sink from its rooms and its inbox, without
+    /// authorization (the subscriptions were authorized when they were made).
     pub async fn disconnect(&self, sink: SinkId, rooms: impl IntoIterator<Item = RequestId>) {
+        self.inbox.unsubscribe(sink);
         for room in rooms {
             if let Err(e) = self.broadcaster.unsubscribe(room, sink).await {
                 tracing::warn!(error = %e, request_id = %room, "unsubscribe on disconnect failed");

@@ -105,8 +105,11 @@
 mod batch;
 mod documents;
 mod errors;
+mod inbox;
 mod migrate;
 mod sequence;
 mod store;
+mod summary;
 
 pub use store::{MESSAGES_COLLECTION, MongoSettings, MongoStore, RECEIPTS_COLLECTION};
+pub use summary::{ROOMS_COLLECTION, SEEN_COLLECTION};
