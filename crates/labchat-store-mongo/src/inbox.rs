@@ -11,7 +11,7 @@ use labchat_domain::{
     UserId,
 };
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 
 use crate::MongoStore;
 use crate::documents::{IdOnly, MessageDoc, kind_name, message_id};
@@ -27,17 +27,17 @@ const FIRST_UNREAD_CHUNK: i64 = 200;
 
 fn key_of(s: &RoomSummary) -> Option<InboxKey> {
     Some(InboxKey {
-        last_activity_at: Timestamp::from_unix_millis(s.last_activity_at.timestamp_millis()),
+        last_activity_at: Timestamp::from_unix_millis(s.last_activity_at),
         request_id: RequestId::parse(&s.id).ok()?,
     })
 }
 
 /// The filter of the rooms strictly after `key` in the inbox order.
 fn after(key: InboxKey) -> Document {
-    let at = DateTime::from_millis(key.last_activity_at.unix_millis());
+    let at = key.last_activity_at.unix_millis();
     doc! {"$or": [
         {"lastActivityAt": {"$lt": at}},
-        {"lastActivityAt": at, "_id": {"$lt": key.request_id.to_hex()}},
+        {"lastActivityAt": at, "requestId": {"$lt": key.request_id.to_hex()}},
     ]}
 }
 
@@ -89,7 +89,7 @@ impl MongoStore {
                 .summaries
                 .rooms
                 .find(doc! {"$and": parts})
-                .sort(doc! {"lastActivityAt": -1, "_id": -1})
+                .sort(doc! {"lastActivityAt": -1, "requestId": -1})
                 .limit(fetch)
                 .await?;
             found.try_collect().await

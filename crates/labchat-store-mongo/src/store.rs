@@ -145,13 +145,13 @@ impl MongoStore {
         if !store.summaries.built().await? {
             let built = build_missing(&store.summaries, &store.messages, &store.receipts).await?;
             tracing::info!(rooms = built, "built the inbox summaries of rooms stored before they existed");
+            // Created after the build: its presence tells later start-ups to skip it.
+            let rooms = IndexModel::builder()
+                .keys(doc! {"lastActivityAt": -1, "requestId": -1})
+                .options(IndexOptions::builder().name("lastActivityAt_-1_requestId_-1".to_owned()).build())
+                .build();
+            bounded(limit, "create the index of the room summaries", store.summaries.rooms.create_index(rooms)).await?;
         }
-        // Created after the build: its presence tells later start-ups to skip it.
-        let rooms = IndexModel::builder()
-            .keys(doc! {"lastActivityAt": -1, "_id": -1})
-            .options(IndexOptions::builder().name("lastActivityAt_-1__id_-1".to_owned()).build())
-            .build();
-        bounded(limit, "create the index of the room summaries", store.summaries.rooms.create_index(rooms)).await?;
         Ok(store)
     }
 

@@ -14,7 +14,7 @@ use labchat_core::StoreError;
 use labchat_domain::{Message, RequestId, Seq, UserId};
 use mongodb::Collection;
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use serde::Deserialize;
 
@@ -26,14 +26,18 @@ pub const ROOMS_COLLECTION: &str = "chatRooms";
 /// The collection of per room and user counters (in [`crate::MongoSettings::database`]).
 pub const SEEN_COLLECTION: &str = "chatSeen";
 
-/// A room's summary as stored: `_id` is the request id (24 lowercase hex).
+/// A room's summary as stored: `_id` and `requestId` are the request id (24 lowercase hex; the
+/// copy in `requestId` is what the paging index holds, as an index on `_id` with other keys
+/// breaks writes on some compatible servers).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RoomSummary {
     #[serde(rename = "_id")]
     pub(crate) id: String,
     pub(crate) last_seq: i64,
-    pub(crate) last_activity_at: DateTime,
+    /// The last message's creation time, in milliseconds since the epoch (an integer, not a
+    /// BSON date: the test server turns a date written by `$set` into a string).
+    pub(crate) last_activity_at: i64,
     pub(crate) last_message_id: ObjectId,
 }
 
@@ -68,10 +72,10 @@ fn is_duplicate(e: &mongodb::error::Error) -> bool {
 impl Summaries {
     /// Moves the room's summary to `message` (stored as `seq`) unless it already names a later
     /// one.
-    async fn advance(&self, room: &str, seq: i64, at: DateTime, id: ObjectId) -> Result<(), StoreError> {
+    async fn advance(&self, room: &str, seq: i64, at: i64, id: ObjectId) -> Result<(), StoreError> {
         let context = "update a room's summary";
         let filter = doc! {"_id": room, "lastSeq": {"$lt": seq}};
-        let update = doc! {"$set": {"lastSeq": seq, "lastActivityAt": at, "lastMessageId": id}};
+        let update = doc! {"$set": {"requestId": room, "lastSeq": seq, "lastActivityAt": at, "lastMessageId": id}};
         let rooms = self.rooms.clone_with_type::<Document>();
         match within(self.op_timeout, context, rooms.update_one(filter, update).upsert(true)).await? {
             Ok(_) => Ok(()),
@@ -98,7 +102,7 @@ impl Summaries {
     /// at once.
     pub(crate) async fn posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError> {
         let room = message.request_id.to_hex();
-        let at = DateTime::from_millis(message.created_at.unix_millis());
+        let at = message.created_at.unix_millis();
         let summary = self.advance(&room, stored_seq(seq), at, object_id(message.id.object_id()));
         let counter = self.add_seen(message.request_id, &message.sender_id, 1);
         let (a, b) = futures_util::future::join(summary, counter).await;
@@ -220,7 +224,7 @@ async fn build_room(
     let last = bounded(limit, &context, messages.find_one(doc! {"requestId": &room.room, "seq": room.last_seq}))
         .await?
         .ok_or_else(|| bad_data(&context, format!("its message with seq {} vanished", room.last_seq)))?;
-    summaries.advance(&room.room, room.last_seq, last.created_at, last.id).await?;
+    summaries.advance(&room.room, room.last_seq, last.created_at.timestamp_millis(), last.id).await?;
     tracing::info!(request_id = %room.room, "built a room's inbox summary");
     Ok(())
 }
