@@ -4,15 +4,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use labchat_domain::{
-    ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, Message, MessageId,
-    MessageText, ReceiptKind, Request, RequestId, RoomEvent, Seq, Unread, User, UserId,
+    ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, ReceiptKind,
+    Request, RequestId, RoomEvent, Seq, Unread, User,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::access::RequestCache;
 use crate::{
-    Broadcaster, ChatError, ChatStore, Clock, InboxHub, InboxListener, InboxSink, Inserted, JoinError, LeaveError,
-    MessageIdGenerator, RoomSink, SinkId,
+    Broadcaster, ChatError, ChatStore, Clock, InboxHub, Inserted, JoinError, LeaveError, MessageIdGenerator, RoomSink,
+    SinkId,
 };
 
 /// A successful join: the room's history, read after the sink was subscribed and while the
@@ -198,50 +198,6 @@ impl Chat {
         }
     }
 
-    /// `user`'s unread messages in the room: the count from the store, and the oldest from the
-    /// join's page when the page holds all of them (else from the store).
-    async fn unread_of(&self, user: &UserId, request: RequestId, page: &HistoryPage) -> Result<Unread, ChatError> {
-        let count =
-            self.store.unread_count(request, user).await.map_err(ChatError::store("counting unread messages"))?;
-        if count == 0 {
-            return Ok(Unread::default());
-        }
-        let unread_in_page: Vec<&Message> =
-            page.messages.iter().filter(|m| &m.sender_id != user && !m.has_receipt(ReceiptKind::Read, user)).collect();
-        let first = match unread_in_page.first() {
-            Some(m) if u64::try_from(unread_in_page.len()).unwrap_or(u64::MAX) >= count => Some(m.id),
-            _ => self
-                .store
-                .first_unread(request, user)
-                .await
-                .map_err(ChatError::store("finding the first unread message"))?,
-        };
-        Ok(Unread { count, first })
-    }
-
-    /// A page of `user`'s inbox: the rooms they may act on that hold messages, most recent
-    /// activity first, each with their unread count (see [`ChatStore::inbox`]). Needs no
-    /// authorization: the store lists only what the user may act on, as it is stored now.
-    pub async fn inbox(&self, user: &User, query: InboxQuery) -> Result<InboxPage, ChatError> {
-        self.store.inbox(user, query).await.map_err(ChatError::store("reading an inbox"))
-    }
-
-    /// Subscribes `sink` to `user`'s live inbox updates (see [`InboxHub`]); twice is as once.
-    pub fn subscribe_inbox(&self, user: &User, sink: Arc<dyn InboxSink>) {
-        self.inbox.subscribe(user, sink);
-    }
-
-    /// Stops the sink's inbox updates; harmless when it was not subscribed.
-    pub fn unsubscribe_inbox(&self, sink: SinkId) {
-        self.inbox.unsubscribe(sink);
-    }
-
-    /// The node's inbox hub, as the broadcaster's listener: the wiring registers it with
-    /// [`Broadcaster::listen_inbox`] so that posts and reads reach inbox subscribers.
-    pub fn inbox_listener(&self) -> Arc<dyn InboxListener> {
-        Arc::clone(&self.inbox) as Arc<dyn InboxListener>
-    }
-
     /// The history page of a join, and the highest seq it covers (see [`Joined::covered`]).
     async fn joined_history(
         &self,
@@ -402,6 +358,8 @@ impl Chat {
         self.broadcaster.backplane()
     }
 }
+
+mod inbox;
 
 #[cfg(test)]
 mod tests;
