@@ -189,3 +189,98 @@ async fn handle(shared: &Shared, notice: &InboxNotice) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use labchat_domain::{Message, MessageText, Request, Role, Seq, Timestamp};
+
+    use super::*;
+    use crate::MockChatStore;
+
+    fn rid(n: u32) -> RequestId {
+        RequestId::parse(&format!("{n:024x}")).unwrap()
+    }
+
+    fn user(id: &str, role: Role) -> User {
+        User::new(UserId::parse(id).unwrap(), role)
+    }
+
+    fn row(room: RequestId, unread: u64) -> InboxRow {
+        let last_message = Message {
+            id: labchat_domain::MessageId::parse(&format!("{:024x}", 99)).unwrap(),
+            request_id: room,
+            seq: Some(Seq::FIRST),
+            sender_id: UserId::parse("lab").unwrap(),
+            sender_role: Role::Lab,
+            text: MessageText::parse("m", 10).unwrap(),
+            created_at: Timestamp::from_unix_millis(1),
+            client_message_id: None,
+            delivered_to: vec![],
+            read_by: vec![],
+        };
+        InboxRow { last_message, unread }
+    }
+
+    struct Recorder(SinkId, Mutex<Vec<InboxRow>>);
+    impl InboxSink for Recorder {
+        fn id(&self) -> SinkId {
+            self.0
+        }
+        fn deliver_inbox(&self, row: Arc<InboxRow>) {
+            self.1.lock().unwrap().push((*row).clone());
+        }
+    }
+
+    async fn settle(sinks: &[&Recorder], want: usize) {
+        for _ in 0..200 {
+            if sinks.iter().map(|s| s.1.lock().unwrap().len()).sum::<usize>() >= want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Anything more would have arrived by now too.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    #[tokio::test]
+    async fn notices_reach_only_the_users_who_may_act_on_the_room_and_a_read_only_its_reader() {
+        let mut store = MockChatStore::new();
+        store.expect_find_request().returning(|id| Ok(Some(Request::new(id, UserId::parse("t1").unwrap()))));
+        store.expect_inbox_rows().returning(|room, users| {
+            let mut ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
+            ids.sort_unstable();
+            assert!(ids == ["lab", "t1"] || ids == ["t1"], "asked for {ids:?}");
+            Ok(users.iter().map(|u| row(room, if u.as_str() == "t1" { 1 } else { 2 })).collect())
+        });
+        let hub = InboxHub::new(Arc::new(store));
+        let (t1, t1b, t2, lab) = (
+            Arc::new(Recorder(SinkId(1), Mutex::default())),
+            Arc::new(Recorder(SinkId(2), Mutex::default())),
+            Arc::new(Recorder(SinkId(3), Mutex::default())),
+            Arc::new(Recorder(SinkId(4), Mutex::default())),
+        );
+        hub.subscribe(&user("t1", Role::Teacher), t1.clone());
+        hub.subscribe(&user("t1", Role::Teacher), t1.clone());
+        hub.subscribe(&user("t1", Role::Teacher), t1b.clone());
+        hub.subscribe(&user("t2", Role::Teacher), t2.clone());
+        hub.subscribe(&user("lab", Role::Lab), lab.clone());
+        assert_eq!(hub.subscription_count(), 4);
+
+        hub.notice(InboxNotice::Posted { request_id: rid(1) });
+        settle(&[&t1, &t1b, &t2, &lab], 3).await;
+        assert_eq!(*t1.1.lock().unwrap(), [row(rid(1), 1)], "once, though subscribed twice");
+        assert_eq!(*t1b.1.lock().unwrap(), [row(rid(1), 1)], "every connection of the user");
+        assert_eq!(*lab.1.lock().unwrap(), [row(rid(1), 2)]);
+        assert!(t2.1.lock().unwrap().is_empty(), "never another teacher's room");
+
+        hub.unsubscribe(SinkId(2));
+        hub.notice(InboxNotice::Read { request_id: rid(1), user: UserId::parse("t1").unwrap() });
+        settle(&[&t1, &t1b, &t2, &lab], 4).await;
+        assert_eq!(t1.1.lock().unwrap().len(), 2, "the reader");
+        assert_eq!(t1b.1.lock().unwrap().len(), 1, "unsubscribed");
+        assert_eq!(lab.1.lock().unwrap().len(), 1, "others' counts did not change");
+        assert!(t2.1.lock().unwrap().is_empty());
+    }
+}
