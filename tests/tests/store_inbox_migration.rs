@@ -66,7 +66,7 @@ async fn rooms_without_summaries_get_them_built_at_start_up() {
     store.mark(rooms[1], &uid("lab1"), ReceiptKind::Read, &[stored[2].id], at).await.unwrap();
     store.mark(rooms[0], &uid("lab2"), ReceiptKind::Delivered, &[stored[0].id], at).await.unwrap();
     let before = inboxes(&*store).await;
-    assert_eq!(before[0].iter().map(|r| r.2).collect::<Vec<_>>(), [0, 1, 1], "t1: the model's counts");
+    assert_eq!(before[0].iter().map(|r| r.2).collect::<Vec<_>>(), [2, 0, 1], "t1: rooms 1, 2, 0 by activity");
 
     // As if the messages had been stored by a labchat without the inbox.
     let db = fixture.database();
