@@ -42,7 +42,7 @@ impl Chat {
         self.store.inbox(user, query).await.map_err(ChatError::store("reading an inbox"))
     }
 
-    /// Subscribes `sink` to `user`'s live inbox updates (see [`InboxHub`]); twice is as once.
+    /// Subscribes `sink` to `user`'s live inbox updates (see [`crate::InboxHub`]); twice is as once.
     pub fn subscribe_inbox(&self, user: &User, sink: Arc<dyn InboxSink>) {
         self.inbox.subscribe(user, sink);
     }
