@@ -61,19 +61,17 @@ pub fn join_fields_len(unread: &Unread) -> usize {
 /// The `roomHistory` frame of a join (as [`super::room_history`] made it) with the joining
 /// user's `unread` and `firstUnreadId` as the first fields of its data.
 pub fn with_join_fields(room_history: String, unread: &Unread) -> String {
-    const DATA: &str = "\"data\":{";
-    match room_history.find(DATA) {
-        Some(at) => {
-            let at = at + DATA.len();
-            let mut out = String::with_capacity(room_history.len() + 64);
-            out.push_str(&room_history[..at]);
-            out.push_str(&join_fields(unread));
-            out.push_str(&room_history[at..]);
-            out
-        }
-        // Not a frame the encoder made (it always has data): left as it is.
-        None => room_history,
+    let head = format!("{{\"event\":\"{}\",\"data\":{{", ServerEvent::RoomHistory.as_str());
+    // Not a roomHistory (the encoder's fallback error frame): left as it is.
+    if !room_history.starts_with(&head) {
+        return room_history;
     }
+    let at = head.len();
+    let mut out = String::with_capacity(room_history.len() + 64);
+    out.push_str(&room_history[..at]);
+    out.push_str(&join_fields(unread));
+    out.push_str(&room_history[at..]);
+    out
 }
 
 #[cfg(test)]
