@@ -51,6 +51,12 @@ pub trait StoreFixture: Sync {
 
     /// Adds a request as the system that owns requests would.
     fn add_request(&self, id: RequestId, creator: Creator) -> impl Future<Output = ()> + Send;
+
+    /// Gives an existing request another creator, as the system that owns requests would.
+    fn reassign_request(&self, id: RequestId, creator: Creator) -> impl Future<Output = ()> + Send;
+
+    /// Deletes a request, as the system that owns requests would.
+    fn remove_request(&self, id: RequestId) -> impl Future<Output = ()> + Send;
 }
 
 /// The contract's fixture for [`labchat_memory::MemoryStore`].
@@ -74,6 +80,14 @@ impl StoreFixture for MemoryFixture {
     async fn add_request(&self, id: RequestId, creator: Creator) {
         // The memory store holds only what the port promises: a creator is a user id.
         self.store.add_request(Request::new(id, creator.user_id()));
+    }
+
+    async fn reassign_request(&self, id: RequestId, creator: Creator) {
+        self.store.add_request(Request::new(id, creator.user_id()));
+    }
+
+    async fn remove_request(&self, id: RequestId) {
+        self.store.remove_request(id);
     }
 }
 
@@ -105,9 +119,20 @@ macro_rules! for_each_contract_check {
             concurrent_inserts_into_one_room_are_dense,
             a_duplicate_keeps_its_seq_and_leaves_no_hole,
             a_cursor_outside_the_room_is_reported,
+            unread_counts_follow_posts_and_reads,
+            own_posts_are_never_unread,
+            inbox_pages_follow_activity_and_the_cursor,
+            a_teacher_sees_only_their_own_requests,
+            reassigned_and_deleted_requests_leave_the_inbox,
         }
     };
 }
+
+mod inbox;
+pub use self::inbox::{
+    a_teacher_sees_only_their_own_requests, inbox_pages_follow_activity_and_the_cursor, own_posts_are_never_unread,
+    reassigned_and_deleted_requests_leave_the_inbox, unread_counts_follow_posts_and_reads,
+};
 
 mod seq;
 pub use self::seq::{

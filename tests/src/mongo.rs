@@ -181,6 +181,19 @@ impl StoreFixture for MongoFixture {
     async fn add_request(&self, id: RequestId, creator: Creator) {
         insert_request(&self.db, &self.settings, id, &creator).await;
     }
+
+    async fn reassign_request(&self, id: RequestId, creator: Creator) {
+        self.remove_request(id).await;
+        insert_request(&self.db, &self.settings, id, &creator).await;
+    }
+
+    async fn remove_request(&self, id: RequestId) {
+        self.db
+            .collection::<Document>(&self.settings.requests_collection)
+            .delete_one(doc! {"_id": object_id(id.object_id())})
+            .await
+            .unwrap_or_else(|e| panic!("deleting request {id} from the test MongoDB failed: {e}"));
+    }
 }
 
 /// A TCP proxy on 127.0.0.1 in front of a server, which can go silent: after

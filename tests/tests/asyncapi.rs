@@ -535,7 +535,10 @@ async fn every_frame_of_a_real_session_matches_the_document() {
 
     // The session showed every documented event and every variant the test promises.
     let seen = contract.seen.borrow();
-    let all = |names: &[&str]| names.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
+    // The inbox's events are checked the same way, in a session of their own, by asyncapi_inbox.rs.
+    let inbox = ["inbox", "subscribeInbox", "unsubscribeInbox", "inboxUpdate"];
+    let all =
+        |names: &[&str]| names.iter().filter(|s| !inbox.contains(s)).map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
     assert_eq!(seen.client_events, all(&CLIENT_EVENTS), "client events sent");
     assert_eq!(seen.server_events, all(&SERVER_EVENTS), "server events received");
     assert_eq!(seen.acked, all(&CLIENT_EVENTS), "acks received, by acked event");

@@ -241,6 +241,58 @@ impl ChatStore for HookedStore {
     fn seq_seen(&self, request: RequestId, seq: Seq) {
         self.inner.seq_seen(request, seq);
     }
+
+    fn inbox<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        viewer: &'life1 labchat_domain::User,
+        query: labchat_domain::InboxQuery,
+    ) -> BoxFuture<'async_trait, Result<labchat_domain::InboxPage, StoreError>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.inbox(viewer, query)
+    }
+
+    fn inbox_rows<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        request: RequestId,
+        users: &'life1 [UserId],
+    ) -> BoxFuture<'async_trait, Result<Vec<labchat_domain::InboxRow>, StoreError>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.inbox_rows(request, users)
+    }
+
+    fn unread_count<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        request: RequestId,
+        user: &'life1 UserId,
+    ) -> BoxFuture<'async_trait, Result<u64, StoreError>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.unread_count(request, user)
+    }
+
+    fn first_unread<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        request: RequestId,
+        user: &'life1 UserId,
+    ) -> BoxFuture<'async_trait, Result<Option<MessageId>, StoreError>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.first_unread(request, user)
+    }
 }
 
 /// A real server over the hooked store and broadcaster, stopped on drop.

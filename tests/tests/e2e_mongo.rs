@@ -49,7 +49,11 @@ async fn history_and_receipts_survive_a_restart() {
     assert_eq!(t.ok("readMessages", json!({"requestId": rid, "messages": [c]})).await["messages"], json!([c]));
 
     // What a fresh client sees before the restart.
-    let before = teacher(&first, "t1").await.join(&rid).await;
+    let mut before = teacher(&first, "t1").await.join(&rid).await;
+    // The joining user's own unread fields are not history: set apart (they differ by user).
+    let joined = before.as_object_mut().unwrap();
+    let t1_unread = (joined.remove("unread").unwrap(), joined.remove("firstUnreadId").unwrap());
+    assert_eq!(t1_unread, (json!(0), Value::Null), "t1 sent a and b and read c");
     let msgs = before["messages"].as_array().unwrap();
     assert_eq!(msgs.iter().map(id_of).collect::<Vec<_>>(), [a.clone(), b.clone(), c.clone()]);
     assert_eq!((users(&msgs[0]["deliveredTo"]), users(&msgs[0]["readBy"])), (vec!["lab-1"], vec!["lab-1"]));
@@ -68,7 +72,10 @@ async fn history_and_receipts_survive_a_restart() {
 
     let second = TestServer::start_with(settings).await;
     let mut fresh = lab(&second, "lab-2").await;
-    let after = fresh.join(&rid).await;
+    let mut after = fresh.join(&rid).await;
+    let joined = after.as_object_mut().unwrap();
+    let lab2_unread = (joined.remove("unread").unwrap(), joined.remove("firstUnreadId").unwrap());
+    assert_eq!(lab2_unread, (json!(3), json!(a)), "a new reader has read nothing, from the first message on");
     assert_eq!(after, before, "the same history, with the same receipts and times, after a restart");
     let page = fresh.call("history", json!({"requestId": rid})).await;
     assert_eq!(page[0]["data"], before);

@@ -175,7 +175,10 @@ fn absent_names_stay_absent() {
 }
 
 /// Source files allowed past [`MAX_LINES`], each with its reason.
-const LONG_FILES: &[(&str, &str)] = &[];
+const LONG_FILES: &[(&str, &str)] = &[(
+    "crates/labchat-transport-ws/src/protocol/client.rs",
+    "the one home of every client event (name, command, DTO and its validation, side by side), so that adding an event touches one file",
+)];
 
 const MAX_LINES: usize = 400;
 

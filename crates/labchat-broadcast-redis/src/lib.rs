@@ -13,6 +13,9 @@
 //! while it stays quiet (a room that hears messages needs no check: the next seq reveals a lost
 //! one), and after a reconnection every room is caught up from the store.
 //!
+//! Inbox notices (a message posted, messages read) travel on one more channel, `labchat:inbox`,
+//! that every node subscribes to; each node's inbox hub reads the counts from the store.
+//!
 //! What a client sees while Redis is down: its node still stores and delivers every post to its
 //! own members; messages posted on other nodes arrive when Redis is back (or within a check
 //! interval, from the store), in order. Receipts marked on other nodes during the outage are not
@@ -20,6 +23,7 @@
 
 mod envelope;
 mod fill;
+mod inbox;
 mod link;
 mod metrics_names;
 mod order;
@@ -30,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use labchat_core::{BackplaneStatus, BroadcastError, Broadcaster, ChatStore, RoomSink, SinkId};
+use labchat_core::{BackplaneStatus, BroadcastError, Broadcaster, ChatStore, InboxListener, RoomSink, SinkId};
 use labchat_domain::{RequestId, RoomEvent};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
@@ -166,6 +170,10 @@ impl Broadcaster for RedisBroadcaster {
 
     fn backplane(&self) -> Option<BackplaneStatus> {
         Some(self.shared.status())
+    }
+
+    fn listen_inbox(&self, listener: Arc<dyn InboxListener>) {
+        self.shared.inbox.listen(listener);
     }
 }
 

@@ -11,6 +11,7 @@ use labchat_domain::{Cursor, HistoryLimit, HistoryQuery, RequestId, RoomEvent};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::envelope::{self, channel};
+use crate::inbox::{self, Relay};
 use crate::link::{LinkCmd, LinkHandler};
 use crate::metrics_names::{CONNECTED, RECEIVED};
 use crate::order::{Fill, RoomOrder, Step};
@@ -68,6 +69,8 @@ pub(crate) struct Shared {
     link: mpsc::UnboundedSender<LinkCmd>,
     outgoing: mpsc::Sender<Outgoing>,
     status: Mutex<BackplaneStatus>,
+    /// Where inbox notices go on this node.
+    pub(crate) inbox: Relay,
 }
 
 impl Shared {
@@ -89,6 +92,7 @@ impl Shared {
             link,
             outgoing,
             status: Mutex::new(BackplaneStatus { connected: false, detail: "connecting to redis".to_owned() }),
+            inbox: Relay::default(),
         }
     }
 
@@ -228,10 +232,21 @@ impl Shared {
         let started = Instant::now();
         let id = event.request_id();
         let payload = envelope::encode(&self.node_id, &event);
+        let notice = self.inbox.published(&self.node_id, &event);
         if let Some(room) = self.room(id) {
             self.offer(&room, event);
         }
         metrics::histogram!("labchat_broadcast_seconds").record(started.elapsed());
+        match notice {
+            Some(Ok(payload)) => {
+                let out = Outgoing { channel: inbox::CHANNEL.to_owned(), payload };
+                if let Err(e) = self.outgoing.try_send(out) {
+                    publisher::dropped(&self.node_id, 1, &format!("publish queue: {e}"));
+                }
+            }
+            Some(Err(e)) => publisher::dropped(&self.node_id, 1, &e.to_string()),
+            None => {}
+        }
         match payload {
             Ok(payload) => {
                 if let Err(e) = self.outgoing.try_send(Outgoing { channel: channel(id), payload }) {
@@ -249,10 +264,24 @@ pub(crate) struct LinkSide(pub(crate) Arc<Shared>);
 #[async_trait]
 impl LinkHandler for LinkSide {
     fn channels(&self) -> Vec<String> {
-        self.0.rooms().keys().map(|id| channel(*id)).collect()
+        let rooms = self.0.rooms().keys().map(|id| channel(*id)).collect::<Vec<_>>();
+        std::iter::once(inbox::CHANNEL.to_owned()).chain(rooms).collect()
     }
 
     fn on_payload(&self, payload: &[u8]) {
+        match inbox::decode(payload) {
+            inbox::Decoded::NotInbox => {}
+            inbox::Decoded::Notice { origin, notice } => {
+                if origin != self.0.node_id {
+                    self.0.inbox.deliver(notice);
+                }
+                return;
+            }
+            inbox::Decoded::Malformed(e) => {
+                tracing::warn!(error = %e, "ignoring a malformed inbox notice from redis");
+                return;
+            }
+        }
         let received = match envelope::decode(payload) {
             Ok(r) => r,
             Err(e) => {

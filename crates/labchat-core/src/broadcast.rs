@@ -4,6 +4,8 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use labchat_domain::{RequestId, RoomEvent};
 
+use crate::InboxListener;
+
 /// Identifies one subscriber (one websocket connection) for as long as it lives.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct SinkId(pub u64);
@@ -87,6 +89,15 @@ pub trait Broadcaster: Send + Sync + 'static {
     /// All subscribers of a room get the room's events in one same order: the order of the
     /// `publish` calls for that room.
     async fn publish(&self, event: RoomEvent) -> Result<(), BroadcastError>;
+
+    /// Registers where inbox notices go (the node's [`crate::InboxHub`]): the notice of every
+    /// event published through this broadcaster that changes inbox rows
+    /// ([`crate::InboxNotice::of`]: a posted message, messages read), whichever room it is in and
+    /// whoever joined it, and, for a cross-node broadcaster, those of every other node. Each
+    /// notice reaches the listener once, after its event was stored, and a node's notices in the
+    /// order of their `publish` calls. The default registers nothing: no notice arrives (for a
+    /// broadcaster without inbox support). A later call replaces the listener.
+    fn listen_inbox(&self, _listener: Arc<dyn InboxListener>) {}
 
     /// The state of the backplane that carries events between nodes, or `None` for a
     /// broadcaster that serves one node only.

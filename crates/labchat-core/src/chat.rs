@@ -5,13 +5,14 @@ use std::time::{Duration, Instant};
 
 use labchat_domain::{
     ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, ReceiptKind,
-    Request, RequestId, RoomEvent, Seq, User,
+    Request, RequestId, RoomEvent, Seq, Unread, User,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::access::RequestCache;
 use crate::{
-    Broadcaster, ChatError, ChatStore, Clock, Inserted, JoinError, LeaveError, MessageIdGenerator, RoomSink, SinkId,
+    Broadcaster, ChatError, ChatStore, Clock, InboxHub, Inserted, JoinError, LeaveError, MessageIdGenerator, RoomSink,
+    SinkId,
 };
 
 /// A successful join: the room's history, read after the sink was subscribed and while the
@@ -32,6 +33,8 @@ pub struct Joined {
     /// and for an empty page after a message when the broadcaster has no backplane (on one node
     /// no event arrives after a history that holds it, so the extra read it costs is skipped).
     pub covered: Option<Seq>,
+    /// The joining user's unread messages in the room: how many, and the oldest.
+    pub unread: Unread,
     _order: OwnedMutexGuard<()>,
 }
 
@@ -72,6 +75,7 @@ pub struct Chat {
     order: Box<[Arc<Mutex<()>>]>,
     history_limit: HistoryLimit,
     requests: RequestCache,
+    inbox: Arc<InboxHub>,
 }
 
 impl std::fmt::Debug for Chat {
@@ -93,6 +97,7 @@ impl Chat {
         history_limit: HistoryLimit,
     ) -> Self {
         Self {
+            inbox: Arc::new(InboxHub::new(Arc::clone(&store))),
             store,
             broadcaster,
             clock,
@@ -173,8 +178,17 @@ impl Chat {
         let order = self.room_order(request).await;
         let sink_id = sink.id();
         self.broadcaster.subscribe(request, sink).await.map_err(JoinError::Subscribe)?;
-        match self.joined_history(request, after).await {
-            Ok((history, covered)) => Ok(Joined { history, covered, _order: order }),
+        let joined = match self.joined_history(request, after).await {
+            Ok((history, covered)) => self.unread_of(user.id(), request, &history).await.map(|unread| Joined {
+                history,
+                covered,
+                unread,
+                _order: order,
+            }),
+            Err(e) => Err(e),
+        };
+        match joined {
+            Ok(joined) => Ok(joined),
             Err(e) => {
                 if !rejoin && let Err(u) = self.broadcaster.unsubscribe(request, sink_id).await {
                     tracing::warn!(error = %u, request_id = %request, "unsubscribe after a failed join failed");
@@ -224,9 +238,10 @@ impl Chat {
         Ok((history, covered))
     }
 
-    /// Unsubscribes a closing connection's sink from its rooms, without authorization (the
-    /// subscriptions were authorized when they were made).
+    /// Unsubscribes a closing connection's sink from its rooms and its inbox, without
+    /// authorization (the subscriptions were authorized when they were made).
     pub async fn disconnect(&self, sink: SinkId, rooms: impl IntoIterator<Item = RequestId>) {
+        self.inbox.unsubscribe(sink);
         for room in rooms {
             if let Err(e) = self.broadcaster.unsubscribe(room, sink).await {
                 tracing::warn!(error = %e, request_id = %room, "unsubscribe on disconnect failed");
@@ -343,6 +358,8 @@ impl Chat {
         self.broadcaster.backplane()
     }
 }
+
+mod inbox;
 
 #[cfg(test)]
 mod tests;

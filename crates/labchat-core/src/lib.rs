@@ -9,7 +9,8 @@
 //!   `labchat-memory`; across nodes through Redis in `labchat-broadcast-redis`);
 //! - [`Clock`]: what time it is.
 //!
-//! Use cases ([`Chat`]): join, leave, post, mark (delivered / read) and history. They authorize
+//! Use cases ([`Chat`]): join, leave, post, mark (delivered / read), history and the inbox
+//! (a page of it, and live updates through the node's [`InboxHub`]). They authorize
 //! every call with the domain rule (through a short-lived cache of requests), keep each room's
 //! events in one order, and report failures with types that list what each operation can
 //! return ([`ChatError`], [`JoinError`], [`LeaveError`]).
@@ -25,6 +26,7 @@ mod chat;
 mod clock;
 mod errors;
 mod idgen;
+mod inbox;
 mod store;
 
 pub use broadcast::{BackplaneStatus, BroadcastError, Broadcaster, Published, RoomSink, SinkId};
@@ -32,6 +34,7 @@ pub use chat::{Chat, DEFAULT_ACCESS_TTL, Joined, Posted};
 pub use clock::{Clock, SystemClock};
 pub use errors::{ChatError, FailureKind, JoinError, LeaveError};
 pub use idgen::MessageIdGenerator;
+pub use inbox::{InboxHub, InboxListener, InboxNotice, InboxSink};
 pub use store::{ChatStore, Inserted, Marked, StoreError};
 
 #[cfg(any(test, feature = "mocks"))]

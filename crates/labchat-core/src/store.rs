@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 use labchat_domain::{
-    HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, Seq, Timestamp, UserId,
+    HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind, Request, RequestId,
+    Seq, Timestamp, User, UserId,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -78,7 +79,10 @@ pub trait ChatStore: Send + Sync + 'static {
     async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError>;
 
     /// Stores a new message with no receipts, as the room's next message, and returns its
-    /// [`Seq`] ([`Inserted::New`]); the message's own `seq` is ignored.
+    /// [`Seq`] ([`Inserted::New`]); the message's own `seq` is ignored. A new message also
+    /// updates what [`ChatStore::inbox`] reads: the room's last message (only ever forward in
+    /// seq, whatever order concurrent calls finish in) and the sender's count of the room's
+    /// messages sent or read, so that their own posts are never unread.
     ///
     /// Seqs are the room's order: 1 for its first message, then dense (no holes, no repeats),
     /// under concurrent calls too, including calls through several store instances on one
@@ -107,6 +111,7 @@ pub trait ChatStore: Send + Sync + 'static {
     /// `request` not sent by `user` are touched; ids of other requests and unknown ids are
     /// ignored; marking as read marks as delivered too; a receipt is never marked twice.
     /// `ids` holds no duplicates. Returns exactly the ids newly marked, in the order of `ids`.
+    /// Messages newly marked as read lower `user`'s unread count of the room by as many.
     async fn mark(
         &self,
         request: RequestId,
@@ -115,6 +120,33 @@ pub trait ChatStore: Send + Sync + 'static {
         ids: &[MessageId],
         at: Timestamp,
     ) -> Result<Marked, StoreError>;
+
+    /// One page of `viewer`'s inbox, exactly as [`labchat_domain::select_page`] would pick it
+    /// from one row per room the viewer may act on now that holds at least one message: for a
+    /// TEACHER the requests whose stored creator is them at the time of the call (a request
+    /// reassigned to someone else or deleted is not listed), for LAB every existing request
+    /// ([`Request::authorize`] over the requests as they are stored now).
+    ///
+    /// Each row holds the room's last message (highest seq, with its receipts) and the viewer's
+    /// unread count: the room's messages neither sent by the viewer nor marked read by them.
+    /// Costs a bounded number of queries whatever the rooms' sizes: no message is scanned (the
+    /// counts are kept up to date by [`ChatStore::insert_message`] and [`ChatStore::mark`]).
+    /// A page may hold fewer rows than its limit and still have a following one.
+    async fn inbox(&self, viewer: &User, query: InboxQuery) -> Result<InboxPage, StoreError>;
+
+    /// The room's inbox row for each of `users`, in their order, or an empty list when the room
+    /// holds no message. No authorization: the caller decides who may see it. A bounded number of
+    /// queries, whatever the room's size and however many users are asked for.
+    async fn inbox_rows(&self, request: RequestId, users: &[UserId]) -> Result<Vec<InboxRow>, StoreError>;
+
+    /// How many messages of the room `user` neither sent nor read (0 for a room without
+    /// messages). A bounded number of queries, whatever the room's size.
+    async fn unread_count(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError>;
+
+    /// The oldest message of the room, in seq order, that `user` neither sent nor read, or
+    /// `None` when there is none. May read the room's messages in order up to that one (callers
+    /// ask only when the unread count says there is one).
+    async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError>;
 
     /// Checks that the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;

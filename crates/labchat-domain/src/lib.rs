@@ -69,6 +69,7 @@
 mod event;
 mod history;
 mod ids;
+mod inbox;
 mod message;
 mod request;
 mod seq;
@@ -85,6 +86,10 @@ pub use event::{RoomEvent, RoomEventKind};
 pub use history::{Cursor, HistoryLimit, HistoryLimitError, HistoryPage, HistoryQuery};
 pub use ids::{
     ClientMessageId, ClientMessageIdError, IdError, MessageId, ObjectIdBytes, RequestId, UserId, UserIdError,
+};
+pub use inbox::{
+    InboxCursor, InboxCursorError, InboxKey, InboxLimit, InboxLimitError, InboxPage, InboxQuery, InboxRow, Unread,
+    select_page,
 };
 pub use message::{IdempotencyKey, MarkOutcome, Message, MessageText, MessageTextError, Receipt, ReceiptKind};
 pub use request::{AccessDenied, Request};

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use labchat_core::{BroadcastError, Broadcaster, Published, RoomSink, SinkId};
+use labchat_core::{BroadcastError, Broadcaster, InboxListener, InboxNotice, Published, RoomSink, SinkId};
 use labchat_domain::{RequestId, RoomEvent};
 
 /// A [`Broadcaster`] for one process: each room's subscribers in a map.
@@ -13,9 +13,13 @@ use labchat_domain::{RequestId, RoomEvent};
 /// `publish` hands one shared [`Published`] to every sink of the room while holding the map's
 /// lock, so every subscriber sees a room's events in the order of the `publish` calls. Sinks only
 /// enqueue, so the lock is held briefly and never across an await.
+///
+/// Inbox notices of the published events go to the listener registered with
+/// [`Broadcaster::listen_inbox`], in the order of the `publish` calls.
 #[derive(Default)]
 pub struct LocalBroadcaster {
     rooms: Mutex<HashMap<RequestId, Vec<Arc<dyn RoomSink>>>>,
+    inbox: Mutex<Option<Arc<dyn InboxListener>>>,
 }
 
 impl std::fmt::Debug for LocalBroadcaster {
@@ -71,6 +75,7 @@ impl Broadcaster for LocalBroadcaster {
         let started = Instant::now();
         let room = event.request_id();
         let name = event.kind().as_str();
+        let notice = InboxNotice::of(&event);
         let published = Published::new(event);
         let receivers = {
             let rooms = self.lock();
@@ -78,11 +83,21 @@ impl Broadcaster for LocalBroadcaster {
             for sink in sinks {
                 sink.deliver(Arc::clone(&published));
             }
+            // Under the same lock as the delivery: notices in the order of the publish calls.
+            if let Some(notice) = notice
+                && let Some(listener) = &*self.inbox.lock().unwrap_or_else(|p| p.into_inner())
+            {
+                listener.notice(notice);
+            }
             sinks.len()
         };
         metrics::counter!("labchat_frames_out_total", "event" => name).increment(receivers as u64);
         metrics::histogram!("labchat_broadcast_seconds").record(started.elapsed());
         Ok(())
+    }
+
+    fn listen_inbox(&self, listener: Arc<dyn InboxListener>) {
+        *self.inbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
     }
 }
 

@@ -10,6 +10,7 @@
 //! `tests/`), so other teams can run labchat's use cases on them without any server.
 
 mod broadcast;
+mod inbox;
 mod store;
 
 pub use broadcast::LocalBroadcaster;

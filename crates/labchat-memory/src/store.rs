@@ -7,25 +7,29 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use labchat_core::{ChatStore, Inserted, Marked, StoreError};
 use labchat_domain::{
-    Cursor, HistoryPage, HistoryQuery, IdempotencyKey, Message, MessageId, ReceiptKind, Request, RequestId, Seq,
-    Timestamp, UserId,
+    Cursor, HistoryPage, HistoryQuery, IdempotencyKey, InboxPage, InboxQuery, InboxRow, Message, MessageId,
+    ReceiptKind, Request, RequestId, Seq, Timestamp, User, UserId,
 };
+
+use crate::inbox::Seen;
 
 /// One room's messages in seq order: the message with seq `n` is at index `n - 1`.
 #[derive(Default)]
-struct Room {
-    messages: Vec<Message>,
+pub(crate) struct Room {
+    pub(crate) messages: Vec<Message>,
     /// Where each message is in `messages`.
     at: HashMap<MessageId, usize>,
 }
 
 #[derive(Default)]
-struct Inner {
-    requests: HashMap<RequestId, Request>,
-    rooms: HashMap<RequestId, Room>,
+pub(crate) struct Inner {
+    pub(crate) requests: HashMap<RequestId, Request>,
+    pub(crate) rooms: HashMap<RequestId, Room>,
     /// Every stored message's room, by id (ids are unique across rooms).
     ids: HashMap<MessageId, RequestId>,
     idempotency: HashMap<IdempotencyKey, MessageId>,
+    /// Per room and user: how many of the room's messages the user sent or read.
+    pub(crate) seen: Seen,
 }
 
 /// A [`ChatStore`] in process memory. Requests are added with [`MemoryStore::add_request`].
@@ -50,6 +54,11 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Removes a request (its room's messages stay, as in the lab system's database).
+    pub fn remove_request(&self, id: RequestId) {
+        self.lock().requests.remove(&id);
     }
 
     /// Adds (or replaces) a request.
@@ -108,6 +117,7 @@ impl ChatStore for MemoryStore {
         if let Some(key) = key {
             inner.idempotency.insert(key, message.id);
         }
+        inner.seen.add(message.request_id, &message.sender_id, 1);
         Ok(Inserted::New(seq))
     }
 
@@ -143,6 +153,7 @@ impl ChatStore for MemoryStore {
         at: Timestamp,
     ) -> Result<Marked, StoreError> {
         let mut inner = self.lock();
+        let inner = &mut *inner;
         let mut marked = Marked::default();
         let Some(room) = inner.rooms.get_mut(&request) else { return Ok(marked) };
         for id in ids {
@@ -156,7 +167,26 @@ impl ChatStore for MemoryStore {
                 }
             }
         }
+        inner.seen.add(request, user, u64::try_from(marked.read.len()).unwrap_or(u64::MAX));
         Ok(marked)
+    }
+
+    async fn inbox(&self, viewer: &User, query: InboxQuery) -> Result<InboxPage, StoreError> {
+        Ok(self.lock().inbox(viewer, query))
+    }
+
+    async fn inbox_rows(&self, request: RequestId, users: &[UserId]) -> Result<Vec<InboxRow>, StoreError> {
+        Ok(self.lock().inbox_rows(request, users))
+    }
+
+    async fn unread_count(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError> {
+        Ok(self.lock().unread_count(request, user))
+    }
+
+    async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
+        let inner = self.lock();
+        let Some(room) = inner.rooms.get(&request) else { return Ok(None) };
+        Ok(room.messages.iter().find(|m| &m.sender_id != user && !m.has_receipt(ReceiptKind::Read, user)).map(|m| m.id))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

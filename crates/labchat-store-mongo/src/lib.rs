@@ -7,7 +7,7 @@
 //!
 //! ## Collections
 //!
-//! All three live in one database ([`MongoSettings::database`], default `labchat`).
+//! All of them live in one database ([`MongoSettings::database`], default `labchat`).
 //!
 //! **Requests** ([`MongoSettings::requests_collection`], default `requests`) belong to the wider
 //! lab system: labchat only reads them, by `_id` (an ObjectId), and never creates indexes on
@@ -54,6 +54,35 @@
 //! the eligible messages in one query, then inserts all their receipts with one unordered
 //! `insert_many`: a duplicate `_id` means "already marked", every other document is newly
 //! marked. Marking as read inserts the delivered receipt too.
+//!
+//! **Room summaries** ([`ROOMS_COLLECTION`]) and **counters** ([`SEEN_COLLECTION`]) are what
+//! the inbox reads, so that an inbox page never scans messages:
+//!
+//! | `chatRooms` field | value |
+//! | --- | --- |
+//! | `_id`, `requestId` | the room's request id, 24 lowercase hex digits |
+//! | `lastSeq` | the room's highest seq: its number of messages (seqs are dense) |
+//! | `lastActivityAt` | the last message's creation time, milliseconds since the epoch (an integer) |
+//! | `lastMessageId` | the last message's id, an ObjectId |
+//!
+//! | `chatSeen` field | value |
+//! | --- | --- |
+//! | `_id` | `<requestId>:<userId>` |
+//! | `requestId`, `userId` | the room and the user |
+//! | `seen` | how many of the room's messages the user sent or read |
+//!
+//! A user's unread count is `lastSeq - seen`. After a message is stored, its room's summary is
+//! moved to it with an upsert filtered on `lastSeq < seq` (a duplicate-key refusal means a later
+//! message is already there: summaries only move forward, whatever order nodes finish in) and
+//! the sender's counter is incremented, both at once; marking as read increments the reader's
+//! counter by the number newly read. These writes follow the message's: a store that fails
+//! between them leaves a count behind (logged as an error), never a message. Index:
+//! `lastActivityAt_-1_requestId_-1` serves the inbox order (latest activity first, ties by
+//! request id descending). A TEACHER's inbox first reads the ids of the requests whose creator
+//! field names them (as a string or an ObjectId; an index on that field of the requests
+//! collection, which labchat does not create, keeps this cheap); a LAB inbox checks that the
+//! requests of a page still exist. At start-up, until that index exists, rooms with messages but
+//! no summary get theirs (and their counters) built from their messages and read receipts.
 //!
 //! References inside labchat's collections are hex strings rather than ObjectIds, and receipts
 //! are documents rather than arrays inside messages, so that the same queries also run on the
@@ -105,8 +134,11 @@
 mod batch;
 mod documents;
 mod errors;
+mod inbox;
 mod migrate;
 mod sequence;
 mod store;
+mod summary;
 
 pub use store::{MESSAGES_COLLECTION, MongoSettings, MongoStore, RECEIPTS_COLLECTION};
+pub use summary::{ROOMS_COLLECTION, SEEN_COLLECTION};

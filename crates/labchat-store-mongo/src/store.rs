@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use labchat_core::{ChatStore, Inserted, Marked, StoreError};
 use labchat_domain::{
-    Cursor, HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, Seq, Timestamp, UserId,
+    Cursor, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind, Request,
+    RequestId, Seq, Timestamp, User, UserId,
 };
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::ErrorKind;
@@ -23,6 +24,7 @@ use crate::documents::{
 use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
 use crate::migrate::{assign_missing_seqs, has_seq_index};
 use crate::sequence::{Outcome, SEQ_INDEX, Sequencer};
+use crate::summary::{ROOMS_COLLECTION, SEEN_COLLECTION, Summaries, build_missing};
 
 /// The collection of labchat's messages (in [`MongoSettings::database`]).
 pub const MESSAGES_COLLECTION: &str = "chatMessages";
@@ -73,11 +75,13 @@ impl Default for MongoSettings {
 /// Cheap to share behind an `Arc`; the driver keeps a connection pool inside.
 pub struct MongoStore {
     db: Database,
-    requests: Collection<Document>,
-    messages: Collection<MessageDoc>,
-    receipts: Collection<ReceiptDoc>,
-    creator_field: String,
-    op_timeout: Duration,
+    pub(crate) requests: Collection<Document>,
+    pub(crate) messages: Collection<MessageDoc>,
+    pub(crate) receipts: Collection<ReceiptDoc>,
+    pub(crate) creator_field: String,
+    pub(crate) op_timeout: Duration,
+    /// The room summaries and per-user counters the inbox reads.
+    pub(crate) summaries: Summaries,
     /// Assigns seqs and stores messages.
     sequencer: Arc<Sequencer>,
     /// The group commit of message inserts, when [`MongoSettings::batch_inserts`] is on.
@@ -124,6 +128,11 @@ impl MongoStore {
             requests: db.collection(&settings.requests_collection),
             messages,
             receipts: db.collection(RECEIPTS_COLLECTION),
+            summaries: Summaries {
+                rooms: db.collection(ROOMS_COLLECTION),
+                seen: db.collection(SEEN_COLLECTION),
+                op_timeout: limit,
+            },
             db,
             creator_field: settings.creator_field,
             op_timeout: limit,
@@ -133,6 +142,16 @@ impl MongoStore {
             tracing::info!(messages = migrated, "gave messages stored before seqs existed their seqs");
         }
         store.create_indexes().await?;
+        if !store.summaries.built().await? {
+            let built = build_missing(&store.summaries, &store.messages, &store.receipts).await?;
+            tracing::info!(rooms = built, "built the inbox summaries of rooms stored before they existed");
+            // Created after the build: its presence tells later start-ups to skip it.
+            let rooms = IndexModel::builder()
+                .keys(doc! {"lastActivityAt": -1, "requestId": -1})
+                .options(IndexOptions::builder().name("lastActivityAt_-1_requestId_-1".to_owned()).build())
+                .build();
+            bounded(limit, "create the index of the room summaries", store.summaries.rooms.create_index(rooms)).await?;
+        }
         Ok(store)
     }
 
@@ -159,7 +178,7 @@ impl MongoStore {
     }
 
     /// The messages with their receipts (one query for all the receipts).
-    async fn with_receipts(&self, docs: Vec<MessageDoc>, context: &str) -> Result<Vec<Message>, StoreError> {
+    pub(crate) async fn with_receipts(&self, docs: Vec<MessageDoc>, context: &str) -> Result<Vec<Message>, StoreError> {
         let mut messages = docs
             .into_iter()
             .map(MessageDoc::into_message)
@@ -239,7 +258,13 @@ impl ChatStore for MongoStore {
             None => self.sequencer.store_one(doc).await,
         };
         match outcome {
-            Outcome::Inserted(seq) => Ok(Inserted::New(seq)),
+            Outcome::Inserted(seq) => {
+                // Stored is what counts: a failure here leaves the inbox behind, not the message.
+                if let Err(e) = self.summaries.posted(message, seq).await {
+                    tracing::error!(error = %e, request_id = %message.request_id, "updating the inbox summary of a stored message failed");
+                }
+                Ok(Inserted::New(seq))
+            }
             Outcome::DuplicateKey => self.original_of(message).await,
             Outcome::Failed(e) => Err(e),
         }
@@ -337,7 +362,30 @@ impl ChatStore for MongoStore {
                 ReceiptKind::Read => marked.read.push(id),
             }
         }
+        if !marked.read.is_empty() {
+            let n = u64::try_from(marked.read.len()).unwrap_or(u64::MAX);
+            // The receipts are stored: a failure here leaves the unread count behind, not them.
+            if let Err(e) = self.summaries.add_seen(request, user, n).await {
+                tracing::error!(error = %e, request_id = %request, "counting messages read failed");
+            }
+        }
         Ok(marked)
+    }
+
+    async fn inbox(&self, viewer: &User, query: InboxQuery) -> Result<InboxPage, StoreError> {
+        self.inbox_page(viewer, query).await
+    }
+
+    async fn inbox_rows(&self, request: RequestId, users: &[UserId]) -> Result<Vec<InboxRow>, StoreError> {
+        self.inbox_rows_of(request, users).await
+    }
+
+    async fn unread_count(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError> {
+        self.unread_of(request, user).await
+    }
+
+    async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
+        self.first_unread_of(request, user).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use labchat_core::RoomSink;
+use labchat_core::{InboxSink, RoomSink};
 use labchat_domain::{Cursor, ReceiptKind, RequestId};
 use serde_json::Value;
 
@@ -116,9 +116,10 @@ impl Session {
                 // Queued while the room's order is held: history first, then live events.
                 let (keep, budget) =
                     (Keep::for_cursor(after.map_or(Cursor::Latest, Cursor::After)), server.config().reply_budget());
+                let budget = budget.saturating_sub(protocol::join_fields_len(&joined.unread));
                 let (frame, has_more) =
                     protocol::room_history_with_more(*request_id, &joined.history, keep, budget, id);
-                self.sink.reply(ServerEvent::RoomHistory, frame);
+                self.sink.reply(ServerEvent::RoomHistory, protocol::with_join_fields(frame, &joined.unread));
                 // A page after a message that stops short of the newest: the client pages on,
                 // and the held messages past the page would leave a hole before them.
                 let cut = after.is_some() && has_more;
@@ -174,6 +175,19 @@ impl Session {
                 self.ack(AckData::Room(*request_id), id);
             }
             Command::RefreshToken { token } => return self.refresh(server, token, id),
+            Command::Inbox { query } => {
+                let page = chat.inbox(&user, *query).await.map_err(WireError::from)?;
+                // Sent without an id too: it is the only frame that carries the result.
+                self.sink.reply(ServerEvent::Ack, protocol::inbox_ack(&page, id));
+            }
+            Command::SubscribeInbox => {
+                chat.subscribe_inbox(&user, Arc::clone(&self.sink) as Arc<dyn InboxSink>);
+                self.ack(AckData::Empty, id);
+            }
+            Command::UnsubscribeInbox => {
+                chat.unsubscribe_inbox(self.sink.sink_id());
+                self.ack(AckData::Empty, id);
+            }
         }
         Ok(Outcome::Done)
     }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use futures_util::{Sink, SinkExt};
-use labchat_core::{Published, RoomSink, SinkId};
+use labchat_core::{InboxSink, Published, RoomSink, SinkId};
+use labchat_domain::InboxRow;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
@@ -184,6 +185,16 @@ impl RoomSink for ConnSink {
         } else {
             self.push(frame);
         }
+    }
+}
+
+impl InboxSink for ConnSink {
+    fn id(&self) -> SinkId {
+        self.id
+    }
+
+    fn deliver_inbox(&self, row: Arc<InboxRow>) {
+        self.reply(ServerEvent::InboxUpdate, protocol::inbox_update(&row));
     }
 }
 

@@ -116,8 +116,9 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
         }
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let chat = Chat::new(store, broadcaster, Arc::clone(&clock), settings.history_limit)
+    let chat = Chat::new(store, Arc::clone(&broadcaster), Arc::clone(&clock), settings.history_limit)
         .with_access_ttl(settings.ws.access_recheck_interval);
+    broadcaster.listen_inbox(chat.inbox_listener());
     let mut server = Server::new(Arc::new(chat), auth, settings.ws, clock);
     if let Some(render) = observe::metrics_renderer() {
         server = server.with_metrics(render);

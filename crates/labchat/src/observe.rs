@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use labchat_core::{ChatStore, Inserted, Marked, StoreError};
 use labchat_domain::{
-    HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, Seq, Timestamp, UserId,
+    HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind, Request, RequestId,
+    Seq, Timestamp, User, UserId,
 };
 use labchat_transport_ws::MetricsRenderer;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -139,6 +140,34 @@ impl ChatStore for MeteredStore {
         let t = Instant::now();
         let r = self.inner.mark(request, user, kind, ids, at).await;
         record("mark", t, &r);
+        r
+    }
+
+    async fn inbox(&self, viewer: &User, query: InboxQuery) -> Result<InboxPage, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.inbox(viewer, query).await;
+        record("inbox", t, &r);
+        r
+    }
+
+    async fn inbox_rows(&self, request: RequestId, users: &[UserId]) -> Result<Vec<InboxRow>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.inbox_rows(request, users).await;
+        record("inbox_rows", t, &r);
+        r
+    }
+
+    async fn unread_count(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.unread_count(request, user).await;
+        record("unread_count", t, &r);
+        r
+    }
+
+    async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.first_unread(request, user).await;
+        record("first_unread", t, &r);
         r
     }
 

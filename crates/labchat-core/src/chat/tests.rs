@@ -39,6 +39,12 @@ fn store_with_request() -> MockChatStore {
     s
 }
 
+/// The joining user has nothing unread.
+fn nothing_unread(store: &mut MockChatStore) {
+    store.expect_unread_count().returning(|_, _| Ok(0));
+    store.expect_first_unread().never();
+}
+
 fn chat(store: MockChatStore, broadcaster: MockBroadcaster) -> Chat {
     Chat::new(Arc::new(store), Arc::new(broadcaster), Arc::new(clock()), HistoryLimit::DEFAULT)
 }
@@ -200,6 +206,7 @@ fn quiet_sink(id: u64) -> Arc<dyn RoomSink> {
 async fn join_subscribes_then_reads_history_and_forbidden_join_does_neither() {
     let mut order = Sequence::new();
     let mut store = store_with_request();
+    nothing_unread(&mut store);
     let mut b = MockBroadcaster::new();
     b.expect_subscribe()
         .withf(|r, s| *r == rid(1) && s.id() == SinkId(42))
@@ -225,6 +232,7 @@ async fn join_subscribes_then_reads_history_and_forbidden_join_does_neither() {
 #[tokio::test]
 async fn an_empty_page_after_a_message_covers_up_to_that_message() {
     let mut store = store_with_request();
+    nothing_unread(&mut store);
     store
         .expect_history()
         .withf(|_, q| q.cursor == Cursor::After(mid(3)))
@@ -256,6 +264,7 @@ async fn an_empty_page_after_a_message_covers_up_to_that_message() {
 #[tokio::test]
 async fn without_a_backplane_an_empty_page_costs_no_extra_read() {
     let mut store = store_with_request();
+    nothing_unread(&mut store);
     store.expect_history().times(1).returning(|_, _| Ok(Some(HistoryPage::default())));
     let mut b = MockBroadcaster::new();
     b.expect_subscribe().returning(|_, _| Ok(()));
@@ -374,5 +383,28 @@ async fn a_missing_request_is_looked_up_every_time() {
     for _ in 0..2 {
         let err = chat.check_access(&user("lab", Role::Lab), rid(9)).await.unwrap_err();
         assert!(matches!(err, ChatError::Forbidden));
+    }
+}
+
+#[tokio::test]
+async fn a_join_tells_the_unread_count_and_finds_the_first_unread_in_its_page_when_it_holds_them_all() {
+    // Messages 1..=4 of the room: 1 by t1 (the joining teacher), 2 read by t1, 3 and 4 unread.
+    let page = || {
+        let mut messages: Vec<Message> = (1..=4).map(|n| message(n, u64::from(n))).collect();
+        messages[0].sender_id = UserId::parse("t1").unwrap();
+        let at = Timestamp::from_unix_millis(5);
+        messages[1].mark(rid(1), &UserId::parse("t1").unwrap(), ReceiptKind::Read, at);
+        HistoryPage { messages, has_more: false }
+    };
+    for (count, from_store, want) in [(2, None, Some(mid(3))), (3, Some(mid(9)), Some(mid(9))), (0, None, None)] {
+        let mut store = store_with_request();
+        store.expect_history().returning(move |_, _| Ok(Some(page())));
+        store.expect_unread_count().times(1).returning(move |_, _| Ok(count));
+        // Asked only when the page does not hold every unread message.
+        store.expect_first_unread().times(usize::from(from_store.is_some())).returning(move |_, _| Ok(from_store));
+        let mut b = MockBroadcaster::new();
+        b.expect_subscribe().returning(|_, _| Ok(()));
+        let joined = chat(store, b).join(&user("t1", Role::Teacher), rid(1), None, quiet_sink(1), false).await.unwrap();
+        assert_eq!(joined.unread, Unread { count, first: want }, "count {count}");
     }
 }

@@ -140,3 +140,26 @@ async fn refresh_says_the_expiry_changed_and_another_user_closes() {
     );
     assert_eq!(sent(&s)[0]["data"]["code"], "FORBIDDEN");
 }
+
+#[tokio::test]
+async fn inbox_replies_even_without_id_and_subscribing_acks_with_an_empty_object() {
+    let f = fixture();
+    let rid = f.request(4, "t").to_hex();
+    let mut s = session("t", Role::Teacher);
+    let post = json!({"event": "message", "data": {"requestId": rid, "message": "hi"}}).to_string();
+    assert_eq!(s.handle(&f.server, &post).await, Outcome::Done);
+    let inbox = json!({"event": "inbox", "data": {"limit": 10}}).to_string();
+    assert_eq!(s.handle(&f.server, &inbox).await, Outcome::Done);
+    let frames = sent(&s);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["event"], "ack");
+    assert!(frames[0].get("id").is_none());
+    assert_eq!(frames[0]["data"]["rooms"][0]["requestId"], rid);
+    assert_eq!(frames[0]["data"]["rooms"][0]["unread"], 0, "own posts are not unread");
+    assert_eq!(frames[0]["data"]["next"], Value::Null);
+    for event in ["subscribeInbox", "unsubscribeInbox"] {
+        let frame = json!({"event": event, "data": {}, "id": 3}).to_string();
+        assert_eq!(s.handle(&f.server, &frame).await, Outcome::Done);
+        assert_eq!(sent(&s), [json!({"event": "ack", "data": {}, "id": 3})], "{event}");
+    }
+}

@@ -5,7 +5,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use labchat_domain::{ClientMessageId, Cursor, HistoryLimit, MessageId, MessageText, RequestId};
+use labchat_domain::{
+    ClientMessageId, Cursor, HistoryLimit, InboxCursor, InboxLimit, InboxQuery, MessageId, MessageText, RequestId,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -33,11 +35,17 @@ pub enum ClientEvent {
     History,
     /// `refreshToken`: replace the connection's token.
     RefreshToken,
+    /// `inbox`: a page of the user's rooms with their unread counts.
+    Inbox,
+    /// `subscribeInbox`: receive `inboxUpdate` events.
+    SubscribeInbox,
+    /// `unsubscribeInbox`: stop receiving `inboxUpdate` events.
+    UnsubscribeInbox,
 }
 
 impl ClientEvent {
     /// Every client event, in the order the protocol lists them.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 10] = [
         Self::JoinRoom,
         Self::LeaveRoom,
         Self::Message,
@@ -45,6 +53,9 @@ impl ClientEvent {
         Self::ReadMessages,
         Self::History,
         Self::RefreshToken,
+        Self::Inbox,
+        Self::SubscribeInbox,
+        Self::UnsubscribeInbox,
     ];
 
     /// The event's name on the wire; also a fixed set of metric label values.
@@ -57,6 +68,9 @@ impl ClientEvent {
             Self::ReadMessages => "readMessages",
             Self::History => "history",
             Self::RefreshToken => "refreshToken",
+            Self::Inbox => "inbox",
+            Self::SubscribeInbox => "subscribeInbox",
+            Self::UnsubscribeInbox => "unsubscribeInbox",
         }
     }
 }
@@ -167,6 +181,15 @@ pub enum Command {
         /// The new token.
         token: String,
     },
+    /// `inbox`.
+    Inbox {
+        /// The page: its size and where it starts.
+        query: InboxQuery,
+    },
+    /// `subscribeInbox`.
+    SubscribeInbox,
+    /// `unsubscribeInbox`.
+    UnsubscribeInbox,
 }
 
 impl Command {
@@ -179,7 +202,7 @@ impl Command {
             | Self::AckMessages { request_id, .. }
             | Self::ReadMessages { request_id, .. }
             | Self::History { request_id, .. } => Some(*request_id),
-            Self::RefreshToken { .. } => None,
+            Self::RefreshToken { .. } | Self::Inbox { .. } | Self::SubscribeInbox | Self::UnsubscribeInbox => None,
         }
     }
 
@@ -193,6 +216,9 @@ impl Command {
             Self::ReadMessages { .. } => ClientEvent::ReadMessages,
             Self::History { .. } => ClientEvent::History,
             Self::RefreshToken { .. } => ClientEvent::RefreshToken,
+            Self::Inbox { .. } => ClientEvent::Inbox,
+            Self::SubscribeInbox => ClientEvent::SubscribeInbox,
+            Self::UnsubscribeInbox => ClientEvent::UnsubscribeInbox,
         }
     }
 }
@@ -214,6 +240,9 @@ pub(super) fn command(event: ClientEvent, data: Map<String, Value>, limits: &Dec
         }
         ClientEvent::History => dto::<History>(data)?.command(),
         ClientEvent::RefreshToken => dto::<RefreshToken>(data)?.command(),
+        ClientEvent::Inbox => dto::<Inbox>(data)?.command(),
+        ClientEvent::SubscribeInbox => Ok(Command::SubscribeInbox),
+        ClientEvent::UnsubscribeInbox => Ok(Command::UnsubscribeInbox),
     }
 }
 
@@ -277,6 +306,14 @@ struct History {
 #[serde(default)]
 struct RefreshToken {
     token: Field,
+}
+
+/// `inbox {limit?, before?}`.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Inbox {
+    limit: Field,
+    before: Field,
 }
 
 // Validation: DTO to command. The room is checked first; later errors carry it.
@@ -365,6 +402,29 @@ impl History {
             Some(_) => return Err(fail("field data.limit must be a positive integer".into())),
         };
         Ok(Command::History { request_id, cursor, limit })
+    }
+}
+
+impl Inbox {
+    fn command(self) -> Result<Command, Fail> {
+        let fail = |m: String| (m, None);
+        let limit = match self.limit.non_null() {
+            None => InboxLimit::DEFAULT,
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .and_then(|n| InboxLimit::new(n).ok())
+                .ok_or_else(|| fail(format!("field data.limit must be an integer from 1 to {}", InboxLimit::MAX)))?,
+            Some(_) => {
+                return Err(fail(format!("field data.limit must be an integer from 1 to {}", InboxLimit::MAX)));
+            }
+        };
+        let bad_cursor = || fail("field data.before must be the `next` cursor of an earlier inbox reply".into());
+        let before = match self.before.non_null() {
+            None => None,
+            Some(Value::String(s)) => Some(InboxCursor::parse(&s).map_err(|_| bad_cursor())?),
+            Some(_) => return Err(bad_cursor()),
+        };
+        Ok(Command::Inbox { query: InboxQuery { limit, before } })
     }
 }
 

@@ -26,12 +26,21 @@ pub enum ServerEvent {
     MessagesDelivered,
     /// `messageReads`: a user newly read messages.
     MessageReads,
+    /// `inboxUpdate`: a room's inbox row changed for the user.
+    InboxUpdate,
 }
 
 impl ServerEvent {
     /// Every server event.
-    pub const ALL: [Self; 6] =
-        [Self::Ack, Self::Error, Self::RoomHistory, Self::Message, Self::MessagesDelivered, Self::MessageReads];
+    pub const ALL: [Self; 7] = [
+        Self::Ack,
+        Self::Error,
+        Self::RoomHistory,
+        Self::Message,
+        Self::MessagesDelivered,
+        Self::MessageReads,
+        Self::InboxUpdate,
+    ];
 
     /// The event's name on the wire; also a fixed set of metric label values.
     pub const fn as_str(self) -> &'static str {
@@ -42,6 +51,7 @@ impl ServerEvent {
             Self::Message => RoomEventKind::Message.as_str(),
             Self::MessagesDelivered => RoomEventKind::Delivered.as_str(),
             Self::MessageReads => RoomEventKind::Read.as_str(),
+            Self::InboxUpdate => "inboxUpdate",
         }
     }
 }
@@ -196,6 +206,8 @@ pub enum AckData<'a> {
     Marked(RequestId, &'a [MessageId]),
     /// `refreshToken`: `{expiresAt}`.
     Refreshed(Timestamp),
+    /// `subscribeInbox`, `unsubscribeInbox`: `{}`.
+    Empty,
 }
 
 /// An `ack` frame for the frame with correlation id `id`.
@@ -222,6 +234,7 @@ pub fn ack(data: AckData<'_>, id: &Value) -> String {
         AckData::Message(m) => frame(name, WireMessage::from(m), Some(id)),
         AckData::Marked(r, ids) => frame(name, Marked { request_id: r.to_hex(), messages: hex_ids(ids) }, Some(id)),
         AckData::Refreshed(t) => frame(name, Refreshed { expires_at: rfc3339(t) }, Some(id)),
+        AckData::Empty => frame(name, serde_json::Map::new(), Some(id)),
     }
 }
 

@@ -1,4 +1,6 @@
-use labchat_domain::{ClientMessageId, Cursor, HistoryLimit, MessageId, MessageText, Timestamp};
+use labchat_domain::{
+    ClientMessageId, Cursor, HistoryLimit, InboxCursor, InboxLimit, InboxQuery, MessageId, MessageText, Timestamp,
+};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -14,6 +16,9 @@ const MID: &str = "6751b5e11ad14eaa13a032fa";
 fn dec(v: Value) -> Result<Inbound, Box<BadFrame>> {
     decode(&v.to_string(), &DecodeLimits::default())
 }
+
+/// A cursor the server could have issued.
+const INBOX_CURSOR: &str = "i1.0000019383b0a1236751b6df1ad14eaa13a03313";
 
 #[test]
 fn decodes_every_event() {
@@ -51,6 +56,18 @@ fn decodes_every_event() {
             },
         ),
         (json!({"event":"refreshToken","data":{"token":"a.b.c"}}), Command::RefreshToken { token: "a.b.c".into() }),
+        (json!({"event":"inbox","data":{}}), Command::Inbox { query: InboxQuery::default() }),
+        (
+            json!({"event":"inbox","data":{"limit":7,"before":INBOX_CURSOR}}),
+            Command::Inbox {
+                query: InboxQuery {
+                    limit: InboxLimit::new(7).unwrap(),
+                    before: Some(InboxCursor::parse(INBOX_CURSOR).unwrap()),
+                },
+            },
+        ),
+        (json!({"event":"subscribeInbox","data":{}}), Command::SubscribeInbox),
+        (json!({"event":"unsubscribeInbox","data":{"x":1}}), Command::UnsubscribeInbox),
     ];
     for (frame, want) in cases {
         assert_eq!(dec(frame.clone()).map(|i| i.command), Ok(want), "{frame}");

@@ -10,7 +10,18 @@ use crate::protocol::{CLIENT_EVENTS, ClientEvent, ServerEvent, UnknownEvent, kno
 fn client_event_names_round_trip_and_are_the_protocol_s() {
     assert_eq!(
         CLIENT_EVENTS,
-        ["joinRoom", "leaveRoom", "message", "ackMessages", "readMessages", "history", "refreshToken"]
+        [
+            "joinRoom",
+            "leaveRoom",
+            "message",
+            "ackMessages",
+            "readMessages",
+            "history",
+            "refreshToken",
+            "inbox",
+            "subscribeInbox",
+            "unsubscribeInbox"
+        ]
     );
     for (event, name) in ClientEvent::ALL.into_iter().zip(CLIENT_EVENTS) {
         assert_eq!((event.as_str(), event.to_string()), (name, name.to_owned()));
@@ -27,7 +38,7 @@ fn client_event_names_round_trip_and_are_the_protocol_s() {
 fn the_unknown_event_message_lists_every_client_event() {
     assert_eq!(
         UnknownEvent("x".into()).to_string(),
-        r#"unknown event "x" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history or refreshToken)"#
+        r#"unknown event "x" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox or unsubscribeInbox)"#
     );
 }
 
@@ -37,6 +48,7 @@ fn a_decoded_frame_names_its_event_and_its_command_agrees() {
         ClientEvent::RefreshToken => json!({"token": "a.b.c"}),
         ClientEvent::Message => json!({"requestId": RID, "message": "hi"}),
         ClientEvent::AckMessages | ClientEvent::ReadMessages => json!({"requestId": RID, "messages": [RID]}),
+        ClientEvent::Inbox | ClientEvent::SubscribeInbox | ClientEvent::UnsubscribeInbox => json!({}),
         _ => json!({"requestId": RID}),
     };
     for event in ClientEvent::ALL {
@@ -48,7 +60,7 @@ fn a_decoded_frame_names_its_event_and_its_command_agrees() {
 #[test]
 fn server_event_names_are_the_protocol_s_and_room_events_come_from_the_domain() {
     let names: Vec<&str> = ServerEvent::ALL.iter().map(|e| e.as_str()).collect();
-    assert_eq!(names, ["ack", "error", "roomHistory", "message", "messagesDelivered", "messageReads"]);
+    assert_eq!(names, ["ack", "error", "roomHistory", "message", "messagesDelivered", "messageReads", "inboxUpdate"]);
     for kind in RoomEventKind::ALL {
         assert!(names.contains(&kind.as_str()), "{kind} is a server event");
     }

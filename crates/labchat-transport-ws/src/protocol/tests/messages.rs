@@ -34,13 +34,25 @@ fn every_bad_frame_message_word_for_word() {
         (json!({"event":"nope"}), "missing field data"),
         (
             json!({"event":"nope","data":{}}),
-            r#"unknown event "nope" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history or refreshToken)"#,
+            r#"unknown event "nope" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox or unsubscribeInbox)"#,
         ),
         (
             json!({"event":"a\"b","data":{}}),
-            r#"unknown event "a\"b" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history or refreshToken)"#,
+            r#"unknown event "a\"b" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox or unsubscribeInbox)"#,
         ),
         (json!({"event":"refreshToken","data":{}}), "field data.token must be a non-empty string"),
+        (json!({"event":"inbox","data":{"limit":0}}), "field data.limit must be an integer from 1 to 100"),
+        (json!({"event":"inbox","data":{"limit":101}}), "field data.limit must be an integer from 1 to 100"),
+        (json!({"event":"inbox","data":{"limit":2.5}}), "field data.limit must be an integer from 1 to 100"),
+        (json!({"event":"inbox","data":{"limit":"5"}}), "field data.limit must be an integer from 1 to 100"),
+        (
+            json!({"event":"inbox","data":{"before":"abc"}}),
+            "field data.before must be the `next` cursor of an earlier inbox reply",
+        ),
+        (
+            json!({"event":"inbox","data":{"before":5}}),
+            "field data.before must be the `next` cursor of an earlier inbox reply",
+        ),
         (json!({"event":"refreshToken","data":{"token":""}}), "field data.token must be a non-empty string"),
         (json!({"event":"refreshToken","data":{"token":5}}), "field data.token must be a non-empty string"),
         (json!({"event":"leaveRoom","data":{}}), "missing field data.requestId"),

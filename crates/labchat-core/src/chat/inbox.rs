@@ -1,0 +1,60 @@
+//! The inbox use cases of [`Chat`]: a page of a user's inbox, live inbox subscriptions, and the
+//! unread messages a join tells.
+
+use std::sync::Arc;
+
+use labchat_domain::{HistoryPage, InboxPage, InboxQuery, Message, ReceiptKind, RequestId, Unread, User, UserId};
+
+use super::Chat;
+use crate::{ChatError, InboxListener, InboxSink, SinkId};
+
+impl Chat {
+    /// `user`'s unread messages in the room: the count from the store, and the oldest from the
+    /// join's page when the page holds all of them (else from the store).
+    pub(super) async fn unread_of(
+        &self,
+        user: &UserId,
+        request: RequestId,
+        page: &HistoryPage,
+    ) -> Result<Unread, ChatError> {
+        let count =
+            self.store.unread_count(request, user).await.map_err(ChatError::store("counting unread messages"))?;
+        if count == 0 {
+            return Ok(Unread::default());
+        }
+        let unread_in_page: Vec<&Message> =
+            page.messages.iter().filter(|m| &m.sender_id != user && !m.has_receipt(ReceiptKind::Read, user)).collect();
+        let first = match unread_in_page.first() {
+            Some(m) if u64::try_from(unread_in_page.len()).unwrap_or(u64::MAX) >= count => Some(m.id),
+            _ => self
+                .store
+                .first_unread(request, user)
+                .await
+                .map_err(ChatError::store("finding the first unread message"))?,
+        };
+        Ok(Unread { count, first })
+    }
+
+    /// A page of `user`'s inbox: the rooms they may act on that hold messages, most recent
+    /// activity first, each with their unread count (see [`crate::ChatStore::inbox`]). Needs no
+    /// authorization: the store lists only what the user may act on, as it is stored now.
+    pub async fn inbox(&self, user: &User, query: InboxQuery) -> Result<InboxPage, ChatError> {
+        self.store.inbox(user, query).await.map_err(ChatError::store("reading an inbox"))
+    }
+
+    /// Subscribes `sink` to `user`'s live inbox updates (see [`crate::InboxHub`]); twice is as once.
+    pub fn subscribe_inbox(&self, user: &User, sink: Arc<dyn InboxSink>) {
+        self.inbox.subscribe(user, sink);
+    }
+
+    /// Stops the sink's inbox updates; harmless when it was not subscribed.
+    pub fn unsubscribe_inbox(&self, sink: SinkId) {
+        self.inbox.unsubscribe(sink);
+    }
+
+    /// The node's inbox hub, as the broadcaster's listener: the wiring registers it with
+    /// [`crate::Broadcaster::listen_inbox`] so that posts and reads reach inbox subscribers.
+    pub fn inbox_listener(&self) -> Arc<dyn InboxListener> {
+        Arc::clone(&self.inbox) as Arc<dyn InboxListener>
+    }
+}

@@ -1,0 +1,286 @@
+//! Live inbox updates: the notices that change inbox rows, the sinks of the connections that
+//! subscribed to their user's inbox, and the hub that turns one into updates for the other.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use labchat_domain::{InboxRow, RequestId, RoomEvent, User, UserId};
+use tokio::sync::mpsc;
+
+use crate::{ChatStore, SinkId};
+
+/// What changed inbox rows of a room, as every node hears it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum InboxNotice {
+    /// A message was stored in the room: every user who may act on it has a new last message.
+    Posted {
+        /// The room.
+        request_id: RequestId,
+    },
+    /// `user` newly read messages of the room: their unread count changed.
+    Read {
+        /// The room.
+        request_id: RequestId,
+        /// Who read.
+        user: UserId,
+    },
+}
+
+impl InboxNotice {
+    /// The notice a room event makes, if it changes inbox rows (a posted message, messages read).
+    pub fn of(event: &RoomEvent) -> Option<Self> {
+        match event {
+            RoomEvent::MessagePosted(m) => Some(Self::Posted { request_id: m.request_id }),
+            RoomEvent::Read { request_id, user_id, .. } => {
+                Some(Self::Read { request_id: *request_id, user: user_id.clone() })
+            }
+            _ => None,
+        }
+    }
+
+    /// The room.
+    pub const fn request_id(&self) -> RequestId {
+        match self {
+            Self::Posted { request_id } | Self::Read { request_id, .. } => *request_id,
+        }
+    }
+}
+
+/// Where a broadcaster hands inbox notices (see `Broadcaster::listen_inbox`).
+pub trait InboxListener: Send + Sync + 'static {
+    /// Takes one notice. Must not block; notices are handled in the order they are taken.
+    fn notice(&self, notice: InboxNotice);
+}
+
+/// One connection's inbox subscription (implemented by the transport).
+pub trait InboxSink: Send + Sync + 'static {
+    /// The subscriber's id; stable for the sink's life (the same as its room sink's).
+    fn id(&self) -> SinkId;
+
+    /// Queues an inbox update: the row of one room for the sink's user. Must not block.
+    fn deliver_inbox(&self, row: Arc<InboxRow>);
+}
+
+/// How many notices may wait for the hub's task before new ones are dropped (and logged).
+const NOTICE_QUEUE: usize = 65_536;
+
+type Subscribers = HashMap<User, Vec<Arc<dyn InboxSink>>>;
+
+/// The node's inbox subscriptions, and the one task that turns notices into updates.
+///
+/// Notices are handled one at a time in the order they arrive, so the updates a connection
+/// receives follow the store's counts in time: a user never sees an older unread count after a
+/// newer one. For each notice the room's request is looked up in the store (so a room the user
+/// may no longer act on is never announced to them), then the rows of the interested local
+/// users are read with one call: for a post, every subscribed user who may act on the room; for
+/// a read, that user alone.
+pub struct InboxHub {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<InboxNotice>,
+    rx: Mutex<Option<mpsc::Receiver<InboxNotice>>>,
+}
+
+struct Shared {
+    store: Arc<dyn ChatStore>,
+    subscribers: Mutex<Subscribers>,
+}
+
+impl Shared {
+    fn subscribers(&self) -> MutexGuard<'_, Subscribers> {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::fmt::Debug for InboxHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboxHub").field("users", &self.shared.subscribers().len()).finish_non_exhaustive()
+    }
+}
+
+impl InboxHub {
+    /// A hub with no subscriber, reading rows from `store`. Its task starts with the first
+    /// subscription (inside the caller's tokio runtime).
+    pub fn new(store: Arc<dyn ChatStore>) -> Self {
+        let (tx, rx) = mpsc::channel(NOTICE_QUEUE);
+        Self { shared: Arc::new(Shared { store, subscribers: Mutex::default() }), tx, rx: Mutex::new(Some(rx)) }
+    }
+
+    /// Subscribes `sink` to `user`'s inbox. Subscribing twice is the same as once.
+    pub fn subscribe(&self, user: &User, sink: Arc<dyn InboxSink>) {
+        if let Some(rx) = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            tokio::spawn(run(Arc::clone(&self.shared), rx));
+        }
+        let mut subscribers = self.shared.subscribers();
+        let sinks = subscribers.entry(user.clone()).or_default();
+        if !sinks.iter().any(|s| s.id() == sink.id()) {
+            sinks.push(sink);
+        }
+    }
+
+    /// Unsubscribes the sink; an unknown sink is ignored.
+    pub fn unsubscribe(&self, sink: SinkId) {
+        self.shared.subscribers().retain(|_, sinks| {
+            sinks.retain(|s| s.id() != sink);
+            !sinks.is_empty()
+        });
+    }
+
+    /// How many connections are subscribed.
+    pub fn subscription_count(&self) -> usize {
+        self.shared.subscribers().values().map(Vec::len).sum()
+    }
+}
+
+impl InboxListener for InboxHub {
+    fn notice(&self, notice: InboxNotice) {
+        if self.shared.subscribers().is_empty() {
+            return;
+        }
+        if let Err(e) = self.tx.try_send(notice) {
+            tracing::warn!(error = %e, "inbox notice dropped: the inbox task is behind");
+        }
+    }
+}
+
+async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<InboxNotice>) {
+    while let Some(notice) = rx.recv().await {
+        handle(&shared, &notice).await;
+    }
+}
+
+/// Sends the rows `notice` changed to the subscribed sinks of the users it concerns.
+async fn handle(shared: &Shared, notice: &InboxNotice) {
+    let request_id = notice.request_id();
+    let candidates: Vec<User> = {
+        let subscribers = shared.subscribers();
+        match notice {
+            InboxNotice::Posted { .. } => subscribers.keys().cloned().collect(),
+            InboxNotice::Read { user, .. } => subscribers.keys().filter(|u| u.id() == user).cloned().collect(),
+        }
+    };
+    if candidates.is_empty() {
+        return;
+    }
+    let request = match shared.store.find_request(request_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, %request_id, "inbox update skipped: looking up the request failed");
+            return;
+        }
+    };
+    let users: Vec<User> = candidates.into_iter().filter(|u| request.authorize(u).is_ok()).collect();
+    if users.is_empty() {
+        return;
+    }
+    let ids: Vec<UserId> = users.iter().map(|u| u.id().clone()).collect();
+    let rows = match shared.store.inbox_rows(request_id, &ids).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, %request_id, "inbox update skipped: reading the rows failed");
+            return;
+        }
+    };
+    let subscribers = shared.subscribers();
+    for (user, row) in users.iter().zip(rows) {
+        let row = Arc::new(row);
+        for sink in subscribers.get(user).map_or(&[][..], Vec::as_slice) {
+            sink.deliver_inbox(Arc::clone(&row));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use labchat_domain::{Message, MessageText, Request, Role, Seq, Timestamp};
+
+    use super::*;
+    use crate::MockChatStore;
+
+    fn rid(n: u32) -> RequestId {
+        RequestId::parse(&format!("{n:024x}")).unwrap()
+    }
+
+    fn user(id: &str, role: Role) -> User {
+        User::new(UserId::parse(id).unwrap(), role)
+    }
+
+    fn row(room: RequestId, unread: u64) -> InboxRow {
+        let last_message = Message {
+            id: labchat_domain::MessageId::parse(&format!("{:024x}", 99)).unwrap(),
+            request_id: room,
+            seq: Some(Seq::FIRST),
+            sender_id: UserId::parse("lab").unwrap(),
+            sender_role: Role::Lab,
+            text: MessageText::parse("m", 10).unwrap(),
+            created_at: Timestamp::from_unix_millis(1),
+            client_message_id: None,
+            delivered_to: vec![],
+            read_by: vec![],
+        };
+        InboxRow { last_message, unread }
+    }
+
+    struct Recorder(SinkId, Mutex<Vec<InboxRow>>);
+    impl InboxSink for Recorder {
+        fn id(&self) -> SinkId {
+            self.0
+        }
+        fn deliver_inbox(&self, row: Arc<InboxRow>) {
+            self.1.lock().unwrap().push((*row).clone());
+        }
+    }
+
+    async fn settle(sinks: &[&Recorder], want: usize) {
+        for _ in 0..200 {
+            if sinks.iter().map(|s| s.1.lock().unwrap().len()).sum::<usize>() >= want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Anything more would have arrived by now too.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    #[tokio::test]
+    async fn notices_reach_only_the_users_who_may_act_on_the_room_and_a_read_only_its_reader() {
+        let mut store = MockChatStore::new();
+        store.expect_find_request().returning(|id| Ok(Some(Request::new(id, UserId::parse("t1").unwrap()))));
+        store.expect_inbox_rows().returning(|room, users| {
+            let mut ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
+            ids.sort_unstable();
+            assert!(ids == ["lab", "t1"] || ids == ["t1"], "asked for {ids:?}");
+            Ok(users.iter().map(|u| row(room, if u.as_str() == "t1" { 1 } else { 2 })).collect())
+        });
+        let hub = InboxHub::new(Arc::new(store));
+        let (t1, t1b, t2, lab) = (
+            Arc::new(Recorder(SinkId(1), Mutex::default())),
+            Arc::new(Recorder(SinkId(2), Mutex::default())),
+            Arc::new(Recorder(SinkId(3), Mutex::default())),
+            Arc::new(Recorder(SinkId(4), Mutex::default())),
+        );
+        hub.subscribe(&user("t1", Role::Teacher), t1.clone());
+        hub.subscribe(&user("t1", Role::Teacher), t1.clone());
+        hub.subscribe(&user("t1", Role::Teacher), t1b.clone());
+        hub.subscribe(&user("t2", Role::Teacher), t2.clone());
+        hub.subscribe(&user("lab", Role::Lab), lab.clone());
+        assert_eq!(hub.subscription_count(), 4);
+
+        hub.notice(InboxNotice::Posted { request_id: rid(1) });
+        settle(&[&t1, &t1b, &t2, &lab], 3).await;
+        assert_eq!(*t1.1.lock().unwrap(), [row(rid(1), 1)], "once, though subscribed twice");
+        assert_eq!(*t1b.1.lock().unwrap(), [row(rid(1), 1)], "every connection of the user");
+        assert_eq!(*lab.1.lock().unwrap(), [row(rid(1), 2)]);
+        assert!(t2.1.lock().unwrap().is_empty(), "never another teacher's room");
+
+        hub.unsubscribe(SinkId(2));
+        hub.notice(InboxNotice::Read { request_id: rid(1), user: UserId::parse("t1").unwrap() });
+        settle(&[&t1, &t1b, &t2, &lab], 4).await;
+        assert_eq!(t1.1.lock().unwrap().len(), 2, "the reader");
+        assert_eq!(t1b.1.lock().unwrap().len(), 1, "unsubscribed");
+        assert_eq!(lab.1.lock().unwrap().len(), 1, "others' counts did not change");
+        assert!(t2.1.lock().unwrap().is_empty());
+    }
+}

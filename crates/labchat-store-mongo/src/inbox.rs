@@ -1,0 +1,271 @@
+//! The inbox queries of [`MongoStore`]: a page, a room's rows, an unread count, the first unread
+//! message. Each reads the summaries and counters of `summary.rs`, never scans a room's messages
+//! (but for [`MongoStore::first_unread_of`], which reads up to the message it finds).
+
+use std::collections::{HashMap, HashSet};
+
+use futures_util::TryStreamExt;
+use labchat_core::StoreError;
+use labchat_domain::{
+    InboxCursor, InboxKey, InboxPage, InboxQuery, InboxRow, Message, MessageId, RequestId, Role, Timestamp, User,
+    UserId,
+};
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{Bson, Document, doc};
+
+use crate::MongoStore;
+use crate::documents::{IdOnly, MessageDoc, kind_name, message_id};
+use crate::errors::{bad_data, bounded};
+use crate::summary::{RoomSummary, seen_key};
+
+/// The most summary queries one LAB page makes while skipping rooms whose request was deleted;
+/// past it the page is returned short, with a cursor after the last room looked at.
+const MAX_ROUNDS: usize = 4;
+
+/// How many messages [`MongoStore::first_unread_of`] reads at a time.
+const FIRST_UNREAD_CHUNK: i64 = 200;
+
+fn key_of(s: &RoomSummary) -> Option<InboxKey> {
+    Some(InboxKey {
+        last_activity_at: Timestamp::from_unix_millis(s.last_activity_at),
+        request_id: RequestId::parse(&s.id).ok()?,
+    })
+}
+
+/// The filter of the rooms strictly after `key` in the inbox order.
+fn after(key: InboxKey) -> Document {
+    let at = key.last_activity_at.unix_millis();
+    doc! {"$or": [
+        {"lastActivityAt": {"$lt": at}},
+        {"lastActivityAt": at, "requestId": {"$lt": key.request_id.to_hex()}},
+    ]}
+}
+
+impl MongoStore {
+    /// The ids (hex) of the requests whose creator is `teacher` now: the creator field holds
+    /// their id as a string, or as an ObjectId when it is 24 lowercase hex digits.
+    async fn requests_of(&self, teacher: &UserId) -> Result<Vec<Bson>, StoreError> {
+        let mut forms = vec![Bson::String(teacher.as_str().to_owned())];
+        if let Ok(oid) = ObjectId::parse_str(teacher.as_str())
+            && oid.to_hex() == teacher.as_str()
+        {
+            forms.push(Bson::ObjectId(oid));
+        }
+        let mut filter = Document::new();
+        filter.insert(self.creator_field.as_str(), doc! {"$in": forms});
+        let found: Vec<Document> = bounded(self.op_timeout, "find a teacher's requests", async {
+            self.requests.find(filter).projection(doc! {"_id": 1}).await?.try_collect().await
+        })
+        .await?;
+        Ok(found.iter().filter_map(|d| d.get_object_id("_id").ok()).map(|oid| Bson::String(oid.to_hex())).collect())
+    }
+
+    /// Which of the rooms' requests exist now.
+    async fn existing(&self, rooms: &[RoomSummary]) -> Result<HashSet<String>, StoreError> {
+        let ids: Vec<Bson> = rooms.iter().filter_map(|s| ObjectId::parse_str(&s.id).ok()).map(Bson::ObjectId).collect();
+        let found: Vec<IdOnly> = bounded(self.op_timeout, "check that inbox requests exist", async {
+            let coll = self.requests.clone_with_type::<IdOnly>();
+            coll.find(doc! {"_id": {"$in": ids}}).projection(doc! {"_id": 1}).await?.try_collect().await
+        })
+        .await?;
+        Ok(found.into_iter().map(|d| d.id.to_hex()).collect())
+    }
+
+    /// Summaries in the inbox order after `cursor`, at most `n`, among `only` when given.
+    async fn summaries_after(
+        &self,
+        cursor: Option<InboxKey>,
+        only: Option<&[Bson]>,
+        n: usize,
+    ) -> Result<Vec<RoomSummary>, StoreError> {
+        let mut parts = vec![doc! {"lastSeq": {"$exists": true}}];
+        parts.extend(cursor.map(after));
+        if let Some(ids) = only {
+            parts.push(doc! {"_id": {"$in": ids.to_vec()}});
+        }
+        let fetch = i64::try_from(n).unwrap_or(i64::MAX);
+        bounded(self.op_timeout, "read inbox rooms", async {
+            let found = self
+                .summaries
+                .rooms
+                .find(doc! {"$and": parts})
+                .sort(doc! {"lastActivityAt": -1, "requestId": -1})
+                .limit(fetch)
+                .await?;
+            found.try_collect().await
+        })
+        .await
+    }
+
+    /// The rows of `rooms` for `user`, in their order (one query for the counters, one for the
+    /// messages, one for their receipts).
+    async fn rows_for(&self, rooms: &[RoomSummary], user: &UserId) -> Result<Vec<InboxRow>, StoreError> {
+        let keys: Vec<(String, &RoomSummary)> =
+            rooms.iter().map(|s| (format!("{}:{}", s.id, user.as_str()), s)).collect();
+        let seen = self.seen_of(keys.iter().map(|(k, _)| k.clone()).collect()).await?;
+        let messages = self.messages_by_id(rooms.iter().map(|s| s.last_message_id).collect()).await?;
+        Ok(keys
+            .iter()
+            .filter_map(|(k, s)| {
+                let last = messages.get(&s.last_message_id)?.clone();
+                let total = u64::try_from(s.last_seq).unwrap_or(0);
+                let seen = u64::try_from(seen.get(k).copied().unwrap_or(0)).unwrap_or(0);
+                Some(InboxRow { last_message: last, unread: total.saturating_sub(seen) })
+            })
+            .collect())
+    }
+
+    /// Counters by key.
+    async fn seen_of(&self, keys: Vec<String>) -> Result<HashMap<String, i64>, StoreError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let found = bounded(self.op_timeout, "read unread counters", async {
+            self.summaries.seen.find(doc! {"_id": {"$in": keys}}).await?.try_collect::<Vec<_>>().await
+        })
+        .await?;
+        Ok(found.into_iter().map(|d| (d.id, d.seen)).collect())
+    }
+
+    /// Messages by id, with their receipts.
+    async fn messages_by_id(&self, ids: Vec<ObjectId>) -> Result<HashMap<ObjectId, Message>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let context = "read the last messages of inbox rooms";
+        let docs: Vec<MessageDoc> = bounded(self.op_timeout, context, async {
+            self.messages.find(doc! {"_id": {"$in": ids}}).await?.try_collect().await
+        })
+        .await?;
+        let messages = self.with_receipts(docs, context).await?;
+        Ok(messages.into_iter().map(|m| (crate::documents::object_id(m.id.object_id()), m)).collect())
+    }
+
+    /// [`labchat_core::ChatStore::inbox`].
+    pub(crate) async fn inbox_page(&self, viewer: &User, query: InboxQuery) -> Result<InboxPage, StoreError> {
+        let limit = query.limit.get();
+        let want = limit + 1;
+        let only = match viewer.role() {
+            Role::Teacher => Some(self.requests_of(viewer.id()).await?),
+            Role::Lab => None,
+        };
+        if only.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(InboxPage::default());
+        }
+        let mut cursor = query.before.map(|c| c.key());
+        let mut kept: Vec<RoomSummary> = Vec::new();
+        let mut exhausted = false;
+        for _ in 0..MAX_ROUNDS {
+            let ask = want - kept.len();
+            let found = self.summaries_after(cursor, only.as_deref(), ask).await?;
+            exhausted = found.len() < ask;
+            let Some(last) = found.last() else { break };
+            cursor =
+                Some(key_of(last).ok_or_else(|| bad_data("read inbox rooms", format!("bad room id {}", last.id)))?);
+            if only.is_some() {
+                kept.extend(found);
+            } else {
+                let existing = self.existing(&found).await?;
+                kept.extend(found.into_iter().filter(|s| existing.contains(&s.id)));
+            }
+            if exhausted || kept.len() >= want {
+                break;
+            }
+        }
+        let next = if kept.len() > limit {
+            kept.truncate(limit);
+            kept.last().and_then(key_of).map(InboxCursor::after)
+        } else if exhausted {
+            None
+        } else {
+            cursor.map(InboxCursor::after)
+        };
+        let rows = self.rows_for(&kept, viewer.id()).await?;
+        Ok(InboxPage { rows, next })
+    }
+
+    async fn summary_of(&self, request: RequestId) -> Result<Option<RoomSummary>, StoreError> {
+        bounded(self.op_timeout, "read a room's summary", self.summaries.rooms.find_one(doc! {"_id": request.to_hex()}))
+            .await
+    }
+
+    /// [`labchat_core::ChatStore::inbox_rows`].
+    pub(crate) async fn inbox_rows_of(
+        &self,
+        request: RequestId,
+        users: &[UserId],
+    ) -> Result<Vec<InboxRow>, StoreError> {
+        let Some(summary) = self.summary_of(request).await? else { return Ok(Vec::new()) };
+        let seen = self.seen_of(users.iter().map(|u| seen_key(request, u)).collect()).await?;
+        let messages = self.messages_by_id(vec![summary.last_message_id]).await?;
+        let Some(last) = messages.get(&summary.last_message_id) else { return Ok(Vec::new()) };
+        let total = u64::try_from(summary.last_seq).unwrap_or(0);
+        Ok(users
+            .iter()
+            .map(|u| {
+                let seen = u64::try_from(seen.get(&seen_key(request, u)).copied().unwrap_or(0)).unwrap_or(0);
+                InboxRow { last_message: last.clone(), unread: total.saturating_sub(seen) }
+            })
+            .collect())
+    }
+
+    /// [`labchat_core::ChatStore::unread_count`].
+    pub(crate) async fn unread_of(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError> {
+        let (summary, seen) =
+            futures_util::future::join(self.summary_of(request), self.seen_of(vec![seen_key(request, user)])).await;
+        let Some(summary) = summary? else { return Ok(0) };
+        let seen = u64::try_from(seen?.values().next().copied().unwrap_or(0)).unwrap_or(0);
+        Ok(u64::try_from(summary.last_seq).unwrap_or(0).saturating_sub(seen))
+    }
+
+    /// [`labchat_core::ChatStore::first_unread`]: the room's messages not sent by `user`, in seq
+    /// order, a chunk at a time, each chunk's read receipts by `user` looked up by their `_id`.
+    pub(crate) async fn first_unread_of(
+        &self,
+        request: RequestId,
+        user: &UserId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct IdSeq {
+            #[serde(rename = "_id")]
+            id: ObjectId,
+            seq: i64,
+        }
+        let context = "find the first unread message";
+        let room = request.to_hex();
+        let mut from = 0_i64;
+        loop {
+            let filter =
+                doc! {"requestId": &room, "seq": {"$exists": true, "$gt": from}, "senderId": {"$ne": user.as_str()}};
+            let chunk: Vec<IdSeq> = bounded(self.op_timeout, context, async {
+                let coll = self.messages.clone_with_type::<IdSeq>();
+                let found = coll
+                    .find(filter)
+                    .sort(doc! {"seq": 1})
+                    .limit(FIRST_UNREAD_CHUNK)
+                    .projection(doc! {"_id": 1, "seq": 1});
+                found.await?.try_collect().await
+            })
+            .await?;
+            let Some(last) = chunk.last() else { return Ok(None) };
+            from = last.seq;
+            let read = kind_name(labchat_domain::ReceiptKind::Read);
+            let keys: Vec<String> =
+                chunk.iter().map(|m| format!("{}:{read}:{}", m.id.to_hex(), user.as_str())).collect();
+            let marked: HashSet<String> = bounded(self.op_timeout, context, async {
+                let coll = self.receipts.clone_with_type::<Document>();
+                let found: Vec<Document> =
+                    coll.find(doc! {"_id": {"$in": keys}}).projection(doc! {"_id": 1}).await?.try_collect().await?;
+                Ok(found.into_iter().filter_map(|d| d.get_str("_id").ok().map(str::to_owned)).collect())
+            })
+            .await?;
+            let first = chunk
+                .iter()
+                .find(|m| !marked.contains(&format!("{}:{read}:{}", m.id.to_hex(), user.as_str())))
+                .map(|m| message_id(m.id));
+            if first.is_some() {
+                return Ok(first);
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! What the inbox reads, kept up to date by the writes that change it: one summary per room
+//! (its last message) and one counter per room and user (the messages the user sent or read).
+//! Also the start-up step that builds them for rooms stored before they existed.
+//!
+//! A summary only ever moves forward: it is replaced only by a message with a higher seq (an
+//! upsert filtered on `lastSeq < seq`, whose duplicate-key refusal means "a newer one is there"),
+//! so concurrent nodes cannot move it back. A counter moves by `$inc` only.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use labchat_core::StoreError;
+use labchat_domain::{Message, RequestId, Seq, UserId};
+use mongodb::Collection;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use serde::Deserialize;
+
+use crate::documents::{MessageDoc, ReceiptDoc, object_id, stored_seq};
+use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
+
+/// The collection of room summaries (in [`crate::MongoSettings::database`]).
+pub const ROOMS_COLLECTION: &str = "chatRooms";
+/// The collection of per room and user counters (in [`crate::MongoSettings::database`]).
+pub const SEEN_COLLECTION: &str = "chatSeen";
+
+/// A room's summary as stored: `_id` and `requestId` are the request id (24 lowercase hex; the
+/// copy in `requestId` is what the paging index holds, as an index on `_id` with other keys
+/// breaks writes on some compatible servers).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RoomSummary {
+    #[serde(rename = "_id")]
+    pub(crate) id: String,
+    pub(crate) last_seq: i64,
+    /// The last message's creation time, in milliseconds since the epoch (an integer, not a
+    /// BSON date: the test server turns a date written by `$set` into a string).
+    pub(crate) last_activity_at: i64,
+    pub(crate) last_message_id: ObjectId,
+}
+
+/// A counter as stored.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct SeenDoc {
+    #[serde(rename = "_id")]
+    pub(crate) id: String,
+    #[serde(default)]
+    pub(crate) seen: i64,
+}
+
+/// The `_id` of the counter of `user` in `room`: `<requestId>:<userId>` (the request id has a
+/// fixed length, so the key is unambiguous).
+pub(crate) fn seen_key(room: RequestId, user: &UserId) -> String {
+    format!("{}:{}", room.to_hex(), user.as_str())
+}
+
+/// The two collections, as the store holds them.
+#[derive(Clone, Debug)]
+pub(crate) struct Summaries {
+    pub(crate) rooms: Collection<RoomSummary>,
+    pub(crate) seen: Collection<SeenDoc>,
+    pub(crate) op_timeout: Duration,
+}
+
+/// Whether an upsert was refused because the document exists and did not match the filter.
+fn is_duplicate(e: &mongodb::error::Error) -> bool {
+    matches!(e.kind.as_ref(), ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == DUPLICATE_KEY)
+}
+
+impl Summaries {
+    /// Moves the room's summary to `message` (stored as `seq`) unless it already names a later
+    /// one.
+    async fn advance(&self, room: &str, seq: i64, at: i64, id: ObjectId) -> Result<(), StoreError> {
+        let context = "update a room's summary";
+        let filter = doc! {"_id": room, "lastSeq": {"$lt": seq}};
+        let update = doc! {"$set": {"requestId": room, "lastSeq": seq, "lastActivityAt": at, "lastMessageId": id}};
+        let rooms = self.rooms.clone_with_type::<Document>();
+        match within(self.op_timeout, context, rooms.update_one(filter, update).upsert(true)).await? {
+            Ok(_) => Ok(()),
+            // The summary exists with a later message.
+            Err(e) if is_duplicate(&e) => Ok(()),
+            Err(e) => Err(store_error(context, e)),
+        }
+    }
+
+    /// Adds `n` to the counter of `user` in `room`.
+    pub(crate) async fn add_seen(&self, room: RequestId, user: &UserId, n: u64) -> Result<(), StoreError> {
+        let context = "count messages sent or read";
+        let n = i64::try_from(n).map_err(|e| bad_data(context, e.to_string()))?;
+        let filter = doc! {"_id": seen_key(room, user)};
+        let update = doc! {
+            "$inc": {"seen": n},
+            "$setOnInsert": {"requestId": room.to_hex(), "userId": user.as_str()},
+        };
+        let seen = self.seen.clone_with_type::<Document>();
+        bounded(self.op_timeout, context, seen.update_one(filter, update).upsert(true)).await.map(drop)
+    }
+
+    /// After `message` was stored as `seq`: the room's summary and the sender's counter, both
+    /// at once.
+    pub(crate) async fn posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError> {
+        let room = message.request_id.to_hex();
+        let at = message.created_at.unix_millis();
+        let summary = self.advance(&room, stored_seq(seq), at, object_id(message.id.object_id()));
+        let counter = self.add_seen(message.request_id, &message.sender_id, 1);
+        let (a, b) = futures_util::future::join(summary, counter).await;
+        a.and(b)
+    }
+
+    /// Whether the summaries were built: their paging index exists (found by its first key, as
+    /// some compatible servers name and list indexes their own way).
+    pub(crate) async fn built(&self) -> Result<bool, StoreError> {
+        let indexes = bounded(self.op_timeout, "list the indexes of the room summaries", async {
+            self.rooms.list_indexes().await?.try_collect::<Vec<_>>().await
+        })
+        .await?;
+        Ok(indexes.iter().any(|i| i.keys.keys().next().is_some_and(|k| k == "lastActivityAt")))
+    }
+}
+
+#[derive(Deserialize)]
+struct RoomMax {
+    #[serde(rename = "_id")]
+    room: String,
+    #[serde(rename = "lastSeq")]
+    last_seq: i64,
+}
+
+#[derive(Deserialize)]
+struct PerUser {
+    #[serde(rename = "_id")]
+    user: String,
+    n: i64,
+}
+
+/// Builds the summary and the counters of every room with messages that has no summary yet:
+/// its last message, and per user the messages they sent plus those they read. Returns how many
+/// rooms it built.
+///
+/// Runs at start-up until the summaries' index exists (created right after), before the node
+/// serves: it reads every message once. Safe to repeat and to run on several nodes at once: a
+/// counter is only inserted where none exists (a duplicate is left alone), and the summary,
+/// written last, only moves forward. A room's counters can be off only if another node, already
+/// serving, posts or reads in that room while it is being built.
+pub(crate) async fn build_missing(
+    summaries: &Summaries,
+    messages: &Collection<MessageDoc>,
+    receipts: &Collection<ReceiptDoc>,
+) -> Result<usize, StoreError> {
+    let limit = summaries.op_timeout;
+    let context = "find the rooms to summarize";
+    let pipeline = [
+        doc! {"$match": {"seq": {"$exists": true}}},
+        doc! {"$group": {"_id": "$requestId", "lastSeq": {"$max": "$seq"}}},
+    ];
+    let rooms: Vec<RoomMax> = bounded(limit, context, async {
+        let docs: Vec<Document> = messages.aggregate(pipeline).await?.try_collect().await?;
+        Ok(docs.into_iter().filter_map(|d| mongodb::bson::from_document(d).ok()).collect())
+    })
+    .await?;
+    let ids: Vec<Bson> = rooms.iter().map(|r| Bson::String(r.room.clone())).collect();
+    let have: HashSet<String> = bounded(limit, context, async {
+        let found = summaries.rooms.find(doc! {"_id": {"$in": ids}}).await?;
+        found.try_collect::<Vec<_>>().await
+    })
+    .await?
+    .into_iter()
+    .map(|s| s.id)
+    .collect();
+    let mut built = 0;
+    for room in rooms.into_iter().filter(|r| !have.contains(&r.room)) {
+        build_room(summaries, messages, receipts, &room).await?;
+        built += 1;
+    }
+    Ok(built)
+}
+
+async fn build_room(
+    summaries: &Summaries,
+    messages: &Collection<MessageDoc>,
+    receipts: &Collection<ReceiptDoc>,
+    room: &RoomMax,
+) -> Result<(), StoreError> {
+    let limit = summaries.op_timeout;
+    let context = format!("summarize room {}", room.room);
+    let count_by = |coll: Collection<Document>, filter: Document, user_field: &'static str| {
+        let context = context.clone();
+        async move {
+            let pipeline =
+                [doc! {"$match": filter}, doc! {"$group": {"_id": format!("${user_field}"), "n": {"$sum": 1}}}];
+            bounded(limit, &context, async {
+                let docs: Vec<Document> = coll.aggregate(pipeline).await?.try_collect().await?;
+                Ok(docs.into_iter().filter_map(|d| mongodb::bson::from_document::<PerUser>(d).ok()).collect::<Vec<_>>())
+            })
+            .await
+        }
+    };
+    let sent =
+        count_by(messages.clone_with_type(), doc! {"requestId": &room.room, "seq": {"$exists": true}}, "senderId")
+            .await?;
+    let read = count_by(receipts.clone_with_type(), doc! {"requestId": &room.room, "kind": "read"}, "userId").await?;
+    let mut seen: HashMap<String, i64> = HashMap::new();
+    for p in sent.into_iter().chain(read) {
+        *seen.entry(p.user).or_default() += p.n;
+    }
+    if !seen.is_empty() {
+        let docs: Vec<Document> = seen
+            .into_iter()
+            .map(|(user, n)| doc! {"_id": format!("{}:{user}", room.room), "requestId": &room.room, "userId": user, "seen": n})
+            .collect();
+        let coll = summaries.seen.clone_with_type::<Document>();
+        match within(limit, &context, coll.insert_many(docs).ordered(false)).await? {
+            Ok(_) => {}
+            Err(e) => match e.kind.as_ref() {
+                ErrorKind::InsertMany(m)
+                    if m.write_concern_error.is_none()
+                        && m.write_errors.as_deref().is_some_and(|w| w.iter().all(|w| w.code == DUPLICATE_KEY)) => {}
+                _ => return Err(store_error(&context, e)),
+            },
+        }
+    }
+    let last = bounded(limit, &context, messages.find_one(doc! {"requestId": &room.room, "seq": room.last_seq}))
+        .await?
+        .ok_or_else(|| bad_data(&context, format!("its message with seq {} vanished", room.last_seq)))?;
+    summaries.advance(&room.room, room.last_seq, last.created_at.timestamp_millis(), last.id).await?;
+    tracing::info!(request_id = %room.room, "built a room's inbox summary");
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! The inbox on the wire: the `inbox` reply, `inboxUpdate`, and the unread fields a join adds to
+//! its `roomHistory`.
+
+use labchat_domain::{InboxPage, InboxRow, Unread};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::ServerEvent;
+use super::encode::{WireMessage, frame, rfc3339};
+
+/// An inbox row: `{requestId, lastMessage, unread, lastActivityAt}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRow {
+    request_id: String,
+    last_message: WireMessage,
+    unread: u64,
+    last_activity_at: String,
+}
+
+impl From<&InboxRow> for WireRow {
+    fn from(r: &InboxRow) -> Self {
+        Self {
+            request_id: r.request_id().to_hex(),
+            last_message: WireMessage::from(&r.last_message),
+            unread: r.unread,
+            last_activity_at: rfc3339(r.last_activity_at()),
+        }
+    }
+}
+
+/// The reply to `inbox`: `ack {rooms, next}`, carrying `id` when the frame had one (and sent
+/// without one otherwise: it is the only frame holding the result).
+pub fn inbox_ack(page: &InboxPage, id: Option<&Value>) -> String {
+    #[derive(Serialize)]
+    struct Data {
+        rooms: Vec<WireRow>,
+        next: Option<String>,
+    }
+    let data = Data { rooms: page.rows.iter().map(WireRow::from).collect(), next: page.next.map(|c| c.encode()) };
+    frame(ServerEvent::Ack.as_str(), data, id)
+}
+
+/// An `inboxUpdate` frame: a room's row for the connection's user.
+pub fn inbox_update(row: &InboxRow) -> String {
+    frame(ServerEvent::InboxUpdate.as_str(), WireRow::from(row), None)
+}
+
+/// What a join's `roomHistory` starts its data with: `"unread":N,"firstUnreadId":ID|null,`.
+fn join_fields(unread: &Unread) -> String {
+    let first = unread.first.map_or_else(|| "null".to_owned(), |id| format!("\"{}\"", id.to_hex()));
+    format!("\"unread\":{},\"firstUnreadId\":{first},", unread.count)
+}
+
+/// How many bytes [`with_join_fields`] adds to a `roomHistory` frame (so that the page can be
+/// cut to leave room for them).
+pub fn join_fields_len(unread: &Unread) -> usize {
+    join_fields(unread).len()
+}
+
+/// The `roomHistory` frame of a join (as [`super::room_history`] made it) with the joining
+/// user's `unread` and `firstUnreadId` as the first fields of its data.
+pub fn with_join_fields(room_history: String, unread: &Unread) -> String {
+    let head = format!("{{\"event\":\"{}\",\"data\":{{", ServerEvent::RoomHistory.as_str());
+    // Not a roomHistory (the encoder's fallback error frame): left as it is.
+    if !room_history.starts_with(&head) {
+        return room_history;
+    }
+    let at = head.len();
+    let mut out = String::with_capacity(room_history.len() + 64);
+    out.push_str(&room_history[..at]);
+    out.push_str(&join_fields(unread));
+    out.push_str(&room_history[at..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use labchat_domain::{HistoryPage, MessageId, RequestId};
+    use serde_json::json;
+
+    use super::*;
+    use crate::protocol::{Keep, room_history};
+
+    #[test]
+    fn join_fields_lead_the_data_of_a_room_history() {
+        let rid = RequestId::parse("6751b6df1ad14eaa13a03313").unwrap();
+        let page = HistoryPage::default();
+        for (unread, first) in [
+            (Unread::default(), Value::Null),
+            (
+                Unread { count: 3, first: Some(MessageId::parse("6751b6df1ad14eaa13a03314").unwrap()) },
+                json!("6751b6df1ad14eaa13a03314"),
+            ),
+        ] {
+            let plain = room_history(rid, &page, Keep::Newest, usize::MAX, Some(&json!(7)));
+            let joined = with_join_fields(plain.clone(), &unread);
+            assert_eq!(joined.len(), plain.len() + join_fields_len(&unread));
+            let v: Value = serde_json::from_str(&joined).unwrap();
+            assert_eq!(
+                v,
+                json!({"event":"roomHistory","id":7,"data":{"requestId":rid.to_hex(),"messages":[],"hasMore":false,
+                    "unread":unread.count,"firstUnreadId":first}})
+            );
+        }
+    }
+}
