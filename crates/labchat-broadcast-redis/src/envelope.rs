@@ -58,6 +58,19 @@ enum EventDto {
     Message { message: MessageDto },
     Delivered(ReceiptsDto),
     Read(ReceiptsDto),
+    Typing(SomeoneDto),
+    MemberJoined(SomeoneDto),
+    MemberLeft(SomeoneDto),
+}
+
+/// The subject of a typing or presence event (`role`: absent for `memberLeft`).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SomeoneDto {
+    request_id: String,
+    user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -104,6 +117,15 @@ pub(crate) fn encode(origin: &str, event: &RoomEvent) -> Result<Vec<u8>, Envelop
         RoomEvent::Read { request_id, user_id, messages, at } => {
             (None, EventDto::Read(receipts_dto(*request_id, user_id, messages, *at)))
         }
+        RoomEvent::Typing { request_id, user_id, role } => {
+            (None, EventDto::Typing(someone_dto(*request_id, user_id, Some(*role))))
+        }
+        RoomEvent::MemberJoined { request_id, user_id, role } => {
+            (None, EventDto::MemberJoined(someone_dto(*request_id, user_id, Some(*role))))
+        }
+        RoomEvent::MemberLeft { request_id, user_id } => {
+            (None, EventDto::MemberLeft(someone_dto(*request_id, user_id, None)))
+        }
         _ => return Err(EnvelopeError::UnknownKind),
     };
     let envelope = Envelope { v: VERSION, origin: origin.to_owned(), seq, event: dto };
@@ -136,6 +158,19 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Received, EnvelopeError> {
         EventDto::Read(r) => {
             let (request_id, user_id, messages, at) = receipts_from(r)?;
             RoomEvent::Read { request_id, user_id, messages, at }
+        }
+        EventDto::Typing(s) => {
+            let (request_id, user_id, role) = someone_from(s)?;
+            RoomEvent::Typing { request_id, user_id, role: role.ok_or(EnvelopeError::Field("role", "missing".into()))? }
+        }
+        EventDto::MemberJoined(s) => {
+            let (request_id, user_id, role) = someone_from(s)?;
+            let role = role.ok_or(EnvelopeError::Field("role", "missing".into()))?;
+            RoomEvent::MemberJoined { request_id, user_id, role }
+        }
+        EventDto::MemberLeft(s) => {
+            let (request_id, user_id, _) = someone_from(s)?;
+            RoomEvent::MemberLeft { request_id, user_id }
         }
     };
     Ok(Received { origin: envelope.origin, event })
@@ -197,6 +232,22 @@ fn message_from(m: MessageDto) -> Result<Message, EnvelopeError> {
         delivered_to: receipts("message.deliveredTo", m.delivered_to)?,
         read_by: receipts("message.readBy", m.read_by)?,
     })
+}
+
+fn someone_dto(request_id: RequestId, user_id: &UserId, role: Option<Role>) -> SomeoneDto {
+    SomeoneDto {
+        request_id: request_id.to_hex(),
+        user_id: user_id.as_str().to_owned(),
+        role: role.map(|r| r.as_str().to_owned()),
+    }
+}
+
+fn someone_from(s: SomeoneDto) -> Result<(RequestId, UserId, Option<Role>), EnvelopeError> {
+    Ok((
+        field("requestId", RequestId::parse(&s.request_id))?,
+        field("userId", UserId::parse(s.user_id))?,
+        s.role.map(|r| field("role", Role::parse(&r))).transpose()?,
+    ))
 }
 
 type Receipts = (RequestId, UserId, Vec<MessageId>, Timestamp);

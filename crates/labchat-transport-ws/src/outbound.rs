@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures_util::task::AtomicWaker;
 use futures_util::{Sink, SinkExt};
 use labchat_core::{Published, RoomSink, SinkId};
+use labchat_domain::UserId;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
@@ -83,9 +84,12 @@ impl OutQueue {
 /// queue of encoded frames. Over either bound the connection is marked for closing (1013).
 ///
 /// While a room is being joined its events are held back (see [`ConnSink::hold`]); held frames
-/// count toward the same bounds.
+/// count toward the same bounds. Typing and presence events about the connection's own user are
+/// never delivered ([`ConnSink::for_user`]).
 pub(crate) struct ConnSink {
     id: SinkId,
+    /// The connection's user: the events about them that they are not told are dropped.
+    user: Option<UserId>,
     tx: OutQueue,
     queued_bytes: AtomicUsize,
     max_bytes: usize,
@@ -101,6 +105,7 @@ impl ConnSink {
     pub(crate) fn new(id: SinkId, max_frames: usize, max_bytes: usize) -> Self {
         Self {
             id,
+            user: None,
             tx: OutQueue::new(max_frames),
             queued_bytes: AtomicUsize::new(0),
             max_bytes,
@@ -109,6 +114,14 @@ impl ConnSink {
             watching: AtomicBool::new(false),
             window: std::sync::Mutex::new(JoinWindow::default()),
         }
+    }
+
+    /// The same sink, for a connection of `user`: it does not deliver the room events hidden
+    /// from that user (their own typing, joining and leaving; see
+    /// [`labchat_domain::RoomEvent::hidden_from`]).
+    pub(crate) fn for_user(mut self, user: UserId) -> Self {
+        self.user = Some(user);
+        self
     }
 
     fn mark_overflowed(&self) {
@@ -177,6 +190,11 @@ impl RoomSink for ConnSink {
     }
 
     fn deliver(&self, event: Arc<Published>) {
+        if let Some(subject) = event.event().hidden_from()
+            && self.user.as_ref() == Some(subject)
+        {
+            return;
+        }
         // Encoded once per broadcast, shared by every receiver.
         let frame = event.encoded(|e| Utf8Bytes::from(protocol::room_event(e)));
         if self.watching.load(Ordering::Acquire) {
@@ -272,6 +290,25 @@ mod tests {
 
     fn frame(s: &str) -> Utf8Bytes {
         Utf8Bytes::from(s.to_owned())
+    }
+
+    #[test]
+    fn events_hidden_from_the_connection_s_user_are_not_delivered() {
+        use labchat_domain::{RequestId, Role, RoomEvent};
+        let room = RequestId::parse("6751b6df1ad14eaa13a03313").unwrap();
+        let (me, other) = (UserId::parse("me").unwrap(), UserId::parse("other").unwrap());
+        let sink = ConnSink::new(SinkId(1), 8, 1024).for_user(me.clone());
+        for user_id in [me, other] {
+            sink.deliver(Published::new(RoomEvent::Typing {
+                request_id: room,
+                user_id: user_id.clone(),
+                role: Role::Lab,
+            }));
+            sink.deliver(Published::new(RoomEvent::MemberLeft { request_id: room, user_id }));
+        }
+        let frames: Vec<String> = std::iter::from_fn(|| sink.try_take()).map(|f| f.as_str().to_owned()).collect();
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert!(frames.iter().all(|f| f.contains(r#""userId":"other""#)), "{frames:?}");
     }
 
     #[test]

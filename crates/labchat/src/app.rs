@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use labchat_broadcast_redis::{RedisBroadcaster, RedisSettings};
-use labchat_core::{BroadcastError, Broadcaster, Chat, ChatStore, Clock, StoreError, SystemClock};
+use labchat_core::{BroadcastError, Broadcaster, Chat, ChatStore, Clock, Presence, StoreError, SystemClock};
 use labchat_domain::{HistoryLimit, Request, RequestId, UserId};
 use labchat_store_mongo::{MongoSettings, MongoStore};
 use labchat_transport_ws::{AuthSettings, Authenticator, KeyError, Server, WsConfig};
 use serde::Deserialize;
 
 use crate::observe::{self, MeteredStore};
-use labchat_memory::{LocalBroadcaster, MemoryStore};
+use labchat_memory::{LocalBroadcaster, MemoryPresence, MemoryStore};
 
 /// Which store to use.
 #[derive(Debug, Clone)]
@@ -116,8 +116,10 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
         }
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let presence: Arc<dyn Presence> = Arc::new(MemoryPresence::new());
     let chat = Chat::new(store, broadcaster, Arc::clone(&clock), settings.history_limit)
-        .with_access_ttl(settings.ws.access_recheck_interval);
+        .with_access_ttl(settings.ws.access_recheck_interval)
+        .with_presence(presence);
     let mut server = Server::new(Arc::new(chat), auth, settings.ws, clock);
     if let Some(render) = observe::metrics_renderer() {
         server = server.with_metrics(render);

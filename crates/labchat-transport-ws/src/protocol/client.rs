@@ -33,11 +33,13 @@ pub enum ClientEvent {
     History,
     /// `refreshToken`: replace the connection's token.
     RefreshToken,
+    /// `typing`: tell a room's other users that this user is typing.
+    Typing,
 }
 
 impl ClientEvent {
     /// Every client event, in the order the protocol lists them.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::JoinRoom,
         Self::LeaveRoom,
         Self::Message,
@@ -45,6 +47,7 @@ impl ClientEvent {
         Self::ReadMessages,
         Self::History,
         Self::RefreshToken,
+        Self::Typing,
     ];
 
     /// The event's name on the wire; also a fixed set of metric label values.
@@ -57,6 +60,7 @@ impl ClientEvent {
             Self::ReadMessages => "readMessages",
             Self::History => "history",
             Self::RefreshToken => "refreshToken",
+            Self::Typing => "typing",
         }
     }
 }
@@ -167,6 +171,11 @@ pub enum Command {
         /// The new token.
         token: String,
     },
+    /// `typing`.
+    Typing {
+        /// The room.
+        request_id: RequestId,
+    },
 }
 
 impl Command {
@@ -178,7 +187,8 @@ impl Command {
             | Self::Message { request_id, .. }
             | Self::AckMessages { request_id, .. }
             | Self::ReadMessages { request_id, .. }
-            | Self::History { request_id, .. } => Some(*request_id),
+            | Self::History { request_id, .. }
+            | Self::Typing { request_id } => Some(*request_id),
             Self::RefreshToken { .. } => None,
         }
     }
@@ -193,6 +203,7 @@ impl Command {
             Self::ReadMessages { .. } => ClientEvent::ReadMessages,
             Self::History { .. } => ClientEvent::History,
             Self::RefreshToken { .. } => ClientEvent::RefreshToken,
+            Self::Typing { .. } => ClientEvent::Typing,
         }
     }
 }
@@ -214,6 +225,7 @@ pub(super) fn command(event: ClientEvent, data: Map<String, Value>, limits: &Dec
         }
         ClientEvent::History => dto::<History>(data)?.command(),
         ClientEvent::RefreshToken => dto::<RefreshToken>(data)?.command(),
+        ClientEvent::Typing => Ok(Command::Typing { request_id: dto::<Typing>(data)?.room.request_id()? }),
     }
 }
 
@@ -270,6 +282,14 @@ struct History {
     before: Field,
     after: Field,
     limit: Field,
+}
+
+/// `typing {requestId}`.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Typing {
+    #[serde(flatten)]
+    room: Room,
 }
 
 /// `refreshToken {token}`.

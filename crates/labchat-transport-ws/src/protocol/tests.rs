@@ -51,6 +51,7 @@ fn decodes_every_event() {
             },
         ),
         (json!({"event":"refreshToken","data":{"token":"a.b.c"}}), Command::RefreshToken { token: "a.b.c".into() }),
+        (json!({"event":"typing","data":{"requestId":RID}}), Command::Typing { request_id: rid }),
     ];
     for (frame, want) in cases {
         assert_eq!(dec(frame.clone()).map(|i| i.command), Ok(want), "{frame}");

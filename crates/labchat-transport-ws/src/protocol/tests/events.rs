@@ -10,7 +10,7 @@ use crate::protocol::{CLIENT_EVENTS, ClientEvent, ServerEvent, UnknownEvent, kno
 fn client_event_names_round_trip_and_are_the_protocol_s() {
     assert_eq!(
         CLIENT_EVENTS,
-        ["joinRoom", "leaveRoom", "message", "ackMessages", "readMessages", "history", "refreshToken"]
+        ["joinRoom", "leaveRoom", "message", "ackMessages", "readMessages", "history", "refreshToken", "typing"]
     );
     for (event, name) in ClientEvent::ALL.into_iter().zip(CLIENT_EVENTS) {
         assert_eq!((event.as_str(), event.to_string()), (name, name.to_owned()));
@@ -27,7 +27,7 @@ fn client_event_names_round_trip_and_are_the_protocol_s() {
 fn the_unknown_event_message_lists_every_client_event() {
     assert_eq!(
         UnknownEvent("x".into()).to_string(),
-        r#"unknown event "x" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history or refreshToken)"#
+        r#"unknown event "x" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken or typing)"#
     );
 }
 
@@ -48,7 +48,20 @@ fn a_decoded_frame_names_its_event_and_its_command_agrees() {
 #[test]
 fn server_event_names_are_the_protocol_s_and_room_events_come_from_the_domain() {
     let names: Vec<&str> = ServerEvent::ALL.iter().map(|e| e.as_str()).collect();
-    assert_eq!(names, ["ack", "error", "roomHistory", "message", "messagesDelivered", "messageReads"]);
+    assert_eq!(
+        names,
+        [
+            "ack",
+            "error",
+            "roomHistory",
+            "message",
+            "messagesDelivered",
+            "messageReads",
+            "typing",
+            "memberJoined",
+            "memberLeft"
+        ]
+    );
     for kind in RoomEventKind::ALL {
         assert!(names.contains(&kind.as_str()), "{kind} is a server event");
     }
