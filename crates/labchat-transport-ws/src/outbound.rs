@@ -84,8 +84,7 @@ impl OutQueue {
 /// queue of encoded frames. Over either bound the connection is marked for closing (1013).
 ///
 /// While a room is being joined its events are held back (see [`ConnSink::hold`]); held frames
-/// count toward the same bounds. Typing and presence events about the connection's own user are
-/// never delivered ([`ConnSink::for_user`]).
+/// count toward the same bounds.
 pub(crate) struct ConnSink {
     id: SinkId,
     /// The connection's user: the events about them that they are not told are dropped.
@@ -116,9 +115,7 @@ impl ConnSink {
         }
     }
 
-    /// The same sink, for a connection of `user`: it does not deliver the room events hidden
-    /// from that user (their own typing, joining and leaving; see
-    /// [`labchat_domain::RoomEvent::hidden_from`]).
+    /// The same sink, dropping the events hidden from `user` (`RoomEvent::hidden_from`).
     pub(crate) fn for_user(mut self, user: UserId) -> Self {
         self.user = Some(user);
         self
@@ -190,9 +187,7 @@ impl RoomSink for ConnSink {
     }
 
     fn deliver(&self, event: Arc<Published>) {
-        if let Some(subject) = event.event().hidden_from()
-            && self.user.as_ref() == Some(subject)
-        {
+        if event.event().hidden_from().is_some_and(|u| self.user.as_ref() == Some(u)) {
             return;
         }
         // Encoded once per broadcast, shared by every receiver.
@@ -290,25 +285,6 @@ mod tests {
 
     fn frame(s: &str) -> Utf8Bytes {
         Utf8Bytes::from(s.to_owned())
-    }
-
-    #[test]
-    fn events_hidden_from_the_connection_s_user_are_not_delivered() {
-        use labchat_domain::{RequestId, Role, RoomEvent};
-        let room = RequestId::parse("6751b6df1ad14eaa13a03313").unwrap();
-        let (me, other) = (UserId::parse("me").unwrap(), UserId::parse("other").unwrap());
-        let sink = ConnSink::new(SinkId(1), 8, 1024).for_user(me.clone());
-        for user_id in [me, other] {
-            sink.deliver(Published::new(RoomEvent::Typing {
-                request_id: room,
-                user_id: user_id.clone(),
-                role: Role::Lab,
-            }));
-            sink.deliver(Published::new(RoomEvent::MemberLeft { request_id: room, user_id }));
-        }
-        let frames: Vec<String> = std::iter::from_fn(|| sink.try_take()).map(|f| f.as_str().to_owned()).collect();
-        assert_eq!(frames.len(), 2, "{frames:?}");
-        assert!(frames.iter().all(|f| f.contains(r#""userId":"other""#)), "{frames:?}");
     }
 
     #[test]
