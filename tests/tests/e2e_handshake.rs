@@ -16,7 +16,8 @@ async fn a_valid_bearer_token_upgrades_on_both_paths() {
         let mut c = Client::connect(&url, &token("t1", "TEACHER")).await;
         let rid = server.add_request("t1").await.to_hex();
         let history = c.join(&rid).await;
-        assert_eq!(history, json!({"requestId": rid, "messages": [], "hasMore": false}));
+        let members = json!([{"userId": "t1", "role": "TEACHER"}]);
+        assert_eq!(history, json!({"requestId": rid, "messages": [], "hasMore": false, "members": members}));
     }
 }
 

@@ -49,7 +49,9 @@ async fn history_and_receipts_survive_a_restart() {
     assert_eq!(t.ok("readMessages", json!({"requestId": rid, "messages": [c]})).await["messages"], json!([c]));
 
     // What a fresh client sees before the restart.
-    let before = teacher(&first, "t1").await.join(&rid).await;
+    let mut before = teacher(&first, "t1").await.join(&rid).await;
+    // A join's page also lists the members present (a `history` page does not).
+    assert!(before.as_object_mut().unwrap().remove("members").is_some_and(|m| m.is_array()));
     let msgs = before["messages"].as_array().unwrap();
     assert_eq!(msgs.iter().map(id_of).collect::<Vec<_>>(), [a.clone(), b.clone(), c.clone()]);
     assert_eq!((users(&msgs[0]["deliveredTo"]), users(&msgs[0]["readBy"])), (vec!["lab-1"], vec!["lab-1"]));
@@ -68,7 +70,9 @@ async fn history_and_receipts_survive_a_restart() {
 
     let second = TestServer::start_with(settings).await;
     let mut fresh = lab(&second, "lab-2").await;
-    let after = fresh.join(&rid).await;
+    let mut after = fresh.join(&rid).await;
+    let members = after.as_object_mut().unwrap().remove("members");
+    assert_eq!(members, Some(json!([{"userId": "lab-2", "role": "LAB"}])), "presence does not outlive the process");
     assert_eq!(after, before, "the same history, with the same receipts and times, after a restart");
     let page = fresh.call("history", json!({"requestId": rid})).await;
     assert_eq!(page[0]["data"], before);
