@@ -17,6 +17,11 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// The websocket stream type.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// The presence events, which a [`Client`] skips unless it was made with
+/// [`Client::seeing_presence`]: other users joining and leaving are not what most tests are
+/// about, and would be interleaved with the frames they expect.
+pub const PRESENCE_EVENTS: [&str; 2] = ["memberJoined", "memberLeft"];
+
 /// A connected client.
 #[derive(Debug)]
 pub struct Client {
@@ -25,6 +30,8 @@ pub struct Client {
     /// The handshake response.
     pub response: Response,
     next_id: u64,
+    /// Whether [`PRESENCE_EVENTS`] are received (else skipped).
+    presence: bool,
 }
 
 /// A handshake with `Authorization: Bearer <token>`.
@@ -58,7 +65,14 @@ impl Client {
     /// Connects with a bearer token; panics if refused.
     pub async fn connect(url: &str, token: &str) -> Self {
         let (ws, response) = handshake_bearer(url, token).await.expect("handshake");
-        Self { ws, response, next_id: 0 }
+        Self { ws, response, next_id: 0, presence: false }
+    }
+
+    /// The same client, receiving the [`PRESENCE_EVENTS`] too.
+    #[must_use]
+    pub fn seeing_presence(mut self) -> Self {
+        self.presence = true;
+        self
     }
 
     /// Sends a JSON value as a text frame.
@@ -81,13 +95,20 @@ impl Client {
         self.try_recv(WAIT).await.unwrap_or_else(|| panic!("no frame within {WAIT:?}"))
     }
 
-    /// The next text frame within `wait`, or `None`. Panics on a close or a non-text frame.
+    /// The next text frame within `wait`, or `None`, skipping [`PRESENCE_EVENTS`] unless the
+    /// client sees them. Panics on a close or a non-text frame.
     pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
             match msg {
-                Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(t.as_str()).expect("server sent JSON")),
+                Some(Ok(Message::Text(t))) => {
+                    let frame: Value = serde_json::from_str(t.as_str()).expect("server sent JSON");
+                    let presence = frame["event"].as_str().is_some_and(|e| PRESENCE_EVENTS.contains(&e));
+                    if self.presence || !presence {
+                        return Some(frame);
+                    }
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 other => panic!("expected a text frame, got {other:?}"),
             }

@@ -183,7 +183,7 @@ impl Contract {
                 let acked = acked.unwrap_or_else(|| panic!("ack for an id never sent: {frame}"));
                 // The ack's data is the variant documented for the acked event.
                 let variant = match acked.as_str() {
-                    "joinRoom" | "leaveRoom" | "history" => "AckRoom",
+                    "joinRoom" | "leaveRoom" | "history" | "typing" => "AckRoom",
                     "message" => "ChatMessage",
                     "ackMessages" | "readMessages" => "AckMarked",
                     "refreshToken" => "AckRefreshed",
@@ -412,6 +412,9 @@ async fn every_frame_of_a_real_session_matches_the_document() {
     assert_eq!((frames[0]["event"].as_str(), frames.len()), (Some("roomHistory"), 2));
     let frames = l.call("joinRoom", json!({"resquestId": rid})).await;
     assert_eq!(frames[0]["data"]["messages"], json!([]));
+    assert_eq!(t.expect("memberJoined").await["userId"], "lab-1");
+    l.ok("typing", json!({"requestId": rid})).await;
+    assert_eq!(t.expect("typing").await["userId"], "lab-1");
 
     // Messages, with and without a clientMessageId; the sender gets the broadcast before the ack.
     let frames = t.call("message", json!({"requestId": rid, "message": "hello lab", "clientMessageId": "c-1"})).await;
@@ -475,6 +478,7 @@ async fn every_frame_of_a_real_session_matches_the_document() {
     assert_eq!(t.expect("error").await["code"], "BAD_REQUEST");
 
     t.ok("leaveRoom", json!({"requestId": rid})).await;
+    assert_eq!(l.expect("memberLeft").await["userId"], "t1");
     l.ok("leaveRoom", json!({"resquestId": rid})).await;
 
     // Refresh for another user: FORBIDDEN and close 4003.

@@ -16,9 +16,10 @@ async fn a_valid_bearer_token_upgrades_on_both_paths() {
         let mut c = Client::connect(&url, &token("t1", "TEACHER")).await;
         let rid = server.add_request("t1").await.to_hex();
         let history = c.join(&rid).await;
+        let members = json!([{"userId": "t1", "role": "TEACHER"}]);
         assert_eq!(
             history,
-            json!({"requestId": rid, "messages": [], "hasMore": false, "unread": 0, "firstUnreadId": null})
+            json!({"requestId": rid, "messages": [], "hasMore": false, "unread": 0, "firstUnreadId": null, "members": members})
         );
     }
 }

@@ -26,7 +26,7 @@ const BOB: &str = "teacher-bob";
 const CAROL: &str = "lab-carol";
 
 /// Every event that names a room.
-const ROOM_EVENTS: [&str; 6] = ["joinRoom", "leaveRoom", "message", "ackMessages", "readMessages", "history"];
+const ROOM_EVENTS: [&str; 7] = ["joinRoom", "leaveRoom", "message", "ackMessages", "readMessages", "history", "typing"];
 
 /// Test settings with a rate limit no attack sequence here comes near.
 fn fast_settings() -> Settings {
@@ -603,6 +603,8 @@ async fn a_teacher_whose_sub_differs_only_by_case_or_whitespace_is_another_teach
         // The joining user's own unread fields are set apart: they are not the room's history.
         let joined = history.as_object_mut().unwrap();
         assert!(joined.remove("unread").is_some() && joined.remove("firstUnreadId").is_some(), "{sub:?}");
+        // A join's page also lists the room's members (a `history` page does not).
+        assert!(history.as_object_mut().unwrap().remove("members").is_some_and(|m| m.is_array()));
         assert_eq!(history, w.r1_history, "{sub:?} as {role}");
         c.ok("history", json!({"resquestId": r1})).await;
         c.ok("leaveRoom", json!({"requestId": r1})).await;

@@ -51,6 +51,9 @@ fn every_event_kind_round_trips_with_its_origin() {
             at: Timestamp::from_unix_millis(7),
         },
         read(),
+        RoomEvent::Typing { request_id: room(), user_id: UserId::parse("lab-1").unwrap(), role: Role::Lab },
+        RoomEvent::MemberJoined { request_id: room(), user_id: UserId::parse("t|1").unwrap(), role: Role::Teacher },
+        RoomEvent::MemberLeft { request_id: room(), user_id: UserId::parse("lab-1").unwrap() },
     ];
     for event in events {
         let bytes = encode("node-a", &event).unwrap();

@@ -20,6 +20,10 @@
 //! own members; messages posted on other nodes arrive when Redis is back (or within a check
 //! interval, from the store), in order. Receipts marked on other nodes during the outage are not
 //! re-sent live: they are in the history (and in the messages of a later join).
+//!
+//! [`RedisPresence`] is the cross-node presence (room members with a time to live, and the typing
+//! throttle) on the same Redis; see its module for the keys and what a client sees while Redis
+//! is down.
 
 mod envelope;
 mod fill;
@@ -27,6 +31,7 @@ mod inbox;
 mod link;
 mod metrics_names;
 mod order;
+mod presence;
 mod publisher;
 mod rooms;
 
@@ -39,6 +44,7 @@ use labchat_domain::{RequestId, RoomEvent};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
+pub use crate::presence::{PresenceSettings, RedisPresence};
 use crate::rooms::{LinkSide, Shared};
 
 /// How many envelopes may wait for the publisher before new ones are dropped (and counted).

@@ -8,3 +8,5 @@ pub(crate) const PUBLISH_ERRORS: &str = "labchat_backplane_publish_errors_total"
 pub(crate) const GAP_FILLS: &str = "labchat_backplane_gap_fills_total";
 /// Counter: envelopes received from other nodes.
 pub(crate) const RECEIVED: &str = "labchat_backplane_received_total";
+/// Counter: presence operations that failed (Redis unreachable or too slow).
+pub(crate) const PRESENCE_ERRORS: &str = "labchat_presence_errors_total";

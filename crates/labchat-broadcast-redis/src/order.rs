@@ -135,6 +135,9 @@ impl RoomOrder {
                 }
                 step
             }
+            // Typing and presence: not ordered against messages, never held for a gap and never
+            // filled from the store; delivered as they come, even before the room's start.
+            ephemeral if ephemeral.kind().is_ephemeral() => Step { deliver: vec![ephemeral], fill: Fill::No },
             other => self.step(vec![other]),
         }
     }

@@ -187,3 +187,26 @@ fn the_recent_ids_ring_is_bounded() {
     // The oldest ids are forgotten: a receipt for one needs a fill.
     assert_eq!(o.offer(read(&[1])).fill, Fill::Now);
 }
+
+#[test]
+fn typing_and_presence_pass_a_gap_and_held_receipts_and_never_ask_for_a_fill() {
+    let ephemeral = [
+        RoomEvent::Typing { request_id: room(), user_id: UserId::parse("t").unwrap(), role: Role::Teacher },
+        RoomEvent::MemberJoined { request_id: room(), user_id: UserId::parse("t").unwrap(), role: Role::Teacher },
+        RoomEvent::MemberLeft { request_id: room(), user_id: UserId::parse("t").unwrap() },
+    ];
+    let mut o = RoomOrder::new();
+    // Before the room's start: delivered at once, not held.
+    for e in &ephemeral {
+        assert_eq!(o.offer(e.clone()), Step { deliver: vec![e.clone()], fill: Fill::No });
+    }
+    o.start(None);
+    // A gap (message 2 before 1) and a held receipt.
+    assert_eq!(o.offer(posted(2)).fill, Fill::AfterWait);
+    assert_eq!(o.offer(read(&[2])).fill, Fill::Now);
+    for e in &ephemeral {
+        assert_eq!(o.offer(e.clone()), Step { deliver: vec![e.clone()], fill: Fill::No }, "{e:?}");
+    }
+    // The message and the receipt still come in order once the gap closes.
+    assert_eq!(o.offer(posted(1)).deliver, vec![posted(1), posted(2), read(&[2])]);
+}

@@ -11,9 +11,11 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::access::RequestCache;
 use crate::{
-    Broadcaster, ChatError, ChatStore, Clock, InboxHub, Inserted, JoinError, LeaveError, MessageIdGenerator, RoomSink,
-    SinkId,
+    Broadcaster, ChatError, ChatStore, Clock, InboxHub, Inserted, JoinError, LeaveError, Member, MessageIdGenerator,
+    Presence, RoomSink, SinkId,
 };
+
+mod presence;
 
 /// A successful join: the room's history, read after the sink was subscribed and while the
 /// room's event order on this node was held.
@@ -35,6 +37,8 @@ pub struct Joined {
     pub covered: Option<Seq>,
     /// The joining user's unread messages in the room: how many, and the oldest.
     pub unread: Unread,
+    /// The room's members on every node, the joining user included, each once.
+    pub members: Vec<Member>,
     _order: OwnedMutexGuard<()>,
 }
 
@@ -76,6 +80,8 @@ pub struct Chat {
     history_limit: HistoryLimit,
     requests: RequestCache,
     inbox: Arc<InboxHub>,
+    presence: Option<Arc<dyn Presence>>,
+    local: presence::LocalPresence,
 }
 
 impl std::fmt::Debug for Chat {
@@ -105,7 +111,18 @@ impl Chat {
             order: (0..ORDER_STRIPES).map(|_| Arc::new(Mutex::new(()))).collect(),
             history_limit,
             requests: RequestCache::new(DEFAULT_ACCESS_TTL, ACCESS_CACHE_CAPACITY),
+            presence: None,
+            local: presence::LocalPresence::default(),
         }
+    }
+
+    /// The same use cases, keeping presence and throttling typing through `presence` (across
+    /// nodes with a shared backend). Without it, members are this node's connections and typing
+    /// is not throttled.
+    #[must_use]
+    pub fn with_presence(mut self, presence: Arc<dyn Presence>) -> Self {
+        self.presence = Some(presence);
+        self
     }
 
     /// The same use cases, trusting a request found in the store for `ttl` (zero: look every
@@ -166,6 +183,8 @@ impl Chat {
     /// The sink is subscribed first and the history read next, so no event of the room falls
     /// between the two, wherever it was published. When reading the history fails, the sink is
     /// unsubscribed again, unless `rejoin` says it was subscribed to the room before this call.
+    /// On the user's first connection to the room (over all nodes) the room hears
+    /// `memberJoined`; the result lists the room's members.
     pub async fn join(
         &self,
         user: &User,
@@ -179,16 +198,16 @@ impl Chat {
         let sink_id = sink.id();
         self.broadcaster.subscribe(request, sink).await.map_err(JoinError::Subscribe)?;
         let joined = match self.joined_history(request, after).await {
-            Ok((history, covered)) => self.unread_of(user.id(), request, &history).await.map(|unread| Joined {
-                history,
-                covered,
-                unread,
-                _order: order,
-            }),
+            Ok((history, covered)) => {
+                self.unread_of(user.id(), request, &history).await.map(|unread| (history, covered, unread))
+            }
             Err(e) => Err(e),
         };
         match joined {
-            Ok(joined) => Ok(joined),
+            Ok((history, covered, unread)) => {
+                let members = self.arrive(request, user, sink_id).await;
+                Ok(Joined { history, covered, unread, members, _order: order })
+            }
             Err(e) => {
                 if !rejoin && let Err(u) = self.broadcaster.unsubscribe(request, sink_id).await {
                     tracing::warn!(error = %u, request_id = %request, "unsubscribe after a failed join failed");
@@ -238,14 +257,16 @@ impl Chat {
         Ok((history, covered))
     }
 
-    /// Unsubscribes a closing connection's sink from its rooms and its inbox, without
-    /// authorization (the subscriptions were authorized when they were made).
-    pub async fn disconnect(&self, sink: SinkId, rooms: impl IntoIterator<Item = RequestId>) {
+    /// Unsubscribes a closing connection's sink (of `user`) from its rooms and its inbox,
+    /// without authorization (the subscriptions were authorized when they were made); the rooms
+    /// the user has no connection left in hear `memberLeft`.
+    pub async fn disconnect(&self, user: &User, sink: SinkId, rooms: impl IntoIterator<Item = RequestId>) {
         self.inbox.unsubscribe(sink);
         for room in rooms {
             if let Err(e) = self.broadcaster.unsubscribe(room, sink).await {
                 tracing::warn!(error = %e, request_id = %room, "unsubscribe on disconnect failed");
             }
+            self.depart(room, user.id(), sink).await;
         }
     }
 
@@ -254,9 +275,12 @@ impl Chat {
     /// Needs no authorization: anyone may stop listening, including a user who lost access to
     /// the request since joining. (A transport that answers leaving a room never joined may
     /// still check [`Chat::check_access`] first, so that it says no more about which requests
-    /// exist than any other operation.)
-    pub async fn leave(&self, request: RequestId, sink: SinkId) -> Result<(), LeaveError> {
-        self.broadcaster.unsubscribe(request, sink).await.map_err(LeaveError)
+    /// exist than any other operation.) After the user's last connection to the room left, the
+    /// room hears `memberLeft`.
+    pub async fn leave(&self, user: &User, request: RequestId, sink: SinkId) -> Result<(), LeaveError> {
+        self.broadcaster.unsubscribe(request, sink).await.map_err(LeaveError)?;
+        self.depart(request, user.id(), sink).await;
+        Ok(())
     }
 
     /// Stores a message from `user` and then broadcasts it to the room. With a client message id

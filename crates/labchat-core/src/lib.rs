@@ -7,16 +7,19 @@
 //!   (in memory in `labchat-memory`, MongoDB in `labchat-store-mongo`);
 //! - [`Broadcaster`] and [`RoomSink`]: who hears a room's events (in one process in
 //!   `labchat-memory`; across nodes through Redis in `labchat-broadcast-redis`);
+//! - [`Presence`]: who is in which room across nodes, and the typing throttle (in one process in
+//!   `labchat-memory`; across nodes through Redis in `labchat-broadcast-redis`);
 //! - [`Clock`]: what time it is.
 //!
 //! Use cases ([`Chat`]): join, leave, post, mark (delivered / read), history and the inbox
 //! (a page of it, and live updates through the node's [`InboxHub`]). They authorize
+//! Use cases ([`Chat`]): join, leave, post, mark (delivered / read), history and typing. They authorize
 //! every call with the domain rule (through a short-lived cache of requests), keep each room's
 //! events in one order, and report failures with types that list what each operation can
 //! return ([`ChatError`], [`JoinError`], [`LeaveError`]).
 //!
 //! With the `mocks` feature, every port has a `mockall` mock (`MockChatStore`, `MockBroadcaster`,
-//! `MockRoomSink`, `MockClock`) for interaction tests.
+//! `MockRoomSink`, `MockClock`, `MockPresence`) for interaction tests.
 
 #![warn(missing_docs)]
 
@@ -27,6 +30,7 @@ mod clock;
 mod errors;
 mod idgen;
 mod inbox;
+mod presence;
 mod store;
 
 pub use broadcast::{BackplaneStatus, BroadcastError, Broadcaster, Published, RoomSink, SinkId};
@@ -35,11 +39,14 @@ pub use clock::{Clock, SystemClock};
 pub use errors::{ChatError, FailureKind, JoinError, LeaveError};
 pub use idgen::MessageIdGenerator;
 pub use inbox::{InboxHub, InboxListener, InboxNotice, InboxSink};
+pub use presence::{Member, Presence, PresenceError, TYPING_INTERVAL};
 pub use store::{ChatStore, Inserted, Marked, StoreError};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use broadcast::{MockBroadcaster, MockRoomSink};
 #[cfg(any(test, feature = "mocks"))]
 pub use clock::MockClock;
+#[cfg(any(test, feature = "mocks"))]
+pub use presence::MockPresence;
 #[cfg(any(test, feature = "mocks"))]
 pub use store::MockChatStore;

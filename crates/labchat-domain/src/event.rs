@@ -1,4 +1,4 @@
-use crate::{Message, MessageId, RequestId, Timestamp, UserId};
+use crate::{Message, MessageId, RequestId, Role, Timestamp, UserId};
 
 /// Something that happened in a request's room, which every member of the room is told, in the
 /// same order for every member.
@@ -42,6 +42,34 @@ pub enum RoomEvent {
         /// When they were marked.
         at: Timestamp,
     },
+    /// `user` is typing in the room. Ephemeral: not stored, carries no seq, not ordered against
+    /// messages; the user's own connections are not told ([`RoomEvent::hidden_from`]).
+    Typing {
+        /// The room.
+        request_id: RequestId,
+        /// Who is typing.
+        user_id: UserId,
+        /// In which role.
+        role: Role,
+    },
+    /// `user`'s first connection (over all nodes) joined the room. Ephemeral, like
+    /// [`RoomEvent::Typing`].
+    MemberJoined {
+        /// The room.
+        request_id: RequestId,
+        /// Who joined.
+        user_id: UserId,
+        /// In which role.
+        role: Role,
+    },
+    /// `user`'s last connection (over all nodes) left the room, closed, or its node stopped
+    /// refreshing its presence. Ephemeral, like [`RoomEvent::Typing`].
+    MemberLeft {
+        /// The room.
+        request_id: RequestId,
+        /// Who left.
+        user_id: UserId,
+    },
 }
 
 /// The kind of a [`RoomEvent`], without its data: the home of the events' names.
@@ -54,20 +82,37 @@ pub enum RoomEventKind {
     Delivered,
     /// [`RoomEvent::Read`].
     Read,
+    /// [`RoomEvent::Typing`].
+    Typing,
+    /// [`RoomEvent::MemberJoined`].
+    MemberJoined,
+    /// [`RoomEvent::MemberLeft`].
+    MemberLeft,
 }
 
 impl RoomEventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 3] = [Self::Message, Self::Delivered, Self::Read];
+    pub const ALL: [Self; 6] =
+        [Self::Message, Self::Delivered, Self::Read, Self::Typing, Self::MemberJoined, Self::MemberLeft];
 
-    /// The event's name as clients see it (`message`, `messagesDelivered`, `messageReads`); also
-    /// a fixed set of metric label values.
+    /// The event's name as clients see it (`message`, `messagesDelivered`, `messageReads`,
+    /// `typing`, `memberJoined`, `memberLeft`); also a fixed set of metric label values.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Message => "message",
             Self::Delivered => "messagesDelivered",
             Self::Read => "messageReads",
+            Self::Typing => "typing",
+            Self::MemberJoined => "memberJoined",
+            Self::MemberLeft => "memberLeft",
         }
+    }
+
+    /// Whether events of this kind are ephemeral: typing and presence, which are not stored,
+    /// carry no seq and are not ordered against the room's messages (a node delivers them as
+    /// they come, never waiting for a gap to fill nor filling them from the store).
+    pub const fn is_ephemeral(self) -> bool {
+        matches!(self, Self::Typing | Self::MemberJoined | Self::MemberLeft)
     }
 }
 
@@ -84,6 +129,9 @@ impl RoomEvent {
             Self::MessagePosted(_) => RoomEventKind::Message,
             Self::Delivered { .. } => RoomEventKind::Delivered,
             Self::Read { .. } => RoomEventKind::Read,
+            Self::Typing { .. } => RoomEventKind::Typing,
+            Self::MemberJoined { .. } => RoomEventKind::MemberJoined,
+            Self::MemberLeft { .. } => RoomEventKind::MemberLeft,
         }
     }
 
@@ -91,7 +139,23 @@ impl RoomEvent {
     pub fn request_id(&self) -> RequestId {
         match self {
             Self::MessagePosted(m) => m.request_id,
-            Self::Delivered { request_id, .. } | Self::Read { request_id, .. } => *request_id,
+            Self::Delivered { request_id, .. }
+            | Self::Read { request_id, .. }
+            | Self::Typing { request_id, .. }
+            | Self::MemberJoined { request_id, .. }
+            | Self::MemberLeft { request_id, .. } => *request_id,
+        }
+    }
+
+    /// The user whose own connections are not told this event: the subject of a typing or
+    /// presence event (a user does not hear themself typing, joining or leaving, on any tab).
+    /// `None` for every other event, which every member hears.
+    pub fn hidden_from(&self) -> Option<&UserId> {
+        match self {
+            Self::Typing { user_id, .. } | Self::MemberJoined { user_id, .. } | Self::MemberLeft { user_id, .. } => {
+                Some(user_id)
+            }
+            _ => None,
         }
     }
 }

@@ -67,7 +67,7 @@ pub(crate) async fn remove(
     if !rooms.contains(&room) {
         return false;
     }
-    if let Err(e) = chat.leave(room, sink).await {
+    if let Err(e) = chat.leave(user, room, sink).await {
         tracing::warn!(request_id = %room, error = %ErrorChain(&e), "unsubscribing a user who lost access failed");
         return false;
     }

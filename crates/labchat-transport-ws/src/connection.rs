@@ -88,7 +88,10 @@ fn instant_of(t: Timestamp, clock: &dyn Clock) -> Instant {
 impl Connection {
     pub(crate) fn new(id: u64, principal: Principal, peer: SocketAddr, server: Arc<Server>) -> Self {
         let cfg = server.config();
-        let sink = Arc::new(ConnSink::new(SinkId(id), cfg.outbound_max_frames, cfg.outbound_max_bytes));
+        let sink = Arc::new(
+            ConnSink::new(SinkId(id), cfg.outbound_max_frames, cfg.outbound_max_bytes)
+                .for_user(principal.user.id().clone()),
+        );
         let rate = TokenBucket::new(cfg.rate_limits(), Instant::now());
         let session = Session::new(principal, Arc::clone(&sink));
         Self {
@@ -121,7 +124,7 @@ impl Connection {
         let rooms = &mut self.session.rooms;
         #[allow(clippy::cast_precision_loss)]
         metrics::gauge!("labchat_rooms_joined").decrement(rooms.len() as f64);
-        self.server.chat().disconnect(self.sink.sink_id(), rooms.drain()).await;
+        self.server.chat().disconnect(&user, self.sink.sink_id(), rooms.drain()).await;
         let grace = self.server.config().close_grace;
         match end {
             End::Close(code, reason) => Box::pin(self.close(&mut ws, code, reason, grace)).await,

@@ -117,8 +117,14 @@ impl Session {
                 let (keep, budget) =
                     (Keep::for_cursor(after.map_or(Cursor::Latest, Cursor::After)), server.config().reply_budget());
                 let budget = budget.saturating_sub(protocol::join_fields_len(&joined.unread));
-                let (frame, has_more) =
-                    protocol::room_history_with_more(*request_id, &joined.history, keep, budget, id);
+                let (frame, has_more) = protocol::room_history_with_more(
+                    *request_id,
+                    &joined.history,
+                    keep,
+                    budget,
+                    id,
+                    Some(&joined.members),
+                );
                 self.sink.reply(ServerEvent::RoomHistory, protocol::with_join_fields(frame, &joined.unread));
                 // A page after a message that stops short of the newest: the client pages on,
                 // and the held messages past the page would leave a hole before them.
@@ -135,7 +141,7 @@ impl Session {
                 if !self.rooms.contains(request_id) {
                     chat.check_access(&user, *request_id).await.map_err(WireError::from)?;
                 }
-                chat.leave(*request_id, self.sink.sink_id()).await.map_err(WireError::from)?;
+                chat.leave(&user, *request_id, self.sink.sink_id()).await.map_err(WireError::from)?;
                 self.sink.forget(*request_id);
                 if self.rooms.remove(request_id) {
                     metrics::gauge!("labchat_rooms_joined").decrement(1.0);
@@ -187,6 +193,12 @@ impl Session {
             Command::UnsubscribeInbox => {
                 chat.unsubscribe_inbox(self.sink.sink_id());
                 self.ack(AckData::Empty, id);
+            }
+            Command::Typing { request_id } => {
+                // A throttled typing is dropped silently, but still answered: it was handled
+                // (and admitted by the rate limit like any frame, never refused by it).
+                chat.typing(&user, *request_id).await.map_err(WireError::from)?;
+                self.ack(AckData::Room(*request_id), id);
             }
         }
         Ok(Outcome::Done)

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::task::AtomicWaker;
 use futures_util::{Sink, SinkExt};
 use labchat_core::{InboxSink, Published, RoomSink, SinkId};
-use labchat_domain::InboxRow;
+use labchat_domain::{InboxRow, UserId};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
@@ -87,6 +87,8 @@ impl OutQueue {
 /// count toward the same bounds.
 pub(crate) struct ConnSink {
     id: SinkId,
+    /// The connection's user: the events about them that they are not told are dropped.
+    user: Option<UserId>,
     tx: OutQueue,
     queued_bytes: AtomicUsize,
     max_bytes: usize,
@@ -102,6 +104,7 @@ impl ConnSink {
     pub(crate) fn new(id: SinkId, max_frames: usize, max_bytes: usize) -> Self {
         Self {
             id,
+            user: None,
             tx: OutQueue::new(max_frames),
             queued_bytes: AtomicUsize::new(0),
             max_bytes,
@@ -110,6 +113,12 @@ impl ConnSink {
             watching: AtomicBool::new(false),
             window: std::sync::Mutex::new(JoinWindow::default()),
         }
+    }
+
+    /// The same sink, dropping the events hidden from `user` (`RoomEvent::hidden_from`).
+    pub(crate) fn for_user(mut self, user: UserId) -> Self {
+        self.user = Some(user);
+        self
     }
 
     fn mark_overflowed(&self) {
@@ -178,6 +187,9 @@ impl RoomSink for ConnSink {
     }
 
     fn deliver(&self, event: Arc<Published>) {
+        if event.event().hidden_from().is_some_and(|u| self.user.as_ref() == Some(u)) {
+            return;
+        }
         // Encoded once per broadcast, shared by every receiver.
         let frame = event.encoded(|e| Utf8Bytes::from(protocol::room_event(e)));
         if self.watching.load(Ordering::Acquire) {

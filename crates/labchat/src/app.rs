@@ -4,15 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use labchat_broadcast_redis::{RedisBroadcaster, RedisSettings};
-use labchat_core::{BroadcastError, Broadcaster, Chat, ChatStore, Clock, StoreError, SystemClock};
+use labchat_broadcast_redis::{PresenceSettings, RedisBroadcaster, RedisPresence, RedisSettings};
+use labchat_core::{BroadcastError, Broadcaster, Chat, ChatStore, Clock, Presence, StoreError, SystemClock};
 use labchat_domain::{HistoryLimit, Request, RequestId, UserId};
 use labchat_store_mongo::{MongoSettings, MongoStore};
 use labchat_transport_ws::{AuthSettings, Authenticator, KeyError, Server, WsConfig};
 use serde::Deserialize;
 
 use crate::observe::{self, MeteredStore};
-use labchat_memory::{LocalBroadcaster, MemoryStore};
+use labchat_memory::{LocalBroadcaster, MemoryPresence, MemoryStore};
 
 /// Which store to use.
 #[derive(Debug, Clone)]
@@ -81,7 +81,8 @@ pub struct App {
     pub backplane: Option<Arc<RedisBroadcaster>>,
 }
 
-/// Builds the store, the use cases and the transport.
+/// Builds the store, the use cases and the transport. Presence is kept in process, or in Redis
+/// (shared by the nodes) with a backplane.
 pub async fn build(settings: Settings) -> Result<App, AppError> {
     let auth = Authenticator::new(&settings.auth)?;
     let (store, memory): (Arc<dyn ChatStore>, _) = match settings.store {
@@ -101,23 +102,24 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
             (Arc::new(MeteredStore::new(Arc::new(MongoStore::connect(mongo).await?))), None)
         }
     };
-    let (broadcaster, local, backplane): (Arc<dyn Broadcaster>, _, _) = match settings.backplane {
-        Some(b) => {
-            tracing::info!(node_id = %b.node_id, "using the Redis backplane: this node is one of several");
-            let redis = RedisBroadcaster::start(
-                RedisSettings { url: b.redis_url, node_id: b.node_id, ..RedisSettings::default() },
-                Arc::clone(&store),
-            )?;
-            (redis.clone(), None, Some(redis))
-        }
-        None => {
-            let local = Arc::new(LocalBroadcaster::new());
-            (local.clone(), Some(local), None)
-        }
-    };
+    let (broadcaster, presence, local, backplane): (Arc<dyn Broadcaster>, Arc<dyn Presence>, _, _) =
+        match settings.backplane {
+            Some(b) => {
+                tracing::info!(node_id = %b.node_id, "using the Redis backplane: this node is one of several");
+                let redis_settings = RedisSettings { url: b.redis_url, node_id: b.node_id, ..RedisSettings::default() };
+                let redis = RedisBroadcaster::start(redis_settings.clone(), Arc::clone(&store))?;
+                let presence = RedisPresence::start(&redis_settings, PresenceSettings::default(), redis.clone())?;
+                (redis.clone(), presence, None, Some(redis))
+            }
+            None => {
+                let local = Arc::new(LocalBroadcaster::new());
+                (local.clone(), Arc::new(MemoryPresence::new()), Some(local), None)
+            }
+        };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let chat = Chat::new(store, Arc::clone(&broadcaster), Arc::clone(&clock), settings.history_limit)
-        .with_access_ttl(settings.ws.access_recheck_interval);
+        .with_access_ttl(settings.ws.access_recheck_interval)
+        .with_presence(presence);
     broadcaster.listen_inbox(chat.inbox_listener());
     let mut server = Server::new(Arc::new(chat), auth, settings.ws, clock);
     if let Some(render) = observe::metrics_renderer() {

@@ -220,6 +220,7 @@ async fn join_subscribes_then_reads_history_and_forbidden_join_does_neither() {
         .in_sequence(&mut order)
         .returning(|_, _| Ok(Some(HistoryPage { messages: vec![message(4, 4), message(5, 5)], has_more: false })));
     b.expect_unsubscribe().never();
+    b.expect_publish().times(1).withf(|e| matches!(e, RoomEvent::MemberJoined { .. })).returning(|_| Ok(()));
     let chat = chat(store, b);
     let joined = chat.join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(42), false).await.unwrap();
     assert_eq!(joined.history.messages.len(), 2);
@@ -252,6 +253,8 @@ async fn an_empty_page_after_a_message_covers_up_to_that_message() {
     let mut b = MockBroadcaster::new();
     b.expect_subscribe().returning(|_, _| Ok(()));
     b.expect_backplane().return_const(Some(crate::BackplaneStatus { connected: true, detail: String::new() }));
+    // The first join of the user announces them; the second, from the same sink, does not.
+    b.expect_publish().times(1).withf(|e| matches!(e, RoomEvent::MemberJoined { .. })).returning(|_| Ok(()));
     let chat = chat(store, b);
     let joined = chat.join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(1), false).await.unwrap();
     assert!(joined.history.messages.is_empty());
@@ -269,6 +272,7 @@ async fn without_a_backplane_an_empty_page_costs_no_extra_read() {
     let mut b = MockBroadcaster::new();
     b.expect_subscribe().returning(|_, _| Ok(()));
     b.expect_backplane().return_const(None);
+    b.expect_publish().times(1).withf(|e| matches!(e, RoomEvent::MemberJoined { .. })).returning(|_| Ok(()));
     let joined =
         chat(store, b).join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(1), false).await.unwrap();
     assert_eq!(joined.covered, None);
@@ -321,7 +325,7 @@ async fn leaving_needs_no_authorization() {
     store.expect_find_request().never();
     let mut b = MockBroadcaster::new();
     b.expect_unsubscribe().with(eq(rid(1)), eq(SinkId(7))).times(1).returning(|_, _| Ok(()));
-    chat(store, b).leave(rid(1), SinkId(7)).await.unwrap();
+    chat(store, b).leave(&user("t1", Role::Teacher), rid(1), SinkId(7)).await.unwrap();
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use labchat_core::{Chat, Clock, SinkId};
 use labchat_domain::{HistoryLimit, Request, Role, Timestamp, User, UserId};
-use labchat_memory::{LocalBroadcaster, MemoryStore};
+use labchat_memory::{LocalBroadcaster, MemoryPresence, MemoryStore};
 use serde_json::json;
 
 use super::*;
@@ -30,7 +30,8 @@ struct Fixture {
 fn fixture() -> Fixture {
     let store = Arc::new(MemoryStore::new());
     let clock: Arc<dyn Clock> = Arc::new(WallClock);
-    let chat = Chat::new(store.clone(), Arc::new(LocalBroadcaster::new()), Arc::clone(&clock), HistoryLimit::DEFAULT);
+    let chat = Chat::new(store.clone(), Arc::new(LocalBroadcaster::new()), Arc::clone(&clock), HistoryLimit::DEFAULT)
+        .with_presence(Arc::new(MemoryPresence::new()));
     let auth = Authenticator::new(&AuthSettings {
         algorithm: JwtAlgorithm::Hs256,
         key: SECRET.to_vec(),
@@ -55,7 +56,7 @@ fn session(user: &str, role: Role) -> Session {
         user: User::new(UserId::parse(user).unwrap(), role),
         expires_at: Timestamp::from_unix_millis(i64::MAX / 2),
     };
-    Session::new(principal, Arc::new(ConnSink::new(SinkId(7), 64, 1 << 20)))
+    Session::new(principal, Arc::new(ConnSink::new(SinkId(7), 64, 1 << 20).for_user(UserId::parse(user).unwrap())))
 }
 
 fn token(sub: &str, role: &str) -> String {
@@ -162,4 +163,61 @@ async fn inbox_replies_even_without_id_and_subscribing_acks_with_an_empty_object
         assert_eq!(s.handle(&f.server, &frame).await, Outcome::Done);
         assert_eq!(sent(&s), [json!({"event": "ack", "data": {}, "id": 3})], "{event}");
     }
+}
+
+/// A session of `user` whose sink (`sink`) drops what is hidden from that user, as a
+/// connection's does.
+fn user_session(user: &str, role: Role, sink: u64) -> Session {
+    let principal = Principal {
+        user: User::new(UserId::parse(user).unwrap(), role),
+        expires_at: Timestamp::from_unix_millis(i64::MAX / 2),
+    };
+    Session::new(principal, Arc::new(ConnSink::new(SinkId(sink), 64, 1 << 20).for_user(UserId::parse(user).unwrap())))
+}
+
+#[tokio::test]
+async fn typing_and_presence_reach_the_other_users_only_and_a_throttled_typing_is_still_acked() {
+    let f = fixture();
+    let rid = f.request(3, "t").to_hex();
+    let (mut t, mut lab) = (user_session("t", Role::Teacher, 1), user_session("lab", Role::Lab, 2));
+    let join = json!({"event": "joinRoom", "data": {"requestId": rid}, "id": 1}).to_string();
+    assert_eq!(t.handle(&f.server, &join).await, Outcome::Done);
+    assert_eq!(sent(&t)[0]["data"]["members"], json!([{"userId": "t", "role": "TEACHER"}]));
+    assert_eq!(lab.handle(&f.server, &join).await, Outcome::Done);
+    let mut members = sent(&lab)[0]["data"]["members"].as_array().unwrap().clone();
+    members.sort_by_key(|m| m["userId"].as_str().unwrap().to_owned());
+    assert_eq!(members, [json!({"userId": "lab", "role": "LAB"}), json!({"userId": "t", "role": "TEACHER"})]);
+    assert_eq!(
+        sent(&t),
+        [json!({"event": "memberJoined", "data": {"requestId": rid, "userId": "lab", "role": "LAB"}})]
+    );
+    let typing = json!({"event": "typing", "data": {"requestId": rid}, "id": "k"}).to_string();
+    assert_eq!(t.handle(&f.server, &typing).await, Outcome::Done);
+    assert_eq!(sent(&t), [json!({"event": "ack", "data": {"requestId": rid}, "id": "k"})], "no typing of its own");
+    assert_eq!(sent(&lab), [json!({"event": "typing", "data": {"requestId": rid, "userId": "t", "role": "TEACHER"}})]);
+    // Within the interval: dropped, still acked; without an id: nothing at all.
+    assert_eq!(t.handle(&f.server, &typing).await, Outcome::Done);
+    assert_eq!(sent(&t), [json!({"event": "ack", "data": {"requestId": rid}, "id": "k"})]);
+    let no_id = json!({"event": "typing", "data": {"requestId": rid}}).to_string();
+    assert_eq!(t.handle(&f.server, &no_id).await, Outcome::Done);
+    assert!(sent(&t).is_empty());
+    assert!(sent(&lab).is_empty(), "a throttled typing is not broadcast");
+    let leave = json!({"event": "leaveRoom", "data": {"requestId": rid}}).to_string();
+    assert_eq!(lab.handle(&f.server, &leave).await, Outcome::Done);
+    assert_eq!(sent(&t), [json!({"event": "memberLeft", "data": {"requestId": rid, "userId": "lab"}})]);
+}
+
+#[tokio::test]
+async fn typing_in_a_foreign_room_is_forbidden() {
+    let f = fixture();
+    let rid = f.request(4, "t").to_hex();
+    let mut other = user_session("t2", Role::Teacher, 3);
+    let typing = json!({"event": "typing", "data": {"requestId": rid}, "id": 9}).to_string();
+    assert_eq!(other.handle(&f.server, &typing).await, Outcome::Done);
+    let frames = sent(&other);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(
+        (&frames[0]["event"], &frames[0]["data"]["code"], &frames[0]["id"]),
+        (&json!("error"), &json!("FORBIDDEN"), &json!(9))
+    );
 }

@@ -323,4 +323,23 @@ mod tests {
             "1 queued and 2 held fill the 3-frame bound: a third held one overflows"
         );
     }
+
+    #[test]
+    fn events_hidden_from_the_connection_s_user_are_not_delivered() {
+        use labchat_domain::{Role, UserId};
+        let room = RequestId::parse("6751b6df1ad14eaa13a03313").unwrap();
+        let (me, other) = (UserId::parse("me").unwrap(), UserId::parse("other").unwrap());
+        let sink = ConnSink::new(SinkId(1), 8, 1024).for_user(me.clone());
+        for user_id in [me, other] {
+            sink.deliver(Published::new(RoomEvent::Typing {
+                request_id: room,
+                user_id: user_id.clone(),
+                role: Role::Lab,
+            }));
+            sink.deliver(Published::new(RoomEvent::MemberLeft { request_id: room, user_id }));
+        }
+        let frames: Vec<String> = std::iter::from_fn(|| sink.try_take()).map(|f| f.as_str().to_owned()).collect();
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert!(frames.iter().all(|f| f.contains(r#""userId":"other""#)), "{frames:?}");
+    }
 }

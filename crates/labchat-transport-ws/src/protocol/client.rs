@@ -41,11 +41,13 @@ pub enum ClientEvent {
     SubscribeInbox,
     /// `unsubscribeInbox`: stop receiving `inboxUpdate` events.
     UnsubscribeInbox,
+    /// `typing`: tell a room's other users that this user is typing.
+    Typing,
 }
 
 impl ClientEvent {
     /// Every client event, in the order the protocol lists them.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::JoinRoom,
         Self::LeaveRoom,
         Self::Message,
@@ -56,6 +58,7 @@ impl ClientEvent {
         Self::Inbox,
         Self::SubscribeInbox,
         Self::UnsubscribeInbox,
+        Self::Typing,
     ];
 
     /// The event's name on the wire; also a fixed set of metric label values.
@@ -71,6 +74,7 @@ impl ClientEvent {
             Self::Inbox => "inbox",
             Self::SubscribeInbox => "subscribeInbox",
             Self::UnsubscribeInbox => "unsubscribeInbox",
+            Self::Typing => "typing",
         }
     }
 }
@@ -190,6 +194,11 @@ pub enum Command {
     SubscribeInbox,
     /// `unsubscribeInbox`.
     UnsubscribeInbox,
+    /// `typing`.
+    Typing {
+        /// The room.
+        request_id: RequestId,
+    },
 }
 
 impl Command {
@@ -201,7 +210,8 @@ impl Command {
             | Self::Message { request_id, .. }
             | Self::AckMessages { request_id, .. }
             | Self::ReadMessages { request_id, .. }
-            | Self::History { request_id, .. } => Some(*request_id),
+            | Self::History { request_id, .. }
+            | Self::Typing { request_id } => Some(*request_id),
             Self::RefreshToken { .. } | Self::Inbox { .. } | Self::SubscribeInbox | Self::UnsubscribeInbox => None,
         }
     }
@@ -219,6 +229,7 @@ impl Command {
             Self::Inbox { .. } => ClientEvent::Inbox,
             Self::SubscribeInbox => ClientEvent::SubscribeInbox,
             Self::UnsubscribeInbox => ClientEvent::UnsubscribeInbox,
+            Self::Typing { .. } => ClientEvent::Typing,
         }
     }
 }
@@ -243,6 +254,7 @@ pub(super) fn command(event: ClientEvent, data: Map<String, Value>, limits: &Dec
         ClientEvent::Inbox => dto::<Inbox>(data)?.command(),
         ClientEvent::SubscribeInbox => Ok(Command::SubscribeInbox),
         ClientEvent::UnsubscribeInbox => Ok(Command::UnsubscribeInbox),
+        ClientEvent::Typing => Ok(Command::Typing { request_id: dto::<Typing>(data)?.room.request_id()? }),
     }
 }
 
@@ -299,6 +311,14 @@ struct History {
     before: Field,
     after: Field,
     limit: Field,
+}
+
+/// `typing {requestId}`.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Typing {
+    #[serde(flatten)]
+    room: Room,
 }
 
 /// `refreshToken {token}`.

@@ -28,11 +28,17 @@ pub enum ServerEvent {
     MessageReads,
     /// `inboxUpdate`: a room's inbox row changed for the user.
     InboxUpdate,
+    /// `typing`: another user is typing in a room.
+    Typing,
+    /// `memberJoined`: another user's first connection joined a room.
+    MemberJoined,
+    /// `memberLeft`: another user's last connection left a room.
+    MemberLeft,
 }
 
 impl ServerEvent {
     /// Every server event.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 10] = [
         Self::Ack,
         Self::Error,
         Self::RoomHistory,
@@ -40,6 +46,9 @@ impl ServerEvent {
         Self::MessagesDelivered,
         Self::MessageReads,
         Self::InboxUpdate,
+        Self::Typing,
+        Self::MemberJoined,
+        Self::MemberLeft,
     ];
 
     /// The event's name on the wire; also a fixed set of metric label values.
@@ -52,6 +61,9 @@ impl ServerEvent {
             Self::MessagesDelivered => RoomEventKind::Delivered.as_str(),
             Self::MessageReads => RoomEventKind::Read.as_str(),
             Self::InboxUpdate => "inboxUpdate",
+            Self::Typing => RoomEventKind::Typing.as_str(),
+            Self::MemberJoined => RoomEventKind::MemberJoined.as_str(),
+            Self::MemberLeft => RoomEventKind::MemberLeft.as_str(),
         }
     }
 }
@@ -154,8 +166,16 @@ fn hex_ids(ids: &[MessageId]) -> Vec<String> {
     ids.iter().map(MessageId::to_hex).collect()
 }
 
-/// A room event as a server frame (`message`, `messagesDelivered` or `messageReads`), named by
-/// the domain's [`labchat_domain::RoomEventKind`].
+/// A member of a room as the protocol shows it: `{userId, role}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct WireMember<'a> {
+    pub(super) user_id: &'a str,
+    pub(super) role: &'static str,
+}
+
+/// A room event as a server frame (`message`, `messagesDelivered`, `messageReads`, `typing`,
+/// `memberJoined` or `memberLeft`), named by the domain's [`labchat_domain::RoomEventKind`].
 pub fn room_event(event: &RoomEvent) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
@@ -164,6 +184,14 @@ pub fn room_event(event: &RoomEvent) -> String {
         user_id: String,
         messages: Vec<String>,
         at: String,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Someone<'a> {
+        request_id: String,
+        user_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role: Option<&'static str>,
     }
     let name = event.kind().as_str();
     match event {
@@ -177,6 +205,14 @@ pub fn room_event(event: &RoomEvent) -> String {
                 at: rfc3339(*at),
             };
             frame(name, data, None)
+        }
+        RoomEvent::Typing { request_id, user_id, role } | RoomEvent::MemberJoined { request_id, user_id, role } => {
+            let data =
+                Someone { request_id: request_id.to_hex(), user_id: user_id.as_str(), role: Some(role.as_str()) };
+            frame(name, data, None)
+        }
+        RoomEvent::MemberLeft { request_id, user_id } => {
+            frame(name, Someone { request_id: request_id.to_hex(), user_id: user_id.as_str(), role: None }, None)
         }
         // A kind this transport does not know yet: its name and room, so clients can ignore it.
         other => {
@@ -198,7 +234,7 @@ pub fn message(m: &Message) -> String {
 /// The result carried by an `ack` frame.
 #[derive(Debug)]
 pub enum AckData<'a> {
-    /// `joinRoom`, `leaveRoom`, `history`: `{requestId}`.
+    /// `joinRoom`, `leaveRoom`, `history`, `typing`: `{requestId}`.
     Room(RequestId),
     /// `message`: the stored message.
     Message(&'a Message),

@@ -6,13 +6,14 @@
 //! cut to a byte budget, from the end farthest from its cursor, and says `hasMore: true`; the
 //! client pages on as it does for a page cut by count.
 
+use labchat_core::Member;
 use labchat_domain::{Cursor, HistoryPage, Message, RequestId};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::ServerEvent;
-use super::encode::{ENCODING_FAILED, WireMessage, frame};
+use super::encode::{ENCODING_FAILED, WireMember, WireMessage, frame};
 
 /// Which end of a history page to keep when the page is cut to fit its byte budget.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -41,6 +42,9 @@ struct History<'a> {
     request_id: String,
     messages: &'a [Box<RawValue>],
     has_more: bool,
+    /// Only in reply to `joinRoom`: the room's members.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<&'a [WireMember<'a>]>,
 }
 
 /// A `roomHistory` frame of `page`, at most `max_bytes` long: when the whole page does not fit,
@@ -55,22 +59,28 @@ pub fn room_history(
     max_bytes: usize,
     id: Option<&Value>,
 ) -> String {
-    room_history_with_more(request_id, page, keep, max_bytes, id).0
+    room_history_with_more(request_id, page, keep, max_bytes, id, None).0
 }
 
-/// [`room_history`], and the frame's `hasMore`.
+/// [`room_history`], and the frame's `hasMore`; with `members` (in reply to `joinRoom`), the
+/// frame lists them as `members: [{userId, role}]`.
 pub fn room_history_with_more(
     request_id: RequestId,
     page: &HistoryPage,
     keep: Keep,
     max_bytes: usize,
     id: Option<&Value>,
+    members: Option<&[Member]>,
 ) -> (String, bool) {
     let name = ServerEvent::RoomHistory.as_str();
     let request_id = request_id.to_hex();
+    let members: Option<Vec<WireMember<'_>>> = members
+        .map(|ms| ms.iter().map(|m| WireMember { user_id: m.user_id.as_str(), role: m.role.as_str() }).collect());
+    let members = members.as_deref();
     // The bytes of the frame around its messages, which depend on `hasMore`.
-    let around =
-        |has_more: bool| frame(name, History { request_id: request_id.clone(), messages: &[], has_more }, id).len();
+    let around = |has_more: bool| {
+        frame(name, History { request_id: request_id.clone(), messages: &[], has_more, members }, id).len()
+    };
     // A cut page says `true`, one byte shorter than `false`: the larger room.
     let mut budget = Budget::new(max_bytes.saturating_sub(around(true)));
     let from_kept_end: Box<dyn Iterator<Item = &Message>> = match keep {
@@ -97,7 +107,7 @@ pub fn room_history_with_more(
         kept.reverse();
     }
     let has_more = page.has_more || cut;
-    (frame(name, History { request_id, messages: &kept, has_more }, id), has_more)
+    (frame(name, History { request_id, messages: &kept, has_more, members }, id), has_more)
 }
 
 /// The bytes left for a page's messages: each message costs its size, plus one separator byte

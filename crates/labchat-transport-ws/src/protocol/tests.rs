@@ -68,6 +68,7 @@ fn decodes_every_event() {
         ),
         (json!({"event":"subscribeInbox","data":{}}), Command::SubscribeInbox),
         (json!({"event":"unsubscribeInbox","data":{"x":1}}), Command::UnsubscribeInbox),
+        (json!({"event":"typing","data":{"requestId":RID}}), Command::Typing { request_id: rid }),
     ];
     for (frame, want) in cases {
         assert_eq!(dec(frame.clone()).map(|i| i.command), Ok(want), "{frame}");

@@ -20,7 +20,8 @@ fn client_event_names_round_trip_and_are_the_protocol_s() {
             "refreshToken",
             "inbox",
             "subscribeInbox",
-            "unsubscribeInbox"
+            "unsubscribeInbox",
+            "typing"
         ]
     );
     for (event, name) in ClientEvent::ALL.into_iter().zip(CLIENT_EVENTS) {
@@ -38,7 +39,7 @@ fn client_event_names_round_trip_and_are_the_protocol_s() {
 fn the_unknown_event_message_lists_every_client_event() {
     assert_eq!(
         UnknownEvent("x".into()).to_string(),
-        r#"unknown event "x" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox or unsubscribeInbox)"#
+        r#"unknown event "x" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox, unsubscribeInbox or typing)"#
     );
 }
 
@@ -60,7 +61,21 @@ fn a_decoded_frame_names_its_event_and_its_command_agrees() {
 #[test]
 fn server_event_names_are_the_protocol_s_and_room_events_come_from_the_domain() {
     let names: Vec<&str> = ServerEvent::ALL.iter().map(|e| e.as_str()).collect();
-    assert_eq!(names, ["ack", "error", "roomHistory", "message", "messagesDelivered", "messageReads", "inboxUpdate"]);
+    assert_eq!(
+        names,
+        [
+            "ack",
+            "error",
+            "roomHistory",
+            "message",
+            "messagesDelivered",
+            "messageReads",
+            "inboxUpdate",
+            "typing",
+            "memberJoined",
+            "memberLeft"
+        ]
+    );
     for kind in RoomEventKind::ALL {
         assert!(names.contains(&kind.as_str()), "{kind} is a server event");
     }

@@ -34,11 +34,11 @@ fn every_bad_frame_message_word_for_word() {
         (json!({"event":"nope"}), "missing field data"),
         (
             json!({"event":"nope","data":{}}),
-            r#"unknown event "nope" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox or unsubscribeInbox)"#,
+            r#"unknown event "nope" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox, unsubscribeInbox or typing)"#,
         ),
         (
             json!({"event":"a\"b","data":{}}),
-            r#"unknown event "a\"b" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox or unsubscribeInbox)"#,
+            r#"unknown event "a\"b" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox, unsubscribeInbox or typing)"#,
         ),
         (json!({"event":"refreshToken","data":{}}), "field data.token must be a non-empty string"),
         (json!({"event":"inbox","data":{"limit":0}}), "field data.limit must be an integer from 1 to 100"),
@@ -56,6 +56,11 @@ fn every_bad_frame_message_word_for_word() {
         (json!({"event":"refreshToken","data":{"token":""}}), "field data.token must be a non-empty string"),
         (json!({"event":"refreshToken","data":{"token":5}}), "field data.token must be a non-empty string"),
         (json!({"event":"leaveRoom","data":{}}), "missing field data.requestId"),
+        (json!({"event":"typing","data":{}}), "missing field data.requestId"),
+        (
+            json!({"event":"typing","data":{"requestId":"xyz"}}),
+            "field data.requestId: an id must be 24 hexadecimal characters, got 3 characters",
+        ),
         (json!({"event":"leaveRoom","data":{"requestId":null}}), "field data.requestId must be a 24-hex string"),
         (json!({"event":"leaveRoom","data":{"resquestId":12}}), "field data.requestId must be a 24-hex string"),
         (

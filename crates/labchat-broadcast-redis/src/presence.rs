@@ -1,0 +1,363 @@
+//! The cross-node [`Presence`]: room members in Redis, with a time to live refreshed by their
+//! node, and the typing throttle.
+//!
+//! Keys:
+//! - `labchat:presence:<request id hex>`: a sorted set of one entry per user and node,
+//!   `<byte length of the user id>:<user id>|<role>|<node id>`, scored by its expiry in
+//!   milliseconds of the Redis server's clock (`TIME`, so nodes' clocks do not matter). The key
+//!   itself expires with its latest entry.
+//! - `labchat:typing:<request id hex>:<user id>`: `SET NX PX 2000`; a user may type in a room
+//!   while it is absent.
+//!
+//! Every [`PresenceSettings::refresh`] the node pushes the expiry of its own entries to
+//! [`PresenceSettings::ttl`] from now and sweeps the expired entries of the rooms it serves:
+//! a Lua script removes them and names the users left with no live entry, so exactly one node
+//! (the one whose script removed the entry) announces `memberLeft`. A node killed with
+//! `kill -9` stops refreshing: its entries expire after the TTL and are swept within one more
+//! refresh period (15 s + 5 s by default). An own entry found missing at a refresh (it expired
+//! while Redis was unreachable, and was swept) is written again and the user announced again
+//! with `memberJoined` when they had no other live entry.
+//!
+//! Redis unreachable: every call fails with a [`PresenceError`] (logged by the use cases and
+//! counted in `labchat_presence_errors_total`), and the use cases answer from the node's own
+//! connections; the node keeps its entries in memory and writes them again once Redis answers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use labchat_core::{BroadcastError, Broadcaster, Member, Presence, PresenceError, TYPING_INTERVAL};
+use labchat_domain::{RequestId, Role, RoomEvent, User, UserId};
+use redis::aio::MultiplexedConnection;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::RedisSettings;
+use crate::metrics_names::PRESENCE_ERRORS;
+
+/// How long presence entries live and how often their node refreshes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PresenceSettings {
+    /// How long an entry lives without a refresh (default 15 s).
+    pub ttl: Duration,
+    /// How often the node refreshes its entries and sweeps expired ones (default 5 s). A dead
+    /// node's members are announced gone within `ttl + refresh`.
+    pub refresh: Duration,
+}
+
+impl Default for PresenceSettings {
+    fn default() -> Self {
+        Self { ttl: Duration::from_secs(15), refresh: Duration::from_secs(5) }
+    }
+}
+
+/// Server time in milliseconds, as a Lua prelude.
+const NOW: &str = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
+local function owner(m) local d = string.match(m, '^%d+') return string.sub(m, 1, #d + tonumber(d) + 2) end \
+local function live_of(p) for _, l in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do \
+if string.sub(l, 1, #p) == p then return true end end return false end \
+local function drop_stale(p) for _, s in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)) do \
+if string.sub(s, 1, #p) == p then redis.call('ZREM', KEYS[1], s) end end end ";
+
+/// ARGV: entry, owner prefix, ttl ms. Returns 1 when the user had no live entry before.
+const ENTER: &str = "local first = 1 if live_of(ARGV[2]) then first = 0 end drop_stale(ARGV[2]) \
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1]) redis.call('PEXPIRE', KEYS[1], ARGV[3]) return first";
+
+/// ARGV: entry, owner prefix. Returns 1 when the entry was there and the user has no live one left.
+const EXIT: &str = "local removed = redis.call('ZREM', KEYS[1], ARGV[1]) local last = 1 \
+if live_of(ARGV[2]) then last = 0 end drop_stale(ARGV[2]) if removed == 0 then return 0 end return last";
+
+/// Returns the live entries.
+const MEMBERS: &str = "return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')";
+
+/// ARGV: ttl ms, then the node's entries. Returns {entries re-added for users with no other
+/// live entry, swept entries of users with no live entry left (one per user)}.
+const REFRESH: &str = "local ttl = tonumber(ARGV[1]) local back = {} \
+for i = 2, #ARGV do local e = ARGV[i] \
+if not redis.call('ZSCORE', KEYS[1], e) and not live_of(owner(e)) then table.insert(back, e) end \
+redis.call('ZADD', KEYS[1], now + ttl, e) end \
+if #ARGV > 1 then redis.call('PEXPIRE', KEYS[1], ttl) end \
+local left = {} local seen = {} \
+for _, s in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)) do \
+redis.call('ZREM', KEYS[1], s) local p = owner(s) \
+if not seen[p] and not live_of(p) then seen[p] = true table.insert(left, s) end end \
+return {back, left}";
+
+fn presence_key(room: RequestId) -> String {
+    format!("labchat:presence:{}", room.to_hex())
+}
+
+fn typing_key(room: RequestId, user: &UserId) -> String {
+    format!("labchat:typing:{}:{}", room.to_hex(), user.as_str())
+}
+
+/// The start of every entry of `user`: `<len>:<user>|`.
+fn owner(user: &UserId) -> String {
+    format!("{}:{}|", user.as_str().len(), user.as_str())
+}
+
+fn entry(user: &UserId, role: Role, node: &str) -> String {
+    format!("{}{}|{node}", owner(user), role.as_str())
+}
+
+/// Reads an entry back: its user and role.
+fn parse_entry(entry: &str) -> Option<(UserId, Role)> {
+    let (len, rest) = entry.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    let user = rest.get(..len)?;
+    let (role, _node) = rest.get(len..)?.strip_prefix('|')?.split_once('|')?;
+    Some((UserId::parse(user).ok()?, Role::parse(role).ok()?))
+}
+
+/// A room's users with an entry of this node.
+type RoomUsers = HashMap<UserId, Role>;
+
+struct Inner {
+    node_id: String,
+    client: redis::Client,
+    conn: Mutex<Option<MultiplexedConnection>>,
+    op_timeout: Duration,
+    settings: PresenceSettings,
+    /// This node's entries, kept to refresh them (and to write them again after an outage).
+    local: Mutex<HashMap<RequestId, RoomUsers>>,
+    broadcaster: Arc<dyn Broadcaster>,
+}
+
+/// The cross-node [`Presence`]; see the module's documentation.
+pub struct RedisPresence {
+    inner: Arc<Inner>,
+    stop: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for RedisPresence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisPresence")
+            .field("node_id", &self.inner.node_id)
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisPresence {
+    /// Starts the node's refresh task and returns at once; Redis being down is not an error. The
+    /// sweeps' `memberLeft` (and the `memberJoined` of entries written again) are published
+    /// through `broadcaster`. Fails on a malformed URL, or outside a tokio runtime.
+    pub fn start(
+        redis: &RedisSettings,
+        settings: PresenceSettings,
+        broadcaster: Arc<dyn Broadcaster>,
+    ) -> Result<Arc<Self>, BroadcastError> {
+        let client =
+            redis::Client::open(redis.url.as_str()).map_err(|e| BroadcastError(format!("invalid redis url: {e}")))?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| BroadcastError(format!("the redis presence needs a tokio runtime: {e}")))?;
+        let inner = Arc::new(Inner {
+            node_id: redis.node_id.clone(),
+            client,
+            conn: Mutex::new(None),
+            op_timeout: redis.op_timeout,
+            settings,
+            local: Mutex::new(HashMap::new()),
+            broadcaster,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let span = tracing::info_span!("redis_presence", node = %inner.node_id);
+        runtime.spawn(Arc::clone(&inner).refresh_loop(stopped).instrument(span));
+        Ok(Arc::new(Self { inner, stop }))
+    }
+
+    /// Stops refreshing (idempotent): this node's entries expire after the TTL.
+    pub fn shutdown(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+impl Drop for RedisPresence {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Inner {
+    fn local(&self) -> MutexGuard<'_, HashMap<RequestId, RoomUsers>> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn failed(&self, what: &str, e: impl std::fmt::Display) -> PresenceError {
+        metrics::counter!(PRESENCE_ERRORS, "node" => self.node_id.clone()).increment(1);
+        PresenceError(format!("redis presence: {what}: {e}"))
+    }
+
+    /// The shared connection, opened on first use and after a failure.
+    async fn conn(&self) -> Result<MultiplexedConnection, PresenceError> {
+        if let Some(c) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(c);
+        }
+        let c = match tokio::time::timeout(self.op_timeout, self.client.get_multiplexed_async_connection()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(self.failed("connect", e)),
+            Err(_) => return Err(self.failed("connect", format!("no answer within {:?}", self.op_timeout))),
+        };
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs `cmd`, bounded by the op timeout; a failure drops the connection.
+    async fn query<T: redis::FromRedisValue>(&self, what: &str, cmd: &redis::Cmd) -> Result<T, PresenceError> {
+        let mut c = self.conn().await?;
+        let result = match tokio::time::timeout(self.op_timeout, cmd.query_async::<T>(&mut c)).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => self.failed(what, e),
+            Err(_) => self.failed(what, format!("no answer within {:?}", self.op_timeout)),
+        };
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Err(result)
+    }
+
+    fn script(body: &str, room: RequestId) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(format!("{NOW}{body}")).arg(1).arg(presence_key(room));
+        cmd
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.settings.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Refreshes the node's entries of `room` and sweeps its expired ones; publishes what changed.
+    async fn refresh_room(&self, room: RequestId, users: Vec<(UserId, Role)>) -> Result<(), PresenceError> {
+        let mut cmd = Self::script(REFRESH, room);
+        cmd.arg(self.ttl_ms());
+        for (user, role) in &users {
+            cmd.arg(entry(user, *role, &self.node_id));
+        }
+        let (back, left): (Vec<String>, Vec<String>) = self.query("refresh", &cmd).await?;
+        // A user who exited while the refresh ran was written again: remove that entry (their
+        // exit already decided what to announce).
+        for (user, role) in users.iter().filter(|(u, _)| !self.is_local(room, u)) {
+            let mut zrem = redis::cmd("ZREM");
+            zrem.arg(presence_key(room)).arg(entry(user, *role, &self.node_id));
+            self.query::<i64>("refresh", &zrem).await?;
+        }
+        let back = back.iter().filter_map(|e| parse_entry(e)).filter(|(u, _)| self.is_local(room, u));
+        for (user_id, role) in back {
+            tracing::info!(request_id = %room, user_id = %user_id, "presence: an expired entry of this node written again");
+            self.publish(RoomEvent::MemberJoined { request_id: room, user_id, role }).await;
+        }
+        for (user_id, _) in left.iter().filter_map(|e| parse_entry(e)) {
+            tracing::info!(request_id = %room, user_id = %user_id, "presence: expired; announcing memberLeft");
+            self.publish(RoomEvent::MemberLeft { request_id: room, user_id }).await;
+        }
+        Ok(())
+    }
+
+    fn is_local(&self, room: RequestId, user: &UserId) -> bool {
+        self.local().get(&room).is_some_and(|users| users.contains_key(user))
+    }
+
+    async fn publish(&self, event: RoomEvent) {
+        if let Err(e) = self.broadcaster.publish(event).await {
+            tracing::warn!(error = %e, "presence: publishing a presence change failed");
+        }
+    }
+
+    async fn refresh_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.settings.refresh) => {}
+                _ = stop.changed() => return,
+            }
+            let rooms: Vec<(RequestId, Vec<(UserId, Role)>)> = self
+                .local()
+                .iter()
+                .map(|(room, users)| (*room, users.iter().map(|(u, r)| (u.clone(), *r)).collect()))
+                .collect();
+            let mut error = None;
+            for (room, users) in rooms {
+                if let Err(e) = self.refresh_room(room, users).await {
+                    error = Some(e);
+                    break;
+                }
+            }
+            match (error, failing) {
+                (Some(e), false) => {
+                    tracing::warn!(error = %e, "presence: refreshing failed; retrying every refresh period");
+                    failing = true;
+                }
+                (None, true) => {
+                    tracing::info!("presence: refreshing again");
+                    failing = false;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Presence for RedisPresence {
+    async fn enter(&self, room: RequestId, user: &User) -> Result<bool, PresenceError> {
+        let inner = &self.inner;
+        inner.local().entry(room).or_default().insert(user.id().clone(), user.role());
+        let mut cmd = Inner::script(ENTER, room);
+        cmd.arg(entry(user.id(), user.role(), &inner.node_id)).arg(owner(user.id())).arg(inner.ttl_ms());
+        Ok(inner.query::<i64>("enter", &cmd).await? == 1)
+    }
+
+    async fn exit(&self, room: RequestId, user: &UserId) -> Result<bool, PresenceError> {
+        let inner = &self.inner;
+        let role = {
+            let mut local = inner.local();
+            let Some(users) = local.get_mut(&room) else { return Ok(false) };
+            let role = users.remove(user);
+            if users.is_empty() {
+                local.remove(&room);
+            }
+            role
+        };
+        let Some(role) = role else { return Ok(false) };
+        let mut cmd = Inner::script(EXIT, room);
+        cmd.arg(entry(user, role, &inner.node_id)).arg(owner(user));
+        Ok(inner.query::<i64>("exit", &cmd).await? == 1)
+    }
+
+    async fn members(&self, room: RequestId) -> Result<Vec<Member>, PresenceError> {
+        let entries: Vec<String> = self.inner.query("members", &Inner::script(MEMBERS, room)).await?;
+        let mut seen = HashSet::new();
+        Ok(entries
+            .iter()
+            .filter_map(|e| parse_entry(e))
+            .filter(|(user_id, _)| seen.insert(user_id.clone()))
+            .map(|(user_id, role)| Member { user_id, role })
+            .collect())
+    }
+
+    async fn may_type(&self, room: RequestId, user: &UserId) -> Result<bool, PresenceError> {
+        let ms = u64::try_from(TYPING_INTERVAL.as_millis()).unwrap_or(2000);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(typing_key(room, user)).arg(1).arg("NX").arg("PX").arg(ms);
+        Ok(self.inner.query::<Option<String>>("typing", &cmd).await?.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_name_their_user_whatever_the_user_id_holds() {
+        for id in ["lab-1", "a|b", "12:x|LAB|n", "é:|"] {
+            let user = UserId::parse(id).unwrap();
+            let e = entry(&user, Role::Lab, "node|0");
+            assert!(e.starts_with(&owner(&user)), "{e}");
+            assert_eq!(parse_entry(&e), Some((user, Role::Lab)), "{e}");
+        }
+        // Another user's prefix never matches: the length comes first.
+        let (a, ab) = (UserId::parse("a").unwrap(), UserId::parse("a|TEACHER").unwrap());
+        assert!(!entry(&ab, Role::Lab, "n").starts_with(&owner(&a)));
+        assert_eq!(parse_entry("x"), None);
+        assert_eq!(parse_entry("9:ab|LAB|n"), None);
+    }
+}

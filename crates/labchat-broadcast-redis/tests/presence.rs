@@ -1,0 +1,139 @@
+//! The Redis presence against a real redis-server: several nodes (several `RedisPresence` on one
+//! Redis), the typing throttle across them, the entries of a node that stops refreshing swept
+//! and announced once, and a Redis restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use labchat_broadcast_redis::{PresenceSettings, RedisPresence};
+use labchat_core::{Broadcaster, Member, Presence};
+use labchat_domain::{RequestId, Role, RoomEvent, User, UserId};
+use labchat_memory::LocalBroadcaster;
+use support::{Recorder, Redis, room, settings, wait_for};
+
+/// Short enough for a test; a dead node is announced within `ttl + refresh`.
+const FAST: PresenceSettings =
+    PresenceSettings { ttl: Duration::from_millis(1200), refresh: Duration::from_millis(300) };
+
+/// A node's presence, publishing through a local broadcaster whose recorder listens to `room`.
+async fn node(redis: &Redis, id: &str, room: RequestId, tune: PresenceSettings) -> (Arc<RedisPresence>, Arc<Recorder>) {
+    let broadcaster = Arc::new(LocalBroadcaster::new());
+    let recorder = Recorder::new(1);
+    broadcaster.subscribe(room, recorder.clone()).await.unwrap();
+    (RedisPresence::start(&settings(redis, id), tune, broadcaster).unwrap(), recorder)
+}
+
+fn user(id: &str, role: Role) -> User {
+    User::new(UserId::parse(id).unwrap(), role)
+}
+
+fn left(recorder: &Recorder, who: &str) -> usize {
+    recorder
+        .events()
+        .iter()
+        .filter(|e| matches!(e, RoomEvent::MemberLeft { user_id, .. } if user_id.as_str() == who))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_entry_and_the_last_exit_over_all_nodes_are_reported() {
+    let Some(redis) = Redis::start().await else { return };
+    let room = room();
+    let (a, _) = node(&redis, "a", room, PresenceSettings::default()).await;
+    let (b, _) = node(&redis, "b", room, PresenceSettings::default()).await;
+    let lab = user("lab|1", Role::Lab);
+    assert!(a.enter(room, &lab).await.unwrap(), "first anywhere");
+    assert!(!a.enter(room, &lab).await.unwrap(), "entering twice is once");
+    assert!(!b.enter(room, &lab).await.unwrap(), "present on a already");
+    assert!(b.enter(room, &user("t1", Role::Teacher)).await.unwrap());
+    let mut members = a.members(room).await.unwrap();
+    members.sort_by(|x, y| x.user_id.as_str().cmp(y.user_id.as_str()));
+    assert_eq!(
+        members,
+        [
+            Member { user_id: UserId::parse("lab|1").unwrap(), role: Role::Lab },
+            Member { user_id: UserId::parse("t1").unwrap(), role: Role::Teacher },
+        ],
+        "each user once"
+    );
+    assert!(!a.exit(room, lab.id()).await.unwrap(), "still on b");
+    assert!(b.exit(room, lab.id()).await.unwrap(), "gone everywhere");
+    assert!(!b.exit(room, lab.id()).await.unwrap(), "exiting a room not entered");
+    assert_eq!(b.members(room).await.unwrap().len(), 1);
+    assert!(a.members(support::room()).await.unwrap().is_empty(), "another room");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_is_throttled_per_user_and_room_across_nodes() {
+    let Some(redis) = Redis::start().await else { return };
+    let (room, other_room) = (room(), room());
+    let (a, _) = node(&redis, "a", room, PresenceSettings::default()).await;
+    let (b, _) = node(&redis, "b", room, PresenceSettings::default()).await;
+    let (t1, t2) = (UserId::parse("t1").unwrap(), UserId::parse("t2").unwrap());
+    let started = tokio::time::Instant::now();
+    assert!(a.may_type(room, &t1).await.unwrap());
+    assert!(!b.may_type(room, &t1).await.unwrap(), "the same user on another node");
+    assert!(!a.may_type(room, &t1).await.unwrap());
+    assert!(b.may_type(room, &t2).await.unwrap(), "another user");
+    assert!(b.may_type(other_room, &t1).await.unwrap(), "another room");
+    assert!(started.elapsed() < Duration::from_secs(2), "too slow a machine for this test");
+    tokio::time::sleep_until(started + Duration::from_millis(2100)).await;
+    assert!(b.may_type(room, &t1).await.unwrap(), "after the interval");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_refreshing_has_its_members_announced_gone_once() {
+    let Some(redis) = Redis::start().await else { return };
+    let room = room();
+    let (dead, _) = node(&redis, "dead", room, FAST).await;
+    let (b, on_b) = node(&redis, "b", room, FAST).await;
+    let (c, on_c) = node(&redis, "c", room, FAST).await;
+    assert!(dead.enter(room, &user("gone", Role::Lab)).await.unwrap());
+    assert!(dead.enter(room, &user("both", Role::Lab)).await.unwrap());
+    assert!(!b.enter(room, &user("both", Role::Lab)).await.unwrap());
+    assert!(b.enter(room, &user("t1", Role::Teacher)).await.unwrap());
+    assert!(c.enter(room, &user("t2", Role::Teacher)).await.unwrap());
+    // As a node killed with `kill -9`: no exit, no more refreshes.
+    dead.shutdown();
+    wait_for("memberLeft for the dead node's user", Duration::from_secs(10), || async {
+        left(&on_b, "gone") + left(&on_c, "gone") >= 1
+    })
+    .await;
+    // A few more sweeps: still exactly one announcement, by one node.
+    tokio::time::sleep(FAST.refresh * 4).await;
+    assert_eq!(left(&on_b, "gone") + left(&on_c, "gone"), 1, "b: {:?}\nc: {:?}", on_b.events(), on_c.events());
+    assert_eq!(left(&on_b, "both") + left(&on_c, "both"), 0, "still present on b");
+    let mut members: Vec<String> = c.members(room).await.unwrap().into_iter().map(|m| m.user_id.to_string()).collect();
+    members.sort();
+    assert_eq!(members, ["both", "t1", "t2"], "the live nodes' entries are refreshed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_the_calls_and_a_restart_gets_the_entries_written_again() {
+    let Some(mut redis) = Redis::start().await else { return };
+    let room = room();
+    let (a, on_a) = node(&redis, "a", room, FAST).await;
+    assert!(a.enter(room, &user("t1", Role::Teacher)).await.unwrap());
+    redis.kill().await;
+    assert!(a.enter(room, &user("lab", Role::Lab)).await.is_err());
+    assert!(a.members(room).await.is_err());
+    assert!(a.may_type(room, &UserId::parse("t1").unwrap()).await.is_err());
+    // Restarted empty (no persistence): the refresh writes both entries again and announces them.
+    redis.restart().await;
+    wait_for("both entries written again", Duration::from_secs(10), || async {
+        a.members(room).await.is_ok_and(|m| m.len() == 2)
+    })
+    .await;
+    let joined: Vec<String> = on_a
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            RoomEvent::MemberJoined { user_id, .. } => Some(user_id.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(joined.contains(&"t1".to_owned()) && joined.contains(&"lab".to_owned()), "{joined:?}");
+}

@@ -1,0 +1,114 @@
+//! The in-process presence: one node's members per room, and its typing throttle.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use labchat_core::{Member, Presence, PresenceError, TYPING_INTERVAL};
+use labchat_domain::{RequestId, Role, User, UserId};
+
+/// Above this many remembered typers, expired ones are forgotten on the next typing.
+const TYPING_PRUNE_AT: usize = 4096;
+
+/// A [`Presence`] for one node: who entered which room, in a map; typing throttled per user and
+/// room with the process's monotonic clock. It never fails.
+#[derive(Debug, Default)]
+pub struct MemoryPresence {
+    rooms: Mutex<HashMap<RequestId, HashMap<UserId, Role>>>,
+    typing: Mutex<HashMap<(RequestId, UserId), Instant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl MemoryPresence {
+    /// No one anywhere.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The throttle's decision at `now` (see [`Presence::may_type`]).
+    fn may_type_at(&self, room: RequestId, user: &UserId, now: Instant) -> bool {
+        let mut typing = lock(&self.typing);
+        if typing.len() >= TYPING_PRUNE_AT {
+            typing.retain(|_, at| now.saturating_duration_since(*at) < TYPING_INTERVAL);
+        }
+        match typing.get_mut(&(room, user.clone())) {
+            Some(at) if now.saturating_duration_since(*at) < TYPING_INTERVAL => false,
+            Some(at) => {
+                *at = now;
+                true
+            }
+            None => {
+                typing.insert((room, user.clone()), now);
+                true
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Presence for MemoryPresence {
+    async fn enter(&self, room: RequestId, user: &User) -> Result<bool, PresenceError> {
+        Ok(lock(&self.rooms).entry(room).or_default().insert(user.id().clone(), user.role()).is_none())
+    }
+
+    async fn exit(&self, room: RequestId, user: &UserId) -> Result<bool, PresenceError> {
+        let mut rooms = lock(&self.rooms);
+        let Some(users) = rooms.get_mut(&room) else { return Ok(false) };
+        let was = users.remove(user).is_some();
+        if users.is_empty() {
+            rooms.remove(&room);
+        }
+        Ok(was)
+    }
+
+    async fn members(&self, room: RequestId) -> Result<Vec<Member>, PresenceError> {
+        Ok(lock(&self.rooms).get(&room).map_or_else(Vec::new, |users| {
+            users.iter().map(|(user_id, role)| Member { user_id: user_id.clone(), role: *role }).collect()
+        }))
+    }
+
+    async fn may_type(&self, room: RequestId, user: &UserId) -> Result<bool, PresenceError> {
+        Ok(self.may_type_at(room, user, Instant::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn rid(n: u32) -> RequestId {
+        RequestId::parse(&format!("{n:024x}")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn enter_and_exit_report_the_first_and_the_last() {
+        let p = MemoryPresence::new();
+        let lab = User::new(UserId::parse("lab").unwrap(), Role::Lab);
+        assert!(p.enter(rid(1), &lab).await.unwrap());
+        assert!(!p.enter(rid(1), &lab).await.unwrap(), "entering twice is once");
+        assert_eq!(p.members(rid(1)).await.unwrap(), [Member { user_id: lab.id().clone(), role: Role::Lab }]);
+        assert!(p.members(rid(2)).await.unwrap().is_empty());
+        assert!(p.exit(rid(1), lab.id()).await.unwrap());
+        assert!(!p.exit(rid(1), lab.id()).await.unwrap(), "exiting a room not entered");
+        assert!(p.members(rid(1)).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn typing_passes_once_per_interval_per_user_and_room() {
+        let p = MemoryPresence::new();
+        let (a, b) = (UserId::parse("a").unwrap(), UserId::parse("b").unwrap());
+        let t0 = Instant::now();
+        assert!(p.may_type_at(rid(1), &a, t0));
+        assert!(!p.may_type_at(rid(1), &a, t0 + Duration::from_millis(1999)));
+        assert!(p.may_type_at(rid(1), &b, t0), "another user");
+        assert!(p.may_type_at(rid(2), &a, t0), "another room");
+        assert!(p.may_type_at(rid(1), &a, t0 + TYPING_INTERVAL));
+        assert!(!p.may_type_at(rid(1), &a, t0 + TYPING_INTERVAL + Duration::from_millis(1)));
+    }
+}
