@@ -263,12 +263,12 @@ async fn a_reassigned_request_leaves_the_old_teacher_s_inbox_and_updates_at_once
     t2.ok("subscribeInbox", json!({})).await;
     post(&mut l, &rid, "before").await;
     assert_eq!(t1.expect("inboxUpdate").await["requestId"], rid);
-    assert_eq!(rooms(&inbox(&mut t1, json!({})).await), [rid.clone()]);
+    assert_eq!(rooms(&inbox(&mut t1, json!({})).await), [rid.as_str()]);
 
     reassign(&server, id, "t2").await;
     // No cache in the way: the next page and the next update follow the stored request.
     assert_eq!(rooms(&inbox(&mut t1, json!({})).await), Vec::<String>::new(), "gone from the old teacher's inbox");
-    assert_eq!(rooms(&inbox(&mut t2, json!({})).await), [rid.clone()], "in the new teacher's");
+    assert_eq!(rooms(&inbox(&mut t2, json!({})).await), [rid.as_str()], "in the new teacher's");
     post(&mut l, &rid, "after").await;
     assert_eq!(t2.expect("inboxUpdate").await["requestId"], rid);
     t1.expect_silence(QUIET).await;
