@@ -7,7 +7,10 @@
 
 use std::time::Duration;
 
+use ::mongodb::bson::{Document, doc, oid::ObjectId};
+use labchat_domain::{Request, RequestId, UserId};
 use labchat_tests::client::Client;
+use labchat_tests::contract::Creator;
 use labchat_tests::harness::{TestServer, token};
 use serde_json::{Value, json};
 
@@ -18,6 +21,7 @@ labchat_tests::on_every_store! {
     the_inbox_pages_with_its_cursor_and_refuses_bad_limits_and_cursors,
     two_teachers_never_see_each_other_s_rooms,
     live_updates_follow_posts_and_reads_on_every_device,
+    a_reassigned_request_leaves_the_old_teacher_s_inbox_and_updates_at_once,
 }
 
 async fn connect(server: &TestServer, id: &str, role: &str) -> Client {
@@ -232,4 +236,40 @@ async fn live_updates_follow_posts_and_reads_on_every_device(server: TestServer)
     post(&mut l, &rid, "anyone?").await;
     phone.expect_silence(QUIET).await;
     assert_eq!(l.expect("inboxUpdate").await["unread"], 1);
+}
+
+/// Gives the request another creator, as the lab system would (in the server's store).
+async fn reassign(server: &TestServer, id: RequestId, creator: &str) {
+    match (&server.memory, &server.mongo) {
+        (Some(mem), _) => mem.add_request(Request::new(id, UserId::parse(creator).unwrap())),
+        (None, Some(m)) => {
+            let requests = m.db.collection::<Document>(&m.settings.requests_collection);
+            let oid = ObjectId::from_bytes(id.object_id().bytes());
+            requests.delete_one(doc! {"_id": oid}).await.unwrap();
+            let creator = Creator::Text(creator.to_owned());
+            labchat_tests::mongo::insert_request(&m.db, &m.settings, id, &creator).await;
+        }
+        (None, None) => panic!("no store"),
+    }
+}
+
+async fn a_reassigned_request_leaves_the_old_teacher_s_inbox_and_updates_at_once(server: TestServer) {
+    let id = server.add_request("t1").await;
+    let rid = id.to_hex();
+    let mut t1 = connect(&server, "t1", "TEACHER").await;
+    let mut t2 = connect(&server, "t2", "TEACHER").await;
+    let mut l = connect(&server, "lab-1", "LAB").await;
+    t1.ok("subscribeInbox", json!({})).await;
+    t2.ok("subscribeInbox", json!({})).await;
+    post(&mut l, &rid, "before").await;
+    assert_eq!(t1.expect("inboxUpdate").await["requestId"], rid);
+    assert_eq!(rooms(&inbox(&mut t1, json!({})).await), [rid.as_str()]);
+
+    reassign(&server, id, "t2").await;
+    // No cache in the way: the next page and the next update follow the stored request.
+    assert_eq!(rooms(&inbox(&mut t1, json!({})).await), Vec::<String>::new(), "gone from the old teacher's inbox");
+    assert_eq!(rooms(&inbox(&mut t2, json!({})).await), [rid.as_str()], "in the new teacher's");
+    post(&mut l, &rid, "after").await;
+    assert_eq!(t2.expect("inboxUpdate").await["requestId"], rid);
+    t1.expect_silence(QUIET).await;
 }
