@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use labchat_core::{BroadcastError, Broadcaster, Member, Presence, PresenceError, TYPING_INTERVAL};
@@ -84,6 +84,10 @@ redis.call('ZREM', KEYS[1], s) local p = owner(s) \
 if not seen[p] and not live_of(p) then seen[p] = true table.insert(left, s) end end \
 return {back, left}";
 
+/// After a failed command, how long calls fail at once instead of waiting for Redis again: a
+/// join holds its room's order while it enters the room's presence.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+
 fn presence_key(room: RequestId) -> String {
     format!("labchat:presence:{}", room.to_hex())
 }
@@ -117,6 +121,8 @@ struct Inner {
     node_id: String,
     client: redis::Client,
     conn: Mutex<Option<MultiplexedConnection>>,
+    /// Until when calls fail at once (after a failure).
+    down_until: Mutex<Option<Instant>>,
     op_timeout: Duration,
     settings: PresenceSettings,
     /// This node's entries, kept to refresh them (and to write them again after an outage).
@@ -156,6 +162,7 @@ impl RedisPresence {
             node_id: redis.node_id.clone(),
             client,
             conn: Mutex::new(None),
+            down_until: Mutex::new(None),
             op_timeout: redis.op_timeout,
             settings,
             local: Mutex::new(HashMap::new()),
@@ -186,11 +193,17 @@ impl Inner {
 
     fn failed(&self, what: &str, e: impl std::fmt::Display) -> PresenceError {
         metrics::counter!(PRESENCE_ERRORS, "node" => self.node_id.clone()).increment(1);
+        *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + RETRY_AFTER);
         PresenceError(format!("redis presence: {what}: {e}"))
     }
 
-    /// The shared connection, opened on first use and after a failure.
+    /// The shared connection, opened on first use and after a failure; fails at once for
+    /// [`RETRY_AFTER`] after a failure.
     async fn conn(&self) -> Result<MultiplexedConnection, PresenceError> {
+        if self.down_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| Instant::now() < t) {
+            metrics::counter!(PRESENCE_ERRORS, "node" => self.node_id.clone()).increment(1);
+            return Err(PresenceError("redis presence: unreachable (retrying shortly)".to_owned()));
+        }
         if let Some(c) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Ok(c);
         }
