@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The browser end-to-end test: two headless Chromium pages chat through labchat's demo page.
+# The browser end-to-end tests: two headless Chromium pages chat through labchat's demo page, and
+# watch its inbox, members list and "… is typing" line.
 #
 # Installs what it needs when missing (Debian's chromium via apt, playwright-core via `npm ci` in
-# tests/browser), builds the labchat binary (debug), and runs tests/browser/chat.test.mjs with
-# node's test runner. Exits non-zero on any failure.
+# tests/browser), builds the labchat binary (debug), and runs tests/browser/*.test.mjs with node's
+# test runner, one file at a time. Exits non-zero on any failure.
 #
 #   scripts/browser-test.sh
 #   LABCHAT_SCREENSHOTS=/tmp/shots scripts/browser-test.sh   # also save screenshots of the pages
@@ -38,4 +39,5 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/labchat"
 
 log "running the browser test"
 cd tests/browser
-LABCHAT_BIN="$BIN" CHROMIUM="$CHROMIUM" timeout 300 node --test --test-reporter=spec chat.test.mjs
+LABCHAT_BIN="$BIN" CHROMIUM="$CHROMIUM" timeout 600 node --test --test-reporter=spec --test-concurrency=1 \
+    chat.test.mjs inbox.test.mjs presence.test.mjs

@@ -4,124 +4,26 @@
 //
 //   LABCHAT_BIN=target/debug/labchat node --test --test-reporter=spec tests/browser/chat.test.mjs
 //
-// Environment: LABCHAT_BIN (required) the labchat binary; CHROMIUM (default /usr/bin/chromium);
-// LABCHAT_SCREENSHOTS a folder to save screenshots of the two pages in (optional).
+// Environment: see harness.mjs.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
-
-const BIN = process.env.LABCHAT_BIN;
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const SHOTS = process.env.LABCHAT_SCREENSHOTS;
-const STEP_MS = 10_000; // the longest any single wait may take
+import {
+  errors, join, launchBrowser, message, openPage as open, screenshot, send, startServer, stopServer, waitState,
+} from './harness.mjs';
 
 let server; // {proc, base, requestId, teacher, lab, logs}
 let browser;
 const pageErrors = []; // uncaught errors in any page: each test ends by asserting there are none
 
-/** Starts `labchat serve --demo` on a free port and reads the request id and tokens it prints. */
-async function startServer() {
-  assert.ok(BIN, 'set LABCHAT_BIN to the labchat binary');
-  assert.ok(fs.existsSync(BIN), `no labchat binary at ${BIN}`);
-  const proc = spawn(BIN, ['serve', '--demo', '--listen', '127.0.0.1:0', '--log', 'warn'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let logs = '';
-  proc.stderr.on('data', (b) => { logs += b; });
-  const info = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`labchat printed no demo info in ${STEP_MS} ms:\n${out}\n${logs}`)), STEP_MS);
-    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`labchat exited with ${code}:\n${out}\n${logs}`)); });
-    proc.stdout.on('data', (b) => {
-      out += b;
-      const addr = out.match(/ws:\/\/(127\.0\.0\.1:\d+)\//);
-      const requestId = out.match(/request id:\s*([0-9a-f]{24})/);
-      const teacher = out.match(/TEACHER token:\s*(\S+)/);
-      const lab = out.match(/LAB token:\s*(\S+)/);
-      if (addr && requestId && teacher && lab) {
-        clearTimeout(timer);
-        resolve({ base: `http://${addr[1]}`, requestId: requestId[1], teacher: teacher[1], lab: lab[1] });
-      }
-    });
-  });
-  return { proc, logs: () => logs, ...info };
-}
-
-/** SIGTERM, then SIGKILL if it has not exited within the bound. */
-async function stopServer(s) {
-  if (!s || s.proc.exitCode !== null || s.proc.signalCode !== null) return;
-  const exited = new Promise((resolve) => s.proc.once('exit', resolve));
-  s.proc.kill('SIGTERM');
-  const timer = setTimeout(() => s.proc.kill('SIGKILL'), STEP_MS);
-  await exited;
-  clearTimeout(timer);
-}
-
-/** A page in its own browser context (its own cookies and storage), on the demo page. */
-async function openPage(name) {
-  const context = await browser.newContext({ viewport: { width: 900, height: 800 } });
-  context.setDefaultTimeout(STEP_MS);
-  const page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
-  const resp = await page.goto(server.base + '/');
-  assert.equal(resp.status(), 200);
-  assert.equal(resp.headers()['content-type'], 'text/html; charset=utf-8');
-  return page;
-}
-
-async function join(page, token, requestId) {
-  await page.fill('#token', token);
-  await page.fill('#request-id', requestId);
-  await page.click('#join');
-  await page.waitForSelector('#status[data-state="joined"]');
-}
-
-async function send(page, text) {
-  await page.fill('#message-input', text);
-  await page.press('#message-input', 'Enter');
-}
-
-/** The `li` of the message with this text. */
-function message(page, text) {
-  return page.locator('li[data-testid="message"]', { hasText: text });
-}
-
-async function waitState(page, text, state) {
-  await page.waitForSelector(`li[data-testid="message"][data-state="${state}"]:has-text(${JSON.stringify(text)})`);
-}
-
-async function errors(page) {
-  return page.locator('[data-testid="error"]').allTextContents();
-}
-
-async function screenshot(page, name) {
-  if (!SHOTS) return;
-  fs.mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+/** A page in its own browser context, on the demo page. */
+function openPage(name) {
+  return open(browser, server.base, name, pageErrors);
 }
 
 before(async () => {
   server = await startServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    // Playwright gives each launch a fresh, empty user-data dir of its own.
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
