@@ -27,6 +27,7 @@ fn store() -> MockChatStore {
     s.expect_find_request()
         .returning(|id| Ok((id == rid(1)).then(|| Request::new(rid(1), UserId::parse("t1").unwrap()))));
     s.expect_history().returning(|_, _| Ok(Some(HistoryPage::default())));
+    s.expect_unread_count().returning(|_, _| Ok(0));
     s
 }
 

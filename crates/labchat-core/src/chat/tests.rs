@@ -408,6 +408,8 @@ async fn a_join_tells_the_unread_count_and_finds_the_first_unread_in_its_page_wh
         store.expect_first_unread().times(usize::from(from_store.is_some())).returning(move |_, _| Ok(from_store));
         let mut b = MockBroadcaster::new();
         b.expect_subscribe().returning(|_, _| Ok(()));
+        // The joining user's first tab: `memberJoined` is published.
+        b.expect_publish().returning(|_| Ok(()));
         let joined = chat(store, b).join(&user("t1", Role::Teacher), rid(1), None, quiet_sink(1), false).await.unwrap();
         assert_eq!(joined.unread, Unread { count, first: want }, "count {count}");
     }
