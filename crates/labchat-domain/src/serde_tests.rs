@@ -168,7 +168,7 @@ fn every_domain_rule_refuses_on_the_way_in() {
         (read(), &["data", "userId"], json!(""), "user id must not be empty"),
         (read(), &["data", "requestId"], json!("6751b6df1ad14eaa13a0331g"), "non-hex"),
         (read(), &["data", "at"], json!(u64::MAX), "invalid value"),
-        (read(), &["type"], json!("typing"), "unknown variant"),
+        (read(), &["type"], json!("noSuchEvent"), "unknown variant"),
         (read(), &["type"], json!("Read"), "unknown variant"),
         (read(), &["data"], json!(null), "invalid type"),
     ];
