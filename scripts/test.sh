@@ -21,9 +21,19 @@ SERVER="$ROOT/scripts/mongo-test-server.sh"
 REDIS="$ROOT/scripts/redis-test-server.sh"
 
 cd "$ROOT"
-trap 'bash "$SERVER" stop || true; bash "$REDIS" stop || true' EXIT
+# Stops, on exit, only the test servers this run started: a second run started meanwhile (say,
+# one test while the suite runs) shares the first run's servers and leaves them running.
+ours=()
+stop_ours() {
+    local script
+    for script in "${ours[@]}"; do bash "$script" stop || true; done
+}
+trap stop_ours EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+for script in "$SERVER" "$REDIS"; do
+    bash "$script" uri >/dev/null 2>&1 || ours+=("$script")
+done
 
 bash "$SERVER" start
 LABCHAT_TEST_MONGO_URI="$(bash "$SERVER" uri)"

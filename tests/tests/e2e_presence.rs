@@ -231,3 +231,33 @@ async fn throttled_typing_never_counts_against_the_rate_limit() {
     nothing_pending(&mut t, &rid, "the typist, still connected").await;
     server.stop().await;
 }
+
+/// A flood of typing frames, far above the rate limit: every one is throttled but the first, so
+/// none counts against the limit: each is acked (none `RATE_LIMITED`), the connection stays open
+/// past the closing delay, and a message sent right after is admitted.
+#[tokio::test]
+async fn a_flood_of_throttled_typing_is_never_rate_limited() {
+    let mut settings = harness::settings();
+    settings.ws.rate_per_second = 5.0;
+    settings.ws.rate_burst = 5.0;
+    settings.ws.rate_close_after = Duration::from_millis(300);
+    let server = TestServer::start_with(settings).await;
+    let rid = server.add_request("t1").await.to_hex();
+    let mut t = connect(&server, "t1", "TEACHER").await;
+    let mut lab = connect(&server, "lab-1", "LAB").await;
+    lab.join(&rid).await;
+    let started = Instant::now();
+    let mut acks = 0;
+    while started.elapsed() < Duration::from_millis(600) {
+        let frames = t.call("typing", json!({"requestId": rid})).await;
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0]["event"], "ack", "frame {acks}: {frames:?}");
+        acks += 1;
+    }
+    assert!(acks >= 20, "only {acks} typing frames in 0.6 s");
+    t.ok("message", json!({"requestId": rid, "message": "after the flood"})).await;
+    assert_eq!(lab.expect("typing").await["userId"], "t1");
+    assert_eq!(lab.expect("message").await["message"], "after the flood");
+    nothing_pending(&mut lab, &rid, "lab-1: one typing").await;
+    server.stop().await;
+}

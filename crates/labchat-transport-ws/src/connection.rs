@@ -242,6 +242,10 @@ impl Connection {
                             Read::Handle(text) => {
                                 match Box::pin(self.session.handle(&self.server, text.as_str())).await {
                                     Outcome::Done => None,
+                                    Outcome::Uncounted => {
+                                        self.rate.refund(self.server.config().rate_limits());
+                                        None
+                                    }
                                     Outcome::ExpiryChanged => Some(Next::ExpiryChanged),
                                     Outcome::Close(end) => Some(Next::End(end)),
                                 }

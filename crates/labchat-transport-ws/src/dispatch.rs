@@ -30,6 +30,9 @@ pub(crate) struct Session {
 pub(crate) enum Outcome {
     /// Replied (or had nothing to reply); the connection goes on.
     Done,
+    /// As `Done`, and the frame does not count against the rate limit: a throttled `typing`,
+    /// dropped by design.
+    Uncounted,
     /// As `Done`, and the token was refreshed: the expiry changed.
     ExpiryChanged,
     /// An error was queued; close the connection.
@@ -195,10 +198,13 @@ impl Session {
                 self.ack(AckData::Empty, id);
             }
             Command::Typing { request_id } => {
-                // A throttled typing is dropped silently, but still answered: it was handled
-                // (and admitted by the rate limit like any frame, never refused by it).
-                chat.typing(&user, *request_id).await.map_err(WireError::from)?;
+                // A throttled typing is dropped silently, but still answered, and the rate limit
+                // gives its token back: a client typing fast is never refused or closed for it.
+                let broadcast = chat.typing(&user, *request_id).await.map_err(WireError::from)?;
                 self.ack(AckData::Room(*request_id), id);
+                if !broadcast {
+                    return Ok(Outcome::Uncounted);
+                }
             }
         }
         Ok(Outcome::Done)

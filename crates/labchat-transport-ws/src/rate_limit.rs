@@ -60,6 +60,11 @@ impl TokenBucket {
         Self { tokens: limits.burst, last: now, retry_at: None, early_since: None, last_early: None }
     }
 
+    /// Gives back the token of a frame admitted but not to be counted (a throttled `typing`).
+    pub(crate) fn refund(&mut self, limits: RateLimits) {
+        self.tokens = (self.tokens + 1.0).min(limits.burst);
+    }
+
     /// Decides about one frame arriving at `now`.
     pub(crate) fn admit(&mut self, now: Instant, limits: RateLimits) -> Decision {
         let RateLimits { rate, burst, close_after } = limits;
@@ -105,6 +110,10 @@ mod tests {
 
         fn admit(&mut self, now: Instant) -> Decision {
             self.0.admit(now, self.1)
+        }
+
+        fn refund(&mut self) {
+            self.0.refund(self.1);
         }
     }
 
@@ -209,6 +218,21 @@ mod tests {
         // The burst lasts 60/(100-30) s; then 10 s of early frames.
         assert!(closed_at >= Duration::from_secs(10), "{closed_at:?}");
         assert!(closed_at < Duration::from_secs(12), "{closed_at:?}");
+    }
+
+    #[test]
+    fn refunded_frames_cost_nothing_and_never_fill_the_bucket_past_its_burst() {
+        let t0 = Instant::now();
+        let mut b = bucket(1.0, 2.0, t0);
+        for _ in 0..1000 {
+            assert_eq!(b.admit(t0), Decision::Admit);
+            b.refund();
+        }
+        b.refund();
+        b.refund();
+        assert_eq!(b.admit(t0), Decision::Admit);
+        assert_eq!(b.admit(t0), Decision::Admit);
+        assert!(matches!(b.admit(t0), Decision::Refuse { .. }), "a refund never lifts the bucket past its burst");
     }
 
     #[test]
