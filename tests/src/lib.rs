@@ -1,6 +1,7 @@
 //! # labchat-tests
 //!
 //! Support for labchat's cross-crate tests (the test files are in `tests/tests/`):
+//! - [`asyncapi`]: `docs/asyncapi.yaml` compiled into a validator per client and server event;
 //! - [`contract`]: the [`ChatStore`](labchat_core::ChatStore) contract as one suite of checks,
 //!   run against every store, and the memory store's fixture;
 //! - [`mongo`]: the test MongoDB (a fresh database per test, requests as the lab system stores
@@ -13,6 +14,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
+pub mod asyncapi;
 pub mod client;
 pub mod contract;
 pub mod harness;

@@ -6,59 +6,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use jsonschema::{Draft, Registry, Validator};
 use labchat_domain::{Request, RequestId, UserId};
+use labchat_tests::asyncapi::{SERVER_EVENTS, Schemas, deref_pointer, errors, mutated};
 use labchat_tests::client::{Ws, handshake_bearer, handshake_protocols, refusal};
 use labchat_tests::harness::{TestServer, new_request_id, now_secs, settings, sign, token};
-use labchat_transport_ws::protocol::{self, CLIENT_EVENTS, ErrorCode, ErrorFrame, ServerEvent};
+use labchat_transport_ws::protocol::{self, CLIENT_EVENTS, ErrorCode, ErrorFrame};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-/// The URI the document is registered under, so that its `#/components/...` references resolve.
-const BASE: &str = "urn:labchat:asyncapi";
 const WAIT: Duration = Duration::from_secs(5);
-
-/// The server's events, by name, from their one home.
-const SERVER_EVENTS: [&str; ServerEvent::ALL.len()] = {
-    let mut names = [""; ServerEvent::ALL.len()];
-    let mut i = 0;
-    while i < names.len() {
-        names[i] = ServerEvent::ALL[i].as_str();
-        i += 1;
-    }
-    names
-};
-
-fn document() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/asyncapi.yaml");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid YAML: {e}"))
-}
-
-/// Follows `{"$ref": "#/..."}` objects inside the document; returns the JSON pointer reached.
-fn deref_pointer(doc: &Value, mut pointer: String) -> String {
-    for _ in 0..16 {
-        let node = doc.pointer(&pointer).unwrap_or_else(|| panic!("dangling reference #{pointer}"));
-        match node.get("$ref").and_then(Value::as_str) {
-            Some(r) => pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("non-local $ref {r}")).to_owned(),
-            None => return pointer,
-        }
-    }
-    panic!("reference loop at #{pointer}")
-}
 
 /// The document's schemas, compiled, and what a session has shown of them.
 struct Contract {
-    doc: Value,
-    registry: Registry<'static>,
-    /// Client event name -> validator of its frame.
-    client: BTreeMap<String, Validator>,
-    /// Server event name -> validator of its frame.
-    server: BTreeMap<String, Validator>,
+    schemas: Schemas,
     seen: RefCell<Seen>,
     /// Correlation ids are unique across the connections of a test.
     next_id: Cell<u64>,
@@ -77,59 +41,9 @@ struct Seen {
     pending: HashMap<String, String>,
 }
 
-fn errors(v: &Validator, instance: &Value) -> Vec<String> {
-    v.iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path())).collect()
-}
-
 impl Contract {
     fn load() -> Self {
-        let doc = document();
-        assert_eq!(doc["asyncapi"], "3.0.0");
-        let registry = Registry::new()
-            .draft(Draft::Draft7)
-            .add(BASE, Draft::Draft7.create_resource(doc.clone()))
-            .expect("register the document")
-            .prepare()
-            .expect("prepare the registry");
-        let mut contract = Self {
-            doc,
-            registry,
-            client: BTreeMap::new(),
-            server: BTreeMap::new(),
-            seen: RefCell::default(),
-            next_id: Cell::new(0),
-        };
-        // Every message of every operation: the server receives client events, sends server events.
-        let ops = contract.doc["operations"].as_object().expect("operations").clone();
-        for (name, op) in &ops {
-            let action = op["action"].as_str().unwrap_or_else(|| panic!("operation {name} has no action"));
-            for m in op["messages"].as_array().unwrap_or_else(|| panic!("operation {name} has no messages")) {
-                let r = m["$ref"].as_str().expect("message $ref").strip_prefix('#').unwrap().to_owned();
-                let msg = deref_pointer(&contract.doc, r);
-                let payload = deref_pointer(&contract.doc, format!("{msg}/payload"));
-                let event = contract.doc.pointer(&format!("{payload}/properties/event/const")).and_then(Value::as_str);
-                let event = event.unwrap_or_else(|| panic!("{msg}: payload has no properties.event.const")).to_owned();
-                let validator = contract.validator(&payload);
-                let map = match action {
-                    "receive" => &mut contract.client,
-                    "send" => &mut contract.server,
-                    other => panic!("operation {name}: unknown action {other}"),
-                };
-                assert!(map.insert(event.clone(), validator).is_none(), "{action} event {event} documented twice");
-            }
-        }
-        assert_eq!(contract.client.keys().map(String::as_str).collect::<BTreeSet<_>>(), CLIENT_EVENTS.into());
-        assert_eq!(contract.server.keys().map(String::as_str).collect::<BTreeSet<_>>(), SERVER_EVENTS.into());
-        contract
-    }
-
-    /// A validator for the schema at `pointer` (resolved inside the whole document).
-    fn validator(&self, pointer: &str) -> Validator {
-        jsonschema::options()
-            .with_draft(Draft::Draft7)
-            .with_registry(&self.registry)
-            .build(&json!({ "$ref": format!("{BASE}#{pointer}") }))
-            .unwrap_or_else(|e| panic!("schema #{pointer} does not compile: {e}"))
+        Self { schemas: Schemas::load(), seen: RefCell::default(), next_id: Cell::new(0) }
     }
 
     fn fresh_id(&self) -> Value {
@@ -139,18 +53,9 @@ impl Contract {
         if n.is_multiple_of(2) { json!(n) } else { json!(format!("c-{n}")) }
     }
 
-    fn schema(&self, name: &str) -> Validator {
-        self.validator(&format!("/components/schemas/{name}"))
-    }
-
-    fn client_validator(&self, frame: &Value) -> &Validator {
-        let event = frame["event"].as_str().unwrap_or_else(|| panic!("client frame without event: {frame}"));
-        self.client.get(event).unwrap_or_else(|| panic!("client event {event} is not documented"))
-    }
-
     /// A frame the test sends: must be valid.
     fn sent(&self, frame: &Value) {
-        let errs = errors(self.client_validator(frame), frame);
+        let errs = self.schemas.client_errors(frame);
         assert!(errs.is_empty(), "client frame {frame} violates the document: {errs:#?}");
         let event = frame["event"].as_str().unwrap().to_owned();
         let mut seen = self.seen.borrow_mut();
@@ -162,7 +67,7 @@ impl Contract {
 
     /// A malformed frame the test sends: the schema must refuse it as the server does.
     fn sent_invalid(&self, frame: &Value) {
-        assert!(!self.client_validator(frame).is_valid(frame), "the document accepts the malformed frame {frame}");
+        assert!(!self.schemas.client_ok(frame), "the document accepts the malformed frame {frame}");
         if let Some(id) = frame.get("id") {
             self.seen.borrow_mut().pending.insert(id.to_string(), frame["event"].as_str().unwrap().to_owned());
         }
@@ -170,9 +75,8 @@ impl Contract {
 
     /// A frame the server sent: must be valid against its event's schema.
     fn received(&self, frame: &Value) {
-        let event = frame["event"].as_str().unwrap_or_else(|| panic!("server frame without event: {frame}"));
-        let v = self.server.get(event).unwrap_or_else(|| panic!("the server sent undocumented event {event}: {frame}"));
-        let errs = errors(v, frame);
+        let errs = self.schemas.server_errors(frame);
+        let event = frame["event"].as_str().unwrap();
         assert!(errs.is_empty(), "server frame {frame} violates the document: {errs:#?}");
         let mut seen = self.seen.borrow_mut();
         seen.server_events.insert(event.to_owned());
@@ -189,7 +93,7 @@ impl Contract {
                     "refreshToken" => "AckRefreshed",
                     other => panic!("ack of unknown event {other}"),
                 };
-                let errs = errors(&self.schema(variant), data);
+                let errs = errors(&self.schemas.named(variant), data);
                 assert!(errs.is_empty(), "ack of {acked} is not a {variant}: {frame}: {errs:#?}");
                 seen.acked.insert(acked);
             }
@@ -224,12 +128,12 @@ impl Contract {
     }
 
     fn closed(&self, code: u16) {
-        assert!(self.schema("CloseCode").is_valid(&json!(code)), "close code {code} is not documented");
+        assert!(self.schemas.named("CloseCode").is_valid(&json!(code)), "close code {code} is not documented");
         self.seen.borrow_mut().close_codes.insert(code);
     }
 
     fn refused(&self, status: u16, body: &Value) {
-        let errs = errors(&self.schema("HandshakeRefusal"), body);
+        let errs = errors(&self.schemas.named("HandshakeRefusal"), body);
         assert!(errs.is_empty(), "HTTP {status} refusal {body} violates the document: {errs:#?}");
         self.seen.borrow_mut().features.insert(match status {
             401 => "HTTP 401 refusal",
@@ -596,7 +500,7 @@ fn every_error_code_as_encoded_matches_the_document() {
         }
     }
     let names: BTreeSet<String> = all.iter().map(|c| serde_json::to_value(c).unwrap().to_string()).collect();
-    let documented: BTreeSet<String> = contract.doc["components"]["schemas"]["ErrorCode"]["enum"]
+    let documented: BTreeSet<String> = contract.schemas.doc["components"]["schemas"]["ErrorCode"]["enum"]
         .as_array()
         .unwrap()
         .iter()
@@ -623,11 +527,11 @@ fn every_error_code_as_encoded_matches_the_document() {
 /// are strict enough to catch drift.
 #[test]
 fn examples_are_valid_and_mutations_are_refused() {
-    let contract = Contract::load();
+    let schemas = Schemas::load();
     let mut checked = 0;
-    for (name, msg) in contract.doc["components"]["messages"].as_object().unwrap() {
-        let payload = deref_pointer(&contract.doc, format!("/components/messages/{name}/payload"));
-        let v = contract.validator(&payload);
+    for (name, msg) in schemas.doc["components"]["messages"].as_object().unwrap() {
+        let payload = deref_pointer(&schemas.doc, format!("/components/messages/{name}/payload"));
+        let v = schemas.validator(&payload);
         for ex in msg["examples"].as_array().unwrap_or_else(|| panic!("message {name} has no example")) {
             let errs = errors(&v, &ex["payload"]);
             assert!(errs.is_empty(), "example of {name} is invalid: {errs:#?}");
@@ -636,23 +540,13 @@ fn examples_are_valid_and_mutations_are_refused() {
     }
     assert!(checked >= 13, "{checked} examples");
 
-    let server = |f: &Value| contract.server[f["event"].as_str().unwrap()].is_valid(f);
-    let client = |f: &Value| contract.client[f["event"].as_str().unwrap()].is_valid(f);
+    let server = |f: &Value| schemas.server[f["event"].as_str().unwrap()].is_valid(f);
+    let client = |f: &Value| schemas.client[f["event"].as_str().unwrap()].is_valid(f);
     let message = json!({"event": "message", "data": {
         "id": "6751b6e01ad14eaa13a03314", "requestId": "6751b6df1ad14eaa13a03313", "seq": 1, "senderId": "t1",
         "senderRole": "TEACHER", "message": "hi", "createdAt": "2024-12-05T14:03:11.120Z",
         "deliveredTo": [{"userId": "lab-1", "at": "2024-12-05T14:03:12.004Z"}], "readBy": []}});
     assert!(server(&message));
-    let mutate = |pointer: &str, value: Option<Value>| {
-        let mut f = message.clone();
-        let (parent, key) = pointer.rsplit_once('/').unwrap();
-        let obj = f.pointer_mut(parent).unwrap().as_object_mut().unwrap();
-        match value {
-            Some(v) => obj.insert(key.to_owned(), v),
-            None => obj.remove(key),
-        };
-        f
-    };
     for (pointer, value) in [
         ("/data/extra", Some(json!(1))),
         ("/extra", Some(json!(1))),
@@ -667,7 +561,7 @@ fn examples_are_valid_and_mutations_are_refused() {
         ("/data/seq", Some(json!(0))),
         ("/data/deliveredTo/0/extra", Some(json!(true))),
     ] {
-        assert!(!server(&mutate(pointer, value.clone())), "accepted a message with {pointer} = {value:?}");
+        assert!(!server(&mutated(&message, pointer, value.clone())), "accepted a message with {pointer} = {value:?}");
     }
     let error = |data: Value| json!({"event": "error", "data": data});
     assert!(server(&error(json!({"code": "RATE_LIMITED", "message": "m", "retryable": true, "retryAfterMs": 5}))));

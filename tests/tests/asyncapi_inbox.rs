@@ -5,75 +5,13 @@
 //! frames must fail, so the check can fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use jsonschema::{Draft, Registry, Validator};
 use labchat_domain::{Request, UserId};
+use labchat_tests::asyncapi::Schemas;
 use labchat_tests::client::Client;
 use labchat_tests::harness::{TestServer, new_request_id, settings, token};
 use serde_json::{Value, json};
-
-const BASE: &str = "urn:labchat:asyncapi";
-
-fn document() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/asyncapi.yaml");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid YAML: {e}"))
-}
-
-/// The document's frame schemas by event name (client and server apart), and named schemas.
-struct Schemas {
-    registry: Registry<'static>,
-    client: BTreeMap<String, Validator>,
-    server: BTreeMap<String, Validator>,
-}
-
-impl Schemas {
-    fn load() -> Self {
-        let doc = document();
-        let registry = Registry::new()
-            .draft(Draft::Draft7)
-            .add(BASE, Draft::Draft7.create_resource(doc.clone()))
-            .expect("register the document")
-            .prepare()
-            .expect("prepare the registry");
-        let mut s = Self { registry, client: BTreeMap::new(), server: BTreeMap::new() };
-        let messages = doc["components"]["messages"].as_object().expect("components.messages");
-        for (name, op) in doc["operations"].as_object().expect("operations") {
-            for m in op["messages"].as_array().unwrap_or_else(|| panic!("operation {name} has no messages")) {
-                // `#/channels/chat/messages/<key>` -> `#/components/messages/<key>`.
-                let key = m["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
-                let payload = messages[key]["payload"]["$ref"].as_str().unwrap().trim_start_matches('#').to_owned();
-                let event = doc.pointer(&format!("{payload}/properties/event/const")).and_then(Value::as_str).unwrap();
-                let map = if op["action"] == "receive" { &mut s.client } else { &mut s.server };
-                map.insert(event.to_owned(), s_validator(&s.registry, &payload));
-            }
-        }
-        s
-    }
-
-    fn named(&self, schema: &str) -> Validator {
-        s_validator(&self.registry, &format!("/components/schemas/{schema}"))
-    }
-
-    fn client_ok(&self, frame: &Value) -> bool {
-        self.client[frame["event"].as_str().unwrap()].is_valid(frame)
-    }
-
-    fn server_errors(&self, frame: &Value) -> Vec<String> {
-        let event = frame["event"].as_str().unwrap();
-        let v = self.server.get(event).unwrap_or_else(|| panic!("undocumented server event {event}"));
-        v.iter_errors(frame).map(|e| format!("{e} at {}", e.instance_path())).collect()
-    }
-}
-
-fn s_validator(registry: &Registry<'static>, pointer: &str) -> Validator {
-    jsonschema::options()
-        .with_draft(Draft::Draft7)
-        .with_registry(registry)
-        .build(&json!({ "$ref": format!("{BASE}#{pointer}") }))
-        .unwrap_or_else(|e| panic!("schema #{pointer} does not compile: {e}"))
-}
 
 /// A client whose every frame in and out is checked against the document.
 struct Checked<'a> {
