@@ -225,6 +225,13 @@ impl Member {
                     None => self.fail(format!("unexpected or repeated ack: {f}")),
                 }
             }
+            // Presence: other members come and go (this test's members reconnect); it must be
+            // about this room and about another user.
+            "memberJoined" | "memberLeft" => {
+                if d["requestId"] != self.rid.as_str() || d["userId"] == self.r.user.as_str() {
+                    self.fail(format!("presence of another room, or of this user: {f}"));
+                }
+            }
             _ => self.fail(format!("unexpected frame {f}")),
         }
     }
