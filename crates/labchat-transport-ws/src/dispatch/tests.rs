@@ -195,11 +195,11 @@ async fn typing_and_presence_reach_the_other_users_only_and_a_throttled_typing_i
     assert_eq!(t.handle(&f.server, &typing).await, Outcome::Done);
     assert_eq!(sent(&t), [json!({"event": "ack", "data": {"requestId": rid}, "id": "k"})], "no typing of its own");
     assert_eq!(sent(&lab), [json!({"event": "typing", "data": {"requestId": rid, "userId": "t", "role": "TEACHER"}})]);
-    // Within the interval: dropped, still acked; without an id: nothing at all.
-    assert_eq!(t.handle(&f.server, &typing).await, Outcome::Done);
+    // Within the interval: dropped, still acked, not counted; without an id: nothing at all.
+    assert_eq!(t.handle(&f.server, &typing).await, Outcome::Uncounted);
     assert_eq!(sent(&t), [json!({"event": "ack", "data": {"requestId": rid}, "id": "k"})]);
     let no_id = json!({"event": "typing", "data": {"requestId": rid}}).to_string();
-    assert_eq!(t.handle(&f.server, &no_id).await, Outcome::Done);
+    assert_eq!(t.handle(&f.server, &no_id).await, Outcome::Uncounted);
     assert!(sent(&t).is_empty());
     assert!(sent(&lab).is_empty(), "a throttled typing is not broadcast");
     let leave = json!({"event": "leaveRoom", "data": {"requestId": rid}}).to_string();
