@@ -102,3 +102,25 @@ async fn the_members_of_a_node_killed_with_kill_9_are_announced_gone_on_another_
     assert_eq!(members(&t2.join(&room).await), ["t1"]);
     assert!(t.try_recv(Duration::from_secs(6)).await.is_none(), "memberLeft once: a later sweep says nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_joins_leaves_posts_and_typing_still_work_from_the_node_s_own_view() {
+    let mut cluster = Cluster::start("mn_presence_redis_down", 2).await;
+    let room = cluster.add_request("t1").await.to_hex();
+    let url0 = cluster.nodes[0].url();
+    let mut t = connect(&url0, "t1", "TEACHER").await;
+    t.join(&room).await;
+    cluster.redis.kill().await;
+    cluster.nodes[0].wait_backplane(false, DELIVERY).await;
+
+    let mut lab = connect(&url0, "lab-1", "LAB").await;
+    assert_eq!(members(&lab.join(&room).await), ["lab-1", "t1"], "the members of this node");
+    assert_eq!(next(&mut t, "memberJoined", DELIVERY, &cluster).await["userId"], "lab-1");
+    lab.ok("typing", json!({"requestId": room})).await;
+    assert_eq!(next(&mut t, "typing", DELIVERY, &cluster).await["userId"], "lab-1");
+    let posted = lab.post(&room, "stored without redis").await;
+    assert_eq!(next(&mut t, "message", DELIVERY, &cluster).await["id"], posted["id"]);
+    lab.ok("leaveRoom", json!({"requestId": room})).await;
+    assert_eq!(next(&mut t, "memberLeft", DELIVERY, &cluster).await["userId"], "lab-1");
+    cluster.redis.restart().await;
+}
