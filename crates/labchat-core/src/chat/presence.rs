@@ -7,7 +7,7 @@
 //! see the members of this node only, `memberJoined` and `memberLeft` for the users of this node
 //! only (possibly repeated once the port answers again), and typing unthrottled across nodes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use labchat_domain::{RequestId, Role, RoomEvent, User, UserId};
@@ -16,7 +16,9 @@ use super::Chat;
 use crate::{ChatError, Member, SinkId};
 
 /// A room's users on this node: each one's role and connections.
-type RoomUsers = HashMap<UserId, (Role, HashSet<SinkId>)>;
+// A user's sinks in a room: a list, for what is almost always one tab (a hash set would take
+// four times the memory for it).
+type RoomUsers = HashMap<UserId, (Role, Vec<SinkId>)>;
 
 /// This node's connections (sinks) per room and user.
 #[derive(Debug, Default)]
@@ -33,8 +35,12 @@ impl LocalPresence {
     fn add(&self, room: RequestId, user: &User, sink: SinkId) -> bool {
         let mut rooms = self.lock();
         let users = rooms.entry(room).or_default();
-        let (_, sinks) = users.entry(user.id().clone()).or_insert_with(|| (user.role(), HashSet::new()));
-        sinks.insert(sink) && sinks.len() == 1
+        let (_, sinks) = users.entry(user.id().clone()).or_insert_with(|| (user.role(), Vec::with_capacity(1)));
+        if sinks.contains(&sink) {
+            return false;
+        }
+        sinks.push(sink);
+        sinks.len() == 1
     }
 
     /// Stops counting `sink` of `user` in `room`; `true` when it was the user's last one here.
@@ -42,7 +48,9 @@ impl LocalPresence {
         let mut rooms = self.lock();
         let Some(users) = rooms.get_mut(&room) else { return false };
         let Some((_, sinks)) = users.get_mut(user) else { return false };
-        if !sinks.remove(&sink) || !sinks.is_empty() {
+        let Some(at) = sinks.iter().position(|s| *s == sink) else { return false };
+        sinks.swap_remove(at);
+        if !sinks.is_empty() {
             return false;
         }
         users.remove(user);
