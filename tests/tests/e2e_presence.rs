@@ -203,19 +203,26 @@ async fn typing_in_a_foreign_room_is_forbidden_and_a_foreign_room_s_presence_is_
     nothing_pending(&mut t2, &theirs, "the other teacher").await;
 }
 
+/// A server with these rate limits, a room of `t1`, its creator `t` (who will type) and `lab`
+/// (joined, listening).
+async fn typist_and_listener(rate: f64, burst: f64, close_after: Duration) -> (TestServer, String, Client, Client) {
+    let mut settings = harness::settings();
+    settings.ws.rate_per_second = rate;
+    settings.ws.rate_burst = burst;
+    settings.ws.rate_close_after = close_after;
+    let server = TestServer::start_with(settings).await;
+    let rid = server.add_request("t1").await.to_hex();
+    let t = connect(&server, "t1", "TEACHER").await;
+    let mut lab = connect(&server, "lab-1", "LAB").await;
+    lab.join(&rid).await;
+    (server, rid, t, lab)
+}
+
 /// Throttled typing frames are handled frames: answered, never `RATE_LIMITED`, and a client
 /// typing below the rate limit for longer than its closing delay stays connected.
 #[tokio::test]
 async fn throttled_typing_never_counts_against_the_rate_limit() {
-    let mut settings = harness::settings();
-    settings.ws.rate_per_second = 10.0;
-    settings.ws.rate_burst = 5.0;
-    settings.ws.rate_close_after = Duration::from_millis(500);
-    let server = TestServer::start_with(settings).await;
-    let rid = server.add_request("t1").await.to_hex();
-    let mut t = connect(&server, "t1", "TEACHER").await;
-    let mut lab = connect(&server, "lab-1", "LAB").await;
-    lab.join(&rid).await;
+    let (server, rid, mut t, mut lab) = typist_and_listener(10.0, 5.0, Duration::from_millis(500)).await;
     let started = Instant::now();
     let mut acks = 0;
     while started.elapsed() < Duration::from_millis(1500) {
@@ -237,15 +244,7 @@ async fn throttled_typing_never_counts_against_the_rate_limit() {
 /// past the closing delay, and a message sent right after is admitted.
 #[tokio::test]
 async fn a_flood_of_throttled_typing_is_never_rate_limited() {
-    let mut settings = harness::settings();
-    settings.ws.rate_per_second = 5.0;
-    settings.ws.rate_burst = 5.0;
-    settings.ws.rate_close_after = Duration::from_millis(300);
-    let server = TestServer::start_with(settings).await;
-    let rid = server.add_request("t1").await.to_hex();
-    let mut t = connect(&server, "t1", "TEACHER").await;
-    let mut lab = connect(&server, "lab-1", "LAB").await;
-    lab.join(&rid).await;
+    let (server, rid, mut t, mut lab) = typist_and_listener(5.0, 5.0, Duration::from_millis(300)).await;
     let started = Instant::now();
     let mut acks = 0;
     while started.elapsed() < Duration::from_millis(600) {
