@@ -186,30 +186,11 @@ async fn a_client_of_a_killed_node_reconnects_elsewhere_and_gets_exactly_what_it
     let mut got: Vec<Value> = Vec::new();
     let frames = c.call("joinRoom", json!({"requestId": room, "after": last_id})).await;
     assert_eq!(frames.last().unwrap()["event"], "ack", "{frames:?}");
-    let mut has_more = false;
-    for f in frames {
-        match f["event"].as_str() {
-            Some("roomHistory") => {
-                got.extend(f["data"]["messages"].as_array().unwrap().iter().cloned());
-                has_more = f["data"]["hasMore"] == true;
-            }
-            Some("message") => got.push(f["data"].clone()),
-            _ => {}
-        }
-    }
+    let mut has_more = take_messages(frames, &mut got);
     while has_more {
         let newest = got.iter().max_by_key(|m| m["seq"].as_u64()).unwrap()["id"].clone();
         let frames = c.call("history", json!({"requestId": room, "after": newest})).await;
-        for f in frames {
-            match f["event"].as_str() {
-                Some("roomHistory") => {
-                    got.extend(f["data"]["messages"].as_array().unwrap().iter().cloned());
-                    has_more = f["data"]["hasMore"] == true;
-                }
-                Some("message") => got.push(f["data"].clone()),
-                _ => {}
-            }
-        }
+        has_more = take_messages(frames, &mut got);
     }
     assert_eq!(sender.await.unwrap().len(), TOTAL, "every post succeeded");
     let deadline = Instant::now() + DELIVERY;
@@ -402,4 +383,21 @@ async fn pubsub_connections_cut_every_few_ms_lose_nothing_and_duplicate_nothing(
         assert_eq!(seqs(&got), dense(TOTAL), "observer {i}: nothing lost, in order, no duplicate");
         o.client.expect_silence(Duration::from_millis(300)).await;
     }
+}
+
+/// Adds the messages of a page's `roomHistory` and of live `message` frames to `got`; returns the
+/// page's `hasMore` (false without a page).
+fn take_messages(frames: Vec<Value>, got: &mut Vec<Value>) -> bool {
+    let mut has_more = false;
+    for f in frames {
+        match f["event"].as_str() {
+            Some("roomHistory") => {
+                got.extend(f["data"]["messages"].as_array().unwrap().iter().cloned());
+                has_more = f["data"]["hasMore"] == true;
+            }
+            Some("message") => got.push(f["data"].clone()),
+            _ => {}
+        }
+    }
+    has_more
 }
