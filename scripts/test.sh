@@ -60,6 +60,11 @@ status=0
 # makes itself, so features unify the same way and nothing is built twice.
 cargo build --workspace --all-targets || status=$?
 [[ $status -eq 0 ]] && { cargo test "${packages[@]}" "$@" || status=$?; }
+# The core's mocks are a feature no workspace member turns on: its downstream example test (the
+# mocks and the in-memory adapters) runs on its own, with the whole suite.
+if [[ $# -eq 0 && $status -eq 0 ]]; then
+    cargo test -p labchat-core --features mocks --examples || status=$?
+fi
 # The whole suite (no arguments) also runs the browser test in headless Chromium.
 if [[ $# -eq 0 && $status -eq 0 ]]; then
     bash "$ROOT/scripts/browser-test.sh" || status=$?

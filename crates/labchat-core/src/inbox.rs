@@ -47,12 +47,14 @@ impl InboxNotice {
 }
 
 /// Where a broadcaster hands inbox notices (see `Broadcaster::listen_inbox`).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait InboxListener: Send + Sync + 'static {
     /// Takes one notice. Must not block; notices are handled in the order they are taken.
     fn notice(&self, notice: InboxNotice);
 }
 
 /// One connection's inbox subscription (implemented by the transport).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait InboxSink: Send + Sync + 'static {
     /// The subscriber's id; stable for the sink's life (the same as its room sink's).
     fn id(&self) -> SinkId;

@@ -11,15 +11,16 @@
 //!   `labchat-memory`; across nodes through Redis in `labchat-broadcast-redis`);
 //! - [`Clock`]: what time it is.
 //!
-//! Use cases ([`Chat`]): join, leave, post, mark (delivered / read), history and the inbox
+//! Use cases ([`Chat`]): join, leave, post, mark (delivered / read), history, typing and the inbox
 //! (a page of it, and live updates through the node's [`InboxHub`]). They authorize
-//! Use cases ([`Chat`]): join, leave, post, mark (delivered / read), history and typing. They authorize
 //! every call with the domain rule (through a short-lived cache of requests), keep each room's
 //! events in one order, and report failures with types that list what each operation can
 //! return ([`ChatError`], [`JoinError`], [`LeaveError`]).
 //!
 //! With the `mocks` feature, every port has a `mockall` mock (`MockChatStore`, `MockBroadcaster`,
-//! `MockRoomSink`, `MockClock`, `MockPresence`) for interaction tests.
+//! `MockRoomSink`, `MockClock`, `MockPresence`, `MockInboxListener`, `MockInboxSink`) for interaction
+//! tests. `examples/testing_use_cases.rs` shows a downstream test with the mocks and with the
+//! in-memory adapters of `labchat-memory`.
 
 #![warn(missing_docs)]
 
@@ -46,6 +47,8 @@ pub use store::{ChatStore, Inserted, Marked, StoreError};
 pub use broadcast::{MockBroadcaster, MockRoomSink};
 #[cfg(any(test, feature = "mocks"))]
 pub use clock::MockClock;
+#[cfg(any(test, feature = "mocks"))]
+pub use inbox::{MockInboxListener, MockInboxSink};
 #[cfg(any(test, feature = "mocks"))]
 pub use presence::MockPresence;
 #[cfg(any(test, feature = "mocks"))]
