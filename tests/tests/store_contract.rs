@@ -545,3 +545,65 @@ async fn mongodb_a_batch_of_many_repeats_still_stores_its_new_messages() {
     new.sort_unstable();
     assert_eq!(new, (101..=110).collect::<Vec<_>>());
 }
+
+/// A TEACHER's inbox lists exactly the rooms the access rule (`Request::authorize`) lets her
+/// act on, whatever the creator field holds: an array naming her (at the top level, inside a
+/// dotted path's sub-document, or as an array of sub-documents) is no creator to the rule, so
+/// it is no room of hers in the inbox either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_inbox_lists_exactly_the_rooms_the_access_rule_allows() {
+    use labchat_domain::{InboxQuery, RequestId, User};
+    use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
+
+    for field in ["createdBy", "owner.id"] {
+        let settings = MongoSettings {
+            creator_field: field.into(),
+            ..mongo::test_settings(&format!("inbox_rule_{}", field.replace('.', "_")))
+        };
+        let store = MongoStore::connect(settings.clone()).await.unwrap();
+        let db = mongo::database(&settings).await;
+        let requests = db.collection::<Document>(&settings.requests_collection);
+        let creators: Vec<Bson> = vec![
+            Bson::String("teacher-2".into()),
+            Bson::Array(vec![Bson::String("teacher-2".into())]),
+            Bson::Array(vec![Bson::String("teacher-9".into()), Bson::String("teacher-2".into())]),
+            Bson::String("teacher-9".into()),
+        ];
+        let posts = Posts::new();
+        let mut rooms: Vec<RequestId> = Vec::new();
+        for (i, creator) in creators.iter().enumerate() {
+            let room = rid(100 + u32::try_from(i).unwrap());
+            let value = match field {
+                "createdBy" => doc! {"createdBy": creator.clone()},
+                _ => doc! {"owner": {"id": creator.clone()}},
+            };
+            let mut request = doc! {"_id": ObjectId::from_bytes(room.object_id().bytes())};
+            request.extend(value);
+            requests.insert_one(request).await.unwrap();
+            rooms.push(room);
+        }
+        if field == "owner.id" {
+            // An array of sub-documents: the path reaches "teacher-2" only through the array.
+            let room = rid(120);
+            let id = ObjectId::from_bytes(room.object_id().bytes());
+            requests.insert_one(doc! {"_id": id, "owner": [{"id": "teacher-2"}]}).await.unwrap();
+            rooms.push(room);
+        }
+        for room in &rooms {
+            new_seq(&store, &posts.message(*room, "hello", None)).await;
+        }
+        let teacher = User::new(UserId::parse("teacher-2").unwrap(), Role::Teacher);
+        let mut allowed = Vec::new();
+        for room in &rooms {
+            let request = store.find_request(*room).await.unwrap().unwrap();
+            if request.authorize(&teacher).is_ok() {
+                allowed.push(*room);
+            }
+        }
+        assert_eq!(allowed, vec![rooms[0]], "{field}: the rule allows the plain string creator alone");
+        let page = store.inbox(&teacher, InboxQuery::default()).await.unwrap();
+        let listed: Vec<RequestId> = page.rows.iter().map(|r| r.request_id()).collect();
+        assert_eq!(listed, allowed, "{field}: the inbox lists exactly what the rule allows");
+        assert_eq!(page.next, None);
+    }
+}

@@ -198,12 +198,19 @@ pub(crate) fn attach_receipts(messages: &mut [Message], receipts: Vec<ReceiptDoc
 /// instead would tell teachers which requests exist, and lock lab staff out). That is logged as a
 /// warning, with the request id and what is wrong, never the document.
 pub(crate) fn request_of(id: RequestId, doc: &Document, field: &str) -> Request {
+    let request = request_quietly(id, doc, field);
+    if request.created_by().is_none() {
+        let problem = creator_of(doc, field).err().unwrap_or_default();
+        tracing::warn!(request_id = %id, %problem, "request without a valid creator: only lab staff may act on it");
+    }
+    request
+}
+
+/// As [`request_of`], without the warning (for listing many requests).
+pub(crate) fn request_quietly(id: RequestId, doc: &Document, field: &str) -> Request {
     match creator_of(doc, field) {
         Ok(creator) => Request::new(id, creator),
-        Err(problem) => {
-            tracing::warn!(request_id = %id, %problem, "request without a valid creator: only lab staff may act on it");
-            Request::without_creator(id)
-        }
+        Err(_) => Request::without_creator(id),
     }
 }
 

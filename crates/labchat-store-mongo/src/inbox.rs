@@ -7,14 +7,14 @@ use std::collections::{HashMap, HashSet};
 use futures_util::TryStreamExt;
 use labchat_core::StoreError;
 use labchat_domain::{
-    InboxCursor, InboxKey, InboxPage, InboxQuery, InboxRow, Message, MessageId, RequestId, Role, Timestamp, User,
-    UserId,
+    InboxCursor, InboxKey, InboxPage, InboxQuery, InboxRow, Message, MessageId, ObjectIdBytes, RequestId, Role,
+    Timestamp, User, UserId,
 };
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
 
 use crate::MongoStore;
-use crate::documents::{IdOnly, MessageDoc, kind_name, message_id};
+use crate::documents::{IdOnly, MessageDoc, kind_name, message_id, request_quietly};
 use crate::errors::{bad_data, bounded};
 use crate::summary::{RoomSummary, seen_key};
 
@@ -42,22 +42,37 @@ fn after(key: InboxKey) -> Document {
 }
 
 impl MongoStore {
-    /// The ids (hex) of the requests whose creator is `teacher` now: the creator field holds
-    /// their id as a string, or as an ObjectId when it is 24 lowercase hex digits.
-    async fn requests_of(&self, teacher: &UserId) -> Result<Vec<Bson>, StoreError> {
-        let mut forms = vec![Bson::String(teacher.as_str().to_owned())];
-        if let Ok(oid) = ObjectId::parse_str(teacher.as_str())
-            && oid.to_hex() == teacher.as_str()
+    /// The ids (hex) of the requests `teacher` may act on now. The query finds the candidates
+    /// (the creator field holds their id as a string, or as an ObjectId when it is 24 lowercase
+    /// hex digits; MongoDB also matches arrays holding it), and the access rule,
+    /// [`labchat_domain::Request::authorize`] over each request read as `find_request` reads
+    /// it, decides: the inbox lists exactly the rooms `joinRoom` lets the teacher into.
+    async fn requests_of(&self, teacher: &User) -> Result<Vec<Bson>, StoreError> {
+        let id = teacher.id().as_str();
+        let mut forms = vec![Bson::String(id.to_owned())];
+        if let Ok(oid) = ObjectId::parse_str(id)
+            && oid.to_hex() == id
         {
             forms.push(Bson::ObjectId(oid));
         }
         let mut filter = Document::new();
         filter.insert(self.creator_field.as_str(), doc! {"$in": forms});
+        let top = self.creator_field.split('.').next().unwrap_or_default();
+        let mut projection = doc! {"_id": 1};
+        projection.insert(top, 1);
         let found: Vec<Document> = bounded(self.op_timeout, "find a teacher's requests", async {
-            self.requests.find(filter).projection(doc! {"_id": 1}).await?.try_collect().await
+            self.requests.find(filter).projection(projection).await?.try_collect().await
         })
         .await?;
-        Ok(found.iter().filter_map(|d| d.get_object_id("_id").ok()).map(|oid| Bson::String(oid.to_hex())).collect())
+        Ok(found
+            .iter()
+            .filter_map(|d| {
+                let oid = d.get_object_id("_id").ok()?;
+                let room = RequestId::from_object_id(ObjectIdBytes::from_bytes(oid.bytes()));
+                let request = request_quietly(room, d, &self.creator_field);
+                request.authorize(teacher).is_ok().then(|| Bson::String(oid.to_hex()))
+            })
+            .collect())
     }
 
     /// Which of the rooms' requests exist now.
@@ -146,7 +161,7 @@ impl MongoStore {
         let limit = query.limit.get();
         let want = limit + 1;
         let only = match viewer.role() {
-            Role::Teacher => Some(self.requests_of(viewer.id()).await?),
+            Role::Teacher => Some(self.requests_of(viewer).await?),
             Role::Lab => None,
         };
         if only.as_ref().is_some_and(Vec::is_empty) {

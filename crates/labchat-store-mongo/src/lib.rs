@@ -78,9 +78,11 @@
 //! counter by the number newly read. These writes follow the message's: a store that fails
 //! between them leaves a count behind (logged as an error), never a message. Index:
 //! `lastActivityAt_-1_requestId_-1` serves the inbox order (latest activity first, ties by
-//! request id descending). A TEACHER's inbox first reads the ids of the requests whose creator
+//! request id descending). A TEACHER's inbox first reads the requests whose creator
 //! field names them (as a string or an ObjectId; an index on that field of the requests
-//! collection, which labchat does not create, keeps this cheap); a LAB inbox checks that the
+//! collection, which labchat does not create, keeps this cheap) and keeps those the access rule
+//! (`Request::authorize`, over each request read as for a join) lets them act on, so that a
+//! creator field holding an array, which the query matches, is no creator in the inbox either; a LAB inbox checks that the
 //! requests of a page still exist. At start-up, until that index exists, rooms with messages but
 //! no summary get theirs (and their counters) built from their messages and read receipts.
 //!
