@@ -120,6 +120,11 @@ async fn bad_frames_get_bad_request_and_the_connection_stays_open(server: TestSe
         assert_eq!((f["event"].as_str(), f["data"]["code"].as_str()), (Some("error"), Some("BAD_REQUEST")), "{text}");
         assert!(f.get("id").is_none());
     }
+    // A number out of range makes the frame unreadable JSON, but its id and event are named.
+    c.send_text(r#"{"event":"history","data":{"requestId":"x","limit":1e400},"id":"h-1"}"#).await;
+    let f = c.recv().await;
+    assert_eq!((f["data"]["code"].as_str(), f["id"].as_str()), (Some("BAD_REQUEST"), Some("h-1")), "{f}");
+    assert_eq!(f["data"]["event"], "history", "{f}");
     c.ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
     let f = c.recv().await;
     assert_eq!(f["data"]["code"], "BAD_REQUEST");

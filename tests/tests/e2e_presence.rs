@@ -239,24 +239,65 @@ async fn throttled_typing_never_counts_against_the_rate_limit() {
     server.stop().await;
 }
 
-/// A flood of typing frames, far above the rate limit: every one is throttled but the first, so
-/// none counts against the limit: each is acked (none `RATE_LIMITED`), the connection stays open
-/// past the closing delay, and a message sent right after is admitted.
+/// A fast typist, far above the frame rate limit (one `typing` per key, 33 a second, with a
+/// limit of 5 frames a second): every one is throttled but the first and none counts against
+/// the limit: each is acked (none `RATE_LIMITED`), the connection stays open past the closing
+/// delay, and a message sent right after is admitted.
 #[tokio::test]
-async fn a_flood_of_throttled_typing_is_never_rate_limited() {
+async fn a_fast_typist_is_never_rate_limited() {
     let (server, rid, mut t, mut lab) = typist_and_listener(5.0, 5.0, Duration::from_millis(300)).await;
     let started = Instant::now();
     let mut acks = 0;
-    while started.elapsed() < Duration::from_millis(600) {
+    while started.elapsed() < Duration::from_millis(1000) {
         let frames = t.call("typing", json!({"requestId": rid})).await;
         assert_eq!(frames.len(), 1, "{frames:?}");
         assert_eq!(frames[0]["event"], "ack", "frame {acks}: {frames:?}");
         acks += 1;
+        tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    assert!(acks >= 20, "only {acks} typing frames in 0.6 s");
-    t.ok("message", json!({"requestId": rid, "message": "after the flood"})).await;
+    assert!(acks >= 20, "only {acks} typing frames in 1 s");
+    t.ok("message", json!({"requestId": rid, "message": "after the typing"})).await;
     assert_eq!(lab.expect("typing").await["userId"], "t1");
-    assert_eq!(lab.expect("message").await["message"], "after the flood");
+    assert_eq!(lab.expect("message").await["message"], "after the typing");
+    nothing_pending(&mut lab, &rid, "lab-1: one typing").await;
+    server.stop().await;
+}
+
+/// A flood of `typing` frames that never waits is bounded like any flood: past the typing
+/// bucket each is refused with `RATE_LIMITED` naming the frame, and a flood that goes on is
+/// closed with 1008. The room hears one `typing`.
+#[tokio::test]
+async fn a_flood_of_typing_is_refused_then_closed() {
+    let mut settings = harness::settings();
+    settings.ws.typing_rate_per_second = 20.0;
+    settings.ws.typing_burst = 10.0;
+    settings.ws.rate_close_after = Duration::from_millis(300);
+    let server = TestServer::start_with(settings).await;
+    let rid = server.add_request("t1").await.to_hex();
+    let mut t = connect(&server, "t1", "TEACHER").await;
+    let mut lab = connect(&server, "lab-1", "LAB").await;
+    lab.join(&rid).await;
+    let mut limited = None;
+    for _ in 0..200 {
+        let frames = t.call("typing", json!({"requestId": rid})).await;
+        let last = frames.last().unwrap();
+        if last["event"] == "error" {
+            limited = Some(last.clone());
+            break;
+        }
+    }
+    let limited = limited.expect("a flood of typing is refused");
+    assert_eq!(limited["data"]["code"], "RATE_LIMITED", "{limited}");
+    assert_eq!(limited["data"]["event"], "typing", "{limited}");
+    assert!(limited["data"]["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0), "{limited}");
+    // The flood goes on, past the closing delay, without waiting: closed.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(600) {
+        t.send(json!({"event": "typing", "data": {"requestId": rid}, "id": 1})).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(t.expect_close().await, 1008);
+    assert_eq!(lab.expect("typing").await["userId"], "t1");
     nothing_pending(&mut lab, &rid, "lab-1: one typing").await;
     server.stop().await;
 }

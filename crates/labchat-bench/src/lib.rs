@@ -11,6 +11,8 @@
 //!   coordinated omission), and a step mode that finds the highest rate under a p99 bound;
 //! - [`receipts`]: every receiver acks and reads every message; time until the sender has seen
 //!   every receipt;
+//! - [`session`]: a writer posts M messages, then N readers join (the history in their join
+//!   reply), read everything and stay; server RSS per reader after a large reply;
 //! - [`slow`]: one member stops reading; the others' latency and the server RSS over time.
 //!
 //! Against a cluster, a [`Target`] holds every node's URL and pid: member `i` of a workload
@@ -33,6 +35,7 @@ pub use workloads::fanout::{FanoutOptions, FanoutReport, fanout};
 pub use workloads::idle::{IdleOptions, IdleReport, idle};
 pub use workloads::rate::{RateOptions, RateReport, StepOptions, StepReport, rate, rate_steps};
 pub use workloads::receipts::{ReceiptsOptions, ReceiptsReport, receipts};
+pub use workloads::session::{SessionOptions, SessionReport, session};
 pub use workloads::slow::{SlowOptions, SlowReport, slow};
 
 /// Why a benchmark run failed.

@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use labchat_bench::report::Table;
 use labchat_bench::{
-    BenchError, FanoutOptions, IdleOptions, RateOptions, ReceiptsOptions, SlowOptions, StepOptions, Target, seed,
+    BenchError, FanoutOptions, IdleOptions, RateOptions, ReceiptsOptions, SessionOptions, SlowOptions, StepOptions,
+    Target, seed,
 };
 use serde::Serialize;
 
@@ -50,8 +51,11 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000)]
         connections: usize,
         /// Rooms (R).
-        #[arg(long, default_value_t = 1_000)]
+        #[arg(long, default_value_t = 1_000, conflicts_with = "members_per_room")]
         rooms: usize,
+        /// Members per room (K): sets R to N / K, rounded up.
+        #[arg(long)]
+        members_per_room: Option<usize>,
         /// Handshakes in progress at once.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
@@ -61,6 +65,27 @@ enum Cmd {
         /// Keep the connections open this long afterwards.
         #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
         hold: Duration,
+    },
+    /// A writer posts M messages of S characters, then N readers join the room (its history in
+    /// their join reply), read every frame and stay: server RSS per reader.
+    Session {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Readers (N).
+        #[arg(long, default_value_t = 1_000)]
+        readers: usize,
+        /// Messages (M) posted before the readers join.
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// Characters (S) per message, `é` among them.
+        #[arg(long, default_value_t = 150)]
+        chars: usize,
+        /// Handshakes in progress at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Wait after posting, and after the last join, before reading the RSS.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        settle: Duration,
     },
     /// One room of M members, W messages in flight: deliveries/s, latency, CPU per delivery.
     Fanout {
@@ -260,10 +285,22 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             writeln!(std::io::stderr(), "wrote {rooms} requests to {}", out.display())?;
             Ok(())
         }
-        Cmd::Idle { target, connections, rooms, concurrency, settle, hold } => {
+        Cmd::Idle { target, connections, rooms, members_per_room, concurrency, settle, hold } => {
             let t = target.target()?;
+            let rooms = match members_per_room {
+                Some(0) => return Err("--members-per-room must be at least 1".into()),
+                Some(k) => connections.div_ceil(k),
+                None => rooms,
+            };
             let opts = IdleOptions { connections, rooms, concurrency, settle, hold, room_offset: target.room_offset };
             let report = runtime(target.threads)?.block_on(labchat_bench::idle(&t, &opts))?;
+            emit(target.json, &report)
+        }
+        Cmd::Session { target, readers, messages, chars, concurrency, settle } => {
+            let t = target.target()?;
+            let opts =
+                SessionOptions { readers, messages, chars, concurrency, settle, room_offset: target.room_offset };
+            let report = runtime(target.threads)?.block_on(labchat_bench::session(&t, &opts))?;
             emit(target.json, &report)
         }
         Cmd::Fanout { target, members, window, size, warmup, duration, max_messages } => {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use crate::procfs::CpuUse;
 use crate::stats::Latency;
 use crate::workloads::{PhaseSummary, Problems};
-use crate::{FanoutReport, IdleReport, RateReport, ReceiptsReport, SlowReport, StepReport};
+use crate::{FanoutReport, IdleReport, RateReport, ReceiptsReport, SessionReport, SlowReport, StepReport};
 
 /// A report that renders as a two-column table.
 pub trait Table {
@@ -64,6 +64,34 @@ fn problem_rows(p: &Problems, load1: Option<f64>, rows: &mut Vec<(&'static str, 
         ));
     }
     rows.push(("load average (1 min)", load1.map_or_else(|| "n/a".into(), |l| format!("{l:.2}"))));
+}
+
+impl Table for SessionReport {
+    fn title(&self) -> String {
+        format!(
+            "session: {} readers join a room of {} messages of {} characters ({} bytes)",
+            self.readers, self.messages, self.chars, self.text_bytes
+        )
+    }
+
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        let mut rows = vec![
+            ("joined", format!("{} of {}", self.joined, self.readers)),
+            ("frames received", format!("{} (largest {} bytes)", self.frames_received, self.largest_frame_bytes)),
+            ("join time", format!("{:.2} s", self.join_elapsed_s)),
+            (
+                "server RSS before/after",
+                match (self.rss_before_kib, self.rss_after_kib) {
+                    (Some(b), Some(a)) => format!("{b} KiB / {a} KiB"),
+                    _ => "n/a (no --server-pid)".into(),
+                },
+            ),
+            ("server RSS per connection", opt(self.rss_per_connection_bytes, 0, " bytes")),
+        ];
+        cpu_rows(&self.cpu, &mut rows);
+        rows.push(("load (1 min)", self.load1.map_or_else(|| "n/a".into(), |l| format!("{l:.2}"))));
+        rows
+    }
 }
 
 impl Table for IdleReport {

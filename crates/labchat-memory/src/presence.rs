@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use labchat_core::{Member, Presence, PresenceError, TYPING_INTERVAL};
 use labchat_domain::{RequestId, Role, User, UserId};
 
-/// Above this many remembered typers, expired ones are forgotten on the next typing.
+/// Above this many remembered typers, expired ones are forgotten on the next typing; the next
+/// prune waits until the map has doubled, so live entries are never rescanned on every typing.
 const TYPING_PRUNE_AT: usize = 4096;
 
 /// A [`Presence`] for one node: who entered which room, in a map; typing throttled per user and
@@ -16,7 +17,14 @@ const TYPING_PRUNE_AT: usize = 4096;
 #[derive(Debug, Default)]
 pub struct MemoryPresence {
     rooms: Mutex<HashMap<RequestId, HashMap<UserId, Role>>>,
-    typing: Mutex<HashMap<(RequestId, UserId), Instant>>,
+    typing: Mutex<Typers>,
+}
+
+/// The typing throttle's map, and the size at which it is next pruned.
+#[derive(Debug, Default)]
+struct Typers {
+    at: HashMap<(RequestId, UserId), Instant>,
+    prune_at: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -31,9 +39,11 @@ impl MemoryPresence {
 
     /// The throttle's decision at `now` (see [`Presence::may_type`]).
     fn may_type_at(&self, room: RequestId, user: &UserId, now: Instant) -> bool {
-        let mut typing = lock(&self.typing);
-        if typing.len() >= TYPING_PRUNE_AT {
+        let mut guard = lock(&self.typing);
+        let Typers { at: typing, prune_at } = &mut *guard;
+        if typing.len() >= (*prune_at).max(TYPING_PRUNE_AT) {
             typing.retain(|_, at| now.saturating_duration_since(*at) < TYPING_INTERVAL);
+            *prune_at = typing.len().saturating_mul(2);
         }
         match typing.get_mut(&(room, user.clone())) {
             Some(at) if now.saturating_duration_since(*at) < TYPING_INTERVAL => false,
@@ -110,5 +120,25 @@ mod tests {
         assert!(p.may_type_at(rid(2), &a, t0), "another room");
         assert!(p.may_type_at(rid(1), &a, t0 + TYPING_INTERVAL));
         assert!(!p.may_type_at(rid(1), &a, t0 + TYPING_INTERVAL + Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn live_typers_are_not_rescanned_on_every_typing() {
+        let p = MemoryPresence::new();
+        let t0 = Instant::now();
+        let users: Vec<UserId> = (0..5000).map(|i| UserId::parse(format!("u{i}")).unwrap()).collect();
+        for u in &users {
+            assert!(p.may_type_at(rid(1), u, t0));
+        }
+        // One prune at 4,096 live entries; the next only once the map has doubled.
+        assert_eq!(lock(&p.typing).prune_at, 2 * TYPING_PRUNE_AT);
+        // Expired ones go at that prune.
+        let later = t0 + TYPING_INTERVAL;
+        let more: Vec<UserId> = (0..4000).map(|i| UserId::parse(format!("v{i}")).unwrap()).collect();
+        for u in &more {
+            assert!(p.may_type_at(rid(1), u, later));
+        }
+        assert!(lock(&p.typing).at.len() < 5000 + 4000);
+        assert!(!p.may_type_at(rid(1), &more[0], later), "a live entry survives the prune");
     }
 }

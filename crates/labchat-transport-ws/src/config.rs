@@ -16,6 +16,13 @@ pub struct WsConfig {
     pub rate_per_second: f64,
     /// Frames a connection may send in a burst (default 60).
     pub rate_burst: f64,
+    /// `typing` frames per second a connection may send, sustained, once the typing is
+    /// throttled (default 50): those are answered without a broadcast and are not charged to
+    /// `rate_per_second`, but to this much larger bucket, so a person typing never reaches it
+    /// and a flood does (refused with `RATE_LIMITED`, then closed as below).
+    pub typing_rate_per_second: f64,
+    /// Throttled `typing` frames a connection may send in a burst (default 100).
+    pub typing_burst: f64,
     /// A connection that keeps sending frames before the `retryAfterMs` it was given, with no
     /// break of a second, for this long is closed with 1008 (default 10 s). One that waits
     /// `retryAfterMs` is never closed.
@@ -40,10 +47,6 @@ pub struct WsConfig {
     /// connection up front and zero-filled before each read, so small: most connections are idle
     /// and client frames are small; a larger frame grows it as needed.
     pub read_buffer_bytes: usize,
-    /// Frames written to one connection are gathered up to this many bytes before a write
-    /// syscall (default 64 KiB); a batch is always flushed at its end. 0 writes every frame with
-    /// its own syscall, which costs several microseconds each on loopback.
-    pub write_buffer_bytes: usize,
     /// The whole request head (request line and headers) of each HTTP request must arrive
     /// within this time, counted from when the server starts waiting for it; else the socket is
     /// closed (default 10 s). Bounds silent sockets, slow ("slowloris") senders and idle
@@ -72,6 +75,8 @@ impl Default for WsConfig {
             max_rooms_per_connection: 100,
             rate_per_second: 30.0,
             rate_burst: 60.0,
+            typing_rate_per_second: 50.0,
+            typing_burst: 100.0,
             rate_close_after: Duration::from_secs(10),
             ping_interval: Duration::from_secs(20),
             outbound_max_frames: 1024,
@@ -80,7 +85,6 @@ impl Default for WsConfig {
             max_connections: 20_000,
             shutdown_grace: Duration::from_secs(10),
             read_buffer_bytes: 512,
-            write_buffer_bytes: 64 * 1024,
             handshake_timeout: Duration::from_secs(10),
             max_pending_connections: 1024,
             close_grace: Duration::from_secs(1),
@@ -95,6 +99,16 @@ impl WsConfig {
         crate::rate_limit::RateLimits {
             rate: self.rate_per_second,
             burst: self.rate_burst,
+            close_after: self.rate_close_after,
+        }
+    }
+
+    /// The settings of the bucket of throttled `typing` frames (see
+    /// [`crate::typing_gate::TypingGate`]).
+    pub(crate) fn typing_limits(&self) -> crate::rate_limit::RateLimits {
+        crate::rate_limit::RateLimits {
+            rate: self.typing_rate_per_second,
+            burst: self.typing_burst,
             close_after: self.rate_close_after,
         }
     }

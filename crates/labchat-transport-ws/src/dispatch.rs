@@ -6,6 +6,7 @@ use std::sync::Arc;
 use labchat_core::{InboxSink, RoomSink};
 use labchat_domain::{Cursor, ReceiptKind, RequestId};
 use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::access;
 use crate::auth::{AuthError, Principal};
@@ -14,6 +15,7 @@ use crate::errors::WireError;
 use crate::outbound::{ConnSink, Release};
 use crate::protocol::{self, AckData, Command, ErrorCode, ErrorFrame, Inbound, Keep, ServerEvent};
 use crate::server::Server;
+use crate::typing_gate::{TypingCheck, TypingGate};
 
 /// What the commands of one connection read and change.
 pub(crate) struct Session {
@@ -23,6 +25,8 @@ pub(crate) struct Session {
     pub(crate) rooms: HashSet<RequestId>,
     /// Where replies and room events go.
     pub(crate) sink: Arc<ConnSink>,
+    /// The connection's own typing throttle, from its first `typing` on.
+    typing: Option<Box<TypingGate>>,
 }
 
 /// What handling a frame did to the connection.
@@ -30,8 +34,8 @@ pub(crate) struct Session {
 pub(crate) enum Outcome {
     /// Replied (or had nothing to reply); the connection goes on.
     Done,
-    /// As `Done`, and the frame does not count against the rate limit: a throttled `typing`,
-    /// dropped by design.
+    /// As `Done`, and the frame does not count against the frame rate limit: a `typing`
+    /// throttled (or refused) by the connection's typing gate, which has a bucket of its own.
     Uncounted,
     /// As `Done`, and the token was refreshed: the expiry changed.
     ExpiryChanged,
@@ -42,7 +46,7 @@ pub(crate) enum Outcome {
 impl Session {
     /// A session with no room joined.
     pub(crate) fn new(principal: Principal, sink: Arc<ConnSink>) -> Self {
-        Self { principal, rooms: HashSet::new(), sink }
+        Self { principal, rooms: HashSet::new(), sink, typing: None }
     }
 
     /// Handles one text frame: its reply (or `error` frame) is queued on the sink.
@@ -197,16 +201,45 @@ impl Session {
                 chat.unsubscribe_inbox(self.sink.sink_id());
                 self.ack(AckData::Empty, id);
             }
-            Command::Typing { request_id } => {
-                // A throttled typing is dropped silently, but still answered, and the rate limit
-                // gives its token back: a client typing fast is never refused or closed for it.
-                let broadcast = chat.typing(&user, *request_id).await.map_err(WireError::from)?;
-                self.ack(AckData::Room(*request_id), id);
-                if !broadcast {
-                    return Ok(Outcome::Uncounted);
-                }
+            Command::Typing { request_id } => return self.typing(server, inbound, *request_id).await,
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// A `typing`: throttled here when this connection's latest one in the room was broadcast
+    /// less than an interval ago (see [`TypingGate`]), else asked of the presence port. A
+    /// throttled one is dropped, but still answered, and not charged to the frame rate limit.
+    async fn typing(&mut self, server: &Server, inbound: &Inbound, room: RequestId) -> Result<Outcome, Failure> {
+        let id = inbound.id.as_ref();
+        let now = Instant::now();
+        let limits = server.config().typing_limits();
+        let gate = self.typing.get_or_insert_with(|| Box::new(TypingGate::new(limits, now)));
+        match gate.check(room, now, limits) {
+            TypingCheck::Ask => {}
+            TypingCheck::Throttled => {
+                self.ack(AckData::Room(room), id);
+                return Ok(Outcome::Uncounted);
+            }
+            TypingCheck::Refuse { retry_after_ms } => {
+                self.sink.reply_error(&ErrorFrame {
+                    code: ErrorCode::RateLimited,
+                    message: "too many typing frames; this one was not processed",
+                    event: Some(inbound.event.as_str()),
+                    request_id: Some(room),
+                    id,
+                    retry_after_ms: Some(retry_after_ms),
+                });
+                return Ok(Outcome::Uncounted);
+            }
+            TypingCheck::Close => {
+                return Ok(Outcome::Close(End::Close(close::POLICY, "rate limit exceeded for too long")));
             }
         }
+        let broadcast = server.chat().typing(&self.principal.user, room).await.map_err(WireError::from)?;
+        if let Some(gate) = self.typing.as_mut() {
+            gate.record(room, Instant::now(), broadcast);
+        }
+        self.ack(AckData::Room(room), id);
         Ok(Outcome::Done)
     }
 

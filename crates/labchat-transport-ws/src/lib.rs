@@ -22,7 +22,9 @@ mod rate_limit;
 mod server;
 mod socket;
 mod timers;
+mod typing_gate;
 mod upgrade;
+mod wire;
 
 pub use auth::{AuthError, AuthSettings, Authenticator, JwtAlgorithm, KeyError, Principal};
 pub use config::WsConfig;

@@ -1,6 +1,8 @@
 //! The connection's socket, metered: the bytes the peer has accepted (for the write deadline)
 //! and the continuation frames it has sent (which the websocket library folds into messages
-//! without showing them, so the rate limit could not see them otherwise).
+//! without showing them, so the rate limit could not see them otherwise). It also carries the
+//! server's text frames to the socket ([`Wire`]), ahead of any byte the websocket library
+//! writes.
 
 use std::io;
 use std::pin::Pin;
@@ -8,18 +10,32 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::wire::{self, Wire};
+
 /// A byte stream that counts what the peer accepts and the continuation frames it sends.
 #[derive(Debug)]
 pub(crate) struct Metered<S> {
     inner: S,
     written: u64,
     frames: FrameScanner,
+    wire: Wire,
 }
 
 impl<S> Metered<S> {
     /// Wraps `inner`, whose first byte read starts a websocket frame.
     pub(crate) fn new(inner: S) -> Self {
-        Self { inner, written: 0, frames: FrameScanner::default() }
+        Self { inner, written: 0, frames: FrameScanner::default(), wire: Wire::default() }
+    }
+
+    /// The wrapped stream.
+    #[cfg(test)]
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The server's text frames waiting for the socket.
+    pub(crate) fn wire(&mut self) -> &mut Wire {
+        &mut self.wire
     }
 
     /// Bytes written to the peer so far.
@@ -44,8 +60,36 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> Metered<S> {
+    /// Writes the frames of [`Metered::wire`], as many per syscall as it holds (up to
+    /// [`wire::MAX_SLICES`] buffers); `Ready(Ok)` once none is left.
+    pub(crate) fn poll_send_wire(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.wire.is_empty() {
+            let n = {
+                let mut slices = [io::IoSlice::new(&[]); wire::MAX_SLICES];
+                let k = self.wire.slices(&mut slices);
+                match Pin::new(&mut self.inner).poll_write_vectored(cx, &slices[..k]) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(res) => res?,
+                }
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n as u64;
+            self.wire.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The websocket library's writes (control frames, and frames written while closing) wait
+/// until the frames of [`Metered::wire`] are out, so a frame is never split by another.
 impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if let Err(e) = std::task::ready!(self.poll_send_wire(cx)) {
+            return Poll::Ready(Err(e));
+        }
         let res = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = res {
             self.written += n as u64;
@@ -58,6 +102,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Err(e) = std::task::ready!(self.poll_send_wire(cx)) {
+            return Poll::Ready(Err(e));
+        }
         let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = res {
             self.written += n as u64;
@@ -70,10 +117,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_send_wire(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_send_wire(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

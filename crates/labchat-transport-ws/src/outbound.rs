@@ -8,14 +8,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::SinkExt;
 use futures_util::task::AtomicWaker;
-use futures_util::{Sink, SinkExt};
 use labchat_core::{InboxSink, Published, RoomSink, SinkId};
 use labchat_domain::{InboxRow, UserId};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 
+use crate::metered::Metered;
 use crate::protocol::{self, ErrorFrame, ServerEvent};
 
 mod window;
@@ -24,7 +28,8 @@ use window::JoinWindow;
 pub(crate) use window::Release;
 
 /// A FIFO of encoded frames that allocates nothing while empty (a tokio mpsc channel allocates
-/// about 1.5 KiB per connection up front) and gives back what a burst took.
+/// about 1.5 KiB per connection up front) and gives back what a burst took as soon as it is
+/// empty again.
 struct OutQueue {
     frames: std::sync::Mutex<VecDeque<Utf8Bytes>>,
     ready: AtomicWaker,
@@ -63,7 +68,7 @@ impl OutQueue {
     fn try_recv(&self) -> Option<Utf8Bytes> {
         let mut q = self.lock();
         let frame = q.pop_front();
-        if frame.is_none() && q.capacity() > 16 {
+        if frame.is_none() && q.capacity() > 0 {
             *q = VecDeque::new();
         }
         frame
@@ -210,7 +215,7 @@ impl InboxSink for ConnSink {
     }
 }
 
-/// Most frames handed to the websocket in one poll, so a busy room cannot starve reading.
+/// Most frames moved to the socket in one poll, so a busy room cannot starve reading.
 const FRAMES_PER_POLL: usize = 256;
 
 /// The write side of a connection between polls: whether a ping is due, whether a write is
@@ -219,7 +224,7 @@ const FRAMES_PER_POLL: usize = 256;
 pub(crate) struct Writing {
     /// A ping is to be sent as soon as the peer takes bytes again.
     pub(crate) ping_due: bool,
-    /// Frames were handed to the websocket and not yet flushed: a write is pending.
+    /// Bytes wait for the peer: a write is pending.
     unflushed: bool,
     /// The peer's byte count at the last check, and when it last moved (or nothing was pending).
     watched: u64,
@@ -234,42 +239,64 @@ impl Writing {
         Self { ping_due: false, unflushed: false, watched: 0, progress_at: now, frames_out: 0 }
     }
 
-    /// Moves queued frames (and a due ping) to the websocket as far as the peer takes them, and
-    /// flushes at the end of a batch; never waits for the peer. `Err` means writing failed.
-    /// Returns with the task registered to be woken when the peer takes bytes or a frame is
-    /// queued, whichever it waits for.
-    pub(crate) fn poll_write<S>(&mut self, cx: &mut Context<'_>, ws: &mut S, sink: &ConnSink) -> Result<(), S::Error>
+    /// Moves queued frames (and a due ping) to the peer as far as it takes them; never waits
+    /// for it. `Err` means writing failed. Returns with the task registered to be woken when
+    /// the peer takes bytes or a frame is queued, whichever it waits for.
+    ///
+    /// Every frame queued when the task wakes goes out in one vectored write (up to
+    /// [`FRAMES_PER_POLL`] frames, [`crate::wire::MAX_SLICES`] buffers per syscall), straight
+    /// from the queued bytes: no write buffer grows to the size of a burst or of a large reply
+    /// and stays so. The websocket library writes only control frames (pings, pongs, the
+    /// close), each flushed before new text frames go out, so the two never interleave.
+    pub(crate) fn poll_write<S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        ws: &mut WebSocketStream<Metered<S>>,
+        sink: &ConnSink,
+    ) -> Result<(), Box<WsError>>
     where
-        S: Sink<WsMessage> + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut moved = 0;
         loop {
-            match ws.poll_ready_unpin(cx) {
+            // Frames already on their way first, then what the library holds.
+            let sent = match ws.get_mut().poll_send_wire(cx) {
                 Poll::Pending => return Ok(()),
-                Poll::Ready(res) => res?,
+                Poll::Ready(res) => res,
+            };
+            sent.map_err(|e| Box::new(WsError::Io(e)))?;
+            match ws.poll_flush_unpin(cx) {
+                Poll::Pending => {
+                    self.unflushed = true;
+                    return Ok(());
+                }
+                Poll::Ready(res) => res.map_err(Box::new)?,
             }
-            let msg = if self.ping_due {
+            if self.ping_due {
                 self.ping_due = false;
-                WsMessage::Ping(Default::default())
-            } else if moved >= FRAMES_PER_POLL {
-                // Come back after reading.
-                cx.waker().wake_by_ref();
-                return Ok(());
-            } else if let Poll::Ready(frame) = sink.poll_take(cx) {
+                self.unflushed = true;
+                ws.start_send_unpin(WsMessage::Ping(Default::default())).map_err(Box::new)?;
+                continue;
+            }
+            let mut moved = 0;
+            while moved < FRAMES_PER_POLL {
+                let Poll::Ready(frame) = sink.poll_take(cx) else { break };
+                ws.get_mut().wire().push_text(frame);
                 moved += 1;
-                self.frames_out += 1;
-                WsMessage::Text(frame)
-            } else if self.unflushed {
-                if let Poll::Ready(res) = ws.poll_flush_unpin(cx) {
-                    res?;
-                    self.unflushed = false;
+            }
+            self.frames_out += moved as u64;
+            if moved == 0 {
+                self.unflushed = false;
+                return Ok(());
+            }
+            self.unflushed = true;
+            if moved == FRAMES_PER_POLL {
+                // Write these, then come back after reading.
+                if let Poll::Ready(res) = ws.get_mut().poll_send_wire(cx) {
+                    res.map_err(|e| Box::new(WsError::Io(e)))?;
+                    cx.waker().wake_by_ref();
                 }
                 return Ok(());
-            } else {
-                return Ok(());
-            };
-            ws.start_send_unpin(msg)?;
-            self.unflushed = true;
+            }
         }
     }
 

@@ -109,10 +109,12 @@ pub(crate) fn upgrade(req: Request<Incoming>, peer: Peer) -> HttpResponse {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let cfg = server.config();
+                // Text frames bypass tungstenite's write buffer (see `Writing::poll_write`): it
+                // only sees control frames, and the frames drained when the server closes.
                 let ws_config = WebSocketConfig::default()
                     .read_buffer_size(cfg.read_buffer_bytes)
-                    .write_buffer_size(cfg.write_buffer_bytes)
-                    .max_write_buffer_size(cfg.outbound_max_bytes.max(cfg.write_buffer_bytes).max(64 * 1024))
+                    .write_buffer_size(0)
+                    .max_write_buffer_size(cfg.outbound_max_bytes.max(64 * 1024))
                     .max_message_size(Some(cfg.max_frame_bytes))
                     .max_frame_size(Some(cfg.max_frame_bytes));
                 let io = Metered::new(TokioIo::new(upgraded));

@@ -5,6 +5,7 @@ pub mod fanout;
 pub mod idle;
 pub mod rate;
 pub mod receipts;
+pub mod session;
 pub mod slow;
 
 use std::collections::HashMap;

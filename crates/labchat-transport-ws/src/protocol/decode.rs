@@ -53,8 +53,7 @@ struct Envelope {
 
 impl Envelope {
     fn parse(text: &str) -> Result<Self, Box<BadFrame>> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| BadFrame::boxed(format!("frame is not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| Self::unreadable(text, &e))?;
         let Value::Object(mut frame) = value else {
             return Err(BadFrame::boxed("frame must be a JSON object".into()));
         };
@@ -84,6 +83,31 @@ impl Envelope {
             }
         };
         Ok(Self { event, id, data })
+    }
+}
+
+impl Envelope {
+    /// The error for a frame that is not JSON as a whole (a number out of range, such as
+    /// `1e400`, makes valid JSON syntax unreadable), naming the frame's event and id when those
+    /// two can still be read: a client waiting for the answer to that id gets it.
+    fn unreadable(text: &str, e: &serde_json::Error) -> Box<BadFrame> {
+        /// Only `event` and `id`; every other member is skipped unread.
+        #[derive(serde::Deserialize)]
+        struct Head {
+            #[serde(default)]
+            event: Option<Value>,
+            #[serde(default)]
+            id: Option<Value>,
+        }
+        let mut bad = BadFrame::boxed(format!("frame is not valid JSON: {e}"));
+        if let Ok(head) = serde_json::from_str::<Head>(text) {
+            bad.event = match head.event {
+                Some(Value::String(s)) => Some(s),
+                _ => None,
+            };
+            bad.id = correlation_id(head.id).ok().flatten();
+        }
+        bad
     }
 }
 

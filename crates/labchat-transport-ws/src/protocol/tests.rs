@@ -124,6 +124,23 @@ fn bad_frames_say_what_is_wrong() {
 }
 
 #[test]
+fn a_number_out_of_range_is_refused_naming_the_frames_id_and_event() {
+    let limits = DecodeLimits::default();
+    for (text, id, event) in [
+        (r#"{"event":"history","data":{"requestId":"x","limit":1e400},"id":7}"#, Some(json!(7)), Some("history")),
+        (r#"{"id":"a-1","data":{"n":-1e400},"event":"typing"}"#, Some(json!("a-1")), Some("typing")),
+        // The id itself out of range: nothing can be named.
+        (r#"{"event":"typing","data":{},"id":1e400}"#, None, None),
+    ] {
+        let err = decode(text, &limits).unwrap_err();
+        assert!(err.message.contains("not valid JSON"), "{text}: {}", err.message);
+        assert_eq!((err.id, err.event.as_deref()), (id, event), "{text}");
+    }
+    let err = decode(r#"{"event":"typing","id":3,"data":{"#, &limits).unwrap_err();
+    assert_eq!((err.id, err.event), (None, None), "a frame cut short names nothing");
+}
+
+#[test]
 fn a_valid_id_is_kept_even_when_the_event_is_bad() {
     let err = dec(json!({"id": 9, "data": {}})).unwrap_err();
     assert_eq!((err.id, err.event), (Some(json!(9)), None));
