@@ -145,7 +145,7 @@ impl Shared {
 
     /// Fills these rooms, a few at a time so that a node with many rooms does not flood the
     /// store.
-    async fn fill_each(self: &Arc<Self>, rooms: Vec<Arc<Room>>) {
+    pub(crate) async fn fill_each(self: &Arc<Self>, rooms: Vec<Arc<Room>>) {
         futures_util::stream::iter(rooms)
             .for_each_concurrent(FILLS_AT_ONCE, |room| async move { self.fill(&room).await })
             .await;
