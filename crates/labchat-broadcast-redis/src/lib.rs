@@ -76,6 +76,9 @@ pub struct RedisSettings {
     pub op_timeout: Duration,
     /// The bounds of the outbox of envelopes waiting to be published (again).
     pub outbox: OutboxBounds,
+    /// The most messages a room holds ahead of a gap (default 1,000); past it they are dropped
+    /// and the room is re-read from the store.
+    pub reorder_max_per_room: usize,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -87,6 +90,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("check_interval", &self.check_interval)
             .field("op_timeout", &self.op_timeout)
             .field("outbox", &self.outbox)
+            .field("reorder_max_per_room", &self.reorder_max_per_room)
             .finish()
     }
 }
@@ -108,6 +112,7 @@ impl Default for RedisSettings {
             check_interval: Duration::from_secs(5),
             op_timeout: Duration::from_secs(2),
             outbox: OutboxBounds::default(),
+            reorder_max_per_room: order::DEFAULT_MAX_AHEAD,
         }
     }
 }
@@ -141,15 +146,10 @@ impl RedisBroadcaster {
         let (link_tx, link_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-        let shared = Arc::new(Shared::new(
-            settings.node_id,
-            store,
-            settings.gap_wait,
-            settings.op_timeout,
-            link_tx,
-            out_tx,
-            cmd_tx,
-        ));
+        let mut shared =
+            Shared::new(settings.node_id, store, settings.gap_wait, settings.op_timeout, link_tx, out_tx, cmd_tx);
+        shared.max_ahead = settings.reorder_max_per_room.max(1);
+        let shared = Arc::new(shared);
         let handler = Arc::new(LinkSide(Arc::clone(&shared)));
         let span = tracing::info_span!("redis_backplane", node = %shared.node_id);
         let link =

@@ -21,3 +21,5 @@ pub(crate) const OUTBOX_DROPPED: &str = "labchat_backplane_outbox_dropped_total"
 pub(crate) const REPUBLISHED: &str = "labchat_backplane_republished_total";
 /// Counter: resync notices received from other nodes (a subscriber back, rooms to re-read).
 pub(crate) const RESYNCS: &str = "labchat_backplane_resyncs_total";
+/// Counter: rooms whose reorder buffer passed its cap (dropped, the room re-read from the store).
+pub(crate) const REORDER_OVERFLOWS: &str = "labchat_backplane_reorder_overflows_total";

@@ -9,6 +9,9 @@ use labchat_domain::{Message, MessageId, RoomEvent, Seq};
 /// How many recently delivered message ids a room remembers for checking receipts.
 const RECENT: usize = 1024;
 
+/// The default of the most messages a room holds ahead of a gap.
+pub const DEFAULT_MAX_AHEAD: usize = 1000;
+
 /// What the caller must do after handing an event to [`RoomOrder`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Fill {
@@ -62,12 +65,29 @@ pub(crate) struct RoomOrder {
     held: VecDeque<Held>,
     recent: VecDeque<MessageId>,
     epoch: u64,
+    /// The most messages held in `ahead`; past it they are dropped and the room is filled.
+    max_ahead: usize,
+    /// How many times `ahead` passed `max_ahead` (taken by [`RoomOrder::take_overflows`]).
+    overflows: u64,
 }
 
 impl RoomOrder {
     /// A room whose starting point is not known yet: every event waits for [`RoomOrder::start`].
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
-        Self::default()
+        Self::with_max_ahead(DEFAULT_MAX_AHEAD)
+    }
+
+    /// As [`RoomOrder::new`], holding at most `max_ahead` messages ahead of a gap: past it
+    /// they are dropped and the step asks for a fill from the store at once, which delivers
+    /// them in order.
+    pub(crate) fn with_max_ahead(max_ahead: usize) -> Self {
+        Self { max_ahead: max_ahead.max(1), ..Self::default() }
+    }
+
+    /// How many times the buffer overflowed since the last call.
+    pub(crate) fn take_overflows(&mut self) -> u64 {
+        std::mem::take(&mut self.overflows)
     }
 
     /// Whether [`RoomOrder::start`] was called.
@@ -121,6 +141,11 @@ impl RoomOrder {
                 if self.ready {
                     self.drain(&mut deliver);
                     self.release(&mut deliver, None);
+                    if self.ahead.len() > self.max_ahead {
+                        self.ahead.clear();
+                        self.overflows += 1;
+                        return Step { deliver, fill: Fill::Now };
+                    }
                 }
                 self.step(deliver)
             }

@@ -210,3 +210,28 @@ fn typing_and_presence_pass_a_gap_and_held_receipts_and_never_ask_for_a_fill() {
     // The message and the receipt still come in order once the gap closes.
     assert_eq!(o.offer(posted(1)).deliver, vec![posted(1), posted(2), read(&[2])]);
 }
+
+#[test]
+fn past_its_cap_the_buffer_is_dropped_and_the_store_fills_the_room_in_order() {
+    let mut o = RoomOrder::with_max_ahead(3);
+    o.start(None);
+    for n in 2..=4 {
+        assert_eq!(o.offer(posted(n)), Step { deliver: vec![], fill: Fill::AfterWait });
+    }
+    assert_eq!(o.offer(posted(5)), Step { deliver: vec![], fill: Fill::Now }, "the fourth held message");
+    assert_eq!(o.take_overflows(), 1);
+    assert!(!o.needs_fill(), "nothing held any more");
+    let plan = o.plan_fill();
+    let step = o.filled((1..=5).map(|n| msg(n, "stored")).collect(), plan, true);
+    let seqs: Vec<u64> = step
+        .deliver
+        .iter()
+        .map(|e| match e {
+            RoomEvent::MessagePosted(m) => m.seq.unwrap().get(),
+            _ => 0,
+        })
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(o.offer(posted(5)).deliver, vec![], "no duplicate");
+    assert_eq!(o.offer(posted(6)).deliver, vec![posted(6)]);
+}

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::envelope::{self, channel};
 use crate::inbox::{self, Relay};
 use crate::link::{LinkCmd, LinkHandler};
-use crate::metrics_names::{CONNECTED, RECEIVED};
+use crate::metrics_names::{CONNECTED, RECEIVED, REORDER_OVERFLOWS};
 use crate::order::{Fill, RoomOrder, Step};
 use crate::outbox::Keep;
 use crate::publisher::{self, Command, Outgoing};
@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn ChatStore>,
     pub(crate) gap_wait: Duration,
     pub(crate) op_timeout: Duration,
+    /// The most messages a room holds ahead of a gap.
+    pub(crate) max_ahead: usize,
     rooms: Mutex<HashMap<RequestId, Arc<Room>>>,
     link: mpsc::UnboundedSender<LinkCmd>,
     outgoing: mpsc::Sender<Outgoing>,
@@ -94,6 +96,7 @@ impl Shared {
             store,
             gap_wait,
             op_timeout,
+            max_ahead: crate::order::DEFAULT_MAX_AHEAD,
             rooms: Mutex::default(),
             link,
             outgoing,
@@ -145,7 +148,7 @@ impl Shared {
                     id,
                     state: Mutex::new(RoomState {
                         sinks: Vec::new(),
-                        order: RoomOrder::new(),
+                        order: RoomOrder::with_max_ahead(self.max_ahead),
                         filling: false,
                         again: false,
                         timer: false,
@@ -218,6 +221,11 @@ impl Shared {
             }
             let Step { deliver, fill } = state.order.offer(event);
             state.deliver(deliver);
+            let overflows = state.order.take_overflows();
+            if overflows > 0 {
+                metrics::counter!(REORDER_OVERFLOWS, "node" => self.node_id.clone()).increment(overflows);
+                tracing::warn!(node = %self.node_id, request_id = %room.id, "reorder buffer full: dropped, re-reading the room from the store");
+            }
             fill
         };
         self.follow_up(room, fill);

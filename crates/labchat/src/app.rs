@@ -52,6 +52,8 @@ pub struct BackplaneSettings {
     pub check_interval: std::time::Duration,
     /// The bounds of the outbox of envelopes to publish again.
     pub outbox: labchat_broadcast_redis::OutboxBounds,
+    /// The most messages a room holds ahead of a gap.
+    pub reorder_max_per_room: usize,
 }
 
 /// Why the server could not be built.
@@ -115,6 +117,7 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
                     node_id: b.node_id,
                     check_interval: b.check_interval,
                     outbox: b.outbox,
+                    reorder_max_per_room: b.reorder_max_per_room,
                     ..RedisSettings::default()
                 };
                 let redis = RedisBroadcaster::start(redis_settings.clone(), Arc::clone(&store))?;

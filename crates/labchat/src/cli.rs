@@ -227,6 +227,10 @@ pub struct ServeArgs {
     #[arg(long, env = "LABCHAT_BACKPLANE_OUTBOX_MAX_AGE", default_value = "30s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "duration")]
     pub backplane_outbox_max_age: Duration,
+    /// Most messages a node holds for one room ahead of a missing one; past it they are dropped
+    /// and the room is re-read from the store.
+    #[arg(long, env = "LABCHAT_BACKPLANE_REORDER_MAX_PER_ROOM", default_value_t = 1000)]
+    pub backplane_reorder_max_per_room: usize,
     /// Runtime worker threads (default: one per core).
     #[arg(long, env = "LABCHAT_WORKERS")]
     pub workers: Option<usize>,

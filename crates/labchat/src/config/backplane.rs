@@ -20,9 +20,12 @@ pub(super) fn settings(args: &ServeArgs) -> Result<Option<BackplaneSettings>, In
     if args.backplane_check_interval.is_zero() {
         return Err(InvalidSetting::new("--backplane-check-interval must be greater than zero"));
     }
-    if args.backplane_outbox_max_entries == 0 || args.backplane_outbox_max_bytes == 0 {
+    if args.backplane_outbox_max_entries == 0
+        || args.backplane_outbox_max_bytes == 0
+        || args.backplane_reorder_max_per_room == 0
+    {
         return Err(InvalidSetting::new(
-            "--backplane-outbox-max-entries and --backplane-outbox-max-bytes must be at least 1",
+            "--backplane-outbox-max-entries, --backplane-outbox-max-bytes and --backplane-reorder-max-per-room must be at least 1",
         ));
     }
     let outbox = OutboxBounds {
@@ -35,7 +38,13 @@ pub(super) fn settings(args: &ServeArgs) -> Result<Option<BackplaneSettings>, In
         Some(id) => id,
         None => default_node_id(),
     };
-    Ok(Some(BackplaneSettings { redis_url, node_id, check_interval: args.backplane_check_interval, outbox }))
+    Ok(Some(BackplaneSettings {
+        redis_url,
+        node_id,
+        check_interval: args.backplane_check_interval,
+        outbox,
+        reorder_max_per_room: args.backplane_reorder_max_per_room,
+    }))
 }
 
 /// The host name (from the kernel, else `$HOSTNAME`, else `labchat`) and the process id.
