@@ -23,3 +23,5 @@ pub(crate) const REPUBLISHED: &str = "labchat_backplane_republished_total";
 pub(crate) const RESYNCS: &str = "labchat_backplane_resyncs_total";
 /// Counter: rooms whose reorder buffer passed its cap (dropped, the room re-read from the store).
 pub(crate) const REORDER_OVERFLOWS: &str = "labchat_backplane_reorder_overflows_total";
+/// Counter: holes the store could not fill after three complete fills, moved past.
+pub(crate) const HOLES_SKIPPED: &str = "labchat_backplane_holes_skipped_total";
