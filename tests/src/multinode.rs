@@ -159,6 +159,13 @@ impl RedisServer {
         self.launch().await;
     }
 
+    /// `CLIENT KILL TYPE normal`: cuts every connection that is neither a subscriber's nor a
+    /// replica's (the nodes' publishers and presence). Returns how many were cut.
+    pub async fn kill_normal_clients(&self) -> Option<u64> {
+        let reply = Self::raw(self.port, "CLIENT KILL TYPE normal\r\n").await?;
+        reply.strip_prefix(':')?.parse().ok()
+    }
+
     /// `CLIENT KILL TYPE pubsub`: cuts every subscriber's connection. Returns how many were cut,
     /// or `None` when the server did not answer.
     pub async fn kill_pubsub_clients(&self) -> Option<u64> {
@@ -185,6 +192,8 @@ struct NodeConfig {
     node_id: String,
     mongo: MongoSettings,
     redis_url: String,
+    /// More `serve` flags.
+    extra: Vec<String>,
 }
 
 /// One `labchat serve` process.
@@ -201,6 +210,7 @@ impl Node {
         let mut child = Command::new(labchat_binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--log", "info"])
             .args(["--shutdown-grace", "2s"])
+            .args(&config.extra)
             .env("LABCHAT_JWT_SECRET", std::str::from_utf8(SECRET).expect("the test secret is text"))
             .env("LABCHAT_MONGO_URI", &config.mongo.uri)
             .env("LABCHAT_MONGO_DB", &config.mongo.database)
@@ -355,13 +365,31 @@ impl Cluster {
     /// As [`Cluster::start`], but does not wait for the nodes to connect to Redis (only for
     /// `/readyz` to answer 200).
     pub async fn launch(test_name: &str, n: usize) -> Self {
+        Self::launch_with(test_name, n, &[]).await
+    }
+
+    /// As [`Cluster::start`], every node started with these more `serve` flags.
+    pub async fn start_with(test_name: &str, n: usize, extra: &[&str]) -> Self {
+        let cluster = Self::launch_with(test_name, n, extra).await;
+        for node in &cluster.nodes {
+            node.wait_backplane(true, START_WAIT).await;
+        }
+        cluster
+    }
+
+    async fn launch_with(test_name: &str, n: usize, extra: &[&str]) -> Self {
         let turn = ONE_AT_A_TIME.lock().await;
         let mongo = crate::mongo::test_settings(test_name);
         let db = crate::mongo::database(&mongo).await;
         let redis = RedisServer::start().await;
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
-            let config = NodeConfig { node_id: format!("node-{i}"), mongo: mongo.clone(), redis_url: redis.url() };
+            let config = NodeConfig {
+                node_id: format!("node-{i}"),
+                mongo: mongo.clone(),
+                redis_url: redis.url(),
+                extra: extra.iter().map(|a| (*a).to_owned()).collect(),
+            };
             nodes.push(Node::spawn(config).await);
         }
         Self { nodes, redis, db, mongo, _turn: turn }

@@ -11,7 +11,7 @@ use labchat_core::StoreError;
 use labchat_domain::{Cursor, HistoryLimit, HistoryQuery, Message, RoomEvent, Seq};
 use tokio::sync::watch;
 
-use crate::metrics_names::GAP_FILLS;
+use crate::metrics_names::{GAP_FILLS, HOLES_SKIPPED};
 use crate::order::{FillPlan, Step};
 use crate::rooms::{Room, Shared};
 
@@ -132,6 +132,11 @@ impl Shared {
     fn apply(self: &Arc<Self>, room: &Arc<Room>, page: Vec<Message>, plan: FillPlan, complete: bool) -> usize {
         let mut state = room.lock();
         let Step { deliver, .. } = state.order.filled(page, plan, complete);
+        let skipped = state.order.take_holes_skipped();
+        if skipped > 0 {
+            metrics::counter!(HOLES_SKIPPED, "node" => self.node_id.clone()).increment(skipped);
+            tracing::warn!(node = %self.node_id, request_id = %room.id, "a hole the store cannot fill: moved past it");
+        }
         let n = deliver.iter().filter(|e| matches!(e, RoomEvent::MessagePosted(_))).count();
         state.deliver(deliver);
         n
@@ -145,7 +150,7 @@ impl Shared {
 
     /// Fills these rooms, a few at a time so that a node with many rooms does not flood the
     /// store.
-    async fn fill_each(self: &Arc<Self>, rooms: Vec<Arc<Room>>) {
+    pub(crate) async fn fill_each(self: &Arc<Self>, rooms: Vec<Arc<Room>>) {
         futures_util::stream::iter(rooms)
             .for_each_concurrent(FILLS_AT_ONCE, |room| async move { self.fill(&room).await })
             .await;

@@ -17,9 +17,14 @@
 //! that every node subscribes to; each node's inbox hub reads the counts from the store.
 //!
 //! What a client sees while Redis is down: its node still stores and delivers every post to its
-//! own members; messages posted on other nodes arrive when Redis is back (or within a check
-//! interval, from the store), in order. Receipts marked on other nodes during the outage are not
-//! re-sent live: they are in the history (and in the messages of a later join).
+//! own members; messages posted on other nodes arrive when Redis is back, in order. A node never
+//! leaves what it failed to publish to the quiet-room check: the envelope waits in its bounded
+//! outbox ([`OutboxBounds`]) and is published again, in order, as soon as a connection is back;
+//! one dropped past a bound has its room named in a resync notice that makes every node re-read
+//! it from the store. A node whose subscriber comes back re-reads every subscribed room and
+//! announces it, and the other nodes publish again what they published while it was away, so
+//! receipts, inbox notices and presence changes of the outage arrive live after it (see
+//! `outbox` and `resync`).
 //!
 //! [`RedisPresence`] is the cross-node presence (room members with a time to live, and the typing
 //! throttle) on the same Redis; see its module for the keys and what a client sees while Redis
@@ -31,8 +36,10 @@ mod inbox;
 mod link;
 mod metrics_names;
 mod order;
+mod outbox;
 mod presence;
 mod publisher;
+mod resync;
 mod rooms;
 
 use std::sync::Arc;
@@ -44,11 +51,14 @@ use labchat_domain::{RequestId, RoomEvent};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
+pub use crate::outbox::OutboxBounds;
 pub use crate::presence::{PresenceSettings, RedisPresence};
 use crate::rooms::{LinkSide, Shared};
 
 /// How many envelopes may wait for the publisher before new ones are dropped (and counted).
 const PUBLISH_QUEUE: usize = 16_384;
+/// How many commands (replays, link changes) may wait for the publisher.
+const COMMAND_QUEUE: usize = 64;
 
 /// How a node reaches Redis and paces its repairs. Its `Debug` form hides the URL's password.
 #[derive(Clone)]
@@ -64,6 +74,11 @@ pub struct RedisSettings {
     pub check_interval: Duration,
     /// The longest each Redis command may take (default 2 s).
     pub op_timeout: Duration,
+    /// The bounds of the outbox of envelopes waiting to be published (again).
+    pub outbox: OutboxBounds,
+    /// The most messages a room holds ahead of a gap (default 1,000); past it they are dropped
+    /// and the room is re-read from the store.
+    pub reorder_max_per_room: usize,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -74,6 +89,8 @@ impl std::fmt::Debug for RedisSettings {
             .field("gap_wait", &self.gap_wait)
             .field("check_interval", &self.check_interval)
             .field("op_timeout", &self.op_timeout)
+            .field("outbox", &self.outbox)
+            .field("reorder_max_per_room", &self.reorder_max_per_room)
             .finish()
     }
 }
@@ -94,6 +111,8 @@ impl Default for RedisSettings {
             gap_wait: Duration::from_millis(200),
             check_interval: Duration::from_secs(5),
             op_timeout: Duration::from_secs(2),
+            outbox: OutboxBounds::default(),
+            reorder_max_per_room: order::DEFAULT_MAX_AHEAD,
         }
     }
 }
@@ -126,14 +145,18 @@ impl RedisBroadcaster {
         let (stop, stopped) = watch::channel(false);
         let (link_tx, link_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::channel(PUBLISH_QUEUE);
-        let shared =
-            Arc::new(Shared::new(settings.node_id, store, settings.gap_wait, settings.op_timeout, link_tx, out_tx));
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let mut shared =
+            Shared::new(settings.node_id, store, settings.gap_wait, settings.op_timeout, link_tx, out_tx, cmd_tx);
+        shared.max_ahead = settings.reorder_max_per_room.max(1);
+        let shared = Arc::new(shared);
         let handler = Arc::new(LinkSide(Arc::clone(&shared)));
         let span = tracing::info_span!("redis_backplane", node = %shared.node_id);
         let link =
             link::run(client.clone(), handler, link_rx, stopped.clone(), settings.op_timeout, settings.check_interval);
         runtime.spawn(link.instrument(span.clone()));
-        let publisher = publisher::run(shared.node_id.clone(), client, out_rx, stopped.clone(), settings.op_timeout);
+        let inputs = publisher::Inputs { rx: out_rx, commands: cmd_rx, stop: stopped.clone() };
+        let publisher = publisher::run(shared.node_id.clone(), client, inputs, settings.op_timeout, settings.outbox);
         runtime.spawn(publisher.instrument(span.clone()));
         runtime.spawn(Arc::clone(&shared).check_quiet_rooms(settings.check_interval, stopped).instrument(span));
         Ok(Arc::new(Self { shared, stop }))

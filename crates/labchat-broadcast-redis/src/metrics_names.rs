@@ -10,3 +10,18 @@ pub(crate) const GAP_FILLS: &str = "labchat_backplane_gap_fills_total";
 pub(crate) const RECEIVED: &str = "labchat_backplane_received_total";
 /// Counter: presence operations that failed (Redis unreachable or too slow).
 pub(crate) const PRESENCE_ERRORS: &str = "labchat_presence_errors_total";
+/// Gauge: envelopes waiting in the node's outbox to be published (after a failure).
+pub(crate) const OUTBOX_ENTRIES: &str = "labchat_backplane_outbox_entries";
+/// Gauge: payload bytes waiting in the node's outbox.
+pub(crate) const OUTBOX_BYTES: &str = "labchat_backplane_outbox_bytes";
+/// Counter: envelopes dropped from the outbox, by `bound` (`entries`, `bytes`, `age`: their rooms
+/// are resynced; `ephemeral`: typing notices, never kept).
+pub(crate) const OUTBOX_DROPPED: &str = "labchat_backplane_outbox_dropped_total";
+/// Counter: envelopes published again because a node's subscriber was away.
+pub(crate) const REPUBLISHED: &str = "labchat_backplane_republished_total";
+/// Counter: resync notices received from other nodes (a subscriber back, rooms to re-read).
+pub(crate) const RESYNCS: &str = "labchat_backplane_resyncs_total";
+/// Counter: rooms whose reorder buffer passed its cap (dropped, the room re-read from the store).
+pub(crate) const REORDER_OVERFLOWS: &str = "labchat_backplane_reorder_overflows_total";
+/// Counter: holes the store could not fill after three complete fills, moved past.
+pub(crate) const HOLES_SKIPPED: &str = "labchat_backplane_holes_skipped_total";

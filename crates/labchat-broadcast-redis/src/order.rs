@@ -9,6 +9,12 @@ use labchat_domain::{Message, MessageId, RoomEvent, Seq};
 /// How many recently delivered message ids a room remembers for checking receipts.
 const RECENT: usize = 1024;
 
+/// How many complete fills in a row may find the same hole before the room moves past it.
+const HOLE_FILLS: u32 = 3;
+
+/// The default of the most messages a room holds ahead of a gap.
+pub const DEFAULT_MAX_AHEAD: usize = 1000;
+
 /// What the caller must do after handing an event to [`RoomOrder`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Fill {
@@ -62,12 +68,40 @@ pub(crate) struct RoomOrder {
     held: VecDeque<Held>,
     recent: VecDeque<MessageId>,
     epoch: u64,
+    /// The most messages held in `ahead`; past it they are dropped and the room is filled.
+    max_ahead: usize,
+    /// How many times `ahead` passed `max_ahead` (taken by [`RoomOrder::take_overflows`]).
+    overflows: u64,
+    /// The lowest seq past `last_seq` the current fill read from the store.
+    confirmed: Option<u64>,
+    /// Complete fills in a row that left a hole open.
+    stuck: u32,
+    /// Holes moved past (taken by [`RoomOrder::take_holes_skipped`]).
+    holes_skipped: u64,
 }
 
 impl RoomOrder {
     /// A room whose starting point is not known yet: every event waits for [`RoomOrder::start`].
+    #[cfg(test)]
     pub(crate) fn new() -> Self {
-        Self::default()
+        Self::with_max_ahead(DEFAULT_MAX_AHEAD)
+    }
+
+    /// As [`RoomOrder::new`], holding at most `max_ahead` messages ahead of a gap: past it
+    /// they are dropped and the step asks for a fill from the store at once, which delivers
+    /// them in order.
+    pub(crate) fn with_max_ahead(max_ahead: usize) -> Self {
+        Self { max_ahead: max_ahead.max(1), ..Self::default() }
+    }
+
+    /// How many holes the room moved past since the last call.
+    pub(crate) fn take_holes_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.holes_skipped)
+    }
+
+    /// How many times the buffer overflowed since the last call.
+    pub(crate) fn take_overflows(&mut self) -> u64 {
+        std::mem::take(&mut self.overflows)
     }
 
     /// Whether [`RoomOrder::start`] was called.
@@ -121,6 +155,11 @@ impl RoomOrder {
                 if self.ready {
                     self.drain(&mut deliver);
                     self.release(&mut deliver, None);
+                    if self.ahead.len() > self.max_ahead {
+                        self.ahead.clear();
+                        self.overflows += 1;
+                        return Step { deliver, fill: Fill::Now };
+                    }
                 }
                 self.step(deliver)
             }
@@ -145,6 +184,7 @@ impl RoomOrder {
     /// Starts a fill from the store; pass its pages to [`RoomOrder::filled`].
     pub(crate) fn plan_fill(&mut self) -> FillPlan {
         self.epoch += 1;
+        self.confirmed = None;
         FillPlan { after: self.last_id, last_seq: self.last_seq, epoch: self.epoch }
     }
 
@@ -156,6 +196,7 @@ impl RoomOrder {
             if let Some(seq) = message.seq.map(Seq::get)
                 && seq > self.last_seq
             {
+                self.confirmed = Some(self.confirmed.map_or(seq, |c| c.min(seq)));
                 // A live copy that came first is kept (it is what the publisher sent).
                 self.ahead.entry(seq).or_insert(message);
             }
@@ -163,9 +204,37 @@ impl RoomOrder {
         let mut deliver = Vec::new();
         if self.ready {
             self.drain(&mut deliver);
+            if complete {
+                self.past_a_hole(&mut deliver);
+            }
             self.release(&mut deliver, complete.then_some(plan.epoch));
         }
         self.step(deliver)
+    }
+
+    /// After a complete fill: a hole that [`HOLE_FILLS`] complete fills in a row found open is
+    /// one the store cannot fill (a seq taken and never stored, or an envelope the store never
+    /// held). The room moves on: messages held that the store did not confirm are dropped, and
+    /// delivery resumes at the lowest seq the store confirmed past the hole.
+    fn past_a_hole(&mut self, deliver: &mut Vec<RoomEvent>) {
+        if self.ahead.is_empty() {
+            self.stuck = 0;
+            return;
+        }
+        self.stuck += 1;
+        if self.stuck < HOLE_FILLS {
+            return;
+        }
+        self.stuck = 0;
+        self.holes_skipped += 1;
+        match self.confirmed.filter(|c| *c > self.last_seq) {
+            Some(first) => {
+                self.ahead.retain(|seq, _| *seq >= first);
+                self.last_seq = first - 1;
+                self.drain(deliver);
+            }
+            None => self.ahead.clear(),
+        }
     }
 
     /// Delivers buffered messages that follow the last one, without a hole.

@@ -210,3 +210,65 @@ fn typing_and_presence_pass_a_gap_and_held_receipts_and_never_ask_for_a_fill() {
     // The message and the receipt still come in order once the gap closes.
     assert_eq!(o.offer(posted(1)).deliver, vec![posted(1), posted(2), read(&[2])]);
 }
+
+#[test]
+fn past_its_cap_the_buffer_is_dropped_and_the_store_fills_the_room_in_order() {
+    let mut o = RoomOrder::with_max_ahead(3);
+    o.start(None);
+    for n in 2..=4 {
+        assert_eq!(o.offer(posted(n)), Step { deliver: vec![], fill: Fill::AfterWait });
+    }
+    assert_eq!(o.offer(posted(5)), Step { deliver: vec![], fill: Fill::Now }, "the fourth held message");
+    assert_eq!(o.take_overflows(), 1);
+    assert!(!o.needs_fill(), "nothing held any more");
+    let plan = o.plan_fill();
+    let step = o.filled((1..=5).map(|n| msg(n, "stored")).collect(), plan, true);
+    let seqs: Vec<u64> = step
+        .deliver
+        .iter()
+        .map(|e| match e {
+            RoomEvent::MessagePosted(m) => m.seq.unwrap().get(),
+            _ => 0,
+        })
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(o.offer(posted(5)).deliver, vec![], "no duplicate");
+    assert_eq!(o.offer(posted(6)).deliver, vec![posted(6)]);
+}
+
+fn seqs_of(step: &Step) -> Vec<u64> {
+    step.deliver
+        .iter()
+        .filter_map(|e| match e {
+            RoomEvent::MessagePosted(m) => m.seq.map(Seq::get),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_hole_the_store_cannot_fill_is_moved_past_after_three_complete_fills() {
+    let mut o = RoomOrder::new();
+    o.start(None);
+    let plan = o.plan_fill();
+    o.filled(vec![msg(1, "stored")], plan, true);
+    // Seq 2 was taken and never stored; 3 and 4 are; an envelope claims 1,000 (never stored).
+    o.offer(posted(1000));
+    o.offer(posted(3));
+    let stored = || vec![msg(3, "stored"), msg(4, "stored")];
+    for _ in 0..2 {
+        let plan = o.plan_fill();
+        assert_eq!(seqs_of(&o.filled(stored(), plan, true)), Vec::<u64>::new(), "still waiting for seq 2");
+    }
+    let plan = o.plan_fill();
+    assert_eq!(seqs_of(&o.filled(stored(), plan, true)), [3, 4], "moved past the hole");
+    assert_eq!(o.take_holes_skipped(), 1);
+    assert!(o.needs_fill(), "the unconfirmed 1,000 is still held");
+    for _ in 0..3 {
+        let plan = o.plan_fill();
+        o.filled(vec![], plan, true);
+    }
+    assert!(!o.needs_fill(), "an envelope the store never confirmed is dropped");
+    assert_eq!(o.take_holes_skipped(), 1);
+    assert_eq!(o.offer(posted(5)).deliver, vec![posted(5)], "real posts flow again");
+}

@@ -1,48 +1,74 @@
 //! The PUBLISH side: a task with its own multiplexed connection that sends the node's envelopes
-//! in the order they were handed over, batched into pipelines. Redis being down never makes a
-//! publish fail or wait: the envelope is dropped, logged and counted (other nodes fill the gap
-//! from the store).
+//! in the order they were handed over, batched into pipelines, through the [`Outbox`]. Redis
+//! being down never makes a publish fail or wait: an envelope that could not be published waits
+//! in the outbox (bounded) and is published again, in order, as soon as a connection is back;
+//! one dropped past a bound has its room resynced. The connection is checked with a PING after
+//! a second without traffic, so a connection the server closed is replaced before the next
+//! publish needs it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use labchat_domain::RequestId;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
-use crate::metrics_names::PUBLISH_ERRORS;
+use crate::inbox;
+use crate::metrics_names::{OUTBOX_BYTES, OUTBOX_DROPPED, OUTBOX_ENTRIES, PUBLISH_ERRORS, REPUBLISHED};
+use crate::outbox::{Dropped, Entry, Keep, Outbox, OutboxBounds};
+use crate::resync::{self, Ask};
 
-/// How long after a failed connection attempt envelopes are dropped without trying again.
-const RETRY_AFTER: Duration = Duration::from_millis(250);
+/// The first wait before connecting again after a failure; doubled up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(50);
+/// The longest wait between two connection attempts while envelopes wait.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// After this long without traffic the connection is checked with a PING.
+const KEEPALIVE: Duration = Duration::from_secs(1);
 /// The most envelopes sent in one pipeline.
 const BATCH: usize = 256;
 
 /// One envelope to publish.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
-    /// The room's channel.
+    /// The channel.
     pub(crate) channel: String,
     /// The encoded envelope.
     pub(crate) payload: Vec<u8>,
+    /// The room it concerns, if any.
+    pub(crate) room: Option<RequestId>,
+    /// What happens to it when it cannot be published at once.
+    pub(crate) keep: Keep,
 }
 
-/// Counts and logs envelopes that could not be published.
+/// What the broadcaster tells the publisher besides envelopes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Command {
+    /// A node's subscriber (this node's or another's) was away this long: publish again what
+    /// was published meanwhile.
+    Replay(Duration),
+    /// This node's subscriber lost Redis: the publisher's connection is likely gone too.
+    LinkDown,
+}
+
+/// Counts and logs envelopes that could not be published at all.
 pub(crate) fn dropped(node: &str, count: usize, error: &str) {
     metrics::counter!(PUBLISH_ERRORS, "node" => node.to_owned()).increment(count as u64);
-    tracing::warn!(node, error = %error, envelopes = count, "publishing to redis failed; other nodes will fill from the store");
+    tracing::warn!(node, error = %error, envelopes = count, "an envelope could not be published; other nodes will fill from the store");
 }
 
-/// Counts envelopes dropped while Redis stays unreachable; logged once when it starts failing.
+/// Logs failures once when they start, and once when publishing works again.
 struct Failures<'a> {
     node: &'a str,
     failing: bool,
 }
 
 impl Failures<'_> {
-    fn dropped(&mut self, count: usize, error: &str) {
+    fn failed(&mut self, count: usize, error: &str) {
+        metrics::counter!(PUBLISH_ERRORS, "node" => self.node.to_owned()).increment(count as u64);
         if self.failing {
-            metrics::counter!(PUBLISH_ERRORS, "node" => self.node.to_owned()).increment(count as u64);
             tracing::debug!(node = self.node, error = %error, envelopes = count, "publishing to redis failed");
         } else {
             self.failing = true;
-            dropped(self.node, count, error);
+            tracing::warn!(node = self.node, error = %error, envelopes = count, "publishing to redis failed; the envelopes wait in the outbox");
         }
     }
 
@@ -54,68 +80,215 @@ impl Failures<'_> {
     }
 }
 
+/// The publisher's inputs.
+pub(crate) struct Inputs {
+    pub(crate) rx: mpsc::Receiver<Outgoing>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+/// The publisher's state while it runs.
+struct Publisher<'a> {
+    node: &'a str,
+    client: redis::Client,
+    op_timeout: Duration,
+    conn: Option<redis::aio::MultiplexedConnection>,
+    outbox: Outbox,
+    /// While envelopes wait: when to try again, and the next back-off.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    last_traffic: Instant,
+    failures: Failures<'a>,
+}
+
 /// Runs until `stop` turns true or every sender is gone.
 pub(crate) async fn run(
     node: String,
     client: redis::Client,
-    mut rx: mpsc::Receiver<Outgoing>,
-    mut stop: watch::Receiver<bool>,
+    mut inputs: Inputs,
     op_timeout: Duration,
+    bounds: OutboxBounds,
 ) {
-    let mut conn: Option<redis::aio::MultiplexedConnection> = None;
-    let mut retry_at: Option<Instant> = None;
-    let mut failures = Failures { node: &node, failing: false };
+    let mut p = Publisher {
+        node: &node,
+        client,
+        op_timeout,
+        conn: None,
+        outbox: Outbox::new(bounds),
+        retry_at: None,
+        backoff: RETRY_MIN,
+        last_traffic: Instant::now(),
+        failures: Failures { node: &node, failing: false },
+    };
     loop {
-        let first = tokio::select! {
-            o = rx.recv() => match o { Some(o) => o, None => break },
-            _ = stop.changed() => break,
-        };
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(o) => batch.push(o),
-                Err(_) => break,
+        let wake =
+            if p.outbox.has_work() { p.retry_at.unwrap_or_else(Instant::now) } else { p.last_traffic + KEEPALIVE };
+        tokio::select! {
+            o = inputs.rx.recv() => match o {
+                Some(o) => p.push(o),
+                None => break,
+            },
+            c = inputs.commands.recv() => match c {
+                Some(Command::Replay(window)) => {
+                    let n = p.outbox.replay(window + op_timeout + Duration::from_millis(500), std::time::Instant::now());
+                    if n > 0 {
+                        metrics::counter!(REPUBLISHED, "node" => node.clone()).increment(n as u64);
+                        tracing::debug!(node = %node, envelopes = n, "a subscriber was away; publishing again what it may have missed");
+                    }
+                }
+                Some(Command::LinkDown) => p.conn = None,
+                None => break,
+            },
+            _ = tokio::time::sleep_until(wake) => {
+                if !p.outbox.has_work() {
+                    p.keepalive().await;
+                }
             }
+            _ = inputs.stop.changed() => break,
         }
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => {
-                if retry_at.is_some_and(|t| Instant::now() < t) {
-                    failures.dropped(batch.len(), "redis unreachable (retrying shortly)");
+        while let Ok(o) = inputs.rx.try_recv() {
+            p.push(o);
+        }
+        if p.outbox.has_work() && p.retry_at.is_none_or(|t| Instant::now() >= t) {
+            p.flush().await;
+        }
+        p.gauges();
+    }
+}
+
+impl Publisher<'_> {
+    fn push(&mut self, o: Outgoing) {
+        let entry =
+            Entry { channel: o.channel, payload: o.payload, room: o.room, keep: o.keep, at: std::time::Instant::now() };
+        let dropped = self.outbox.push(entry, std::time::Instant::now());
+        self.count_dropped(&dropped);
+    }
+
+    fn count_dropped(&self, dropped: &[Dropped]) {
+        for why in dropped {
+            metrics::counter!(OUTBOX_DROPPED, "node" => self.node.to_owned(), "bound" => why.as_str()).increment(1);
+        }
+        if !dropped.is_empty() {
+            tracing::warn!(
+                node = self.node,
+                envelopes = dropped.len(),
+                "outbox bound reached: envelopes dropped, their rooms will be resynced"
+            );
+        }
+    }
+
+    fn gauges(&self) {
+        let (entries, bytes) = self.outbox.pending();
+        metrics::gauge!(OUTBOX_ENTRIES, "node" => self.node.to_owned()).set(entries as f64);
+        metrics::gauge!(OUTBOX_BYTES, "node" => self.node.to_owned()).set(bytes as f64);
+    }
+
+    /// A connection, made if there is none; `None` (and the next try scheduled) on failure.
+    async fn connection(&mut self) -> Option<redis::aio::MultiplexedConnection> {
+        if let Some(c) = &self.conn {
+            return Some(c.clone());
+        }
+        let error = match tokio::time::timeout(self.op_timeout, self.client.get_multiplexed_async_connection()).await {
+            Ok(Ok(c)) => {
+                self.conn = Some(c.clone());
+                return Some(c);
+            }
+            Ok(Err(e)) => format!("connect: {e}"),
+            Err(_) => format!("connect: no answer within {:?}", self.op_timeout),
+        };
+        let (waiting, _) = self.outbox.pending();
+        self.failures.failed(waiting, &error);
+        self.retry_later();
+        None
+    }
+
+    fn retry_later(&mut self) {
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(RETRY_MAX);
+    }
+
+    /// Checks an idle connection (or makes one), so that the next publish finds one that works.
+    async fn keepalive(&mut self) {
+        self.last_traffic = Instant::now();
+        let Some(mut c) = self.connection().await else { return };
+        let ping = tokio::time::timeout(self.op_timeout, redis::cmd("PING").query_async::<()>(&mut c)).await;
+        if !matches!(ping, Ok(Ok(()))) {
+            tracing::debug!(node = self.node, "the publisher's redis connection failed its keep-alive; reconnecting");
+            self.conn = None;
+            self.retry_at = None;
+        }
+    }
+
+    /// Publishes what waits, in order, then the resync notice; stops at the first failure.
+    async fn flush(&mut self) {
+        let now = std::time::Instant::now();
+        let dropped = self.outbox.enforce(now);
+        self.count_dropped(&dropped);
+        while self.outbox.has_work() {
+            let Some(mut c) = self.connection().await else { return };
+            let mut batch = self.outbox.take(BATCH);
+            let resync = if batch.is_empty() { Some(self.outbox.take_resync()) } else { None };
+            if let Some((all, rooms)) = &resync {
+                batch = self.resync_notices(*all, rooms);
+            }
+            let mut pipe = redis::pipe();
+            for e in &batch {
+                pipe.cmd("PUBLISH").arg(&e.channel).arg(&e.payload).ignore();
+            }
+            self.last_traffic = Instant::now();
+            let error = match tokio::time::timeout(self.op_timeout, pipe.query_async::<()>(&mut c)).await {
+                Ok(Ok(())) => {
+                    self.failures.succeeded();
+                    self.retry_at = None;
+                    self.backoff = RETRY_MIN;
+                    if resync.is_none() {
+                        self.outbox.published(batch, std::time::Instant::now());
+                    }
                     continue;
                 }
-                match tokio::time::timeout(op_timeout, client.get_multiplexed_async_connection()).await {
-                    Ok(Ok(c)) => {
-                        retry_at = None;
-                        conn.insert(c)
-                    }
-                    Ok(Err(e)) => {
-                        retry_at = Some(Instant::now() + RETRY_AFTER);
-                        failures.dropped(batch.len(), &format!("connect: {e}"));
-                        continue;
-                    }
-                    Err(_) => {
-                        retry_at = Some(Instant::now() + RETRY_AFTER);
-                        failures.dropped(batch.len(), &format!("connect: no answer within {op_timeout:?}"));
-                        continue;
-                    }
+                Ok(Err(e)) => format!("publish: {e}"),
+                Err(_) => format!("publish: no answer within {:?}", self.op_timeout),
+            };
+            self.conn = None;
+            self.failures.failed(batch.len(), &error);
+            match resync {
+                Some((all, rooms)) => self.outbox.resync_failed(all, rooms),
+                None => {
+                    let lost = self.outbox.failed(batch);
+                    self.count_dropped(&vec![Dropped::Ephemeral; lost]);
                 }
             }
-        };
-        let mut pipe = redis::pipe();
-        for o in &batch {
-            pipe.cmd("PUBLISH").arg(&o.channel).arg(&o.payload).ignore();
-        }
-        let result = tokio::time::timeout(op_timeout, pipe.query_async::<()>(c)).await;
-        let error = match result {
-            Ok(Ok(())) => {
-                failures.succeeded();
-                continue;
+            // The first failure on a connection that had worked is retried at once, on a new
+            // one (the server closed the old one); a second failure waits.
+            if self.retry_at.is_some() {
+                self.retry_later();
+            } else {
+                self.retry_at = Some(Instant::now());
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {op_timeout:?}"),
+            return;
+        }
+    }
+
+    fn resync_notices(&self, all: bool, rooms: &[RequestId]) -> Vec<Entry> {
+        let asks = if all {
+            vec![Ask::All]
+        } else {
+            rooms.chunks(resync::ROOMS_PER_NOTICE).map(|c| Ask::Rooms(c.to_vec())).collect()
         };
-        conn = None;
-        failures.dropped(batch.len(), &format!("publish: {error}"));
+        asks.iter()
+            .filter_map(|ask| match resync::encode(self.node, ask) {
+                Ok(payload) => Some(Entry {
+                    channel: inbox::CHANNEL.to_owned(),
+                    payload,
+                    room: None,
+                    keep: Keep::UntilSent,
+                    at: std::time::Instant::now(),
+                }),
+                Err(e) => {
+                    dropped(self.node, 1, &e.to_string());
+                    None
+                }
+            })
+            .collect()
     }
 }

@@ -13,9 +13,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::envelope::{self, channel};
 use crate::inbox::{self, Relay};
 use crate::link::{LinkCmd, LinkHandler};
-use crate::metrics_names::{CONNECTED, RECEIVED};
+use crate::metrics_names::{CONNECTED, RECEIVED, REORDER_OVERFLOWS};
 use crate::order::{Fill, RoomOrder, Step};
-use crate::publisher::{self, Outgoing};
+use crate::outbox::Keep;
+use crate::publisher::{self, Command, Outgoing};
+use crate::resync::{self, Ask};
 
 /// One room with local sinks.
 pub(crate) struct Room {
@@ -65,10 +67,15 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn ChatStore>,
     pub(crate) gap_wait: Duration,
     pub(crate) op_timeout: Duration,
+    /// The most messages a room holds ahead of a gap.
+    pub(crate) max_ahead: usize,
     rooms: Mutex<HashMap<RequestId, Arc<Room>>>,
     link: mpsc::UnboundedSender<LinkCmd>,
     outgoing: mpsc::Sender<Outgoing>,
+    commands: mpsc::Sender<Command>,
     status: Mutex<BackplaneStatus>,
+    /// Since when the link is down, after it had been up (`None`: up, or never up yet).
+    away_since: Mutex<Option<Instant>>,
     /// Where inbox notices go on this node.
     pub(crate) inbox: Relay,
 }
@@ -81,6 +88,7 @@ impl Shared {
         op_timeout: Duration,
         link: mpsc::UnboundedSender<LinkCmd>,
         outgoing: mpsc::Sender<Outgoing>,
+        commands: mpsc::Sender<Command>,
     ) -> Self {
         metrics::gauge!(CONNECTED, "node" => node_id.clone()).set(0.0);
         Self {
@@ -88,9 +96,12 @@ impl Shared {
             store,
             gap_wait,
             op_timeout,
+            max_ahead: crate::order::DEFAULT_MAX_AHEAD,
             rooms: Mutex::default(),
             link,
             outgoing,
+            commands,
+            away_since: Mutex::new(None),
             status: Mutex::new(BackplaneStatus { connected: false, detail: "connecting to redis".to_owned() }),
             inbox: Relay::default(),
         }
@@ -105,7 +116,7 @@ impl Shared {
         self.rooms().values().cloned().collect()
     }
 
-    fn room(&self, id: RequestId) -> Option<Arc<Room>> {
+    pub(crate) fn room(&self, id: RequestId) -> Option<Arc<Room>> {
         self.rooms().get(&id).cloned()
     }
 
@@ -137,7 +148,7 @@ impl Shared {
                     id,
                     state: Mutex::new(RoomState {
                         sinks: Vec::new(),
-                        order: RoomOrder::new(),
+                        order: RoomOrder::with_max_ahead(self.max_ahead),
                         filling: false,
                         again: false,
                         timer: false,
@@ -210,6 +221,11 @@ impl Shared {
             }
             let Step { deliver, fill } = state.order.offer(event);
             state.deliver(deliver);
+            let overflows = state.order.take_overflows();
+            if overflows > 0 {
+                metrics::counter!(REORDER_OVERFLOWS, "node" => self.node_id.clone()).increment(overflows);
+                tracing::warn!(node = %self.node_id, request_id = %room.id, "reorder buffer full: dropped, re-reading the room from the store");
+            }
             fill
         };
         self.follow_up(room, fill);
@@ -231,6 +247,7 @@ impl Shared {
     pub(crate) fn publish(self: &Arc<Self>, event: RoomEvent) {
         let started = Instant::now();
         let id = event.request_id();
+        let keep = if matches!(event, RoomEvent::Typing { .. }) { Keep::Never } else { Keep::Always };
         let payload = envelope::encode(&self.node_id, &event);
         let notice = self.inbox.published(&self.node_id, &event);
         if let Some(room) = self.room(id) {
@@ -239,19 +256,46 @@ impl Shared {
         metrics::histogram!("labchat_broadcast_seconds").record(started.elapsed());
         match notice {
             Some(Ok(payload)) => {
-                let out = Outgoing { channel: inbox::CHANNEL.to_owned(), payload };
-                if let Err(e) = self.outgoing.try_send(out) {
-                    publisher::dropped(&self.node_id, 1, &format!("publish queue: {e}"));
-                }
+                self.send(Outgoing { channel: inbox::CHANNEL.to_owned(), payload, room: Some(id), keep })
             }
             Some(Err(e)) => publisher::dropped(&self.node_id, 1, &e.to_string()),
             None => {}
         }
         match payload {
+            Ok(payload) => self.send(Outgoing { channel: channel(id), payload, room: Some(id), keep }),
+            Err(e) => publisher::dropped(&self.node_id, 1, &e.to_string()),
+        }
+    }
+
+    /// Hands an envelope to the publisher (never waits).
+    fn send(&self, out: Outgoing) {
+        if let Err(e) = self.outgoing.try_send(out) {
+            publisher::dropped(&self.node_id, 1, &format!("publish queue: {e}"));
+        }
+    }
+
+    /// A subscriber (this node's or another's) was away for `away`: publish again what was
+    /// published meanwhile. Asks beyond the command queue's room are dropped (one is enough).
+    pub(crate) fn replay(&self, away: std::time::Duration) {
+        let _ = self.commands.try_send(Command::Replay(away));
+    }
+
+    /// The link went up or down: tell the publisher, and once back announce it to the other
+    /// nodes so that they publish again what this node's subscriber may have missed.
+    fn link_changed(&self, connected: bool) {
+        let mut away = self.away_since.lock().unwrap_or_else(|p| p.into_inner());
+        if !connected {
+            away.get_or_insert_with(Instant::now);
+            let _ = self.commands.try_send(Command::LinkDown);
+            return;
+        }
+        let Some(since) = away.take() else { return };
+        drop(away);
+        let gone = since.elapsed();
+        self.replay(gone);
+        match resync::encode(&self.node_id, &Ask::Back(gone)) {
             Ok(payload) => {
-                if let Err(e) = self.outgoing.try_send(Outgoing { channel: channel(id), payload }) {
-                    publisher::dropped(&self.node_id, 1, &format!("publish queue: {e}"));
-                }
+                self.send(Outgoing { channel: inbox::CHANNEL.to_owned(), payload, room: None, keep: Keep::UntilSent })
             }
             Err(e) => publisher::dropped(&self.node_id, 1, &e.to_string()),
         }
@@ -269,6 +313,19 @@ impl LinkHandler for LinkSide {
     }
 
     fn on_payload(&self, payload: &[u8]) {
+        match resync::decode(payload) {
+            resync::Decoded::NotResync => {}
+            resync::Decoded::Notice { origin, ask } => {
+                if origin != self.0.node_id {
+                    self.0.on_resync(ask);
+                }
+                return;
+            }
+            resync::Decoded::Malformed(e) => {
+                tracing::warn!(error = %e, "ignoring a malformed resync notice from redis");
+                return;
+            }
+        }
         match inbox::decode(payload) {
             inbox::Decoded::NotInbox => {}
             inbox::Decoded::Notice { origin, notice } => {
@@ -310,9 +367,14 @@ impl LinkHandler for LinkSide {
     fn on_status(&self, connected: bool, detail: String) {
         metrics::gauge!(CONNECTED, "node" => self.0.node_id.clone()).set(if connected { 1.0 } else { 0.0 });
         let mut status = self.0.status.lock().unwrap_or_else(|p| p.into_inner());
-        if status.connected != connected {
+        let changed = status.connected != connected;
+        if changed {
             tracing::info!(connected, detail = %detail, "redis backplane");
         }
         *status = BackplaneStatus { connected, detail };
+        drop(status);
+        if changed {
+            self.0.link_changed(connected);
+        }
     }
 }

@@ -48,6 +48,12 @@ pub struct BackplaneSettings {
     pub redis_url: String,
     /// This node's name in envelopes, logs and metrics.
     pub node_id: String,
+    /// How often each quiet room is checked against the store.
+    pub check_interval: std::time::Duration,
+    /// The bounds of the outbox of envelopes to publish again.
+    pub outbox: labchat_broadcast_redis::OutboxBounds,
+    /// The most messages a room holds ahead of a gap.
+    pub reorder_max_per_room: usize,
 }
 
 /// Why the server could not be built.
@@ -106,7 +112,14 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
         match settings.backplane {
             Some(b) => {
                 tracing::info!(node_id = %b.node_id, "using the Redis backplane: this node is one of several");
-                let redis_settings = RedisSettings { url: b.redis_url, node_id: b.node_id, ..RedisSettings::default() };
+                let redis_settings = RedisSettings {
+                    url: b.redis_url,
+                    node_id: b.node_id,
+                    check_interval: b.check_interval,
+                    outbox: b.outbox,
+                    reorder_max_per_room: b.reorder_max_per_room,
+                    ..RedisSettings::default()
+                };
                 let redis = RedisBroadcaster::start(redis_settings.clone(), Arc::clone(&store))?;
                 let presence = RedisPresence::start(&redis_settings, PresenceSettings::default(), redis.clone())?;
                 (redis.clone(), presence, None, Some(redis))

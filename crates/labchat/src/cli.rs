@@ -209,6 +209,28 @@ pub struct ServeArgs {
     /// and the process id).
     #[arg(long, env = "LABCHAT_NODE_ID")]
     pub node_id: Option<String>,
+    /// How often each quiet room (no message heard for this long) is checked against the store
+    /// on a node with a backplane.
+    #[arg(long, env = "LABCHAT_BACKPLANE_CHECK_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "duration")]
+    pub backplane_check_interval: Duration,
+    /// Most envelopes a node keeps to publish again after a Redis failure (and keeps, once
+    /// published, for a node whose subscriber was away); past it the oldest are dropped and
+    /// their rooms resynced.
+    #[arg(long, env = "LABCHAT_BACKPLANE_OUTBOX_MAX_ENTRIES", default_value_t = 10_000)]
+    pub backplane_outbox_max_entries: usize,
+    /// Most payload bytes of the outbox (each of its two queues).
+    #[arg(long, env = "LABCHAT_BACKPLANE_OUTBOX_MAX_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub backplane_outbox_max_bytes: usize,
+    /// Oldest envelope the outbox publishes again; older ones are dropped and their rooms
+    /// resynced.
+    #[arg(long, env = "LABCHAT_BACKPLANE_OUTBOX_MAX_AGE", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "duration")]
+    pub backplane_outbox_max_age: Duration,
+    /// Most messages a node holds for one room ahead of a missing one; past it they are dropped
+    /// and the room is re-read from the store.
+    #[arg(long, env = "LABCHAT_BACKPLANE_REORDER_MAX_PER_ROOM", default_value_t = 1000)]
+    pub backplane_reorder_max_per_room: usize,
     /// Runtime worker threads (default: one per core).
     #[arg(long, env = "LABCHAT_WORKERS")]
     pub workers: Option<usize>,

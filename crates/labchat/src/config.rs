@@ -167,7 +167,7 @@ impl TryFrom<ServeArgs> for ServeSettings {
         } else {
             None
         };
-        let backplane = backplane::settings(args.redis_url, args.node_id, args.mongo_uri.is_some())?;
+        let backplane = backplane::settings(&args)?;
         let store = match args.mongo_uri {
             Some(uri) => {
                 if !seed.is_empty() {

@@ -266,3 +266,28 @@ fn the_backplane_settings_come_from_the_config_file_and_print_config_masks_the_r
     assert!(printed.contains("redis_url = \"redis://:********@cache:6379/0\""), "{printed}");
     assert!(printed.contains("node_id = \"node-b\""), "{printed}");
 }
+
+#[test]
+fn the_check_interval_and_the_outbox_bounds_reach_the_backplane_and_are_checked() {
+    let base = ["--jwt-secret", SECRET, "--mongo-uri", "mongodb://db", "--redis-url", "redis://cache/"];
+    let b = settings(&base).unwrap().app.backplane.unwrap();
+    assert_eq!(b.check_interval, Duration::from_secs(5));
+    assert_eq!(b.outbox, labchat_broadcast_redis::OutboxBounds::default());
+    let tuned = [
+        "--backplane-check-interval",
+        "60s",
+        "--backplane-outbox-max-entries",
+        "7",
+        "--backplane-outbox-max-bytes",
+        "4096",
+        "--backplane-outbox-max-age",
+        "2s",
+    ];
+    let b = settings(&[&base[..], &tuned[..]].concat()).unwrap().app.backplane.unwrap();
+    assert_eq!(b.check_interval, Duration::from_secs(60));
+    assert_eq!((b.outbox.max_entries, b.outbox.max_bytes, b.outbox.max_age), (7, 4096, Duration::from_secs(2)));
+    for (flag, value) in [("--backplane-check-interval", "0s"), ("--backplane-outbox-max-entries", "0")] {
+        let err = settings(&[&base[..], &[flag, value][..]].concat()).unwrap_err();
+        assert!(err.0.contains(flag), "{err}");
+    }
+}
