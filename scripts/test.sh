@@ -60,7 +60,11 @@ status=0
 # makes itself, so features unify the same way and nothing is built twice.
 cargo build --workspace --all-targets || status=$?
 [[ $status -eq 0 ]] && { cargo test "${packages[@]}" "$@" || status=$?; }
-# The whole suite (no arguments) also runs the browser test in headless Chromium.
+# The whole suite (no arguments) also checks the files of deploy/ and runs the browser test in
+# headless Chromium.
+if [[ $# -eq 0 && $status -eq 0 ]]; then
+    bash "$ROOT/scripts/deploy-check.sh" || status=$?
+fi
 if [[ $# -eq 0 && $status -eq 0 ]]; then
     bash "$ROOT/scripts/browser-test.sh" || status=$?
 fi
