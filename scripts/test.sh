@@ -65,7 +65,11 @@ cargo build --workspace --all-targets || status=$?
 if [[ $# -eq 0 && $status -eq 0 ]]; then
     cargo test -p labchat-core --features mocks --examples || status=$?
 fi
-# The whole suite (no arguments) also runs the browser test in headless Chromium.
+# The whole suite (no arguments) also checks the files of deploy/ and runs the browser test in
+# headless Chromium.
+if [[ $# -eq 0 && $status -eq 0 ]]; then
+    bash "$ROOT/scripts/deploy-check.sh" || status=$?
+fi
 if [[ $# -eq 0 && $status -eq 0 ]]; then
     bash "$ROOT/scripts/browser-test.sh" || status=$?
 fi

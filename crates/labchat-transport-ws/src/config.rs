@@ -43,6 +43,13 @@ pub struct WsConfig {
     pub max_connections: usize,
     /// How long shutdown waits for connections to finish (default 10 s).
     pub shutdown_grace: Duration,
+    /// A drain (SIGTERM, or `POST /drain` on the operations listener) answers `/readyz` with 503
+    /// at once and keeps serving for this long, so load balancers take the node out before its
+    /// clients are closed (default 5 s).
+    pub drain_delay: Duration,
+    /// Then the drain closes its clients with 1012, spread evenly over this long (default 10 s);
+    /// zero closes them all at once.
+    pub drain_window: Duration,
     /// tungstenite's read buffer per connection, in bytes (default 512). Allocated for every
     /// connection up front and zero-filled before each read, so small: most connections are idle
     /// and client frames are small; a larger frame grows it as needed.
@@ -84,6 +91,8 @@ impl Default for WsConfig {
             max_reply_bytes: 1024 * 1024,
             max_connections: 20_000,
             shutdown_grace: Duration::from_secs(10),
+            drain_delay: Duration::from_secs(5),
+            drain_window: Duration::from_secs(10),
             read_buffer_bytes: 512,
             handshake_timeout: Duration::from_secs(10),
             max_pending_connections: 1024,

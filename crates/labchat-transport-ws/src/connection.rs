@@ -41,6 +41,7 @@ pub(crate) mod close {
     pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
+    pub const SERVICE_RESTART: u16 = 1012;
     pub const TRY_AGAIN_LATER: u16 = 1013;
     pub const TOKEN_EXPIRED: u16 = 4001;
     pub const FORBIDDEN: u16 = 4003;
@@ -126,6 +127,7 @@ impl Connection {
         metrics::gauge!("labchat_rooms_joined").decrement(rooms.len() as f64);
         self.server.chat().disconnect(&user, self.sink.sink_id(), rooms.drain()).await;
         let grace = self.server.config().close_grace;
+        crate::closes::count(end);
         match end {
             End::Close(code, reason) => Box::pin(self.close(&mut ws, code, reason, grace)).await,
             // Our reply to the client's close frame.
@@ -192,7 +194,8 @@ impl Connection {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => {
-                    return End::Close(close::GOING_AWAY, "server shutting down");
+                    let (code, reason) = self.server.lifecycle().close_frame();
+                    return End::Close(code, reason);
                 }
                 () = sink.overflowed() => {
                     return End::Close(close::TRY_AGAIN_LATER, "outbound queue full: client too slow");

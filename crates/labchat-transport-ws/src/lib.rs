@@ -6,14 +6,17 @@
 //!
 //! Start it with [`run`], giving it a bound listener, the use cases ([`labchat_core::Chat`]),
 //! an [`Authenticator`] and a shutdown future.
-//! [`run_with_ops`] adds a second listener for the probes and `/metrics` alone.
+//! [`run_with_ops`] adds a second listener for the probes, `/metrics` and `POST /drain` alone;
+//! [`Server::lifecycle`] asks for a drain (see [`Lifecycle`]).
 
 mod accept;
 mod access;
 mod auth;
+mod closes;
 mod config;
 mod connection;
 mod dispatch;
+mod drain;
 mod errors;
 mod metered;
 mod outbound;
@@ -28,4 +31,5 @@ mod wire;
 
 pub use auth::{AuthError, AuthSettings, Authenticator, JwtAlgorithm, KeyError, Principal};
 pub use config::WsConfig;
+pub use drain::{Lifecycle, Phase};
 pub use server::{MetricsRenderer, Server, ServerStats, run, run_with_ops};

@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::accept::{Gate, PendingGuard, Port, accept_loop};
 use crate::auth::Authenticator;
 use crate::config::WsConfig;
+use crate::drain::Lifecycle;
 use crate::upgrade::{is_upgrade, upgrade};
 
 /// The subprotocol browsers offer (with `bearer.<JWT>`) and the server selects.
@@ -63,6 +64,7 @@ pub struct Server {
     clock: Arc<dyn Clock>,
     stats: Arc<ServerStats>,
     metrics: Option<MetricsRenderer>,
+    lifecycle: Lifecycle,
 }
 
 impl std::fmt::Debug for Server {
@@ -81,7 +83,7 @@ impl Server {
     /// A server over these use cases, verifying tokens with `auth`; `clock` tells when tokens
     /// expire (give it the use cases' clock).
     pub fn new(chat: Arc<Chat>, auth: Authenticator, config: WsConfig, clock: Arc<dyn Clock>) -> Self {
-        Self { chat, auth, config, clock, stats: Arc::default(), metrics: None }
+        Self { chat, auth, config, clock, stats: Arc::default(), metrics: None, lifecycle: Lifecycle::default() }
     }
 
     /// Serves `GET /metrics` with this renderer.
@@ -93,6 +95,11 @@ impl Server {
     /// The server's live counters.
     pub fn stats(&self) -> Arc<ServerStats> {
         Arc::clone(&self.stats)
+    }
+
+    /// The handle that asks this server for a drain and tells its phase.
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle.clone()
     }
 
     pub(crate) fn chat(&self) -> &Chat {
@@ -124,8 +131,12 @@ pub async fn run(
 }
 
 /// As [`run`], with an optional operations listener. When `ops` is given, it serves `/healthz`,
-/// `/readyz` and `/metrics` (nothing else), and `listener` no longer serves `/metrics`; the
-/// probes stay on both, so a load balancer may keep probing the chat port.
+/// `/readyz`, `/metrics` and `POST /drain` (nothing else), and `listener` no longer serves
+/// `/metrics`; the probes stay on both, so a load balancer may keep probing the chat port.
+///
+/// A drain asked for through [`Server::lifecycle`] (or `POST /drain`) runs as
+/// [`crate::drain`] says and then stops the server as `shutdown` does; `shutdown` completing
+/// during a drain stops it at once (the connections left are closed with 1012).
 pub async fn run_with_ops(
     listener: TcpListener,
     ops: Option<TcpListener>,
@@ -146,11 +157,18 @@ pub async fn run_with_ops(
             None => chat.await,
         }
     };
+    let lifecycle = server.lifecycle();
+    let draining = lifecycle.run_drain(server.config.drain_delay, server.config.drain_window);
     tokio::select! {
         () = shutdown => {}
         () = accepting => {}
+        () = draining => {}
     }
-    tracing::info!(open_connections = server.stats.open_connections(), "shutting down: closing connections");
+    tracing::info!(
+        open_connections = server.stats.open_connections(),
+        close_code = lifecycle.close_frame().0,
+        "shutting down: closing connections"
+    );
     cancel.cancel();
     tracker.close();
     if tokio::time::timeout(server.config.shutdown_grace, tracker.wait()).await.is_err() {
@@ -219,12 +237,16 @@ async fn route(req: Request<Incoming>, peer: Peer) -> HttpResponse {
     let path = req.uri().path();
     match (peer.port, req.method(), path) {
         (_, &Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        (_, &Method::GET, "/readyz") if peer.server.lifecycle.is_draining() => {
+            json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "draining"}))
+        }
         (_, &Method::GET, "/readyz") => readiness(&peer.server.chat).await,
         (Port::Chat | Port::Ops, &Method::GET, "/metrics") => metrics_response(&peer.server),
+        (Port::Ops, &Method::POST, "/drain") => drain_response(&peer.server),
         (Port::Ops, _, _) => error_response(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
-            "no such path: the operations listener serves /healthz, /readyz and /metrics",
+            "no such path: the operations listener serves /healthz, /readyz, /metrics and POST /drain",
         ),
         (_, _, "/" | "/ws") if is_upgrade(req.headers()) => upgrade(req, peer),
         // A small chat page to try the server in a browser (self-contained, no external resources).
@@ -257,6 +279,24 @@ async fn readiness(chat: &Chat) -> HttpResponse {
         body["backplane"] = json!({"connected": b.connected, "detail": b.detail});
     }
     json_response(status, &body)
+}
+
+/// `POST /drain` (operations listener only): starts a drain, or reports the one under way.
+fn drain_response(server: &Server) -> HttpResponse {
+    let started = server.lifecycle.drain();
+    if started {
+        tracing::info!("drain asked for on the operations listener");
+    }
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    json_response(
+        StatusCode::ACCEPTED,
+        &json!({
+            "status": "draining",
+            "started": started,
+            "delayMs": ms(server.config.drain_delay),
+            "windowMs": ms(server.config.drain_window),
+        }),
+    )
 }
 
 fn metrics_response(server: &Server) -> HttpResponse {

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::auth::AuthError;
 use crate::connection::Connection;
+use crate::drain::Phase;
 use crate::metered::Metered;
 use crate::server::{HttpResponse, Peer, SUBPROTOCOL, ServerStats, error_response, reject};
 
@@ -92,6 +93,14 @@ pub(crate) fn upgrade(req: Request<Incoming>, peer: Peer) -> HttpResponse {
             return error_response(StatusCode::FORBIDDEN, "FORBIDDEN", &m);
         }
     };
+    if server.lifecycle().phase() == Phase::Closing {
+        reject("draining");
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "this node is restarting; connect again (to another node)",
+        );
+    }
     let stats = server.stats();
     if stats.open_connections.fetch_add(1, Ordering::AcqRel) >= server.config().max_connections {
         stats.open_connections.fetch_sub(1, Ordering::AcqRel);
@@ -119,7 +128,9 @@ pub(crate) fn upgrade(req: Request<Incoming>, peer: Peer) -> HttpResponse {
                     .max_frame_size(Some(cfg.max_frame_bytes));
                 let io = Metered::new(TokioIo::new(upgraded));
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
+                let (cancel, registration) = server.lifecycle().register(id, &cancel);
                 conn.run(ws, cancel).await;
+                drop(registration);
             }
             Err(e) => tracing::debug!(%peer, error = %e, "upgrade failed"),
         }

@@ -171,6 +171,16 @@ pub struct ServeArgs {
     #[arg(long, env = "LABCHAT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "duration")]
     pub shutdown_grace: Duration,
+    /// On SIGTERM (or `POST /drain` on the --ops-listen address), how long the node keeps serving
+    /// with `/readyz` answering 503, so load balancers take it out, before closing its clients.
+    #[arg(long, env = "LABCHAT_DRAIN_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "duration")]
+    pub drain_delay: Duration,
+    /// Then its clients are closed with 1012 (service restart), spread evenly over this long;
+    /// `0s`: all at once. A second SIGTERM during a drain stops at once.
+    #[arg(long, env = "LABCHAT_DRAIN_WINDOW", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "duration")]
+    pub drain_window: Duration,
     /// JSON file of requests to load into the in-memory store: [{"id": "<24-hex>", "createdBy": "<user id>"}].
     #[arg(long, env = "LABCHAT_SEED_REQUESTS")]
     pub seed_requests: Option<PathBuf>,

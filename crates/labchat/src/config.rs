@@ -232,6 +232,8 @@ fn ws_config(args: &ServeArgs) -> Result<WsConfig, InvalidSetting> {
         ping_interval: args.ping_interval,
         max_connections: args.max_connections,
         shutdown_grace: args.shutdown_grace,
+        drain_delay: args.drain_delay,
+        drain_window: args.drain_window,
         handshake_timeout: args.handshake_timeout,
         max_pending_connections: args.max_pending_connections,
         access_recheck_interval: args.access_recheck_interval,
@@ -300,34 +302,8 @@ fn auth_settings(jwt: &JwtArgs, demo: bool) -> Result<AuthSettings, InvalidSetti
 #[cfg(test)]
 mod settings_tests;
 
-/// Test files (config files, seed files) for the tests of this module and of its children.
 #[cfg(test)]
-mod temp_file {
-    /// A file with this body in the temporary directory, removed on drop.
-    pub struct TempFile(std::path::PathBuf);
-
-    impl TempFile {
-        pub fn new(body: &str) -> Self {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static N: AtomicU32 = AtomicU32::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!("labchat-config-test-{}-{n}", std::process::id()));
-            std::fs::write(&path, body).unwrap();
-            Self(path)
-        }
-
-        /// The path, as a command-line argument.
-        pub fn arg(&self) -> String {
-            self.0.display().to_string()
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
+mod temp_file;
 
 #[cfg(test)]
 mod tests {

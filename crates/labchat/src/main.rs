@@ -1,8 +1,10 @@
-//! The `labchat` binary: parses configuration, wires the server, runs it until SIGINT/SIGTERM.
+//! The `labchat` binary: parses configuration, wires the server, runs it until SIGINT, or until
+//! the drain that SIGTERM starts is over.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use labchat::app;
@@ -10,7 +12,7 @@ use labchat::cli::{Command, LogFormat, ServeArgs, TokenArgs};
 use labchat::config::ServeSettings;
 use labchat::token;
 use labchat_domain::{RequestId, Role, UserId};
-use labchat_transport_ws::AuthSettings;
+use labchat_transport_ws::{AuthSettings, Lifecycle};
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
@@ -83,6 +85,7 @@ fn serve(args: ServeArgs) -> Result<(), BoxError> {
             }
             None => None,
         };
+        let stop = stop_signal(app.server.lifecycle());
         tracing::info!(%addr, "labchat listening");
         if let Some(id) = settings.demo {
             // The instructions are a convenience: a closed stdout must not stop the server.
@@ -90,7 +93,7 @@ fn serve(args: ServeArgs) -> Result<(), BoxError> {
                 tracing::warn!(error = %e, "could not print the demo instructions");
             }
         }
-        let served = labchat_transport_ws::run_with_ops(listener, ops, app.server, shutdown_signal()).await;
+        let served = labchat_transport_ws::run_with_ops(listener, ops, Arc::clone(&app.server), stop).await;
         if let Some(backplane) = &app.backplane {
             backplane.shutdown();
         }
@@ -132,30 +135,46 @@ fn print_demo(auth: &AuthSettings, id: RequestId, addr: std::net::SocketAddr) ->
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+/// A future that completes when the server must stop at once: on SIGINT, or on a second SIGTERM.
+/// The first SIGTERM asks for a drain (see docs/deployment.md, "Drain and deploy"), which stops
+/// the server by itself when it is over. The handlers are installed now, before the future runs:
+/// a SIGTERM right after the node says it listens already drains.
+fn stop_signal(lifecycle: Lifecycle) -> impl Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| tracing::error!(error = %e, "cannot listen for SIGTERM"))
+        .ok();
+    #[cfg(unix)]
+    let term = async move {
+        let Some(mut term) = term else { return std::future::pending::<()>().await };
+        while term.recv().await.is_some() {
+            if lifecycle.drain() {
+                tracing::info!("SIGTERM received: draining");
+            } else {
+                tracing::info!("SIGTERM received again: stopping at once");
+                return;
             }
         }
+        std::future::pending::<()>().await;
     };
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
+    let term = async move {
+        let _ = lifecycle;
+        std::future::pending::<()>().await
+    };
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        tokio::pin!(term);
+        tokio::select! {
+            r = ctrl_c => match r {
+                Ok(()) => tracing::info!("SIGINT received: stopping"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGINT");
+                    term.as_mut().await;
+                }
+            },
+            () = term.as_mut() => {}
+        }
     }
 }
 

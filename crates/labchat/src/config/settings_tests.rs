@@ -42,6 +42,7 @@ fn defaults_map_to_the_transport_defaults() {
         (d.rate_per_second, d.rate_burst, d.rate_close_after)
     );
     assert_eq!((ws.ping_interval, ws.shutdown_grace), (d.ping_interval, d.shutdown_grace));
+    assert_eq!((ws.drain_delay, ws.drain_window), (d.drain_delay, d.drain_window));
     assert_eq!((ws.max_connections, ws.max_pending_connections), (d.max_connections, d.max_pending_connections));
     assert_eq!((ws.handshake_timeout, ws.access_recheck_interval), (d.handshake_timeout, d.access_recheck_interval));
     assert!(matches!(&s.app.store, StoreSettings::Memory { seed } if seed.is_empty()));
@@ -103,6 +104,10 @@ fn each_flag_reaches_its_setting() {
         "false",
         "--store-timeout",
         "2s",
+        "--drain-delay",
+        "16s",
+        "--drain-window",
+        "0s",
         "--log-format",
         "json",
         "--log",
@@ -124,6 +129,7 @@ fn each_flag_reaches_its_setting() {
     );
     assert_eq!((ws.handshake_timeout, ws.max_pending_connections), (Duration::from_secs(3), 14));
     assert_eq!(ws.access_recheck_interval, Duration::from_secs(15));
+    assert_eq!((ws.drain_delay, ws.drain_window), (Duration::from_secs(16), Duration::ZERO));
     let StoreSettings::Mongo(m) = &s.app.store else { panic!("mongo expected") };
     assert_eq!((m.uri.as_str(), m.database.as_str()), ("mongodb://db:27017", "chat"));
     assert_eq!((m.requests_collection.as_str(), m.creator_field.as_str()), ("reqs", "owner"));
