@@ -424,7 +424,13 @@ export class Client extends Emitter<ClientEventMap> implements RoomHost {
     } catch {
       return; // a reconnect subscribes again
     }
-    for (const fn of [...this.inboxListeners]) await this.resyncInbox(gen, fn);
+    if (gen !== this.gen) return;
+    try {
+      const page = await this.request('inbox', {});
+      for (const row of page.rooms) for (const fn of [...this.inboxListeners]) fn(row, 'resync');
+    } catch {
+      // a reconnect re-reads it
+    }
   }
 
   private async resyncInbox(gen: number, fn: InboxListener): Promise<void> {

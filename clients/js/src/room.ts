@@ -60,9 +60,9 @@ type MarkKind = 'ackMessages' | 'readMessages';
 const MAX_IDS = 500;
 const RETRY_MS = 500;
 
-/** The error message (and future code) of an `after` the server does not know. */
+/** The answer to an `after` the server does not know (history wiped or restored): the room must reset. */
 function isUnknownAfter(e: unknown): boolean {
-  return e instanceof LabchatError && (e.code === 'UNKNOWN_CURSOR' || (e.code === 'BAD_REQUEST' && /data\.after/.test(e.message)));
+  return e instanceof LabchatError && e.code === 'BAD_REQUEST' && /data\.after must be the id of a message of this room/.test(e.message);
 }
 
 function uuid(): string {
