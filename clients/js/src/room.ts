@@ -4,6 +4,8 @@
 // receipts coalesced and re-sent until acknowledged.
 
 import { Emitter } from './emitter.js';
+import { Marks } from './marks.js';
+import { Outbox } from './outbox.js';
 import { ClientErrorCodes, DISCONNECTED, LabchatError, shouldRetry } from './errors.js';
 import type {
   AckData,
@@ -48,25 +50,12 @@ export interface RoomEventMap {
   error: LabchatError;
 }
 
-interface Outgoing {
-  clientMessageId: string;
-  text: string;
-  inFlight: boolean;
-  resolve: (m: ChatMessage) => void;
-  reject: (e: LabchatError) => void;
-}
 
-type MarkKind = 'ackMessages' | 'readMessages';
-const MAX_IDS = 500;
 const RETRY_MS = 500;
 
 /** The answer to an `after` the server does not know (history wiped or restored): the room must reset. */
 function isUnknownAfter(e: unknown): boolean {
   return e instanceof LabchatError && e.code === 'BAD_REQUEST' && /data\.after must be the id of a message of this room/.test(e.message);
-}
-
-function uuid(): string {
-  return globalThis.crypto.randomUUID();
 }
 
 export class Room extends Emitter<RoomEventMap> {
@@ -86,10 +75,8 @@ export class Room extends Emitter<RoomEventMap> {
   private ahead = new Map<number, ChatMessage>();
   private lateReceipts = new Map<string, { deliveredTo: ReceiptsEventData[]; readBy: ReceiptsEventData[] }>();
   private members = new Map<string, Member>();
-  private outbox: Outgoing[] = [];
-  private marks: Record<MarkKind, Map<string, Array<() => void>>> = { ackMessages: new Map(), readMessages: new Map() };
-  private marking: Record<MarkKind, Set<string>> = { ackMessages: new Set(), readMessages: new Set() };
-  private markRejects = new Set<(e: LabchatError) => void>();
+  private outbox: Outbox;
+  private marks: Marks;
   private filling = false;
   /** Whether a join page was taken: from then on, every seq above the first held is wanted. */
   private known = false;
@@ -97,12 +84,13 @@ export class Room extends Emitter<RoomEventMap> {
   private moreAfter = false;
   private left = false;
   private lastTyping = 0;
-  private markTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(host: RoomHost, requestId: string) {
     super();
     this.host = host;
     this.requestId = requestId;
+    this.outbox = new Outbox(requestId, host, host.roomOptions.maxQueuedSends ?? 1000, retryDelay);
+    this.marks = new Marks(requestId, host, () => this.host.isOpen() && this.joined, retryDelay);
   }
 
   /** The members present (from the join, kept up to date by memberJoined / memberLeft). */
@@ -112,29 +100,20 @@ export class Room extends Emitter<RoomEventMap> {
 
   /** Sends a message; resolves with the stored message once the server acknowledged it (stored once). */
   send(text: string): Promise<ChatMessage> {
-    return new Promise((resolve, reject) => {
-      if (this.left || this.host.isFinished()) {
-        reject(new LabchatError(this.left ? ClientErrorCodes.LEFT : ClientErrorCodes.CLOSED, 'the room is no longer open'));
-        return;
-      }
-      const max = this.host.roomOptions.maxQueuedSends ?? 1000;
-      if (this.outbox.length >= max) {
-        reject(new LabchatError(ClientErrorCodes.QUEUE_FULL, `${max} messages are already waiting to be sent`));
-        return;
-      }
-      this.outbox.push({ clientMessageId: uuid(), text, inFlight: false, resolve, reject });
-      this.flushOutbox();
-    });
+    if (this.left || this.host.isFinished()) {
+      return Promise.reject(new LabchatError(this.left ? ClientErrorCodes.LEFT : ClientErrorCodes.CLOSED, 'the room is no longer open'));
+    }
+    return this.outbox.push(text);
   }
 
   /** Marks messages delivered to this user; resolves once acknowledged (re-sent after reconnects). */
   markDelivered(ids: string[]): Promise<void> {
-    return this.mark('ackMessages', ids);
+    return this.marks.mark('ackMessages', ids);
   }
 
   /** Marks messages read by this user; resolves once acknowledged (re-sent after reconnects). */
   markRead(ids: string[]): Promise<void> {
-    return this.mark('readMessages', ids);
+    return this.marks.mark('readMessages', ids);
   }
 
   /** Tells the others this user is typing (at most once per typingIntervalMs; dropped while disconnected). */
@@ -204,8 +183,8 @@ export class Room extends Emitter<RoomEventMap> {
     }
     if (gen !== this.host.gen) return;
     this.joined = true;
-    this.flushOutbox();
-    this.flushMarks();
+    this.outbox.flush();
+    this.marks.flush();
     if (hasMore) this.moreAfter = true;
     await this.fill();
   }
@@ -227,12 +206,8 @@ export class Room extends Emitter<RoomEventMap> {
   /** Rejects everything still waiting. */
   finish(e: LabchatError): void {
     this.left = true;
-    for (const o of this.outbox.splice(0)) o.reject(e);
-    for (const r of this.markRejects) r(e);
-    this.markRejects.clear();
-    this.marks.ackMessages.clear();
-    this.marks.readMessages.clear();
-    clearTimeout(this.markTimer);
+    this.outbox.finish(e);
+    this.marks.finish(e);
   }
 
   onEvent(event: string, data: unknown): void {
@@ -391,98 +366,6 @@ export class Room extends Emitter<RoomEventMap> {
     this.emit(field === 'deliveredTo' ? 'delivered' : 'read', ev);
   }
 
-  // ------------------------------------------------------------------ sends and marks
-
-  private flushOutbox(): void {
-    if (!this.host.isOpen()) return;
-    for (const o of this.outbox) {
-      if (!o.inFlight) this.sendOne(o);
-    }
-  }
-
-  private sendOne(o: Outgoing): void {
-    o.inFlight = true;
-    this.host
-      .request('message', { requestId: this.requestId, message: o.text, clientMessageId: o.clientMessageId })
-      .then(
-        (stored) => {
-          const i = this.outbox.indexOf(o);
-          if (i >= 0) this.outbox.splice(i, 1);
-          o.resolve(stored);
-        },
-        (e: unknown) => {
-          o.inFlight = false;
-          if (!this.outbox.includes(o)) return;
-          if (e instanceof LabchatError && e.code === DISCONNECTED) return; // re-sent on the next open
-          if (shouldRetry(e)) {
-            setTimeout(() => this.outbox.includes(o) && !o.inFlight && this.host.isOpen() && this.sendOne(o), retryDelay(e));
-            return;
-          }
-          this.outbox.splice(this.outbox.indexOf(o), 1);
-          o.reject(e instanceof LabchatError ? e : new LabchatError('INTERNAL', String(e)));
-        },
-      );
-  }
-
-  private mark(kind: MarkKind, ids: string[]): Promise<void> {
-    if (this.left) return Promise.reject(new LabchatError(ClientErrorCodes.LEFT, 'the room is no longer open'));
-    const unique = [...new Set(ids.map((id) => id.toLowerCase()))];
-    if (unique.length === 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      let left = unique.length;
-      const done = () => {
-        left -= 1;
-        if (left === 0) {
-          this.markRejects.delete(reject);
-          resolve();
-        }
-      };
-      this.markRejects.add(reject);
-      for (const id of unique) {
-        const waiters = this.marks[kind].get(id) ?? [];
-        waiters.push(done);
-        this.marks[kind].set(id, waiters);
-      }
-      if (this.markTimer === undefined) this.markTimer = setTimeout(() => this.flushMarks(), 0);
-    });
-  }
-
-  private flushMarks(): void {
-    clearTimeout(this.markTimer);
-    this.markTimer = undefined;
-    if (!this.host.isOpen() || !this.joined) return;
-    for (const kind of ['ackMessages', 'readMessages'] as const) {
-      const ids = [...this.marks[kind].keys()].filter((id) => !this.marking[kind].has(id));
-      for (let i = 0; i < ids.length; i += MAX_IDS) this.sendMarks(kind, ids.slice(i, i + MAX_IDS));
-    }
-  }
-
-  private sendMarks(kind: MarkKind, ids: string[]): void {
-    for (const id of ids) this.marking[kind].add(id);
-    const release = () => ids.forEach((id) => this.marking[kind].delete(id));
-    this.host.request(kind, { requestId: this.requestId, messages: ids }).then(
-      () => {
-        release();
-        for (const id of ids) {
-          const waiters = this.marks[kind].get(id);
-          this.marks[kind].delete(id);
-          waiters?.forEach((w) => w());
-        }
-      },
-      (e: unknown) => {
-        release();
-        if (e instanceof LabchatError && e.code === DISCONNECTED) return; // re-sent after the rejoin
-        if (shouldRetry(e)) {
-          setTimeout(() => this.flushMarks(), retryDelay(e));
-          return;
-        }
-        const err = e instanceof LabchatError ? e : new LabchatError('INTERNAL', String(e));
-        for (const id of ids) this.marks[kind].delete(id);
-        for (const r of this.markRejects) r(err);
-        this.markRejects.clear();
-      },
-    );
-  }
 }
 
 function addReceipt(list: { userId: string; at: string }[], ev: { userId: string; at: string }): void {
