@@ -16,7 +16,8 @@ export type ErrorCode =
   | 'INTERNAL'
   | 'RATE_LIMITED'
   | 'TOKEN_EXPIRED'
-  | 'UNAUTHORIZED';
+  | 'UNAUTHORIZED'
+  | 'UNKNOWN_AFTER';
 
 /** asyncapi: Receipt. */
 export interface Receipt {

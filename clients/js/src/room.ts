@@ -55,7 +55,7 @@ const RETRY_MS = 500;
 
 /** The answer to an `after` the server does not know (history wiped or restored): the room must reset. */
 function isUnknownAfter(e: unknown): boolean {
-  return e instanceof LabchatError && e.code === 'BAD_REQUEST' && /data\.after must be the id of a message of this room/.test(e.message);
+  return e instanceof LabchatError && e.code === 'UNKNOWN_AFTER';
 }
 
 export class Room extends Emitter<RoomEventMap> {
