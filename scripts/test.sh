@@ -5,7 +5,8 @@
 # (scripts/redis-test-server.sh), exports LABCHAT_TEST_MONGO_URI for the MongoDB tests and
 # LABCHAT_TEST_REDIS_URL (with LABCHAT_TEST_REDIS=required) for the multi-node tests, runs
 # `cargo test --workspace` (libs, bins, tests and doc tests), then, when called without
-# arguments, the browser test (scripts/browser-test.sh); always stops the servers again, and
+# arguments, the browser test (scripts/browser-test.sh) and the client library's tests
+# (scripts/client-test.sh: `npm ci && npm run build && npm test` in clients/js); always stops the servers again, and
 # exits non-zero if anything failed.
 #
 # Extra arguments go to cargo test (and skip the browser test); arguments that pick packages
@@ -65,12 +66,15 @@ cargo build --workspace --all-targets || status=$?
 if [[ $# -eq 0 && $status -eq 0 ]]; then
     cargo test -p labchat-core --features mocks --examples || status=$?
 fi
-# The whole suite (no arguments) also checks the files of deploy/ and runs the browser test in
-# headless Chromium.
+# The whole suite (no arguments) also checks the files of deploy/, runs the browser test in headless
+# Chromium and the tests of the client library (clients/js).
 if [[ $# -eq 0 && $status -eq 0 ]]; then
     bash "$ROOT/scripts/deploy-check.sh" || status=$?
 fi
 if [[ $# -eq 0 && $status -eq 0 ]]; then
     bash "$ROOT/scripts/browser-test.sh" || status=$?
+fi
+if [[ $# -eq 0 && $status -eq 0 ]]; then
+    bash "$ROOT/scripts/client-test.sh" || status=$?
 fi
 exit "$status"

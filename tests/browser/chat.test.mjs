@@ -118,3 +118,29 @@ test('errors are shown plainly', { timeout: 60_000 }, async () => {
   await page.context().close();
   assert.deepEqual(pageErrors, []);
 });
+
+test('the two page URLs that `serve --demo` prints open signed in, and the token leaves the address bar', { timeout: 60_000 }, async () => {
+  // A server of its own: an earlier test stops the shared one.
+  const demo = await startServer();
+  try {
+    await chatFromTheLinks(demo);
+  } finally {
+    await stopServer(demo);
+  }
+});
+
+async function chatFromTheLinks(demo) {
+  for (const url of [demo.teacherPage, demo.labPage]) {
+    assert.ok(url.startsWith(`${demo.base}/#token=`), `a page URL with the token in the fragment: ${url.slice(0, 40)}`);
+  }
+  const teacher = await open(browser, demo.teacherPage, 'teacher-link', pageErrors);
+  const lab = await open(browser, demo.labPage, 'lab-link', pageErrors);
+  for (const page of [teacher, lab]) {
+    await page.waitForSelector('#status[data-state="joined"]');
+    assert.equal(new URL(page.url()).hash, '', 'the token is dropped from the address bar');
+  }
+  assert.match(await lab.textContent('#whoami'), /lab-demo \(LAB\)/);
+  await send(teacher, 'Signed in from the link.');
+  await message(lab, 'Signed in from the link.').waitFor();
+  assert.deepEqual(pageErrors, []);
+}

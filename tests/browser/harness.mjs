@@ -38,9 +38,18 @@ export async function startServer(extraArgs = []) {
       const requestId = out.match(/request id:\s*([0-9a-f]{24})/);
       const teacher = out.match(/TEACHER token:\s*(\S+)/);
       const lab = out.match(/LAB token:\s*(\S+)/);
-      if (addr && requestId && teacher && lab) {
+      const teacherPage = out.match(/teacher:\s*(http:\/\/\S+)/);
+      const labPage = out.match(/lab:\s*(http:\/\/\S+)/);
+      if (addr && requestId && teacher && lab && teacherPage && labPage) {
         clearTimeout(timer);
-        resolve({ base: `http://${addr[1]}`, requestId: requestId[1], teacher: teacher[1], lab: lab[1] });
+        resolve({
+          base: `http://${addr[1]}`,
+          requestId: requestId[1],
+          teacher: teacher[1],
+          lab: lab[1],
+          teacherPage: teacherPage[1],
+          labPage: labPage[1],
+        });
       }
     });
   });
@@ -79,14 +88,15 @@ export function launchBrowser() {
 
 /**
  * A page in its own browser context (its own cookies and storage), on the demo page of the server
- * at `base`. Uncaught errors in the page are pushed to `pageErrors`.
+ * at `base` (or at the full URL `base` when it has a path). Uncaught errors in the page are pushed
+ * to `pageErrors`.
  */
 export async function openPage(browser, base, name, pageErrors) {
   const context = await browser.newContext({ viewport: { width: 900, height: 800 } });
   context.setDefaultTimeout(STEP_MS);
   const page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
-  const resp = await page.goto(base + '/');
+  const resp = await page.goto(/^http:\/\/[^/]+\//.test(base) ? base : base + '/');
   assert.equal(resp.status(), 200);
   assert.equal(resp.headers()['content-type'], 'text/html; charset=utf-8');
   return page;

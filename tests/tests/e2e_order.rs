@@ -109,7 +109,8 @@ async fn a_cursor_that_is_not_a_message_of_the_room_is_a_bad_request(server: Tes
         [("after", &foreign), ("after", &unknown.to_owned()), ("before", &foreign), ("before", &unknown.to_owned())]
     {
         let e = a.err("history", json!({"requestId": room, field: id})).await;
-        assert_eq!(e["code"], "BAD_REQUEST", "{field} {id}: {e}");
+        let code = if field == "after" { "UNKNOWN_AFTER" } else { "BAD_REQUEST" };
+        assert_eq!(e["code"], code, "{field} {id}: {e}");
         assert_eq!(e["message"], format!("field data.{field} must be the id of a message of this room"));
         assert_eq!(e["requestId"], room);
     }
@@ -120,7 +121,7 @@ async fn a_cursor_that_is_not_a_message_of_the_room_is_a_bad_request(server: Tes
     // joinRoom {after} with a foreign id: refused, and the connection did not join.
     let mut c = lab(&server, "lab-c").await;
     let e = c.err("joinRoom", json!({"requestId": room, "after": foreign})).await;
-    assert_eq!(e["code"], "BAD_REQUEST");
+    assert_eq!(e["code"], "UNKNOWN_AFTER");
     assert_eq!(e["message"], "field data.after must be the id of a message of this room");
     a.post(&room, "not for c").await;
     c.expect_silence(std::time::Duration::from_millis(300)).await;

@@ -42,7 +42,9 @@ impl WireError {
 impl From<&ChatError> for WireError {
     fn from(e: &ChatError) -> Self {
         match e {
-            ChatError::NotInRoom(Cursor::After(_)) => Self { code: ErrorCode::BadRequest, message: AFTER_NOT_IN_ROOM },
+            ChatError::NotInRoom(Cursor::After(_)) => {
+                Self { code: ErrorCode::UnknownAfter, message: AFTER_NOT_IN_ROOM }
+            }
             ChatError::NotInRoom(_) => Self { code: ErrorCode::BadRequest, message: BEFORE_NOT_IN_ROOM },
             _ => Self::classify(e.kind(), e),
         }

@@ -127,7 +127,11 @@ fn print_demo(auth: &AuthSettings, id: RequestId, addr: std::net::SocketAddr) ->
          then send:\n  \
          {{\"event\":\"joinRoom\",\"data\":{{\"requestId\":\"{id}\"}},\"id\":1}}\n  \
          {{\"event\":\"message\",\"data\":{{\"requestId\":\"{id}\",\"message\":\"hello\"}},\"id\":2}}\n\
-         In a browser: open http://{addr}/ and paste a token and the request id.\n\
+         In a browser, open these two pages (signed in already; the token is in the URL\n\
+         fragment, which the browser never sends to the server) and chat between them:\n  \
+         teacher: http://{addr}/#token={teacher}&requestId={id}\n  \
+         lab:     http://{addr}/#token={lab}&requestId={id}\n\
+         Or open http://{addr}/ and paste a token and the request id.\n\
          From a browser console:\n  \
          ws = new WebSocket('ws://{addr}/ws', ['labchat.v1', 'bearer.{lab}']); ws.onmessage = e => console.log(e.data)\n"
     )?;

@@ -40,6 +40,9 @@ pub enum ErrorCode {
     TokenExpired,
     /// A `refreshToken` token is invalid (bad signature, expired...); the current one still holds.
     Unauthorized,
+    /// `after` names no message of the room (its history was wiped or restored): the client
+    /// resets the room and joins without `after`. Nothing was done.
+    UnknownAfter,
 }
 
 impl ErrorCode {
@@ -53,6 +56,7 @@ impl ErrorCode {
             Self::RateLimited => "RATE_LIMITED",
             Self::TokenExpired => "TOKEN_EXPIRED",
             Self::Unauthorized => "UNAUTHORIZED",
+            Self::UnknownAfter => "UNKNOWN_AFTER",
         }
     }
 

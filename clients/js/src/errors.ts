@@ -1,0 +1,48 @@
+// The errors the client rejects promises with and reports in its `closed` state.
+
+import type { ErrorData } from './protocol.js';
+
+/** The server answered a frame with `error`. */
+export class LabchatError extends Error {
+  override readonly name = 'LabchatError';
+  readonly code: string;
+  readonly data: ErrorData | undefined;
+  constructor(code: string, message: string, data?: ErrorData) {
+    super(`${code}: ${message}`);
+    this.code = code;
+    this.data = data;
+  }
+}
+
+/** Codes of errors the client makes itself (never sent by the server). */
+export const ClientErrorCodes = {
+  /** The client was closed (client.close(), or it gave up) before the operation completed. */
+  CLOSED: 'CLIENT_CLOSED',
+  /** A send was refused because the queue of unsent messages is full. */
+  QUEUE_FULL: 'QUEUE_FULL',
+  /** The room was left before the operation completed. */
+  LEFT: 'ROOM_LEFT',
+  /** The server refused the token (handshake 401/403, close 4003) even after a fresh getToken(). */
+  AUTH_REFUSED: 'AUTH_REFUSED',
+  /** The server closed with 1008: the client sent too fast for too long. */
+  POLICY: 'POLICY_VIOLATION',
+  /** maxAttempts reconnects in a row failed. */
+  GAVE_UP: 'GAVE_UP',
+} as const;
+
+/** A request could not be sent, or its connection closed before the reply. */
+export const DISCONNECTED = 'DISCONNECTED';
+
+/** Whether a failed frame should be sent again (same frame, same clientMessageId) later. */
+export function shouldRetry(e: unknown): boolean {
+  if (!(e instanceof LabchatError)) return false;
+  switch (e.code) {
+    case 'UNAVAILABLE':
+    case 'RATE_LIMITED':
+    case 'INTERNAL':
+    case DISCONNECTED:
+      return true;
+    default:
+      return e.data?.retryable === true;
+  }
+}

@@ -1,0 +1,382 @@
+// One room: its messages held by `seq` and emitted strictly in `seq` order, each once; joined again
+// after every reconnect with `after` = the newest message held in order, paging `history {after}`
+// while `hasMore`; sends queued and re-sent with the same clientMessageId until acknowledged;
+// receipts coalesced and re-sent until acknowledged.
+
+import { Emitter } from './emitter.js';
+import { Marks } from './marks.js';
+import { Outbox } from './outbox.js';
+import { ClientErrorCodes, DISCONNECTED, LabchatError, shouldRetry } from './errors.js';
+import type {
+  AckData,
+  ChatMessage,
+  ClientEvents,
+  Member,
+  MemberLeftData,
+  ReceiptsEventData,
+  RoomHistoryData,
+  SomeoneInRoom,
+} from './protocol.js';
+
+export interface RoomOptions {
+  /** Unsent messages a room holds while disconnected; beyond, send() rejects with QUEUE_FULL. Default 1000. */
+  maxQueuedSends?: number;
+  /** The least time between two `typing` frames (ms); default 2000 (the server's own throttle). */
+  typingIntervalMs?: number;
+}
+
+/** What a room needs of its client. */
+export interface RoomHost {
+  gen: number;
+  userId: string;
+  readonly roomOptions: RoomOptions;
+  isOpen(): boolean;
+  isFinished(): boolean;
+  forget(room: Room): void;
+  request<K extends keyof ClientEvents>(event: K, data: ClientEvents[K], onHistory?: (page: RoomHistoryData) => void): Promise<AckData[K]>;
+}
+
+export interface RoomEventMap {
+  /** A message, strictly in `seq` order, each once. */
+  message: ChatMessage;
+  delivered: ReceiptsEventData;
+  read: ReceiptsEventData;
+  /** The members now (after the join's list, or a memberJoined / memberLeft). */
+  members: Member[];
+  typing: SomeoneInRoom;
+  /** The server no longer knows the newest message held (history wiped or restored): messages were cleared. */
+  reset: void;
+  /** The room failed for good (removed after losing access, FORBIDDEN on join). */
+  error: LabchatError;
+}
+
+
+const RETRY_MS = 500;
+
+/** The answer to an `after` the server does not know (history wiped or restored): the room must reset. */
+function isUnknownAfter(e: unknown): boolean {
+  return e instanceof LabchatError && e.code === 'UNKNOWN_AFTER';
+}
+
+export class Room extends Emitter<RoomEventMap> {
+  readonly requestId: string;
+  /** The messages held, in `seq` order, with no hole. */
+  readonly messages: ChatMessage[] = [];
+  /** Messages of the room neither sent nor read by this user (from the join, kept up to date). */
+  unread = 0;
+  /** The oldest message neither sent nor read by this user, or null. */
+  firstUnreadId: string | null = null;
+  /** Whether the room is joined on the current connection. */
+  joined = false;
+
+  private readonly host: RoomHost;
+  private lastSeq = 0;
+  private byId = new Map<string, ChatMessage>();
+  private ahead = new Map<number, ChatMessage>();
+  private lateReceipts = new Map<string, { deliveredTo: ReceiptsEventData[]; readBy: ReceiptsEventData[] }>();
+  private members = new Map<string, Member>();
+  private outbox: Outbox;
+  private marks: Marks;
+  private filling = false;
+  /** Whether a join page was taken: from then on, every seq above the first held is wanted. */
+  private known = false;
+  /** The last page after a cursor said hasMore: newer messages are still to fetch. */
+  private moreAfter = false;
+  private left = false;
+  private lastTyping = 0;
+
+  constructor(host: RoomHost, requestId: string) {
+    super();
+    this.host = host;
+    this.requestId = requestId;
+    this.outbox = new Outbox(requestId, host, host.roomOptions.maxQueuedSends ?? 1000, retryDelay);
+    this.marks = new Marks(requestId, host, () => this.host.isOpen() && this.joined, retryDelay);
+  }
+
+  /** The members present (from the join, kept up to date by memberJoined / memberLeft). */
+  get memberList(): Member[] {
+    return [...this.members.values()];
+  }
+
+  /** Sends a message; resolves with the stored message once the server acknowledged it (stored once). */
+  send(text: string): Promise<ChatMessage> {
+    if (this.left || this.host.isFinished()) {
+      return Promise.reject(new LabchatError(this.left ? ClientErrorCodes.LEFT : ClientErrorCodes.CLOSED, 'the room is no longer open'));
+    }
+    return this.outbox.push(text);
+  }
+
+  /** Marks messages delivered to this user; resolves once acknowledged (re-sent after reconnects). */
+  markDelivered(ids: string[]): Promise<void> {
+    return this.marks.mark('ackMessages', ids);
+  }
+
+  /** Marks messages read by this user; resolves once acknowledged (re-sent after reconnects). */
+  markRead(ids: string[]): Promise<void> {
+    return this.marks.mark('readMessages', ids);
+  }
+
+  /** Tells the others this user is typing (at most once per typingIntervalMs; dropped while disconnected). */
+  typing(): void {
+    const now = Date.now();
+    if (!this.host.isOpen() || now - this.lastTyping < (this.host.roomOptions.typingIntervalMs ?? 2000)) return;
+    this.lastTyping = now;
+    this.host.request('typing', { requestId: this.requestId }).catch(() => undefined);
+  }
+
+  /** Loads up to `limit` messages older than the oldest held, puts them first in `messages` and returns them. */
+  async loadOlder(limit?: number): Promise<{ messages: ChatMessage[]; hasMore: boolean }> {
+    const oldest = this.messages[0];
+    if (!oldest) return { messages: [], hasMore: false };
+    let page: RoomHistoryData | undefined;
+    const data: ClientEvents['history'] = { requestId: this.requestId, before: oldest.id };
+    if (limit !== undefined) data.limit = limit;
+    await this.host.request('history', data, (p) => (page = p));
+    const older = (page?.messages ?? []).filter((m) => m.seq < (this.messages[0]?.seq ?? 0) && !this.byId.has(m.id));
+    for (const m of older) this.byId.set(m.id, m);
+    this.messages.unshift(...older);
+    return { messages: older, hasMore: page?.hasMore ?? false };
+  }
+
+  /** Leaves the room: no more events; queued sends and marks are rejected with ROOM_LEFT. */
+  leave(): void {
+    if (this.left) return;
+    this.left = true;
+    this.host.forget(this);
+    if (this.host.isOpen() && this.joined) this.host.request('leaveRoom', { requestId: this.requestId }).catch(() => undefined);
+    this.joined = false;
+    this.finish(new LabchatError(ClientErrorCodes.LEFT, 'the room was left'));
+  }
+
+  // ------------------------------------------------------------------ called by the client
+
+  /** Joins on the current connection, catching up from the newest message held. */
+  async join(): Promise<void> {
+    if (this.left) return;
+    const gen = this.host.gen;
+    const newest = this.messages[this.messages.length - 1];
+    const data: ClientEvents['joinRoom'] = { requestId: this.requestId };
+    if (newest) data.after = newest.id;
+    let hasMore = false;
+    try {
+      await this.host.request('joinRoom', data, (page) => {
+        // Live events may follow the page before the ack: the room counts as joined from here.
+        if (gen !== this.host.gen) return;
+        hasMore = newest !== undefined && page.hasMore;
+        this.moreAfter = hasMore;
+        this.joined = true;
+        this.applyJoinPage(page, newest !== undefined);
+      });
+    } catch (e) {
+      if (gen !== this.host.gen || this.left) return;
+      if (isUnknownAfter(e)) {
+        this.resetMessages();
+        return this.join();
+      }
+      if (e instanceof LabchatError && e.code === DISCONNECTED) return;
+      if (shouldRetry(e)) {
+        setTimeout(() => void (gen === this.host.gen && this.join()), retryDelay(e));
+        return;
+      }
+      this.removed(e instanceof LabchatError ? e : new LabchatError('INTERNAL', String(e)));
+      return;
+    }
+    if (gen !== this.host.gen) return;
+    this.joined = true;
+    this.outbox.flush();
+    this.marks.flush();
+    if (hasMore) this.moreAfter = true;
+    await this.fill();
+  }
+
+  disconnected(): void {
+    this.joined = false;
+  }
+
+  /** The server removed this user from the room (lost access), or a join was refused. */
+  removed(e: LabchatError): void {
+    if (this.left) return;
+    this.left = true;
+    this.joined = false;
+    this.host.forget(this);
+    this.emit('error', e);
+    this.finish(e);
+  }
+
+  /** Rejects everything still waiting. */
+  finish(e: LabchatError): void {
+    this.left = true;
+    this.outbox.finish(e);
+    this.marks.finish(e);
+  }
+
+  onEvent(event: string, data: unknown): void {
+    switch (event) {
+      case 'message':
+        if (this.joined) this.accept(data as ChatMessage, true);
+        return;
+      case 'messagesDelivered':
+        this.onReceipts('deliveredTo', data as ReceiptsEventData);
+        return;
+      case 'messageReads':
+        this.onReceipts('readBy', data as ReceiptsEventData);
+        return;
+      case 'typing':
+        this.emit('typing', data as SomeoneInRoom);
+        return;
+      case 'memberJoined': {
+        const m = data as SomeoneInRoom;
+        this.members.set(m.userId, { userId: m.userId, role: m.role });
+        this.emit('members', this.memberList);
+        return;
+      }
+      case 'memberLeft':
+        if (this.members.delete((data as MemberLeftData).userId)) this.emit('members', this.memberList);
+        return;
+      default:
+    }
+  }
+
+  // ------------------------------------------------------------------ messages in seq order
+
+  private applyJoinPage(page: RoomHistoryData, withAfter: boolean): void {
+    if (!this.known) {
+      // The first join starts at the latest page; later joins continue from what is held (a room
+      // that was empty holds nothing, and its next message is seq 1).
+      this.known = true;
+      const first = page.messages[0];
+      this.lastSeq = first ? first.seq - 1 : 0;
+    }
+    for (const m of page.messages) this.accept(m, false);
+    if (page.unread !== undefined) this.unread = page.unread;
+    if (page.firstUnreadId !== undefined) this.firstUnreadId = page.firstUnreadId;
+    if (page.members) {
+      this.members = new Map(page.members.map((m) => [m.userId, m]));
+      this.emit('members', this.memberList);
+    }
+  }
+
+  /** Takes a message from a page or live: holds it once, emits it when every lower seq is held. */
+  private accept(m: ChatMessage, live: boolean): void {
+    if (m.seq <= this.lastSeq || this.ahead.has(m.seq)) return;
+    if (m.seq > this.lastSeq + 1) {
+      this.ahead.set(m.seq, m);
+      if (this.joined) void this.fill();
+      return;
+    }
+    this.append(m, live);
+    for (let next = this.ahead.get(this.lastSeq + 1); next; next = this.ahead.get(this.lastSeq + 1)) {
+      this.ahead.delete(next.seq);
+      this.append(next, true);
+    }
+  }
+
+  private append(m: ChatMessage, live: boolean): void {
+    this.lastSeq = m.seq;
+    this.messages.push(m);
+    this.byId.set(m.id, m);
+    const late = this.lateReceipts.get(m.id);
+    if (late) {
+      this.lateReceipts.delete(m.id);
+      for (const r of late.deliveredTo) addReceipt(m.deliveredTo, r);
+      for (const r of late.readBy) addReceipt(m.readBy, r);
+    }
+    if (live && m.senderId !== this.host.userId && !m.readBy.some((r) => r.userId === this.host.userId)) {
+      this.unread += 1;
+      if (this.firstUnreadId === null) this.firstUnreadId = m.id;
+    }
+    this.emit('message', m);
+  }
+
+  /** Pages `history {after}` until nothing newer is missing (a hole before a live message, or hasMore). */
+  private async fill(): Promise<void> {
+    if (this.filling) return;
+    this.filling = true;
+    const gen = this.host.gen;
+    let idle = 0;
+    try {
+      while ((this.moreAfter || this.ahead.size > 0) && gen === this.host.gen && this.joined && idle < 20) {
+        const newest = this.messages[this.messages.length - 1];
+        const data: ClientEvents['history'] = { requestId: this.requestId };
+        if (newest) data.after = newest.id;
+        else {
+          // Nothing held yet (the room was empty): page back from the oldest message received to seq 1.
+          const oldest = Math.min(...this.ahead.keys());
+          const m = this.ahead.get(oldest);
+          if (m) data.before = m.id;
+        }
+        let page: RoomHistoryData | undefined;
+        const before = this.lastSeq;
+        try {
+          await this.host.request('history', data, (p) => (page = p));
+        } catch (e) {
+          if (isUnknownAfter(e)) {
+            this.resetMessages();
+            void this.join();
+            return;
+          }
+          if (!shouldRetry(e) || (e instanceof LabchatError && e.code === DISCONNECTED)) return;
+          await sleep(retryDelay(e));
+          continue;
+        }
+        if (!page) return;
+        for (const m of page.messages) this.accept(m, false);
+        this.moreAfter = page.hasMore && newest !== undefined;
+        if (this.lastSeq === before) {
+          idle += 1;
+          await sleep(RETRY_MS);
+        } else idle = 0;
+      }
+    } finally {
+      this.filling = false;
+    }
+  }
+
+  private resetMessages(): void {
+    this.messages.length = 0;
+    this.byId.clear();
+    this.ahead.clear();
+    this.lastSeq = 0;
+    this.known = false;
+    this.emit('reset', undefined);
+  }
+
+  private onReceipts(field: 'deliveredTo' | 'readBy', ev: ReceiptsEventData): void {
+    for (const id of ev.messages) {
+      const m = this.byId.get(id);
+      if (m) addReceipt(m[field], ev);
+      else {
+        let late = this.lateReceipts.get(id);
+        if (!late) {
+          late = { deliveredTo: [], readBy: [] };
+          this.lateReceipts.set(id, late);
+        }
+        late[field].push(ev);
+      }
+    }
+    if (field === 'readBy' && ev.userId === this.host.userId) {
+      this.unread = Math.max(0, this.unread - ev.messages.length);
+      if (this.unread === 0) this.firstUnreadId = null;
+      else if (this.firstUnreadId !== null && ev.messages.includes(this.firstUnreadId)) {
+        const me = this.host.userId;
+        const next = this.messages.find((m) => m.senderId !== me && !m.readBy.some((r) => r.userId === me));
+        this.firstUnreadId = next ? next.id : null;
+      }
+    }
+    this.emit(field === 'deliveredTo' ? 'delivered' : 'read', ev);
+  }
+
+}
+
+function addReceipt(list: { userId: string; at: string }[], ev: { userId: string; at: string }): void {
+  if (!list.some((r) => r.userId === ev.userId)) list.push({ userId: ev.userId, at: ev.at });
+}
+
+function retryDelay(e: unknown): number {
+  const after = e instanceof LabchatError ? e.data?.retryAfterMs : undefined;
+  return after ?? RETRY_MS + Math.floor(Math.random() * RETRY_MS);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

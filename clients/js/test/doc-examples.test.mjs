@@ -1,0 +1,102 @@
+// Every JSON example of docs/protocol.md and README.md (```json blocks, and the → / ← lines of the
+// example sessions) is valid against docs/asyncapi.yaml, so the prose cannot drift from the
+// contract. An example that elides a part (`...`, `…`) is skipped, and counted.
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import Ajv from 'ajv';
+import YAML from 'yaml';
+import { ROOT } from './harness.mjs';
+
+const spec = YAML.parse(fs.readFileSync(path.join(ROOT, 'docs/asyncapi.yaml'), 'utf8'));
+const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
+// The schemas alone (the rest of the AsyncAPI document is no JSON Schema); their $refs are '#/components/schemas/…'.
+ajv.addSchema({ $id: 'spec', components: { schemas: spec.components.schemas } });
+
+const CLIENT = {
+  joinRoom: 'JoinRoomFrame',
+  leaveRoom: 'LeaveRoomFrame',
+  message: 'SendMessageFrame',
+  ackMessages: 'AckMessagesFrame',
+  readMessages: 'ReadMessagesFrame',
+  history: 'HistoryFrame',
+  refreshToken: 'RefreshTokenFrame',
+  inbox: 'InboxFrame',
+  subscribeInbox: 'SubscribeInboxFrame',
+  unsubscribeInbox: 'UnsubscribeInboxFrame',
+  typing: 'TypingFrame',
+};
+const SERVER = {
+  message: 'MessageFrame',
+  roomHistory: 'RoomHistoryFrame',
+  messagesDelivered: 'MessagesDeliveredFrame',
+  messageReads: 'MessageReadsFrame',
+  ack: 'AckFrame',
+  inboxUpdate: 'InboxUpdateFrame',
+  error: 'ErrorFrame',
+  typing: 'TypingEventFrame',
+  memberJoined: 'MemberJoinedFrame',
+  memberLeft: 'MemberLeftFrame',
+};
+
+/** The examples of a Markdown file: `{text, direction: 'client' | 'server' | undefined}`. */
+function examples(file) {
+  const md = fs.readFileSync(path.join(ROOT, file), 'utf8');
+  const out = [];
+  for (const [, lang, body] of md.matchAll(/```(\w*)\n([\s\S]*?)```/g)) {
+    if (lang === 'json') out.push({ text: body.trim() });
+    if (lang === 'text') {
+      for (const line of body.split('\n')) {
+        const m = /^([→←])\s*(\{.*\})\s*$/.exec(line);
+        if (m) out.push({ text: m[2], direction: m[1] === '→' ? 'client' : 'server' });
+      }
+      // A client frame answered by an `error` with its id is an example of a bad frame: it must be invalid.
+      for (const ex of out) {
+        if (ex.direction !== 'client' || /\.\.\.|…/.test(ex.text)) continue;
+        const id = JSON.parse(ex.text).id;
+        ex.bad = out.some((o) => o.direction === 'server' && !/\.\.\.|…/.test(o.text) && JSON.parse(o.text).event === 'error' && JSON.parse(o.text).id === id);
+      }
+    }
+  }
+  return out;
+}
+
+function schemaFor(value, direction) {
+  if (!('event' in value)) {
+    if ('seq' in value && 'senderId' in value) return 'ChatMessage';
+    if ('code' in value && !('retryable' in value)) return 'HandshakeRefusal';
+    return undefined;
+  }
+  if (direction === 'client') return CLIENT[value.event];
+  if (direction === 'server') return SERVER[value.event];
+  // A ```json block: a client event unless the name is only a server one (or it has server fields).
+  if (value.event in SERVER && (!(value.event in CLIENT) || 'seq' in (value.data ?? {}) || value.event === 'typing' && value.data?.userId)) {
+    return SERVER[value.event];
+  }
+  return CLIENT[value.event];
+}
+
+for (const file of ['docs/protocol.md', 'README.md']) {
+  test(`every JSON example of ${file} is valid against docs/asyncapi.yaml`, () => {
+    const all = examples(file);
+    let checked = 0;
+    const elided = [];
+    for (const ex of all) {
+      if (/\.\.\.|…/.test(ex.text)) {
+        elided.push(ex.text.slice(0, 60));
+        continue;
+      }
+      const value = JSON.parse(ex.text);
+      const name = schemaFor(value, ex.direction);
+      assert.ok(name, `no schema for the example ${ex.text.slice(0, 80)}`);
+      const validate = ajv.getSchema(`spec#/components/schemas/${name}`);
+      if (ex.bad) assert.ok(!validate(value), `${file}: ${ex.text.slice(0, 100)}… is answered with an error, yet is a valid ${name}`);
+      else assert.ok(validate(value), `${file}: ${ex.text.slice(0, 100)}… is not a valid ${name}: ${ajv.errorsText(validate.errors)}`);
+      checked += 1;
+    }
+    console.log(`${file}: ${checked} examples valid, ${elided.length} elided and skipped`);
+    assert.ok(checked >= 5, `${file}: at least five examples checked (${checked})`);
+  });
+}
