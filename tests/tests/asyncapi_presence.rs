@@ -32,6 +32,7 @@ impl Peer<'_> {
         let what = match frame["event"].as_str().unwrap() {
             "roomHistory" if data["members"].as_array().is_some_and(|m| !m.is_empty()) => "roomHistory with members",
             "ack" if data.as_object().is_some_and(|d| d.len() == 1) => "ack {requestId}",
+            "ack" if data.get("membersCount").is_some() => "ack of members",
             other => other,
         };
         self.seen.borrow_mut().insert(what.to_owned());
@@ -73,13 +74,20 @@ async fn presence_and_typing_frames_of_a_real_session_match_the_document() {
     t.send(json!({"event": "typing", "data": {"resquestId": rid}})).await;
     assert_eq!(l.expect("typing").await["userId"], "t1");
 
+    // members: a page, with an id and without (the reply is the only frame with the result).
+    t.send(json!({"event": "members", "data": {"requestId": rid}, "id": 9})).await;
+    let page = t.expect("ack").await;
+    assert_eq!((page["membersCount"].clone(), page["next"].clone()), (json!(2), Value::Null), "{page}");
+    t.send(json!({"event": "members", "data": {"requestId": rid, "after": "lab-1"}})).await;
+    assert_eq!(t.expect("ack").await["members"], json!([{"userId": "t1", "role": "TEACHER"}]));
+
     l.send(json!({"event": "leaveRoom", "data": {"requestId": rid}, "id": 8})).await;
     l.expect("ack").await;
     assert_eq!(t.expect("memberLeft").await, json!({"requestId": rid, "userId": "lab-1"}));
 
     let seen = seen.into_inner();
     let want: BTreeSet<String> =
-        ["roomHistory with members", "ack {requestId}", "memberJoined", "typing", "memberLeft"]
+        ["roomHistory with members", "ack {requestId}", "ack of members", "memberJoined", "typing", "memberLeft"]
             .map(String::from)
             .into();
     assert_eq!(seen, want);
@@ -93,6 +101,16 @@ fn mutated_presence_and_typing_frames_are_refused() {
     let typing = json!({"event": "typing", "data": {"requestId": rid, "userId": "t1", "role": "TEACHER"}});
     let joined = json!({"event": "memberJoined", "data": {"requestId": rid, "userId": "t1", "role": "LAB"}});
     let left = json!({"event": "memberLeft", "data": {"requestId": rid, "userId": "t1"}});
+    let changed = json!({"event": "membersChanged", "data": {"requestId": rid, "joined": [{"userId": "t1", "role": "LAB"}], "left": ["t2"], "membersCount": 3}});
+    assert!(c.server_ok(&changed), "{changed}");
+    for (pointer, value) in
+        [("/data/extra", Some(json!(1))), ("/data/membersCount", None), ("/data/joined", Some(json!(["t1"])))]
+    {
+        let f = mutated(&changed, pointer, value);
+        assert!(!c.server_ok(&f), "accepted {f}");
+    }
+    assert!(c.client_ok(&json!({"event": "members", "data": {"requestId": rid, "after": "t1"}, "id": 2})));
+    assert!(!c.client_ok(&json!({"event": "members", "data": {}})));
     for frame in [&typing, &joined, &left] {
         assert!(c.server_ok(frame), "{frame}");
         for (pointer, value) in [("/data/extra", Some(json!(1))), ("/data/requestId", None), ("/data/userId", None)] {

@@ -22,12 +22,12 @@
 //! counted in `labchat_presence_errors_total`), and the use cases answer from the node's own
 //! connections; the node keeps its entries in memory and writes them again once Redis answers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use labchat_core::{BroadcastError, Broadcaster, Member, Presence, PresenceError, TYPING_INTERVAL};
+use labchat_core::{BroadcastError, Broadcaster, Member, MembersPage, Presence, PresenceError, TYPING_INTERVAL};
 use labchat_domain::{RequestId, Role, RoomEvent, User, UserId};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
@@ -52,44 +52,24 @@ impl Default for PresenceSettings {
     }
 }
 
-/// Server time in milliseconds, as a Lua prelude.
-const NOW: &str = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
-local function owner(m) local d = string.match(m, '^%d+') return string.sub(m, 1, #d + tonumber(d) + 2) end \
-local function live_of(p) for _, l in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do \
-if string.sub(l, 1, #p) == p then return true end end return false end \
-local function drop_stale(p) for _, s in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)) do \
-if string.sub(s, 1, #p) == p then redis.call('ZREM', KEYS[1], s) end end end ";
+mod scripts;
 
-/// ARGV: entry, owner prefix, ttl ms. Returns 1 when the user had no live entry before.
-const ENTER: &str = "local first = 1 if live_of(ARGV[2]) then first = 0 end drop_stale(ARGV[2]) \
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1]) redis.call('PEXPIRE', KEYS[1], ARGV[3]) return first";
-
-/// ARGV: entry, owner prefix. Returns 1 when the entry was there and the user has no live one left.
-const EXIT: &str = "local removed = redis.call('ZREM', KEYS[1], ARGV[1]) local last = 1 \
-if live_of(ARGV[2]) then last = 0 end drop_stale(ARGV[2]) if removed == 0 then return 0 end return last";
-
-/// Returns the live entries.
-const MEMBERS: &str = "return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')";
-
-/// ARGV: ttl ms, then the node's entries. Returns {entries re-added for users with no other
-/// live entry, swept entries of users with no live entry left (one per user)}.
-const REFRESH: &str = "local ttl = tonumber(ARGV[1]) local back = {} \
-for i = 2, #ARGV do local e = ARGV[i] \
-if not redis.call('ZSCORE', KEYS[1], e) and not live_of(owner(e)) then table.insert(back, e) end \
-redis.call('ZADD', KEYS[1], now + ttl, e) end \
-if #ARGV > 1 then redis.call('PEXPIRE', KEYS[1], ttl) end \
-local left = {} local seen = {} \
-for _, s in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)) do \
-redis.call('ZREM', KEYS[1], s) local p = owner(s) \
-if not seen[p] and not live_of(p) then seen[p] = true table.insert(left, s) end end \
-return {back, left}";
+/// How many rooms one refresh script handles: a node's rooms are refreshed with one call per
+/// this many, not one per room.
+const REFRESH_ROOMS_PER_CALL: usize = 256;
 
 /// After a failed command, how long calls fail at once instead of waiting for Redis again: a
 /// join holds its room's order while it enters the room's presence.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
-fn presence_key(room: RequestId) -> String {
-    format!("labchat:presence:{}", room.to_hex())
+/// A room's three keys: its entries, its index of users, their roles.
+fn room_keys(room: RequestId) -> [String; 3] {
+    let hex = room.to_hex();
+    [
+        format!("labchat:presence:{hex}"),
+        format!("labchat:presence-users:{hex}"),
+        format!("labchat:presence-roles:{hex}"),
+    ]
 }
 
 fn typing_key(room: RequestId, user: &UserId) -> String {
@@ -230,7 +210,7 @@ impl Inner {
 
     fn script(body: &str, room: RequestId) -> redis::Cmd {
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(format!("{NOW}{body}")).arg(1).arg(presence_key(room));
+        cmd.arg(scripts::source(body)).arg(3).arg(&room_keys(room)[..]);
         cmd
     }
 
@@ -238,20 +218,42 @@ impl Inner {
         u64::try_from(self.settings.ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Refreshes the node's entries of `room` and sweeps its expired ones; publishes what changed.
-    async fn refresh_room(&self, room: RequestId, users: Vec<(UserId, Role)>) -> Result<(), PresenceError> {
-        let mut cmd = Self::script(REFRESH, room);
-        cmd.arg(self.ttl_ms());
-        for (user, role) in &users {
-            cmd.arg(entry(user, *role, &self.node_id));
+    /// Refreshes the node's entries of `rooms` and sweeps their expired ones with one script
+    /// call; publishes what changed.
+    async fn refresh_rooms(&self, rooms: &[(RequestId, Vec<(UserId, Role)>)]) -> Result<(), PresenceError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(scripts::source(scripts::REFRESH)).arg(rooms.len() * 3);
+        for (room, _) in rooms {
+            cmd.arg(&room_keys(*room)[..]);
         }
-        let (back, left): (Vec<String>, Vec<String>) = self.query("refresh", &cmd).await?;
+        cmd.arg(self.ttl_ms());
+        for (_, users) in rooms {
+            cmd.arg(users.len());
+            for (user, role) in users {
+                cmd.arg(entry(user, *role, &self.node_id));
+            }
+        }
+        let changes: Vec<(Vec<String>, Vec<String>)> = self.query("refresh", &cmd).await?;
+        for ((room, users), (back, left)) in rooms.iter().zip(changes) {
+            self.refreshed(*room, users, &back, &left).await?;
+        }
+        Ok(())
+    }
+
+    /// What a refresh of `room` changed: publishes it.
+    async fn refreshed(
+        &self,
+        room: RequestId,
+        users: &[(UserId, Role)],
+        back: &[String],
+        left: &[String],
+    ) -> Result<(), PresenceError> {
         // A user who exited while the refresh ran was written again: remove that entry (their
         // exit already decided what to announce).
         for (user, role) in users.iter().filter(|(u, _)| !self.is_local(room, u)) {
-            let mut zrem = redis::cmd("ZREM");
-            zrem.arg(presence_key(room)).arg(entry(user, *role, &self.node_id));
-            self.query::<i64>("refresh", &zrem).await?;
+            let mut exit = Self::script(scripts::EXIT, room);
+            exit.arg(entry(user, *role, &self.node_id)).arg(owner(user));
+            self.query::<i64>("refresh", &exit).await?;
         }
         let back = back.iter().filter_map(|e| parse_entry(e)).filter(|(u, _)| self.is_local(room, u));
         for (user_id, role) in back {
@@ -288,8 +290,8 @@ impl Inner {
                 .map(|(room, users)| (*room, users.iter().map(|(u, r)| (u.clone(), *r)).collect()))
                 .collect();
             let mut error = None;
-            for (room, users) in rooms {
-                if let Err(e) = self.refresh_room(room, users).await {
+            for batch in rooms.chunks(REFRESH_ROOMS_PER_CALL) {
+                if let Err(e) = self.refresh_rooms(batch).await {
                     error = Some(e);
                     break;
                 }
@@ -314,7 +316,7 @@ impl Presence for RedisPresence {
     async fn enter(&self, room: RequestId, user: &User) -> Result<bool, PresenceError> {
         let inner = &self.inner;
         inner.local().entry(room).or_default().insert(user.id().clone(), user.role());
-        let mut cmd = Inner::script(ENTER, room);
+        let mut cmd = Inner::script(scripts::ENTER, room);
         cmd.arg(entry(user.id(), user.role(), &inner.node_id)).arg(owner(user.id())).arg(inner.ttl_ms());
         Ok(inner.query::<i64>("enter", &cmd).await? == 1)
     }
@@ -331,20 +333,35 @@ impl Presence for RedisPresence {
             role
         };
         let Some(role) = role else { return Ok(false) };
-        let mut cmd = Inner::script(EXIT, room);
+        let mut cmd = Inner::script(scripts::EXIT, room);
         cmd.arg(entry(user, role, &inner.node_id)).arg(owner(user));
         Ok(inner.query::<i64>("exit", &cmd).await? == 1)
     }
 
-    async fn members(&self, room: RequestId) -> Result<Vec<Member>, PresenceError> {
-        let entries: Vec<String> = self.inner.query("members", &Inner::script(MEMBERS, room)).await?;
-        let mut seen = HashSet::new();
-        Ok(entries
-            .iter()
-            .filter_map(|e| parse_entry(e))
-            .filter(|(user_id, _)| seen.insert(user_id.clone()))
-            .map(|(user_id, role)| Member { user_id, role })
-            .collect())
+    async fn members(
+        &self,
+        room: RequestId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<MembersPage, PresenceError> {
+        let [_, users_key, roles_key] = room_keys(room);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(scripts::source(scripts::PAGE)).arg(2).arg(users_key).arg(roles_key);
+        cmd.arg(after.map_or_else(|| "-".to_owned(), |a| format!("({}", a.as_str())));
+        // One more than asked, to tell whether more follow.
+        cmd.arg(if limit == 0 { 0 } else { limit.saturating_add(1) });
+        let (count, users, roles): (usize, Vec<String>, Vec<Option<String>>) =
+            self.inner.query("members", &cmd).await?;
+        let mut members: Vec<Member> = users
+            .into_iter()
+            .zip(roles)
+            .filter_map(|(user, role)| {
+                Some(Member { user_id: UserId::parse(user).ok()?, role: Role::parse(&role?).ok()? })
+            })
+            .collect();
+        let has_more = if limit == 0 { count > 0 } else { members.len() > limit };
+        members.truncate(limit);
+        Ok(MembersPage { members, count, has_more })
     }
 
     async fn may_type(&self, room: RequestId, user: &UserId) -> Result<bool, PresenceError> {

@@ -49,10 +49,10 @@ async fn the_first_entry_and_the_last_exit_over_all_nodes_are_reported() {
     assert!(!a.enter(room, &lab).await.unwrap(), "entering twice is once");
     assert!(!b.enter(room, &lab).await.unwrap(), "present on a already");
     assert!(b.enter(room, &user("t1", Role::Teacher)).await.unwrap());
-    let mut members = a.members(room).await.unwrap();
-    members.sort_by(|x, y| x.user_id.as_str().cmp(y.user_id.as_str()));
+    let page = a.members(room, None, 100).await.unwrap();
+    assert_eq!((page.count, page.has_more), (2, false));
     assert_eq!(
-        members,
+        page.members,
         [
             Member { user_id: UserId::parse("lab|1").unwrap(), role: Role::Lab },
             Member { user_id: UserId::parse("t1").unwrap(), role: Role::Teacher },
@@ -62,8 +62,8 @@ async fn the_first_entry_and_the_last_exit_over_all_nodes_are_reported() {
     assert!(!a.exit(room, lab.id()).await.unwrap(), "still on b");
     assert!(b.exit(room, lab.id()).await.unwrap(), "gone everywhere");
     assert!(!b.exit(room, lab.id()).await.unwrap(), "exiting a room not entered");
-    assert_eq!(b.members(room).await.unwrap().len(), 1);
-    assert!(a.members(support::room()).await.unwrap().is_empty(), "another room");
+    assert_eq!(b.members(room, None, 100).await.unwrap().count, 1);
+    assert!(a.members(support::room(), None, 100).await.unwrap().members.is_empty(), "another room");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +106,8 @@ async fn a_node_that_stops_refreshing_has_its_members_announced_gone_once() {
     tokio::time::sleep(FAST.refresh * 4).await;
     assert_eq!(left(&on_b, "gone") + left(&on_c, "gone"), 1, "b: {:?}\nc: {:?}", on_b.events(), on_c.events());
     assert_eq!(left(&on_b, "both") + left(&on_c, "both"), 0, "still present on b");
-    let mut members: Vec<String> = c.members(room).await.unwrap().into_iter().map(|m| m.user_id.to_string()).collect();
+    let mut members: Vec<String> =
+        c.members(room, None, 100).await.unwrap().members.into_iter().map(|m| m.user_id.to_string()).collect();
     members.sort();
     assert_eq!(members, ["both", "t1", "t2"], "the live nodes' entries are refreshed");
 }
@@ -119,12 +120,12 @@ async fn redis_down_fails_the_calls_and_a_restart_gets_the_entries_written_again
     assert!(a.enter(room, &user("t1", Role::Teacher)).await.unwrap());
     redis.kill().await;
     assert!(a.enter(room, &user("lab", Role::Lab)).await.is_err());
-    assert!(a.members(room).await.is_err());
+    assert!(a.members(room, None, 100).await.is_err());
     assert!(a.may_type(room, &UserId::parse("t1").unwrap()).await.is_err());
     // Restarted empty (no persistence): the refresh writes both entries again and announces them.
     redis.restart().await;
     wait_for("both entries written again", Duration::from_secs(10), || async {
-        a.members(room).await.is_ok_and(|m| m.len() == 2)
+        a.members(room, None, 100).await.is_ok_and(|m| m.count == 2)
     })
     .await;
     let joined: Vec<String> = on_a
@@ -136,4 +137,47 @@ async fn redis_down_fails_the_calls_and_a_restart_gets_the_entries_written_again
         })
         .collect();
     assert!(joined.contains(&"t1".to_owned()) && joined.contains(&"lab".to_owned()), "{joined:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_paged_in_user_id_order_over_every_node_and_swept_users_leave_the_pages() {
+    let Some(redis) = Redis::start().await else { return };
+    let room = room();
+    let (a, _) = node(&redis, "a", room, FAST).await;
+    let (b, _) = node(&redis, "b", room, FAST).await;
+    let (dead, _) = node(&redis, "dead", room, FAST).await;
+    let ids: Vec<String> = (0..25).map(|n| format!("u{n:02}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let on = if n % 2 == 0 { &a } else { &b };
+        on.enter(room, &user(id, Role::Lab)).await.unwrap();
+    }
+    // Present on two nodes: listed once.
+    assert!(!a.enter(room, &user("u01", Role::Lab)).await.unwrap());
+    assert!(dead.enter(room, &user("zz-dead", Role::Teacher)).await.unwrap());
+    let (mut seen, mut after) = (Vec::new(), None);
+    loop {
+        let page = b.members(room, after.clone(), 10).await.unwrap();
+        assert_eq!(page.count, 26);
+        assert!(page.members.len() <= 10);
+        seen.extend(page.members.iter().map(|m| m.user_id.to_string()));
+        match page.next() {
+            Some(next) => after = Some(next.clone()),
+            None => break,
+        }
+    }
+    let mut expected = ids.clone();
+    expected.push("zz-dead".to_owned());
+    assert_eq!(seen, expected, "every member once, in byte order");
+    let count_only = a.members(room, None, 0).await.unwrap();
+    assert_eq!((count_only.members.len(), count_only.count), (0, 26));
+    // A dead node's member is swept by a live node's (batched) refresh: gone from the pages.
+    dead.shutdown();
+    wait_for("the dead node's member swept", Duration::from_secs(10), || async {
+        a.members(room, None, 100).await.is_ok_and(|p| p.count == 25)
+    })
+    .await;
+    assert!(a.exit(room, &UserId::parse("u00").unwrap()).await.unwrap());
+    let page = b.members(room, None, 100).await.unwrap();
+    assert_eq!(page.count, 24);
+    assert!(!page.members.iter().any(|m| m.user_id.as_str() == "u00" || m.user_id.as_str() == "zz-dead"));
 }

@@ -11,11 +11,14 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::access::RequestCache;
 use crate::{
-    Broadcaster, ChatError, ChatStore, Clock, InboxHub, Inserted, JoinError, LeaveError, Member, MessageIdGenerator,
-    Presence, RoomSink, SinkId,
+    Broadcaster, ChatError, ChatStore, Clock, InboxHub, Inserted, JoinError, LeaveError, MembersPage,
+    MessageIdGenerator, Presence, RoomSink, SinkId,
 };
 
+mod burst;
 mod presence;
+
+pub use burst::PresenceBurst;
 
 /// A successful join: the room's history, read after the sink was subscribed and while the
 /// room's event order on this node was held.
@@ -37,8 +40,9 @@ pub struct Joined {
     pub covered: Option<Seq>,
     /// The joining user's unread messages in the room: how many, and the oldest.
     pub unread: Unread,
-    /// The room's members on every node, the joining user included, each once.
-    pub members: Vec<Member>,
+    /// The first page of the room's members on every node ([`crate::MEMBERS_PAGE`] at most), with
+    /// their count; the client pages on with [`Chat::members`].
+    pub members: MembersPage,
     _order: OwnedMutexGuard<()>,
 }
 
@@ -81,7 +85,8 @@ pub struct Chat {
     requests: RequestCache,
     inbox: Arc<InboxHub>,
     presence: Option<Arc<dyn Presence>>,
-    local: presence::LocalPresence,
+    local: Arc<presence::LocalPresence>,
+    announcer: presence::Announcer,
 }
 
 impl std::fmt::Debug for Chat {
@@ -102,6 +107,13 @@ impl Chat {
         clock: Arc<dyn Clock>,
         history_limit: HistoryLimit,
     ) -> Self {
+        let local = Arc::new(presence::LocalPresence::default());
+        let announcer = presence::Announcer {
+            bursts: Arc::new(burst::Bursts::new(PresenceBurst::default())),
+            broadcaster: Arc::clone(&broadcaster),
+            presence: None,
+            local: Arc::clone(&local),
+        };
         Self {
             inbox: Arc::new(InboxHub::new(Arc::clone(&store))),
             store,
@@ -112,7 +124,8 @@ impl Chat {
             history_limit,
             requests: RequestCache::new(DEFAULT_ACCESS_TTL, ACCESS_CACHE_CAPACITY),
             presence: None,
-            local: presence::LocalPresence::default(),
+            local,
+            announcer,
         }
     }
 
@@ -121,7 +134,17 @@ impl Chat {
     /// is not throttled.
     #[must_use]
     pub fn with_presence(mut self, presence: Arc<dyn Presence>) -> Self {
+        self.announcer.presence = Some(Arc::clone(&presence));
         self.presence = Some(presence);
+        self
+    }
+
+    /// The same use cases, announcing presence changes one by one up to `burst.limit` per room
+    /// and interval, and coalescing the rest into one `membersChanged` per interval (default
+    /// [`PresenceBurst::default`]: 10 per 250 ms).
+    #[must_use]
+    pub fn with_presence_burst(mut self, burst: PresenceBurst) -> Self {
+        self.announcer.bursts = Arc::new(burst::Bursts::new(burst));
         self
     }
 

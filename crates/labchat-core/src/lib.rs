@@ -35,12 +35,12 @@ mod presence;
 mod store;
 
 pub use broadcast::{BackplaneStatus, BroadcastError, Broadcaster, Published, RoomSink, SinkId};
-pub use chat::{Chat, DEFAULT_ACCESS_TTL, Joined, Posted};
+pub use chat::{Chat, DEFAULT_ACCESS_TTL, Joined, Posted, PresenceBurst};
 pub use clock::{Clock, SystemClock};
 pub use errors::{ChatError, FailureKind, JoinError, LeaveError};
 pub use idgen::MessageIdGenerator;
 pub use inbox::{InboxHub, InboxListener, InboxNotice, InboxSink};
-pub use presence::{Member, Presence, PresenceError, TYPING_INTERVAL};
+pub use presence::{MEMBERS_PAGE, Member, MembersPage, Presence, PresenceError, TYPING_INTERVAL};
 pub use store::{ChatStore, Inserted, Marked, StoreError};
 
 #[cfg(any(test, feature = "mocks"))]

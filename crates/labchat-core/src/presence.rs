@@ -1,15 +1,40 @@
 //! The presence port: who is in a room across every node, and the typing throttle.
 
 use async_trait::async_trait;
-use labchat_domain::{RequestId, Role, User, UserId};
+pub use labchat_domain::Member;
+use labchat_domain::{RequestId, User, UserId};
 
-/// A user present in a room: at least one of their connections, on some node, joined it.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct Member {
-    /// Who.
-    pub user_id: UserId,
-    /// In which role.
-    pub role: Role,
+/// The most members a page holds ([`Presence::members`]): the members a `joinRoom` reply carries,
+/// and a client pages on from there.
+pub const MEMBERS_PAGE: usize = 100;
+
+/// A page of a room's members ([`Presence::members`]).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct MembersPage {
+    /// The members after the page's cursor, in the byte order of their user ids, each once.
+    pub members: Vec<Member>,
+    /// How many users are present in the room in all (on every node), not only on this page.
+    pub count: usize,
+    /// Whether members follow the last one of this page: the next page starts after it.
+    pub has_more: bool,
+}
+
+impl MembersPage {
+    /// The page of `all` (each user once, in any order) after `after`, of at most `limit`
+    /// members: the contract of [`Presence::members`] over a room's full list.
+    pub fn select(mut all: Vec<Member>, after: Option<&UserId>, limit: usize) -> Self {
+        let count = all.len();
+        all.retain(|m| after.is_none_or(|a| m.user_id > *a));
+        all.sort_by(|x, y| x.user_id.cmp(&y.user_id));
+        let has_more = all.len() > limit;
+        all.truncate(limit);
+        Self { members: all, count, has_more }
+    }
+
+    /// The user id the next page starts after, when there is a next page.
+    pub fn next(&self) -> Option<&UserId> {
+        if self.has_more { self.members.last().map(|m| &m.user_id) } else { None }
+    }
 }
 
 /// How long a user's typing in a room silences their later typing there
@@ -43,8 +68,15 @@ pub trait Presence: Send + Sync + 'static {
     /// returns `false`.
     async fn exit(&self, room: RequestId, user: &UserId) -> Result<bool, PresenceError>;
 
-    /// The users present in `room` on any node, each once, in no particular order.
-    async fn members(&self, room: RequestId) -> Result<Vec<Member>, PresenceError>;
+    /// A page of the users present in `room` on any node: those whose user id comes after
+    /// `after` in byte order (all with `None`), sorted that way, each once, at most `limit`
+    /// (zero: none, the count alone), with how many users are present in all and whether more
+    /// follow the page. Paging with `after` set to the last member of the previous page lists
+    /// every user present throughout exactly once; a user who joins or leaves meanwhile may
+    /// or may not be listed (the room's presence events tell the change). Costs at most
+    /// O(log n + limit) per call in both implementations, never a pass over the whole room.
+    async fn members(&self, room: RequestId, after: Option<UserId>, limit: usize)
+    -> Result<MembersPage, PresenceError>;
 
     /// Whether `user`'s typing in `room` may be broadcast now: `true` at most once per
     /// [`TYPING_INTERVAL`] per user and room, across every node (the call that returns `true`

@@ -70,6 +70,31 @@ pub enum RoomEvent {
         /// Who left.
         user_id: UserId,
     },
+    /// Several users joined or left the room in one short interval: the changes past a room's
+    /// bound of [`RoomEvent::MemberJoined`] and [`RoomEvent::MemberLeft`] per interval, coalesced
+    /// by the node that decided them. Each user is named once, by their latest change, so the
+    /// changes may be applied in any order. Ephemeral, like [`RoomEvent::Typing`]; every member
+    /// hears it (it may name the receiving user).
+    MembersChanged {
+        /// The room.
+        request_id: RequestId,
+        /// Who joined (and had not left again by the end of the interval).
+        joined: Vec<Member>,
+        /// Who left (and had not joined again by the end of the interval).
+        left: Vec<UserId>,
+        /// How many users were present in the room, on every node, when it was sent.
+        members_count: u64,
+    },
+}
+
+/// A user present in a room: at least one of their connections, on some node, joined it.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "camelCase"))]
+pub struct Member {
+    /// Who.
+    pub user_id: UserId,
+    /// In which role.
+    pub role: Role,
 }
 
 /// The kind of a [`RoomEvent`], without its data: the home of the events' names.
@@ -88,15 +113,24 @@ pub enum RoomEventKind {
     MemberJoined,
     /// [`RoomEvent::MemberLeft`].
     MemberLeft,
+    /// [`RoomEvent::MembersChanged`].
+    MembersChanged,
 }
 
 impl RoomEventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 6] =
-        [Self::Message, Self::Delivered, Self::Read, Self::Typing, Self::MemberJoined, Self::MemberLeft];
+    pub const ALL: [Self; 7] = [
+        Self::Message,
+        Self::Delivered,
+        Self::Read,
+        Self::Typing,
+        Self::MemberJoined,
+        Self::MemberLeft,
+        Self::MembersChanged,
+    ];
 
     /// The event's name as clients see it (`message`, `messagesDelivered`, `messageReads`,
-    /// `typing`, `memberJoined`, `memberLeft`); also a fixed set of metric label values.
+    /// `typing`, `memberJoined`, `memberLeft`, `membersChanged`); also a fixed set of metric label values.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Message => "message",
@@ -105,6 +139,7 @@ impl RoomEventKind {
             Self::Typing => "typing",
             Self::MemberJoined => "memberJoined",
             Self::MemberLeft => "memberLeft",
+            Self::MembersChanged => "membersChanged",
         }
     }
 
@@ -112,7 +147,7 @@ impl RoomEventKind {
     /// carry no seq and are not ordered against the room's messages (a node delivers them as
     /// they come, never waiting for a gap to fill nor filling them from the store).
     pub const fn is_ephemeral(self) -> bool {
-        matches!(self, Self::Typing | Self::MemberJoined | Self::MemberLeft)
+        matches!(self, Self::Typing | Self::MemberJoined | Self::MemberLeft | Self::MembersChanged)
     }
 }
 
@@ -132,6 +167,7 @@ impl RoomEvent {
             Self::Typing { .. } => RoomEventKind::Typing,
             Self::MemberJoined { .. } => RoomEventKind::MemberJoined,
             Self::MemberLeft { .. } => RoomEventKind::MemberLeft,
+            Self::MembersChanged { .. } => RoomEventKind::MembersChanged,
         }
     }
 
@@ -143,7 +179,8 @@ impl RoomEvent {
             | Self::Read { request_id, .. }
             | Self::Typing { request_id, .. }
             | Self::MemberJoined { request_id, .. }
-            | Self::MemberLeft { request_id, .. } => *request_id,
+            | Self::MemberLeft { request_id, .. }
+            | Self::MembersChanged { request_id, .. } => *request_id,
         }
     }
 

@@ -82,7 +82,7 @@ mod serde_tests;
 mod time;
 mod user;
 
-pub use event::{RoomEvent, RoomEventKind};
+pub use event::{Member, RoomEvent, RoomEventKind};
 pub use history::{Cursor, HistoryLimit, HistoryLimitError, HistoryPage, HistoryQuery};
 pub use ids::{
     ClientMessageId, ClientMessageIdError, IdError, MessageId, ObjectIdBytes, RequestId, UserId, UserIdError,

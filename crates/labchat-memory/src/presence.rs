@@ -1,22 +1,24 @@
 //! The in-process presence: one node's members per room, and its typing throttle.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use labchat_core::{Member, Presence, PresenceError, TYPING_INTERVAL};
+use labchat_core::{Member, MembersPage, Presence, PresenceError, TYPING_INTERVAL};
 use labchat_domain::{RequestId, Role, User, UserId};
 
 /// Above this many remembered typers, expired ones are forgotten on the next typing; the next
 /// prune waits until the map has doubled, so live entries are never rescanned on every typing.
 const TYPING_PRUNE_AT: usize = 4096;
 
-/// A [`Presence`] for one node: who entered which room, in a map; typing throttled per user and
+/// A [`Presence`] for one node: who entered which room, in a map ordered by user id (a page of
+/// members is a range of it); typing throttled per user and
 /// room with the process's monotonic clock. It never fails.
 #[derive(Debug, Default)]
 pub struct MemoryPresence {
-    rooms: Mutex<HashMap<RequestId, HashMap<UserId, Role>>>,
+    rooms: Mutex<HashMap<RequestId, BTreeMap<UserId, Role>>>,
     typing: Mutex<Typers>,
 }
 
@@ -75,10 +77,22 @@ impl Presence for MemoryPresence {
         Ok(was)
     }
 
-    async fn members(&self, room: RequestId) -> Result<Vec<Member>, PresenceError> {
-        Ok(lock(&self.rooms).get(&room).map_or_else(Vec::new, |users| {
-            users.iter().map(|(user_id, role)| Member { user_id: user_id.clone(), role: *role }).collect()
-        }))
+    async fn members(
+        &self,
+        room: RequestId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<MembersPage, PresenceError> {
+        let rooms = lock(&self.rooms);
+        let Some(users) = rooms.get(&room) else { return Ok(MembersPage::default()) };
+        let from = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+        let mut range = users.range::<UserId, _>((from, Bound::Unbounded));
+        let members = range
+            .by_ref()
+            .take(limit)
+            .map(|(user_id, role)| Member { user_id: user_id.clone(), role: *role })
+            .collect();
+        Ok(MembersPage { members, count: users.len(), has_more: range.next().is_some() })
     }
 
     async fn may_type(&self, room: RequestId, user: &UserId) -> Result<bool, PresenceError> {
@@ -102,11 +116,37 @@ mod tests {
         let lab = User::new(UserId::parse("lab").unwrap(), Role::Lab);
         assert!(p.enter(rid(1), &lab).await.unwrap());
         assert!(!p.enter(rid(1), &lab).await.unwrap(), "entering twice is once");
-        assert_eq!(p.members(rid(1)).await.unwrap(), [Member { user_id: lab.id().clone(), role: Role::Lab }]);
-        assert!(p.members(rid(2)).await.unwrap().is_empty());
+        let page = p.members(rid(1), None, 10).await.unwrap();
+        assert_eq!(page.members, [Member { user_id: lab.id().clone(), role: Role::Lab }]);
+        assert_eq!((page.count, page.has_more), (1, false));
+        assert_eq!(p.members(rid(2), None, 10).await.unwrap(), MembersPage::default());
         assert!(p.exit(rid(1), lab.id()).await.unwrap());
         assert!(!p.exit(rid(1), lab.id()).await.unwrap(), "exiting a room not entered");
-        assert!(p.members(rid(1)).await.unwrap().is_empty());
+        assert_eq!(p.members(rid(1), None, 10).await.unwrap(), MembersPage::default());
+    }
+
+    #[tokio::test]
+    async fn members_are_paged_in_user_id_order_with_the_room_s_count() {
+        let p = MemoryPresence::new();
+        let ids = ["b", "a", "é", "a|b", "c", "B"];
+        for id in ids {
+            p.enter(rid(1), &User::new(UserId::parse(id).unwrap(), Role::Lab)).await.unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = p.members(rid(1), after.clone(), 2).await.unwrap();
+            assert_eq!(page.count, ids.len());
+            assert!(page.members.len() <= 2);
+            seen.extend(page.members.iter().map(|m| m.user_id.to_string()));
+            match page.next() {
+                Some(next) => after = Some(next.clone()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["B", "a", "a|b", "b", "c", "é"], "every member once, in byte order");
+        let count_only = p.members(rid(1), None, 0).await.unwrap();
+        assert_eq!((count_only.members.len(), count_only.count, count_only.has_more), (0, 6, true));
     }
 
     #[test]

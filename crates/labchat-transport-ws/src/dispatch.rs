@@ -193,6 +193,11 @@ impl Session {
                 // Sent without an id too: it is the only frame that carries the result.
                 self.sink.reply(ServerEvent::Ack, protocol::inbox_ack(&page, id));
             }
+            Command::Members { request_id, after } => {
+                let page = chat.members(&user, *request_id, after.as_ref()).await.map_err(WireError::from)?;
+                // Sent without an id too: it is the only frame that carries the result.
+                self.sink.reply(ServerEvent::Ack, protocol::members_ack(*request_id, &page, id));
+            }
             Command::SubscribeInbox => {
                 chat.subscribe_inbox(&user, Arc::clone(&self.sink) as Arc<dyn InboxSink>);
                 self.ack(AckData::Empty, id);

@@ -1,6 +1,7 @@
 //! The use cases of presence and typing: this node's connections per room and user, the
 //! [`Presence`] port called on a user's first and last local connection, and the announcements
-//! (`memberJoined`, `memberLeft`, `typing`).
+//! (`memberJoined`, `memberLeft`, `membersChanged`, `typing`), bounded per room and interval
+//! (`burst.rs`), and the pages of a room's members.
 //!
 //! Presence never fails a join, a leave or a post: when the port fails (Redis is down), the
 //! failure is logged and the node decides from what it knows, its own connections. Clients then
@@ -8,12 +9,13 @@
 //! only (possibly repeated once the port answers again), and typing unthrottled across nodes.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use labchat_domain::{RequestId, Role, RoomEvent, User, UserId};
 
 use super::Chat;
-use crate::{ChatError, Member, SinkId};
+use super::burst::{Admit, Bursts};
+use crate::{Broadcaster, ChatError, MEMBERS_PAGE, Member, MembersPage, Presence, SinkId};
 
 /// A room's users on this node: each one's role and connections.
 // A user's sinks in a room: a list, for what is almost always one tab (a hash set would take
@@ -60,20 +62,84 @@ impl LocalPresence {
         true
     }
 
-    /// The users with a connection in `room` on this node.
-    fn members(&self, room: RequestId) -> Vec<Member> {
-        self.lock().get(&room).map_or_else(Vec::new, |users| {
+    /// A page of the users with a connection in `room` on this node.
+    fn members(&self, room: RequestId, after: Option<&UserId>, limit: usize) -> MembersPage {
+        let all = self.lock().get(&room).map_or_else(Vec::new, |users| {
             users.iter().map(|(user_id, (role, _))| Member { user_id: user_id.clone(), role: *role }).collect()
-        })
+        });
+        MembersPage::select(all, after, limit)
+    }
+}
+
+/// What a presence flush needs, shared with its task.
+#[derive(Clone)]
+pub(super) struct Announcer {
+    pub(super) bursts: Arc<Bursts>,
+    pub(super) broadcaster: Arc<dyn Broadcaster>,
+    pub(super) presence: Option<Arc<dyn Presence>>,
+    pub(super) local: Arc<LocalPresence>,
+}
+
+impl Announcer {
+    /// A page of `room`'s members from the port, or from this node's connections when it fails.
+    async fn page(&self, room: RequestId, after: Option<&UserId>, limit: usize) -> MembersPage {
+        match &self.presence {
+            None => self.local.members(room, after, limit),
+            Some(p) => p.members(room, after.cloned(), limit).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, request_id = %room, "presence: listing members failed; answering with this node's");
+                self.local.members(room, after, limit)
+            }),
+        }
+    }
+
+    async fn publish(&self, event: RoomEvent) {
+        if let Err(e) = self.broadcaster.publish(event).await {
+            tracing::warn!(error = %e, "presence: publishing a presence change failed");
+        }
+    }
+
+    /// Announces a change of `user` in `room` (`Some(role)`: joined, `None`: left): now, or in
+    /// the room's next `membersChanged` past the burst bound.
+    async fn announce(&self, room: RequestId, user: &UserId, change: Option<Role>) {
+        match self.bursts.admit(room, user, change, tokio::time::Instant::now()) {
+            Admit::Now => {
+                let user_id = user.clone();
+                self.publish(match change {
+                    Some(role) => RoomEvent::MemberJoined { request_id: room, user_id, role },
+                    None => RoomEvent::MemberLeft { request_id: room, user_id },
+                })
+                .await;
+            }
+            Admit::Wait(None) => {}
+            Admit::Wait(Some(at)) => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(self.clone().flush(room, at))),
+                Err(e) => tracing::error!(error = %e, request_id = %room, "presence: no runtime to announce changes"),
+            },
+        }
+    }
+
+    /// Sends the room's waiting changes at `at`, then every interval while changes keep waiting.
+    async fn flush(self, room: RequestId, mut at: tokio::time::Instant) {
+        loop {
+            tokio::time::sleep_until(at).await;
+            // The count first, so that the changes are published as soon as they are taken.
+            let count = if self.bursts.waiting(room) { self.page(room, None, 0).await.count } else { 0 };
+            let now = tokio::time::Instant::now();
+            let Some(batch) = self.bursts.take(room, now) else { return };
+            let members_count = u64::try_from(count).unwrap_or(u64::MAX);
+            let (joined, left) = (batch.joined, batch.left);
+            self.publish(RoomEvent::MembersChanged { request_id: room, joined, left, members_count }).await;
+            at = now + self.bursts.interval();
+        }
     }
 }
 
 impl Chat {
     /// A sink of `user` joined `room` (called under the room's order lock, after the history was
     /// read): on the user's first local connection, enters the room's presence and, when the
-    /// user is new anywhere, announces `memberJoined`. Returns the room's members, `user`
-    /// included.
-    pub(super) async fn arrive(&self, room: RequestId, user: &User, sink: SinkId) -> Vec<Member> {
+    /// user is new anywhere, announces it (`memberJoined`, or within a `membersChanged` past
+    /// the burst bound). Returns the first page of the room's members.
+    pub(super) async fn arrive(&self, room: RequestId, user: &User, sink: SinkId) -> MembersPage {
         if self.local.add(room, user, sink) {
             let first_anywhere = match &self.presence {
                 None => true,
@@ -83,21 +149,24 @@ impl Chat {
                 }),
             };
             if first_anywhere {
-                let (user_id, role) = (user.id().clone(), user.role());
-                self.publish(RoomEvent::MemberJoined { request_id: room, user_id, role }).await;
+                self.announcer.announce(room, user.id(), Some(user.role())).await;
             }
         }
-        let mut members = match &self.presence {
-            None => self.local.members(room),
-            Some(p) => p.members(room).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, request_id = %room, "presence: listing members failed; answering with this node's");
-                self.local.members(room)
-            }),
-        };
-        if !members.iter().any(|m| m.user_id == *user.id()) {
-            members.push(Member { user_id: user.id().clone(), role: user.role() });
-        }
-        members
+        self.announcer.page(room, None, MEMBERS_PAGE).await
+    }
+
+    /// A page of the members of `request`: those whose user id comes after `after` in byte
+    /// order, at most [`MEMBERS_PAGE`], with how many there are in all (see
+    /// [`Presence::members`]). The user need not have joined the room, only be allowed to act on
+    /// it. When the presence backend fails, the page lists this node's members.
+    pub async fn members(
+        &self,
+        user: &User,
+        request: RequestId,
+        after: Option<&UserId>,
+    ) -> Result<MembersPage, ChatError> {
+        self.authorize(user, request).await?;
+        Ok(self.announcer.page(request, after, MEMBERS_PAGE).await)
     }
 
     /// A sink of `user` left `room` (or closed): after the user's last local connection, exits
@@ -117,7 +186,7 @@ impl Chat {
             }),
         };
         if last_anywhere {
-            self.publish(RoomEvent::MemberLeft { request_id: room, user_id: user.clone() }).await;
+            self.announcer.announce(room, user, None).await;
         }
     }
 

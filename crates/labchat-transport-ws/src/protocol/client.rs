@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use labchat_domain::{
     ClientMessageId, Cursor, HistoryLimit, InboxCursor, InboxLimit, InboxQuery, MessageId, MessageText, RequestId,
+    UserId,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -43,11 +44,13 @@ pub enum ClientEvent {
     UnsubscribeInbox,
     /// `typing`: tell a room's other users that this user is typing.
     Typing,
+    /// `members`: a page of a room's members.
+    Members,
 }
 
 impl ClientEvent {
     /// Every client event, in the order the protocol lists them.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::JoinRoom,
         Self::LeaveRoom,
         Self::Message,
@@ -59,6 +62,7 @@ impl ClientEvent {
         Self::SubscribeInbox,
         Self::UnsubscribeInbox,
         Self::Typing,
+        Self::Members,
     ];
 
     /// The event's name on the wire; also a fixed set of metric label values.
@@ -75,6 +79,7 @@ impl ClientEvent {
             Self::SubscribeInbox => "subscribeInbox",
             Self::UnsubscribeInbox => "unsubscribeInbox",
             Self::Typing => "typing",
+            Self::Members => "members",
         }
     }
 }
@@ -199,6 +204,13 @@ pub enum Command {
         /// The room.
         request_id: RequestId,
     },
+    /// `members`.
+    Members {
+        /// The room.
+        request_id: RequestId,
+        /// The page starts after this user id (the previous page's `next`).
+        after: Option<UserId>,
+    },
 }
 
 impl Command {
@@ -211,7 +223,8 @@ impl Command {
             | Self::AckMessages { request_id, .. }
             | Self::ReadMessages { request_id, .. }
             | Self::History { request_id, .. }
-            | Self::Typing { request_id } => Some(*request_id),
+            | Self::Typing { request_id }
+            | Self::Members { request_id, .. } => Some(*request_id),
             Self::RefreshToken { .. } | Self::Inbox { .. } | Self::SubscribeInbox | Self::UnsubscribeInbox => None,
         }
     }
@@ -230,6 +243,7 @@ impl Command {
             Self::SubscribeInbox => ClientEvent::SubscribeInbox,
             Self::UnsubscribeInbox => ClientEvent::UnsubscribeInbox,
             Self::Typing { .. } => ClientEvent::Typing,
+            Self::Members { .. } => ClientEvent::Members,
         }
     }
 }
@@ -255,6 +269,7 @@ pub(super) fn command(event: ClientEvent, data: Map<String, Value>, limits: &Dec
         ClientEvent::SubscribeInbox => Ok(Command::SubscribeInbox),
         ClientEvent::UnsubscribeInbox => Ok(Command::UnsubscribeInbox),
         ClientEvent::Typing => Ok(Command::Typing { request_id: dto::<Typing>(data)?.room.request_id()? }),
+        ClientEvent::Members => dto::<Members>(data)?.command(),
     }
 }
 
@@ -319,6 +334,15 @@ struct History {
 struct Typing {
     #[serde(flatten)]
     room: Room,
+}
+
+/// `members {requestId, after?}`.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Members {
+    #[serde(flatten)]
+    room: Room,
+    after: Field,
 }
 
 /// `refreshToken {token}`.
@@ -445,6 +469,19 @@ impl Inbox {
             Some(_) => return Err(bad_cursor()),
         };
         Ok(Command::Inbox { query: InboxQuery { limit, before } })
+    }
+}
+
+impl Members {
+    fn command(self) -> Result<Command, Fail> {
+        let request_id = self.room.request_id()?;
+        let fail = |m: String| (m, Some(request_id));
+        let after = match self.after.non_null() {
+            None => None,
+            Some(Value::String(s)) => Some(UserId::parse(s).map_err(|e| fail(format!("field data.after: {e}")))?),
+            Some(_) => return Err(fail("field data.after must be the `next` of an earlier members page".into())),
+        };
+        Ok(Command::Members { request_id, after })
     }
 }
 

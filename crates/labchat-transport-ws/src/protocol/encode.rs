@@ -34,11 +34,13 @@ pub enum ServerEvent {
     MemberJoined,
     /// `memberLeft`: another user's last connection left a room.
     MemberLeft,
+    /// `membersChanged`: several users joined or left a room within one interval.
+    MembersChanged,
 }
 
 impl ServerEvent {
     /// Every server event.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Ack,
         Self::Error,
         Self::RoomHistory,
@@ -49,6 +51,7 @@ impl ServerEvent {
         Self::Typing,
         Self::MemberJoined,
         Self::MemberLeft,
+        Self::MembersChanged,
     ];
 
     /// The event's name on the wire; also a fixed set of metric label values.
@@ -64,6 +67,7 @@ impl ServerEvent {
             Self::Typing => RoomEventKind::Typing.as_str(),
             Self::MemberJoined => RoomEventKind::MemberJoined.as_str(),
             Self::MemberLeft => RoomEventKind::MemberLeft.as_str(),
+            Self::MembersChanged => RoomEventKind::MembersChanged.as_str(),
         }
     }
 }
@@ -213,6 +217,26 @@ pub fn room_event(event: &RoomEvent) -> String {
         }
         RoomEvent::MemberLeft { request_id, user_id } => {
             frame(name, Someone { request_id: request_id.to_hex(), user_id: user_id.as_str(), role: None }, None)
+        }
+        RoomEvent::MembersChanged { request_id, joined, left, members_count } => {
+            #[derive(Serialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Changed<'a> {
+                request_id: String,
+                joined: Vec<WireMember<'a>>,
+                left: Vec<&'a str>,
+                members_count: u64,
+            }
+            let data = Changed {
+                request_id: request_id.to_hex(),
+                joined: joined
+                    .iter()
+                    .map(|m| WireMember { user_id: m.user_id.as_str(), role: m.role.as_str() })
+                    .collect(),
+                left: left.iter().map(|u| u.as_str()).collect(),
+                members_count: *members_count,
+            };
+            frame(name, data, None)
         }
         // A kind this transport does not know yet: its name and room, so clients can ignore it.
         other => {

@@ -6,7 +6,7 @@
 //! cut to a byte budget, from the end farthest from its cursor, and says `hasMore: true`; the
 //! client pages on as it does for a page cut by count.
 
-use labchat_core::Member;
+use labchat_core::MembersPage;
 use labchat_domain::{Cursor, HistoryPage, Message, RequestId};
 use serde::Serialize;
 use serde_json::Value;
@@ -42,9 +42,16 @@ struct History<'a> {
     request_id: String,
     messages: &'a [Box<RawValue>],
     has_more: bool,
-    /// Only in reply to `joinRoom`: the room's members.
+    /// Only in reply to `joinRoom`: the first page of the room's members.
     #[serde(skip_serializing_if = "Option::is_none")]
     members: Option<&'a [WireMember<'a>]>,
+    /// Only in reply to `joinRoom`: how many members the room has in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members_count: Option<usize>,
+    /// Only in reply to `joinRoom`: the `after` of the next `members` page, `null` when the
+    /// page holds every member.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members_next: Option<Option<&'a str>>,
 }
 
 /// A `roomHistory` frame of `page`, at most `max_bytes` long: when the whole page does not fit,
@@ -63,23 +70,28 @@ pub fn room_history(
 }
 
 /// [`room_history`], and the frame's `hasMore`; with `members` (in reply to `joinRoom`), the
-/// frame lists them as `members: [{userId, role}]`.
+/// frame lists them as `members: [{userId, role}]`, with `membersCount` and `membersNext`.
 pub fn room_history_with_more(
     request_id: RequestId,
     page: &HistoryPage,
     keep: Keep,
     max_bytes: usize,
     id: Option<&Value>,
-    members: Option<&[Member]>,
+    members: Option<&MembersPage>,
 ) -> (String, bool) {
     let name = ServerEvent::RoomHistory.as_str();
     let request_id = request_id.to_hex();
-    let members: Option<Vec<WireMember<'_>>> = members
-        .map(|ms| ms.iter().map(|m| WireMember { user_id: m.user_id.as_str(), role: m.role.as_str() }).collect());
+    let roster = members;
+    let members: Option<Vec<WireMember<'_>>> = roster
+        .map(|p| p.members.iter().map(|m| WireMember { user_id: m.user_id.as_str(), role: m.role.as_str() }).collect());
     let members = members.as_deref();
+    let members_count = roster.map(|p| p.count);
+    let members_next = roster.map(|p| p.next().map(|u| u.as_str()));
     // The bytes of the frame around its messages, which depend on `hasMore`.
     let around = |has_more: bool| {
-        frame(name, History { request_id: request_id.clone(), messages: &[], has_more, members }, id).len()
+        let h =
+            History { request_id: request_id.clone(), messages: &[], has_more, members, members_count, members_next };
+        frame(name, h, id).len()
     };
     // A cut page says `true`, one byte shorter than `false`: the larger room.
     let mut budget = Budget::new(max_bytes.saturating_sub(around(true)));
@@ -107,7 +119,8 @@ pub fn room_history_with_more(
         kept.reverse();
     }
     let has_more = page.has_more || cut;
-    (frame(name, History { request_id, messages: &kept, has_more, members }, id), has_more)
+    let h = History { request_id, messages: &kept, has_more, members, members_count, members_next };
+    (frame(name, h, id), has_more)
 }
 
 /// The bytes left for a page's messages: each message costs its size, plus one separator byte

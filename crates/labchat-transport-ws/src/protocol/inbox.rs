@@ -41,6 +41,35 @@ pub fn inbox_ack(page: &InboxPage, id: Option<&Value>) -> String {
     frame(ServerEvent::Ack.as_str(), data, id)
 }
 
+/// The reply to `members`, an `ack` frame (sent without an id too): `{requestId, members:
+/// [{userId, role}], membersCount, next}`, `next` the `after` of the next page or `null`.
+pub fn members_ack(
+    request_id: labchat_domain::RequestId,
+    page: &labchat_core::MembersPage,
+    id: Option<&Value>,
+) -> String {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Data<'a> {
+        request_id: String,
+        members: Vec<super::encode::WireMember<'a>>,
+        members_count: usize,
+        next: Option<&'a str>,
+    }
+    let members = page
+        .members
+        .iter()
+        .map(|m| super::encode::WireMember { user_id: m.user_id.as_str(), role: m.role.as_str() })
+        .collect();
+    let data = Data {
+        request_id: request_id.to_hex(),
+        members,
+        members_count: page.count,
+        next: page.next().map(|u| u.as_str()),
+    };
+    frame(ServerEvent::Ack.as_str(), data, id)
+}
+
 /// An `inboxUpdate` frame: a room's row for the connection's user.
 pub fn inbox_update(row: &InboxRow) -> String {
     frame(ServerEvent::InboxUpdate.as_str(), WireRow::from(row), None)

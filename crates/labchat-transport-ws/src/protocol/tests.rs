@@ -69,6 +69,11 @@ fn decodes_every_event() {
         (json!({"event":"subscribeInbox","data":{}}), Command::SubscribeInbox),
         (json!({"event":"unsubscribeInbox","data":{"x":1}}), Command::UnsubscribeInbox),
         (json!({"event":"typing","data":{"requestId":RID}}), Command::Typing { request_id: rid }),
+        (json!({"event":"members","data":{"requestId":RID}}), Command::Members { request_id: rid, after: None }),
+        (
+            json!({"event":"members","data":{"requestId":RID,"after":"lab|1"}}),
+            Command::Members { request_id: rid, after: Some(labchat_domain::UserId::parse("lab|1").unwrap()) },
+        ),
     ];
     for (frame, want) in cases {
         assert_eq!(dec(frame.clone()).map(|i| i.command), Ok(want), "{frame}");

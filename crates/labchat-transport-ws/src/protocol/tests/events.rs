@@ -21,7 +21,8 @@ fn client_event_names_round_trip_and_are_the_protocol_s() {
             "inbox",
             "subscribeInbox",
             "unsubscribeInbox",
-            "typing"
+            "typing",
+            "members"
         ]
     );
     for (event, name) in ClientEvent::ALL.into_iter().zip(CLIENT_EVENTS) {
@@ -39,7 +40,7 @@ fn client_event_names_round_trip_and_are_the_protocol_s() {
 fn the_unknown_event_message_lists_every_client_event() {
     assert_eq!(
         UnknownEvent("x".into()).to_string(),
-        r#"unknown event "x" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox, unsubscribeInbox or typing)"#
+        r#"unknown event "x" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox, unsubscribeInbox, typing or members)"#
     );
 }
 
@@ -73,7 +74,8 @@ fn server_event_names_are_the_protocol_s_and_room_events_come_from_the_domain() 
             "inboxUpdate",
             "typing",
             "memberJoined",
-            "memberLeft"
+            "memberLeft",
+            "membersChanged"
         ]
     );
     for kind in RoomEventKind::ALL {
