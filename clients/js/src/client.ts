@@ -366,6 +366,7 @@ export class Client extends Emitter<ClientEventMap> implements RoomHost {
       case 'typing':
       case 'memberJoined':
       case 'memberLeft':
+      case 'membersChanged':
         room?.onEvent(event, data);
         return;
       case 'inboxUpdate':

@@ -54,6 +54,24 @@ export interface RoomHistoryData {
   unread?: number;
   firstUnreadId?: HexId | null;
   members?: Member[];
+  membersCount?: number;
+  membersNext?: string | null;
+}
+
+/** The reply to `members`. asyncapi: AckMembers. */
+export interface AckMembers {
+  requestId: HexId;
+  members: Member[];
+  membersCount: number;
+  next: string | null;
+}
+
+/** asyncapi: MembersChangedFrame's data. */
+export interface MembersChangedData {
+  requestId: HexId;
+  joined: Member[];
+  left: string[];
+  membersCount: number;
 }
 
 /** `messagesDelivered` and `messageReads`. asyncapi: ReceiptsEventData. */
@@ -127,6 +145,7 @@ export interface ServerEvents {
   typing: SomeoneInRoom;
   memberJoined: SomeoneInRoom;
   memberLeft: MemberLeftData;
+  membersChanged: MembersChangedData;
   ack: unknown;
   error: ErrorData;
 }
@@ -141,6 +160,7 @@ export interface ClientEvents {
   history: { requestId: HexId; before?: HexId; after?: HexId; limit?: number };
   refreshToken: { token: string };
   typing: { requestId: HexId };
+  members: { requestId: HexId; after?: string };
   inbox: { limit?: number; before?: string };
   subscribeInbox: Record<string, never>;
   unsubscribeInbox: Record<string, never>;
@@ -156,6 +176,7 @@ export interface AckData {
   history: AckRoom;
   refreshToken: AckRefreshed;
   typing: AckRoom;
+  members: AckMembers;
   inbox: AckInbox;
   subscribeInbox: Record<string, never>;
   unsubscribeInbox: Record<string, never>;

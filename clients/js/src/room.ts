@@ -13,6 +13,7 @@ import type {
   ClientEvents,
   Member,
   MemberLeftData,
+  MembersChangedData,
   ReceiptsEventData,
   RoomHistoryData,
   SomeoneInRoom,
@@ -75,6 +76,7 @@ export class Room extends Emitter<RoomEventMap> {
   private ahead = new Map<number, ChatMessage>();
   private lateReceipts = new Map<string, { deliveredTo: ReceiptsEventData[]; readBy: ReceiptsEventData[] }>();
   private members = new Map<string, Member>();
+  private membersNext: string | null = null;
   private outbox: Outbox;
   private marks: Marks;
   private filling = false;
@@ -93,9 +95,27 @@ export class Room extends Emitter<RoomEventMap> {
     this.marks = new Marks(requestId, host, () => this.host.isOpen() && this.joined, retryDelay);
   }
 
-  /** The members present (from the join, kept up to date by memberJoined / memberLeft). */
+  /** The members present (from the join, kept up to date by memberJoined / memberLeft /
+   * membersChanged). The join lists at most 100: page the rest with `loadMembers`. */
   get memberList(): Member[] {
     return [...this.members.values()];
+  }
+
+  /** How many users are present in the room in all (from the join and `membersChanged`). */
+  membersCount = 0;
+
+  /** Pages the room's members after the ones held (`members {after}`) until every one is held. */
+  async loadMembers(): Promise<Member[]> {
+    let after = this.membersNext;
+    while (after) {
+      const page = await this.host.request('members', { requestId: this.requestId, after });
+      for (const m of page.members) this.members.set(m.userId, m);
+      this.membersCount = page.membersCount;
+      after = page.next;
+    }
+    this.membersNext = null;
+    this.emit('members', this.memberList);
+    return this.memberList;
   }
 
   /** Sends a message; resolves with the stored message once the server acknowledged it (stored once). */
@@ -233,6 +253,14 @@ export class Room extends Emitter<RoomEventMap> {
       case 'memberLeft':
         if (this.members.delete((data as MemberLeftData).userId)) this.emit('members', this.memberList);
         return;
+      case 'membersChanged': {
+        const c = data as MembersChangedData;
+        for (const m of c.joined) this.members.set(m.userId, m);
+        for (const id of c.left) this.members.delete(id);
+        this.membersCount = c.membersCount;
+        this.emit('members', this.memberList);
+        return;
+      }
       default:
     }
   }
@@ -252,6 +280,8 @@ export class Room extends Emitter<RoomEventMap> {
     if (page.firstUnreadId !== undefined) this.firstUnreadId = page.firstUnreadId;
     if (page.members) {
       this.members = new Map(page.members.map((m) => [m.userId, m]));
+      this.membersCount = page.membersCount ?? page.members.length;
+      this.membersNext = page.membersNext ?? null;
       this.emit('members', this.memberList);
     }
   }

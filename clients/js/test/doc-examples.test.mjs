@@ -27,6 +27,7 @@ const CLIENT = {
   subscribeInbox: 'SubscribeInboxFrame',
   unsubscribeInbox: 'UnsubscribeInboxFrame',
   typing: 'TypingFrame',
+  members: 'MembersFrame',
 };
 const SERVER = {
   message: 'MessageFrame',
@@ -39,6 +40,7 @@ const SERVER = {
   typing: 'TypingEventFrame',
   memberJoined: 'MemberJoinedFrame',
   memberLeft: 'MemberLeftFrame',
+  membersChanged: 'MembersChangedFrame',
 };
 
 /** The examples of a Markdown file: `{text, direction: 'client' | 'server' | undefined}`. */

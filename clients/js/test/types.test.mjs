@@ -60,6 +60,8 @@ const OBJECTS = {
   ErrorData: schemas.ErrorData,
   SomeoneInRoom: schemas.SomeoneInRoom,
   MemberLeftData: schemas.MemberLeftFrame.properties.data,
+  AckMembers: schemas.AckMembers,
+  MembersChangedData: schemas.MembersChangedFrame.properties.data,
 };
 
 for (const [name, schema] of Object.entries(OBJECTS)) {
