@@ -20,7 +20,7 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// The presence events, which a [`Client`] skips unless it was made with
 /// [`Client::seeing_presence`]: other users joining and leaving are not what most tests are
 /// about, and would be interleaved with the frames they expect.
-pub const PRESENCE_EVENTS: [&str; 2] = ["memberJoined", "memberLeft"];
+pub const PRESENCE_EVENTS: [&str; 3] = ["memberJoined", "memberLeft", "membersChanged"];
 
 /// A connected client.
 #[derive(Debug)]

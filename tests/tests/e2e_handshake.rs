@@ -19,7 +19,7 @@ async fn a_valid_bearer_token_upgrades_on_both_paths() {
         let members = json!([{"userId": "t1", "role": "TEACHER"}]);
         assert_eq!(
             history,
-            json!({"requestId": rid, "messages": [], "hasMore": false, "unread": 0, "firstUnreadId": null, "members": members})
+            json!({"requestId": rid, "messages": [], "hasMore": false, "unread": 0, "firstUnreadId": null, "members": members, "membersCount": 1, "membersNext": null})
         );
     }
 }

@@ -56,6 +56,8 @@ async fn history_and_receipts_survive_a_restart() {
     assert_eq!(t1_unread, (json!(0), Value::Null), "t1 sent a and b and read c");
     // A join's page also lists the members present (a `history` page does not).
     assert!(before.as_object_mut().unwrap().remove("members").is_some_and(|m| m.is_array()));
+    let before_presence = before.as_object_mut().unwrap();
+    assert!(before_presence.remove("membersCount").is_some() && before_presence.remove("membersNext").is_some());
     let msgs = before["messages"].as_array().unwrap();
     assert_eq!(msgs.iter().map(id_of).collect::<Vec<_>>(), [a.clone(), b.clone(), c.clone()]);
     assert_eq!((users(&msgs[0]["deliveredTo"]), users(&msgs[0]["readBy"])), (vec!["lab-1"], vec!["lab-1"]));
@@ -80,6 +82,8 @@ async fn history_and_receipts_survive_a_restart() {
     assert_eq!(lab2_unread, (json!(3), json!(a)), "a new reader has read nothing, from the first message on");
     let members = after.as_object_mut().unwrap().remove("members");
     assert_eq!(members, Some(json!([{"userId": "lab-2", "role": "LAB"}])), "presence does not outlive the process");
+    let presence = after.as_object_mut().unwrap();
+    assert_eq!((presence.remove("membersCount"), presence.remove("membersNext")), (Some(json!(1)), Some(json!(null))));
     assert_eq!(after, before, "the same history, with the same receipts and times, after a restart");
     let page = fresh.call("history", json!({"requestId": rid})).await;
     assert_eq!(page[0]["data"], before);

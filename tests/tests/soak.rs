@@ -232,6 +232,12 @@ impl Member {
                     self.fail(format!("presence of another room, or of this user: {f}"));
                 }
             }
+            // A burst of comings and goings, coalesced: about this room.
+            "membersChanged" => {
+                if d["requestId"] != self.rid.as_str() {
+                    self.fail(format!("presence of another room: {f}"));
+                }
+            }
             _ => self.fail(format!("unexpected frame {f}")),
         }
     }

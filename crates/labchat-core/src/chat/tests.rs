@@ -10,7 +10,10 @@ use mockall::Sequence;
 use mockall::predicate::eq;
 
 use super::*;
-use crate::{BroadcastError, FailureKind, Marked, MockBroadcaster, MockChatStore, MockClock, MockRoomSink, StoreError};
+use crate::{
+    BroadcastError, FailureKind, JoinError, Marked, MockBroadcaster, MockChatStore, MockClock, MockRoomSink, RoomSink,
+    StoreError,
+};
 
 fn rid(n: u32) -> RequestId {
     RequestId::parse(&format!("{n:024x}")).unwrap()
