@@ -90,6 +90,9 @@ pub struct App {
 /// Builds the store, the use cases and the transport. Presence is kept in process, or in Redis
 /// (shared by the nodes) with a backplane.
 pub async fn build(settings: Settings) -> Result<App, AppError> {
+    // The metrics recorder first: a value an adapter records while it starts (the backplane's
+    // `connected`, set once when it connects) is lost if no recorder is installed yet.
+    let metrics = observe::metrics_renderer();
     let auth = Authenticator::new(&settings.auth)?;
     let (store, memory): (Arc<dyn ChatStore>, _) = match settings.store {
         StoreSettings::Memory { seed } => {
@@ -135,7 +138,7 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
         .with_presence(presence);
     broadcaster.listen_inbox(chat.inbox_listener());
     let mut server = Server::new(Arc::new(chat), auth, settings.ws, clock);
-    if let Some(render) = observe::metrics_renderer() {
+    if let Some(render) = metrics {
         server = server.with_metrics(render);
     }
     Ok(App { server: Arc::new(server), memory, broadcaster: local, backplane })
