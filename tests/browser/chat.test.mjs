@@ -108,13 +108,13 @@ test('errors are shown plainly', { timeout: 60_000 }, async () => {
   assert.match((await errors(page))[0], /FORBIDDEN: you may not access this request \(joinRoom\)/);
   await screenshot(page, '4-errors');
 
-  // The server shutting down: close code 1001, shown with its meaning.
+  // The server stopping (SIGTERM drains it): close code 1012, shown with its meaning.
   await page.fill('#request-id', server.requestId);
   await page.click('#join');
   await page.waitForSelector('#status[data-state="joined"]');
   await stopServer(server);
   await page.waitForSelector('#status[data-state="closed"]');
-  assert.match((await errors(page))[0], /code 1001: the server is shutting down/);
+  assert.match((await errors(page))[0], /code 1012: server restarting: reconnect/);
   await page.context().close();
   assert.deepEqual(pageErrors, []);
 });
