@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use futures_util::future::join_all;
 use labchat_core::{ChatStore, Inserted, Marked, MessageIdGenerator};
 use labchat_domain::{
-    ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, ObjectIdBytes,
-    Receipt, ReceiptKind, Request, RequestId, Role, Seq, Timestamp, UserId,
+    ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageRecord, MessageText,
+    ObjectIdBytes, Receipt, ReceiptKind, Request, RequestId, Role, Seq, Timestamp, UserId,
 };
 use labchat_memory::MemoryStore;
 
@@ -186,18 +186,22 @@ impl Gen {
 
     fn message(&self, request: RequestId, sender: &str, text: &str, client: Option<&str>) -> Message {
         let now = self.now();
-        Message {
+        Message::restore(MessageRecord {
             id: self.ids.next(now),
             request_id: request,
             seq: None,
             sender_id: uid(sender),
             sender_role: if sender.starts_with("lab") { Role::Lab } else { Role::Teacher },
-            text: MessageText::parse(text, MessageText::DEFAULT_MAX_CHARS).unwrap_or_else(|e| panic!("{e}")),
+            text: Some(MessageText::parse(text, MessageText::DEFAULT_MAX_CHARS).unwrap_or_else(|e| panic!("{e}"))),
             created_at: now,
             client_message_id: client.map(|c| ClientMessageId::parse(c).unwrap_or_else(|e| panic!("{e}"))),
             delivered_to: Vec::new(),
             read_by: Vec::new(),
-        }
+            edited_at: None,
+            deleted_at: None,
+            deleted_by: None,
+        })
+        .unwrap()
     }
 }
 
@@ -435,7 +439,7 @@ pub async fn idempotent_insert_returns_the_original_with_receipts<F: StoreFixtur
     mark(&*store, room, "lab-1", ReceiptKind::Read, &[original.id], at).await;
     model.mark(room, &uid("lab-1"), ReceiptKind::Read, &[original.id], at);
     let expected = model.room(room).remove(0);
-    assert_eq!(expected.read_by.len(), 1);
+    assert_eq!(expected.read_by().len(), 1);
     assert_eq!(expected.seq, Some(Seq::FIRST));
 
     let retry = mk.message(room, "t", "hello (sent again)", Some("c-1"));
@@ -485,7 +489,7 @@ pub async fn concurrent_idempotent_inserts_store_one_message<F: StoreFixture>(f:
             Inserted::New(n) => {
                 assert!(winner.is_none(), "two inserts with one key were both new");
                 assert_eq!(n, Seq::FIRST, "the room's first message");
-                winner = Some(Message { seq: Some(n), ..m.clone() });
+                winner = Some(m.clone().with_seq(n));
             }
             Inserted::Duplicate(original) => originals.push(original),
         }
@@ -544,7 +548,7 @@ pub async fn receipts_are_exact<F: StoreFixture>(f: &F) {
     assert_eq!(history(&*store, other, Cursor::Latest, 100).await, other_before, "the other room is untouched");
     let page = history(&*store, room, Cursor::Latest, 100).await;
     let mine = page.messages.iter().find(|m| m.id == own.id).unwrap_or_else(|| panic!("own message missing"));
-    assert!(mine.delivered_to.is_empty() && mine.read_by.is_empty(), "the sender's own message has no receipts");
+    assert!(mine.delivered_to().is_empty() && mine.read_by().is_empty(), "the sender's own message has no receipts");
     // Through its own request it can be marked; ids of this request are then ignored.
     let at = mk.now();
     let got = mark(&*store, other, "lab-1", ReceiptKind::Delivered, &[elsewhere.id, a[0].id], at).await;
@@ -564,8 +568,8 @@ pub async fn read_implies_delivered<F: StoreFixture>(f: &F) {
     let got = mark(&*store, room, "lab-1", ReceiptKind::Read, &[m.id], at).await;
     assert_eq!(got, Marked { delivered: vec![m.id], read: vec![m.id] });
     let page = history(&*store, room, Cursor::Latest, 10).await;
-    let receipt = vec![Receipt { user: uid("lab-1"), at }];
-    assert_eq!((&page.messages[0].delivered_to, &page.messages[0].read_by), (&receipt, &receipt));
+    let receipt = [Receipt { user: uid("lab-1"), at }];
+    assert_eq!((page.messages[0].delivered_to(), page.messages[0].read_by()), (&receipt[..], &receipt[..]));
 }
 
 /// Receipts appear in history with who and when, per user, oldest first.
@@ -589,10 +593,10 @@ pub async fn receipts_show_in_history_with_user_and_time<F: StoreFixture>(f: &F)
     }
     let page = history(&*store, room, Cursor::Latest, 10).await;
     let r = |user: &str, at| Receipt { user: uid(user), at };
-    assert_eq!(page.messages[0].delivered_to, vec![r("lab-9", t(10)), r("lab-1", t(20))]);
-    assert_eq!(page.messages[0].read_by, vec![r("lab-1", t(40))]);
-    assert_eq!(page.messages[1].delivered_to, vec![r("lab-1", t(20)), r("creator", t(30))]);
-    assert_eq!(page.messages[1].read_by, vec![r("creator", t(30))]);
+    assert_eq!(page.messages[0].delivered_to(), vec![r("lab-9", t(10)), r("lab-1", t(20))]);
+    assert_eq!(page.messages[0].read_by(), vec![r("lab-1", t(40))]);
+    assert_eq!(page.messages[1].delivered_to(), vec![r("lab-1", t(20)), r("creator", t(30))]);
+    assert_eq!(page.messages[1].read_by(), vec![r("creator", t(30))]);
     assert_room_matches(&*store, &model, room, "after marks").await;
 }
 

@@ -18,8 +18,8 @@ use labchat_core::{
     SystemClock,
 };
 use labchat_domain::{
-    HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, ReceiptKind, Request, RequestId, Role,
-    RoomEvent, Seq, Timestamp, UserId,
+    HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageRecord, MessageText, ReceiptKind, Request,
+    RequestId, Role, RoomEvent, Seq, Timestamp, UserId,
 };
 use labchat_memory::{LocalBroadcaster, MemoryStore};
 use labchat_tests::client::{Client, WAIT};
@@ -59,18 +59,22 @@ impl Remote {
         let mut s = self.state.lock().await;
         for _ in 0..step.post {
             s.next_id += 1;
-            let mut m = Message {
+            let mut m = Message::restore(MessageRecord {
                 id: MessageId::parse(&format!("ee{:022x}", s.next_id)).unwrap(),
                 request_id: room,
                 seq: None,
                 sender_id: UserId::parse("remote-lab").unwrap(),
                 sender_role: Role::Lab,
-                text: MessageText::parse(format!("remote {}", s.next_id), 100).unwrap(),
+                text: Some(MessageText::parse(format!("remote {}", s.next_id), 100).unwrap()),
                 created_at: Timestamp::from_unix_millis(1_700_000_000_000),
                 client_message_id: None,
                 delivered_to: vec![],
                 read_by: vec![],
-            };
+                edited_at: None,
+                deleted_at: None,
+                deleted_by: None,
+            })
+            .unwrap();
             let Inserted::New(seq) = self.store.insert_message(&m).await.unwrap() else { panic!("no idempotency key") };
             m.seq = Some(seq);
             s.pending.push_back(RoomEvent::MessagePosted(m));

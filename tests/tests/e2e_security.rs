@@ -442,8 +442,8 @@ async fn r1_ids_used_in_a_teachers_own_room_reveal_and_mark_nothing() {
     // Carol's receipts in the store: Bob's marks are on R2's message only.
     let r2_store = stored(&w.server, &r2).await;
     let carols = r2_store.messages.iter().find(|m| m.id.to_hex() == mine).unwrap();
-    assert_eq!(carols.delivered_to.iter().map(|r| r.user.as_str()).collect::<Vec<_>>(), [BOB]);
-    assert_eq!(carols.read_by.iter().map(|r| r.user.as_str()).collect::<Vec<_>>(), [BOB]);
+    assert_eq!(carols.delivered_to().iter().map(|r| r.user.as_str()).collect::<Vec<_>>(), [BOB]);
+    assert_eq!(carols.read_by().iter().map(|r| r.user.as_str()).collect::<Vec<_>>(), [BOB]);
 
     w.bob.drain().await;
     w.assert_bob_saw_nothing_of_r1();
@@ -548,12 +548,12 @@ async fn sender_and_receipt_identity_come_from_the_token_only() {
     assert_eq!((stored_c.sender_id.as_str(), stored_c.sender_role.as_str()), (CAROL, "LAB"));
     let stored_a = find(&a["id"]);
     assert_eq!((stored_a.sender_id.as_str(), stored_a.sender_role.as_str()), (ALICE, "TEACHER"));
-    assert_eq!(stored_a.read_by.iter().map(|r| r.user.as_str()).collect::<Vec<_>>(), [CAROL]);
+    assert_eq!(stored_a.read_by().iter().map(|r| r.user.as_str()).collect::<Vec<_>>(), [CAROL]);
     let r2_store = stored(&w.server, &r2).await;
     let stored_b = r2_store.messages.iter().find(|x| x.id.to_hex() == b["id"].as_str().unwrap()).unwrap();
     assert_eq!((stored_b.sender_id.as_str(), stored_b.sender_role.as_str()), (BOB, "TEACHER"));
     let carols = r2_store.messages.iter().find(|x| x.id.to_hex() == w.r2_from_carol).unwrap();
-    assert_eq!(carols.read_by.iter().map(|r| r.user.as_str()).collect::<Vec<_>>(), [BOB]);
+    assert_eq!(carols.read_by().iter().map(|r| r.user.as_str()).collect::<Vec<_>>(), [BOB]);
     assert!(r2_store.messages.iter().all(|x| x.sender_id.as_str() != ALICE));
 }
 

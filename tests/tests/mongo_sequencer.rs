@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use labchat_core::{ChatStore, Inserted};
-use labchat_domain::{Message, MessageId, MessageText, Role, Seq, Timestamp, UserId};
+use labchat_domain::{Message, MessageId, MessageRecord, MessageText, Role, Seq, Timestamp, UserId};
 use labchat_store_mongo::MongoStore;
 use labchat_tests::contract::rid;
 use labchat_tests::mongo;
@@ -14,18 +14,22 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 const CONFLICTS: &str = "labchat_store_seq_conflicts_total";
 
 fn message(n: u64) -> Message {
-    Message {
+    Message::restore(MessageRecord {
         id: MessageId::parse(&format!("{n:024x}")).unwrap(),
         request_id: rid(7),
         seq: None,
         sender_id: UserId::parse("teacher-1").unwrap(),
         sender_role: Role::Teacher,
-        text: MessageText::parse("hello", 100).unwrap(),
+        text: Some(MessageText::parse("hello", 100).unwrap()),
         created_at: Timestamp::from_unix_millis(1_700_000_000_000 + n as i64),
         client_message_id: None,
         delivered_to: vec![],
         read_by: vec![],
-    }
+        edited_at: None,
+        deleted_at: None,
+        deleted_by: None,
+    })
+    .unwrap()
 }
 
 async fn insert(store: &MongoStore, n: u64) -> u64 {

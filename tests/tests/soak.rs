@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use labchat_core::ChatStore;
-use labchat_domain::{Cursor, HistoryLimit, HistoryQuery, Message, Request, RequestId, UserId};
+use labchat_domain::{Cursor, HistoryLimit, HistoryQuery, Message, MessageText, Request, RequestId, UserId};
 use labchat_memory::MemoryStore;
 use labchat_tests::client::{Client, Ws};
 use labchat_tests::harness::{TestServer, new_request_id, settings, token};
@@ -492,17 +492,20 @@ async fn soak_every_acknowledged_message_is_stored_once_and_delivered_once_to_ev
             let sender = by_sender[m.sender_id.as_str()];
             let cmid = m.client_message_id.as_ref().unwrap().as_str();
             assert_eq!(sender.acked.get(cmid), Some(&id), "room {r}: {cmid} stored as another message");
-            assert_eq!(sender.texts[cmid], m.text.as_str());
-            let mut to: Vec<&str> = m.delivered_to.iter().map(|x| x.user.as_str()).collect();
+            assert_eq!(sender.texts[cmid], m.text().map(MessageText::as_str).unwrap_or_default());
+            let mut to: Vec<&str> = m.delivered_to().iter().map(|x| x.user.as_str()).collect();
             to.sort_unstable();
             let mut expected: Vec<&str> = member_ids.iter().copied().filter(|u| *u != m.sender_id.as_str()).collect();
             expected.sort_unstable();
             assert_eq!(to, expected, "room {r}: {cmid} marked delivered to exactly every other member, once");
-            assert!(m.read_by.is_empty());
+            assert!(m.read_by().is_empty());
             for member in &members {
                 assert_eq!(member.received.get(&id), Some(&1), "room {r}: {} received {cmid}", member.user);
                 let (s, c, t) = &member.contents[&id];
-                assert_eq!((s.as_str(), c.as_str(), t.as_str()), (m.sender_id.as_str(), cmid, m.text.as_str()));
+                assert_eq!(
+                    (s.as_str(), c.as_str(), t.as_str()),
+                    (m.sender_id.as_str(), cmid, m.text().map(MessageText::as_str).unwrap_or_default())
+                );
                 for u in &expected {
                     let times = member.announced.get(&((*u).to_owned(), id));
                     assert_eq!(times, Some(&1), "room {r}: {} told {u} received {cmid}", member.user);

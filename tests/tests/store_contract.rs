@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use labchat_core::{ChatStore, StoreError};
 use labchat_domain::{
-    Cursor, HistoryLimit, HistoryQuery, Message, MessageId, MessageText, ReceiptKind, Role, Timestamp, UserId,
+    Cursor, HistoryLimit, HistoryQuery, Message, MessageId, MessageRecord, MessageText, ReceiptKind, Role, Timestamp,
+    UserId,
 };
 use labchat_store_mongo::{MongoSettings, MongoStore};
 use labchat_tests::contract::{self, MemoryFixture, rid};
@@ -73,18 +74,22 @@ fn assert_unavailable<T: std::fmt::Debug>(what: &str, r: Result<T, StoreError>, 
 }
 
 fn sample_message() -> Message {
-    Message {
+    Message::restore(MessageRecord {
         id: MessageId::parse("6751b6df1ad14eaa13a03313").unwrap(),
         request_id: rid(1),
         seq: None,
         sender_id: UserId::parse("t").unwrap(),
         sender_role: Role::Teacher,
-        text: MessageText::parse("hello", 100).unwrap(),
+        text: Some(MessageText::parse("hello", 100).unwrap()),
         created_at: Timestamp::from_unix_millis(1),
         client_message_id: None,
         delivered_to: vec![],
         read_by: vec![],
-    }
+        edited_at: None,
+        deleted_at: None,
+        deleted_by: None,
+    })
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,7 +149,7 @@ async fn mongodb_connecting_twice_to_one_database_is_fine() {
     first.insert_message(&m).await.unwrap();
     let second = MongoStore::connect(settings).await.unwrap();
     let page = second.history(rid(1), HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::DEFAULT }).await;
-    let stored = Message { seq: Some(labchat_domain::Seq::FIRST), ..m };
+    let stored = m.with_seq(labchat_domain::Seq::FIRST);
     assert_eq!(page.unwrap().unwrap().messages, vec![stored]);
 }
 
@@ -196,18 +201,22 @@ async fn mongodb_batched_inserts_answer_each_caller_alone() {
     let mut message = |room: RequestId, sender: &str, text: String, client: Option<String>| {
         clock += 1;
         let now = Timestamp::from_unix_millis(clock);
-        Message {
+        Message::restore(MessageRecord {
             id: ids.next(now),
             request_id: room,
             seq: None,
             sender_id: UserId::parse(sender).unwrap(),
             sender_role: if sender.starts_with("lab") { Role::Lab } else { Role::Teacher },
-            text: MessageText::parse(text, 4000).unwrap(),
+            text: Some(MessageText::parse(text, 4000).unwrap()),
             created_at: now,
             client_message_id: client.map(|c| ClientMessageId::parse(c).unwrap()),
             delivered_to: vec![],
             read_by: vec![],
-        }
+            edited_at: None,
+            deleted_at: None,
+            deleted_by: None,
+        })
+        .unwrap()
     };
 
     // 1. Originals, all at once: 10 rooms x 10 messages, with client message ids.
@@ -218,7 +227,7 @@ async fn mongodb_batched_inserts_answer_each_caller_alone() {
     for (m, r) in originals.iter_mut().zip(results) {
         match r.unwrap() {
             Inserted::New(n) => m.seq = Some(n),
-            other => panic!("{}: {other:?}", m.text.as_str()),
+            other => panic!("{}: {other:?}", m.text().map(MessageText::as_str).unwrap_or_default()),
         }
     }
 
@@ -230,7 +239,12 @@ async fn mongodb_batched_inserts_answer_each_caller_alone() {
         .step_by(7)
         .map(|o| {
             let client = o.client_message_id.as_ref().map(|c| c.as_str().to_owned());
-            message(o.request_id, "t", format!("repeat of {}", o.text.as_str()), client)
+            message(
+                o.request_id,
+                "t",
+                format!("repeat of {}", o.text().map(MessageText::as_str).unwrap_or_default()),
+                client,
+            )
         })
         .collect();
     let mut taken = message(rooms[0], "t", "reuses an id".into(), None);
@@ -246,15 +260,20 @@ async fn mongodb_batched_inserts_answer_each_caller_alone() {
     let results = join_all(all.iter().map(|m| store.insert_message(m))).await;
     let mut stored_new = Vec::new();
     for (m, r) in all.iter().zip(results) {
-        if m.id == taken.id && m.text == taken.text {
+        if m.id == taken.id && m.text() == taken.text() {
             assert!(matches!(r, Err(StoreError::Internal { .. })), "a taken id fails alone: {r:?}");
         } else if let Some(i) = repeats.iter().position(|x| x.id == m.id) {
             let original = originals.iter().step_by(7).nth(i).unwrap();
-            assert_eq!(r.unwrap(), Inserted::Duplicate(original.clone()), "{}", m.text.as_str());
+            assert_eq!(
+                r.unwrap(),
+                Inserted::Duplicate(original.clone()),
+                "{}",
+                m.text().map(MessageText::as_str).unwrap_or_default()
+            );
         } else {
             match r.unwrap() {
-                Inserted::New(n) => stored_new.push(Message { seq: Some(n), ..(*m).clone() }),
-                other => panic!("{}: {other:?}", m.text.as_str()),
+                Inserted::New(n) => stored_new.push((*m).clone().with_seq(n)),
+                other => panic!("{}: {other:?}", m.text().map(MessageText::as_str).unwrap_or_default()),
             }
         }
     }
@@ -289,25 +308,29 @@ impl Posts {
 
     fn message(&self, room: labchat_domain::RequestId, text: &str, client: Option<&str>) -> Message {
         let now = Timestamp::from_unix_millis(self.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        Message {
+        Message::restore(MessageRecord {
             id: self.ids.next(now),
             request_id: room,
             seq: None,
             sender_id: UserId::parse("t").unwrap(),
             sender_role: Role::Teacher,
-            text: MessageText::parse(text, 4000).unwrap(),
+            text: Some(MessageText::parse(text, 4000).unwrap()),
             created_at: now,
             client_message_id: client.map(|c| labchat_domain::ClientMessageId::parse(c).unwrap()),
             delivered_to: vec![],
             read_by: vec![],
-        }
+            edited_at: None,
+            deleted_at: None,
+            deleted_by: None,
+        })
+        .unwrap()
     }
 }
 
 async fn new_seq(store: &MongoStore, m: &Message) -> u64 {
     match store.insert_message(m).await {
         Ok(labchat_core::Inserted::New(n)) => n.get(),
-        other => panic!("insert {}: {other:?}", m.text.as_str()),
+        other => panic!("insert {}: {other:?}", m.text().map(MessageText::as_str).unwrap_or_default()),
     }
 }
 
@@ -334,7 +357,12 @@ async fn mongodb_a_store_behind_another_takes_the_next_free_seq() {
         for (i, m) in sent.iter().enumerate() {
             let store = if i % 2 == 0 { &a } else { &b };
             let want = u64::try_from(i).unwrap() + 1;
-            assert_eq!(new_seq(store, m).await, want, "batched {batched}: {}", m.text.as_str());
+            assert_eq!(
+                new_seq(store, m).await,
+                want,
+                "batched {batched}: {}",
+                m.text().map(MessageText::as_str).unwrap_or_default()
+            );
         }
         for store in [&a, &b] {
             let got: Vec<(MessageId, Option<u64>)> =
@@ -429,7 +457,7 @@ async fn mongodb_messages_stored_before_seqs_get_them_in_their_old_order() {
             "requestId": m.request_id.to_hex(),
             "senderId": m.sender_id.as_str(),
             "senderRole": m.sender_role.as_str(),
-            "text": m.text.as_str(),
+            "text": m.text().map(MessageText::as_str).unwrap_or_default(),
             "createdAt": DateTime::from_millis(m.created_at.unix_millis()),
             "idem": m.id.to_hex(),
         };
@@ -539,7 +567,7 @@ async fn mongodb_a_batch_of_many_repeats_still_stores_its_new_messages() {
                 assert_eq!((o.id, o.seq.map(|s| s.get())), (originals[i].id, u64::try_from(i + 1).ok()));
             }
             Ok(labchat_core::Inserted::New(n)) if i >= 100 => new.push(n.get()),
-            other => panic!("{}: {other:?}", m.text.as_str()),
+            other => panic!("{}: {other:?}", m.text().map(MessageText::as_str).unwrap_or_default()),
         }
     }
     new.sort_unstable();

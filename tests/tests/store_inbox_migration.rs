@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use labchat_core::{ChatStore, Inserted, MessageIdGenerator};
-use labchat_domain::{InboxQuery, Message, MessageText, ReceiptKind, RequestId, Role, Timestamp, User, UserId};
+use labchat_domain::{
+    InboxQuery, Message, MessageRecord, MessageText, ReceiptKind, RequestId, Role, Timestamp, User, UserId,
+};
 use labchat_store_mongo::{MongoStore, ROOMS_COLLECTION, SEEN_COLLECTION};
 use labchat_tests::contract::{Creator, StoreFixture};
 use labchat_tests::mongo::MongoFixture;
@@ -18,18 +20,22 @@ fn uid(s: &str) -> UserId {
 
 fn message(ids: &MessageIdGenerator, room: RequestId, sender: &str, at: i64) -> Message {
     let now = Timestamp::from_unix_millis(1_733_000_000_000 + at);
-    Message {
+    Message::restore(MessageRecord {
         id: ids.next(now),
         request_id: room,
         seq: None,
         sender_id: uid(sender),
         sender_role: if sender.starts_with("lab") { Role::Lab } else { Role::Teacher },
-        text: MessageText::parse("hello", 100).unwrap(),
+        text: Some(MessageText::parse("hello", 100).unwrap()),
         created_at: now,
         client_message_id: None,
         delivered_to: vec![],
         read_by: vec![],
-    }
+        edited_at: None,
+        deleted_at: None,
+        deleted_by: None,
+    })
+    .unwrap()
 }
 
 /// Every user's inbox as the store gives it: (room, last message id, unread) per row.

@@ -60,17 +60,9 @@ struct Incoming {
     event: RoomEvent,
 }
 
-/// The `seq` an envelope carries beside its event: a message's, else none.
-fn seq_of(event: &RoomEvent) -> Option<u64> {
-    match event {
-        RoomEvent::MessagePosted(m) => m.seq.map(Seq::get),
-        _ => None,
-    }
-}
-
 /// Encodes `event` as published by node `origin`.
 pub(crate) fn encode(origin: &str, event: &RoomEvent) -> Result<Vec<u8>, EnvelopeError> {
-    let envelope = Outgoing { v: VERSION, origin, seq: seq_of(event), event };
+    let envelope = Outgoing { v: VERSION, origin, seq: event.seq().map(Seq::get), event };
     serde_json::to_vec(&envelope).map_err(json_error)
 }
 
@@ -85,7 +77,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Received, EnvelopeError> {
         return Err(EnvelopeError::Version(version.v));
     }
     let envelope: Incoming = serde_json::from_slice(bytes).map_err(json_error)?;
-    if seq_of(&envelope.event) != envelope.seq {
+    if envelope.event.seq().map(Seq::get) != envelope.seq {
         return Err(EnvelopeError::Field("seq", "differs from the message's seq"));
     }
     Ok(Received { origin: envelope.origin, event: envelope.event })

@@ -1,4 +1,6 @@
-use labchat_domain::{ClientMessageId, Message, MessageId, MessageText, Receipt, Role, Timestamp, UserId};
+use labchat_domain::{
+    ClientMessageId, Message, MessageId, MessageRecord, MessageText, Receipt, Role, Timestamp, UserId,
+};
 use serde_json::error::Category;
 
 use super::*;
@@ -8,18 +10,22 @@ fn room() -> RequestId {
 }
 
 fn message() -> Message {
-    Message {
+    Message::restore(MessageRecord {
         id: MessageId::parse("6751b6df1ad14eaa13a03399").unwrap(),
         request_id: room(),
         seq: Some(Seq::new(42).unwrap()),
         sender_id: UserId::parse("teacher-1").unwrap(),
         sender_role: Role::Teacher,
-        text: MessageText::parse("secret text", 100).unwrap(),
+        text: Some(MessageText::parse("secret text", 100).unwrap()),
         created_at: Timestamp::from_unix_millis(1_700_000_000_123),
         client_message_id: Some(ClientMessageId::parse("c-1").unwrap()),
         delivered_to: vec![Receipt { user: UserId::parse("lab-1").unwrap(), at: Timestamp::from_unix_millis(5) }],
         read_by: vec![],
-    }
+        edited_at: None,
+        deleted_at: None,
+        deleted_by: None,
+    })
+    .unwrap()
 }
 
 fn read() -> RoomEvent {
@@ -43,7 +49,7 @@ fn decode_value(json: &serde_json::Value) -> Result<Received, EnvelopeError> {
 fn every_event_kind_round_trips_with_its_origin() {
     let events = [
         RoomEvent::MessagePosted(message()),
-        RoomEvent::MessagePosted(Message { seq: None, ..message() }),
+        RoomEvent::MessagePosted(Message::restore(MessageRecord { seq: None, ..message().to_record() }).unwrap()),
         RoomEvent::Delivered {
             request_id: room(),
             user_id: UserId::parse("lab-1").unwrap(),

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use labchat_domain::{Message, MessageId, RoomEvent, Seq};
+use labchat_domain::{Message, MessageId, Placement, RoomEvent, Seq};
 
 /// How many recently delivered message ids a room remembers for checking receipts.
 const RECENT: usize = 1024;
@@ -137,34 +137,13 @@ impl RoomOrder {
         self.step(deliver)
     }
 
-    /// Takes one event (published here or received from another node).
+    /// Takes one event (published here or received from another node), as its
+    /// [`RoomEvent::placement`] says.
     pub(crate) fn offer(&mut self, event: RoomEvent) -> Step {
-        match event {
-            RoomEvent::MessagePosted(message) => {
-                let Some(seq) = message.seq else {
-                    // Not from a store: nothing to order it by; deliver as it comes.
-                    self.remember(message.id);
-                    return self.step(vec![RoomEvent::MessagePosted(message)]);
-                };
-                let seq = seq.get();
-                if self.ready && seq <= self.last_seq {
-                    return self.step(Vec::new());
-                }
-                self.ahead.entry(seq).or_insert(message);
-                let mut deliver = Vec::new();
-                if self.ready {
-                    self.drain(&mut deliver);
-                    self.release(&mut deliver, None);
-                    if self.ahead.len() > self.max_ahead {
-                        self.ahead.clear();
-                        self.overflows += 1;
-                        return Step { deliver, fill: Fill::Now };
-                    }
-                }
-                self.step(deliver)
-            }
-            RoomEvent::Delivered { ref messages, .. } | RoomEvent::Read { ref messages, .. } => {
-                if self.ready && self.held.is_empty() && self.knows(messages) {
+        match event.placement() {
+            Placement::Sequenced(seq) => self.offer_sequenced(seq, event),
+            Placement::Follows(ids) => {
+                if self.ready && self.held.is_empty() && self.knows(ids) {
                     return self.step(vec![event]);
                 }
                 self.held.push_back(Held { event, epoch: self.epoch });
@@ -174,11 +153,40 @@ impl RoomOrder {
                 }
                 step
             }
-            // Typing and presence: not ordered against messages, never held for a gap and never
-            // filled from the store; delivered as they come, even before the room's start.
-            ephemeral if ephemeral.kind().is_ephemeral() => Step { deliver: vec![ephemeral], fill: Fill::No },
-            other => self.step(vec![other]),
+            // Typing, presence, and a message no store numbered: not ordered against messages,
+            // never held for a gap and never filled from the store; delivered as they come, even
+            // before the room's start.
+            Placement::AsItComes => {
+                if let RoomEvent::MessagePosted(m) = &event {
+                    self.remember(m.id);
+                }
+                Step { deliver: vec![event], fill: Fill::No }
+            }
         }
+    }
+
+    /// A stored message: buffered until every lower seq was delivered.
+    fn offer_sequenced(&mut self, seq: Seq, event: RoomEvent) -> Step {
+        let RoomEvent::MessagePosted(message) = event else {
+            // Only a stored message has a seq (see `RoomEvent::placement`).
+            return Step { deliver: vec![event], fill: Fill::No };
+        };
+        let seq = seq.get();
+        if self.ready && seq <= self.last_seq {
+            return self.step(Vec::new());
+        }
+        self.ahead.entry(seq).or_insert(message);
+        let mut deliver = Vec::new();
+        if self.ready {
+            self.drain(&mut deliver);
+            self.release(&mut deliver, None);
+            if self.ahead.len() > self.max_ahead {
+                self.ahead.clear();
+                self.overflows += 1;
+                return Step { deliver, fill: Fill::Now };
+            }
+        }
+        self.step(deliver)
     }
 
     /// Starts a fill from the store; pass its pages to [`RoomOrder::filled`].
@@ -294,10 +302,11 @@ impl RoomOrder {
     }
 }
 
+/// The messages an event must follow ([`Placement::Follows`]); none for the others.
 fn names(event: &RoomEvent) -> &[MessageId] {
-    match event {
-        RoomEvent::Delivered { messages, .. } | RoomEvent::Read { messages, .. } => messages,
-        _ => &[],
+    match event.placement() {
+        Placement::Follows(ids) => ids,
+        Placement::Sequenced(_) | Placement::AsItComes => &[],
     }
 }
 

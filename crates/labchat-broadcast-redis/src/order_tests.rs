@@ -1,4 +1,4 @@
-use labchat_domain::{MessageText, RequestId, Role, Timestamp, UserId};
+use labchat_domain::{MessageRecord, MessageText, RequestId, Role, Timestamp, UserId};
 
 use super::*;
 
@@ -8,18 +8,22 @@ fn room() -> RequestId {
 
 /// Message number `n` of the room; ids do not sort like seqs (as with several nodes).
 fn msg(n: u64, text: &str) -> Message {
-    Message {
+    Message::restore(MessageRecord {
         id: id(n),
         request_id: room(),
         seq: Some(Seq::new(n).unwrap()),
         sender_id: UserId::parse("u").unwrap(),
         sender_role: Role::Lab,
-        text: MessageText::parse(text, 100).unwrap(),
+        text: Some(MessageText::parse(text, 100).unwrap()),
         created_at: Timestamp::from_unix_millis(n as i64),
         client_message_id: None,
         delivered_to: vec![],
         read_by: vec![],
-    }
+        edited_at: None,
+        deleted_at: None,
+        deleted_by: None,
+    })
+    .unwrap()
 }
 
 fn id(n: u64) -> MessageId {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use labchat_domain::{
-    ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, ReceiptKind,
-    Request, RequestId, RoomEvent, Seq, Unread, User,
+    ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, NewMessage,
+    ReceiptKind, Request, RequestId, RoomEvent, Seq, Unread, User,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -240,22 +240,19 @@ impl Chat {
         self.authorize(user, request).await?;
         let _order = self.room_order(request).await;
         let now = self.clock.now();
-        let mut message = Message {
+        let message = Message::new(NewMessage {
             id: self.ids.next(now),
             request_id: request,
-            seq: None,
             sender_id: user.id().clone(),
             sender_role: user.role(),
             text,
             created_at: now,
             client_message_id,
-            delivered_to: Vec::new(),
-            read_by: Vec::new(),
-        };
+        });
         match self.store.insert_message(&message).await.map_err(ChatError::store("posting a message"))? {
             Inserted::Duplicate(original) => Ok(Posted { message: original, duplicate: true }),
             Inserted::New(seq) => {
-                message.seq = Some(seq);
+                let message = message.with_seq(seq);
                 self.publish(RoomEvent::MessagePosted(message.clone())).await;
                 Ok(Posted { message, duplicate: false })
             }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use labchat_domain::{InboxRow, RequestId, RoomEvent, User, UserId};
+use labchat_domain::{InboxEffect, InboxRow, RequestId, RoomEvent, User, UserId};
 use tokio::sync::mpsc;
 
 use crate::{ChatStore, SinkId};
@@ -29,13 +29,11 @@ pub enum InboxNotice {
 impl InboxNotice {
     /// The notice a room event makes, if it changes inbox rows (a posted message, messages read).
     pub fn of(event: &RoomEvent) -> Option<Self> {
-        match event {
-            RoomEvent::MessagePosted(m) => Some(Self::Posted { request_id: m.request_id }),
-            RoomEvent::Read { request_id, user_id, .. } => {
-                Some(Self::Read { request_id: *request_id, user: user_id.clone() })
-            }
-            _ => None,
-        }
+        let request_id = event.request_id();
+        event.inbox_effect().map(|effect| match effect {
+            InboxEffect::RoomRows => Self::Posted { request_id },
+            InboxEffect::UnreadOf(user) => Self::Read { request_id, user: user.clone() },
+        })
     }
 
     /// The room.
@@ -196,7 +194,7 @@ async fn handle(shared: &Shared, notice: &InboxNotice) {
 mod tests {
     use std::time::Duration;
 
-    use labchat_domain::{Message, MessageText, Request, Role, Seq, Timestamp};
+    use labchat_domain::{Message, MessageRecord, MessageText, Request, Role, Seq, Timestamp};
 
     use super::*;
     use crate::MockChatStore;
@@ -210,18 +208,22 @@ mod tests {
     }
 
     fn row(room: RequestId, unread: u64) -> InboxRow {
-        let last_message = Message {
+        let last_message = Message::restore(MessageRecord {
             id: labchat_domain::MessageId::parse(&format!("{:024x}", 99)).unwrap(),
             request_id: room,
             seq: Some(Seq::FIRST),
             sender_id: UserId::parse("lab").unwrap(),
             sender_role: Role::Lab,
-            text: MessageText::parse("m", 10).unwrap(),
+            text: Some(MessageText::parse("m", 10).unwrap()),
             created_at: Timestamp::from_unix_millis(1),
             client_message_id: None,
             delivered_to: vec![],
             read_by: vec![],
-        };
+            edited_at: None,
+            deleted_at: None,
+            deleted_by: None,
+        })
+        .unwrap();
         InboxRow { last_message, unread }
     }
 

@@ -1,9 +1,12 @@
-use crate::{Message, MessageId, RequestId, Role, Timestamp, UserId};
+use crate::{Message, MessageId, RequestId, Role, Seq, Timestamp, UserId};
 
 /// Something that happened in a request's room, which every member of the room is told, in the
 /// same order for every member.
 ///
-/// New kinds of event will be added: match with a wildcard arm.
+/// Not `#[non_exhaustive]` on purpose: a new variant must fail to compile wherever events are
+/// matched. The decisions every adapter needs (ordering, inbox effect, audience) are methods
+/// here ([`RoomEvent::placement`], [`RoomEvent::inbox_effect`], [`RoomEvent::hidden_from`]),
+/// each an exhaustive match, so a new variant is decided in this file first.
 ///
 /// With the feature `serde`: `{"type":"<variant in camelCase>","data":<the variant's data>}`
 /// (adjacently tagged, so a variant of any shape has a form), struct variants' fields in
@@ -99,7 +102,6 @@ pub struct Member {
 
 /// The kind of a [`RoomEvent`], without its data: the home of the events' names.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-#[non_exhaustive]
 pub enum RoomEventKind {
     /// [`RoomEvent::MessagePosted`].
     Message,
@@ -147,7 +149,10 @@ impl RoomEventKind {
     /// carry no seq and are not ordered against the room's messages (a node delivers them as
     /// they come, never waiting for a gap to fill nor filling them from the store).
     pub const fn is_ephemeral(self) -> bool {
-        matches!(self, Self::Typing | Self::MemberJoined | Self::MemberLeft | Self::MembersChanged)
+        match self {
+            Self::Typing | Self::MemberJoined | Self::MemberLeft | Self::MembersChanged => true,
+            Self::Message | Self::Delivered | Self::Read => false,
+        }
     }
 }
 
@@ -192,7 +197,65 @@ impl RoomEvent {
             Self::Typing { user_id, .. } | Self::MemberJoined { user_id, .. } | Self::MemberLeft { user_id, .. } => {
                 Some(user_id)
             }
-            _ => None,
+            Self::MessagePosted(_) | Self::Delivered { .. } | Self::Read { .. } | Self::MembersChanged { .. } => None,
         }
     }
+
+    /// The seq of a stored message's event; `None` for every other event (and for a message no
+    /// store numbered yet).
+    pub fn seq(&self) -> Option<Seq> {
+        match self.placement() {
+            Placement::Sequenced(seq) => Some(seq),
+            Placement::Follows(_) | Placement::AsItComes => None,
+        }
+    }
+
+    /// Where the event goes in the room's order, which every node keeps for its members.
+    pub fn placement(&self) -> Placement<'_> {
+        match self {
+            Self::MessagePosted(m) => m.seq.map_or(Placement::AsItComes, Placement::Sequenced),
+            Self::Delivered { messages, .. } | Self::Read { messages, .. } => Placement::Follows(messages),
+            Self::Typing { .. } | Self::MemberJoined { .. } | Self::MemberLeft { .. } | Self::MembersChanged { .. } => {
+                Placement::AsItComes
+            }
+        }
+    }
+
+    /// What the event changes in the inbox of the users who may act on the room, if anything.
+    pub fn inbox_effect(&self) -> Option<InboxEffect<'_>> {
+        match self {
+            Self::MessagePosted(_) => Some(InboxEffect::RoomRows),
+            Self::Read { user_id, .. } => Some(InboxEffect::UnreadOf(user_id)),
+            // A delivery receipt changes no count, and the row's last message is re-read with
+            // its receipts whenever the row is read.
+            Self::Delivered { .. } => None,
+            Self::Typing { .. } | Self::MemberJoined { .. } | Self::MemberLeft { .. } | Self::MembersChanged { .. } => {
+                None
+            }
+        }
+    }
+}
+
+/// Where a [`RoomEvent`] goes in its room's order ([`RoomEvent::placement`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Placement<'a> {
+    /// A stored message: delivered in seq order, after every lower seq of the room, each seq
+    /// once; a hole waits to be filled from the store.
+    Sequenced(Seq),
+    /// A change to stored messages (receipts): delivered after the messages it names, which the
+    /// receiver must know first.
+    Follows(&'a [MessageId]),
+    /// Ephemeral (typing, presence) or not numbered by a store: delivered as it comes, never
+    /// held and never filled from the store.
+    AsItComes,
+}
+
+/// What a [`RoomEvent`] changes in inboxes ([`RoomEvent::inbox_effect`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum InboxEffect<'a> {
+    /// The room's row may have changed for every user who may act on it (its last message, and
+    /// so the unread counts).
+    RoomRows,
+    /// Only this user's row changed (their unread count).
+    UnreadOf(&'a UserId),
 }

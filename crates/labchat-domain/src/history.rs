@@ -94,22 +94,22 @@ fn tail(s: &[Message], n: usize) -> (&[Message], bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{MessageText, RequestId, Role, Seq, Timestamp, UserId};
+    use crate::{MessageText, NewMessage, RequestId, Role, Seq, Timestamp, UserId};
 
     /// Messages 1..=n in room order; ids do not sort like seqs (as with several nodes).
     fn msgs(n: u8) -> Vec<Message> {
         (1..=n)
-            .map(|i| Message {
-                id: id(i),
-                request_id: RequestId::parse(&format!("{:024x}", 999)).unwrap(),
-                seq: Some(Seq::new(i.into()).unwrap()),
-                sender_id: UserId::parse("u").unwrap(),
-                sender_role: Role::Lab,
-                text: MessageText::parse(format!("m{i}"), 100).unwrap(),
-                created_at: Timestamp::from_unix_millis(i.into()),
-                client_message_id: None,
-                delivered_to: vec![],
-                read_by: vec![],
+            .map(|i| {
+                Message::new(NewMessage {
+                    id: id(i),
+                    request_id: RequestId::parse(&format!("{:024x}", 999)).unwrap(),
+                    sender_id: UserId::parse("u").unwrap(),
+                    sender_role: Role::Lab,
+                    text: MessageText::parse(format!("m{i}"), 100).unwrap(),
+                    created_at: Timestamp::from_unix_millis(i.into()),
+                    client_message_id: None,
+                })
+                .with_seq(Seq::new(i.into()).unwrap())
             })
             .collect()
     }

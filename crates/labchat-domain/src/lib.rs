@@ -79,10 +79,11 @@ mod serde_impls;
 #[cfg(feature = "serde")]
 #[path = "serde_tests.rs"]
 mod serde_tests;
+mod text;
 mod time;
 mod user;
 
-pub use event::{Member, RoomEvent, RoomEventKind};
+pub use event::{InboxEffect, Member, Placement, RoomEvent, RoomEventKind};
 pub use history::{Cursor, HistoryLimit, HistoryLimitError, HistoryPage, HistoryQuery};
 pub use ids::{
     ClientMessageId, ClientMessageIdError, IdError, MessageId, ObjectIdBytes, RequestId, UserId, UserIdError,
@@ -91,8 +92,12 @@ pub use inbox::{
     InboxCursor, InboxCursorError, InboxKey, InboxLimit, InboxLimitError, InboxPage, InboxQuery, InboxRow, Unread,
     select_page,
 };
-pub use message::{IdempotencyKey, MarkOutcome, Message, MessageText, MessageTextError, Receipt, ReceiptKind};
+pub use message::{
+    DeleteRefused, Deletion, EditRefused, IdempotencyKey, InvalidMessage, MarkOutcome, Message, MessageRecord,
+    NewMessage, Receipt, ReceiptKind,
+};
 pub use request::{AccessDenied, Request};
 pub use seq::{Seq, SeqError};
+pub use text::{MessageText, MessageTextError};
 pub use time::Timestamp;
 pub use user::{Role, RoleError, User};

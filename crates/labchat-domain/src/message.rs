@@ -1,58 +1,10 @@
-use crate::{ClientMessageId, MessageId, RequestId, Role, Seq, Timestamp, UserId};
+//! Messages: how one is built, its receipts, and the edit and delete decisions.
 
-/// Why a message text was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum MessageTextError {
-    /// Nothing but white space.
-    #[error("message must not be empty")]
-    Empty,
-    /// Longer than the configured maximum, in characters.
-    #[error("message must be at most {max} characters, got {len}")]
-    TooLong {
-        /// The text's length in characters.
-        len: usize,
-        /// The configured maximum.
-        max: usize,
-    },
-}
+mod record;
 
-/// The text of a chat message: not empty after trimming, and at most a configured number of
-/// characters (Unicode scalar values). The text is stored exactly as sent, untrimmed.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct MessageText(String);
+pub use record::{InvalidMessage, MessageRecord};
 
-impl MessageText {
-    /// The default maximum length, in characters.
-    pub const DEFAULT_MAX_CHARS: usize = 4000;
-
-    /// Validates `text` against `max_chars`.
-    pub fn parse(text: impl Into<String>, max_chars: usize) -> Result<Self, MessageTextError> {
-        let text = text.into();
-        if text.trim().is_empty() {
-            return Err(MessageTextError::Empty);
-        }
-        // Cheap bound first: a string of at most max bytes has at most max chars.
-        if text.len() > max_chars {
-            let len = text.chars().count();
-            if len > max_chars {
-                return Err(MessageTextError::TooLong { len, max: max_chars });
-            }
-        }
-        Ok(Self(text))
-    }
-
-    /// Rebuilds a text that was validated before it was stored, without re-checking its length
-    /// (the limit may have changed since). Empty text is still refused.
-    pub fn restore(text: impl Into<String>) -> Result<Self, MessageTextError> {
-        Self::parse(text, usize::MAX)
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+use crate::{ClientMessageId, MessageId, MessageText, RequestId, Role, Seq, Timestamp, User, UserId};
 
 /// Which kind of receipt.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -84,11 +36,18 @@ pub struct MarkOutcome {
 
 /// A chat message of a request's room, with its receipts.
 ///
-/// All fields are validated types, so any value is a valid message; receipts are kept in the
-/// order they were marked, one per user and kind. A room's messages are ordered by [`Message::seq`],
-/// which the store assigns.
+/// Built in one place: [`Message::new`] for a message being posted, [`Message::restore`] for
+/// one read back from a store or a wire. The text, the edit and deletion marks and the receipt
+/// lists are private, so the rules hold for every value: a message has its text or is a
+/// tombstone (deleted: the text is gone, not hidden), and its receipts are kept in the order
+/// they were marked, at most one per user and kind, every reader also counted as delivered. A
+/// room's messages are ordered by [`Message::seq`], which the store assigns.
 #[derive(Clone, PartialEq, Eq, Debug)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "camelCase"))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "MessageRecord", into = "MessageRecord")
+)]
 pub struct Message {
     /// The message's id, unique across rooms. Ids are made by the node that takes the message, so
     /// ids of one room made on different nodes need not sort like [`Message::seq`]: order by seq.
@@ -97,28 +56,114 @@ pub struct Message {
     pub request_id: RequestId,
     /// The message's position in its room: `None` until a store assigned it (a message being
     /// posted); every message a store returns has one.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub seq: Option<Seq>,
     /// Who sent it (from the sender's token, never from the payload).
     pub sender_id: UserId,
     /// The sender's role when they sent it.
     pub sender_role: Role,
-    /// The text.
-    pub text: MessageText,
     /// When it was stored.
     pub created_at: Timestamp,
     /// The sender's idempotency id, when one was given.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub client_message_id: Option<ClientMessageId>,
-    /// Users the message was delivered to.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Vec::is_empty"))]
-    pub delivered_to: Vec<Receipt>,
-    /// Users who read the message.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Vec::is_empty"))]
-    pub read_by: Vec<Receipt>,
+    body: Body,
+    delivered_to: Vec<Receipt>,
+    read_by: Vec<Receipt>,
+}
+
+/// A message's text, or the mark that it was deleted.
+#[derive(Clone, PartialEq, Eq, Debug)]
+enum Body {
+    Text { text: MessageText, edited_at: Option<Timestamp> },
+    Deleted(Deletion),
+}
+
+/// Who deleted a message, and when: what a tombstone keeps.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Deletion {
+    /// When it was deleted.
+    pub at: Timestamp,
+    /// Who deleted it: the sender, or a LAB user moderating the room.
+    pub by: UserId,
+}
+
+/// A message being posted, before a store numbers it ([`Message::new`]).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct NewMessage {
+    /// See [`Message::id`].
+    pub id: MessageId,
+    /// See [`Message::request_id`].
+    pub request_id: RequestId,
+    /// See [`Message::sender_id`].
+    pub sender_id: UserId,
+    /// See [`Message::sender_role`].
+    pub sender_role: Role,
+    /// The text.
+    pub text: MessageText,
+    /// See [`Message::created_at`].
+    pub created_at: Timestamp,
+    /// See [`Message::client_message_id`].
+    pub client_message_id: Option<ClientMessageId>,
 }
 
 impl Message {
+    /// A message being posted: no seq yet, no receipts, not edited.
+    pub fn new(message: NewMessage) -> Self {
+        let NewMessage { id, request_id, sender_id, sender_role, text, created_at, client_message_id } = message;
+        Self {
+            id,
+            request_id,
+            seq: None,
+            sender_id,
+            sender_role,
+            created_at,
+            client_message_id,
+            body: Body::Text { text, edited_at: None },
+            delivered_to: Vec::new(),
+            read_by: Vec::new(),
+        }
+    }
+
+    /// The same message with its seq set (a store numbered it).
+    #[must_use]
+    pub fn with_seq(mut self, seq: Seq) -> Self {
+        self.seq = Some(seq);
+        self
+    }
+
+    /// The text, or `None` for a deleted message (a tombstone).
+    pub fn text(&self) -> Option<&MessageText> {
+        match &self.body {
+            Body::Text { text, .. } => Some(text),
+            Body::Deleted(_) => None,
+        }
+    }
+
+    /// When the text was last edited; `None` if it never was, or the message was deleted.
+    pub fn edited_at(&self) -> Option<Timestamp> {
+        match &self.body {
+            Body::Text { edited_at, .. } => *edited_at,
+            Body::Deleted(_) => None,
+        }
+    }
+
+    /// Who deleted the message and when; `None` while it has its text.
+    pub fn deletion(&self) -> Option<&Deletion> {
+        match &self.body {
+            Body::Text { .. } => None,
+            Body::Deleted(d) => Some(d),
+        }
+    }
+
+    /// The users the message was delivered to, in the order they were marked, one each.
+    pub fn delivered_to(&self) -> &[Receipt] {
+        &self.delivered_to
+    }
+
+    /// The users who read the message, in the order they were marked, one each.
+    pub fn read_by(&self) -> &[Receipt] {
+        &self.read_by
+    }
+
     /// The key under which a send with a client message id is deduplicated, if it has one.
     pub fn idempotency_key(&self) -> Option<IdempotencyKey> {
         self.client_message_id.as_ref().map(|c| IdempotencyKey {
@@ -130,8 +175,9 @@ impl Message {
 
     /// Whether `user` may mark this message of `request` with a receipt at all: the message
     /// belongs to `request` and was not sent by `user`. Ids of other requests are never touched.
+    /// A deleted message takes no new receipt (it has nothing left to read).
     pub fn accepts_receipt_from(&self, request: RequestId, user: &UserId) -> bool {
-        self.request_id == request && &self.sender_id != user
+        self.request_id == request && &self.sender_id != user && self.deletion().is_none()
     }
 
     /// Whether `user` already has a receipt of `kind` on this message.
@@ -161,6 +207,100 @@ impl Message {
         }
         outcome
     }
+
+    /// Adds a stored receipt, keeping the rules (see [`Message::restore`]).
+    fn add(&mut self, kind: ReceiptKind, receipt: Receipt) {
+        if receipt.user == self.sender_id || self.has_receipt(kind, &receipt.user) {
+            return;
+        }
+        if kind == ReceiptKind::Read && !self.has_receipt(ReceiptKind::Delivered, &receipt.user) {
+            self.delivered_to.push(receipt.clone());
+        }
+        match kind {
+            ReceiptKind::Delivered => self.delivered_to.push(receipt),
+            ReceiptKind::Read => self.read_by.push(receipt),
+        }
+    }
+
+    /// The edit decision: replaces the text of this message of `request`, edited by `user` at
+    /// `at`, if `user` sent it, it is not deleted, and `at` is within `window` of its sending.
+    /// The text was validated by the caller ([`MessageText::parse`], the same limits as a send).
+    /// Nothing changes when it is refused.
+    pub fn edit(
+        &mut self,
+        request: RequestId,
+        user: &UserId,
+        text: MessageText,
+        at: Timestamp,
+        window: std::time::Duration,
+    ) -> Result<(), EditRefused> {
+        if self.request_id != request {
+            return Err(EditRefused::NotInRoom);
+        }
+        if &self.sender_id != user {
+            return Err(EditRefused::NotSender);
+        }
+        let Body::Text { edited_at, .. } = &self.body else {
+            return Err(EditRefused::Deleted);
+        };
+        let age = at.unix_millis().saturating_sub(self.created_at.unix_millis());
+        if u128::try_from(age).unwrap_or(0) > window.as_millis() {
+            return Err(EditRefused::WindowPassed { window });
+        }
+        // Edits are kept in the order they are made: a clock that went back keeps the later mark.
+        let at = edited_at.map_or(at, |prev| prev.max(at));
+        self.body = Body::Text { text, edited_at: Some(at) };
+        Ok(())
+    }
+
+    /// The delete decision: makes this message of `request` a tombstone, deleted by `user` at
+    /// `at`, if `user` sent it or is a LAB user (moderation). The text is dropped, not hidden;
+    /// the id, seq and receipts stay. Returns whether it was newly deleted: deleting a tombstone
+    /// again changes nothing and is not refused (a retried delete succeeds).
+    pub fn delete(&mut self, request: RequestId, user: &User, at: Timestamp) -> Result<bool, DeleteRefused> {
+        if self.request_id != request {
+            return Err(DeleteRefused::NotInRoom);
+        }
+        if user.id() != &self.sender_id && user.role() != Role::Lab {
+            return Err(DeleteRefused::NotAllowed);
+        }
+        if self.deletion().is_some() {
+            return Ok(false);
+        }
+        self.body = Body::Deleted(Deletion { at, by: user.id().clone() });
+        Ok(true)
+    }
+}
+
+/// Why [`Message::edit`] refused an edit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditRefused {
+    /// The message belongs to another room.
+    #[error("no such message in this room")]
+    NotInRoom,
+    /// Only the sender may edit a message.
+    #[error("only the sender may edit a message")]
+    NotSender,
+    /// A deleted message has no text to edit.
+    #[error("the message was deleted")]
+    Deleted,
+    /// Too late: edits are allowed for a while after sending.
+    #[error("a message may be edited only within {} s of sending", window.as_secs())]
+    WindowPassed {
+        /// The configured window.
+        window: std::time::Duration,
+    },
+}
+
+/// Why [`Message::delete`] refused a deletion.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeleteRefused {
+    /// The message belongs to another room.
+    #[error("no such message in this room")]
+    NotInRoom,
+    /// Only the sender or a LAB user may delete a message.
+    #[error("only the sender or a LAB user may delete a message")]
+    NotAllowed,
 }
 
 /// What makes two sends "the same send": the same sender, in the same room, with the same
@@ -176,141 +316,5 @@ pub struct IdempotencyKey {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn uid(s: &str) -> UserId {
-        UserId::parse(s).unwrap()
-    }
-    fn rid(n: u8) -> RequestId {
-        RequestId::parse(&format!("{n:024x}")).unwrap()
-    }
-
-    fn message(sender: &str) -> Message {
-        Message {
-            id: MessageId::parse("6751b6df1ad14eaa13a03313").unwrap(),
-            request_id: rid(1),
-            seq: None,
-            sender_id: uid(sender),
-            sender_role: Role::Teacher,
-            text: MessageText::parse("hi", 10).unwrap(),
-            created_at: Timestamp::from_unix_millis(1),
-            client_message_id: None,
-            delivered_to: vec![],
-            read_by: vec![],
-        }
-    }
-
-    #[test]
-    fn message_text_rules() {
-        let cases: [(&str, usize, Result<(), MessageTextError>); 7] = [
-            ("hello", 4000, Ok(())),
-            ("", 4000, Err(MessageTextError::Empty)),
-            (" \n\t ", 4000, Err(MessageTextError::Empty)),
-            ("abcd", 4, Ok(())),
-            ("abcde", 4, Err(MessageTextError::TooLong { len: 5, max: 4 })),
-            ("éééé", 4, Ok(())),
-            ("ééééé", 4, Err(MessageTextError::TooLong { len: 5, max: 4 })),
-        ];
-        for (text, max, want) in cases {
-            assert_eq!(MessageText::parse(text, max).map(|_| ()), want, "{text:?} max {max}");
-        }
-        assert_eq!(MessageText::parse("  padded  ", 100).unwrap().as_str(), "  padded  ");
-    }
-
-    #[test]
-    fn receipt_decisions() {
-        let t = Timestamp::from_unix_millis(5);
-        struct Case {
-            name: &'static str,
-            request: RequestId,
-            user: &'static str,
-            kind: ReceiptKind,
-            pre: fn(&mut Message),
-            want: MarkOutcome,
-        }
-        let none = MarkOutcome::default();
-        let cases = [
-            Case {
-                name: "deliver to other",
-                request: rid(1),
-                user: "b",
-                kind: ReceiptKind::Delivered,
-                pre: |_| {},
-                want: MarkOutcome { delivered: true, read: false },
-            },
-            Case {
-                name: "read implies delivered",
-                request: rid(1),
-                user: "b",
-                kind: ReceiptKind::Read,
-                pre: |_| {},
-                want: MarkOutcome { delivered: true, read: true },
-            },
-            Case {
-                name: "sender cannot mark own",
-                request: rid(1),
-                user: "a",
-                kind: ReceiptKind::Read,
-                pre: |_| {},
-                want: none,
-            },
-            Case {
-                name: "other request untouched",
-                request: rid(2),
-                user: "b",
-                kind: ReceiptKind::Read,
-                pre: |_| {},
-                want: none,
-            },
-            Case {
-                name: "already delivered",
-                request: rid(1),
-                user: "b",
-                kind: ReceiptKind::Delivered,
-                pre: |m| {
-                    m.mark(rid(1), &uid("b"), ReceiptKind::Delivered, Timestamp::from_unix_millis(1));
-                },
-                want: none,
-            },
-            Case {
-                name: "read after delivered",
-                request: rid(1),
-                user: "b",
-                kind: ReceiptKind::Read,
-                pre: |m| {
-                    m.mark(rid(1), &uid("b"), ReceiptKind::Delivered, Timestamp::from_unix_millis(1));
-                },
-                want: MarkOutcome { delivered: false, read: true },
-            },
-            Case {
-                name: "already read",
-                request: rid(1),
-                user: "b",
-                kind: ReceiptKind::Read,
-                pre: |m| {
-                    m.mark(rid(1), &uid("b"), ReceiptKind::Read, Timestamp::from_unix_millis(1));
-                },
-                want: none,
-            },
-        ];
-        for c in cases {
-            let mut m = message("a");
-            (c.pre)(&mut m);
-            let before = m.clone();
-            let got = m.mark(c.request, &uid(c.user), c.kind, t);
-            assert_eq!(got, c.want, "{}", c.name);
-            assert_eq!(m.delivered_to.len(), before.delivered_to.len() + usize::from(got.delivered), "{}", c.name);
-            assert_eq!(m.read_by.len(), before.read_by.len() + usize::from(got.read), "{}", c.name);
-        }
-    }
-
-    #[test]
-    fn idempotency_key_only_with_client_id() {
-        let mut m = message("a");
-        assert_eq!(m.idempotency_key(), None);
-        m.client_message_id = Some(ClientMessageId::parse("c1").unwrap());
-        let k = m.idempotency_key().unwrap();
-        assert_eq!((k.request_id, k.sender_id.as_str(), k.client_message_id.as_str()), (rid(1), "a", "c1"));
-    }
-}
+#[path = "message_tests.rs"]
+mod tests;

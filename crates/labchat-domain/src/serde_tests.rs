@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::{
-    ClientMessageId, Message, MessageId, MessageText, ObjectIdBytes, Receipt, RequestId, Role, RoomEvent, Seq,
-    Timestamp, User, UserId,
+    ClientMessageId, Message, MessageId, MessageRecord, MessageText, ObjectIdBytes, Receipt, RequestId, Role,
+    RoomEvent, Seq, Timestamp, User, UserId,
 };
 
 const ROOM: &str = "6751b6df1ad14eaa13a03313";
@@ -15,19 +15,26 @@ fn uid(s: &str) -> UserId {
     UserId::parse(s).unwrap()
 }
 
-fn message() -> Message {
-    Message {
+fn record() -> MessageRecord {
+    MessageRecord {
         id: MessageId::parse(MSG).unwrap(),
         request_id: RequestId::parse(ROOM).unwrap(),
         seq: Some(Seq::new(42).unwrap()),
         sender_id: uid("teacher-7"),
         sender_role: Role::Teacher,
-        text: MessageText::parse(" hello ", 100).unwrap(),
+        text: Some(MessageText::parse(" hello ", 100).unwrap()),
         created_at: Timestamp::from_unix_millis(1_700_000_000_123),
         client_message_id: Some(ClientMessageId::parse("c-1").unwrap()),
+        edited_at: None,
+        deleted_at: None,
+        deleted_by: None,
         delivered_to: vec![Receipt { user: uid("lab-7"), at: Timestamp::from_unix_millis(5) }],
         read_by: vec![Receipt { user: uid("lab-7"), at: Timestamp::from_unix_millis(-6) }],
     }
+}
+
+fn message() -> Message {
+    Message::restore(record()).unwrap()
 }
 
 fn read() -> RoomEvent {
@@ -40,17 +47,29 @@ fn read() -> RoomEvent {
 }
 
 fn events() -> Vec<RoomEvent> {
-    let bare = Message {
+    let bare = Message::restore(MessageRecord {
         seq: None,
         client_message_id: None,
         delivered_to: vec![],
         read_by: vec![],
         sender_role: Role::Lab,
-        ..message()
-    };
+        ..record()
+    })
+    .unwrap();
+    let edited =
+        Message::restore(MessageRecord { edited_at: Some(Timestamp::from_unix_millis(9)), ..record() }).unwrap();
+    let tombstone = Message::restore(MessageRecord {
+        text: None,
+        deleted_at: Some(Timestamp::from_unix_millis(10)),
+        deleted_by: Some(uid("lab-7")),
+        ..record()
+    })
+    .unwrap();
     vec![
         RoomEvent::MessagePosted(message()),
         RoomEvent::MessagePosted(bare),
+        RoomEvent::MessagePosted(edited),
+        RoomEvent::MessagePosted(tombstone),
         RoomEvent::Delivered {
             request_id: RequestId::parse(ROOM).unwrap(),
             user_id: uid("teacher-7"),
@@ -121,7 +140,7 @@ fn values_are_read_as_the_constructors_read_them() {
     }
     data.insert("later".into(), json!(true));
     let RoomEvent::MessagePosted(m) = serde_json::from_value(json).unwrap() else { panic!("a message") };
-    assert_eq!((m.seq, m.client_message_id, m.delivered_to, m.read_by), (None, None, vec![], vec![]));
+    assert_eq!((m.seq, m.client_message_id.clone(), m.delivered_to(), m.read_by()), (None, None, &[][..], &[][..]));
 }
 
 /// A valid event with one value replaced at `path` is refused, with an error naming `reason`.
@@ -155,7 +174,10 @@ fn every_domain_rule_refuses_on_the_way_in() {
         (m(), &["data", "senderRole"], json!("teacher"), "may not use labchat"),
         (m(), &["data", "text"], json!(""), "message must not be empty"),
         (m(), &["data", "text"], json!(" \n\t"), "message must not be empty"),
-        (m(), &["data", "text"], json!(null), "invalid type"),
+        (m(), &["data", "text"], json!(null), "has neither a text nor a deletion"),
+        (m(), &["data", "text"], json!(7), "invalid type"),
+        (m(), &["data", "deletedAt"], json!(5), "half a deletion"),
+        (m(), &["data", "deletedBy"], json!("lab-7"), "half a deletion"),
         (m(), &["data", "createdAt"], json!("2024-01-01T00:00:00Z"), "invalid type"),
         (m(), &["data", "createdAt"], json!(1.5), "invalid type"),
         (m(), &["data", "clientMessageId"], json!(""), "clientMessageId must not be empty"),
@@ -175,6 +197,11 @@ fn every_domain_rule_refuses_on_the_way_in() {
     for (event, path, value, reason) in cases {
         refused(event, path, value, reason);
     }
+    let mut both = serde_json::to_value(m()).unwrap();
+    both["data"]["deletedAt"] = json!(5);
+    both["data"]["deletedBy"] = json!("lab-7");
+    let e = serde_json::from_value::<RoomEvent>(both).unwrap_err().to_string();
+    assert!(e.contains("is deleted but keeps a text"), "{e}");
     let mut missing = serde_json::to_value(read()).unwrap();
     missing["data"].as_object_mut().unwrap().remove("userId");
     let e = serde_json::from_value::<RoomEvent>(missing).unwrap_err().to_string();

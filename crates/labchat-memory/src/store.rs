@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use labchat_core::{ChatStore, Inserted, Marked, StoreError};
 use labchat_domain::{
     Cursor, HistoryPage, HistoryQuery, IdempotencyKey, InboxPage, InboxQuery, InboxRow, Message, MessageId,
-    ReceiptKind, Request, RequestId, Seq, Timestamp, User, UserId,
+    MessageRecord, ReceiptKind, Request, RequestId, Seq, Timestamp, User, UserId,
 };
 
 use crate::inbox::Seen;
@@ -107,10 +107,9 @@ impl ChatStore for MemoryStore {
         let room = inner.rooms.entry(message.request_id).or_default();
         let count = u64::try_from(room.messages.len()).unwrap_or(u64::MAX);
         let seq = Seq::new(count.saturating_add(1)).map_err(|e| StoreError::internal("assign a message's seq", e))?;
-        let mut stored = message.clone();
-        stored.seq = Some(seq);
-        stored.delivered_to.clear();
-        stored.read_by.clear();
+        let record =
+            MessageRecord { seq: Some(seq), delivered_to: Vec::new(), read_by: Vec::new(), ..message.to_record() };
+        let stored = Message::restore(record).map_err(|e| StoreError::internal("store a message", e))?;
         room.at.insert(message.id, room.messages.len());
         room.messages.push(stored);
         inner.ids.insert(message.id, message.request_id);

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use labchat_core::{ChatStore, Inserted, MessageIdGenerator};
 use labchat_domain::{
-    ClientMessageId, Cursor, HistoryLimit, HistoryQuery, Message, MessageId, MessageText, ObjectIdBytes, RequestId,
-    Role, Timestamp, UserId,
+    ClientMessageId, Cursor, HistoryLimit, HistoryQuery, Message, MessageId, MessageText, NewMessage, ObjectIdBytes,
+    RequestId, Role, Timestamp, UserId,
 };
 use labchat_store_mongo::{MongoSettings, MongoStore};
 
@@ -80,18 +80,15 @@ fn now() -> Result<Timestamp, BoxError> {
 
 fn message(ids: &MessageIdGenerator, request: RequestId, i: usize, tag: &str) -> Result<Message, BoxError> {
     let created_at = now()?;
-    Ok(Message {
+    Ok(Message::new(NewMessage {
         id: ids.next(created_at),
         request_id: request,
-        seq: None,
         sender_id: UserId::parse(format!("teacher-{}", i % 2))?,
         sender_role: Role::Teacher,
         text: MessageText::parse(format!("{tag} message {i}: the microscopes for lab 3 are ready"), 4000)?,
         created_at,
         client_message_id: Some(ClientMessageId::parse(format!("{tag}-{i}"))?),
-        delivered_to: Vec::new(),
-        read_by: Vec::new(),
-    })
+    }))
 }
 
 /// One room: `n` inserts one after the other; the ids it stored, in order.

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use labchat_domain::{
-    ClientMessageId, Message, MessageId, MessageText, ObjectIdBytes, Receipt, ReceiptKind, Request, RequestId, Role,
-    Seq, Timestamp, UserId,
+    ClientMessageId, Message, MessageId, MessageRecord, MessageText, ObjectIdBytes, Receipt, ReceiptKind, Request,
+    RequestId, Role, Seq, Timestamp, UserId,
 };
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, DateTime, Document};
@@ -24,11 +24,19 @@ pub(crate) struct MessageDoc {
     pub(crate) seq: Option<i64>,
     pub(crate) sender_id: String,
     pub(crate) sender_role: String,
-    pub(crate) text: String,
+    /// Absent exactly when the message was deleted (the text is removed, not hidden).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) text: Option<String>,
     pub(crate) created_at: DateTime,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) client_message_id: Option<String>,
     pub(crate) idem: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) edited_at: Option<DateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) deleted_at: Option<DateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) deleted_by: Option<String>,
 }
 
 /// Only a message document's `seq`.
@@ -106,10 +114,13 @@ impl MessageDoc {
             seq: m.seq.map(stored_seq),
             sender_id: m.sender_id.as_str().to_owned(),
             sender_role: m.sender_role.as_str().to_owned(),
-            text: m.text.as_str().to_owned(),
+            text: m.text().map(|t| t.as_str().to_owned()),
             created_at: DateTime::from_millis(m.created_at.unix_millis()),
             client_message_id: m.client_message_id.as_ref().map(|c| c.as_str().to_owned()),
             idem: idem_key(m),
+            edited_at: m.edited_at().map(|at| DateTime::from_millis(at.unix_millis())),
+            deleted_at: m.deletion().map(|d| DateTime::from_millis(d.at.unix_millis())),
+            deleted_by: m.deletion().map(|d| d.by.as_str().to_owned()),
         }
     }
 
@@ -118,22 +129,27 @@ impl MessageDoc {
     pub(crate) fn into_message(self) -> Result<Message, String> {
         let id = message_id(self.id);
         let bad = |what: &str, e: &dyn std::fmt::Display| format!("message {id}: bad {what}: {e}");
-        Ok(Message {
+        let at = |d: DateTime| Timestamp::from_unix_millis(d.timestamp_millis());
+        Message::restore(MessageRecord {
             id,
             request_id: RequestId::parse(&self.request_id).map_err(|e| bad("requestId", &e))?,
             seq: Some(parse_seq(self.seq).map_err(|e| bad("seq", &e))?),
             sender_id: UserId::parse(self.sender_id).map_err(|e| bad("senderId", &e))?,
             sender_role: Role::parse(&self.sender_role).map_err(|e| bad("senderRole", &e))?,
-            text: MessageText::restore(self.text).map_err(|e| bad("text", &e))?,
-            created_at: Timestamp::from_unix_millis(self.created_at.timestamp_millis()),
+            text: self.text.map(MessageText::restore).transpose().map_err(|e| bad("text", &e))?,
+            created_at: at(self.created_at),
             client_message_id: self
                 .client_message_id
                 .map(ClientMessageId::parse)
                 .transpose()
                 .map_err(|e| bad("clientMessageId", &e))?,
+            edited_at: self.edited_at.map(at),
+            deleted_at: self.deleted_at.map(at),
+            deleted_by: self.deleted_by.map(UserId::parse).transpose().map_err(|e| bad("deletedBy", &e))?,
             delivered_to: Vec::new(),
             read_by: Vec::new(),
         })
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -173,21 +189,25 @@ impl ReceiptDoc {
 /// by user id). Fails on data labchat did not write.
 pub(crate) fn attach_receipts(messages: &mut [Message], receipts: Vec<ReceiptDoc>) -> Result<(), String> {
     let index: HashMap<String, usize> = messages.iter().enumerate().map(|(i, m)| (m.id.to_hex(), i)).collect();
+    let mut lists: Vec<(Vec<Receipt>, Vec<Receipt>)> = vec![(Vec::new(), Vec::new()); messages.len()];
     for r in receipts {
         let Some(&i) = index.get(&r.message_id) else { continue };
         let kind = parse_kind(&r.kind).ok_or_else(|| format!("receipt {}: bad kind {:?}", r.id, r.kind))?;
         let user = UserId::parse(r.user_id).map_err(|e| format!("receipt {}: bad userId: {e}", r.id))?;
         let receipt = Receipt { user, at: Timestamp::from_unix_millis(r.at.timestamp_millis()) };
-        let m = &mut messages[i];
         match kind {
-            ReceiptKind::Delivered => m.delivered_to.push(receipt),
-            ReceiptKind::Read => m.read_by.push(receipt),
+            ReceiptKind::Delivered => lists[i].0.push(receipt),
+            ReceiptKind::Read => lists[i].1.push(receipt),
         }
     }
-    for m in messages {
-        for list in [&mut m.delivered_to, &mut m.read_by] {
+    for (m, (mut delivered_to, mut read_by)) in messages.iter_mut().zip(lists) {
+        if delivered_to.is_empty() && read_by.is_empty() {
+            continue;
+        }
+        for list in [&mut delivered_to, &mut read_by] {
             list.sort_by(|a, b| (a.at, &a.user).cmp(&(b.at, &b.user)));
         }
+        *m = Message::restore(MessageRecord { delivered_to, read_by, ..m.to_record() }).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -251,18 +271,22 @@ mod tests {
     }
 
     fn message(client: Option<&str>, sender: &str) -> Message {
-        Message {
+        Message::restore(MessageRecord {
             id: MessageId::parse("6751b6df1ad14eaa13a03313").unwrap(),
             request_id: RequestId::parse("00000000000000000000abcd").unwrap(),
             seq: Some(Seq::new(3).unwrap()),
             sender_id: uid(sender),
             sender_role: Role::Teacher,
-            text: MessageText::parse("  hello  ", 100).unwrap(),
+            text: Some(MessageText::parse("  hello  ", 100).unwrap()),
             created_at: Timestamp::from_unix_millis(1_733_400_000_123),
             client_message_id: client.map(|c| ClientMessageId::parse(c).unwrap()),
             delivered_to: vec![],
             read_by: vec![],
-        }
+            edited_at: None,
+            deleted_at: None,
+            deleted_by: None,
+        })
+        .unwrap()
     }
 
     #[test]
@@ -358,7 +382,7 @@ mod tests {
         assert_eq!(docs[0].id, "6751b6df1ad14eaa13a03313:delivered:c");
         attach_receipts(&mut msgs, docs).unwrap();
         let users = |l: &[Receipt]| l.iter().map(|r| (r.user.as_str().to_owned(), r.at)).collect::<Vec<_>>();
-        assert_eq!(users(&msgs[0].delivered_to), [("b".into(), t(15)), ("c".into(), t(20))]);
-        assert_eq!(users(&msgs[0].read_by), [("b".into(), t(15))]);
+        assert_eq!(users(msgs[0].delivered_to()), [("b".into(), t(15)), ("c".into(), t(20))]);
+        assert_eq!(users(msgs[0].read_by()), [("b".into(), t(15))]);
     }
 }

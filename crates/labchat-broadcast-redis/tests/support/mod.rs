@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use labchat_broadcast_redis::{RedisBroadcaster, RedisSettings};
 use labchat_core::{Broadcaster, ChatStore, Inserted, Published, RoomSink, SinkId};
-use labchat_domain::{Message, MessageId, MessageText, ObjectIdBytes, RequestId, Role, RoomEvent, Timestamp, UserId};
+use labchat_domain::{
+    Message, MessageId, MessageRecord, MessageText, ObjectIdBytes, RequestId, Role, RoomEvent, Timestamp, UserId,
+};
 use labchat_memory::MemoryStore;
 use tokio::process::{Child, Command};
 
@@ -217,18 +219,22 @@ pub fn room() -> RequestId {
 }
 
 pub fn message(room: RequestId) -> Message {
-    Message {
+    Message::restore(MessageRecord {
         id: MessageId::from_object_id(object_id()),
         request_id: room,
         seq: None,
         sender_id: UserId::parse("teacher-1").unwrap(),
         sender_role: Role::Teacher,
-        text: MessageText::parse("hello", 100).unwrap(),
+        text: Some(MessageText::parse("hello", 100).unwrap()),
         created_at: Timestamp::from_unix_millis(1),
         client_message_id: None,
         delivered_to: vec![],
         read_by: vec![],
-    }
+        edited_at: None,
+        deleted_at: None,
+        deleted_by: None,
+    })
+    .unwrap()
 }
 
 pub fn read_receipt(room: RequestId, ids: &[MessageId]) -> RoomEvent {

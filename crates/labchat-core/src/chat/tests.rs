@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use labchat_domain::{
-    ClientMessageId, Cursor, HistoryLimit, HistoryPage, Message, MessageId, MessageText, ReceiptKind, Request,
-    RequestId, Role, RoomEvent, Timestamp, User, UserId,
+    ClientMessageId, Cursor, HistoryLimit, HistoryPage, Message, MessageId, MessageRecord, MessageText, ReceiptKind,
+    Request, RequestId, Role, RoomEvent, Timestamp, User, UserId,
 };
 use mockall::Sequence;
 use mockall::predicate::eq;
@@ -70,7 +70,11 @@ async fn a_stored_message_is_broadcast_once_after_it_is_stored() {
     let mut store = store_with_request();
     store
         .expect_insert_message()
-        .withf(|m| m.sender_id.as_str() == "t1" && m.sender_role == Role::Teacher && m.text.as_str() == "hi")
+        .withf(|m| {
+            m.sender_id.as_str() == "t1"
+                && m.sender_role == Role::Teacher
+                && m.text().map(MessageText::as_str).unwrap_or_default() == "hi"
+        })
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| Ok(Inserted::New(labchat_domain::Seq::new(7).unwrap())));
@@ -78,7 +82,7 @@ async fn a_stored_message_is_broadcast_once_after_it_is_stored() {
     b.expect_publish()
         .withf(|e| {
             matches!(e, RoomEvent::MessagePosted(m)
-                if m.text.as_str() == "hi" && m.request_id == rid(1) && m.seq.map(|s| s.get()) == Some(7))
+                if m.text().map(MessageText::as_str).unwrap_or_default() == "hi" && m.request_id == rid(1) && m.seq.map(|s| s.get()) == Some(7))
         })
         .times(1)
         .in_sequence(&mut seq)
@@ -91,18 +95,22 @@ async fn a_stored_message_is_broadcast_once_after_it_is_stored() {
 
 #[tokio::test]
 async fn a_duplicate_send_broadcasts_nothing_and_returns_the_original() {
-    let original = Message {
+    let original = Message::restore(MessageRecord {
         id: mid(7),
         request_id: rid(1),
         seq: Some(labchat_domain::Seq::FIRST),
         sender_id: UserId::parse("lab").unwrap(),
         sender_role: Role::Lab,
-        text: text("first"),
+        text: Some(text("first")),
         created_at: Timestamp::from_unix_millis(1),
         client_message_id: Some(ClientMessageId::parse("c1").unwrap()),
         delivered_to: vec![],
         read_by: vec![],
-    };
+        edited_at: None,
+        deleted_at: None,
+        deleted_by: None,
+    })
+    .unwrap();
     let mut store = store_with_request();
     let o = original.clone();
     store.expect_insert_message().times(1).returning(move |_| Ok(Inserted::Duplicate(o.clone())));
@@ -184,18 +192,22 @@ async fn a_forbidden_mark_never_touches_the_store() {
 }
 
 fn message(n: u32, seq: u64) -> Message {
-    Message {
+    Message::restore(MessageRecord {
         id: mid(n),
         request_id: rid(1),
         seq: Some(labchat_domain::Seq::new(seq).unwrap()),
         sender_id: UserId::parse("lab").unwrap(),
         sender_role: Role::Lab,
-        text: text("m"),
+        text: Some(text("m")),
         created_at: Timestamp::from_unix_millis(1),
         client_message_id: None,
         delivered_to: vec![],
         read_by: vec![],
-    }
+        edited_at: None,
+        deleted_at: None,
+        deleted_by: None,
+    })
+    .unwrap()
 }
 
 fn quiet_sink(id: u64) -> Arc<dyn RoomSink> {

@@ -42,14 +42,6 @@ struct Held {
     frame: Utf8Bytes,
 }
 
-/// The seq of a message event; `None` for receipts.
-fn seq_of(event: &RoomEvent) -> Option<Seq> {
-    match event {
-        RoomEvent::MessagePosted(m) => m.seq,
-        _ => None,
-    }
-}
-
 /// How the events held during a join end (see [`ConnSink::release`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Release {
@@ -161,7 +153,7 @@ impl ConnSink {
     /// history, or queues it.
     pub(super) fn deliver_watched(&self, event: &RoomEvent, frame: Utf8Bytes) {
         let room = event.request_id();
-        let seq = seq_of(event);
+        let seq = event.seq();
         let mut w = self.window();
         if let Some(h) = &mut w.held
             && h.0 == room
@@ -214,18 +206,24 @@ mod tests {
     }
 
     fn posted(r: RequestId, seq: u64) -> Arc<Published> {
-        Published::new(RoomEvent::MessagePosted(labchat_domain::Message {
-            id: labchat_domain::MessageId::parse(&format!("{seq:024x}")).unwrap(),
-            request_id: r,
-            seq: Some(Seq::new(seq).unwrap()),
-            sender_id: labchat_domain::UserId::parse("u").unwrap(),
-            sender_role: labchat_domain::Role::Lab,
-            text: labchat_domain::MessageText::parse("m".to_owned(), 10).unwrap(),
-            created_at: labchat_domain::Timestamp::from_unix_millis(1),
-            client_message_id: None,
-            delivered_to: vec![],
-            read_by: vec![],
-        }))
+        Published::new(RoomEvent::MessagePosted(
+            labchat_domain::Message::restore(labchat_domain::MessageRecord {
+                id: labchat_domain::MessageId::parse(&format!("{seq:024x}")).unwrap(),
+                request_id: r,
+                seq: Some(Seq::new(seq).unwrap()),
+                sender_id: labchat_domain::UserId::parse("u").unwrap(),
+                sender_role: labchat_domain::Role::Lab,
+                text: Some(labchat_domain::MessageText::parse("m".to_owned(), 10).unwrap()),
+                created_at: labchat_domain::Timestamp::from_unix_millis(1),
+                client_message_id: None,
+                delivered_to: vec![],
+                read_by: vec![],
+                edited_at: None,
+                deleted_at: None,
+                deleted_by: None,
+            })
+            .unwrap(),
+        ))
     }
 
     fn read(r: RequestId) -> Arc<Published> {

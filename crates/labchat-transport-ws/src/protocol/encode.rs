@@ -123,10 +123,18 @@ pub(super) struct WireMessage {
     seq: Option<u64>,
     sender_id: String,
     sender_role: &'static str,
-    message: String,
+    /// The text; absent exactly when the message was deleted (a tombstone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
     created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_by: Option<String>,
     delivered_to: Vec<WireReceipt>,
     read_by: Vec<WireReceipt>,
 }
@@ -139,11 +147,14 @@ impl From<&Message> for WireMessage {
             seq: m.seq.map(Seq::get),
             sender_id: m.sender_id.as_str().to_owned(),
             sender_role: m.sender_role.as_str(),
-            message: m.text.as_str().to_owned(),
+            message: m.text().map(|t| t.as_str().to_owned()),
             created_at: rfc3339(m.created_at),
             client_message_id: m.client_message_id.as_ref().map(|c| c.as_str().to_owned()),
-            delivered_to: m.delivered_to.iter().map(WireReceipt::from).collect(),
-            read_by: m.read_by.iter().map(WireReceipt::from).collect(),
+            edited_at: m.edited_at().map(rfc3339),
+            deleted_at: m.deletion().map(|d| rfc3339(d.at)),
+            deleted_by: m.deletion().map(|d| d.by.as_str().to_owned()),
+            delivered_to: m.delivered_to().iter().map(WireReceipt::from).collect(),
+            read_by: m.read_by().iter().map(WireReceipt::from).collect(),
         }
     }
 }

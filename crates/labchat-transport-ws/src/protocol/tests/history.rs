@@ -1,7 +1,8 @@
 //! `roomHistory` pages cut to a byte budget.
 
 use labchat_domain::{
-    Cursor, HistoryPage, Message, MessageId, MessageText, Receipt, RequestId, Role, Seq, Timestamp, UserId,
+    Cursor, HistoryPage, Message, MessageId, MessageRecord, MessageText, Receipt, RequestId, Role, Seq, Timestamp,
+    UserId,
 };
 use serde_json::{Value, json};
 
@@ -48,17 +49,23 @@ fn a_budget_keeps_what_the_budget_holds_from_the_kept_end() {
 
 fn messages(n: u8, text: &str) -> Vec<Message> {
     (1..=n)
-        .map(|i| Message {
-            id: MessageId::parse(&format!("{i:024x}")).unwrap(),
-            request_id: RequestId::parse(RID).unwrap(),
-            seq: Some(Seq::new(i.into()).unwrap()),
-            sender_id: UserId::parse("lab-1").unwrap(),
-            sender_role: Role::Lab,
-            text: MessageText::parse(text, 4000).unwrap(),
-            created_at: Timestamp::from_unix_millis(i.into()),
-            client_message_id: None,
-            delivered_to: vec![Receipt { user: UserId::parse("t").unwrap(), at: Timestamp::from_unix_millis(9) }],
-            read_by: vec![],
+        .map(|i| {
+            Message::restore(MessageRecord {
+                id: MessageId::parse(&format!("{i:024x}")).unwrap(),
+                request_id: RequestId::parse(RID).unwrap(),
+                seq: Some(Seq::new(i.into()).unwrap()),
+                sender_id: UserId::parse("lab-1").unwrap(),
+                sender_role: Role::Lab,
+                text: Some(MessageText::parse(text, 4000).unwrap()),
+                created_at: Timestamp::from_unix_millis(i.into()),
+                client_message_id: None,
+                delivered_to: vec![Receipt { user: UserId::parse("t").unwrap(), at: Timestamp::from_unix_millis(9) }],
+                read_by: vec![],
+                edited_at: None,
+                deleted_at: None,
+                deleted_by: None,
+            })
+            .unwrap()
         })
         .collect()
 }
