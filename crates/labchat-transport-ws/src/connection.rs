@@ -127,7 +127,7 @@ impl Connection {
         metrics::gauge!("labchat_rooms_joined").decrement(rooms.len() as f64);
         self.server.chat().disconnect(&user, self.sink.sink_id(), rooms.drain()).await;
         let grace = self.server.config().close_grace;
-        crate::closes::count(end);
+        crate::close::count(end);
         match end {
             End::Close(code, reason) => Box::pin(self.close(&mut ws, code, reason, grace)).await,
             // Our reply to the client's close frame.

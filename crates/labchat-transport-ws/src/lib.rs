@@ -12,7 +12,7 @@
 mod accept;
 mod access;
 mod auth;
-mod closes;
+mod close;
 mod config;
 mod connection;
 mod dispatch;
