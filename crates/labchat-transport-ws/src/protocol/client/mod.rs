@@ -1,24 +1,47 @@
-//! What clients send: the client events (the home of their names), the commands they become,
-//! and one DTO per event with its validation into domain types (the decoder's second stage; the
-//! first, the envelope, is in `decode.rs`). Adding a client event happens here.
+//! What clients send: the client events (the home of their names) and the commands they become.
+//! Each event has its own file here (as mini-redis's `cmd/`): its command, the fields it reads
+//! and their validation into domain types (its `parse`, the decoder's second stage; the first,
+//! the envelope, is in `decode.rs`), and what it does (its `apply`, run by the dispatcher).
+//! Adding a client event happens here (see docs/ARCHITECTURE.md, "How to add a client event").
 
 use std::fmt;
 use std::str::FromStr;
 
-use labchat_domain::{
-    ClientMessageId, Cursor, HistoryLimit, InboxCursor, InboxLimit, InboxQuery, MessageId, MessageText, RequestId,
-    UserId,
-};
-use serde::de::DeserializeOwned;
+use labchat_domain::RequestId;
 use serde_json::{Map, Value};
 
-use super::decode::{DecodeLimits, Fail, Field, Room, optional_id};
+mod history;
+mod inbox;
+mod join_room;
+mod leave_room;
+mod members;
+mod message;
+pub(crate) mod parse;
+mod receipts;
+mod refresh_token;
+mod subscribe_inbox;
+mod typing;
+mod unsubscribe_inbox;
+
+pub use history::History;
+pub use inbox::Inbox;
+pub use join_room::JoinRoom;
+pub use leave_room::LeaveRoom;
+pub use members::Members;
+pub use message::Message;
+use parse::{DecodeLimits, Fail};
+pub use receipts::Receipts;
+pub use refresh_token::RefreshToken;
+pub use subscribe_inbox::SubscribeInbox;
+pub use typing::Typing;
+pub use unsubscribe_inbox::UnsubscribeInbox;
 
 /// An event a client may send: the home of the client events' names.
 ///
-/// Adding one: a variant here (and in [`ClientEvent::ALL`]), a [`Command`] variant and a DTO in
-/// this file, a use-case call in the dispatcher, and its reply in the encoders; the compiler
-/// points at each `match` that must grow (see docs/ARCHITECTURE.md, "How to add a client event").
+/// Adding one: a variant here (and in [`ClientEvent::ALL`]), a file in this directory with its
+/// command, `parse` and `apply`, a [`Command`] variant, and its reply in the encoders; the
+/// compiler points at each `match` that must grow (see docs/ARCHITECTURE.md, "How to add a
+/// client event").
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 #[non_exhaustive]
 pub enum ClientEvent {
@@ -137,359 +160,86 @@ pub fn known_event(name: &str) -> &'static str {
     name.parse::<ClientEvent>().map_or("unknown", ClientEvent::as_str)
 }
 
-/// A valid client command.
+/// A valid client command: one variant per client event, each holding its event's command
+/// (defined in the event's file, with its `parse` and `apply`).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Command {
     /// `joinRoom`.
-    JoinRoom {
-        /// The room.
-        request_id: RequestId,
-        /// Only send history after this message.
-        after: Option<MessageId>,
-    },
+    JoinRoom(JoinRoom),
     /// `leaveRoom`.
-    LeaveRoom {
-        /// The room.
-        request_id: RequestId,
-    },
+    LeaveRoom(LeaveRoom),
     /// `message`.
-    Message {
-        /// The room.
-        request_id: RequestId,
-        /// The text.
-        text: MessageText,
-        /// The idempotency id.
-        client_message_id: Option<ClientMessageId>,
-    },
-    /// `ackMessages`.
-    AckMessages {
-        /// The room.
-        request_id: RequestId,
-        /// The ids to mark delivered.
-        ids: Vec<MessageId>,
-    },
-    /// `readMessages`.
-    ReadMessages {
-        /// The room.
-        request_id: RequestId,
-        /// The ids to mark read.
-        ids: Vec<MessageId>,
-    },
+    Message(Message),
+    /// `ackMessages`: the messages to mark delivered.
+    AckMessages(Receipts),
+    /// `readMessages`: the messages to mark read.
+    ReadMessages(Receipts),
     /// `history`.
-    History {
-        /// The room.
-        request_id: RequestId,
-        /// Where the page starts: the latest messages (default), `before` a message (scrolling
-        /// back) or `after` one (catching up, in the room's order).
-        cursor: Cursor,
-        /// Page size.
-        limit: Option<HistoryLimit>,
-    },
+    History(History),
     /// `refreshToken`.
-    RefreshToken {
-        /// The new token.
-        token: String,
-    },
+    RefreshToken(RefreshToken),
     /// `inbox`.
-    Inbox {
-        /// The page: its size and where it starts.
-        query: InboxQuery,
-    },
+    Inbox(Inbox),
     /// `subscribeInbox`.
-    SubscribeInbox,
+    SubscribeInbox(SubscribeInbox),
     /// `unsubscribeInbox`.
-    UnsubscribeInbox,
+    UnsubscribeInbox(UnsubscribeInbox),
     /// `typing`.
-    Typing {
-        /// The room.
-        request_id: RequestId,
-    },
+    Typing(Typing),
     /// `members`.
-    Members {
-        /// The room.
-        request_id: RequestId,
-        /// The page starts after this user id (the previous page's `next`).
-        after: Option<UserId>,
-    },
+    Members(Members),
 }
 
 impl Command {
     /// The room the command is about, if any.
     pub fn request_id(&self) -> Option<RequestId> {
         match self {
-            Self::JoinRoom { request_id, .. }
-            | Self::LeaveRoom { request_id }
-            | Self::Message { request_id, .. }
-            | Self::AckMessages { request_id, .. }
-            | Self::ReadMessages { request_id, .. }
-            | Self::History { request_id, .. }
-            | Self::Typing { request_id }
-            | Self::Members { request_id, .. } => Some(*request_id),
-            Self::RefreshToken { .. } | Self::Inbox { .. } | Self::SubscribeInbox | Self::UnsubscribeInbox => None,
+            Self::JoinRoom(JoinRoom { request_id, .. })
+            | Self::LeaveRoom(LeaveRoom { request_id })
+            | Self::Message(Message { request_id, .. })
+            | Self::AckMessages(Receipts { request_id, .. })
+            | Self::ReadMessages(Receipts { request_id, .. })
+            | Self::History(History { request_id, .. })
+            | Self::Typing(Typing { request_id })
+            | Self::Members(Members { request_id, .. }) => Some(*request_id),
+            Self::RefreshToken(_) | Self::Inbox(_) | Self::SubscribeInbox(_) | Self::UnsubscribeInbox(_) => None,
         }
     }
 
     /// The event this command came from.
     pub fn event(&self) -> ClientEvent {
         match self {
-            Self::JoinRoom { .. } => ClientEvent::JoinRoom,
-            Self::LeaveRoom { .. } => ClientEvent::LeaveRoom,
-            Self::Message { .. } => ClientEvent::Message,
-            Self::AckMessages { .. } => ClientEvent::AckMessages,
-            Self::ReadMessages { .. } => ClientEvent::ReadMessages,
-            Self::History { .. } => ClientEvent::History,
-            Self::RefreshToken { .. } => ClientEvent::RefreshToken,
-            Self::Inbox { .. } => ClientEvent::Inbox,
-            Self::SubscribeInbox => ClientEvent::SubscribeInbox,
-            Self::UnsubscribeInbox => ClientEvent::UnsubscribeInbox,
-            Self::Typing { .. } => ClientEvent::Typing,
-            Self::Members { .. } => ClientEvent::Members,
+            Self::JoinRoom(_) => ClientEvent::JoinRoom,
+            Self::LeaveRoom(_) => ClientEvent::LeaveRoom,
+            Self::Message(_) => ClientEvent::Message,
+            Self::AckMessages(_) => ClientEvent::AckMessages,
+            Self::ReadMessages(_) => ClientEvent::ReadMessages,
+            Self::History(_) => ClientEvent::History,
+            Self::RefreshToken(_) => ClientEvent::RefreshToken,
+            Self::Inbox(_) => ClientEvent::Inbox,
+            Self::SubscribeInbox(_) => ClientEvent::SubscribeInbox,
+            Self::UnsubscribeInbox(_) => ClientEvent::UnsubscribeInbox,
+            Self::Typing(_) => ClientEvent::Typing,
+            Self::Members(_) => ClientEvent::Members,
         }
     }
 }
 
-/// The second stage: `data` through the event's DTO into a command.
+/// The second stage: `data` through the event's own `parse` into a command.
 pub(super) fn command(event: ClientEvent, data: Map<String, Value>, limits: &DecodeLimits) -> Result<Command, Fail> {
     let data = Value::Object(data);
-    match event {
-        ClientEvent::JoinRoom => dto::<JoinRoom>(data)?.command(),
-        ClientEvent::LeaveRoom => dto::<LeaveRoom>(data)?.command(),
-        ClientEvent::Message => dto::<Message>(data)?.command(limits),
-        ClientEvent::AckMessages => {
-            let (request_id, ids) = dto::<Receipts>(data)?.ids(limits)?;
-            Ok(Command::AckMessages { request_id, ids })
-        }
-        ClientEvent::ReadMessages => {
-            let (request_id, ids) = dto::<Receipts>(data)?.ids(limits)?;
-            Ok(Command::ReadMessages { request_id, ids })
-        }
-        ClientEvent::History => dto::<History>(data)?.command(),
-        ClientEvent::RefreshToken => dto::<RefreshToken>(data)?.command(),
-        ClientEvent::Inbox => dto::<Inbox>(data)?.command(),
-        ClientEvent::SubscribeInbox => Ok(Command::SubscribeInbox),
-        ClientEvent::UnsubscribeInbox => Ok(Command::UnsubscribeInbox),
-        ClientEvent::Typing => Ok(Command::Typing { request_id: dto::<Typing>(data)?.room.request_id()? }),
-        ClientEvent::Members => dto::<Members>(data)?.command(),
-    }
-}
-
-/// Reads `data` into a DTO. Every DTO field is a [`Field`], so this only fails on a non-object,
-/// which the envelope already refused.
-fn dto<T: DeserializeOwned>(data: Value) -> Result<T, Fail> {
-    serde_json::from_value(data).map_err(|e| (format!("field data is malformed: {e}"), None))
-}
-
-// The DTOs: one per event, naming the fields it reads (see [`Field`]).
-
-/// `joinRoom {requestId, after?}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct JoinRoom {
-    #[serde(flatten)]
-    room: Room,
-    after: Field,
-}
-
-/// `leaveRoom {requestId}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct LeaveRoom {
-    #[serde(flatten)]
-    room: Room,
-}
-
-/// `message {requestId, message, clientMessageId?}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-struct Message {
-    #[serde(flatten)]
-    room: Room,
-    message: Field,
-    client_message_id: Field,
-}
-
-/// `ackMessages` and `readMessages` `{requestId, messages}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct Receipts {
-    #[serde(flatten)]
-    room: Room,
-    messages: Field,
-}
-
-/// `history {requestId, before?, after?, limit?}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct History {
-    #[serde(flatten)]
-    room: Room,
-    before: Field,
-    after: Field,
-    limit: Field,
-}
-
-/// `typing {requestId}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct Typing {
-    #[serde(flatten)]
-    room: Room,
-}
-
-/// `members {requestId, after?}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct Members {
-    #[serde(flatten)]
-    room: Room,
-    after: Field,
-}
-
-/// `refreshToken {token}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct RefreshToken {
-    token: Field,
-}
-
-/// `inbox {limit?, before?}`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct Inbox {
-    limit: Field,
-    before: Field,
-}
-
-// Validation: DTO to command. The room is checked first; later errors carry it.
-
-impl JoinRoom {
-    fn command(self) -> Result<Command, Fail> {
-        let request_id = self.room.request_id()?;
-        let after = optional_id(self.after, "after").map_err(|m| (m, Some(request_id)))?;
-        Ok(Command::JoinRoom { request_id, after })
-    }
-}
-
-impl LeaveRoom {
-    fn command(self) -> Result<Command, Fail> {
-        Ok(Command::LeaveRoom { request_id: self.room.request_id()? })
-    }
-}
-
-impl Message {
-    fn command(self, limits: &DecodeLimits) -> Result<Command, Fail> {
-        let request_id = self.room.request_id()?;
-        let fail = |m: String| (m, Some(request_id));
-        let text = match self.message.0 {
-            Some(Value::String(s)) => {
-                MessageText::parse(s, limits.max_message_chars).map_err(|e| fail(format!("field data.message: {e}")))?
-            }
-            Some(_) => return Err(fail("field data.message must be a string".into())),
-            None => return Err(fail("missing field data.message".into())),
-        };
-        let client_message_id = match self.client_message_id.non_null() {
-            None => None,
-            Some(Value::String(s)) => {
-                Some(ClientMessageId::parse(s).map_err(|e| fail(format!("field data.clientMessageId: {e}")))?)
-            }
-            Some(_) => return Err(fail("field data.clientMessageId must be a string".into())),
-        };
-        Ok(Command::Message { request_id, text, client_message_id })
-    }
-}
-
-impl Receipts {
-    fn ids(self, limits: &DecodeLimits) -> Result<(RequestId, Vec<MessageId>), Fail> {
-        let request_id = self.room.request_id()?;
-        let fail = |m: String| (m, Some(request_id));
-        let Some(Value::Array(items)) = self.messages.0 else {
-            return Err(fail("field data.messages must be an array of message ids".into()));
-        };
-        let max = limits.max_receipt_ids;
-        if items.is_empty() || items.len() > max {
-            return Err(fail(format!("field data.messages must hold 1 to {max} ids, got {}", items.len())));
-        }
-        let ids = items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                Value::String(s) => MessageId::parse(s).map_err(|e| format!("field data.messages[{i}]: {e}")),
-                _ => Err(format!("field data.messages[{i}] must be a 24-hex string")),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(fail)?;
-        Ok((request_id, ids))
-    }
-}
-
-impl History {
-    fn command(self) -> Result<Command, Fail> {
-        let request_id = self.room.request_id()?;
-        let fail = |m: String| (m, Some(request_id));
-        let before = optional_id(self.before, "before").map_err(fail)?;
-        let after = optional_id(self.after, "after").map_err(fail)?;
-        let cursor = match (before, after) {
-            (None, None) => Cursor::Latest,
-            (Some(id), None) => Cursor::Before(id),
-            (None, Some(id)) => Cursor::After(id),
-            (Some(_), Some(_)) => {
-                return Err(fail("fields data.before and data.after exclude each other; send one of them".into()));
-            }
-        };
-        let limit = match self.limit.non_null() {
-            None => None,
-            Some(Value::Number(n)) => {
-                // Negative and fractional numbers are out of range like 0.
-                let n = n.as_u64().and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
-                Some(HistoryLimit::new(n).map_err(|e| fail(format!("field data.limit: {e}")))?)
-            }
-            Some(_) => return Err(fail("field data.limit must be a positive integer".into())),
-        };
-        Ok(Command::History { request_id, cursor, limit })
-    }
-}
-
-impl Inbox {
-    fn command(self) -> Result<Command, Fail> {
-        let fail = |m: String| (m, None);
-        let limit = match self.limit.non_null() {
-            None => InboxLimit::DEFAULT,
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .and_then(|n| InboxLimit::new(n).ok())
-                .ok_or_else(|| fail(format!("field data.limit must be an integer from 1 to {}", InboxLimit::MAX)))?,
-            Some(_) => {
-                return Err(fail(format!("field data.limit must be an integer from 1 to {}", InboxLimit::MAX)));
-            }
-        };
-        let bad_cursor = || fail("field data.before must be the `next` cursor of an earlier inbox reply".into());
-        let before = match self.before.non_null() {
-            None => None,
-            Some(Value::String(s)) => Some(InboxCursor::parse(&s).map_err(|_| bad_cursor())?),
-            Some(_) => return Err(bad_cursor()),
-        };
-        Ok(Command::Inbox { query: InboxQuery { limit, before } })
-    }
-}
-
-impl Members {
-    fn command(self) -> Result<Command, Fail> {
-        let request_id = self.room.request_id()?;
-        let fail = |m: String| (m, Some(request_id));
-        let after = match self.after.non_null() {
-            None => None,
-            Some(Value::String(s)) => Some(UserId::parse(s).map_err(|e| fail(format!("field data.after: {e}")))?),
-            Some(_) => return Err(fail("field data.after must be the `next` of an earlier members page".into())),
-        };
-        Ok(Command::Members { request_id, after })
-    }
-}
-
-impl RefreshToken {
-    fn command(self) -> Result<Command, Fail> {
-        match self.token.0 {
-            Some(Value::String(token)) if !token.is_empty() => Ok(Command::RefreshToken { token }),
-            _ => Err(("field data.token must be a non-empty string".into(), None)),
-        }
-    }
+    Ok(match event {
+        ClientEvent::JoinRoom => Command::JoinRoom(JoinRoom::parse(data)?),
+        ClientEvent::LeaveRoom => Command::LeaveRoom(LeaveRoom::parse(data)?),
+        ClientEvent::Message => Command::Message(Message::parse(data, limits)?),
+        ClientEvent::AckMessages => Command::AckMessages(Receipts::parse(data, limits)?),
+        ClientEvent::ReadMessages => Command::ReadMessages(Receipts::parse(data, limits)?),
+        ClientEvent::History => Command::History(History::parse(data)?),
+        ClientEvent::RefreshToken => Command::RefreshToken(RefreshToken::parse(data)?),
+        ClientEvent::Inbox => Command::Inbox(Inbox::parse(data)?),
+        ClientEvent::SubscribeInbox => Command::SubscribeInbox(SubscribeInbox),
+        ClientEvent::UnsubscribeInbox => Command::UnsubscribeInbox(UnsubscribeInbox),
+        ClientEvent::Typing => Command::Typing(Typing::parse(data)?),
+        ClientEvent::Members => Command::Members(Members::parse(data)?),
+    })
 }
