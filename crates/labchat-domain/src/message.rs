@@ -1,3 +1,5 @@
+//! Messages: the validated text, the message with its receipts, and the receipt rules.
+
 use crate::{ClientMessageId, MessageId, RequestId, Role, Seq, Timestamp, UserId};
 
 /// Why a message text was refused.

@@ -1,3 +1,6 @@
+//! Tests of one connection's frames through the dispatcher, on the in-memory adapters: replies,
+//! error frames and outcomes.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{SystemTime, UNIX_EPOCH};

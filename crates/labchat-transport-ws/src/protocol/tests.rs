@@ -1,3 +1,6 @@
+//! Tests of the wire format: every client event decodes, bad frames say what is wrong, and the
+//! encoders' frames.
+
 use labchat_domain::{
     ClientMessageId, Cursor, HistoryLimit, InboxCursor, InboxLimit, InboxQuery, MessageId, MessageText, Timestamp,
 };
