@@ -4,7 +4,8 @@
 //! [`ServerEvent`] (whose room events take their names from
 //! [`labchat_domain::RoomEventKind::as_str`]). [`decode`] turns a frame into a [`Command`];
 //! the encoders ([`ack`], [`error`], [`room_history`], [`room_event`], [`message`]) build the
-//! server's frames.
+//! server's frames. Each client event has a file of its own under `client/`, with its command,
+//! its parse and its apply (what the connection does with it).
 
 use labchat_domain::RequestId;
 use serde::Serialize;
