@@ -67,6 +67,7 @@ impl Session {
         }
     }
 
+    /// Queues the `ack` of a frame that had a correlation id `id` (none without one).
     pub(crate) fn ack(&self, data: AckData<'_>, id: Option<&Value>) {
         if let Some(id) = id {
             self.sink.reply(ServerEvent::Ack, protocol::ack(data, id));
