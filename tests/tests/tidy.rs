@@ -4,11 +4,16 @@
 //! - Dependency boundaries, read from `cargo tree` (normal dependencies only).
 //! - Names that must not appear in a crate's sources.
 //! - Source files over the size limit, unless listed with a reason.
+//! - No module cycle inside a crate (see `tidy/modules.rs` for how the graph is read).
+//! - Every source file says what it is in a `//!` line.
 
 #![allow(clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+#[path = "tidy/modules.rs"]
+mod modules;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
@@ -174,11 +179,8 @@ fn absent_names_stay_absent() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Source files allowed past [`MAX_LINES`], each with its reason.
-const LONG_FILES: &[(&str, &str)] = &[(
-    "crates/labchat-transport-ws/src/protocol/client.rs",
-    "the one home of every client event (name, command, DTO and its validation, side by side), so that adding an event touches one file",
-)];
+/// Source files allowed past [`MAX_LINES`], each with its reason (none today).
+const LONG_FILES: &[(&str, &str)] = &[];
 
 const MAX_LINES: usize = 400;
 
@@ -197,6 +199,57 @@ fn source_files_stay_small_unless_listed_with_a_reason() {
         if lines > MAX_LINES && !listed {
             failures
                 .push(format!("{rel}: {lines} lines (split it by concern, or list it in LONG_FILES with a reason)"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The source directory of every crate whose modules are checked for cycles.
+fn crate_sources(root: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))
+        .expect("read crates/")
+        .map(|e| e.expect("a directory entry").path().join("src"))
+        .filter(|src| src.is_dir())
+        .collect();
+    dirs.push(root.join("tests/src"));
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn no_module_imports_a_module_that_imports_it_back() {
+    let root = workspace_root();
+    let mut failures = Vec::new();
+    for src in crate_sources(&root) {
+        let sources = rust_sources(&src);
+        for cycle in modules::cycles(&src, &sources, non_test_part) {
+            let rel = src.strip_prefix(&root).expect("under the root").display().to_string();
+            failures.push(format!("a module cycle in {rel}:\n    {}", cycle.join("\n    ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n(move what both sides need into a module of its own, below both)",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_source_file_says_what_it_is() {
+    let root = workspace_root();
+    let mut dirs = vec![root.join("tests/src"), root.join("tests/tests")];
+    for krate in std::fs::read_dir(root.join("crates")).expect("read crates/") {
+        let krate = krate.expect("a directory entry").path();
+        dirs.extend(["src", "tests", "examples", "benches"].map(|d| krate.join(d)).into_iter().filter(|d| d.is_dir()));
+    }
+    let mut failures = Vec::new();
+    for dir in dirs {
+        for file in rust_sources(&dir) {
+            let text = std::fs::read_to_string(&file).expect("read a source file");
+            if !text.lines().any(|l| l.starts_with("//!")) {
+                let rel = file.strip_prefix(&root).expect("under the root").display().to_string();
+                failures.push(format!("{rel}: no `//!` line saying what the file is for"));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

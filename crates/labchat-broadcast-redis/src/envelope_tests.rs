@@ -1,3 +1,6 @@
+//! Tests of the envelope format: every room event kind round trips with its origin, and bad
+//! envelopes are refused with a reason.
+
 use labchat_domain::{
     ClientMessageId, Message, MessageId, MessageRecord, MessageText, Receipt, Role, Timestamp, UserId,
 };

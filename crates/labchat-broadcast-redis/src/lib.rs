@@ -35,6 +35,7 @@ mod fill;
 mod inbox;
 mod link;
 mod metrics_names;
+mod on_resync;
 mod order;
 mod outbox;
 mod presence;

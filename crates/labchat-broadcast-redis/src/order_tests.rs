@@ -1,3 +1,6 @@
+//! Tests of the reorder buffer: events are delivered in each room's order, gaps wait and are
+//! filled, overflows and holes are reported.
+
 use labchat_domain::{MessageRecord, MessageText, RequestId, Role, Timestamp, UserId};
 
 use super::*;

@@ -1,3 +1,6 @@
+//! Tests of the outbox: failed batches go back in order, and past a bound the oldest entries
+//! are dropped and their rooms resynced.
+
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};

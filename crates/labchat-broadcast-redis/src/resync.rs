@@ -7,16 +7,13 @@
 //!   these rooms past its outbox's bounds; every node re-reads them from the store and refreshes
 //!   their inbox rows.
 //! - `{"resync":1,"origin":"<node>","all":true}`: the same for every room.
+//!
+//! This file is the notices' format; what a node does on one is in `on_resync.rs`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use labchat_core::InboxNotice;
 use labchat_domain::RequestId;
 use serde::{Deserialize, Serialize};
-
-use crate::metrics_names::RESYNCS;
-use crate::rooms::Shared;
 
 /// The version of the format, in its `resync` key.
 const VERSION: u8 = 1;
@@ -99,35 +96,6 @@ pub(crate) fn decode(payload: &[u8]) -> Decoded {
         _ => return Decoded::Malformed("a resync notice must hold one of awayMs, requestIds, all".to_owned()),
     };
     Decoded::Notice { origin: wire.origin, ask }
-}
-
-impl Shared {
-    /// Acts on another node's resync notice.
-    pub(crate) fn on_resync(self: &Arc<Self>, ask: Ask) {
-        metrics::counter!(RESYNCS, "node" => self.node_id.clone()).increment(1);
-        let rooms = match ask {
-            Ask::Back(away) => {
-                self.replay(away);
-                return;
-            }
-            Ask::Rooms(ids) => {
-                for id in &ids {
-                    self.inbox.deliver(InboxNotice::Posted { request_id: *id });
-                }
-                ids.into_iter().filter_map(|id| self.room(id)).collect()
-            }
-            Ask::All => {
-                let rooms = self.all_rooms();
-                for room in &rooms {
-                    self.inbox.deliver(InboxNotice::Posted { request_id: room.id });
-                }
-                rooms
-            }
-        };
-        tracing::info!(node = %self.node_id, rooms = rooms.len(), "another node dropped envelopes; re-reading their rooms from the store");
-        let shared = Arc::clone(self);
-        tokio::spawn(async move { shared.fill_each(rooms).await });
-    }
 }
 
 #[cfg(test)]

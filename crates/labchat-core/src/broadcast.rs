@@ -1,3 +1,6 @@
+//! The broadcast port: [`Broadcaster`] fans a room's events out to its subscribers ([`RoomSink`]),
+//! on this node and, through a backplane, on the others.
+
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
 

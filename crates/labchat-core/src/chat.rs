@@ -1,3 +1,6 @@
+//! The use cases ([`Chat`]): join, leave, post, mark, history, inbox, members and typing, over
+//! the ports.
+
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;

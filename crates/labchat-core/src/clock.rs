@@ -1,3 +1,5 @@
+//! The clock port ([`Clock`]) and the system's wall clock.
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use labchat_domain::Timestamp;

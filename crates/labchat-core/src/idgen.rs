@@ -1,3 +1,5 @@
+//! Message ids ([`MessageIdGenerator`]): object ids that sort in the order messages were stored.
+
 use std::sync::Mutex;
 
 use labchat_domain::{MessageId, ObjectIdBytes, Timestamp};

@@ -1,3 +1,6 @@
+//! The store port ([`ChatStore`]): requests, messages, receipts and the inbox, and the errors
+//! an adapter may report.
+
 use async_trait::async_trait;
 use labchat_domain::{
     HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind, Request, RequestId,

@@ -1,3 +1,5 @@
+//! Room events ([`RoomEvent`]): what every member of a room is told, in the room's order.
+
 use crate::{Message, MessageId, RequestId, Role, Seq, Timestamp, UserId};
 
 /// Something that happened in a request's room, which every member of the room is told, in the

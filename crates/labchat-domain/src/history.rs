@@ -1,3 +1,6 @@
+//! History pages: where a page starts ([`Cursor`]), how long it is ([`HistoryLimit`]), and the
+//! page itself.
+
 use crate::{Message, MessageId};
 
 /// The configured maximum was out of range.

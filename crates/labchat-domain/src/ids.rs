@@ -1,3 +1,5 @@
+//! Validated ids: object ids (requests, messages), user ids and client message ids.
+
 use std::fmt;
 use std::str::FromStr;
 

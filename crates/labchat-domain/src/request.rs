@@ -1,3 +1,5 @@
+//! Lab requests and who may act on their rooms ([`Request::authorize`]).
+
 use crate::{RequestId, Role, User, UserId};
 
 /// A lab request (an order placed by a teacher). Its chat room has the same id.

@@ -1,3 +1,5 @@
+//! A message's place in its room ([`Seq`]): 1, 2, 3, … with no holes.
+
 use std::num::NonZeroU64;
 
 /// A sequence number was zero: the first message of a room is number 1.

@@ -1,3 +1,5 @@
+//! Points in time ([`Timestamp`]), in milliseconds since the Unix epoch.
+
 use std::fmt;
 
 /// A point in time, in whole milliseconds since the Unix epoch (UTC).

@@ -1,3 +1,5 @@
+//! Users and their roles ([`Role`]), as the token tells them.
+
 use std::fmt;
 
 use crate::UserId;

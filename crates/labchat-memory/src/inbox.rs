@@ -1,30 +1,10 @@
-//! The in-memory store's inbox: each room's last message is the last of its messages, and a
-//! counter per room and user of the messages the user sent or read gives the unread count.
-
-use std::collections::HashMap;
+//! The in-memory store's inbox: each room's last message is the last of its messages, and the
+//! count per room and user of the messages the user sent or read ([`crate::seen::Seen`]) gives
+//! the unread count.
 
 use labchat_domain::{InboxPage, InboxQuery, InboxRow, RequestId, User, UserId, select_page};
 
-use crate::store::{Inner, Room};
-
-/// Per room and user: how many of the room's messages the user sent or read (each at most once:
-/// a message is read once, and never by its sender).
-#[derive(Default)]
-pub(crate) struct Seen(HashMap<(RequestId, UserId), u64>);
-
-impl Seen {
-    /// Counts `n` more messages of `room` as sent or read by `user`.
-    pub(crate) fn add(&mut self, room: RequestId, user: &UserId, n: u64) {
-        if n > 0 {
-            let count = self.0.entry((room, user.clone())).or_default();
-            *count = count.saturating_add(n);
-        }
-    }
-
-    fn get(&self, room: RequestId, user: &UserId) -> u64 {
-        self.0.get(&(room, user.clone())).copied().unwrap_or(0)
-    }
-}
+use crate::state::{Inner, Room};
 
 impl Inner {
     fn row(&self, id: RequestId, room: &Room, user: &UserId) -> Option<InboxRow> {

@@ -14,6 +14,8 @@
 mod broadcast;
 mod inbox;
 mod presence;
+mod seen;
+mod state;
 mod store;
 
 pub use broadcast::LocalBroadcaster;

@@ -1,36 +1,16 @@
 //! The embedded in-memory store: the default when no MongoDB is configured. Nothing persists
 //! across restarts.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use labchat_core::{ChatStore, Inserted, Marked, StoreError};
 use labchat_domain::{
-    Cursor, HistoryPage, HistoryQuery, IdempotencyKey, InboxPage, InboxQuery, InboxRow, Message, MessageId,
-    MessageRecord, ReceiptKind, Request, RequestId, Seq, Timestamp, User, UserId,
+    Cursor, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, MessageRecord, ReceiptKind,
+    Request, RequestId, Seq, Timestamp, User, UserId,
 };
 
-use crate::inbox::Seen;
-
-/// One room's messages in seq order: the message with seq `n` is at index `n - 1`.
-#[derive(Default)]
-pub(crate) struct Room {
-    pub(crate) messages: Vec<Message>,
-    /// Where each message is in `messages`.
-    at: HashMap<MessageId, usize>,
-}
-
-#[derive(Default)]
-pub(crate) struct Inner {
-    pub(crate) requests: HashMap<RequestId, Request>,
-    pub(crate) rooms: HashMap<RequestId, Room>,
-    /// Every stored message's room, by id (ids are unique across rooms).
-    ids: HashMap<MessageId, RequestId>,
-    idempotency: HashMap<IdempotencyKey, MessageId>,
-    /// Per room and user: how many of the room's messages the user sent or read.
-    pub(crate) seen: Seen,
-}
+use crate::state::Inner;
 
 /// A [`ChatStore`] in process memory. Requests are added with [`MemoryStore::add_request`].
 ///
@@ -194,14 +174,4 @@ impl ChatStore for MemoryStore {
 
     /// Seqs are assigned under this store's own lock: there is nothing to guess.
     fn seq_seen(&self, _request: RequestId, _seq: Seq) {}
-}
-
-impl Room {
-    fn get(&self, id: &MessageId) -> Option<&Message> {
-        self.at.get(id).and_then(|&i| self.messages.get(i))
-    }
-
-    fn get_mut(&mut self, id: &MessageId) -> Option<&mut Message> {
-        self.at.get(id).and_then(|&i| self.messages.get_mut(i))
-    }
 }

@@ -1,36 +1,19 @@
-//! The edge before the websocket upgrade: the accept loop (with its back-off on accept errors)
-//! and the gate that caps the connections of a listener not yet upgraded.
+//! The accept loop of one listener, with its back-off on accept errors; a socket past the
+//! listener's [`Gate`] is refused at once with a fixed `503`, the others are served by
+//! [`crate::routes`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::server::{Peer, Server, reject, serve_http};
-
-/// What a listener serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Port {
-    /// Everything: websocket upgrades, the demo page, probes and `/metrics`.
-    Chat,
-    /// As `Chat`, without `/metrics` (served by the operations listener).
-    ChatOnly,
-    /// The operations listener: probes and `/metrics` only.
-    Ops,
-}
-
-impl Port {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Chat | Self::ChatOnly => "chat",
-            Self::Ops => "ops",
-        }
-    }
-}
+use crate::context::{Peer, Port, Server};
+use crate::gate::Gate;
+use crate::http::reject;
+use crate::routes::serve_http;
 
 /// The first pause after a failed accept; each further failure doubles it.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -145,70 +128,6 @@ fn refuse_pending(stream: TcpStream, addr: SocketAddr, port: Port) {
     reject("pending_limit");
     tracing::debug!(peer = %addr, listener = port.name(), "too many pending connections; socket refused");
     let _ = stream.try_write(&PENDING_REFUSAL);
-}
-
-/// Counts the connections of one listener that are not (yet) websockets, up to a cap.
-pub(crate) struct Gate {
-    count: Arc<AtomicUsize>,
-    cap: usize,
-    /// Whether the count shows as `labchat_connections_pending` (the chat listener's does).
-    metered: bool,
-    /// When refusals were last logged, and how many sockets were refused since: at most one
-    /// line per [`REFUSAL_LOG_EVERY`], not one per socket.
-    last_logged: Option<Instant>,
-    refused: u64,
-}
-
-/// How often refusals at the pending cap are logged, at most.
-const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
-
-impl Gate {
-    pub(crate) fn new(port: Port, server: &Server) -> Self {
-        let (count, metered) = match port {
-            Port::Chat | Port::ChatOnly => (server.stats().pending_counter(), true),
-            Port::Ops => (Arc::default(), false),
-        };
-        Self { count, cap: server.config().max_pending_connections, metered, last_logged: None, refused: 0 }
-    }
-
-    /// A guard for one more pending connection, or `None` at the cap.
-    fn admit(&mut self, port: Port) -> Option<PendingGuard> {
-        if self.count.fetch_add(1, Ordering::AcqRel) >= self.cap {
-            self.count.fetch_sub(1, Ordering::AcqRel);
-            self.refused += 1;
-            if self.last_logged.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
-                tracing::warn!(
-                    listener = port.name(),
-                    max_pending_connections = self.cap,
-                    refused = self.refused,
-                    "pending connection limit reached; refusing new sockets until some finish"
-                );
-                self.last_logged = Some(Instant::now());
-                self.refused = 0;
-            }
-            return None;
-        }
-        if self.metered {
-            metrics::gauge!("labchat_connections_pending").increment(1.0);
-        }
-        Some(PendingGuard { count: Arc::clone(&self.count), metered: self.metered })
-    }
-}
-
-/// One pending connection, counted until dropped (when the connection closes or becomes a
-/// websocket).
-pub(crate) struct PendingGuard {
-    count: Arc<AtomicUsize>,
-    metered: bool,
-}
-
-impl Drop for PendingGuard {
-    fn drop(&mut self) {
-        if self.metered {
-            metrics::gauge!("labchat_connections_pending").decrement(1.0);
-        }
-        self.count.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 #[cfg(test)]

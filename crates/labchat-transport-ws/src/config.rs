@@ -1,3 +1,5 @@
+//! The transport's limits and timings ([`WsConfig`]), each with its documented default.
+
 use std::time::Duration;
 
 use crate::protocol::DecodeLimits;

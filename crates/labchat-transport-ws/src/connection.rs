@@ -12,51 +12,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use hyper_util::rt::TokioIo;
 use labchat_core::{Clock, SinkId};
 use labchat_domain::{Timestamp, User};
 use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Principal;
-use crate::dispatch::{Outcome, Session};
-use crate::metered::Metered;
+use crate::close::{self, End};
+use crate::context::Server;
 use crate::outbound::{ConnSink, Writing};
 use crate::protocol::{self, ErrorCode, ErrorFrame};
 use crate::rate_limit::{Decision, TokenBucket};
-use crate::server::Server;
-use crate::socket::{self, IoState};
+use crate::session::{Outcome, Session};
+use crate::socket::{self, IoState, Ws};
 use crate::timers::{Deadlines, Periods};
-
-pub(crate) type Ws = WebSocketStream<Metered<TokioIo<hyper::upgrade::Upgraded>>>;
-
-/// Close codes the server uses (see docs/protocol.md).
-pub(crate) mod close {
-    pub const GOING_AWAY: u16 = 1001;
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    pub const INVALID_DATA: u16 = 1007;
-    pub const POLICY: u16 = 1008;
-    pub const TOO_BIG: u16 = 1009;
-    pub const SERVICE_RESTART: u16 = 1012;
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-    pub const TOKEN_EXPIRED: u16 = 4001;
-    pub const FORBIDDEN: u16 = 4003;
-}
-
-/// Why the connection loop ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum End {
-    /// The peer vanished, or takes no bytes; nothing more to send.
-    Gone,
-    /// The peer sent a close frame; the reply is flushed, then the connection dropped.
-    PeerClosed,
-    /// Close with this code and reason.
-    Close(u16, &'static str),
-}
 
 /// What the rate limit made of one incoming frame.
 enum Admitted {
@@ -127,7 +99,7 @@ impl Connection {
         metrics::gauge!("labchat_rooms_joined").decrement(rooms.len() as f64);
         self.server.chat().disconnect(&user, self.sink.sink_id(), rooms.drain()).await;
         let grace = self.server.config().close_grace;
-        crate::closes::count(end);
+        close::count(end);
         match end {
             End::Close(code, reason) => Box::pin(self.close(&mut ws, code, reason, grace)).await,
             // Our reply to the client's close frame.

@@ -5,13 +5,19 @@
 use std::task::{Context, Poll};
 
 use futures_util::StreamExt;
+use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 
-use crate::connection::{End, Ws, close};
+use crate::close::{self, End};
+use crate::metered::Metered;
 use crate::outbound::{ConnSink, Writing};
 use crate::rate_limit::{Decision, RateLimits, TokenBucket};
+
+/// An upgraded connection's websocket, its bytes counted.
+pub(crate) type Ws = WebSocketStream<Metered<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// What one poll of the socket uses, borrowed from the connection.
 pub(crate) struct IoState<'a> {

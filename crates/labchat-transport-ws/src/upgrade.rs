@@ -15,9 +15,13 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::auth::AuthError;
 use crate::connection::Connection;
+use crate::context::{Peer, ServerStats};
 use crate::drain::Phase;
+use crate::http::{HttpResponse, error_response, reject};
 use crate::metered::Metered;
-use crate::server::{HttpResponse, Peer, SUBPROTOCOL, ServerStats, error_response, reject};
+
+/// The subprotocol browsers offer (with `bearer.<JWT>`) and the server selects.
+pub(crate) const SUBPROTOCOL: &str = "labchat.v1";
 
 const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
 

@@ -1,3 +1,6 @@
+//! Tests of one connection's frames through the dispatcher, on the in-memory adapters: replies,
+//! error frames and outcomes.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,9 +10,16 @@ use labchat_domain::{HistoryLimit, Request, Role, Timestamp, User, UserId};
 use labchat_memory::{LocalBroadcaster, MemoryPresence, MemoryStore};
 use serde_json::json;
 
+use std::sync::Arc;
+
+use labchat_domain::RequestId;
+use serde_json::Value;
+
 use super::*;
-use crate::auth::{AuthSettings, Authenticator, JwtAlgorithm};
+use crate::auth::{AuthSettings, Authenticator, JwtAlgorithm, Principal};
+use crate::close::{self, End};
 use crate::config::WsConfig;
+use crate::outbound::ConnSink;
 
 const SECRET: &[u8] = b"dispatch-test-secret-0123456789";
 

@@ -1,3 +1,5 @@
+//! Tests of the outbound queue and its writer: order, bounds, and how frames reach the socket.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::pin::Pin;

@@ -1,28 +1,15 @@
-//! Client frames to commands, in two stages: the envelope `{event, id, data}` (here), then one
-//! DTO per event, validated into domain types (`client.rs`). Never panics: any input is a [`Command`] or a
+//! Client frames to commands, in two stages: the envelope `{event, id, data}` (here), then the
+//! event's own parse (`client/`, a file per event). Never panics: any input is a [`Command`] or a
 //! [`BadFrame`], whose message names the first field that is wrong.
+//!
+//! [`Command`]: super::Command
 
-use labchat_domain::{MessageId, MessageText, RequestId};
-use serde::de::{Deserialize, Deserializer};
+use labchat_domain::RequestId;
 use serde_json::{Map, Value};
 
 use super::client::command;
+use super::client::parse::DecodeLimits;
 use super::{BadFrame, ClientEvent, Inbound};
-
-/// Limits the decoder enforces.
-#[derive(Clone, Copy, Debug)]
-pub struct DecodeLimits {
-    /// Longest message text, in characters.
-    pub max_message_chars: usize,
-    /// Most ids in one `ackMessages`/`readMessages` frame.
-    pub max_receipt_ids: usize,
-}
-
-impl Default for DecodeLimits {
-    fn default() -> Self {
-        Self { max_message_chars: MessageText::DEFAULT_MAX_CHARS, max_receipt_ids: 500 }
-    }
-}
 
 /// The longest correlation id string, in characters.
 pub const MAX_CORRELATION_ID_CHARS: usize = 64;
@@ -119,66 +106,5 @@ fn correlation_id(id: Option<Value>) -> Result<Option<Value>, String> {
         Some(_) => {
             Err(format!("field id must be a string of at most {MAX_CORRELATION_ID_CHARS} characters or an integer"))
         }
-    }
-}
-
-/// What is wrong, and the frame's room when it was valid.
-pub(super) type Fail = (String, Option<RequestId>);
-
-// ---------------------------------------------------------------------------------------------
-// The DTOs: one per event, naming the fields it reads. Fields are kept as JSON values, typed
-// by the validation below, so that every error names its field in the protocol's own words.
-
-/// A field of `data`: absent, or present with any JSON value (`null` included).
-#[derive(Default, Debug)]
-pub(super) struct Field(pub(super) Option<Value>);
-
-impl<'de> Deserialize<'de> for Field {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Value::deserialize(d).map(|v| Self(Some(v)))
-    }
-}
-
-impl Field {
-    /// The value, with `null` read as absent.
-    pub(super) fn non_null(self) -> Option<Value> {
-        self.0.filter(|v| !v.is_null())
-    }
-}
-
-/// The room, under `requestId` or its alias `resquestId`.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-pub(super) struct Room {
-    #[serde(rename = "requestId")]
-    request_id: Field,
-    #[serde(rename = "resquestId")]
-    resquest_id: Field,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Validation: DTO to command. The room is checked first; later errors carry it.
-
-impl Room {
-    pub(super) fn request_id(self) -> Result<RequestId, Fail> {
-        let raw = match (self.request_id.0, self.resquest_id.0) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(("fields data.requestId and data.resquestId disagree; send one of them".into(), None));
-            }
-            (Some(v), _) | (None, Some(v)) => v,
-            (None, None) => return Err(("missing field data.requestId".into(), None)),
-        };
-        match raw {
-            Value::String(s) => RequestId::parse(&s).map_err(|e| (format!("field data.requestId: {e}"), None)),
-            _ => Err(("field data.requestId must be a 24-hex string".into(), None)),
-        }
-    }
-}
-
-pub(super) fn optional_id(field: Field, name: &str) -> Result<Option<MessageId>, String> {
-    match field.non_null() {
-        None => Ok(None),
-        Some(Value::String(s)) => MessageId::parse(&s).map(Some).map_err(|e| format!("field data.{name}: {e}")),
-        Some(_) => Err(format!("field data.{name} must be a 24-hex string")),
     }
 }

@@ -4,7 +4,8 @@
 //! [`ServerEvent`] (whose room events take their names from
 //! [`labchat_domain::RoomEventKind::as_str`]). [`decode`] turns a frame into a [`Command`];
 //! the encoders ([`ack`], [`error`], [`room_history`], [`room_event`], [`message`]) build the
-//! server's frames.
+//! server's frames. Each client event has a file of its own under `client/`, with its command,
+//! its parse and its apply (what the connection does with it).
 
 use labchat_domain::RequestId;
 use serde::Serialize;
@@ -16,8 +17,12 @@ mod encode;
 mod history;
 mod inbox;
 
-pub use client::{CLIENT_EVENTS, ClientEvent, Command, UnknownEvent, known_event};
-pub use decode::{DecodeLimits, MAX_CORRELATION_ID_CHARS, decode};
+pub use client::parse::DecodeLimits;
+pub use client::{
+    CLIENT_EVENTS, ClientEvent, Command, History, Inbox, JoinRoom, LeaveRoom, Members, Message, Receipts, RefreshToken,
+    SubscribeInbox, Typing, UnknownEvent, UnsubscribeInbox, known_event,
+};
+pub use decode::{MAX_CORRELATION_ID_CHARS, decode};
 pub use encode::{AckData, ErrorFrame, ServerEvent, ack, error, message, rfc3339, room_event};
 pub use history::{Keep, room_history, room_history_with_more};
 pub use inbox::{inbox_ack, inbox_update, join_fields_len, members_ack, with_join_fields};

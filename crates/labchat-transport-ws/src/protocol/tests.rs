@@ -1,3 +1,6 @@
+//! Tests of the wire format: every client event decodes, bad frames say what is wrong, and the
+//! encoders' frames.
+
 use labchat_domain::{
     ClientMessageId, Cursor, HistoryLimit, InboxCursor, InboxLimit, InboxQuery, MessageId, MessageText, Timestamp,
 };
@@ -25,54 +28,63 @@ fn decodes_every_event() {
     let rid = RequestId::parse(RID).unwrap();
     let mid = MessageId::parse(MID).unwrap();
     let cases = [
-        (json!({"event":"joinRoom","data":{"requestId":RID}}), Command::JoinRoom { request_id: rid, after: None }),
+        (
+            json!({"event":"joinRoom","data":{"requestId":RID}}),
+            Command::JoinRoom(JoinRoom { request_id: rid, after: None }),
+        ),
         (
             json!({"event":"joinRoom","data":{"requestId":RID,"after":MID}}),
-            Command::JoinRoom { request_id: rid, after: Some(mid) },
+            Command::JoinRoom(JoinRoom { request_id: rid, after: Some(mid) }),
         ),
-        (json!({"event":"leaveRoom","data":{"resquestId":RID}}), Command::LeaveRoom { request_id: rid }),
+        (json!({"event":"leaveRoom","data":{"resquestId":RID}}), Command::LeaveRoom(LeaveRoom { request_id: rid })),
         (
             json!({"event":"message","data":{"requestId":RID,"message":"hi","clientMessageId":"c-1","senderId":"x"}}),
-            Command::Message {
+            Command::Message(Message {
                 request_id: rid,
                 text: MessageText::parse("hi", 10).unwrap(),
                 client_message_id: Some(ClientMessageId::parse("c-1").unwrap()),
-            },
+            }),
         ),
         (
             json!({"event":"ackMessages","data":{"requestId":RID,"messages":[MID]}}),
-            Command::AckMessages { request_id: rid, ids: vec![mid] },
+            Command::AckMessages(Receipts { request_id: rid, ids: vec![mid] }),
         ),
         (
             json!({"event":"readMessages","data":{"requestId":RID,"messages":[MID]}}),
-            Command::ReadMessages { request_id: rid, ids: vec![mid] },
+            Command::ReadMessages(Receipts { request_id: rid, ids: vec![mid] }),
         ),
         (
             json!({"event":"history","data":{"requestId":RID,"before":MID,"limit":20}}),
-            Command::History {
+            Command::History(History {
                 request_id: rid,
                 cursor: Cursor::Before(mid),
                 limit: Some(HistoryLimit::new(20).unwrap()),
-            },
+            }),
         ),
-        (json!({"event":"refreshToken","data":{"token":"a.b.c"}}), Command::RefreshToken { token: "a.b.c".into() }),
-        (json!({"event":"inbox","data":{}}), Command::Inbox { query: InboxQuery::default() }),
+        (
+            json!({"event":"refreshToken","data":{"token":"a.b.c"}}),
+            Command::RefreshToken(RefreshToken { token: "a.b.c".into() }),
+        ),
+        (json!({"event":"inbox","data":{}}), Command::Inbox(Inbox { query: InboxQuery::default() })),
         (
             json!({"event":"inbox","data":{"limit":7,"before":INBOX_CURSOR}}),
-            Command::Inbox {
+            Command::Inbox(Inbox {
                 query: InboxQuery {
                     limit: InboxLimit::new(7).unwrap(),
                     before: Some(InboxCursor::parse(INBOX_CURSOR).unwrap()),
                 },
-            },
+            }),
         ),
-        (json!({"event":"subscribeInbox","data":{}}), Command::SubscribeInbox),
-        (json!({"event":"unsubscribeInbox","data":{"x":1}}), Command::UnsubscribeInbox),
-        (json!({"event":"typing","data":{"requestId":RID}}), Command::Typing { request_id: rid }),
-        (json!({"event":"members","data":{"requestId":RID}}), Command::Members { request_id: rid, after: None }),
+        (json!({"event":"subscribeInbox","data":{}}), Command::SubscribeInbox(SubscribeInbox)),
+        (json!({"event":"unsubscribeInbox","data":{"x":1}}), Command::UnsubscribeInbox(UnsubscribeInbox)),
+        (json!({"event":"typing","data":{"requestId":RID}}), Command::Typing(Typing { request_id: rid })),
+        (
+            json!({"event":"members","data":{"requestId":RID}}),
+            Command::Members(Members { request_id: rid, after: None }),
+        ),
         (
             json!({"event":"members","data":{"requestId":RID,"after":"lab|1"}}),
-            Command::Members { request_id: rid, after: Some(labchat_domain::UserId::parse("lab|1").unwrap()) },
+            Command::Members(Members { request_id: rid, after: Some(labchat_domain::UserId::parse("lab|1").unwrap()) }),
         ),
     ];
     for (frame, want) in cases {

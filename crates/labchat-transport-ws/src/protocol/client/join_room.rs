@@ -1,0 +1,87 @@
+//! `joinRoom {requestId, after?}`: subscribe to a room and get its history (the latest, or what
+//! follows `after`), then its live events, in the room's order.
+
+use std::sync::Arc;
+
+use labchat_core::RoomSink;
+use labchat_domain::{Cursor, MessageId, RequestId};
+use serde_json::Value;
+
+use super::parse::{Fail, Field, Room, dto, optional_id};
+use crate::context::Server;
+use crate::errors::WireError;
+use crate::outbound::Release;
+use crate::protocol::{self, AckData, Keep, ServerEvent};
+use crate::session::{Failure, Outcome, Session};
+
+/// `joinRoom`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct JoinRoom {
+    /// The room.
+    pub request_id: RequestId,
+    /// Only send history after this message.
+    pub after: Option<MessageId>,
+}
+
+/// The fields `joinRoom` reads.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Data {
+    #[serde(flatten)]
+    room: Room,
+    after: Field,
+}
+
+impl JoinRoom {
+    pub(crate) fn parse(data: Value) -> Result<Self, Fail> {
+        let data = dto::<Data>(data)?;
+        let request_id = data.room.request_id()?;
+        let after = optional_id(data.after, "after").map_err(|m| (m, Some(request_id)))?;
+        Ok(Self { request_id, after })
+    }
+
+    pub(crate) async fn apply(
+        &self,
+        session: &mut Session,
+        server: &Server,
+        id: Option<&Value>,
+    ) -> Result<Outcome, Failure> {
+        let Self { request_id, after } = self;
+        let chat = server.chat();
+        let max = server.config().max_rooms_per_connection;
+        if !session.rooms.contains(request_id) && session.rooms.len() >= max {
+            return Err(Failure::bad_request(format!("a connection may join at most {max} rooms; leave one first")));
+        }
+        let sink: Arc<dyn RoomSink> = Arc::clone(&session.sink) as Arc<dyn RoomSink>;
+        let rejoin = session.rooms.contains(request_id);
+        // The room's events that arrive between subscribing and queueing the history
+        // (from other nodes) wait, so that they follow the history.
+        session.sink.hold(*request_id);
+        let joined = match chat.join(&session.principal.user, *request_id, *after, sink, rejoin).await {
+            Ok(joined) => joined,
+            Err(e) => {
+                session.sink.release(*request_id, if rejoin { Release::Member } else { Release::Drop });
+                return Err(WireError::from(e).into());
+            }
+        };
+        if session.rooms.insert(*request_id) {
+            metrics::gauge!("labchat_rooms_joined").increment(1.0);
+        }
+        // Queued while the room's order is held: history first, then live events.
+        let (keep, budget) =
+            (Keep::for_cursor(after.map_or(Cursor::Latest, Cursor::After)), server.config().reply_budget());
+        let budget = budget.saturating_sub(protocol::join_fields_len(&joined.unread));
+        let (frame, has_more) =
+            protocol::room_history_with_more(*request_id, &joined.history, keep, budget, id, Some(&joined.members));
+        session.sink.reply(ServerEvent::RoomHistory, protocol::with_join_fields(frame, &joined.unread));
+        // A page after a message that stops short of the newest: the client pages on,
+        // and the held messages past the page would leave a hole before them.
+        let cut = after.is_some() && has_more;
+        // Only a backplane delivers messages after a history that holds them.
+        let late = chat.backplane().is_some();
+        session.sink.release(*request_id, Release::Joined { covered: joined.covered, cut, late });
+        drop(joined);
+        session.ack(AckData::Room(*request_id), id);
+        Ok(Outcome::Done)
+    }
+}
