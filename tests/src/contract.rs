@@ -10,7 +10,7 @@
 //!
 //! [`for_each_contract_check!`](crate::for_each_contract_check) lists every check, so a test
 //! file runs them all against one store with a single macro call (see
-//! `tests/tests/store_contract.rs`).
+//! `tests/tests/e2e/store_contract.rs`).
 
 use std::future::Future;
 use std::sync::Arc;
