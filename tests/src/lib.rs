@@ -4,6 +4,10 @@
 //! - [`asyncapi`]: `docs/asyncapi.yaml` compiled into a validator per client and server event;
 //! - [`contract`]: the [`ChatStore`](labchat_core::ChatStore) contract as one suite of checks,
 //!   run against every store, and the memory store's fixture;
+//! - [`broadcast_contract`] and [`presence_contract`]: the same for the
+//!   [`Broadcaster`](labchat_core::Broadcaster) and [`Presence`](labchat_core::Presence) ports,
+//!   with the fixtures of their in-process and Redis implementations;
+//! - [`redis`]: the test Redis server;
 //! - [`mongo`]: the test MongoDB (a fresh database per test, requests as the lab system stores
 //!   them, a proxy that makes the server go silent).
 //!
@@ -15,11 +19,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
 pub mod asyncapi;
+pub mod broadcast_contract;
 pub mod client;
 pub mod contract;
 pub mod harness;
 pub mod mongo;
 pub mod multinode;
+pub mod presence_contract;
+pub mod redis;
 
 /// For each test body `async fn name(server: TestServer)` of the calling file: a test
 /// `memory::name`, on a server with the in-memory store, and a test `mongodb::name`, on a server
