@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use labchat_core::ChatStore;
 use labchat_domain::{ObjectIdBytes, RequestId};
 use labchat_store_mongo::{MongoSettings, MongoStore};
@@ -173,6 +174,7 @@ impl MongoFixture {
     }
 }
 
+#[async_trait]
 impl StoreFixture for MongoFixture {
     fn store(&self) -> Arc<dyn ChatStore> {
         self.store.clone()
