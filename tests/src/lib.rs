@@ -1,6 +1,7 @@
 //! # labchat-tests
 //!
-//! Support for labchat's cross-crate tests (the test files are in `tests/tests/`):
+//! Support for labchat's cross-crate tests, whose suites are modules of four test binaries in
+//! `tests/tests/`: `e2e/` (in-process), `multinode/` (real processes), `soak.rs` and `tidy.rs`.
 //! - [`asyncapi`]: `docs/asyncapi.yaml` compiled into a validator per client and server event;
 //! - [`contract`]: the [`ChatStore`](labchat_core::ChatStore) contract as one suite of checks,
 //!   run against every store, and the memory store's fixture;
@@ -14,7 +15,7 @@
 //! - [`harness`] and [`client`]: a real server on 127.0.0.1:0, real JWTs, a websocket client.
 //! - [`multinode`]: several real `labchat` processes on one MongoDB and one redis-server.
 //!
-//! Run everything with `scripts/test.sh`, which starts the test MongoDB server first.
+//! Run everything with `scripts/test.sh`, which starts the test MongoDB and Redis servers first.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
