@@ -13,7 +13,7 @@
 # (-p, --package, --exclude) replace --workspace:
 #
 #   scripts/test.sh                                   # everything
-#   scripts/test.sh -p labchat-tests --test store_contract
+#   scripts/test.sh -p labchat-tests --test e2e -- store_contract::
 #   scripts/test.sh -- --nocapture                    # arguments after -- go to the test binaries
 set -euo pipefail
 

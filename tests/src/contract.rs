@@ -10,12 +10,12 @@
 //!
 //! [`for_each_contract_check!`](crate::for_each_contract_check) lists every check, so a test
 //! file runs them all against one store with a single macro call (see
-//! `tests/tests/store_contract.rs`).
+//! `tests/tests/e2e/store_contract.rs`).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use async_trait::async_trait;
 use futures_util::future::join_all;
 use labchat_core::{ChatStore, Inserted, Marked, MessageIdGenerator};
 use labchat_domain::{
@@ -45,18 +45,19 @@ impl Creator {
 }
 
 /// A fresh, empty store under test, and a way to add requests to it.
+#[async_trait]
 pub trait StoreFixture: Sync {
     /// The store (the same one on every call).
     fn store(&self) -> Arc<dyn ChatStore>;
 
     /// Adds a request as the system that owns requests would.
-    fn add_request(&self, id: RequestId, creator: Creator) -> impl Future<Output = ()> + Send;
+    async fn add_request(&self, id: RequestId, creator: Creator);
 
     /// Gives an existing request another creator, as the system that owns requests would.
-    fn reassign_request(&self, id: RequestId, creator: Creator) -> impl Future<Output = ()> + Send;
+    async fn reassign_request(&self, id: RequestId, creator: Creator);
 
     /// Deletes a request, as the system that owns requests would.
-    fn remove_request(&self, id: RequestId) -> impl Future<Output = ()> + Send;
+    async fn remove_request(&self, id: RequestId);
 }
 
 /// The contract's fixture for [`labchat_memory::MemoryStore`].
@@ -72,6 +73,7 @@ impl MemoryFixture {
     }
 }
 
+#[async_trait]
 impl StoreFixture for MemoryFixture {
     fn store(&self) -> Arc<dyn ChatStore> {
         self.store.clone()

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use labchat_core::ChatStore;
 use labchat_domain::{ObjectIdBytes, RequestId};
 use labchat_store_mongo::{MongoSettings, MongoStore};
@@ -173,6 +174,7 @@ impl MongoFixture {
     }
 }
 
+#[async_trait]
 impl StoreFixture for MongoFixture {
     fn store(&self) -> Arc<dyn ChatStore> {
         self.store.clone()
@@ -200,20 +202,30 @@ impl StoreFixture for MongoFixture {
 /// [`TcpProxy::freeze`], it keeps every connection open (and accepts new ones) but forwards
 /// nothing, like a server that hangs; [`TcpProxy::restore`] ends that. Dropping it closes every
 /// connection.
+///
+/// Proxies take turns within a process: [`TcpProxy::start`] waits until no other proxy lives.
+/// So a store outage is the only one in the process while it lasts, and a test may count the
+/// process-wide failures it causes (the store's metrics) as its own. A test holds one proxy at
+/// a time.
 #[derive(Debug)]
 pub struct TcpProxy {
     addr: SocketAddr,
     frozen: Arc<watch::Sender<bool>>,
     task: JoinHandle<()>,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
+/// The turn of the one live [`TcpProxy`] of the process.
+static PROXY_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 impl TcpProxy {
-    /// Starts a proxy to `target` (`host:port`).
+    /// Starts a proxy to `target` (`host:port`), once no other proxy of the process lives.
     ///
     /// # Panics
     ///
     /// When no local port can be bound.
     pub async fn start(target: String) -> Self {
+        let turn = PROXY_TURN.lock().await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind a proxy port: {e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("proxy address: {e}"));
         let frozen = Arc::new(watch::Sender::new(false));
@@ -226,7 +238,7 @@ impl TcpProxy {
                 while connections.try_join_next().is_some() {}
             }
         });
-        Self { addr, frozen, task }
+        Self { addr, frozen, task, _turn: turn }
     }
 
     /// The proxy's address.

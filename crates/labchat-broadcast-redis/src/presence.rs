@@ -345,11 +345,13 @@ impl Presence for RedisPresence {
         limit: usize,
     ) -> Result<MembersPage, PresenceError> {
         let [_, users_key, roles_key] = room_keys(room);
+        // One more than asked, to tell whether more follow; none for the count alone from the
+        // start, where the count tells (after a cursor, it does not).
+        let fetch = if limit == 0 && after.is_none() { 0 } else { limit.saturating_add(1) };
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(scripts::source(scripts::PAGE)).arg(2).arg(users_key).arg(roles_key);
         cmd.arg(after.map_or_else(|| "-".to_owned(), |a| format!("({}", a.as_str())));
-        // One more than asked, to tell whether more follow.
-        cmd.arg(if limit == 0 { 0 } else { limit.saturating_add(1) });
+        cmd.arg(fetch);
         let (count, users, roles): (usize, Vec<String>, Vec<Option<String>>) =
             self.inner.query("members", &cmd).await?;
         let mut members: Vec<Member> = users
@@ -359,7 +361,7 @@ impl Presence for RedisPresence {
                 Some(Member { user_id: UserId::parse(user).ok()?, role: Role::parse(&role?).ok()? })
             })
             .collect();
-        let has_more = if limit == 0 { count > 0 } else { members.len() > limit };
+        let has_more = if fetch == 0 { count > 0 } else { members.len() > limit };
         members.truncate(limit);
         Ok(MembersPage { members, count, has_more })
     }

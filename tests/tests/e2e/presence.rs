@@ -1,13 +1,13 @@
 //! Presence (`members` in `roomHistory`, `memberJoined`, `memberLeft`) and typing over real
 //! websockets with real JWTs, once on the in-memory store (`memory::*`) and once on MongoDB
-//! (`mongodb::*`), on one node (several nodes: `e2e_presence_multinode.rs`).
+//! (`mongodb::*`), on one node (several nodes: `tests/multinode/presence.rs`).
 //!
 //! On one node a broadcast is queued for every member before the publishing call answers, so a
 //! frame that is not delivered is proved absent by a later call of the same connection whose
 //! reply comes with nothing before it ([`nothing_pending`]).
 //!
 //! The MongoDB tests need `LABCHAT_TEST_MONGO_URI`; run them with
-//! `scripts/test.sh -p labchat-tests --test e2e_presence`.
+//! `scripts/test.sh -p labchat-tests --test e2e -- presence::`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! node live. Two real `labchat` processes run with a quiet-room check of 60 s, so a delivery
 //! within 5 s cannot come from that check (docs/deployment.md, "What a node failed to publish").
 //!
-//! Run it with `scripts/test.sh -p labchat-tests --test e2e_heal_multinode`.
+//! Run it with `scripts/test.sh -p labchat-tests --test multinode -- heal::`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;

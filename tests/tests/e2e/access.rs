@@ -174,7 +174,8 @@ async fn a_refused_write_ends_the_subscription_at_once() {
 
 /// `labchat_store_op_seconds_count{op="find_request",outcome="unavailable"}` in the server's
 /// `/metrics`: request lookups that failed because the store was unavailable, process-wide (0
-/// before the first). In this test binary only the outage test makes the store unavailable.
+/// before the first). Store outages take turns in the process ([`TcpProxy`]): while this test's
+/// proxy lives, no other test makes a store unavailable.
 async fn failed_lookups(server: &TestServer) -> f64 {
     let exchange = async {
         let mut s = TcpStream::connect(server.addr).await.unwrap();

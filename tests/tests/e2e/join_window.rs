@@ -12,14 +12,15 @@ use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use futures_util::future::{BoxFuture, join_all};
+use async_trait::async_trait;
+use futures_util::future::join_all;
 use labchat_core::{
     BackplaneStatus, BroadcastError, Broadcaster, Chat, ChatStore, Inserted, Marked, RoomSink, SinkId, StoreError,
     SystemClock,
 };
 use labchat_domain::{
-    HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageRecord, MessageText, ReceiptKind, Request,
-    RequestId, Role, RoomEvent, Seq, Timestamp, UserId,
+    HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, MessageRecord,
+    MessageText, ReceiptKind, Request, RequestId, Role, RoomEvent, Seq, Timestamp, User, UserId,
 };
 use labchat_memory::{LocalBroadcaster, MemoryStore};
 use labchat_tests::client::{Client, WAIT};
@@ -121,46 +122,22 @@ struct NodeBroadcaster {
     after_subscribe: Hook,
 }
 
+#[async_trait]
 impl Broadcaster for NodeBroadcaster {
-    fn subscribe<'life0, 'async_trait>(
-        &'life0 self,
-        room: RequestId,
-        sink: Arc<dyn RoomSink>,
-    ) -> BoxFuture<'async_trait, Result<(), BroadcastError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.local.subscribe(room, sink).await?;
-            if let Some(step) = take(&self.after_subscribe) {
-                self.remote.run(room, step).await;
-            }
-            Ok(())
-        })
+    async fn subscribe(&self, room: RequestId, sink: Arc<dyn RoomSink>) -> Result<(), BroadcastError> {
+        self.local.subscribe(room, sink).await?;
+        if let Some(step) = take(&self.after_subscribe) {
+            self.remote.run(room, step).await;
+        }
+        Ok(())
     }
 
-    fn unsubscribe<'life0, 'async_trait>(
-        &'life0 self,
-        room: RequestId,
-        sink: SinkId,
-    ) -> BoxFuture<'async_trait, Result<(), BroadcastError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.local.unsubscribe(room, sink)
+    async fn unsubscribe(&self, room: RequestId, sink: SinkId) -> Result<(), BroadcastError> {
+        self.local.unsubscribe(room, sink).await
     }
 
-    fn publish<'life0, 'async_trait>(
-        &'life0 self,
-        event: RoomEvent,
-    ) -> BoxFuture<'async_trait, Result<(), BroadcastError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.local.publish(event)
+    async fn publish(&self, event: RoomEvent) -> Result<(), BroadcastError> {
+        self.local.publish(event).await
     }
 
     fn backplane(&self) -> Option<BackplaneStatus> {
@@ -175,127 +152,57 @@ struct HookedStore {
     after_history: Hook,
 }
 
+#[async_trait]
 impl ChatStore for HookedStore {
-    fn find_request<'life0, 'async_trait>(
-        &'life0 self,
-        id: RequestId,
-    ) -> BoxFuture<'async_trait, Result<Option<Request>, StoreError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.inner.find_request(id)
+    async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
+        self.inner.find_request(id).await
     }
 
-    fn insert_message<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        message: &'life1 Message,
-    ) -> BoxFuture<'async_trait, Result<Inserted, StoreError>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.inner.insert_message(message)
+    async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
+        self.inner.insert_message(message).await
     }
 
-    fn history<'life0, 'async_trait>(
-        &'life0 self,
+    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError> {
+        let page = self.inner.history(request, query).await?;
+        if let Some(step) = take(&self.after_history) {
+            self.remote.run(request, step).await;
+        }
+        Ok(page)
+    }
+
+    async fn mark(
+        &self,
         request: RequestId,
-        query: HistoryQuery,
-    ) -> BoxFuture<'async_trait, Result<Option<HistoryPage>, StoreError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let page = self.inner.history(request, query).await?;
-            if let Some(step) = take(&self.after_history) {
-                self.remote.run(request, step).await;
-            }
-            Ok(page)
-        })
-    }
-
-    fn mark<'life0, 'life1, 'life2, 'async_trait>(
-        &'life0 self,
-        request: RequestId,
-        user: &'life1 UserId,
+        user: &UserId,
         kind: ReceiptKind,
-        ids: &'life2 [MessageId],
+        ids: &[MessageId],
         at: Timestamp,
-    ) -> BoxFuture<'async_trait, Result<Marked, StoreError>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        'life2: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.inner.mark(request, user, kind, ids, at)
+    ) -> Result<Marked, StoreError> {
+        self.inner.mark(request, user, kind, ids, at).await
     }
 
-    fn ping<'life0, 'async_trait>(&'life0 self) -> BoxFuture<'async_trait, Result<(), StoreError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.inner.ping()
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
     }
 
     fn seq_seen(&self, request: RequestId, seq: Seq) {
         self.inner.seq_seen(request, seq);
     }
 
-    fn inbox<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        viewer: &'life1 labchat_domain::User,
-        query: labchat_domain::InboxQuery,
-    ) -> BoxFuture<'async_trait, Result<labchat_domain::InboxPage, StoreError>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.inner.inbox(viewer, query)
+    async fn inbox(&self, viewer: &User, query: InboxQuery) -> Result<InboxPage, StoreError> {
+        self.inner.inbox(viewer, query).await
     }
 
-    fn inbox_rows<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        request: RequestId,
-        users: &'life1 [UserId],
-    ) -> BoxFuture<'async_trait, Result<Vec<labchat_domain::InboxRow>, StoreError>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.inner.inbox_rows(request, users)
+    async fn inbox_rows(&self, request: RequestId, users: &[UserId]) -> Result<Vec<InboxRow>, StoreError> {
+        self.inner.inbox_rows(request, users).await
     }
 
-    fn unread_count<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        request: RequestId,
-        user: &'life1 UserId,
-    ) -> BoxFuture<'async_trait, Result<u64, StoreError>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.inner.unread_count(request, user)
+    async fn unread_count(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError> {
+        self.inner.unread_count(request, user).await
     }
 
-    fn first_unread<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        request: RequestId,
-        user: &'life1 UserId,
-    ) -> BoxFuture<'async_trait, Result<Option<MessageId>, StoreError>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.inner.first_unread(request, user)
+    async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
+        self.inner.first_unread(request, user).await
     }
 }
 

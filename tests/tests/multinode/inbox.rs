@@ -3,7 +3,7 @@
 //! subscribers of another, and only those who may act on the room.
 //!
 //! Needs `LABCHAT_TEST_MONGO_URI`, the `labchat` binary and `redis-server`: run it with
-//! `scripts/test.sh -p labchat-tests --test e2e_inbox_multinode`.
+//! `scripts/test.sh -p labchat-tests --test multinode -- inbox::`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! MongoDB database and one redis-server (`labchat_tests::multinode`).
 //!
 //! Needs `LABCHAT_TEST_MONGO_URI`, the `labchat` binary and `redis-server`: run it with
-//! `scripts/test.sh -p labchat-tests --test e2e_presence_multinode`.
+//! `scripts/test.sh -p labchat-tests --test multinode -- presence::`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! database and one redis-server, clients spread over the nodes (docs/deployment.md).
 //!
 //! Needs `LABCHAT_TEST_MONGO_URI`, the `labchat` binary and `redis-server`: run it with
-//! `scripts/test.sh -p labchat-tests --test e2e_multinode` (which builds and starts what it needs).
+//! `scripts/test.sh -p labchat-tests --test multinode -- chat::` (which builds and starts what it needs).
 //! Each test starts its own redis-server (so it may kill it) and its own nodes, one test at a time,
 //! and stops them all when it ends, passed or failed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

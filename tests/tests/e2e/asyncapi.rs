@@ -443,8 +443,8 @@ async fn every_frame_of_a_real_session_matches_the_document() {
 
     // The session showed every documented event and every variant the test promises.
     let seen = contract.seen.borrow();
-    // The inbox's events are checked the same way, in a session of their own, by asyncapi_inbox.rs;
-    // `members` and `membersChanged` by asyncapi_presence.rs.
+    // The inbox's events are checked the same way, in a session of their own, by `asyncapi_inbox`;
+    // `members` and `membersChanged` by `asyncapi_presence`.
     let inbox = ["inbox", "subscribeInbox", "unsubscribeInbox", "inboxUpdate", "members", "membersChanged"];
     let all =
         |names: &[&str]| names.iter().filter(|s| !inbox.contains(s)).map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();

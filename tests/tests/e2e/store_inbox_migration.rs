@@ -2,7 +2,7 @@
 //! start-up, built from their messages and read receipts, so their inbox is right at once.
 //!
 //! Needs `LABCHAT_TEST_MONGO_URI`: run it with `scripts/test.sh -p labchat-tests --test
-//! store_inbox_migration`.
+//! e2e -- store_inbox_migration::`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use labchat_core::{ChatStore, Inserted, MessageIdGenerator};

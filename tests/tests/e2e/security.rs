@@ -2,7 +2,7 @@
 //! mark or leave another teacher's request, whatever combination of `requestId`/`resquestId`,
 //! cursor ids, receipt ids and extra fields it sends; identity comes from the token only; a
 //! missing request is answered exactly like a forbidden one; and a mid-session `refreshToken` can
-//! never switch the connection to another user. (Handshake refusals are in `e2e_handshake.rs`.)
+//! never switch the connection to another user. (Handshake refusals are in `handshake.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
