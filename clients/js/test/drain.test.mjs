@@ -1,7 +1,7 @@
 // A drain of one node under load, through HAProxy started with deploy/haproxy.cfg: three real nodes
 // (test MongoDB, redis-server), 45 clients spread over them by round robin in 5 rooms shared
 // across the nodes, every client posting every 2 s, fresh connections opened all along; then
-// `POST /drain` on one node's operations listener (--drain-delay 2s, --drain-window 3s).
+// `POST /drain` on one node's operations listener (--drain-delay 3s, --drain-window 3s).
 //
 // Afterwards: every send stored exactly once and every client's room.messages equal to the stored
 // history from seq 1 (0 lost, 0 duplicates); every client of the drained node closed with 1012 and
@@ -20,7 +20,7 @@ const CLIENTS = 45;
 const ROOMS = ['6751b6df1ad14eaa13a0b001', '6751b6df1ad14eaa13a0b002', '6751b6df1ad14eaa13a0b003', '6751b6df1ad14eaa13a0b004', '6751b6df1ad14eaa13a0b005'];
 const POST_EVERY_MS = 2000;
 const PROBE_EVERY_MS = 100;
-const DELAY_MS = 2000;
+const DELAY_MS = 3000;
 const WINDOW_MS = 3000;
 /** The node drained: node-2. */
 const DRAINED = 1;
