@@ -57,6 +57,8 @@ function probe(url, i) {
 describe('a drain of one node under load, behind HAProxy', () => {
   let cluster;
   const clients = [];
+  /** The posters post while this holds; a failed assertion stops them too (`after`). */
+  let posting = false;
   before(async () => {
     cluster = await startCluster(
       ROOMS.map((id) => ({ id, createdBy: TEACHER })),
@@ -64,6 +66,7 @@ describe('a drain of one node under load, behind HAProxy', () => {
     );
   });
   after(async () => {
+    posting = false;
     for (const c of clients) c.close();
     await cluster?.stop();
   });
@@ -95,7 +98,7 @@ describe('a drain of one node under load, behind HAProxy', () => {
     }
 
     // Every client posts every POST_EVERY_MS, each at its own phase: a steady flow through the drain.
-    let posting = true;
+    posting = true;
     const posters = crowd.map(async (x) => {
       await sleep(Math.random() * POST_EVERY_MS);
       for (let n = 0; posting; n++) {
