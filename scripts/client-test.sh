@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The client library's tests: `npm ci && npm run build && npm test` in clients/js (@labchat/client),
 # against real labchat processes: one node with the memory store, and three nodes with the test
-# MongoDB and Redis servers behind HAProxy (deploy/haproxy.cfg).
+# MongoDB and Redis servers behind HAProxy (deploy/haproxy.cfg): faults (kill -9, Redis, MongoDB)
+# in test/multinode.test.mjs, a drain of one node under load in test/drain.test.mjs.
 #
 # Installs what it needs when missing (Debian's haproxy and redis-server via apt, the npm packages
 # of clients/js via `npm ci`), builds the labchat binary (debug), and exits non-zero on any failure.

@@ -5,6 +5,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { ROOT, STEP_MS, freePort, sleep, startNode } from './harness.mjs';
 
@@ -56,6 +57,34 @@ async function waitPort(port) {
   }
 }
 
+/**
+ * HAProxy's own counters (`show stat` on its stats socket): one row per frontend, backend and
+ * server, keyed `proxy/name` (e.g. `labchat_nodes/node2`, `labchat/FRONTEND`), numbers as numbers.
+ */
+function haproxyStats(socket) {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const s = net.connect(socket, () => s.end('show stat\n'));
+    s.setEncoding('utf8');
+    s.on('data', (d) => (out += d));
+    s.on('error', reject);
+    s.on('end', () => {
+      const [head, ...lines] = out.trim().split('\n');
+      const cols = head.replace(/^# /, '').split(',');
+      const rows = {};
+      for (const line of lines) {
+        const row = {};
+        line.split(',').forEach((v, i) => (row[cols[i]] = v !== '' && /^-?\d+$/.test(v) ? Number(v) : v));
+        rows[`${row.pxname}/${row.svname}`] = row;
+      }
+      resolve(rows);
+    });
+  });
+}
+
+/**
+ * `nodeArgs`: the arguments of every node, or a function of the node's index (0, 1, 2) giving them.
+ */
 export async function startCluster(requests, nodeArgs = []) {
   const startedMongo = !process.env.LABCHAT_TEST_MONGO_URI && !running(MONGO);
   const startedRedis = !running(REDIS);
@@ -67,11 +96,18 @@ export async function startCluster(requests, nodeArgs = []) {
   const env = { LABCHAT_MONGO_URI: mongoUri, LABCHAT_MONGO_DB: db, LABCHAT_REDIS_URL: redisUri };
   const ports = [await freePort(), await freePort(), await freePort()];
   const nodes = [];
-  const start = (i) => startNode({ port: ports[i], args: ['--node-id', `node-${i + 1}`, ...nodeArgs], env });
+  const argsOf = typeof nodeArgs === 'function' ? nodeArgs : () => nodeArgs;
+  const start = (i) => startNode({ port: ports[i], args: ['--node-id', `node-${i + 1}`, ...argsOf(i)], env });
   for (let i = 0; i < 3; i++) nodes.push(await start(i));
   const lbPort = await freePort();
+  // deploy/haproxy.cfg as shipped, plus a second file that only adds a stats socket (the tests
+  // read HAProxy's counters of refused connections, retries and 503s from it).
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'labchat-haproxy-'));
+  const statsSocket = path.join(dir, 'stats.sock');
+  fs.writeFileSync(path.join(dir, 'stats.cfg'), `global\n    stats socket ${statsSocket} mode 600 level user\n`);
   // `-n` lowers the file's `maxconn` (sized for production) to what this machine's open-file limit allows.
-  const haproxy = spawn('haproxy', ['-f', path.join(ROOT, 'deploy/haproxy.cfg'), '-db', '-n', '4000'], {
+  const cfgs = ['-f', path.join(ROOT, 'deploy/haproxy.cfg'), '-f', path.join(dir, 'stats.cfg')];
+  const haproxy = spawn('haproxy', [...cfgs, '-db', '-n', '4000'], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: {
       ...process.env,
@@ -82,12 +118,22 @@ export async function startCluster(requests, nodeArgs = []) {
     },
   });
   let haproxyLogs = '';
-  haproxy.stderr.on('data', (b) => (haproxyLogs += b));
+  /** HAProxy's stderr lines, each with the time it arrived. */
+  const haproxyLines = [];
+  haproxy.stderr.on('data', (b) => {
+    haproxyLogs += b;
+    const at = Date.now();
+    for (const line of String(b).split('\n')) if (line.trim()) haproxyLines.push({ at, line });
+  });
+  const haproxyExited = new Promise((resolve) => haproxy.once('exit', resolve));
   await waitPort(lbPort);
   return {
     url: `ws://127.0.0.1:${lbPort}/`,
     nodes,
     haproxyLogs: () => haproxyLogs,
+    haproxyLines: () => haproxyLines,
+    /** HAProxy's counters now (see `haproxyStats`). */
+    lbStats: () => haproxyStats(statsSocket),
     /** The index of the node whose logs show a connection of `userId`. */
     nodeOf(userId) {
       return nodes.findIndex((n) =>
@@ -107,8 +153,9 @@ export async function startCluster(requests, nodeArgs = []) {
       process.kill(pidOf('mongo-test-server'), on ? 'SIGSTOP' : 'SIGCONT');
     },
     async stop() {
-      haproxy.kill('SIGTERM');
-      await Promise.all(nodes.map((n) => n.stop()));
+      if (haproxy.exitCode === null && haproxy.signalCode === null) haproxy.kill('SIGTERM');
+      await Promise.all([haproxyExited, ...nodes.map((n) => n.stop())]);
+      fs.rmSync(dir, { recursive: true, force: true });
       if (startedRedis) script(REDIS, 'stop');
       if (startedMongo) script(MONGO, 'stop');
     },
