@@ -128,6 +128,14 @@ impl Message {
         })
     }
 
+    /// The idempotency decision: whether this send repeats `stored`, the message already kept
+    /// under the same [`IdempotencyKey`]. A repeat has the same text, compared exactly (every
+    /// character, untrimmed); a different text means the client reused its id for another
+    /// message, which must be refused rather than answered with the stored one.
+    pub fn repeats(&self, stored: &Message) -> bool {
+        self.idempotency_key().is_some_and(|k| stored.idempotency_key() == Some(k)) && self.text == stored.text
+    }
+
     /// Whether `user` may mark this message of `request` with a receipt at all: the message
     /// belongs to `request` and was not sent by `user`. Ids of other requests are never touched.
     pub fn accepts_receipt_from(&self, request: RequestId, user: &UserId) -> bool {
@@ -312,5 +320,21 @@ mod tests {
         m.client_message_id = Some(ClientMessageId::parse("c1").unwrap());
         let k = m.idempotency_key().unwrap();
         assert_eq!((k.request_id, k.sender_id.as_str(), k.client_message_id.as_str()), (rid(1), "a", "c1"));
+    }
+
+    #[test]
+    fn a_repeat_has_the_same_key_and_exactly_the_same_text() {
+        let with_id = |text: &str, cid: Option<&str>| {
+            let mut m = message("a");
+            m.text = MessageText::parse(text, 100).unwrap();
+            m.client_message_id = cid.map(|c| ClientMessageId::parse(c).unwrap());
+            m
+        };
+        let stored = with_id("hello", Some("c1"));
+        assert!(with_id("hello", Some("c1")).repeats(&stored));
+        assert!(!with_id("hello ", Some("c1")).repeats(&stored), "untrimmed: a space differs");
+        assert!(!with_id("Hello", Some("c1")).repeats(&stored));
+        assert!(!with_id("hello", Some("c2")).repeats(&stored), "another key is no repeat");
+        assert!(!with_id("hello", None).repeats(&with_id("hello", None)), "no key, no repeat");
     }
 }

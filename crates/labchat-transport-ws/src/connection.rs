@@ -294,6 +294,7 @@ impl Connection {
                             request_id: None,
                             id: None,
                             retry_after_ms: None,
+                            retryable: false,
                         });
                         None
                     }
@@ -319,6 +320,7 @@ impl Connection {
             request_id: None,
             id: None,
             retry_after_ms: None,
+            retryable: false,
         });
     }
 
@@ -349,6 +351,7 @@ impl Connection {
             request_id,
             id,
             retry_after_ms: Some(retry_after_ms),
+            retryable: true,
         });
         Admitted::Refused
     }

@@ -67,6 +67,7 @@ impl Session {
                     request_id: bad.request_id,
                     id: bad.id.as_ref(),
                     retry_after_ms: None,
+                    retryable: false,
                 });
                 return Outcome::Done;
             }
@@ -81,6 +82,7 @@ impl Session {
                     request_id: inbound.command.request_id(),
                     id: inbound.id.as_ref(),
                     retry_after_ms: None,
+                    retryable: code.retryable(Some(&inbound.command)),
                 });
                 // A refusal for a joined room means access was lost: stop listening to it too.
                 if code == ErrorCode::Forbidden
@@ -233,6 +235,7 @@ impl Session {
                     request_id: Some(room),
                     id,
                     retry_after_ms: Some(retry_after_ms),
+                    retryable: true,
                 });
                 return Ok(Outcome::Uncounted);
             }
@@ -250,6 +253,15 @@ impl Session {
 
     fn refresh(&mut self, server: &Server, token: &str, id: Option<&Value>) -> Result<Outcome, Failure> {
         match server.auth().authenticate(token) {
+            // A refresh never shortens the connection: an older token is refused, the current holds.
+            Ok(p) if p.user == self.principal.user && p.expires_at < self.principal.expires_at => Err(Failure::with(
+                ErrorCode::Unauthorized,
+                format!(
+                    "refresh refused: the new token expires at {}, before the current one ({}), which still holds",
+                    protocol::rfc3339(p.expires_at),
+                    protocol::rfc3339(self.principal.expires_at)
+                ),
+            )),
             Ok(p) if p.user == self.principal.user => {
                 self.principal.expires_at = p.expires_at;
                 self.ack(AckData::Refreshed(p.expires_at), id);
