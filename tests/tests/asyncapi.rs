@@ -283,16 +283,21 @@ async fn every_frame_of_a_real_session_matches_the_document() {
     let rid = r1.to_hex();
 
     // The `root` channel's promise: `GET /` without an upgrade serves the demo page.
-    let page = {
+    let get = |path: &'static str| async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
         let mut out = String::new();
-        tokio::time::timeout(WAIT, s.read_to_string(&mut out)).await.expect("GET / answered").unwrap();
+        tokio::time::timeout(WAIT, s.read_to_string(&mut out)).await.expect("GET answered").unwrap();
         out.to_ascii_lowercase()
     };
+    let page = get("/").await;
     assert!(page.starts_with("http/1.1 200"), "{page}");
     assert!(page.contains("content-type: text/html; charset=utf-8") && page.contains("labchat.v1"), "{page}");
+    // And the browser bundle of @labchat/client it loads.
+    let lib = get("/labchat-client.js").await;
+    assert!(lib.starts_with("http/1.1 200") && lib.contains("content-type: text/javascript"), "{lib}");
+    assert!(lib.contains("export { createclient"), "{}", &lib[..lib.len().min(300)]);
 
     // Handshake refusals.
     for (result, status) in [

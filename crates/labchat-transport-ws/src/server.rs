@@ -229,6 +229,12 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
     resp
 }
 
+fn static_file(body: &'static str, content_type: &'static str) -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
 pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
     json_response(status, &json!({ "code": code, "message": message }))
 }
@@ -249,11 +255,11 @@ async fn route(req: Request<Incoming>, peer: Peer) -> HttpResponse {
             "no such path: the operations listener serves /healthz, /readyz, /metrics and POST /drain",
         ),
         (_, _, "/" | "/ws") if is_upgrade(req.headers()) => upgrade(req, peer),
-        // A small chat page to try the server in a browser (self-contained, no external resources).
-        (_, &Method::GET, "/") => {
-            let mut resp = Response::new(Full::new(Bytes::from_static(include_str!("demo.html").as_bytes())));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-            resp
+        // A small chat page to try the server in a browser (no external resources), and the
+        // prebuilt browser bundle of @labchat/client (clients/js) it runs on.
+        (_, &Method::GET, "/") => static_file(include_str!("demo.html"), "text/html; charset=utf-8"),
+        (_, &Method::GET, "/labchat-client.js") => {
+            static_file(include_str!("labchat-client.js"), "text/javascript; charset=utf-8")
         }
         (_, _, "/ws") => error_response(
             StatusCode::UPGRADE_REQUIRED,
