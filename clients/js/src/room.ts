@@ -47,6 +47,8 @@ export interface RoomEventMap {
   typing: SomeoneInRoom;
   /** The server no longer knows the newest message held (history wiped or restored): messages were cleared. */
   reset: void;
+  /** The room is joined on the current connection (after each connect), caught up or catching up. */
+  joined: void;
   /** The room failed for good (removed after losing access, FORBIDDEN on join). */
   error: LabchatError;
 }
@@ -203,6 +205,7 @@ export class Room extends Emitter<RoomEventMap> {
     }
     if (gen !== this.host.gen) return;
     this.joined = true;
+    this.emit('joined', undefined);
     this.outbox.flush();
     this.marks.flush();
     if (hasMore) this.moreAfter = true;

@@ -435,6 +435,7 @@ const $room = (() => {
           if (gen !== this.host.gen)
               return;
           this.joined = true;
+          this.emit('joined', undefined);
           this.outbox.flush();
           this.marks.flush();
           if (hasMore)
