@@ -48,3 +48,14 @@ export function shouldRetry(e: unknown): boolean {
       return e.data?.retryable === true;
   }
 }
+
+/** The pause before a retry: the server's `retryAfterMs`, else 0.5 to 1 s. */
+export const RETRY_MS = 500;
+export function retryDelay(e: unknown): number {
+  const after = e instanceof LabchatError ? e.data?.retryAfterMs : undefined;
+  return after ?? RETRY_MS + Math.floor(Math.random() * RETRY_MS);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

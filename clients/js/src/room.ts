@@ -6,7 +6,7 @@
 import { Emitter } from './emitter.js';
 import { Marks } from './marks.js';
 import { Outbox } from './outbox.js';
-import { ClientErrorCodes, DISCONNECTED, LabchatError, shouldRetry } from './errors.js';
+import { ClientErrorCodes, DISCONNECTED, LabchatError, RETRY_MS, retryDelay, shouldRetry, sleep } from './errors.js';
 import type {
   AckData,
   ChatMessage,
@@ -52,9 +52,6 @@ export interface RoomEventMap {
   /** The room failed for good (removed after losing access, FORBIDDEN on join). */
   error: LabchatError;
 }
-
-
-const RETRY_MS = 500;
 
 /** The answer to an `after` the server does not know (history wiped or restored): the room must reset. */
 function isUnknownAfter(e: unknown): boolean {
@@ -398,18 +395,8 @@ export class Room extends Emitter<RoomEventMap> {
     }
     this.emit(field === 'deliveredTo' ? 'delivered' : 'read', ev);
   }
-
 }
 
 function addReceipt(list: { userId: string; at: string }[], ev: { userId: string; at: string }): void {
   if (!list.some((r) => r.userId === ev.userId)) list.push({ userId: ev.userId, at: ev.at });
-}
-
-function retryDelay(e: unknown): number {
-  const after = e instanceof LabchatError ? e.data?.retryAfterMs : undefined;
-  return after ?? RETRY_MS + Math.floor(Math.random() * RETRY_MS);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -100,7 +100,16 @@ const $errors = (() => {
               return e.data?.retryable === true;
       }
   }
-  return { LabchatError, ClientErrorCodes, DISCONNECTED, shouldRetry };
+  /** The pause before a retry: the server's `retryAfterMs`, else 0.5 to 1 s. */
+  const RETRY_MS = 500;
+  function retryDelay(e) {
+      const after = e instanceof LabchatError ? e.data?.retryAfterMs : undefined;
+      return after ?? RETRY_MS + Math.floor(Math.random() * RETRY_MS);
+  }
+  function sleep(ms) {
+      return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+  return { LabchatError, ClientErrorCodes, DISCONNECTED, shouldRetry, RETRY_MS, retryDelay, sleep };
 })();
 
 const $protocol = (() => {
@@ -284,12 +293,11 @@ const $room = (() => {
   const { Emitter } = $emitter;
   const { Marks } = $marks;
   const { Outbox } = $outbox;
-  const { ClientErrorCodes, DISCONNECTED, LabchatError, shouldRetry } = $errors;
+  const { ClientErrorCodes, DISCONNECTED, LabchatError, RETRY_MS, retryDelay, shouldRetry, sleep } = $errors;
   // One room: its messages held by `seq` and emitted strictly in `seq` order, each once; joined again
   // after every reconnect with `after` = the newest message held in order, paging `history {after}`
   // while `hasMore`; sends queued and re-sent with the same clientMessageId until acknowledged;
   // receipts coalesced and re-sent until acknowledged.
-  const RETRY_MS = 500;
   /** The answer to an `after` the server does not know (history wiped or restored): the room must reset. */
   function isUnknownAfter(e) {
       return e instanceof LabchatError && e.code === 'UNKNOWN_AFTER';
@@ -647,13 +655,6 @@ const $room = (() => {
   function addReceipt(list, ev) {
       if (!list.some((r) => r.userId === ev.userId))
           list.push({ userId: ev.userId, at: ev.at });
-  }
-  function retryDelay(e) {
-      const after = e instanceof LabchatError ? e.data?.retryAfterMs : undefined;
-      return after ?? RETRY_MS + Math.floor(Math.random() * RETRY_MS);
-  }
-  function sleep(ms) {
-      return new Promise((resolve) => setTimeout(resolve, ms));
   }
   return { Room };
 })();
