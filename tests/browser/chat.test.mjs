@@ -108,12 +108,13 @@ test('errors are shown plainly', { timeout: 60_000 }, async () => {
   assert.match((await errors(page))[0], /FORBIDDEN: you may not access this request \(joinRoom\)/);
   await screenshot(page, '4-errors');
 
-  // The server stopping (SIGTERM drains it): close code 1012, shown with its meaning.
+  // The server stopping (SIGTERM drains it): close code 1012, shown with its meaning; the page
+  // (the library) keeps reconnecting.
   await page.fill('#request-id', server.requestId);
   await page.click('#join');
   await page.waitForSelector('#status[data-state="joined"]');
   await stopServer(server);
-  await page.waitForSelector('#status[data-state="closed"]');
+  await page.waitForSelector('#status[data-state="reconnecting"]');
   assert.match((await errors(page))[0], /code 1012: server restarting: reconnect/);
   await page.context().close();
   assert.deepEqual(pageErrors, []);

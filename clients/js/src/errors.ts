@@ -33,16 +33,29 @@ export const ClientErrorCodes = {
 /** A request could not be sent, or its connection closed before the reply. */
 export const DISCONNECTED = 'DISCONNECTED';
 
-/** Whether a failed frame should be sent again (same frame, same clientMessageId) later. */
+/** Whether a failed frame should be sent again (same frame, same clientMessageId) later: as the
+ * server's `retryable` says (the library always sends a clientMessageId, so an `INTERNAL` on a
+ * send is retryable), and after a lost connection. `UNAUTHORIZED` (retryable with a new token) is
+ * the token refresh's own affair. */
 export function shouldRetry(e: unknown): boolean {
   if (!(e instanceof LabchatError)) return false;
   switch (e.code) {
-    case 'UNAVAILABLE':
-    case 'RATE_LIMITED':
-    case 'INTERNAL':
     case DISCONNECTED:
       return true;
+    case 'UNAUTHORIZED':
+      return false;
     default:
       return e.data?.retryable === true;
   }
+}
+
+/** The pause before a retry: the server's `retryAfterMs`, else 0.5 to 1 s. */
+export const RETRY_MS = 500;
+export function retryDelay(e: unknown): number {
+  const after = e instanceof LabchatError ? e.data?.retryAfterMs : undefined;
+  return after ?? RETRY_MS + Math.floor(Math.random() * RETRY_MS);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

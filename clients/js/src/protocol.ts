@@ -17,7 +17,8 @@ export type ErrorCode =
   | 'RATE_LIMITED'
   | 'TOKEN_EXPIRED'
   | 'UNAUTHORIZED'
-  | 'UNKNOWN_AFTER';
+  | 'UNKNOWN_AFTER'
+  | 'CLIENT_MESSAGE_ID_REUSED';
 
 /** asyncapi: Receipt. */
 export interface Receipt {

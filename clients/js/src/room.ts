@@ -6,7 +6,7 @@
 import { Emitter } from './emitter.js';
 import { Marks } from './marks.js';
 import { Outbox } from './outbox.js';
-import { ClientErrorCodes, DISCONNECTED, LabchatError, shouldRetry } from './errors.js';
+import { ClientErrorCodes, DISCONNECTED, LabchatError, RETRY_MS, retryDelay, shouldRetry, sleep } from './errors.js';
 import type {
   AckData,
   ChatMessage,
@@ -47,12 +47,11 @@ export interface RoomEventMap {
   typing: SomeoneInRoom;
   /** The server no longer knows the newest message held (history wiped or restored): messages were cleared. */
   reset: void;
+  /** The room is joined on the current connection (after each connect), caught up or catching up. */
+  joined: void;
   /** The room failed for good (removed after losing access, FORBIDDEN on join). */
   error: LabchatError;
 }
-
-
-const RETRY_MS = 500;
 
 /** The answer to an `after` the server does not know (history wiped or restored): the room must reset. */
 function isUnknownAfter(e: unknown): boolean {
@@ -203,6 +202,7 @@ export class Room extends Emitter<RoomEventMap> {
     }
     if (gen !== this.host.gen) return;
     this.joined = true;
+    this.emit('joined', undefined);
     this.outbox.flush();
     this.marks.flush();
     if (hasMore) this.moreAfter = true;
@@ -395,18 +395,8 @@ export class Room extends Emitter<RoomEventMap> {
     }
     this.emit(field === 'deliveredTo' ? 'delivered' : 'read', ev);
   }
-
 }
 
 function addReceipt(list: { userId: string; at: string }[], ev: { userId: string; at: string }): void {
   if (!list.some((r) => r.userId === ev.userId)) list.push({ userId: ev.userId, at: ev.at });
-}
-
-function retryDelay(e: unknown): number {
-  const after = e instanceof LabchatError ? e.data?.retryAfterMs : undefined;
-  return after ?? RETRY_MS + Math.floor(Math.random() * RETRY_MS);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -15,33 +15,37 @@ const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
 // The schemas alone (the rest of the AsyncAPI document is no JSON Schema); their $refs are '#/components/schemas/…'.
 ajv.addSchema({ $id: 'spec', components: { schemas: spec.components.schemas } });
 
-const CLIENT = {
-  joinRoom: 'JoinRoomFrame',
-  leaveRoom: 'LeaveRoomFrame',
-  message: 'SendMessageFrame',
-  ackMessages: 'AckMessagesFrame',
-  readMessages: 'ReadMessagesFrame',
-  history: 'HistoryFrame',
-  refreshToken: 'RefreshTokenFrame',
-  inbox: 'InboxFrame',
-  subscribeInbox: 'SubscribeInboxFrame',
-  unsubscribeInbox: 'UnsubscribeInboxFrame',
-  typing: 'TypingFrame',
-  members: 'MembersFrame',
-};
-const SERVER = {
-  message: 'MessageFrame',
-  roomHistory: 'RoomHistoryFrame',
-  messagesDelivered: 'MessagesDeliveredFrame',
-  messageReads: 'MessageReadsFrame',
-  ack: 'AckFrame',
-  inboxUpdate: 'InboxUpdateFrame',
-  error: 'ErrorFrame',
-  typing: 'TypingEventFrame',
-  memberJoined: 'MemberJoinedFrame',
-  memberLeft: 'MemberLeftFrame',
-  membersChanged: 'MembersChangedFrame',
-};
+/** The value a local `$ref` ('#/a/b') points to in the document. */
+function deref(ref) {
+  return ref.slice(2).split('/').reduce((v, k) => v[k], spec);
+}
+
+/** Event name → frame schema name, for the frames one side sends, read from the document's
+ * operations: the server `receive`s client frames and `send`s its own. */
+function frameSchemas(action) {
+  const out = {};
+  for (const op of Object.values(spec.operations)) {
+    if (op.action !== action) continue;
+    for (const { $ref } of op.messages) {
+      let message = deref($ref);
+      while (message.$ref) message = deref(message.$ref);
+      const schema = message.payload.$ref.split('/').pop();
+      assert.ok(!out[message.name] || out[message.name] === schema, `${message.name}: two schemas`);
+      out[message.name] = schema;
+    }
+  }
+  return out;
+}
+const CLIENT = frameSchemas('receive');
+const SERVER = frameSchemas('send');
+
+test('the event maps read from docs/asyncapi.yaml cover the events the library sends and receives', () => {
+  assert.ok(Object.keys(CLIENT).length >= 12 && Object.keys(SERVER).length >= 11, JSON.stringify({ CLIENT, SERVER }));
+  for (const e of ['joinRoom', 'message', 'refreshToken', 'inbox', 'subscribeInbox', 'typing']) assert.ok(CLIENT[e], e);
+  for (const e of ['message', 'roomHistory', 'ack', 'error', 'inboxUpdate', 'membersChanged']) assert.ok(SERVER[e], e);
+  assert.equal(CLIENT.message, 'SendMessageFrame');
+  assert.equal(SERVER.message, 'MessageFrame');
+});
 
 /** The examples of a Markdown file: `{text, direction: 'client' | 'server' | undefined}`. */
 function examples(file) {

@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
 import {
   REQUEST_ID,
   TEACHER,
@@ -40,8 +41,16 @@ describe('one node', () => {
   });
 
   test('two users chat: each message once, in seq order, with receipts, unread and members', async () => {
-    const t = open(node.url, teacherToken);
-    const l = open(node.url, labToken());
+    // Every frame the two clients send, as written to their sockets.
+    const frames = [];
+    class Recording extends WebSocket {
+      send(text) {
+        frames.push(JSON.parse(text));
+        super.send(text);
+      }
+    }
+    const t = open(node.url, teacherToken, { WebSocket: Recording });
+    const l = open(node.url, labToken(), { WebSocket: Recording });
     const tr = t.room(REQUEST_ID);
     const lr = l.room(REQUEST_ID);
     const seen = [];
@@ -80,6 +89,11 @@ describe('one node', () => {
     assert.deepEqual(typing, ['lab-1']);
     tr.leave();
     lr.leave();
+    // Every frame carries a correlation id, so every error can be matched to its frame.
+    const events = new Set(frames.map((f) => f.event));
+    for (const e of ['joinRoom', 'message', 'ackMessages', 'readMessages', 'typing', 'leaveRoom']) assert.ok(events.has(e), e);
+    const noId = frames.filter((f) => f.id === undefined);
+    assert.deepEqual(noId, [], 'frames sent without an id');
   });
 
   test('a cut connection: live messages missed, queued sends and marks are caught up, each once', async () => {

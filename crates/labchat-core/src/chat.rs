@@ -231,8 +231,9 @@ impl Chat {
     }
 
     /// Stores a message from `user` and then broadcasts it to the room. With a client message id
-    /// already used by this user in this room, stores and broadcasts nothing and returns the
-    /// original.
+    /// already used by this user in this room, stores and broadcasts nothing: a repeat of that
+    /// send (the same text, [`Message::repeats`]) returns the original, another text fails with
+    /// [`ChatError::ClientMessageIdReused`].
     pub async fn post(
         &self,
         user: &User,
@@ -253,7 +254,10 @@ impl Chat {
             client_message_id,
         });
         match self.store.insert_message(&message).await.map_err(ChatError::store("posting a message"))? {
-            Inserted::Duplicate(original) => Ok(Posted { message: original, duplicate: true }),
+            Inserted::Duplicate(original) if message.repeats(&original) => {
+                Ok(Posted { message: original, duplicate: true })
+            }
+            Inserted::Duplicate(_) => Err(ChatError::ClientMessageIdReused),
             Inserted::New(seq) => {
                 let message = message.with_seq(seq);
                 self.publish(RoomEvent::MessagePosted(message.clone())).await;

@@ -24,7 +24,8 @@ pub enum FailureKind {
 
 /// Why [`Chat::post`](crate::Chat::post), [`Chat::mark`](crate::Chat::mark),
 /// [`Chat::history`](crate::Chat::history) or [`Chat::check_access`](crate::Chat::check_access)
-/// failed: refused, a history cursor outside the room, or the store failed. Nothing was stored.
+/// failed: refused, a history cursor outside the room, a reused client message id, or the store
+/// failed. Nothing was stored.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
     /// The request does not exist, or the user may not act on it (the two are not told apart,
@@ -34,6 +35,11 @@ pub enum ChatError {
     /// The history cursor (`after` or `before`) names no message of this room. Nothing was done.
     #[error("the history cursor {0:?} is not a message of this room")]
     NotInRoom(Cursor),
+    /// The client message id of a send was used before by the same user in the same room for a
+    /// different text ([`Message::repeats`](labchat_domain::Message::repeats)). Nothing was
+    /// stored or broadcast.
+    #[error("the client message id was already used for a different text in this room")]
+    ClientMessageIdReused,
     /// The store failed while doing `op`.
     #[error("{op}: the store failed")]
     Store {
@@ -55,7 +61,7 @@ impl ChatError {
     pub fn kind(&self) -> FailureKind {
         match self {
             Self::Forbidden => FailureKind::Forbidden,
-            Self::NotInRoom(_) => FailureKind::BadRequest,
+            Self::NotInRoom(_) | Self::ClientMessageIdReused => FailureKind::BadRequest,
             Self::Store { source, .. } if source.is_retryable() => FailureKind::Unavailable,
             Self::Store { .. } => FailureKind::Internal,
         }

@@ -64,7 +64,16 @@ pub trait InboxSink: Send + Sync + 'static {
 /// How many notices may wait for the hub's task before new ones are dropped (and logged).
 const NOTICE_QUEUE: usize = 65_536;
 
-type Subscribers = HashMap<User, Vec<Arc<dyn InboxSink>>>;
+type Subscribers = HashMap<User, Vec<Subscriber>>;
+
+/// One subscribed connection, and the row of each room last sent to it: an update identical to
+/// it is not sent again (several posts handled after all were stored read the same row). The
+/// rows are shared by every connection of the user, and kept for the rooms with activity since
+/// the subscription only.
+struct Subscriber {
+    sink: Arc<dyn InboxSink>,
+    last: HashMap<RequestId, Arc<InboxRow>>,
+}
 
 /// The node's inbox subscriptions, and the one task that turns notices into updates.
 ///
@@ -73,7 +82,8 @@ type Subscribers = HashMap<User, Vec<Arc<dyn InboxSink>>>;
 /// newer one. For each notice the room's request is looked up in the store (so a room the user
 /// may no longer act on is never announced to them), then the rows of the interested local
 /// users are read with one call: for a post, every subscribed user who may act on the room; for
-/// a read, that user alone.
+/// a read, that user alone. A connection is never sent a row identical to the last one it was
+/// sent for that room.
 pub struct InboxHub {
     shared: Arc<Shared>,
     tx: mpsc::Sender<InboxNotice>,
@@ -112,15 +122,15 @@ impl InboxHub {
         }
         let mut subscribers = self.shared.subscribers();
         let sinks = subscribers.entry(user.clone()).or_default();
-        if !sinks.iter().any(|s| s.id() == sink.id()) {
-            sinks.push(sink);
+        if !sinks.iter().any(|s| s.sink.id() == sink.id()) {
+            sinks.push(Subscriber { sink, last: HashMap::new() });
         }
     }
 
     /// Unsubscribes the sink; an unknown sink is ignored.
     pub fn unsubscribe(&self, sink: SinkId) {
         self.shared.subscribers().retain(|_, sinks| {
-            sinks.retain(|s| s.id() != sink);
+            sinks.retain(|s| s.sink.id() != sink);
             !sinks.is_empty()
         });
     }
@@ -181,11 +191,15 @@ async fn handle(shared: &Shared, notice: &InboxNotice) {
             return;
         }
     };
-    let subscribers = shared.subscribers();
+    let mut subscribers = shared.subscribers();
     for (user, row) in users.iter().zip(rows) {
         let row = Arc::new(row);
-        for sink in subscribers.get(user).map_or(&[][..], Vec::as_slice) {
-            sink.deliver_inbox(Arc::clone(&row));
+        for subscriber in subscribers.get_mut(user).map_or(&mut [][..], Vec::as_mut_slice) {
+            if subscriber.last.get(&request_id).is_some_and(|last| **last == *row) {
+                continue;
+            }
+            subscriber.last.insert(request_id, Arc::clone(&row));
+            subscriber.sink.deliver_inbox(Arc::clone(&row));
         }
     }
 }
@@ -256,7 +270,9 @@ mod tests {
             let mut ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
             ids.sort_unstable();
             assert!(ids == ["lab", "t1"] || ids == ["t1"], "asked for {ids:?}");
-            Ok(users.iter().map(|u| row(room, if u.as_str() == "t1" { 1 } else { 2 })).collect())
+            // A read (asked for its reader alone) brought t1's count down to 0.
+            let t1 = if users.len() == 1 { 0 } else { 1 };
+            Ok(users.iter().map(|u| row(room, if u.as_str() == "t1" { t1 } else { 2 })).collect())
         });
         let hub = InboxHub::new(Arc::new(store));
         let (t1, t1b, t2, lab) = (
@@ -286,5 +302,39 @@ mod tests {
         assert_eq!(t1b.1.lock().unwrap().len(), 1, "unsubscribed");
         assert_eq!(lab.1.lock().unwrap().len(), 1, "others' counts did not change");
         assert!(t2.1.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_row_identical_to_the_last_one_sent_to_a_connection_is_not_sent_again() {
+        // The store's rows as posts and reads change them: three posts read as one same row,
+        // then a read changes the count, then a post in another room.
+        let unread = Arc::new(Mutex::new(3_u64));
+        let mut store = MockChatStore::new();
+        store.expect_find_request().returning(|id| Ok(Some(Request::new(id, UserId::parse("t1").unwrap()))));
+        let counts = Arc::clone(&unread);
+        store
+            .expect_inbox_rows()
+            .returning(move |room, users| Ok(users.iter().map(|_| row(room, *counts.lock().unwrap())).collect()));
+        let hub = InboxHub::new(Arc::new(store));
+        let t1 = Arc::new(Recorder(SinkId(1), Mutex::default()));
+        hub.subscribe(&user("t1", Role::Teacher), t1.clone());
+        for _ in 0..3 {
+            hub.notice(InboxNotice::Posted { request_id: rid(1) });
+        }
+        settle(&[&t1], 1).await;
+        assert_eq!(*t1.1.lock().unwrap(), [row(rid(1), 3)], "three notices, one same row: sent once");
+        *unread.lock().unwrap() = 0;
+        hub.notice(InboxNotice::Read { request_id: rid(1), user: UserId::parse("t1").unwrap() });
+        hub.notice(InboxNotice::Read { request_id: rid(1), user: UserId::parse("t1").unwrap() });
+        hub.notice(InboxNotice::Posted { request_id: rid(2) });
+        settle(&[&t1], 3).await;
+        assert_eq!(*t1.1.lock().unwrap(), [row(rid(1), 3), row(rid(1), 0), row(rid(2), 0)], "each change once");
+        // A connection subscribed later was sent nothing yet: it gets the current row.
+        let t1b = Arc::new(Recorder(SinkId(2), Mutex::default()));
+        hub.subscribe(&user("t1", Role::Teacher), t1b.clone());
+        hub.notice(InboxNotice::Posted { request_id: rid(1) });
+        settle(&[&t1, &t1b], 4).await;
+        assert_eq!(*t1b.1.lock().unwrap(), [row(rid(1), 0)]);
+        assert_eq!(t1.1.lock().unwrap().len(), 3, "unchanged for the first connection");
     }
 }

@@ -173,6 +173,18 @@ impl Message {
         })
     }
 
+    /// The idempotency decision: whether this send repeats `stored`, the message already kept
+    /// under the same [`IdempotencyKey`]. A repeat has the same text, compared exactly (every
+    /// character, untrimmed); a different text means the client reused its id for another
+    /// message, which must be refused rather than answered with the stored one. A stored message
+    /// edited or deleted since has lost the text it was sent with: a retry of its send is taken as
+    /// a repeat (answered with the message as it is now), never refused.
+    pub fn repeats(&self, stored: &Message) -> bool {
+        let edited_since = stored.edited_at().is_some() || stored.deletion().is_some();
+        self.idempotency_key().is_some_and(|k| stored.idempotency_key() == Some(k))
+            && (edited_since || self.text() == stored.text())
+    }
+
     /// Whether `user` may mark this message of `request` with a receipt at all: the message
     /// belongs to `request` and was not sent by `user`. Ids of other requests are never touched.
     /// A deleted message takes no new receipt (it has nothing left to read).

@@ -164,3 +164,27 @@ fn edit_and_delete_decisions() {
     );
     assert_eq!(Message::restore(m.to_record()), Ok(m.clone()));
 }
+
+#[test]
+fn a_repeat_has_the_same_key_and_exactly_the_same_text() {
+    let with_id = |text: &str, cid: Option<&str>| {
+        let record = MessageRecord {
+            text: Some(MessageText::parse(text, 100).unwrap()),
+            client_message_id: cid.map(|c| ClientMessageId::parse(c).unwrap()),
+            ..message("a").to_record()
+        };
+        Message::restore(record).unwrap()
+    };
+    let stored = with_id("hello", Some("c1"));
+    assert!(with_id("hello", Some("c1")).repeats(&stored));
+    assert!(!with_id("hello ", Some("c1")).repeats(&stored), "untrimmed: a space differs");
+    assert!(!with_id("Hello", Some("c1")).repeats(&stored));
+    assert!(!with_id("hello", Some("c2")).repeats(&stored), "another key is no repeat");
+    assert!(!with_id("hello", None).repeats(&with_id("hello", None)), "no key, no repeat");
+    let mut edited = stored.clone();
+    let window = std::time::Duration::from_secs(60);
+    edited
+        .edit(rid(1), &uid("a"), MessageText::parse("fixed", 10).unwrap(), Timestamp::from_unix_millis(2), window)
+        .unwrap();
+    assert!(with_id("hello", Some("c1")).repeats(&edited), "a retry after an edit is a repeat");
+}

@@ -30,6 +30,7 @@ pub(crate) fn removal_notice(room: RequestId) -> ErrorFrame<'static> {
         request_id: Some(room),
         id: None,
         retry_after_ms: None,
+        retryable: false,
     }
 }
 

@@ -266,6 +266,7 @@ impl Connection {
                             request_id: None,
                             id: None,
                             retry_after_ms: None,
+                            retryable: false,
                         });
                         None
                     }
@@ -291,6 +292,7 @@ impl Connection {
             request_id: None,
             id: None,
             retry_after_ms: None,
+            retryable: false,
         });
     }
 
@@ -321,6 +323,7 @@ impl Connection {
             request_id,
             id,
             retry_after_ms: Some(retry_after_ms),
+            retryable: true,
         });
         Admitted::Refused
     }

@@ -27,6 +27,7 @@ impl Session {
                     request_id: bad.request_id,
                     id: bad.id.as_ref(),
                     retry_after_ms: None,
+                    retryable: false,
                 });
                 return Outcome::Done;
             }
@@ -41,6 +42,7 @@ impl Session {
                     request_id: inbound.command.request_id(),
                     id: inbound.id.as_ref(),
                     retry_after_ms: None,
+                    retryable: code.retryable(Some(&inbound.command)),
                 });
                 // A refusal for a joined room means access was lost: stop listening to it too.
                 if code == ErrorCode::Forbidden

@@ -46,6 +46,9 @@ impl From<&ChatError> for WireError {
                 Self { code: ErrorCode::UnknownAfter, message: AFTER_NOT_IN_ROOM }
             }
             ChatError::NotInRoom(_) => Self { code: ErrorCode::BadRequest, message: BEFORE_NOT_IN_ROOM },
+            ChatError::ClientMessageIdReused => {
+                Self { code: ErrorCode::ClientMessageIdReused, message: CLIENT_MESSAGE_ID_REUSED }
+            }
             _ => Self::classify(e.kind(), e),
         }
     }
@@ -53,6 +56,9 @@ impl From<&ChatError> for WireError {
 
 /// The message of a `BAD_REQUEST` for an `after` cursor that is no message of the room.
 pub(crate) const AFTER_NOT_IN_ROOM: &str = "field data.after must be the id of a message of this room";
+/// The message of a `CLIENT_MESSAGE_ID_REUSED`.
+pub(crate) const CLIENT_MESSAGE_ID_REUSED: &str = "field data.clientMessageId was already used by you in this room for a \
+     different text; nothing was stored: give every message a new unique id (a UUID)";
 /// The message of a `BAD_REQUEST` for a `before` cursor that is no message of the room.
 pub(crate) const BEFORE_NOT_IN_ROOM: &str = "field data.before must be the id of a message of this room";
 
@@ -109,8 +115,9 @@ mod tests {
 
     #[test]
     fn every_use_case_error_maps_to_one_wire_error() {
-        let cases: [(WireError, ErrorCode, bool); 6] = [
+        let cases: [(WireError, ErrorCode, bool); 7] = [
             (ChatError::Forbidden.into(), ErrorCode::Forbidden, false),
+            (ChatError::ClientMessageIdReused.into(), ErrorCode::ClientMessageIdReused, false),
             (store(StoreError::unavailable("insert", "timeout")).into(), ErrorCode::Unavailable, true),
             (store(StoreError::internal("insert", "bad document")).into(), ErrorCode::Internal, false),
             (JoinError::Chat(ChatError::Forbidden).into(), ErrorCode::Forbidden, false),
@@ -118,7 +125,7 @@ mod tests {
             (LeaveError(BroadcastError("bus down".into())).into(), ErrorCode::Unavailable, true),
         ];
         for (wire, code, retryable) in cases {
-            assert_eq!((wire.code, wire.code.retryable()), (code, retryable), "{wire:?}");
+            assert_eq!((wire.code, wire.code.retryable(None)), (code, retryable), "{wire:?}");
         }
     }
 

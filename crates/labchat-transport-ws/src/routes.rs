@@ -64,11 +64,11 @@ async fn route(req: Request<Incoming>, peer: Peer) -> HttpResponse {
             "no such path: the operations listener serves /healthz, /readyz, /metrics and POST /drain",
         ),
         (_, _, "/" | "/ws") if is_upgrade(req.headers()) => upgrade(req, peer),
-        // A small chat page to try the server in a browser (self-contained, no external resources).
-        (_, &Method::GET, "/") => {
-            let mut resp = Response::new(Full::new(Bytes::from_static(include_str!("demo.html").as_bytes())));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-            resp
+        // A small chat page to try the server in a browser (no external resources), and the
+        // prebuilt browser bundle of @labchat/client (clients/js) it runs on.
+        (_, &Method::GET, "/") => static_file(include_str!("demo.html"), "text/html; charset=utf-8"),
+        (_, &Method::GET, "/labchat-client.js") => {
+            static_file(include_str!("labchat-client.js"), "text/javascript; charset=utf-8")
         }
         (_, _, "/ws") => error_response(
             StatusCode::UPGRADE_REQUIRED,
@@ -124,4 +124,11 @@ fn metrics_response(server: &Server) -> HttpResponse {
         }
         None => error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "metrics are not enabled"),
     }
+}
+
+/// A file compiled into the binary, served as is.
+fn static_file(body: &'static str, content_type: &'static str) -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
 }

@@ -10,11 +10,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use labchat_domain::{Request, RequestId, UserId};
+use labchat_domain::{ClientMessageId, MessageText, Request, RequestId, UserId};
 use labchat_tests::asyncapi::{SERVER_EVENTS, Schemas, deref_pointer, errors, mutated};
 use labchat_tests::client::{Ws, handshake_bearer, handshake_protocols, refusal};
 use labchat_tests::harness::{TestServer, new_request_id, now_secs, settings, sign, token};
-use labchat_transport_ws::protocol::{self, CLIENT_EVENTS, ErrorCode, ErrorFrame};
+use labchat_transport_ws::protocol::{self, CLIENT_EVENTS, Command, ErrorCode, ErrorFrame};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -283,16 +283,21 @@ async fn every_frame_of_a_real_session_matches_the_document() {
     let rid = r1.to_hex();
 
     // The `root` channel's promise: `GET /` without an upgrade serves the demo page.
-    let page = {
+    let get = |path: &'static str| async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
         let mut out = String::new();
-        tokio::time::timeout(WAIT, s.read_to_string(&mut out)).await.expect("GET / answered").unwrap();
+        tokio::time::timeout(WAIT, s.read_to_string(&mut out)).await.expect("GET answered").unwrap();
         out.to_ascii_lowercase()
     };
+    let page = get("/").await;
     assert!(page.starts_with("http/1.1 200"), "{page}");
     assert!(page.contains("content-type: text/html; charset=utf-8") && page.contains("labchat.v1"), "{page}");
+    // And the browser bundle of @labchat/client it loads.
+    let lib = get("/labchat-client.js").await;
+    assert!(lib.starts_with("http/1.1 200") && lib.contains("content-type: text/javascript"), "{lib}");
+    assert!(lib.contains("export { createclient"), "{}", &lib[..lib.len().min(300)]);
 
     // Handshake refusals.
     for (result, status) in [
@@ -344,8 +349,12 @@ async fn every_frame_of_a_real_session_matches_the_document() {
     l.send(json!({"event": "message", "data": {"requestId": rid, "message": "reply"}})).await;
     l.expect("message").await;
     t.expect("message").await;
-    t.send(json!({"event": "message", "data": {"requestId": rid, "message": "again", "clientMessageId": "c-1"}})).await;
+    t.send(json!({"event": "message", "data": {"requestId": rid, "message": "hello lab", "clientMessageId": "c-1"}}))
+        .await;
     assert_eq!(t.expect("message").await["id"], m1.as_str());
+    // The same clientMessageId with another text: refused, nothing stored.
+    let reused = t.err("message", json!({"requestId": rid, "message": "again", "clientMessageId": "c-1"})).await;
+    assert_eq!((&reused["code"], &reused["retryable"]), (&json!("CLIENT_MESSAGE_ID_REUSED"), &json!(false)));
 
     // History pages: with receipts and the clientMessageId.
     let frames = t.call("history", json!({"requestId": rid, "limit": 10})).await;
@@ -357,7 +366,8 @@ async fn every_frame_of_a_real_session_matches_the_document() {
 
     // Token refresh, accepted and refused.
     t.ok("refreshToken", json!({"token": token("t1", "TEACHER")})).await;
-    assert_eq!(t.err("refreshToken", json!({"token": "garbage"})).await["code"], "UNAUTHORIZED");
+    let refused = t.err("refreshToken", json!({"token": "garbage"})).await;
+    assert_eq!((&refused["code"], &refused["retryable"]), (&json!("UNAUTHORIZED"), &json!(true)));
 
     // Errors: forbidden room, malformed frames (refused by the schema too), with and without ids.
     assert_eq!(t.err("joinRoom", json!({"requestId": r2.to_hex()})).await["code"], "FORBIDDEN");
@@ -453,7 +463,7 @@ async fn every_frame_of_a_real_session_matches_the_document() {
     assert_eq!(seen.acked, all(&CLIENT_EVENTS), "acks received, by acked event");
     assert_eq!(
         seen.error_codes,
-        all(&["BAD_REQUEST", "FORBIDDEN", "RATE_LIMITED", "TOKEN_EXPIRED", "UNAUTHORIZED"]),
+        all(&["BAD_REQUEST", "FORBIDDEN", "RATE_LIMITED", "TOKEN_EXPIRED", "UNAUTHORIZED", "CLIENT_MESSAGE_ID_REUSED"]),
         "error codes received (UNAVAILABLE and INTERNAL: see the encoder test)"
     );
     assert_eq!(seen.close_codes, [1001, 1008, 1009, 4001, 4003].into(), "close codes received");
@@ -488,6 +498,7 @@ fn every_error_code_as_encoded_matches_the_document() {
         ErrorCode::TokenExpired,
         ErrorCode::Unauthorized,
         ErrorCode::UnknownAfter,
+        ErrorCode::ClientMessageIdReused,
     ];
     // Fails to compile when a code is added, so that it gets added here and in the document.
     for code in all {
@@ -499,7 +510,8 @@ fn every_error_code_as_encoded_matches_the_document() {
             | ErrorCode::RateLimited
             | ErrorCode::TokenExpired
             | ErrorCode::Unauthorized
-            | ErrorCode::UnknownAfter => {}
+            | ErrorCode::UnknownAfter
+            | ErrorCode::ClientMessageIdReused => {}
         }
     }
     let names: BTreeSet<String> = all.iter().map(|c| serde_json::to_value(c).unwrap().to_string()).collect();
@@ -511,17 +523,38 @@ fn every_error_code_as_encoded_matches_the_document() {
         .collect();
     assert_eq!(names, documented);
     let rid = new_request_id();
+    let send = |cid: Option<&str>| {
+        Command::Message(protocol::Message {
+            request_id: rid,
+            text: MessageText::parse("hi", 10).unwrap(),
+            client_message_id: cid.map(|c| ClientMessageId::parse(c).unwrap()),
+        })
+    };
+    let commands = [
+        None,
+        Some(send(Some("3f2b8c1e-4d6a-4e0b-9a51-7c2d9e8f1a60"))),
+        Some(send(None)),
+        Some(Command::SubscribeInbox(protocol::SubscribeInbox)),
+    ];
     for code in all {
         for (id, request_id) in [(None, None), (Some(json!("x-1")), Some(rid))] {
-            let frame = protocol::error(&ErrorFrame {
-                code,
-                message: "something",
-                event: request_id.map(|_| "joinRoom"),
-                request_id,
-                id: id.as_ref(),
-                retry_after_ms: (code == ErrorCode::RateLimited).then_some(250),
-            });
-            contract.received(&serde_json::from_str(&frame).unwrap());
+            for command in &commands {
+                let frame = protocol::error(&ErrorFrame {
+                    code,
+                    message: "something",
+                    event: request_id.map(|_| "message"),
+                    request_id,
+                    id: id.as_ref(),
+                    retry_after_ms: (code == ErrorCode::RateLimited).then_some(250),
+                    retryable: code.retryable(command.as_ref()),
+                });
+                contract.received(&serde_json::from_str(&frame).unwrap());
+                // The document fixes `retryable` for every code whose answer does not depend on the frame.
+                let mut flipped: Value = serde_json::from_str(&frame).unwrap();
+                flipped["data"]["retryable"] = json!(!code.retryable(command.as_ref()));
+                let fixed = !matches!(code, ErrorCode::Unavailable | ErrorCode::Internal);
+                assert_eq!(contract.schemas.server_errors(&flipped).is_empty(), !fixed, "{flipped}");
+            }
         }
     }
 }

@@ -201,24 +201,40 @@ async fn the_resquest_id_alias_works_everywhere(server: TestServer) {
 }
 
 async fn a_retry_with_the_same_client_message_id_stores_and_broadcasts_nothing(server: TestServer) {
+    const CID: &str = "8f14e45f-ceea-467f-a0e6-4c1e2b3a5d70";
     let rid = server.add_request("t1").await.to_hex();
     let mut t = teacher(&server, "t1").await;
     let mut l = lab(&server, "lab-1").await;
     l.join(&rid).await;
-    let first = t.ok("message", json!({"requestId": rid, "message": "once", "clientMessageId": "c-1"})).await;
-    assert_eq!(first["clientMessageId"], "c-1");
+    let first = t.ok("message", json!({"requestId": rid, "message": "once", "clientMessageId": CID})).await;
+    assert_eq!(first["clientMessageId"], CID);
     assert_eq!(l.expect("message").await, first);
-    let retry = t.ok("message", json!({"requestId": rid, "message": "once (retry)", "clientMessageId": "c-1"})).await;
+    let retry = t.ok("message", json!({"requestId": rid, "message": "once", "clientMessageId": CID})).await;
     assert_eq!(retry, first, "the retry returns the original message");
     // Without a correlation id the retry is still answered, to the sender only.
-    t.emit("message", json!({"requestId": rid, "message": "again", "clientMessageId": "c-1"})).await;
+    t.emit("message", json!({"requestId": rid, "message": "once", "clientMessageId": CID})).await;
     assert_eq!(t.expect("message").await, first);
     l.expect_silence(QUIET).await;
+    // The same id with another text (even one space more) is refused: nothing stored or sent.
+    for text in ["another message", "once "] {
+        let e = t.err("message", json!({"requestId": rid, "message": text, "clientMessageId": CID})).await;
+        assert_eq!(
+            (e["code"].as_str(), &e["retryable"], e["event"].as_str(), e["requestId"].as_str()),
+            (Some("CLIENT_MESSAGE_ID_REUSED"), &json!(false), Some("message"), Some(rid.as_str())),
+            "{e}"
+        );
+        assert!(e["message"].as_str().unwrap().contains("clientMessageId"), "{e}");
+    }
+    t.emit("message", json!({"requestId": rid, "message": "no id", "clientMessageId": CID})).await;
+    assert_eq!(t.expect("error").await["code"], "CLIENT_MESSAGE_ID_REUSED");
+    l.expect_silence(QUIET).await;
     // Another user with the same client id sends a new message.
-    let other = l.ok("message", json!({"requestId": rid, "message": "mine", "clientMessageId": "c-1"})).await;
+    let other = l.ok("message", json!({"requestId": rid, "message": "mine", "clientMessageId": CID})).await;
     assert_ne!(other["id"], first["id"]);
     let history = l.call("history", json!({"requestId": rid})).await;
-    assert_eq!(history[0]["data"]["messages"].as_array().unwrap().len(), 2);
+    let texts: Vec<&str> =
+        history[0]["data"]["messages"].as_array().unwrap().iter().map(|m| m["message"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["once", "mine"]);
 }
 
 async fn receipts_touch_only_the_right_messages_and_announce_exactly_what_changed(server: TestServer) {

@@ -1,6 +1,7 @@
 //! The inbox over real websockets with real JWTs, on both stores: pages with unread counts, the
 //! unread fields of a join, cursor paging and its errors, live `inboxUpdate`s (a read on another
-//! device included), and two teachers who never see each other's rooms.
+//! device included, and no update identical to the last one), and two teachers who never see each
+//! other's rooms.
 //!
 //! The MongoDB tests need `LABCHAT_TEST_MONGO_URI`; run them with `scripts/test.sh`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -21,6 +22,7 @@ labchat_tests::on_every_store! {
     the_inbox_pages_with_its_cursor_and_refuses_bad_limits_and_cursors,
     two_teachers_never_see_each_other_s_rooms,
     live_updates_follow_posts_and_reads_on_every_device,
+    a_burst_of_posts_sends_no_update_identical_to_the_last_one,
     a_reassigned_request_leaves_the_old_teacher_s_inbox_and_updates_at_once,
 }
 
@@ -236,6 +238,29 @@ async fn live_updates_follow_posts_and_reads_on_every_device(server: TestServer)
     post(&mut l, &rid, "anyone?").await;
     phone.expect_silence(QUIET).await;
     assert_eq!(l.expect("inboxUpdate").await["unread"], 1);
+}
+
+/// Posts read after a burst was stored all read the same row: it is sent once, not once per
+/// post; every update differs from the one before it and the last is the room as it is.
+async fn a_burst_of_posts_sends_no_update_identical_to_the_last_one(server: TestServer) {
+    const BURST: usize = 40;
+    let rid = server.add_request("t1").await.to_hex();
+    let mut t = connect(&server, "t1", "TEACHER").await;
+    let mut l = connect(&server, "lab-1", "LAB").await;
+    t.ok("subscribeInbox", json!({})).await;
+    for i in 0..BURST {
+        l.emit("message", json!({"requestId": rid, "message": format!("burst {i}")})).await;
+    }
+    let last = post(&mut l, &rid, "last").await;
+    let mut updates: Vec<Value> = Vec::new();
+    while updates.last().is_none_or(|u| u["lastMessage"]["id"] != last["id"]) {
+        updates.push(t.expect("inboxUpdate").await);
+    }
+    t.expect_silence(QUIET).await;
+    for pair in updates.windows(2) {
+        assert_ne!(pair[0], pair[1], "an update identical to the one before it");
+    }
+    assert_eq!(updates.last().unwrap()["unread"], BURST + 1);
 }
 
 /// Gives the request another creator, as the lab system would (in the server's store).

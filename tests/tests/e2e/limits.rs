@@ -171,7 +171,13 @@ async fn a_refresh_for_the_same_user_extends_the_connection() {
     c.expect_silence(Duration::from_secs(3)).await;
     // An invalid refresh token is refused and the current one still holds.
     let e = c.err("refreshToken", json!({"token": "garbage"})).await;
-    assert_eq!(e["code"], "UNAUTHORIZED");
+    assert_eq!((&e["code"], &e["retryable"]), (&json!("UNAUTHORIZED"), &json!(true)), "retry with a new token");
+    // So is a valid one that expires before the current one: a refresh never shortens.
+    let earlier = sign(&json!({"sub":"lab","role":"LAB","exp":now_secs() + 4}));
+    let e = c.err("refreshToken", json!({"token": earlier})).await;
+    assert_eq!((&e["code"], &e["retryable"]), (&json!("UNAUTHORIZED"), &json!(true)), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("before the current one"), "{e}");
+    c.expect_silence(Duration::from_secs(5)).await;
     let rid = server.add_request("t").await.to_hex();
     c.join(&rid).await;
 }

@@ -91,8 +91,10 @@ async fn history_and_receipts_survive_a_restart() {
     // a new message is stored, delivered, and sorts after the old ones (ids carry milliseconds,
     // so a new process's ids follow the old process's even within the same second).
     let mut l = lab(&second, "lab-1").await;
-    let retry = l.ok("message", json!({"requestId": rid, "message": "c again", "clientMessageId": "c-1"})).await;
+    let retry = l.ok("message", json!({"requestId": rid, "message": "c: on it", "clientMessageId": "c-1"})).await;
     assert_eq!(id_of(&retry), c);
+    let reused = l.err("message", json!({"requestId": rid, "message": "c again", "clientMessageId": "c-1"})).await;
+    assert_eq!((&reused["code"], &reused["retryable"]), (&json!("CLIENT_MESSAGE_ID_REUSED"), &json!(false)));
     let d = id_of(&l.post(&rid, "d: done").await);
     assert_eq!(fresh.expect("message").await["id"], d.as_str());
     let last = teacher(&second, "t1").await.join(&rid).await;
@@ -199,6 +201,9 @@ async fn store_outage(name: &str, batch_inserts: bool) {
         "{e}"
     );
     assert!(took < mongo::generous_bound(op_timeout), "the error took {took:?} (store timeout {op_timeout:?})");
+    // A send without clientMessageId may have reached the store: repeating it could store it twice.
+    let e = t.err("message", json!({"requestId": rid, "message": "no id"})).await;
+    assert_eq!((e["code"].as_str(), &e["retryable"]), (Some("UNAVAILABLE"), &json!(false)), "{e}");
     t.send_text("not json").await;
     assert_eq!(t.recv().await["data"]["code"], "BAD_REQUEST", "the connection still answers");
     let (status, body) = server.get("/readyz").await;

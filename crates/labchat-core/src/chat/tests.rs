@@ -94,7 +94,7 @@ async fn a_stored_message_is_broadcast_once_after_it_is_stored() {
 }
 
 #[tokio::test]
-async fn a_duplicate_send_broadcasts_nothing_and_returns_the_original() {
+async fn a_repeated_send_broadcasts_nothing_and_returns_the_original_another_text_is_refused() {
     let original = Message::restore(MessageRecord {
         id: mid(7),
         request_id: rid(1),
@@ -113,12 +113,16 @@ async fn a_duplicate_send_broadcasts_nothing_and_returns_the_original() {
     .unwrap();
     let mut store = store_with_request();
     let o = original.clone();
-    store.expect_insert_message().times(1).returning(move |_| Ok(Inserted::Duplicate(o.clone())));
+    store.expect_insert_message().times(2).returning(move |_| Ok(Inserted::Duplicate(o.clone())));
     let mut b = MockBroadcaster::new();
     b.expect_publish().never();
+    let chat = chat(store, b);
     let cid = Some(ClientMessageId::parse("c1").unwrap());
-    let posted = chat(store, b).post(&user("lab", Role::Lab), rid(1), text("retry"), cid).await.unwrap();
+    let posted = chat.post(&user("lab", Role::Lab), rid(1), text("first"), cid.clone()).await.unwrap();
     assert_eq!(posted, Posted { message: original, duplicate: true });
+    let err = chat.post(&user("lab", Role::Lab), rid(1), text("another"), cid).await.unwrap_err();
+    assert!(matches!(err, ChatError::ClientMessageIdReused), "{err:?}");
+    assert_eq!(err.kind(), FailureKind::BadRequest);
 }
 
 #[tokio::test]

@@ -64,13 +64,18 @@ impl Fixture {
 fn session(user: &str, role: Role) -> Session {
     let principal = Principal {
         user: User::new(UserId::parse(user).unwrap(), role),
-        expires_at: Timestamp::from_unix_millis(i64::MAX / 2),
+        expires_at: Timestamp::from_unix_millis(WallClock.now().unix_millis() + 600_000),
     };
     Session::new(principal, Arc::new(ConnSink::new(SinkId(7), 64, 1 << 20).for_user(UserId::parse(user).unwrap())))
 }
 
 fn token(sub: &str, role: &str) -> String {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
+    token_for(sub, role, 3600)
+}
+
+/// A token that expires `secs` from now.
+fn token_for(sub: &str, role: &str, secs: u64) -> String {
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + secs;
     let claims = json!({"sub": sub, "role": role, "exp": exp});
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET))
         .unwrap()
@@ -142,8 +147,16 @@ async fn refresh_says_the_expiry_changed_and_another_user_closes() {
     let before = s.principal.expires_at;
     let frame = json!({"event": "refreshToken", "data": {"token": token("lab", "LAB")}, "id": 1}).to_string();
     assert_eq!(s.handle(&f.server, &frame).await, Outcome::ExpiryChanged);
-    assert_ne!(s.principal.expires_at, before);
+    assert!(s.principal.expires_at > before);
     assert_eq!(sent(&s)[0]["event"], "ack");
+    // A token that expires earlier than the current one is refused; the current one holds.
+    let (current, earlier) = (s.principal.expires_at, token_for("lab", "LAB", 60));
+    let frame = json!({"event": "refreshToken", "data": {"token": earlier}, "id": 2}).to_string();
+    assert_eq!(s.handle(&f.server, &frame).await, Outcome::Done);
+    assert_eq!(s.principal.expires_at, current);
+    let refused = &sent(&s)[0]["data"];
+    assert_eq!((&refused["code"], &refused["retryable"]), (&json!("UNAUTHORIZED"), &json!(true)), "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("before the current one"), "{refused}");
     let other = json!({"event": "refreshToken", "data": {"token": token("other", "LAB")}}).to_string();
     assert_eq!(
         s.handle(&f.server, &other).await,

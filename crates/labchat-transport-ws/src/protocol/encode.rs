@@ -324,6 +324,8 @@ pub struct ErrorFrame<'a> {
     pub id: Option<&'a Value>,
     /// For `RATE_LIMITED`: when to try again.
     pub retry_after_ms: Option<u64>,
+    /// Whether the client should send the frame again ([`ErrorCode::retryable`]).
+    pub retryable: bool,
 }
 
 /// An `error` frame.
@@ -346,7 +348,7 @@ pub fn error(e: &ErrorFrame<'_>) -> String {
         message: e.message,
         event: e.event,
         request_id: e.request_id.map(|r| r.to_hex()),
-        retryable: e.code.retryable(),
+        retryable: e.retryable,
         retry_after_ms: e.retry_after_ms,
     };
     frame(ServerEvent::Error.as_str(), data, e.id)

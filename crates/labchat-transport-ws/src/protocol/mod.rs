@@ -27,11 +27,12 @@ pub use encode::{AckData, ErrorFrame, ServerEvent, ack, error, message, rfc3339,
 pub use history::{Keep, room_history, room_history_with_more};
 pub use inbox::{inbox_ack, inbox_update, join_fields_len, members_ack, with_join_fields};
 
-/// Error codes of `error` frames.
+/// Error codes of `error` frames. Each frame also says whether the client should send the
+/// failed frame again ([`ErrorCode::retryable`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
-    /// The frame is malformed; nothing was done.
+    /// The frame is malformed, or does not fit the room; nothing was done.
     BadRequest,
     /// The request does not exist or the user may not access it; nothing was done.
     Forbidden,
@@ -43,11 +44,15 @@ pub enum ErrorCode {
     RateLimited,
     /// The token expired; the connection closes.
     TokenExpired,
-    /// A `refreshToken` token is invalid (bad signature, expired...); the current one still holds.
+    /// A `refreshToken` token is invalid (bad signature, expired, expiring before the current
+    /// one...); the current one still holds.
     Unauthorized,
     /// `after` names no message of the room (its history was wiped or restored): the client
     /// resets the room and joins without `after`. Nothing was done.
     UnknownAfter,
+    /// A `message`'s `clientMessageId` was used before by the same user in the same room for a
+    /// different text. Nothing was stored.
+    ClientMessageIdReused,
 }
 
 impl ErrorCode {
@@ -62,12 +67,35 @@ impl ErrorCode {
             Self::TokenExpired => "TOKEN_EXPIRED",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::UnknownAfter => "UNKNOWN_AFTER",
+            Self::ClientMessageIdReused => "CLIENT_MESSAGE_ID_REUSED",
         }
     }
 
-    /// Whether the same frame may succeed later.
-    pub fn retryable(self) -> bool {
-        matches!(self, Self::Unavailable | Self::RateLimited)
+    /// Whether the client should send the failed frame (`command`, when there was one) again
+    /// later, unchanged but for a new token after `UNAUTHORIZED`: it may then succeed, and does
+    /// nothing twice.
+    ///
+    /// `RATE_LIMITED`: the frame was not processed, so always (after `retryAfterMs`).
+    /// `UNAVAILABLE`: every frame but a `message` without `clientMessageId`, which may have been
+    /// stored before the store failed to answer (a repeat would store it twice). `INTERNAL`: only
+    /// a `message` with `clientMessageId`, whose repeat stores it at most once and is the only
+    /// way to learn whether it was stored. `UNAUTHORIZED`: with a new token. Never the others: the
+    /// same frame fails the same way.
+    pub fn retryable(self, command: Option<&Command>) -> bool {
+        let send_with_id = match command {
+            Some(Command::Message(m)) => Some(m.client_message_id.is_some()),
+            _ => None,
+        };
+        match self {
+            Self::RateLimited | Self::Unauthorized => true,
+            Self::Unavailable => send_with_id != Some(false),
+            Self::Internal => send_with_id == Some(true),
+            Self::BadRequest
+            | Self::Forbidden
+            | Self::TokenExpired
+            | Self::UnknownAfter
+            | Self::ClientMessageIdReused => false,
+        }
     }
 }
 

@@ -182,6 +182,41 @@ fn timestamps_are_rfc3339_utc_with_milliseconds() {
     assert_eq!(rfc3339(Timestamp::from_unix_millis(-1)), "1969-12-31T23:59:59.999Z");
 }
 
+/// What `retryable` tells a client to do, per code and failed frame.
+#[test]
+fn retryable_means_send_the_frame_again() {
+    let rid = RequestId::parse(RID).unwrap();
+    let send = |cid: Option<&str>| {
+        Command::Message(super::Message {
+            request_id: rid,
+            text: MessageText::parse("hi", 10).unwrap(),
+            client_message_id: cid.map(|c| ClientMessageId::parse(c).unwrap()),
+        })
+    };
+    let (with_id, without_id) = (send(Some("0b6c0a1e-5b7e-4d0c-9a57-2f1d0c7e9b11")), send(None));
+    let join = Command::JoinRoom(super::JoinRoom { request_id: rid, after: None });
+    use ErrorCode::*;
+    let cases: [(ErrorCode, Option<&Command>, bool); 14] = [
+        (Unavailable, Some(&with_id), true),
+        (Unavailable, Some(&without_id), false),
+        (Unavailable, Some(&join), true),
+        (Internal, Some(&with_id), true),
+        (Internal, Some(&without_id), false),
+        (Internal, Some(&join), false),
+        (RateLimited, Some(&without_id), true),
+        (RateLimited, None, true),
+        (Unauthorized, Some(&Command::RefreshToken(super::RefreshToken { token: "t".into() })), true),
+        (BadRequest, Some(&with_id), false),
+        (Forbidden, Some(&with_id), false),
+        (TokenExpired, None, false),
+        (UnknownAfter, Some(&join), false),
+        (ClientMessageIdReused, Some(&with_id), false),
+    ];
+    for (code, command, want) in cases {
+        assert_eq!(code.retryable(command), want, "{code:?} on {command:?}");
+    }
+}
+
 #[test]
 fn error_frames_carry_code_context_and_retryability() {
     let id = json!(7);
@@ -192,6 +227,7 @@ fn error_frames_carry_code_context_and_retryability() {
         request_id: Some(RequestId::parse(RID).unwrap()),
         id: Some(&id),
         retry_after_ms: None,
+        retryable: true,
     });
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(

@@ -34,6 +34,17 @@ impl RefreshToken {
 
     pub(crate) fn apply(&self, session: &mut Session, server: &Server, id: Option<&Value>) -> Result<Outcome, Failure> {
         match server.auth().authenticate(&self.token) {
+            // A refresh never shortens the connection: an older token is refused, the current holds.
+            Ok(p) if p.user == session.principal.user && p.expires_at < session.principal.expires_at => {
+                Err(Failure::with(
+                    ErrorCode::Unauthorized,
+                    format!(
+                        "refresh refused: the new token expires at {}, before the current one ({}), which still holds",
+                        crate::protocol::rfc3339(p.expires_at),
+                        crate::protocol::rfc3339(session.principal.expires_at)
+                    ),
+                ))
+            }
             Ok(p) if p.user == session.principal.user => {
                 session.principal.expires_at = p.expires_at;
                 session.ack(AckData::Refreshed(p.expires_at), id);

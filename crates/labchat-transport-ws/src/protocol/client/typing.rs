@@ -59,6 +59,7 @@ impl Typing {
                     request_id: Some(room),
                     id,
                     retry_after_ms: Some(retry_after_ms),
+                    retryable: true,
                 });
                 return Ok(Outcome::Uncounted);
             }
