@@ -246,3 +246,32 @@ impl ReplaceV for Vec<u8> {
         serde_json::to_vec(&json).unwrap()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seq_hint_far_ahead_moves_no_rooms_sequence_past_the_store() {
+    // No secret: an unauthenticated deployment, where anyone on Redis can publish envelopes.
+    let cluster = Cluster::start("mn_versions_hint", 2).await;
+    let room = cluster.add_request("t1").await.to_hex();
+    let mut lab = Client::connect(&cluster.nodes[1].url(), &token("lab-1", "LAB")).await;
+    lab.join(&room).await;
+    let mut t = Client::connect(&cluster.nodes[0].url(), &token("t1", "TEACHER")).await;
+    t.join(&room).await;
+    t.post(&room, "one").await;
+    assert_eq!(next(&mut lab, "message", &cluster).await["seq"], 1);
+    // A forged envelope 1,000 seqs ahead reaches both nodes (their seq hints)...
+    publish(&cluster, &room, &envelope(2, message_event(&room, &new_request_id().to_hex(), 1_001, "forged ahead")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...yet the next posts, on both nodes, take the seqs after what the store holds, and the
+    // member gets them live.
+    t.post(&room, "two").await;
+    let mut lab_poster = Client::connect(&cluster.nodes[1].url(), &token("lab-1", "LAB")).await;
+    lab_poster.join(&room).await;
+    let m = next(&mut lab, "message", &cluster).await;
+    assert_eq!((m["message"].as_str(), m["seq"].as_u64()), (Some("two"), Some(2)), "{m}");
+    lab_poster.post(&room, "three").await;
+    let m = next(&mut lab, "message", &cluster).await;
+    assert_eq!((m["message"].as_str(), m["seq"].as_u64()), (Some("three"), Some(3)), "{m}");
+    // The sender on node 0 gets the other node's post, with the seq after its own.
+    let m = next(&mut t, "message", &cluster).await;
+    assert_eq!((m["message"].as_str(), m["seq"].as_u64()), (Some("three"), Some(3)), "{m}");
+}
