@@ -139,6 +139,19 @@ async fn envelopes_of_the_previous_version_published_into_redis_reach_a_websocke
     assert_eq!(j["userId"], "t9", "{j}");
 }
 
+/// Every client of `members` but the one at `actor` gets `event` with `userId` (or, for a
+/// message, the text) `expected`.
+async fn all_but(members: &mut [(&str, Client)], actor: usize, event: &str, expected: &str, cluster: &Cluster) {
+    for (i, (who, client)) in members.iter_mut().enumerate() {
+        if i == actor {
+            continue;
+        }
+        let data = next(client, event, cluster).await;
+        let got = if event == "message" { &data["message"] } else { &data["userId"] };
+        assert_eq!(got, expected, "{who}: {event} {data}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_writing_versions_2_and_3_give_every_member_every_event() {
     let secret = SecretFile::new("mixed", SECRET);
@@ -146,34 +159,42 @@ async fn two_nodes_writing_versions_2_and_3_give_every_member_every_event() {
     let new = ["--backplane-version", "3", "--backplane-secret-file", secret.arg()];
     let cluster = Cluster::start_each("mn_versions_mixed", &[&old, &new]).await;
     let room = cluster.add_request("t1").await.to_hex();
-    let connect = |node: usize, user: &str, role: &str| {
-        let (url, token) = (cluster.nodes[node].url(), token(user, role));
-        async move { Client::connect(&url, &token).await.seeing_presence() }
-    };
-    let mut t = connect(0, "t1", "TEACHER").await;
-    t.join(&room).await;
-    let mut lab = connect(1, "lab-1", "LAB").await;
-    lab.join(&room).await;
-    assert_eq!(next(&mut t, "memberJoined", &cluster).await["userId"], "lab-1", "presence 3 → 2");
-    // Messages both ways.
-    t.post(&room, "written as 2").await;
-    let from_t = next(&mut lab, "message", &cluster).await;
-    assert_eq!(from_t["message"], "written as 2");
-    lab.post(&room, "written as 3").await;
-    let from_lab = next(&mut t, "message", &cluster).await;
-    assert_eq!(from_lab["message"], "written as 3");
-    // Receipts both ways.
-    lab.ok("ackMessages", json!({"requestId": room, "messages": [from_t["id"]]})).await;
-    assert_eq!(next(&mut t, "messagesDelivered", &cluster).await["userId"], "lab-1");
-    lab.ok("readMessages", json!({"requestId": room, "messages": [from_t["id"]]})).await;
-    assert_eq!(next(&mut t, "messageReads", &cluster).await["userId"], "lab-1");
-    t.ok("readMessages", json!({"requestId": room, "messages": [from_lab["id"]]})).await;
-    assert_eq!(next(&mut lab, "messageReads", &cluster).await["userId"], "t1");
-    // Presence both ways: typing and leaving.
-    t.ok("typing", json!({"requestId": room})).await;
-    assert_eq!(next(&mut lab, "typing", &cluster).await["userId"], "t1", "typing 2 → 3");
-    lab.ok("leaveRoom", json!({"requestId": room})).await;
-    assert_eq!(next(&mut t, "memberLeft", &cluster).await["userId"], "lab-1", "presence 3 → 2");
+    // Two members on the node writing 2, two on the node writing 3.
+    let people = [(0, "t1", "TEACHER"), (0, "lab-a", "LAB"), (1, "lab-b", "LAB"), (1, "lab-c", "LAB")];
+    let mut members: Vec<(&str, Client)> = Vec::new();
+    for (node, user, role) in people {
+        let mut client = Client::connect(&cluster.nodes[node].url(), &token(user, role)).await.seeing_presence();
+        client.join(&room).await;
+        for (who, earlier) in &mut members {
+            assert_eq!(next(earlier, "memberJoined", &cluster).await["userId"], user, "{who} sees {user} join");
+        }
+        members.push((user, client));
+    }
+    // Messages from each node.
+    members[0].1.post(&room, "written as 2").await;
+    all_but(&mut members, 0, "message", "written as 2", &cluster).await;
+    members[2].1.post(&room, "written as 3").await;
+    all_but(&mut members, 2, "message", "written as 3", &cluster).await;
+    let history = members[3].1.call("history", json!({"requestId": room})).await;
+    let ids: Vec<Value> = history.iter().find(|f| f["event"] == "roomHistory").unwrap()["data"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    assert_eq!(ids.len(), 2, "{history:?}");
+    // Receipts from each node.
+    members[2].1.ok("ackMessages", json!({"requestId": room, "messages": [ids[0]]})).await;
+    all_but(&mut members, 2, "messagesDelivered", "lab-b", &cluster).await;
+    members[1].1.ok("readMessages", json!({"requestId": room, "messages": [ids[1]]})).await;
+    all_but(&mut members, 1, "messageReads", "lab-a", &cluster).await;
+    // Presence from each node: typing and leaving.
+    members[0].1.ok("typing", json!({"requestId": room})).await;
+    all_but(&mut members, 0, "typing", "t1", &cluster).await;
+    members[3].1.ok("typing", json!({"requestId": room})).await;
+    all_but(&mut members, 3, "typing", "lab-c", &cluster).await;
+    members[3].1.ok("leaveRoom", json!({"requestId": room})).await;
+    all_but(&mut members[..3], 3, "memberLeft", "lab-c", &cluster).await;
     for node in &cluster.nodes {
         let text = metrics(node.addr()).await;
         assert_eq!(sample(&text, "labchat_backplane_rejected_total", &[]), None, "{}: nothing refused", node.id());
