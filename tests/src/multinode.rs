@@ -140,6 +140,11 @@ impl RedisServer {
         .await;
     }
 
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `redis://127.0.0.1:PORT/`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
@@ -378,12 +383,26 @@ impl Cluster {
     }
 
     async fn launch_with(test_name: &str, n: usize, extra: &[&str]) -> Self {
+        Self::launch_each(test_name, &vec![extra; n]).await
+    }
+
+    /// As [`Cluster::start`], one node per entry of `extras`, each started with its own more
+    /// `serve` flags (e.g. nodes of different settings during a rolling upgrade).
+    pub async fn start_each(test_name: &str, extras: &[&[&str]]) -> Self {
+        let cluster = Self::launch_each(test_name, extras).await;
+        for node in &cluster.nodes {
+            node.wait_backplane(true, START_WAIT).await;
+        }
+        cluster
+    }
+
+    async fn launch_each(test_name: &str, extras: &[&[&str]]) -> Self {
         let turn = ONE_AT_A_TIME.lock().await;
         let mongo = crate::mongo::test_settings(test_name);
         let db = crate::mongo::database(&mongo).await;
         let redis = RedisServer::start().await;
-        let mut nodes = Vec::with_capacity(n);
-        for i in 0..n {
+        let mut nodes = Vec::with_capacity(extras.len());
+        for (i, extra) in extras.iter().enumerate() {
             let config = NodeConfig {
                 node_id: format!("node-{i}"),
                 mongo: mongo.clone(),

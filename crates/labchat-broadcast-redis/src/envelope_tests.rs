@@ -40,12 +40,15 @@ fn read() -> RoomEvent {
     }
 }
 
+const V2: EnvelopeVersion = EnvelopeVersion::OLDEST;
+const V3: EnvelopeVersion = EnvelopeVersion::NEWEST;
+
 fn good(event: RoomEvent) -> serde_json::Value {
-    serde_json::from_slice(&encode("n", &event).unwrap()).unwrap()
+    serde_json::from_slice(&encode(V2, "n", &event).unwrap()).unwrap()
 }
 
 fn decode_value(json: &serde_json::Value) -> Result<Received, EnvelopeError> {
-    decode(json.to_string().as_bytes())
+    decode(json.to_string().as_bytes(), Seal::None)
 }
 
 #[test]
@@ -65,8 +68,11 @@ fn every_event_kind_round_trips_with_its_origin() {
         RoomEvent::MemberLeft { request_id: room(), user_id: UserId::parse("lab-1").unwrap() },
     ];
     for event in events {
-        let bytes = encode("node-a", &event).unwrap();
-        assert_eq!(decode(&bytes).unwrap(), Received { origin: "node-a".to_owned(), event });
+        for version in [V2, V3] {
+            let bytes = encode(version, "node-a", &event).unwrap();
+            let event = event.clone();
+            assert_eq!(decode(&bytes, Seal::Verified).unwrap(), Received { origin: "node-a".to_owned(), event });
+        }
     }
 }
 
@@ -85,6 +91,41 @@ fn the_envelope_is_versioned_and_carries_the_seq_of_messages() {
 }
 
 #[test]
+fn the_window_is_the_previous_version_and_this_one() {
+    assert_eq!((V2.get(), V3.get()), (2, 3));
+    assert_eq!(EnvelopeVersion::default(), V2, "the previous release reads what a node writes by default");
+    assert_eq!(EnvelopeVersion::new(3), Ok(V3));
+    for v in [0, 1, 4] {
+        assert_eq!(EnvelopeVersion::new(v), Err(UnknownVersion(v)));
+    }
+    assert!(V3.is_authenticated() && !V2.is_authenticated());
+    let json: serde_json::Value = serde_json::from_slice(&encode(V3, "n", &read()).unwrap()).unwrap();
+    assert_eq!(json["v"], 3);
+}
+
+#[test]
+fn the_previous_releases_envelope_is_read_sealed_or_not() {
+    // Exactly the bytes a node of the previous release publishes for message().
+    let previous = concat!(
+        r#"{"v":2,"origin":"old","seq":42,"event":{"type":"messagePosted","data":{"id":"6751b6df1ad14eaa13a03399","#,
+        r#""requestId":"6751b6df1ad14eaa13a03313","seq":42,"senderId":"teacher-1","senderRole":"TEACHER","#,
+        r#""text":"secret text","createdAt":1700000000123,"clientMessageId":"c-1","deliveredTo":[{"user":"lab-1","at":5}]}}}"#
+    )
+    .as_bytes();
+    let expected = Received { origin: "old".to_owned(), event: RoomEvent::MessagePosted(message()) };
+    assert_eq!(decode(previous, Seal::None).unwrap(), expected);
+    assert_eq!(decode(previous, Seal::Verified).unwrap(), expected);
+    assert_eq!(&encode(V2, "old", &RoomEvent::MessagePosted(message())).unwrap()[..], previous);
+}
+
+#[test]
+fn a_version_3_envelope_needs_a_mac() {
+    let bytes = encode(V3, "n", &read()).unwrap();
+    assert!(matches!(decode(&bytes, Seal::None), Err(EnvelopeError::Unsigned)));
+    assert!(decode(&bytes, Seal::Unchecked).is_ok());
+}
+
+#[test]
 fn other_versions_are_refused_before_their_event_is_read() {
     // A version 1 envelope exactly as a node of the previous release wrote it.
     let v1 = serde_json::json!({
@@ -96,7 +137,7 @@ fn other_versions_are_refused_before_their_event_is_read() {
         }}
     });
     assert!(matches!(decode_value(&v1), Err(EnvelopeError::Version(1))));
-    for v in [0, 3, u32::MAX] {
+    for v in [0, 4, u64::from(u32::MAX), u64::MAX] {
         let mut other = good(RoomEvent::MessagePosted(message()));
         other["v"] = v.into();
         assert!(matches!(decode_value(&other), Err(EnvelopeError::Version(got)) if got == v), "{v}");
@@ -151,6 +192,19 @@ fn bad_envelopes_are_refused_without_quoting_the_payload() {
         assert!(matches!(e, EnvelopeError::Json(Category::Data, ..)), "{case}: {e:?}");
         assert!(!e.to_string().contains("secret"), "{case}: {e}");
     }
-    assert!(matches!(decode(b"not json"), Err(EnvelopeError::Json(Category::Syntax, ..))));
-    assert!(matches!(decode(b"{\"v\":2,\"origin\":\"n\",\"event\":"), Err(EnvelopeError::Json(Category::Eof, ..))));
+    assert!(matches!(decode(b"not json", Seal::None), Err(EnvelopeError::Json(Category::Syntax, ..))));
+    let cut = b"{\"v\":2,\"origin\":\"n\",\"event\":";
+    assert!(matches!(decode(cut, Seal::None), Err(EnvelopeError::Json(Category::Eof, ..))));
+}
+
+#[test]
+fn the_previous_release_reads_a_sealed_version_2_envelope_as_an_unsealed_one() {
+    // The previous release knows no seal: it decodes the payload as it comes, `mac` key included,
+    // with this same version 2 decoder (whose fields ignore keys they do not know).
+    let secrets = crate::auth::BackplaneSecrets { current: Some(b"0123456789abcdef".to_vec()), previous: None };
+    let keys = crate::auth::Keys::new(&secrets, false).unwrap();
+    let plain = encode(V2, "n", &RoomEvent::MessagePosted(message())).unwrap();
+    let sealed = keys.seal(&plain).into_owned();
+    assert!(sealed.starts_with(b"{\"mac\":\""), "{}", String::from_utf8_lossy(&sealed));
+    assert_eq!(decode(&sealed, Seal::None).unwrap(), decode(&plain, Seal::None).unwrap());
 }

@@ -26,10 +26,18 @@
 //! receipts, inbox notices and presence changes of the outage arrive live after it (see
 //! `outbox` and `resync`).
 //!
+//! Envelopes are versioned ([`EnvelopeVersion`]): a node reads its release's version and the
+//! previous release's, and writes the one chosen by its operator, so that a deployment can be
+//! upgraded one node at a time. With a backplane secret ([`BackplaneSecrets`]) every payload a
+//! node publishes is sealed with an HMAC-SHA256 and every payload it receives is checked; what
+//! fails the check, or has a version outside the window, is counted and logged (at most once a
+//! minute per reason), never delivered.
+//!
 //! [`RedisPresence`] is the cross-node presence (room members with a time to live, and the typing
 //! throttle) on the same Redis; see its module for the keys and what a client sees while Redis
 //! is down.
 
+mod auth;
 mod envelope;
 mod fill;
 mod inbox;
@@ -40,6 +48,8 @@ mod order;
 mod outbox;
 mod presence;
 mod publisher;
+mod receive;
+mod rejects;
 mod resync;
 mod rooms;
 
@@ -52,9 +62,12 @@ use labchat_domain::{RequestId, RoomEvent};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
+pub use crate::auth::{BackplaneSecrets, MIN_SECRET_BYTES};
+pub use crate::envelope::{EnvelopeVersion, UnknownVersion};
 pub use crate::outbox::OutboxBounds;
 pub use crate::presence::{PresenceSettings, RedisPresence};
-use crate::rooms::{LinkSide, Shared};
+use crate::receive::LinkSide;
+use crate::rooms::Shared;
 
 /// How many envelopes may wait for the publisher before new ones are dropped (and counted).
 const PUBLISH_QUEUE: usize = 16_384;
@@ -80,6 +93,12 @@ pub struct RedisSettings {
     /// The most messages a room holds ahead of a gap (default 1,000); past it they are dropped
     /// and the room is re-read from the store.
     pub reorder_max_per_room: usize,
+    /// The envelope version this node writes (default: the previous release's, which every node
+    /// of a rolling upgrade reads). Version 3 needs a secret.
+    pub envelope_version: EnvelopeVersion,
+    /// The shared secrets that seal and check what nodes publish (default: none, nothing is
+    /// authenticated). A node that writes version 3 accepts only sealed payloads.
+    pub secrets: BackplaneSecrets,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -92,6 +111,8 @@ impl std::fmt::Debug for RedisSettings {
             .field("op_timeout", &self.op_timeout)
             .field("outbox", &self.outbox)
             .field("reorder_max_per_room", &self.reorder_max_per_room)
+            .field("envelope_version", &self.envelope_version)
+            .field("secrets", &self.secrets)
             .finish()
     }
 }
@@ -114,6 +135,8 @@ impl Default for RedisSettings {
             op_timeout: Duration::from_secs(2),
             outbox: OutboxBounds::default(),
             reorder_max_per_room: order::DEFAULT_MAX_AHEAD,
+            envelope_version: EnvelopeVersion::default(),
+            secrets: BackplaneSecrets::default(),
         }
     }
 }
@@ -136,11 +159,24 @@ impl std::fmt::Debug for RedisBroadcaster {
 
 impl RedisBroadcaster {
     /// Starts the node's subscriber task and returns at once: Redis being down is not an error
-    /// (the node is degraded until Redis is reachable); a malformed URL is, and so is calling it
-    /// outside a tokio runtime.
+    /// (the node is degraded until Redis is reachable); a malformed URL is, and so are secrets
+    /// shorter than [`MIN_SECRET_BYTES`], a previous secret without a current one, version 3
+    /// without a secret, and calling it outside a tokio runtime.
     pub fn start(settings: RedisSettings, store: Arc<dyn ChatStore>) -> Result<Arc<Self>, BroadcastError> {
         let client = redis::Client::open(settings.url.as_str())
             .map_err(|e| BroadcastError(format!("invalid redis url: {e}")))?;
+        let version = settings.envelope_version;
+        if version.is_authenticated() && settings.secrets.current.is_none() {
+            return Err(BroadcastError(format!("envelope version {} needs a backplane secret", version.get())));
+        }
+        let keys = auth::Keys::new(&settings.secrets, version.is_authenticated())
+            .map_err(|e| BroadcastError(e.to_string()))?;
+        if !keys.seals() {
+            tracing::warn!(
+                node = %settings.node_id,
+                "no backplane secret: envelopes between nodes are not authenticated (see docs/security.md)"
+            );
+        }
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| BroadcastError(format!("the redis broadcaster needs a tokio runtime: {e}")))?;
         let (stop, stopped) = watch::channel(false);
@@ -150,6 +186,8 @@ impl RedisBroadcaster {
         let mut shared =
             Shared::new(settings.node_id, store, settings.gap_wait, settings.op_timeout, link_tx, out_tx, cmd_tx);
         shared.max_ahead = settings.reorder_max_per_room.max(1);
+        shared.version = version;
+        shared.keys = keys.clone();
         let shared = Arc::new(shared);
         let handler = Arc::new(LinkSide(Arc::clone(&shared)));
         let span = tracing::info_span!("redis_backplane", node = %shared.node_id);
@@ -157,7 +195,8 @@ impl RedisBroadcaster {
             link::run(client.clone(), handler, link_rx, stopped.clone(), settings.op_timeout, settings.check_interval);
         runtime.spawn(link.instrument(span.clone()));
         let inputs = publisher::Inputs { rx: out_rx, commands: cmd_rx, stop: stopped.clone() };
-        let publisher = publisher::run(shared.node_id.clone(), client, inputs, settings.op_timeout, settings.outbox);
+        let publisher =
+            publisher::run(shared.node_id.clone(), client, inputs, settings.op_timeout, settings.outbox, keys);
         runtime.spawn(publisher.instrument(span.clone()));
         runtime.spawn(Arc::clone(&shared).check_quiet_rooms(settings.check_interval, stopped).instrument(span));
         Ok(Arc::new(Self { shared, stop }))

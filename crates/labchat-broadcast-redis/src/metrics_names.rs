@@ -25,3 +25,9 @@ pub(crate) const RESYNCS: &str = "labchat_backplane_resyncs_total";
 pub(crate) const REORDER_OVERFLOWS: &str = "labchat_backplane_reorder_overflows_total";
 /// Counter: holes the store could not fill after three complete fills, moved past.
 pub(crate) const HOLES_SKIPPED: &str = "labchat_backplane_holes_skipped_total";
+/// Counter: envelopes of a version outside the node's window, by `version` (the number up to
+/// 99, else `other`).
+pub(crate) const UNKNOWN_VERSION: &str = "labchat_backplane_envelopes_unknown_version_total";
+/// Counter: payloads from Redis refused before delivery, by `reason` (`unknown_version`,
+/// `unsigned`, `bad_mac`, `malformed`).
+pub(crate) const REJECTED: &str = "labchat_backplane_rejected_total";

@@ -4,7 +4,8 @@
 //! in the outbox (bounded) and is published again, in order, as soon as a connection is back;
 //! one dropped past a bound has its room resynced. The connection is checked with a PING after
 //! a second without traffic, so a connection the server closed is replaced before the next
-//! publish needs it.
+//! publish needs it. Every payload is sealed with the backplane secret (`auth`), if there is one,
+//! as it is published.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use labchat_domain::RequestId;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::auth::Keys;
 use crate::inbox;
 use crate::metrics_names::{OUTBOX_BYTES, OUTBOX_DROPPED, OUTBOX_ENTRIES, PUBLISH_ERRORS, REPUBLISHED};
 use crate::outbox::{Dropped, Entry, Keep, Outbox, OutboxBounds};
@@ -92,6 +94,8 @@ struct Publisher<'a> {
     node: &'a str,
     client: redis::Client,
     op_timeout: Duration,
+    /// Seals every payload as it is published (so a replay is sealed with the current secret).
+    keys: Keys,
     conn: Option<redis::aio::MultiplexedConnection>,
     outbox: Outbox,
     /// While envelopes wait: when to try again, and the next back-off.
@@ -108,11 +112,13 @@ pub(crate) async fn run(
     mut inputs: Inputs,
     op_timeout: Duration,
     bounds: OutboxBounds,
+    keys: Keys,
 ) {
     let mut p = Publisher {
         node: &node,
         client,
         op_timeout,
+        keys,
         conn: None,
         outbox: Outbox::new(bounds),
         retry_at: None,
@@ -233,7 +239,7 @@ impl Publisher<'_> {
             }
             let mut pipe = redis::pipe();
             for e in &batch {
-                pipe.cmd("PUBLISH").arg(&e.channel).arg(&e.payload).ignore();
+                pipe.cmd("PUBLISH").arg(&e.channel).arg(&*self.keys.seal(&e.payload)).ignore();
             }
             self.last_traffic = Instant::now();
             let error = match tokio::time::timeout(self.op_timeout, pipe.query_async::<()>(&mut c)).await {

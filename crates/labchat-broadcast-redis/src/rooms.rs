@@ -5,18 +5,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use labchat_core::{BackplaneStatus, BroadcastError, ChatStore, Published, RoomSink, SinkId};
 use labchat_domain::{Cursor, HistoryLimit, HistoryQuery, RequestId, RoomEvent};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::auth::Keys;
+use crate::envelope::EnvelopeVersion;
 use crate::envelope::{self, channel};
 use crate::inbox::{self, Relay};
-use crate::link::{LinkCmd, LinkHandler};
-use crate::metrics_names::{CONNECTED, RECEIVED, REORDER_OVERFLOWS};
+use crate::link::LinkCmd;
+use crate::metrics_names::{CONNECTED, REORDER_OVERFLOWS};
 use crate::order::{Fill, RoomOrder, Step};
 use crate::outbox::Keep;
 use crate::publisher::{self, Command, Outgoing};
+use crate::rejects::Rejects;
 use crate::resync::{self, Ask};
 
 /// One room with local sinks.
@@ -73,11 +75,17 @@ pub(crate) struct Shared {
     link: mpsc::UnboundedSender<LinkCmd>,
     outgoing: mpsc::Sender<Outgoing>,
     commands: mpsc::Sender<Command>,
-    status: Mutex<BackplaneStatus>,
+    pub(crate) status: Mutex<BackplaneStatus>,
     /// Since when the link is down, after it had been up (`None`: up, or never up yet).
     away_since: Mutex<Option<Instant>>,
     /// Where inbox notices go on this node.
     pub(crate) inbox: Relay,
+    /// The envelope version this node writes.
+    pub(crate) version: EnvelopeVersion,
+    /// The backplane secrets and whether unsealed payloads are accepted.
+    pub(crate) keys: Keys,
+    /// What this node refuses from Redis, counted and logged.
+    pub(crate) rejects: Rejects,
 }
 
 impl Shared {
@@ -92,6 +100,9 @@ impl Shared {
     ) -> Self {
         metrics::gauge!(CONNECTED, "node" => node_id.clone()).set(0.0);
         Self {
+            rejects: Rejects::new(node_id.clone()),
+            version: EnvelopeVersion::default(),
+            keys: Keys::none(),
             node_id,
             store,
             gap_wait,
@@ -107,7 +118,7 @@ impl Shared {
         }
     }
 
-    fn rooms(&self) -> MutexGuard<'_, HashMap<RequestId, Arc<Room>>> {
+    pub(crate) fn rooms(&self) -> MutexGuard<'_, HashMap<RequestId, Arc<Room>>> {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -248,7 +259,7 @@ impl Shared {
         let started = Instant::now();
         let id = event.request_id();
         let keep = if matches!(event, RoomEvent::Typing { .. }) { Keep::Never } else { Keep::Always };
-        let payload = envelope::encode(&self.node_id, &event);
+        let payload = envelope::encode(self.version, &self.node_id, &event);
         let notice = self.inbox.published(&self.node_id, &event);
         if let Some(room) = self.room(id) {
             self.offer(&room, event);
@@ -282,7 +293,7 @@ impl Shared {
 
     /// The link went up or down: tell the publisher, and once back announce it to the other
     /// nodes so that they publish again what this node's subscriber may have missed.
-    fn link_changed(&self, connected: bool) {
+    pub(crate) fn link_changed(&self, connected: bool) {
         let mut away = self.away_since.lock().unwrap_or_else(|p| p.into_inner());
         if !connected {
             away.get_or_insert_with(Instant::now);
@@ -298,83 +309,6 @@ impl Shared {
                 self.send(Outgoing { channel: inbox::CHANNEL.to_owned(), payload, room: None, keep: Keep::UntilSent })
             }
             Err(e) => publisher::dropped(&self.node_id, 1, &e.to_string()),
-        }
-    }
-}
-
-/// The broadcaster as the link sees it.
-pub(crate) struct LinkSide(pub(crate) Arc<Shared>);
-
-#[async_trait]
-impl LinkHandler for LinkSide {
-    fn channels(&self) -> Vec<String> {
-        let rooms = self.0.rooms().keys().map(|id| channel(*id)).collect::<Vec<_>>();
-        std::iter::once(inbox::CHANNEL.to_owned()).chain(rooms).collect()
-    }
-
-    fn on_payload(&self, payload: &[u8]) {
-        match resync::decode(payload) {
-            resync::Decoded::NotResync => {}
-            resync::Decoded::Notice { origin, ask } => {
-                if origin != self.0.node_id {
-                    self.0.on_resync(ask);
-                }
-                return;
-            }
-            resync::Decoded::Malformed(e) => {
-                tracing::warn!(error = %e, "ignoring a malformed resync notice from redis");
-                return;
-            }
-        }
-        match inbox::decode(payload) {
-            inbox::Decoded::NotInbox => {}
-            inbox::Decoded::Notice { origin, notice } => {
-                if origin != self.0.node_id {
-                    self.0.inbox.deliver(notice);
-                }
-                return;
-            }
-            inbox::Decoded::Malformed(e) => {
-                tracing::warn!(error = %e, "ignoring a malformed inbox notice from redis");
-                return;
-            }
-        }
-        let received = match envelope::decode(payload) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring a malformed envelope from redis");
-                return;
-            }
-        };
-        if received.origin == self.0.node_id {
-            return;
-        }
-        metrics::counter!(RECEIVED, "node" => self.0.node_id.clone()).increment(1);
-        if let RoomEvent::MessagePosted(m) = &received.event
-            && let Some(seq) = m.seq
-        {
-            self.0.store.seq_seen(m.request_id, seq);
-        }
-        if let Some(room) = self.0.room(received.event.request_id()) {
-            self.0.offer(&room, received.event);
-        }
-    }
-
-    async fn on_connected(&self) {
-        self.0.fill_all().await;
-    }
-
-    fn on_status(&self, connected: bool, detail: String) {
-        metrics::gauge!(CONNECTED, "node" => self.0.node_id.clone()).set(if connected { 1.0 } else { 0.0 });
-        let mut status = self.0.status.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = status.connected != connected;
-        if changed {
-            tracing::info!(connected, detail = %detail, "redis backplane");
-        }
-        *status = BackplaneStatus { connected, detail };
-        drop(status);
-        if changed {
-            self.0.link_changed(connected);
         }
     }
 }

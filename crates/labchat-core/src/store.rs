@@ -156,6 +156,8 @@ pub trait ChatStore: Send + Sync + 'static {
 
     /// A hint: message `seq` of room `request` is stored (a node heard of it from another
     /// node). A store that guesses a room's next seq may use it to guess right, sparing a failed
-    /// insert; one that does not guess ignores it. A wrapper forwards it. Must not block.
+    /// insert; one that does not guess ignores it. A hint is not proof (it crossed Redis): a store
+    /// never gives a message a seq past what the store itself confirms because of a hint, so a
+    /// forged one cannot open a hole in a room. A wrapper forwards it. Must not block.
     fn seq_seen(&self, request: RequestId, seq: Seq);
 }

@@ -8,7 +8,9 @@
 //! ahead. After [`READ_AFTER`] such conflicts in one room within one call, the node reloads the
 //! room's highest seq with one indexed query instead; after [`MAX_CONFLICTS`] in one room, the
 //! room's messages of the call fail with [`StoreError::Unavailable`]. The last seq known stored
-//! is cached per room, so the usual insert costs no extra round trip.
+//! is cached per room, so the usual insert costs no extra round trip. A seq heard from another
+//! node (`ChatStore::seq_seen`) is only a hint: past the cached seq it makes the next insert read
+//! the room's highest seq, so a forged hint can never make a node skip seqs.
 //!
 //! Several messages go in one *ordered* `insert_many`: the server stores them one after the
 //! other and stops at the first failure, so what is stored is always a prefix of what was sent,
@@ -343,6 +345,19 @@ impl Sequencer {
         let mut cache = self.cache();
         let known = cache.entry(room.to_owned()).or_insert(seq);
         *known = (*known).max(seq);
+    }
+
+    /// Another node says the room's message `seq` is stored: a hint, not proof (it came through
+    /// Redis, where a forger may have written it). Past what this node knows stored, it drops the
+    /// room's cached seq, so that the next insert reads the room's highest seq from the store (one
+    /// indexed query) rather than trying a seq the hint says is taken: the hint spares the failed
+    /// insert but never moves the room's sequence past what the store confirms. A hint at or below
+    /// what is known, or for a room not cached, changes nothing.
+    pub(crate) fn hinted(&self, room: &str, seq: i64) {
+        let mut cache = self.cache();
+        if cache.get(room).is_some_and(|&known| seq > known) {
+            cache.remove(room);
+        }
     }
 
     fn forget(&self, room: &str) {

@@ -393,6 +393,6 @@ impl ChatStore for MongoStore {
     }
 
     fn seq_seen(&self, request: RequestId, seq: Seq) {
-        self.sequencer.stored(&request.to_hex(), stored_seq(seq));
+        self.sequencer.hinted(&request.to_hex(), stored_seq(seq));
     }
 }

@@ -54,6 +54,10 @@ pub struct BackplaneSettings {
     pub outbox: labchat_broadcast_redis::OutboxBounds,
     /// The most messages a room holds ahead of a gap.
     pub reorder_max_per_room: usize,
+    /// The envelope version this node writes.
+    pub envelope_version: labchat_broadcast_redis::EnvelopeVersion,
+    /// The secrets that seal and check envelopes (none: not authenticated).
+    pub secrets: labchat_broadcast_redis::BackplaneSecrets,
 }
 
 /// Why the server could not be built.
@@ -121,6 +125,8 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
                     check_interval: b.check_interval,
                     outbox: b.outbox,
                     reorder_max_per_room: b.reorder_max_per_room,
+                    envelope_version: b.envelope_version,
+                    secrets: b.secrets,
                     ..RedisSettings::default()
                 };
                 let redis = RedisBroadcaster::start(redis_settings.clone(), Arc::clone(&store))?;

@@ -241,6 +241,28 @@ pub struct ServeArgs {
     /// and the room is re-read from the store.
     #[arg(long, env = "LABCHAT_BACKPLANE_REORDER_MAX_PER_ROOM", default_value_t = 1000)]
     pub backplane_reorder_max_per_room: usize,
+    /// The backplane envelope version this node writes: 2, read by the previous release (the
+    /// default: safe while a rolling upgrade runs), or 3, authenticated (needs a backplane
+    /// secret; raise it once no node of the previous release is left, see docs/deployment.md).
+    #[arg(long, env = "LABCHAT_BACKPLANE_VERSION", default_value_t = 2)]
+    pub backplane_version: u32,
+    /// The secret (16 bytes or more) shared by the nodes, that seals what this node publishes
+    /// and checks what it receives (prefer --backplane-secret-file or the environment variable:
+    /// flags show in `ps`).
+    #[arg(long, env = "LABCHAT_BACKPLANE_SECRET", hide_env_values = true)]
+    #[serde(serialize_with = "masked")]
+    pub backplane_secret: Option<String>,
+    /// File holding the backplane secret (trailing newline ignored).
+    #[arg(long, env = "LABCHAT_BACKPLANE_SECRET_FILE")]
+    pub backplane_secret_file: Option<PathBuf>,
+    /// The previous backplane secret, still accepted (never used to seal) while a rotation rolls
+    /// over the nodes.
+    #[arg(long, env = "LABCHAT_BACKPLANE_PREVIOUS_SECRET", hide_env_values = true)]
+    #[serde(serialize_with = "masked")]
+    pub backplane_previous_secret: Option<String>,
+    /// File holding the previous backplane secret (trailing newline ignored).
+    #[arg(long, env = "LABCHAT_BACKPLANE_PREVIOUS_SECRET_FILE")]
+    pub backplane_previous_secret_file: Option<PathBuf>,
     /// Runtime worker threads (default: one per core).
     #[arg(long, env = "LABCHAT_WORKERS")]
     pub workers: Option<usize>,

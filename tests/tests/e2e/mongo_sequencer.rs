@@ -84,4 +84,16 @@ async fn guesses(handle: &PrometheusHandle) {
     a.seq_seen(rid(7), Seq::new(1).unwrap());
     assert_eq!(insert(&a, 8).await, 8);
     assert_eq!(conflicts(), 4.0, "a tried 7 (taken by b), then 8");
+
+    // A hint far past what the store holds (a forged envelope's seq) moves nothing: the next
+    // insert reads the room's highest seq and takes the one after it, leaving no hole.
+    a.seq_seen(rid(7), Seq::new(1_000).unwrap());
+    assert_eq!(insert(&a, 9).await, 9);
+    b.seq_seen(rid(7), Seq::new(1_000_000).unwrap());
+    assert_eq!(insert(&b, 10).await, 10);
+    assert_eq!(conflicts(), 4.0, "b read the room instead of guessing 8");
+    // Nor for a room the node never posted in.
+    let fresh = MongoStore::connect(mongo::test_settings("sequencer_guesses_hint")).await.unwrap();
+    fresh.seq_seen(rid(7), Seq::new(500).unwrap());
+    assert_eq!(insert(&fresh, 1).await, 1);
 }

@@ -9,6 +9,7 @@
 //! Clusters run one at a time (a process-wide turn, [`labchat_tests::multinode::Cluster`]), and
 //! each stops everything it started when its test ends, passed or failed.
 
+mod backplane_versions;
 mod chat;
 mod deploy_alerts;
 mod heal;

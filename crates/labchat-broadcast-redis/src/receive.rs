@@ -1,0 +1,110 @@
+//! The broadcaster as the link sees it: every payload received from Redis is opened from its
+//! seal (`auth`), told apart (resync notice, inbox notice, room envelope), and handed on; what
+//! cannot be accepted is counted and logged by [`crate::rejects`], never delivered.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use labchat_core::BackplaneStatus;
+use labchat_domain::RoomEvent;
+
+use crate::envelope::{self, EnvelopeError, channel};
+use crate::inbox;
+use crate::link::LinkHandler;
+use crate::metrics_names::{CONNECTED, RECEIVED};
+use crate::rejects::Rejection;
+use crate::resync;
+use crate::rooms::Shared;
+
+/// The broadcaster as the link sees it.
+pub(crate) struct LinkSide(pub(crate) Arc<Shared>);
+
+#[async_trait]
+impl LinkHandler for LinkSide {
+    fn channels(&self) -> Vec<String> {
+        let rooms = self.0.rooms().keys().map(|id| channel(*id)).collect::<Vec<_>>();
+        std::iter::once(inbox::CHANNEL.to_owned()).chain(rooms).collect()
+    }
+
+    fn on_payload(&self, payload: &[u8]) {
+        let shared = &self.0;
+        let (payload, seal) = match shared.keys.open(payload) {
+            Ok(opened) => opened,
+            Err(refused) => {
+                shared.rejects.reject(&refused.into());
+                return;
+            }
+        };
+        match resync::decode(&payload) {
+            resync::Decoded::NotResync => {}
+            resync::Decoded::Notice { origin, ask } => {
+                if origin != shared.node_id {
+                    shared.on_resync(ask);
+                }
+                return;
+            }
+            resync::Decoded::Malformed(e) => {
+                shared.rejects.reject(&Rejection::Malformed(e));
+                return;
+            }
+        }
+        match inbox::decode(&payload) {
+            inbox::Decoded::NotInbox => {}
+            inbox::Decoded::Notice { origin, notice } => {
+                if origin != shared.node_id {
+                    shared.inbox.deliver(notice);
+                }
+                return;
+            }
+            inbox::Decoded::Malformed(e) => {
+                shared.rejects.reject(&Rejection::Malformed(e));
+                return;
+            }
+        }
+        let received = match envelope::decode(&payload, seal) {
+            Ok(r) => r,
+            Err(EnvelopeError::Version(v)) => {
+                shared.rejects.reject(&Rejection::UnknownVersion(v));
+                return;
+            }
+            Err(EnvelopeError::Unsigned) => {
+                shared.rejects.reject(&Rejection::Unsigned);
+                return;
+            }
+            Err(e @ (EnvelopeError::Json(..) | EnvelopeError::Field(..))) => {
+                shared.rejects.reject(&Rejection::Malformed(e.to_string()));
+                return;
+            }
+        };
+        if received.origin == shared.node_id {
+            return;
+        }
+        metrics::counter!(RECEIVED, "node" => shared.node_id.clone()).increment(1);
+        if let RoomEvent::MessagePosted(m) = &received.event
+            && let Some(seq) = m.seq
+        {
+            shared.store.seq_seen(m.request_id, seq);
+        }
+        if let Some(room) = shared.room(received.event.request_id()) {
+            shared.offer(&room, received.event);
+        }
+    }
+
+    async fn on_connected(&self) {
+        self.0.fill_all().await;
+    }
+
+    fn on_status(&self, connected: bool, detail: String) {
+        metrics::gauge!(CONNECTED, "node" => self.0.node_id.clone()).set(if connected { 1.0 } else { 0.0 });
+        let mut status = self.0.status.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = status.connected != connected;
+        if changed {
+            tracing::info!(connected, detail = %detail, "redis backplane");
+        }
+        *status = BackplaneStatus { connected, detail };
+        drop(status);
+        if changed {
+            self.0.link_changed(connected);
+        }
+    }
+}
