@@ -281,6 +281,46 @@ impl ChatStore for HookedStore {
         self.inner.unread_count(request, user)
     }
 
+    fn count_posted<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        message: &'life1 Message,
+        seq: Seq,
+    ) -> BoxFuture<'async_trait, Result<(), StoreError>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.count_posted(message, seq)
+    }
+
+    fn count_read<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        request: RequestId,
+        user: &'life1 UserId,
+        n: u64,
+    ) -> BoxFuture<'async_trait, Result<(), StoreError>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.count_read(request, user, n)
+    }
+
+    fn recount<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        request: RequestId,
+        user: &'life1 UserId,
+    ) -> BoxFuture<'async_trait, Result<(), StoreError>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.recount(request, user)
+    }
+
     fn first_unread<'life0, 'life1, 'async_trait>(
         &'life0 self,
         request: RequestId,

@@ -306,7 +306,10 @@ impl Posts {
 
 async fn new_seq(store: &MongoStore, m: &Message) -> u64 {
     match store.insert_message(m).await {
-        Ok(labchat_core::Inserted::New(n)) => n.get(),
+        Ok(labchat_core::Inserted::New(n)) => {
+            store.count_posted(m, n).await.unwrap();
+            n.get()
+        }
         other => panic!("insert {}: {other:?}", m.text.as_str()),
     }
 }

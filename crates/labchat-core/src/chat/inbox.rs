@@ -9,14 +9,16 @@ use super::Chat;
 use crate::{ChatError, InboxListener, InboxSink, SinkId};
 
 impl Chat {
-    /// `user`'s unread messages in the room: the count from the store, and the oldest from the
-    /// join's page when the page holds all of them (else from the store).
+    /// `user`'s unread messages in the room: the count from the store (recounted first when a
+    /// count write of the room failed, see `recount`), and the oldest from the join's page when
+    /// the page holds all of them (else from the store). Called with the room's order held.
     pub(super) async fn unread_of(
         &self,
         user: &UserId,
         request: RequestId,
         page: &HistoryPage,
     ) -> Result<Unread, ChatError> {
+        self.recounts.before_read(Some(request), true).await;
         let count =
             self.store.unread_count(request, user).await.map_err(ChatError::store("counting unread messages"))?;
         if count == 0 {
@@ -39,6 +41,7 @@ impl Chat {
     /// activity first, each with their unread count (see [`crate::ChatStore::inbox`]). Needs no
     /// authorization: the store lists only what the user may act on, as it is stored now.
     pub async fn inbox(&self, user: &User, query: InboxQuery) -> Result<InboxPage, ChatError> {
+        self.recounts.before_read(None, false).await;
         self.store.inbox(user, query).await.map_err(ChatError::store("reading an inbox"))
     }
 
