@@ -70,6 +70,7 @@
 //! | `_id` | `<requestId>:<userId>` |
 //! | `requestId`, `userId` | the room and the user |
 //! | `seen` | how many of the room's messages the user sent or read |
+//! | `upTo` | a seq up to which every message of the room is sent or read by the user (absent: 0); `first_unread` reads on from there and moves it forward |
 //!
 //! A user's unread count is `lastSeq - seen`. After a message is stored, `count_posted` moves
 //! its room's summary to it with an upsert filtered on `lastSeq < seq` (a duplicate-key refusal
