@@ -191,7 +191,8 @@ impl Session {
             Command::Inbox { query } => {
                 let page = chat.inbox(&user, *query).await.map_err(WireError::from)?;
                 // Sent without an id too: it is the only frame that carries the result.
-                self.sink.reply(ServerEvent::Ack, protocol::inbox_ack(&page, id));
+                let budget = server.config().reply_budget();
+                self.sink.reply(ServerEvent::Ack, protocol::inbox_ack(&page, budget, id));
             }
             Command::Members { request_id, after } => {
                 let page = chat.members(&user, *request_id, after.as_ref()).await.map_err(WireError::from)?;
