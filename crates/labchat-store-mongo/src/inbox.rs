@@ -19,8 +19,10 @@ use crate::documents::{IdOnly, MessageDoc, kind_name, message_id, request_quietl
 use crate::errors::{bad_data, bounded};
 use crate::summary::{RoomSummary, seen_key};
 
-/// The most summary queries one LAB page makes while skipping rooms whose request was deleted;
-/// past it the page is returned short, with a cursor after the last room looked at.
+/// The most summary queries one LAB page makes while skipping rooms whose request was deleted,
+/// once it holds a room; past it the page is returned short, with a cursor after its last room
+/// (never one naming a deleted request). A page that holds no room yet goes on: the summaries of
+/// deleted requests it meets are marked `gone`, so every later page skips them in its query.
 const MAX_ROUNDS: usize = 4;
 
 /// How many messages [`MongoStore::first_unread_of`] reads at a time.
@@ -87,6 +89,20 @@ impl MongoStore {
         Ok(found.into_iter().map(|d| d.id.to_hex()).collect())
     }
 
+    /// Marks the summaries of deleted requests `gone`, so that LAB pages skip them in their query.
+    /// Best effort: a failure only leaves them to be skipped again.
+    async fn mark_gone(&self, gone: &[RoomSummary]) {
+        if gone.is_empty() {
+            return;
+        }
+        let ids: Vec<Bson> = gone.iter().map(|s| Bson::String(s.id.clone())).collect();
+        let rooms = self.summaries.rooms.clone_with_type::<Document>();
+        let update = rooms.update_many(doc! {"_id": {"$in": ids}}, doc! {"$set": {"gone": true}});
+        if let Err(e) = bounded(self.op_timeout, "mark the rooms of deleted requests", update).await {
+            tracing::warn!(error = %e, "marking the rooms of deleted requests failed");
+        }
+    }
+
     /// Summaries in the inbox order after `cursor`, at most `n`, among `only` when given.
     async fn summaries_after(
         &self,
@@ -96,8 +112,9 @@ impl MongoStore {
     ) -> Result<Vec<RoomSummary>, StoreError> {
         let mut parts = vec![doc! {"lastSeq": {"$exists": true}}];
         parts.extend(cursor.map(after));
-        if let Some(ids) = only {
-            parts.push(doc! {"_id": {"$in": ids.to_vec()}});
+        match only {
+            Some(ids) => parts.push(doc! {"_id": {"$in": ids.to_vec()}}),
+            None => parts.push(doc! {"gone": {"$ne": true}}),
         }
         let fetch = i64::try_from(n).unwrap_or(i64::MAX);
         bounded(self.op_timeout, "read inbox rooms", async {
@@ -171,7 +188,7 @@ impl MongoStore {
         let mut cursor = query.before.map(|c| c.key());
         let mut kept: Vec<RoomSummary> = Vec::new();
         let mut exhausted = false;
-        for _ in 0..MAX_ROUNDS {
+        for round in 1.. {
             let ask = want - kept.len();
             let found = self.summaries_after(cursor, only.as_deref(), ask).await?;
             exhausted = found.len() < ask;
@@ -182,19 +199,21 @@ impl MongoStore {
                 kept.extend(found);
             } else {
                 let existing = self.existing(&found).await?;
-                kept.extend(found.into_iter().filter(|s| existing.contains(&s.id)));
+                let (live, gone): (Vec<RoomSummary>, Vec<RoomSummary>) =
+                    found.into_iter().partition(|s| existing.contains(&s.id));
+                self.mark_gone(&gone).await;
+                kept.extend(live);
             }
-            if exhausted || kept.len() >= want {
+            if exhausted || kept.len() >= want || (round >= MAX_ROUNDS && !kept.is_empty()) {
                 break;
             }
         }
-        let next = if kept.len() > limit {
-            kept.truncate(limit);
-            kept.last().and_then(key_of).map(InboxCursor::after)
-        } else if exhausted {
+        // After the page's last room: a room of the page, never one looked at and skipped.
+        let next = if exhausted && kept.len() <= limit {
             None
         } else {
-            cursor.map(InboxCursor::after)
+            kept.truncate(limit);
+            kept.last().and_then(key_of).map(InboxCursor::after)
         };
         let rows = self.rows_for(&kept, viewer.id()).await?;
         Ok(InboxPage { rows, next })

@@ -64,6 +64,7 @@
 //! | `lastSeq` | the room's highest seq: its number of messages (seqs are dense) |
 //! | `lastActivityAt` | the last message's creation time, milliseconds since the epoch (an integer) |
 //! | `lastMessageId` | the last message's id, an ObjectId |
+//! | `gone` | `true` once a LAB inbox page found the request deleted (LAB pages skip it in their query); `false` again at the room's next message |
 //!
 //! | `chatSeen` field | value |
 //! | --- | --- |

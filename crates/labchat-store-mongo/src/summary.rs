@@ -75,7 +75,7 @@ impl Summaries {
     async fn advance(&self, room: &str, seq: i64, at: i64, id: ObjectId) -> Result<(), StoreError> {
         let context = "update a room's summary";
         let filter = doc! {"_id": room, "lastSeq": {"$lt": seq}};
-        let update = doc! {"$set": {"requestId": room, "lastSeq": seq, "lastActivityAt": at, "lastMessageId": id}};
+        let update = doc! {"$set": {"requestId": room, "lastSeq": seq, "lastActivityAt": at, "lastMessageId": id, "gone": false}};
         let rooms = self.rooms.clone_with_type::<Document>();
         match within(self.op_timeout, context, rooms.update_one(filter, update).upsert(true)).await? {
             Ok(_) => Ok(()),

@@ -46,6 +46,7 @@ impl From<&ChatError> for WireError {
                 Self { code: ErrorCode::UnknownAfter, message: AFTER_NOT_IN_ROOM }
             }
             ChatError::NotInRoom(_) => Self { code: ErrorCode::BadRequest, message: BEFORE_NOT_IN_ROOM },
+            ChatError::UnknownInboxCursor(_) => Self { code: ErrorCode::BadRequest, message: NOT_AN_INBOX_CURSOR },
             _ => Self::classify(e.kind(), e),
         }
     }
@@ -53,6 +54,9 @@ impl From<&ChatError> for WireError {
 
 /// The message of a `BAD_REQUEST` for an `after` cursor that is no message of the room.
 pub(crate) const AFTER_NOT_IN_ROOM: &str = "field data.after must be the id of a message of this room";
+/// The message of a `BAD_REQUEST` for an inbox `before` that is no cursor of an earlier reply
+/// (malformed, or well formed but not a place of this user's inbox).
+pub(crate) const NOT_AN_INBOX_CURSOR: &str = "field data.before must be the `next` cursor of an earlier inbox reply";
 /// The message of a `BAD_REQUEST` for a `before` cursor that is no message of the room.
 pub(crate) const BEFORE_NOT_IN_ROOM: &str = "field data.before must be the id of a message of this room";
 

@@ -235,6 +235,25 @@ pub async fn reassigned_and_deleted_requests_leave_the_inbox<F: StoreFixture>(f:
     }
     let rooms: Vec<RequestId> = all_pages(&*store, &lab("lab1"), 1).await.iter().flat_map(|p| rooms_of(p)).collect();
     assert_eq!(rooms, [rid(2), rid(1)], "lab, one room a page, past deleted rooms");
+    // No page's cursor names a deleted request, however many stand in the way.
+    for r in 20..40 {
+        f.add_request(rid(r), Creator::Text("t1".into())).await;
+        insert_new(&*store, &mut model, mk.message(rid(r), "lab1", "hello", None)).await;
+        if r != 30 {
+            f.remove_request(rid(r)).await;
+        }
+    }
+    let mut before = None;
+    let mut listed = Vec::new();
+    for _ in 0..50 {
+        let p = page(&*store, &lab("lab1"), 1, before).await;
+        listed.extend(rooms_of(&p.rows));
+        let Some(next) = p.next else { break };
+        let named = store.find_request(next.key().request_id).await.unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(named.is_some(), "a next cursor names deleted request {}", next.key().request_id);
+        before = Some(next);
+    }
+    assert_eq!(listed, [rid(30), rid(2), rid(1)], "lab, past deleted rooms again");
 }
 
 /// A count write that was missed (a failed [`ChatStore::count_posted`] or

@@ -462,7 +462,7 @@ impl Inbox {
                 return Err(fail(format!("field data.limit must be an integer from 1 to {}", InboxLimit::MAX)));
             }
         };
-        let bad_cursor = || fail("field data.before must be the `next` cursor of an earlier inbox reply".into());
+        let bad_cursor = || fail(crate::errors::NOT_AN_INBOX_CURSOR.into());
         let before = match self.before.non_null() {
             None => None,
             Some(Value::String(s)) => Some(InboxCursor::parse(&s).map_err(|_| bad_cursor())?),
