@@ -16,6 +16,7 @@ use crate::{
 
 mod burst;
 mod join;
+mod order;
 mod presence;
 mod recount;
 
@@ -79,7 +80,7 @@ pub struct Chat {
     broadcaster: Arc<dyn Broadcaster>,
     clock: Arc<dyn Clock>,
     ids: MessageIdGenerator,
-    order: Arc<recount::RoomOrder>,
+    order: Arc<order::RoomOrder>,
     recounts: Arc<recount::Recounts>,
     history_limit: HistoryLimit,
     requests: RequestCache,
@@ -115,7 +116,7 @@ impl Chat {
             local: Arc::clone(&local),
         };
         let inbox = Arc::new(InboxHub::new(Arc::clone(&store)));
-        let order = Arc::new(recount::RoomOrder::new());
+        let order = Arc::new(order::RoomOrder::new());
         Self {
             recounts: Arc::new(recount::Recounts::new(Arc::clone(&store), Arc::clone(&order), Arc::clone(&inbox))),
             inbox,

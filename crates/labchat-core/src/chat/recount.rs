@@ -10,14 +10,13 @@
 //! no post or receipt of the room on this node runs beside it.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use labchat_domain::{RequestId, UserId};
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use super::order::RoomOrder;
 use crate::{ChatStore, InboxHub, InboxListener, InboxNotice, StoreError};
 
 /// How old a failure must be before the background recount that forgets it.
@@ -31,24 +30,6 @@ const MAX_PENDING: usize = 100_000;
 
 /// The most noted pairs one read recounts before it is served (the rest heal in the background).
 const MAX_PER_READ: usize = 64;
-
-const ORDER_STRIPES: usize = 256;
-
-/// Writes to one room, joins of it and recounts of it happen one at a time on this node.
-pub(super) struct RoomOrder(Box<[Arc<AsyncMutex<()>>]>);
-
-impl RoomOrder {
-    pub(super) fn new() -> Self {
-        Self((0..ORDER_STRIPES).map(|_| Arc::new(AsyncMutex::new(()))).collect())
-    }
-
-    pub(super) async fn lock(&self, room: RequestId) -> OwnedMutexGuard<()> {
-        let mut h = DefaultHasher::new();
-        room.hash(&mut h);
-        let stripe = usize::try_from(h.finish() % ORDER_STRIPES as u64).unwrap_or(0);
-        Arc::clone(&self.0[stripe]).lock_owned().await
-    }
-}
 
 /// A pair waiting for a recount.
 #[derive(Clone, Copy, Debug)]
