@@ -126,6 +126,7 @@ macro_rules! for_each_contract_check {
             inbox_pages_follow_activity_and_the_cursor,
             a_teacher_sees_only_their_own_requests,
             reassigned_and_deleted_requests_leave_the_inbox,
+            recount_makes_missed_or_doubled_counts_exact,
         }
     };
 }
@@ -133,7 +134,8 @@ macro_rules! for_each_contract_check {
 mod inbox;
 pub use self::inbox::{
     a_teacher_sees_only_their_own_requests, inbox_pages_follow_activity_and_the_cursor, own_posts_are_never_unread,
-    reassigned_and_deleted_requests_leave_the_inbox, unread_counts_follow_posts_and_reads,
+    reassigned_and_deleted_requests_leave_the_inbox, recount_makes_missed_or_doubled_counts_exact,
+    unread_counts_follow_posts_and_reads,
 };
 
 mod seq;
@@ -261,6 +263,9 @@ impl Model {
 /// Inserts `m`, which must be stored as its room's next message (the model's seq).
 async fn insert_new(store: &dyn ChatStore, model: &mut Model, m: Message) {
     let got = store.insert_message(&m).await.unwrap_or_else(|e| panic!("insert {:?}: {e:?}", m.id));
+    if let Inserted::New(seq) = got {
+        store.count_posted(&m, seq).await.unwrap_or_else(|e| panic!("count {:?}: {e:?}", m.id));
+    }
     let id = m.id;
     let want = model.add(m);
     assert_eq!(got, Inserted::New(want), "inserting {id:?}");

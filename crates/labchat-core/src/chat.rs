@@ -2,7 +2,6 @@
 //! the ports.
 
 use std::collections::HashSet;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +9,7 @@ use labchat_domain::{
     ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, NewMessage,
     ReceiptKind, Request, RequestId, RoomEvent, Seq, Unread, User,
 };
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::OwnedMutexGuard;
 
 use crate::access::RequestCache;
 use crate::{
@@ -20,7 +19,9 @@ use crate::{
 
 mod burst;
 mod join;
+mod order;
 mod presence;
+mod recount;
 
 pub use burst::PresenceBurst;
 
@@ -60,8 +61,6 @@ pub struct Posted {
     pub duplicate: bool,
 }
 
-const ORDER_STRIPES: usize = 256;
-
 /// How long a request found in the store is trusted by default (see [`Chat::with_access_ttl`]).
 pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(60);
 
@@ -84,7 +83,8 @@ pub struct Chat {
     broadcaster: Arc<dyn Broadcaster>,
     clock: Arc<dyn Clock>,
     ids: MessageIdGenerator,
-    order: Box<[Arc<Mutex<()>>]>,
+    order: Arc<order::RoomOrder>,
+    recounts: Arc<recount::Recounts>,
     history_limit: HistoryLimit,
     requests: RequestCache,
     inbox: Arc<InboxHub>,
@@ -118,13 +118,16 @@ impl Chat {
             presence: None,
             local: Arc::clone(&local),
         };
+        let inbox = Arc::new(InboxHub::new(Arc::clone(&store)));
+        let order = Arc::new(order::RoomOrder::new());
         Self {
-            inbox: Arc::new(InboxHub::new(Arc::clone(&store))),
+            recounts: Arc::new(recount::Recounts::new(Arc::clone(&store), Arc::clone(&order), Arc::clone(&inbox))),
+            inbox,
             store,
             broadcaster,
             clock,
             ids: MessageIdGenerator::new(),
-            order: (0..ORDER_STRIPES).map(|_| Arc::new(Mutex::new(()))).collect(),
+            order,
             history_limit,
             requests: RequestCache::new(DEFAULT_ACCESS_TTL, ACCESS_CACHE_CAPACITY),
             presence: None,
@@ -198,10 +201,7 @@ impl Chat {
     }
 
     async fn room_order(&self, room: RequestId) -> OwnedMutexGuard<()> {
-        let mut h = DefaultHasher::new();
-        room.hash(&mut h);
-        let stripe = usize::try_from(h.finish() % ORDER_STRIPES as u64).unwrap_or(0);
-        Arc::clone(&self.order[stripe]).lock_owned().await
+        self.order.lock(room).await
     }
 
     /// Unsubscribes a closing connection's sink (of `user`) from its rooms and its inbox,
@@ -260,6 +260,10 @@ impl Chat {
             Inserted::Duplicate(_) => Err(ChatError::ClientMessageIdReused),
             Inserted::New(seq) => {
                 let message = message.with_seq(seq);
+                // Stored is what counts: a failed count is recounted later (see `recount`).
+                if let Err(e) = self.store.count_posted(&message, seq).await {
+                    self.recounts.failed(request, user.id(), &e);
+                }
                 self.publish(RoomEvent::MessagePosted(message.clone())).await;
                 Ok(Posted { message, duplicate: false })
             }
@@ -284,6 +288,13 @@ impl Chat {
         let at = self.clock.now();
         let marked =
             self.store.mark(request, user.id(), kind, &ids, at).await.map_err(ChatError::store("marking messages"))?;
+        if !marked.read.is_empty() {
+            let n = u64::try_from(marked.read.len()).unwrap_or(u64::MAX);
+            // The receipts are stored: a failed count is recounted later (see `recount`).
+            if let Err(e) = self.store.count_read(request, user.id(), n).await {
+                self.recounts.failed(request, user.id(), &e);
+            }
+        }
         let user_id = user.id().clone();
         if !marked.delivered.is_empty() {
             let messages = marked.delivered.clone();
@@ -322,6 +333,12 @@ impl Chat {
     /// Whether the use cases can serve now: the store answers a ping (for readiness probes).
     pub async fn ready(&self) -> Result<(), crate::StoreError> {
         self.store.ping().await
+    }
+
+    /// How many rooms and users wait for their unread count to be recounted after a failed count
+    /// write (see [`ChatStore::recount`]); 0 when every count write succeeded or healed.
+    pub fn recounts_waiting(&self) -> usize {
+        self.recounts.pending()
     }
 
     /// The state of the backplane between nodes, if the broadcaster has one (for readiness

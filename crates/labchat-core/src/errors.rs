@@ -4,7 +4,7 @@
 //! A failed live broadcast is not among them: a change is published only after it is stored, and
 //! stored is what counts, so the use cases log a failed publish rather than fail the call.
 
-use labchat_domain::Cursor;
+use labchat_domain::{Cursor, InboxCursor};
 
 use crate::{BroadcastError, StoreError};
 
@@ -40,6 +40,10 @@ pub enum ChatError {
     /// stored or broadcast.
     #[error("the client message id was already used for a different text in this room")]
     ClientMessageIdReused,
+    /// The inbox cursor is no place the user's inbox could have given: its room is not one
+    /// they may act on now, holds no message, or had no activity at its time. Nothing was done.
+    #[error("the inbox cursor {0} was not issued for this inbox")]
+    UnknownInboxCursor(InboxCursor),
     /// The store failed while doing `op`.
     #[error("{op}: the store failed")]
     Store {
@@ -61,7 +65,7 @@ impl ChatError {
     pub fn kind(&self) -> FailureKind {
         match self {
             Self::Forbidden => FailureKind::Forbidden,
-            Self::NotInRoom(_) | Self::ClientMessageIdReused => FailureKind::BadRequest,
+            Self::NotInRoom(_) | Self::ClientMessageIdReused | Self::UnknownInboxCursor(_) => FailureKind::BadRequest,
             Self::Store { source, .. } if source.is_retryable() => FailureKind::Unavailable,
             Self::Store { .. } => FailureKind::Internal,
         }

@@ -64,6 +64,9 @@ pub trait InboxSink: Send + Sync + 'static {
 /// How many notices may wait for the hub's task before new ones are dropped (and logged).
 const NOTICE_QUEUE: usize = 65_536;
 
+/// The most waiting notices the hub's task takes together.
+const NOTICE_BATCH: usize = 4_096;
+
 type Subscribers = HashMap<User, Vec<Subscriber>>;
 
 /// One subscribed connection, and the row of each room last sent to it: an update identical to
@@ -77,13 +80,15 @@ struct Subscriber {
 
 /// The node's inbox subscriptions, and the one task that turns notices into updates.
 ///
-/// Notices are handled one at a time in the order they arrive, so the updates a connection
+/// The task takes the notices waiting for it together (up to 4,096) and coalesces
+/// them by room: however many posts and reads of one room wait, the room costs one lookup of its
+/// request (so a room the user may no longer act on is never announced to them) and one read of
+/// the rows of the interested local users: for a post, every subscribed user who may act on the
+/// room; for reads alone, those readers. Rooms are handled in the order their first notice
+/// arrived, and every read happens after the notices it covers, so the updates a connection
 /// receives follow the store's counts in time: a user never sees an older unread count after a
-/// newer one. For each notice the room's request is looked up in the store (so a room the user
-/// may no longer act on is never announced to them), then the rows of the interested local
-/// users are read with one call: for a post, every subscribed user who may act on the room; for
-/// a read, that user alone. A connection is never sent a row identical to the last one it was
-/// sent for that room.
+/// newer one. A connection is never sent a row identical to the last one it was sent for that
+/// room.
 pub struct InboxHub {
     shared: Arc<Shared>,
     tx: mpsc::Sender<InboxNotice>,
@@ -153,19 +158,53 @@ impl InboxListener for InboxHub {
 }
 
 async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<InboxNotice>) {
-    while let Some(notice) = rx.recv().await {
-        handle(&shared, &notice).await;
+    let mut batch = Vec::with_capacity(NOTICE_BATCH);
+    while rx.recv_many(&mut batch, NOTICE_BATCH).await > 0 {
+        for (request_id, who) in coalesce(batch.drain(..)) {
+            handle(&shared, request_id, &who).await;
+        }
     }
 }
 
-/// Sends the rows `notice` changed to the subscribed sinks of the users it concerns.
-async fn handle(shared: &Shared, notice: &InboxNotice) {
-    let request_id = notice.request_id();
+/// Who a room's waiting notices concern.
+#[derive(Debug, PartialEq, Eq)]
+enum Who {
+    /// A message was posted: every subscribed user who may act on the room.
+    Everyone,
+    /// Only reads: these readers.
+    Readers(Vec<UserId>),
+}
+
+/// The rooms of `notices`, in the order of their first notice, each with who its notices concern.
+fn coalesce(notices: impl IntoIterator<Item = InboxNotice>) -> Vec<(RequestId, Who)> {
+    let mut rooms: Vec<(RequestId, Who)> = Vec::new();
+    let mut at: HashMap<RequestId, usize> = HashMap::new();
+    for notice in notices {
+        let request_id = notice.request_id();
+        let i = *at.entry(request_id).or_insert_with(|| {
+            rooms.push((request_id, Who::Readers(Vec::new())));
+            rooms.len() - 1
+        });
+        match (&mut rooms[i].1, notice) {
+            (who, InboxNotice::Posted { .. }) => *who = Who::Everyone,
+            (Who::Readers(readers), InboxNotice::Read { user, .. }) => {
+                if !readers.contains(&user) {
+                    readers.push(user);
+                }
+            }
+            (Who::Everyone, InboxNotice::Read { .. }) => {}
+        }
+    }
+    rooms
+}
+
+/// Sends the rows of the room that `who` names to the subscribed sinks of those users.
+async fn handle(shared: &Shared, request_id: RequestId, who: &Who) {
     let candidates: Vec<User> = {
         let subscribers = shared.subscribers();
-        match notice {
-            InboxNotice::Posted { .. } => subscribers.keys().cloned().collect(),
-            InboxNotice::Read { user, .. } => subscribers.keys().filter(|u| u.id() == user).cloned().collect(),
+        match who {
+            Who::Everyone => subscribers.keys().cloned().collect(),
+            Who::Readers(readers) => subscribers.keys().filter(|u| readers.contains(u.id())).cloned().collect(),
         }
     };
     if candidates.is_empty() {
@@ -262,6 +301,26 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    #[test]
+    fn waiting_notices_coalesce_by_room_in_the_order_of_their_first_notice() {
+        let u = |s: &str| UserId::parse(s).unwrap();
+        let read = |room, user: &str| InboxNotice::Read { request_id: rid(room), user: u(user) };
+        let notices = vec![
+            InboxNotice::Posted { request_id: rid(1) },
+            read(2, "a"),
+            read(1, "b"),
+            read(2, "a"),
+            read(2, "c"),
+            read(3, "a"),
+            InboxNotice::Posted { request_id: rid(3) },
+            InboxNotice::Posted { request_id: rid(1) },
+        ];
+        assert_eq!(
+            coalesce(notices),
+            vec![(rid(1), Who::Everyone), (rid(2), Who::Readers(vec![u("a"), u("c")])), (rid(3), Who::Everyone),]
+        );
+    }
+
     #[tokio::test]
     async fn notices_reach_only_the_users_who_may_act_on_the_room_and_a_read_only_its_reader() {
         let mut store = MockChatStore::new();
@@ -270,9 +329,7 @@ mod tests {
             let mut ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
             ids.sort_unstable();
             assert!(ids == ["lab", "t1"] || ids == ["t1"], "asked for {ids:?}");
-            // A read (asked for its reader alone) brought t1's count down to 0.
-            let t1 = if users.len() == 1 { 0 } else { 1 };
-            Ok(users.iter().map(|u| row(room, if u.as_str() == "t1" { t1 } else { 2 })).collect())
+            Ok(users.iter().map(|u| row(room, if u.as_str() == "t1" { 1 } else { 2 })).collect())
         });
         let hub = InboxHub::new(Arc::new(store));
         let (t1, t1b, t2, lab) = (

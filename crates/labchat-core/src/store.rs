@@ -82,10 +82,9 @@ pub trait ChatStore: Send + Sync + 'static {
     async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError>;
 
     /// Stores a new message with no receipts, as the room's next message, and returns its
-    /// [`Seq`] ([`Inserted::New`]); the message's own `seq` is ignored. A new message also
-    /// updates what [`ChatStore::inbox`] reads: the room's last message (only ever forward in
-    /// seq, whatever order concurrent calls finish in) and the sender's count of the room's
-    /// messages sent or read, so that their own posts are never unread.
+    /// [`Seq`] ([`Inserted::New`]); the message's own `seq` is ignored. What
+    /// [`ChatStore::inbox`] reads is not touched: the caller follows a new message with
+    /// [`ChatStore::count_posted`].
     ///
     /// Seqs are the room's order: 1 for its first message, then dense (no holes, no repeats),
     /// under concurrent calls too, including calls through several store instances on one
@@ -114,7 +113,8 @@ pub trait ChatStore: Send + Sync + 'static {
     /// `request` not sent by `user` are touched; ids of other requests and unknown ids are
     /// ignored; marking as read marks as delivered too; a receipt is never marked twice.
     /// `ids` holds no duplicates. Returns exactly the ids newly marked, in the order of `ids`.
-    /// Messages newly marked as read lower `user`'s unread count of the room by as many.
+    /// Unread counts are not touched: the caller follows messages newly marked as read with
+    /// [`ChatStore::count_read`].
     async fn mark(
         &self,
         request: RequestId,
@@ -133,7 +133,8 @@ pub trait ChatStore: Send + Sync + 'static {
     /// Each row holds the room's last message (highest seq, with its receipts) and the viewer's
     /// unread count: the room's messages neither sent by the viewer nor marked read by them.
     /// Costs a bounded number of queries whatever the rooms' sizes: no message is scanned (the
-    /// counts are kept up to date by [`ChatStore::insert_message`] and [`ChatStore::mark`]).
+    /// counts are kept by [`ChatStore::count_posted`] and [`ChatStore::count_read`], and made
+    /// exact again by [`ChatStore::recount`]).
     /// A page may hold fewer rows than its limit and still have a following one.
     async fn inbox(&self, viewer: &User, query: InboxQuery) -> Result<InboxPage, StoreError>;
 
@@ -150,6 +151,31 @@ pub trait ChatStore: Send + Sync + 'static {
     /// `None` when there is none. May read the room's messages in order up to that one (callers
     /// ask only when the unread count says there is one).
     async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError>;
+
+    /// Updates what [`ChatStore::inbox`] reads after `message` was stored as `seq` by
+    /// [`ChatStore::insert_message`]: the room's last message becomes this one unless it is
+    /// already a later one (only ever forward in seq, whatever order concurrent calls finish
+    /// in), and the sender's count of the room's messages sent or read grows by one, so that
+    /// their own posts are never unread.
+    ///
+    /// Not idempotent: each call counts once. After a failure the room's last message and the
+    /// sender's count may be behind (or, when the write took effect though the call failed,
+    /// right); [`ChatStore::recount`] makes them exact again.
+    async fn count_posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError>;
+
+    /// Counts `n` messages of the room newly marked as read by `user` (what [`ChatStore::mark`]
+    /// returned as read): their unread count of the room falls by `n`. Not idempotent; after a
+    /// failure the count may be off until [`ChatStore::recount`].
+    async fn count_read(&self, request: RequestId, user: &UserId, n: u64) -> Result<(), StoreError>;
+
+    /// Makes what [`ChatStore::inbox`] reads for `user` in the room exact again, from the stored
+    /// messages and receipts: the room's last message becomes its message with the highest seq
+    /// (unless a later one is already there), and `user`'s count becomes the number of the room's
+    /// messages they sent plus those they read. Idempotent. May read the whole room (callers use
+    /// it only to repair a count after a failed [`ChatStore::count_posted`] or
+    /// [`ChatStore::count_read`]). A count write of the same room and user that runs at the same
+    /// time may leave the count off by that write; callers hold such writes off while recounting.
+    async fn recount(&self, request: RequestId, user: &UserId) -> Result<(), StoreError>;
 
     /// Checks that the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -19,6 +19,11 @@ impl Seen {
         }
     }
 
+    /// Sets the count of `user` in `room` (a recount).
+    pub(crate) fn set(&mut self, room: RequestId, user: &UserId, n: u64) {
+        self.0.insert((room, user.clone()), n);
+    }
+
     pub(crate) fn get(&self, room: RequestId, user: &UserId) -> u64 {
         self.0.get(&(room, user.clone())).copied().unwrap_or(0)
     }

@@ -96,7 +96,6 @@ impl ChatStore for MemoryStore {
         if let Some(key) = key {
             inner.idempotency.insert(key, message.id);
         }
-        inner.seen.add(message.request_id, &message.sender_id, 1);
         Ok(Inserted::New(seq))
     }
 
@@ -146,7 +145,6 @@ impl ChatStore for MemoryStore {
                 }
             }
         }
-        inner.seen.add(request, user, u64::try_from(marked.read.len()).unwrap_or(u64::MAX));
         Ok(marked)
     }
 
@@ -166,6 +164,26 @@ impl ChatStore for MemoryStore {
         let inner = self.lock();
         let Some(room) = inner.rooms.get(&request) else { return Ok(None) };
         Ok(room.messages.iter().find(|m| &m.sender_id != user && !m.has_receipt(ReceiptKind::Read, user)).map(|m| m.id))
+    }
+
+    async fn count_posted(&self, message: &Message, _seq: Seq) -> Result<(), StoreError> {
+        // The room's last message is always its last stored one here: only the count moves.
+        self.lock().seen.add(message.request_id, &message.sender_id, 1);
+        Ok(())
+    }
+
+    async fn count_read(&self, request: RequestId, user: &UserId, n: u64) -> Result<(), StoreError> {
+        self.lock().seen.add(request, user, n);
+        Ok(())
+    }
+
+    async fn recount(&self, request: RequestId, user: &UserId) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let Some(room) = inner.rooms.get(&request) else { return Ok(()) };
+        let seen =
+            room.messages.iter().filter(|m| &m.sender_id == user || m.has_receipt(ReceiptKind::Read, user)).count();
+        inner.seen.set(request, user, u64::try_from(seen).unwrap_or(u64::MAX));
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -103,7 +103,10 @@ async fn post(
     for i in 0..n {
         let m = message(&ids, request, i, tag)?;
         match store.insert_message(&m).await? {
-            Inserted::New(_) => stored.push(m.id),
+            Inserted::New(seq) => {
+                store.count_posted(&m, seq).await?;
+                stored.push(m.id);
+            }
             Inserted::Duplicate(o) => {
                 return Err(format!("message {} came back as a duplicate of {}", m.id, o.id).into());
             }

@@ -1,6 +1,7 @@
 //! The inbox queries of [`MongoStore`]: a page, a room's rows, an unread count, the first unread
 //! message. Each reads the summaries and counters of `summary.rs`, never scans a room's messages
-//! (but for [`MongoStore::first_unread_of`], which reads up to the message it finds).
+//! (but for [`MongoStore::first_unread_of`], which reads from the user's `upTo` seq to the message
+//! it finds).
 
 use std::collections::{HashMap, HashSet};
 
@@ -18,8 +19,10 @@ use crate::documents::{IdOnly, MessageDoc, kind_name, message_id, request_quietl
 use crate::errors::{bad_data, bounded};
 use crate::summary::{RoomSummary, seen_key};
 
-/// The most summary queries one LAB page makes while skipping rooms whose request was deleted;
-/// past it the page is returned short, with a cursor after the last room looked at.
+/// The most summary queries one LAB page makes while skipping rooms whose request was deleted,
+/// once it holds a room; past it the page is returned short, with a cursor after its last room
+/// (never one naming a deleted request). A page that holds no room yet goes on: the summaries of
+/// deleted requests it meets are marked `gone`, so every later page skips them in its query.
 const MAX_ROUNDS: usize = 4;
 
 /// How many messages [`MongoStore::first_unread_of`] reads at a time.
@@ -86,6 +89,20 @@ impl MongoStore {
         Ok(found.into_iter().map(|d| d.id.to_hex()).collect())
     }
 
+    /// Marks the summaries of deleted requests `gone`, so that LAB pages skip them in their query.
+    /// Best effort: a failure only leaves them to be skipped again.
+    async fn mark_gone(&self, gone: &[RoomSummary]) {
+        if gone.is_empty() {
+            return;
+        }
+        let ids: Vec<Bson> = gone.iter().map(|s| Bson::String(s.id.clone())).collect();
+        let rooms = self.summaries.rooms.clone_with_type::<Document>();
+        let update = rooms.update_many(doc! {"_id": {"$in": ids}}, doc! {"$set": {"gone": true}});
+        if let Err(e) = bounded(self.op_timeout, "mark the rooms of deleted requests", update).await {
+            tracing::warn!(error = %e, "marking the rooms of deleted requests failed");
+        }
+    }
+
     /// Summaries in the inbox order after `cursor`, at most `n`, among `only` when given.
     async fn summaries_after(
         &self,
@@ -95,8 +112,9 @@ impl MongoStore {
     ) -> Result<Vec<RoomSummary>, StoreError> {
         let mut parts = vec![doc! {"lastSeq": {"$exists": true}}];
         parts.extend(cursor.map(after));
-        if let Some(ids) = only {
-            parts.push(doc! {"_id": {"$in": ids.to_vec()}});
+        match only {
+            Some(ids) => parts.push(doc! {"_id": {"$in": ids.to_vec()}}),
+            None => parts.push(doc! {"gone": {"$ne": true}}),
         }
         let fetch = i64::try_from(n).unwrap_or(i64::MAX);
         bounded(self.op_timeout, "read inbox rooms", async {
@@ -170,7 +188,7 @@ impl MongoStore {
         let mut cursor = query.before.map(|c| c.key());
         let mut kept: Vec<RoomSummary> = Vec::new();
         let mut exhausted = false;
-        for _ in 0..MAX_ROUNDS {
+        for round in 1.. {
             let ask = want - kept.len();
             let found = self.summaries_after(cursor, only.as_deref(), ask).await?;
             exhausted = found.len() < ask;
@@ -181,19 +199,21 @@ impl MongoStore {
                 kept.extend(found);
             } else {
                 let existing = self.existing(&found).await?;
-                kept.extend(found.into_iter().filter(|s| existing.contains(&s.id)));
+                let (live, gone): (Vec<RoomSummary>, Vec<RoomSummary>) =
+                    found.into_iter().partition(|s| existing.contains(&s.id));
+                self.mark_gone(&gone).await;
+                kept.extend(live);
             }
-            if exhausted || kept.len() >= want {
+            if exhausted || kept.len() >= want || (round >= MAX_ROUNDS && !kept.is_empty()) {
                 break;
             }
         }
-        let next = if kept.len() > limit {
-            kept.truncate(limit);
-            kept.last().and_then(key_of).map(InboxCursor::after)
-        } else if exhausted {
+        // After the page's last room: a room of the page, never one looked at and skipped.
+        let next = if exhausted && kept.len() <= limit {
             None
         } else {
-            cursor.map(InboxCursor::after)
+            kept.truncate(limit);
+            kept.last().and_then(key_of).map(InboxCursor::after)
         };
         let rows = self.rows_for(&kept, viewer.id()).await?;
         Ok(InboxPage { rows, next })
@@ -233,8 +253,12 @@ impl MongoStore {
         Ok(u64::try_from(summary.last_seq).unwrap_or(0).saturating_sub(seen))
     }
 
-    /// [`labchat_core::ChatStore::first_unread`]: the room's messages not sent by `user`, in seq
-    /// order, a chunk at a time, each chunk's read receipts by `user` looked up by their `_id`.
+    /// [`labchat_core::ChatStore::first_unread`]: a lookup by seq. The user's counter holds
+    /// `upTo`, a seq up to which every message of the room is sent or read by them (true for
+    /// good: receipts are never removed). The room's messages after it are read in seq order, a
+    /// chunk at a time, each chunk's read receipts by `user` looked up by their `_id`; the first
+    /// neither sent nor read is the answer, and `upTo` moves to just before it (only forward, and
+    /// only over seqs seen without a hole, so a message still being stored is never skipped).
     pub(crate) async fn first_unread_of(
         &self,
         request: RequestId,
@@ -245,28 +269,44 @@ impl MongoStore {
             #[serde(rename = "_id")]
             id: ObjectId,
             seq: i64,
+            #[serde(rename = "senderId")]
+            sender_id: String,
         }
         let context = "find the first unread message";
         let room = request.to_hex();
-        let mut from = 0_i64;
-        loop {
-            let filter =
-                doc! {"requestId": &room, "seq": {"$exists": true, "$gt": from}, "senderId": {"$ne": user.as_str()}};
+        let key = seen_key(request, user);
+        let start = bounded(self.op_timeout, context, async {
+            let coll = self.summaries.seen.clone_with_type::<Document>();
+            coll.find_one(doc! {"_id": &key}).projection(doc! {"upTo": 1}).await
+        })
+        .await?
+        .and_then(|d| match d.get("upTo") {
+            Some(Bson::Int64(n)) => Some(*n),
+            Some(Bson::Int32(n)) => Some(i64::from(*n)),
+            _ => None,
+        });
+        let (start, was) = (start.unwrap_or(0), start.map_or(doc! {"$exists": false}, |n| doc! {"$eq": n}));
+        let read = kind_name(labchat_domain::ReceiptKind::Read);
+        let receipt = |id: &ObjectId| format!("{}:{read}:{}", id.to_hex(), user.as_str());
+        // The highest seq up to which everything seen was sent or read, without a hole.
+        let mut done = start;
+        let mut from = start;
+        let found = loop {
+            let filter = doc! {"requestId": &room, "seq": {"$exists": true, "$gt": from}};
             let chunk: Vec<IdSeq> = bounded(self.op_timeout, context, async {
                 let coll = self.messages.clone_with_type::<IdSeq>();
                 let found = coll
                     .find(filter)
                     .sort(doc! {"seq": 1})
                     .limit(FIRST_UNREAD_CHUNK)
-                    .projection(doc! {"_id": 1, "seq": 1});
+                    .projection(doc! {"_id": 1, "seq": 1, "senderId": 1});
                 found.await?.try_collect().await
             })
             .await?;
-            let Some(last) = chunk.last() else { return Ok(None) };
+            let Some(last) = chunk.last() else { break None };
             from = last.seq;
-            let read = kind_name(labchat_domain::ReceiptKind::Read);
             let keys: Vec<String> =
-                chunk.iter().map(|m| format!("{}:{read}:{}", m.id.to_hex(), user.as_str())).collect();
+                chunk.iter().filter(|m| m.sender_id != user.as_str()).map(|m| receipt(&m.id)).collect();
             let marked: HashSet<String> = bounded(self.op_timeout, context, async {
                 let coll = self.receipts.clone_with_type::<Document>();
                 let found: Vec<Document> =
@@ -274,13 +314,23 @@ impl MongoStore {
                 Ok(found.into_iter().filter_map(|d| d.get_str("_id").ok().map(str::to_owned)).collect())
             })
             .await?;
-            let first = chunk
-                .iter()
-                .find(|m| !marked.contains(&format!("{}:{read}:{}", m.id.to_hex(), user.as_str())))
-                .map(|m| message_id(m.id));
-            if first.is_some() {
-                return Ok(first);
+            let first = chunk.iter().find(|m| {
+                let unread = m.sender_id != user.as_str() && !marked.contains(&receipt(&m.id));
+                if !unread && m.seq == done + 1 {
+                    done = m.seq;
+                }
+                unread
+            });
+            if let Some(m) = first {
+                break Some(message_id(m.id));
             }
+        };
+        if done > start {
+            // Only from what was read: another call may have moved it further meanwhile.
+            let filter = doc! {"_id": &key, "upTo": was};
+            let coll = self.summaries.seen.clone_with_type::<Document>();
+            bounded(self.op_timeout, context, coll.update_one(filter, doc! {"$set": {"upTo": done}})).await?;
         }
+        Ok(found)
     }
 }

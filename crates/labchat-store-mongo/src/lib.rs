@@ -64,19 +64,23 @@
 //! | `lastSeq` | the room's highest seq: its number of messages (seqs are dense) |
 //! | `lastActivityAt` | the last message's creation time, milliseconds since the epoch (an integer) |
 //! | `lastMessageId` | the last message's id, an ObjectId |
+//! | `gone` | `true` once a LAB inbox page found the request deleted (LAB pages skip it in their query); `false` again at the room's next message |
 //!
 //! | `chatSeen` field | value |
 //! | --- | --- |
 //! | `_id` | `<requestId>:<userId>` |
 //! | `requestId`, `userId` | the room and the user |
 //! | `seen` | how many of the room's messages the user sent or read |
+//! | `upTo` | a seq up to which every message of the room is sent or read by the user (absent: 0); `first_unread` reads on from there and moves it forward |
 //!
-//! A user's unread count is `lastSeq - seen`. After a message is stored, its room's summary is
-//! moved to it with an upsert filtered on `lastSeq < seq` (a duplicate-key refusal means a later
-//! message is already there: summaries only move forward, whatever order nodes finish in) and
-//! the sender's counter is incremented, both at once; marking as read increments the reader's
-//! counter by the number newly read. These writes follow the message's: a store that fails
-//! between them leaves a count behind (logged as an error), never a message. Index:
+//! A user's unread count is `lastSeq - seen`. After a message is stored, `count_posted` moves
+//! its room's summary to it with an upsert filtered on `lastSeq < seq` (a duplicate-key refusal
+//! means a later message is already there: summaries only move forward, whatever order nodes
+//! finish in) and increments the sender's counter, both at once; after a read, `count_read`
+//! increments the reader's counter by the number newly read. These writes follow the message's:
+//! one that fails leaves a count off, never a message, until `recount` sets the summary from the
+//! room's last message and the counter from the user's messages and read receipts (a count of
+//! each). Index:
 //! `lastActivityAt_-1_requestId_-1` serves the inbox order (latest activity first, ties by
 //! request id descending). A TEACHER's inbox first reads the requests whose creator
 //! field names them (as a string or an ObjectId; an index on that field of the requests

@@ -258,13 +258,7 @@ impl ChatStore for MongoStore {
             None => self.sequencer.store_one(doc).await,
         };
         match outcome {
-            Outcome::Inserted(seq) => {
-                // Stored is what counts: a failure here leaves the inbox behind, not the message.
-                if let Err(e) = self.summaries.posted(message, seq).await {
-                    tracing::error!(error = %e, request_id = %message.request_id, "updating the inbox summary of a stored message failed");
-                }
-                Ok(Inserted::New(seq))
-            }
+            Outcome::Inserted(seq) => Ok(Inserted::New(seq)),
             Outcome::DuplicateKey => self.original_of(message).await,
             Outcome::Failed(e) => Err(e),
         }
@@ -362,13 +356,6 @@ impl ChatStore for MongoStore {
                 ReceiptKind::Read => marked.read.push(id),
             }
         }
-        if !marked.read.is_empty() {
-            let n = u64::try_from(marked.read.len()).unwrap_or(u64::MAX);
-            // The receipts are stored: a failure here leaves the unread count behind, not them.
-            if let Err(e) = self.summaries.add_seen(request, user, n).await {
-                tracing::error!(error = %e, request_id = %request, "counting messages read failed");
-            }
-        }
         Ok(marked)
     }
 
@@ -386,6 +373,18 @@ impl ChatStore for MongoStore {
 
     async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
         self.first_unread_of(request, user).await
+    }
+
+    async fn count_posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError> {
+        self.summaries.posted(message, seq).await
+    }
+
+    async fn count_read(&self, request: RequestId, user: &UserId, n: u64) -> Result<(), StoreError> {
+        self.summaries.add_seen(request, user, n).await
+    }
+
+    async fn recount(&self, request: RequestId, user: &UserId) -> Result<(), StoreError> {
+        self.summaries.recount(&self.messages, &self.receipts, request, user).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

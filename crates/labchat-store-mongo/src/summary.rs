@@ -75,7 +75,7 @@ impl Summaries {
     async fn advance(&self, room: &str, seq: i64, at: i64, id: ObjectId) -> Result<(), StoreError> {
         let context = "update a room's summary";
         let filter = doc! {"_id": room, "lastSeq": {"$lt": seq}};
-        let update = doc! {"$set": {"requestId": room, "lastSeq": seq, "lastActivityAt": at, "lastMessageId": id}};
+        let update = doc! {"$set": {"requestId": room, "lastSeq": seq, "lastActivityAt": at, "lastMessageId": id, "gone": false}};
         let rooms = self.rooms.clone_with_type::<Document>();
         match within(self.op_timeout, context, rooms.update_one(filter, update).upsert(true)).await? {
             Ok(_) => Ok(()),
@@ -107,6 +107,42 @@ impl Summaries {
         let counter = self.add_seen(message.request_id, &message.sender_id, 1);
         let (a, b) = futures_util::future::join(summary, counter).await;
         a.and(b)
+    }
+
+    /// [`labchat_core::ChatStore::recount`]: the room's summary from its last message, and the
+    /// counter of `user` set to the messages they sent plus those they read (counted from the
+    /// messages and receipts, a query each).
+    pub(crate) async fn recount(
+        &self,
+        messages: &Collection<MessageDoc>,
+        receipts: &Collection<ReceiptDoc>,
+        room: RequestId,
+        user: &UserId,
+    ) -> Result<(), StoreError> {
+        let context = "recount an unread count";
+        let hex = room.to_hex();
+        let last = bounded(self.op_timeout, context, async {
+            messages.find_one(doc! {"requestId": &hex, "seq": {"$exists": true}}).sort(doc! {"seq": -1}).await
+        })
+        .await?;
+        let Some(last) = last else { return Ok(()) };
+        let last_seq = last.seq.ok_or_else(|| bad_data(context, "the last message has no seq"))?;
+        let sent = doc! {"requestId": &hex, "seq": {"$exists": true}, "senderId": user.as_str()};
+        let read = doc! {"requestId": &hex, "userId": user.as_str(), "kind": "read"};
+        let (sent, read) = futures_util::future::join(
+            bounded(self.op_timeout, context, messages.count_documents(sent)),
+            bounded(self.op_timeout, context, receipts.count_documents(read)),
+        )
+        .await;
+        let seen = i64::try_from(sent?.saturating_add(read?)).map_err(|e| bad_data(context, e.to_string()))?;
+        let filter = doc! {"_id": seen_key(room, user)};
+        let update = doc! {
+            "$set": {"seen": seen},
+            "$setOnInsert": {"requestId": &hex, "userId": user.as_str()},
+        };
+        let coll = self.seen.clone_with_type::<Document>();
+        bounded(self.op_timeout, context, coll.update_one(filter, update).upsert(true)).await?;
+        self.advance(&hex, last_seq, last.created_at.timestamp_millis(), last.id).await
     }
 
     /// Whether the summaries were built: their paging index exists (found by its first key, as

@@ -49,6 +49,7 @@ impl From<&ChatError> for WireError {
             ChatError::ClientMessageIdReused => {
                 Self { code: ErrorCode::ClientMessageIdReused, message: CLIENT_MESSAGE_ID_REUSED }
             }
+            ChatError::UnknownInboxCursor(_) => Self { code: ErrorCode::BadRequest, message: NOT_AN_INBOX_CURSOR },
             _ => Self::classify(e.kind(), e),
         }
     }
@@ -59,6 +60,9 @@ pub(crate) const AFTER_NOT_IN_ROOM: &str = "field data.after must be the id of a
 /// The message of a `CLIENT_MESSAGE_ID_REUSED`.
 pub(crate) const CLIENT_MESSAGE_ID_REUSED: &str = "field data.clientMessageId was already used by you in this room for a \
      different text; nothing was stored: give every message a new unique id (a UUID)";
+/// The message of a `BAD_REQUEST` for an inbox `before` that is no cursor of an earlier reply
+/// (malformed, or well formed but not a place of this user's inbox).
+pub(crate) const NOT_AN_INBOX_CURSOR: &str = "field data.before must be the `next` cursor of an earlier inbox reply";
 /// The message of a `BAD_REQUEST` for a `before` cursor that is no message of the room.
 pub(crate) const BEFORE_NOT_IN_ROOM: &str = "field data.before must be the id of a message of this room";
 

@@ -171,6 +171,27 @@ impl ChatStore for MeteredStore {
         r
     }
 
+    async fn count_posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.count_posted(message, seq).await;
+        record("count_posted", t, &r);
+        r
+    }
+
+    async fn count_read(&self, request: RequestId, user: &UserId, n: u64) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.count_read(request, user, n).await;
+        record("count_read", t, &r);
+        r
+    }
+
+    async fn recount(&self, request: RequestId, user: &UserId) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.recount(request, user).await;
+        record("recount", t, &r);
+        r
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let t = Instant::now();
         let r = self.inner.ping().await;

@@ -76,6 +76,8 @@ async fn assert_unread(store: &dyn ChatStore, model: &Model, room: RequestId, us
 
 async fn read(store: &dyn ChatStore, model: &mut Model, room: RequestId, user: &str, ids: &[MessageId], at: Timestamp) {
     let got = store.mark(room, &uid(user), ReceiptKind::Read, ids, at).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let n = u64::try_from(got.read.len()).unwrap_or(u64::MAX);
+    store.count_read(room, &uid(user), n).await.unwrap_or_else(|e| panic!("{e:?}"));
     let want = model.mark(room, &uid(user), ReceiptKind::Read, ids, at);
     assert_eq!(got, want, "{user} reads {ids:?}");
 }
@@ -233,4 +235,87 @@ pub async fn reassigned_and_deleted_requests_leave_the_inbox<F: StoreFixture>(f:
     }
     let rooms: Vec<RequestId> = all_pages(&*store, &lab("lab1"), 1).await.iter().flat_map(|p| rooms_of(p)).collect();
     assert_eq!(rooms, [rid(2), rid(1)], "lab, one room a page, past deleted rooms");
+    // No page's cursor names a deleted request, however many stand in the way.
+    for r in 20..40 {
+        f.add_request(rid(r), Creator::Text("t1".into())).await;
+        insert_new(&*store, &mut model, mk.message(rid(r), "lab1", "hello", None)).await;
+        if r != 30 {
+            f.remove_request(rid(r)).await;
+        }
+    }
+    let mut before = None;
+    let mut listed = Vec::new();
+    for _ in 0..50 {
+        let p = page(&*store, &lab("lab1"), 1, before).await;
+        listed.extend(rooms_of(&p.rows));
+        let Some(next) = p.next else { break };
+        let named = store.find_request(next.key().request_id).await.unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(named.is_some(), "a next cursor names deleted request {}", next.key().request_id);
+        before = Some(next);
+    }
+    assert_eq!(listed, [rid(30), rid(2), rid(1)], "lab, past deleted rooms again");
+}
+
+/// A count write that was missed (a failed [`ChatStore::count_posted`] or
+/// [`ChatStore::count_read`]) or that counted twice (one that took effect though it failed, then
+/// repeated) leaves counts off; [`ChatStore::recount`] of the room and a user makes the user's
+/// count and the room's last message exact again, and repeating it changes nothing.
+pub async fn recount_makes_missed_or_doubled_counts_exact<F: StoreFixture>(f: &F) {
+    let room = rid(1);
+    f.add_request(room, Creator::Text("t1".into())).await;
+    let (store, mk, mut model) = (f.store(), Gen::new(), Model::default());
+    let mut sent = Vec::new();
+    for (i, who) in ["lab1", "t1", "lab1", "lab2"].into_iter().enumerate() {
+        let m = mk.message(room, who, &format!("m{i}"), None);
+        sent.push(m.id);
+        insert_new(&*store, &mut model, m).await;
+    }
+    let stored = |m: &Message| {
+        let m = m.clone();
+        let store = &store;
+        async move {
+            match store.insert_message(&m).await.unwrap_or_else(|e| panic!("{e:?}")) {
+                labchat_core::Inserted::New(seq) => seq,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    // lab1's post is counted twice, then t1's last post is stored and never counted.
+    let doubled = mk.message(room, "lab1", "doubled", None);
+    let seq = stored(&doubled).await;
+    assert_eq!(seq, model.add(doubled.clone()));
+    for _ in 0..2 {
+        store.count_posted(&doubled, seq).await.unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let missed = mk.message(room, "t1", "missed", None);
+    assert_eq!(stored(&missed).await, model.add(missed));
+    // t1's read is counted twice; lab2's reads are never counted.
+    let at = mk.now();
+    let got = store.mark(room, &uid("t1"), ReceiptKind::Read, &sent[..1], at).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(got, model.mark(room, &uid("t1"), ReceiptKind::Read, &sent[..1], at));
+    for _ in 0..2 {
+        store.count_read(room, &uid("t1"), 1).await.unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let got =
+        store.mark(room, &uid("lab2"), ReceiptKind::Read, &sent[..2], at).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(got, model.mark(room, &uid("lab2"), ReceiptKind::Read, &sent[..2], at));
+    let off = store.unread_count(room, &uid("lab2")).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_ne!(off, unread_in(&model, room, &uid("lab2")), "the check's premise: lab2's count is off");
+
+    for who in ["t1", "lab1", "lab2", "lab3"] {
+        for _ in 0..2 {
+            store.recount(room, &uid(who)).await.unwrap_or_else(|e| panic!("recount {who}: {e:?}"));
+        }
+    }
+    for who in ["t1", "lab1", "lab2", "lab3"] {
+        assert_unread(&*store, &model, room, who, "after the recounts").await;
+    }
+    let rows = page(&*store, &teacher("t1"), 10, None).await;
+    assert_eq!(rows.rows, vec![row_in(&model, room, &uid("t1"))], "t1's inbox");
+    let rows = page(&*store, &lab("lab2"), 10, None).await;
+    assert_eq!(rows.rows, vec![row_in(&model, room, &uid("lab2"))], "lab2's inbox");
+    // A room without messages: nothing to recount.
+    f.add_request(rid(2), Creator::Text("t1".into())).await;
+    store.recount(rid(2), &uid("t1")).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(store.unread_count(rid(2), &uid("t1")).await.unwrap_or_else(|e| panic!("{e:?}")), 0);
 }

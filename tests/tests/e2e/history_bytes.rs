@@ -123,3 +123,54 @@ async fn catching_up_with_join_after_pages_forward_through_huge_messages() {
     drop(c);
     server.stop().await;
 }
+
+/// The inbox reply is bounded in bytes like a history page: with the outbound queue at 1 MiB
+/// (a reply budget of 512 KiB), the default page of 50 rooms whose last messages are as large as
+/// the protocol allows (about 24 KB each once escaped) is cut, says where to go on with `next`,
+/// and the connection stays open; paging on lists every room exactly once, in the inbox order.
+#[tokio::test]
+async fn an_inbox_of_huge_messages_is_cut_to_the_reply_budget_and_pages_on() {
+    const ROOMS: usize = 50;
+    let mut s = settings();
+    s.ws.rate_per_second = 100_000.0;
+    s.ws.rate_burst = 100_000.0;
+    s.ws.outbound_max_bytes = 1024 * 1024;
+    let budget = s.ws.reply_budget();
+    let server = TestServer::start_with(s).await;
+    let mut poster = Client::connect(&server.url(), &token("lab-poster", "LAB")).await;
+    let text = "\u{1}".repeat(4000);
+    let mut rooms = Vec::with_capacity(ROOMS);
+    for _ in 0..ROOMS {
+        let rid = server.add_request("teacher-1").await.to_hex();
+        poster.post(&rid, &text).await;
+        rooms.push(rid);
+    }
+    // The inbox order: the latest activity first.
+    rooms.reverse();
+
+    let mut c = Client::connect(&server.url(), &token("lab-reader", "LAB")).await;
+    let mut listed: Vec<String> = Vec::new();
+    let mut before = Value::Null;
+    let mut pages = 0;
+    loop {
+        let data = if before.is_null() { json!({}) } else { json!({"before": before}) };
+        let frames = c.call("inbox", data).await;
+        assert_eq!(frames.len(), 1, "one ack: {:?}", frames.iter().map(|f| &f["event"]).collect::<Vec<_>>());
+        let ack = &frames[0];
+        assert_eq!(ack["event"], "ack", "inbox failed: {ack}");
+        let size = serde_json::to_string(ack).unwrap().len();
+        assert!(size <= budget, "an inbox reply of {size} bytes exceeds the budget of {budget}");
+        let rows = ack["data"]["rooms"].as_array().unwrap();
+        assert!(!rows.is_empty(), "every page holds at least one room");
+        assert_eq!(rows[0]["lastMessage"]["message"].as_str().unwrap(), text, "texts are sent whole");
+        listed.extend(rows.iter().map(|r| r["requestId"].as_str().unwrap().to_owned()));
+        pages += 1;
+        before = ack["data"]["next"].clone();
+        if before.is_null() {
+            break;
+        }
+        assert!(pages < ROOMS, "paging never ended");
+    }
+    assert!(pages > 1, "the default page of {ROOMS} rooms does not fit {budget} bytes: it was cut");
+    assert_eq!(listed, rooms, "every room once, in the inbox order");
+}

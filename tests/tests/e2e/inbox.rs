@@ -151,6 +151,14 @@ async fn the_inbox_pages_with_its_cursor_and_refuses_bad_limits_and_cursors(serv
         assert_eq!(e["code"], "BAD_REQUEST", "{before}");
         assert!(e["message"].as_str().unwrap().contains("data.before"), "{e}");
     }
+    // Well formed, but no place of this inbox: a time past the room's last activity, a room
+    // that does not exist.
+    let room_of_real = &real[real.len() - 24..];
+    for before in [format!("i1.7fffffffffffffff{room_of_real}"), format!("i1.0000000000000000{}", "0".repeat(24))] {
+        let e = l.err("inbox", json!({"before": before})).await;
+        assert_eq!(e["code"], "BAD_REQUEST", "{before}");
+        assert_eq!(e["message"], "field data.before must be the `next` cursor of an earlier inbox reply", "{before}");
+    }
     // The connection stays usable.
     assert_eq!(rooms(&inbox(&mut l, json!({"before": real})).await), made[1..]);
 }
@@ -185,6 +193,12 @@ async fn two_teachers_never_see_each_other_s_rooms(server: TestServer) {
     assert_eq!((rooms(&page), unread(&page)), (vec![theirs.clone()], vec![0]));
     // The other's room stays forbidden, as everywhere.
     assert_eq!(t1.err("joinRoom", json!({"requestId": theirs})).await["code"], "FORBIDDEN");
+    // A cursor naming it, well formed and a place of t2's inbox, is refused to t1 as made up.
+    let cursor = format!("i1.0000000000000000{theirs}");
+    assert_eq!(inbox(&mut t2, json!({"before": cursor})).await["rooms"], json!([]), "t2's own place");
+    let e = t1.err("inbox", json!({"before": cursor})).await;
+    assert_eq!(e["code"], "BAD_REQUEST", "{e}");
+    assert_eq!(e["message"], "field data.before must be the `next` cursor of an earlier inbox reply");
 }
 
 /// The id of the last message of `rid`, through `c`'s inbox.

@@ -201,6 +201,18 @@ impl ChatStore for HookedStore {
         self.inner.unread_count(request, user).await
     }
 
+    async fn count_posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError> {
+        self.inner.count_posted(message, seq).await
+    }
+
+    async fn count_read(&self, request: RequestId, user: &UserId, n: u64) -> Result<(), StoreError> {
+        self.inner.count_read(request, user, n).await
+    }
+
+    async fn recount(&self, request: RequestId, user: &UserId) -> Result<(), StoreError> {
+        self.inner.recount(request, user).await
+    }
+
     async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
         self.inner.first_unread(request, user).await
     }

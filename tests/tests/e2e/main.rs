@@ -41,3 +41,4 @@ mod reliability;
 mod security;
 mod store_contract;
 mod store_inbox_migration;
+mod unread_heal;

@@ -329,7 +329,10 @@ impl Posts {
 
 async fn new_seq(store: &MongoStore, m: &Message) -> u64 {
     match store.insert_message(m).await {
-        Ok(labchat_core::Inserted::New(n)) => n.get(),
+        Ok(labchat_core::Inserted::New(n)) => {
+            store.count_posted(m, n).await.unwrap();
+            n.get()
+        }
         other => panic!("insert {}: {other:?}", m.text().map(MessageText::as_str).unwrap_or_default()),
     }
 }
@@ -634,4 +637,49 @@ async fn mongodb_inbox_lists_exactly_the_rooms_the_access_rule_allows() {
         assert_eq!(listed, allowed, "{field}: the inbox lists exactly what the rule allows");
         assert_eq!(page.next, None);
     }
+}
+
+/// `first_unread` is a lookup by seq, not a scan from the room's start: the user's counter keeps
+/// the seq up to which everything is read (moved by each answer, only over seqs without a hole),
+/// and the next answer starts there. Shown by removing the read receipts of the messages below
+/// that seq behind the store's back: a scan from the start would find them unread again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_first_unread_starts_from_the_seq_read_up_to() {
+    use labchat_store_mongo::RECEIPTS_COLLECTION;
+    use mongodb::bson::{Document, doc};
+
+    let fixture = MongoFixture::new("first_unread_lookup").await;
+    let room = rid(1);
+    contract::StoreFixture::add_request(&fixture, room, contract::Creator::Text("t".into())).await;
+    let store = contract::StoreFixture::store(&fixture);
+    let posts = Posts::new();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let m = posts.message(room, &format!("m{i}"), None);
+        let labchat_core::Inserted::New(seq) = store.insert_message(&m).await.unwrap() else { panic!("a duplicate") };
+        store.count_posted(&m, seq).await.unwrap();
+        ids.push(m.id);
+    }
+    let lab = UserId::parse("lab").unwrap();
+    let at = Timestamp::from_unix_millis(1_733_000_100_000);
+    let read = |n: std::ops::Range<usize>| {
+        let (store, ids, lab) = (&store, &ids, &lab);
+        async move {
+            let marked = store.mark(room, lab, ReceiptKind::Read, &ids[n], at).await.unwrap();
+            store.count_read(room, lab, u64::try_from(marked.read.len()).unwrap()).await.unwrap();
+        }
+    };
+    // Read out of order: the second and third, not the first.
+    read(1..3).await;
+    assert_eq!(store.first_unread(room, &lab).await.unwrap(), Some(ids[0]));
+    read(0..1).await;
+    assert_eq!(store.first_unread(room, &lab).await.unwrap(), Some(ids[3]), "the first three are read");
+    let receipts = fixture.database().collection::<Document>(RECEIPTS_COLLECTION);
+    let removed = receipts.delete_many(doc! {"requestId": room.to_hex(), "kind": "read"}).await.unwrap();
+    assert_eq!(removed.deleted_count, 3);
+    assert_eq!(store.first_unread(room, &lab).await.unwrap(), Some(ids[3]), "looked up from seq 4, not scanned from 1");
+    read(3..6).await;
+    assert_eq!(store.first_unread(room, &lab).await.unwrap(), None, "everything after seq 3 is read");
+    // The sender's own messages never were unread, and their lookup moves past them too.
+    assert_eq!(store.first_unread(room, &UserId::parse("t").unwrap()).await.unwrap(), None);
 }

@@ -64,12 +64,15 @@ async fn rooms_without_summaries_get_them_built_at_start_up() {
         [(0, "lab1"), (0, "t1"), (1, "lab2"), (0, "lab1"), (2, "t1"), (1, "lab1")].into_iter().enumerate()
     {
         let m = message(&ids, rooms[room], sender, i64::try_from(i).unwrap() * 10);
-        assert!(matches!(store.insert_message(&m).await.unwrap(), Inserted::New(_)));
+        let Inserted::New(seq) = store.insert_message(&m).await.unwrap() else { panic!("a duplicate") };
+        store.count_posted(&m, seq).await.unwrap();
         stored.push(m);
     }
     let at = Timestamp::from_unix_millis(1_733_000_001_000);
-    store.mark(rooms[0], &uid("t1"), ReceiptKind::Read, &[stored[0].id], at).await.unwrap();
-    store.mark(rooms[1], &uid("lab1"), ReceiptKind::Read, &[stored[2].id], at).await.unwrap();
+    for (room, user, id) in [(rooms[0], "t1", stored[0].id), (rooms[1], "lab1", stored[2].id)] {
+        let marked = store.mark(room, &uid(user), ReceiptKind::Read, &[id], at).await.unwrap();
+        store.count_read(room, &uid(user), u64::try_from(marked.read.len()).unwrap()).await.unwrap();
+    }
     store.mark(rooms[0], &uid("lab2"), ReceiptKind::Delivered, &[stored[0].id], at).await.unwrap();
     let before = inboxes(&*store).await;
     assert_eq!(before[0].iter().map(|r| r.2).collect::<Vec<_>>(), [2, 0, 1], "t1: rooms 1, 2, 0 by activity");
@@ -84,7 +87,9 @@ async fn rooms_without_summaries_get_them_built_at_start_up() {
     assert_eq!(inboxes(&rebuilt).await, before, "rebuilt from the messages and the read receipts");
     // Once built, a later start-up leaves everything as it is, and live counts go on from there.
     let again = MongoStore::connect(fixture.settings().clone()).await.unwrap();
-    again.insert_message(&message(&ids, rooms[2], "lab2", 500)).await.unwrap();
+    let m = message(&ids, rooms[2], "lab2", 500);
+    let Inserted::New(seq) = again.insert_message(&m).await.unwrap() else { panic!("a duplicate") };
+    again.count_posted(&m, seq).await.unwrap();
     let after = inboxes(&again).await;
     assert_eq!(after[0][0].2, 1, "t1 has one unread in the room just posted in");
     assert_eq!(after[0].len(), 3);

@@ -3,20 +3,24 @@
 
 use std::sync::Arc;
 
-use labchat_domain::{HistoryPage, InboxPage, InboxQuery, Message, ReceiptKind, RequestId, Unread, User, UserId};
+use labchat_domain::{
+    HistoryPage, InboxCursor, InboxPage, InboxQuery, Message, ReceiptKind, RequestId, Unread, User, UserId,
+};
 
 use super::Chat;
 use crate::{ChatError, InboxListener, InboxSink, SinkId};
 
 impl Chat {
-    /// `user`'s unread messages in the room: the count from the store, and the oldest from the
-    /// join's page when the page holds all of them (else from the store).
+    /// `user`'s unread messages in the room: the count from the store (recounted first when a
+    /// count write of the room failed, see `recount`), and the oldest from the join's page when
+    /// the page holds all of them (else from the store). Called with the room's order held.
     pub(super) async fn unread_of(
         &self,
         user: &UserId,
         request: RequestId,
         page: &HistoryPage,
     ) -> Result<Unread, ChatError> {
+        self.recounts.before_read(Some(request), true).await;
         let count =
             self.store.unread_count(request, user).await.map_err(ChatError::store("counting unread messages"))?;
         if count == 0 {
@@ -38,8 +42,35 @@ impl Chat {
     /// A page of `user`'s inbox: the rooms they may act on that hold messages, most recent
     /// activity first, each with their unread count (see [`crate::ChatStore::inbox`]). Needs no
     /// authorization: the store lists only what the user may act on, as it is stored now.
+    ///
+    /// A cursor (`query.before`) must be a place this inbox could have given: its room one the
+    /// user may act on now (as every use case authorizes) that holds messages, its time no later
+    /// than the room's last activity; else [`ChatError::UnknownInboxCursor`]. So a made-up cursor
+    /// is refused, and tells nothing about rooms the user may not act on (all are refused alike).
     pub async fn inbox(&self, user: &User, query: InboxQuery) -> Result<InboxPage, ChatError> {
+        if let Some(cursor) = query.before {
+            self.check_inbox_cursor(user, cursor).await?;
+        }
+        self.recounts.before_read(None, false).await;
         self.store.inbox(user, query).await.map_err(ChatError::store("reading an inbox"))
+    }
+
+    async fn check_inbox_cursor(&self, user: &User, cursor: InboxCursor) -> Result<(), ChatError> {
+        let key = cursor.key();
+        match self.authorize(user, key.request_id).await {
+            Ok(_) => {}
+            Err(ChatError::Forbidden) => return Err(ChatError::UnknownInboxCursor(cursor)),
+            Err(e) => return Err(e),
+        }
+        let rows = self
+            .store
+            .inbox_rows(key.request_id, std::slice::from_ref(user.id()))
+            .await
+            .map_err(ChatError::store("checking an inbox cursor"))?;
+        match rows.first() {
+            Some(row) if key.last_activity_at <= row.last_activity_at() => Ok(()),
+            _ => Err(ChatError::UnknownInboxCursor(cursor)),
+        }
     }
 
     /// Subscribes `sink` to `user`'s live inbox updates (see [`crate::InboxHub`]); twice is as once.

@@ -78,6 +78,12 @@ async fn a_stored_message_is_broadcast_once_after_it_is_stored() {
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| Ok(Inserted::New(labchat_domain::Seq::new(7).unwrap())));
+    store
+        .expect_count_posted()
+        .withf(|m, s| m.text().map(MessageText::as_str) == Some("hi") && s.get() == 7)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(()));
     let mut b = MockBroadcaster::new();
     b.expect_publish()
         .withf(|e| {
@@ -140,6 +146,7 @@ async fn a_store_outage_fails_the_post_and_broadcasts_nothing() {
 async fn a_broadcast_failure_does_not_fail_a_stored_post() {
     let mut store = store_with_request();
     store.expect_insert_message().returning(|_| Ok(Inserted::New(labchat_domain::Seq::FIRST)));
+    store.expect_count_posted().returning(|_, _| Ok(()));
     let mut b = MockBroadcaster::new();
     b.expect_publish().times(1).returning(|_| Err(BroadcastError("bus down".into())));
     assert!(chat(store, b).post(&user("lab", Role::Lab), rid(1), text("x"), None).await.is_ok());
@@ -156,6 +163,11 @@ async fn reading_announces_new_deliveries_first_then_reads() {
         })
         .times(1)
         .returning(|_, _, _, _, _| Ok(Marked { delivered: vec![mid(2)], read: vec![mid(1), mid(2)] }));
+    store
+        .expect_count_read()
+        .withf(|r, u, n| *r == rid(1) && u.as_str() == "lab" && *n == 2)
+        .times(1)
+        .returning(|_, _, _| Ok(()));
     let mut b = MockBroadcaster::new();
     b.expect_publish()
         .withf(|e| matches!(e, RoomEvent::Delivered { messages, .. } if messages == &[mid(2)]))

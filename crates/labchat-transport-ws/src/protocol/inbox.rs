@@ -1,12 +1,14 @@
 //! The inbox on the wire: the `inbox` reply, `inboxUpdate`, and the unread fields a join adds to
 //! its `roomHistory`.
 
-use labchat_domain::{InboxPage, InboxRow, Unread};
+use labchat_domain::{InboxCursor, InboxKey, InboxPage, InboxRow, Unread};
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::ServerEvent;
-use super::encode::{WireMessage, frame, rfc3339};
+use super::encode::{ENCODING_FAILED, WireMessage, frame, rfc3339};
+use super::history::Budget;
 
 /// An inbox row: `{requestId, lastMessage, unread, lastActivityAt}`.
 #[derive(Serialize)]
@@ -30,15 +32,39 @@ impl From<&InboxRow> for WireRow {
 }
 
 /// The reply to `inbox`: `ack {rooms, next}`, carrying `id` when the frame had one (and sent
-/// without one otherwise: it is the only frame holding the result).
-pub fn inbox_ack(page: &InboxPage, id: Option<&Value>) -> String {
+/// without one otherwise: it is the only frame holding the result), at most `max_bytes` long
+/// (as a history page, see [`super::room_history`]): when the whole page does not fit, the rows
+/// past the budget are left out and `next` is the cursor after the last row kept, so the client
+/// pages on as for a page cut by count. The reply holds at least one row when the page has any.
+pub fn inbox_ack(page: &InboxPage, max_bytes: usize, id: Option<&Value>) -> String {
     #[derive(Serialize)]
-    struct Data {
-        rooms: Vec<WireRow>,
+    struct Data<'a> {
+        rooms: &'a [Box<RawValue>],
         next: Option<String>,
     }
-    let data = Data { rooms: page.rows.iter().map(WireRow::from).collect(), next: page.next.map(|c| c.encode()) };
-    frame(ServerEvent::Ack.as_str(), data, id)
+    // The bytes around the rows, with the longest `next` (a cursor rather than `null`).
+    let longest = InboxCursor::after(InboxKey {
+        last_activity_at: labchat_domain::Timestamp::from_unix_millis(0),
+        request_id: labchat_domain::RequestId::from_object_id(labchat_domain::ObjectIdBytes::from_bytes([0; 12])),
+    });
+    let around = frame(ServerEvent::Ack.as_str(), Data { rooms: &[], next: Some(longest.encode()) }, id).len();
+    let mut budget = Budget::new(max_bytes.saturating_sub(around));
+    let mut rooms = Vec::with_capacity(page.rows.len());
+    for row in &page.rows {
+        let Ok(raw) = serde_json::value::to_raw_value(&WireRow::from(row)) else {
+            return ENCODING_FAILED.to_owned();
+        };
+        if !budget.take(raw.get().len()) {
+            break;
+        }
+        rooms.push(raw);
+    }
+    let next = match page.rows.get(rooms.len()) {
+        // Cut: the page goes on after the last row kept.
+        Some(_) => rooms.len().checked_sub(1).and_then(|i| page.rows.get(i)).map(|r| InboxCursor::after(r.key())),
+        None => page.next,
+    };
+    frame(ServerEvent::Ack.as_str(), Data { rooms: &rooms, next: next.map(|c| c.encode()) }, id)
 }
 
 /// The reply to `members`, an `ack` frame (sent without an id too): `{requestId, members:

@@ -38,7 +38,7 @@ impl Inbox {
                 return Err(fail(format!("field data.limit must be an integer from 1 to {}", InboxLimit::MAX)));
             }
         };
-        let bad_cursor = || fail("field data.before must be the `next` cursor of an earlier inbox reply".into());
+        let bad_cursor = || fail(crate::errors::NOT_AN_INBOX_CURSOR.into());
         let before = match data.before.non_null() {
             None => None,
             Some(Value::String(s)) => Some(InboxCursor::parse(&s).map_err(|_| bad_cursor())?),
@@ -55,7 +55,8 @@ impl Inbox {
     ) -> Result<Outcome, Failure> {
         let page = server.chat().inbox(&session.principal.user, self.query).await.map_err(WireError::from)?;
         // Sent without an id too: it is the only frame that carries the result.
-        session.sink.reply(ServerEvent::Ack, protocol::inbox_ack(&page, id));
+        let budget = server.config().reply_budget();
+        session.sink.reply(ServerEvent::Ack, protocol::inbox_ack(&page, budget, id));
         Ok(Outcome::Done)
     }
 }

@@ -1,0 +1,244 @@
+//! Unread counts heal: when the count write that follows a stored message or receipt fails
+//! (a store wrapper fails `count_posted` / `count_read`, either before the write or after it
+//! took effect), the counts become exact again: in the background with nothing flowing, and at
+//! once on the next read (`inbox`, and `unread` / `firstUnreadId` of `joinRoom`). On the
+//! in-memory store and on the test MongoDB (run with `scripts/test.sh -p labchat-tests --test
+//! e2e -- unread_heal::`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use labchat_core::{Chat, ChatStore, Inserted, Marked, StoreError, SystemClock};
+use labchat_domain::{
+    HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind, Request,
+    RequestId, Seq, Timestamp, User, UserId,
+};
+use labchat_memory::LocalBroadcaster;
+use labchat_tests::client::Client;
+use labchat_tests::contract::{Creator, MemoryFixture, StoreFixture};
+use labchat_tests::harness::{new_request_id, settings, token};
+use labchat_tests::mongo::MongoFixture;
+use labchat_transport_ws::{Authenticator, Server, WsConfig};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How a failed count write fails.
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    /// Nothing is written.
+    Lost,
+    /// The write takes effect, but the call reports a failure (a timeout after the fact).
+    Applied,
+}
+
+/// A store whose next `fails` count writes fail, as `how` says; everything else passes through.
+struct FlakyCounts {
+    inner: Arc<dyn ChatStore>,
+    how: Failure,
+    fails: AtomicU32,
+}
+
+impl FlakyCounts {
+    /// Whether this count write fails, after doing what `how` says.
+    async fn fail<F: std::future::Future<Output = Result<(), StoreError>>>(&self, write: F) -> Result<(), StoreError> {
+        let failing = self.fails.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if !failing {
+            return write.await;
+        }
+        if matches!(self.how, Failure::Applied) {
+            write.await?;
+        }
+        Err(StoreError::unavailable("count messages", "injected: the store did not answer in time"))
+    }
+}
+
+#[async_trait]
+impl ChatStore for FlakyCounts {
+    async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
+        self.inner.find_request(id).await
+    }
+    async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
+        self.inner.insert_message(message).await
+    }
+    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError> {
+        self.inner.history(request, query).await
+    }
+    async fn mark(
+        &self,
+        request: RequestId,
+        user: &UserId,
+        kind: ReceiptKind,
+        ids: &[MessageId],
+        at: Timestamp,
+    ) -> Result<Marked, StoreError> {
+        self.inner.mark(request, user, kind, ids, at).await
+    }
+    async fn inbox(&self, viewer: &User, query: InboxQuery) -> Result<InboxPage, StoreError> {
+        self.inner.inbox(viewer, query).await
+    }
+    async fn inbox_rows(&self, request: RequestId, users: &[UserId]) -> Result<Vec<InboxRow>, StoreError> {
+        self.inner.inbox_rows(request, users).await
+    }
+    async fn unread_count(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError> {
+        self.inner.unread_count(request, user).await
+    }
+    async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
+        self.inner.first_unread(request, user).await
+    }
+    async fn count_posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError> {
+        self.fail(self.inner.count_posted(message, seq)).await
+    }
+    async fn count_read(&self, request: RequestId, user: &UserId, n: u64) -> Result<(), StoreError> {
+        self.fail(self.inner.count_read(request, user, n)).await
+    }
+    async fn recount(&self, request: RequestId, user: &UserId) -> Result<(), StoreError> {
+        self.inner.recount(request, user).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    fn seq_seen(&self, request: RequestId, seq: Seq) {
+        self.inner.seq_seen(request, seq);
+    }
+}
+
+/// A real server over the flaky store, stopped on drop.
+struct Node {
+    addr: SocketAddr,
+    store: Arc<FlakyCounts>,
+    chat: Arc<Chat>,
+    _shutdown: oneshot::Sender<()>,
+    handle: JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+impl Node {
+    async fn start(inner: Arc<dyn ChatStore>, how: Failure) -> Self {
+        let store = Arc::new(FlakyCounts { inner, how, fails: AtomicU32::new(0) });
+        let clock = Arc::new(SystemClock);
+        let chat = Arc::new(Chat::new(
+            Arc::clone(&store) as Arc<dyn ChatStore>,
+            Arc::new(LocalBroadcaster::new()),
+            clock.clone(),
+            HistoryLimit::DEFAULT,
+        ));
+        let auth = Authenticator::new(&settings().auth).unwrap();
+        let server = Arc::new(Server::new(Arc::clone(&chat), auth, WsConfig::default(), clock));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(labchat_transport_ws::run(listener, server, async {
+            let _ = rx.await;
+        }));
+        Self { addr, store, chat, _shutdown: tx, handle }
+    }
+
+    async fn client(&self, user: &str, role: &str) -> Client {
+        Client::connect(&format!("ws://{}/ws", self.addr), &token(user, role)).await
+    }
+
+    fn fail_next(&self, n: u32) {
+        self.store.fails.store(n, Ordering::SeqCst);
+    }
+}
+
+/// The user's unread count of the room as the inbox tells it, and as a new join tells it
+/// (`unread`, `firstUnreadId`), from a connection of their own.
+async fn told(node: &Node, user: &str, role: &str, room: &str) -> (u64, u64, Value) {
+    let mut c = node.client(user, role).await;
+    let page = c.ok("inbox", json!({})).await;
+    let rows = page["rooms"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{user}'s inbox: {page}");
+    assert_eq!(rows[0]["requestId"], room);
+    let history = c.join(room).await;
+    (rows[0]["unread"].as_u64().unwrap(), history["unread"].as_u64().unwrap(), history["firstUnreadId"].clone())
+}
+
+/// The store's own count, with no read through the use cases.
+async fn stored_unread(node: &Node, room: RequestId, user: &str) -> u64 {
+    node.store.inner.unread_count(room, &UserId::parse(user).unwrap()).await.unwrap()
+}
+
+async fn heals<F: StoreFixture>(fixture: &F, how: Failure) {
+    let node = Node::start(fixture.store(), how).await;
+    let room = new_request_id();
+    fixture.add_request(room, Creator::Text("t1".into())).await;
+    let r = room.to_hex();
+    let mut lab = node.client("lab1", "LAB").await;
+    let mut teacher = node.client("t1", "TEACHER").await;
+    lab.join(&r).await;
+    teacher.join(&r).await;
+
+    // 1. In the background, with nothing flowing after the failures: lab1's first two posts
+    //    and t1's read of them are not counted right.
+    node.fail_next(2);
+    let mut ids = Vec::new();
+    for text in ["one", "two", "three"] {
+        ids.push(lab.post(&r, text).await["id"].as_str().unwrap().to_owned());
+    }
+    node.fail_next(1);
+    teacher.ok("readMessages", json!({"requestId": r, "messages": [ids[0], ids[1]]})).await;
+    assert_eq!(node.store.fails.load(Ordering::SeqCst), 0, "every injected failure was hit");
+    assert!(node.chat.recounts_waiting() > 0, "the failed writes wait for a recount");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.chat.recounts_waiting() > 0 {
+        assert!(Instant::now() < deadline, "the recounts never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored_unread(&node, room, "lab1").await, 0, "{how:?}: lab1's own posts, healed in the background");
+    assert_eq!(stored_unread(&node, room, "t1").await, 1, "{how:?}: t1 read two of three, healed in the background");
+    assert_eq!(told(&node, "lab1", "LAB", &r).await, (0, 0, Value::Null), "{how:?}: lab1 after the quiet heal");
+    assert_eq!(told(&node, "t1", "TEACHER", &r).await, (1, 1, json!(ids[2])), "{how:?}: t1 after the quiet heal");
+
+    // 2. On the next read, at once: t1's post and lab1's read of it fail to count.
+    node.fail_next(1);
+    let fourth = teacher.post(&r, "four").await["id"].as_str().unwrap().to_owned();
+    node.fail_next(1);
+    lab.ok("readMessages", json!({"requestId": r, "messages": [fourth]})).await;
+    node.fail_next(1);
+    let fifth = lab.post(&r, "five").await["id"].as_str().unwrap().to_owned();
+    assert_eq!(node.store.fails.load(Ordering::SeqCst), 0, "every injected failure was hit");
+    assert_eq!(told(&node, "t1", "TEACHER", &r).await, (2, 2, json!(ids[2])), "{how:?}: t1 at the next read");
+    assert_eq!(told(&node, "lab1", "LAB", &r).await, (0, 0, Value::Null), "{how:?}: lab1 at the next read");
+    // And it stays exact once the background is done with them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.chat.recounts_waiting() > 0 {
+        assert!(Instant::now() < deadline, "the recounts never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    teacher.ok("readMessages", json!({"requestId": r, "messages": [ids[2], fifth]})).await;
+    assert_eq!(told(&node, "t1", "TEACHER", &r).await, (0, 0, Value::Null), "{how:?}: t1 read everything");
+    assert_eq!(node.chat.recounts_waiting(), 0);
+}
+
+#[tokio::test]
+async fn memory_counts_heal_after_lost_count_writes() {
+    heals(&MemoryFixture::new(), Failure::Lost).await;
+}
+
+#[tokio::test]
+async fn memory_counts_heal_after_count_writes_that_failed_but_took_effect() {
+    heals(&MemoryFixture::new(), Failure::Applied).await;
+}
+
+#[tokio::test]
+async fn mongodb_counts_heal_after_lost_count_writes() {
+    heals(&MongoFixture::new("unread_heal_lost").await, Failure::Lost).await;
+}
+
+#[tokio::test]
+async fn mongodb_counts_heal_after_count_writes_that_failed_but_took_effect() {
+    heals(&MongoFixture::new("unread_heal_applied").await, Failure::Applied).await;
+}
