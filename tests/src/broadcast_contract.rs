@@ -146,10 +146,7 @@ impl BroadcastFixture {
 }
 
 fn message_id(event: &RoomEvent) -> Option<labchat_domain::MessageId> {
-    match event {
-        RoomEvent::MessagePosted(m) => Some(m.id),
-        _ => None,
-    }
+    if let RoomEvent::MessagePosted(m) = event { Some(m.id) } else { None }
 }
 
 /// Polls `check` every 10 ms until it holds, for at most [`WAIT`].

@@ -12,6 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "tidy/events.rs"]
+mod events;
 #[path = "tidy/modules.rs"]
 mod modules;
 
@@ -253,4 +255,28 @@ fn every_source_file_says_what_it_is() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn no_match_on_room_events_has_a_catch_all_arm_outside_the_domain() {
+    let root = workspace_root();
+    let mut failures = Vec::new();
+    for dir in ["crates", "tests"] {
+        for file in rust_sources(&root.join(dir)) {
+            let rel = file.strip_prefix(&root).expect("under the root").to_string_lossy().replace('\\', "/");
+            if rel.starts_with("crates/labchat-domain/") || rel.contains("/node_modules/") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).expect("read a source file");
+            for line in events::catch_all_arms(&text) {
+                failures.push(format!("{rel}:{line}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "catch-all arms on RoomEvent (decide in the domain, RoomEvent::placement/inbox_effect/..., or list every \
+         variant):\n{}",
+        failures.join("\n")
+    );
 }

@@ -1,3 +1,6 @@
+//! Tests of the envelope seal: the HMAC over the exact bytes, rotation between two secrets, and
+//! tampered, unsigned and wrongly signed payloads.
+
 use super::*;
 
 const SECRET: &[u8] = b"0123456789abcdef-current";

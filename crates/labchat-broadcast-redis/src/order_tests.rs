@@ -230,27 +230,14 @@ fn past_its_cap_the_buffer_is_dropped_and_the_store_fills_the_room_in_order() {
     assert!(!o.needs_fill(), "nothing held any more");
     let plan = o.plan_fill();
     let step = o.filled((1..=5).map(|n| msg(n, "stored")).collect(), plan, true);
-    let seqs: Vec<u64> = step
-        .deliver
-        .iter()
-        .map(|e| match e {
-            RoomEvent::MessagePosted(m) => m.seq.unwrap().get(),
-            _ => 0,
-        })
-        .collect();
+    let seqs: Vec<u64> = step.deliver.iter().map(|e| e.seq().map_or(0, Seq::get)).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
     assert_eq!(o.offer(posted(5)).deliver, vec![], "no duplicate");
     assert_eq!(o.offer(posted(6)).deliver, vec![posted(6)]);
 }
 
 fn seqs_of(step: &Step) -> Vec<u64> {
-    step.deliver
-        .iter()
-        .filter_map(|e| match e {
-            RoomEvent::MessagePosted(m) => m.seq.map(Seq::get),
-            _ => None,
-        })
-        .collect()
+    step.deliver.iter().filter_map(|e| e.seq().map(Seq::get)).collect()
 }
 
 #[test]

@@ -131,10 +131,7 @@ async fn redis_down_fails_the_calls_and_a_restart_gets_the_entries_written_again
     let joined: Vec<String> = on_a
         .events()
         .iter()
-        .filter_map(|e| match e {
-            RoomEvent::MemberJoined { user_id, .. } => Some(user_id.to_string()),
-            _ => None,
-        })
+        .filter_map(|e| if let RoomEvent::MemberJoined { user_id, .. } = e { Some(user_id.to_string()) } else { None })
         .collect();
     assert!(joined.contains(&"t1".to_owned()) && joined.contains(&"lab".to_owned()), "{joined:?}");
 }

@@ -115,15 +115,12 @@ async fn a_receipt_is_never_delivered_before_the_message_it_names() {
         // Receipts from two nodes have no order between them; each comes after its messages.
         let mut seen = Vec::new();
         for event in &events {
-            match event {
-                RoomEvent::MessagePosted(m) => seen.push(m.id),
-                RoomEvent::Read { messages, .. } => {
-                    assert!(
-                        messages.iter().all(|id| seen.contains(id)),
-                        "{who}: receipt before its messages: {events:?}"
-                    )
-                }
-                other => panic!("{who}: unexpected {other:?}"),
+            if let RoomEvent::MessagePosted(m) = event {
+                seen.push(m.id);
+            } else if let RoomEvent::Read { messages, .. } = event {
+                assert!(messages.iter().all(|id| seen.contains(id)), "{who}: receipt before its messages: {events:?}");
+            } else {
+                panic!("{who}: unexpected {event:?}");
             }
         }
     }

@@ -58,10 +58,7 @@ async fn connected(node: &RedisBroadcaster) {
 
 /// An envelope of version `v` as a node writes it, unsealed.
 fn envelope(v: u64, origin: &str, event: &RoomEvent) -> Vec<u8> {
-    let seq = match event {
-        RoomEvent::MessagePosted(m) => m.seq.map(|s| s.get()),
-        _ => None,
-    };
+    let seq = event.seq().map(|s| s.get());
     let mut json = json!({"v": v, "origin": origin, "event": event});
     if let Some(seq) = seq {
         json["seq"] = seq.into();

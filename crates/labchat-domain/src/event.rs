@@ -19,7 +19,6 @@ use crate::{Message, MessageId, RequestId, Role, Seq, Timestamp, UserId};
     derive(serde::Serialize, serde::Deserialize),
     serde(tag = "type", content = "data", rename_all = "camelCase", rename_all_fields = "camelCase")
 )]
-#[non_exhaustive]
 pub enum RoomEvent {
     /// A message was stored in the room.
     MessagePosted(Message),

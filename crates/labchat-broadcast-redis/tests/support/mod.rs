@@ -119,13 +119,7 @@ impl Recorder {
 
     /// The seqs of the messages received, in order of arrival.
     pub fn seqs(&self) -> Vec<u64> {
-        self.events()
-            .iter()
-            .filter_map(|e| match e {
-                RoomEvent::MessagePosted(m) => Some(m.seq.unwrap().get()),
-                _ => None,
-            })
-            .collect()
+        self.events().iter().filter_map(|e| e.seq().map(|s| s.get())).collect()
     }
 
     /// Waits until `n` messages arrived, then checks they are exactly 1..=n in order.

@@ -249,15 +249,6 @@ pub fn room_event(event: &RoomEvent) -> String {
             };
             frame(name, data, None)
         }
-        // A kind this transport does not know yet: its name and room, so clients can ignore it.
-        other => {
-            #[derive(Serialize)]
-            #[serde(rename_all = "camelCase")]
-            struct Room {
-                request_id: String,
-            }
-            frame(name, Room { request_id: other.request_id().to_hex() }, None)
-        }
     }
 }
 
