@@ -293,11 +293,12 @@ async fn every_frame_of_a_real_session_matches_the_document() {
     };
     let page = get("/").await;
     assert!(page.starts_with("http/1.1 200"), "{page}");
-    assert!(page.contains("content-type: text/html; charset=utf-8") && page.contains("labchat.v1"), "{page}");
+    assert!(page.contains("content-type: text/html; charset=utf-8") && page.contains("/labchat-client.js"), "{page}");
     // And the browser bundle of @labchat/client it loads.
     let lib = get("/labchat-client.js").await;
     assert!(lib.starts_with("http/1.1 200") && lib.contains("content-type: text/javascript"), "{lib}");
     assert!(lib.contains("export { createclient"), "{}", &lib[..lib.len().min(300)]);
+    assert!(lib.contains("labchat.v1"), "the library speaks the protocol's subprotocol");
 
     // Handshake refusals.
     for (result, status) in [

@@ -15,6 +15,7 @@ use labchat_tests::client::Client;
 use labchat_tests::harness::{
     SECRET, TestServer, fixture, new_request_id, now_secs, settings, sign, sign_with, token, unsigned,
 };
+use labchat_transport_ws::protocol::ClientEvent;
 use serde_json::{Map, Value, json};
 
 /// How long "nothing more arrives" is watched for.
@@ -25,8 +26,10 @@ const ALICE: &str = "teacher-alice";
 const BOB: &str = "teacher-bob";
 const CAROL: &str = "lab-carol";
 
-/// Every event that names a room.
-const ROOM_EVENTS: [&str; 7] = ["joinRoom", "leaveRoom", "message", "ackMessages", "readMessages", "history", "typing"];
+/// Every client event that names a room, from the protocol's own list (a new one is attacked too).
+fn room_events() -> Vec<&'static str> {
+    ClientEvent::ALL.into_iter().filter(|e| e.names_room()).map(ClientEvent::as_str).collect()
+}
 
 /// Test settings with a rate limit no attack sequence here comes near.
 fn fast_settings() -> Settings {
@@ -318,7 +321,7 @@ async fn another_teacher_can_never_join_read_post_mark_or_leave_a_room_it_did_no
     let before = stored(&w.server, &w.r1).await;
     let (r1, r2) = (w.r1.clone(), w.r2.clone());
     let mut attempts = 0;
-    for event in ROOM_EVENTS {
+    for event in room_events() {
         for payload in payloads(event, &w.r1_ids) {
             for (forms, code) in [(r1_forms(&r1), "FORBIDDEN"), (malformed_forms(&r1, &r2), "BAD_REQUEST")] {
                 for form in forms {
@@ -467,7 +470,7 @@ async fn a_missing_request_is_answered_exactly_like_a_forbidden_one() {
         f
     };
     let mut answers = Vec::new();
-    for event in ROOM_EVENTS {
+    for event in room_events() {
         for field in ["requestId", "resquestId", "both"] {
             let data = |rid: &str| {
                 let mut d = payloads(event, &w.r1_ids)[0].clone();
@@ -581,7 +584,7 @@ async fn a_teacher_whose_sub_differs_only_by_case_or_whitespace_is_another_teach
     ];
     for sub in lookalikes {
         let mut t = Spy::connect(&w.server, sub, "TEACHER").await;
-        for event in ROOM_EVENTS {
+        for event in room_events() {
             for payload in payloads(event, &w.r1_ids) {
                 for form in r1_forms(&r1) {
                     let e = t.refused(event, merged(&form, &payload), "FORBIDDEN").await;

@@ -105,6 +105,22 @@ impl ClientEvent {
             Self::Members => "members",
         }
     }
+
+    /// Whether the event names a room (`data.requestId`), and so is authorized against that
+    /// request before anything else.
+    pub const fn names_room(self) -> bool {
+        match self {
+            Self::JoinRoom
+            | Self::LeaveRoom
+            | Self::Message
+            | Self::AckMessages
+            | Self::ReadMessages
+            | Self::History
+            | Self::Typing
+            | Self::Members => true,
+            Self::RefreshToken | Self::Inbox | Self::SubscribeInbox | Self::UnsubscribeInbox => false,
+        }
+    }
 }
 
 impl fmt::Display for ClientEvent {
