@@ -177,6 +177,26 @@ pub trait ChatStore: Send + Sync + 'static {
     /// time may leave the count off by that write; callers hold such writes off while recounting.
     async fn recount(&self, request: RequestId, user: &UserId) -> Result<(), StoreError>;
 
+    /// The stored message `id` of the room `request`, with its receipts, or `None` when the room
+    /// holds no such message (an unknown id and a message of another room are not told apart).
+    async fn message(&self, request: RequestId, id: MessageId) -> Result<Option<Message>, StoreError>;
+
+    /// Stores an edit or a deletion of a stored message: `message` as [`Message::edit`] or
+    /// [`Message::delete`] left it. Writes its text, its `edited_at` and its deletion only (never
+    /// its id, room, seq or receipts); a deletion removes the stored text for good (it is not
+    /// hidden). Returns `false`, and writes nothing, when the room holds no message with that id
+    /// or the stored one is already deleted: a tombstone never changes again.
+    async fn update_message(&self, message: &Message) -> Result<bool, StoreError>;
+
+    /// Counts a message newly deleted by [`ChatStore::update_message`] (`message` is the
+    /// tombstone, with the receipts it had): it is unread for no one any more. The users who had
+    /// not read it see their unread count of the room fall by one; its sender's and its readers'
+    /// counts do not change. [`ChatStore::inbox`], [`ChatStore::inbox_rows`],
+    /// [`ChatStore::unread_count`] and [`ChatStore::first_unread`] never count a deleted message
+    /// as unread. Not idempotent; after a failure the counts may be off until
+    /// [`ChatStore::recount`], which counts no deleted message either.
+    async fn count_deleted(&self, message: &Message) -> Result<(), StoreError>;
+
     /// Checks that the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
 

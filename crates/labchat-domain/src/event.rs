@@ -22,6 +22,12 @@ use crate::{Message, MessageId, RequestId, Role, Seq, Timestamp, UserId};
 pub enum RoomEvent {
     /// A message was stored in the room.
     MessagePosted(Message),
+    /// A stored message's text was edited by its sender: the message as it is now (its new text
+    /// and `edited_at`, its seq and receipts unchanged).
+    MessageEdited(Message),
+    /// A stored message was deleted (by its sender, or a LAB user): the tombstone as it is now,
+    /// without its text, keeping its seq and receipts.
+    MessageDeleted(Message),
     /// `user` newly received these messages (only the ids that were newly marked).
     Delivered {
         /// The room.
@@ -106,6 +112,10 @@ pub struct Member {
 pub enum RoomEventKind {
     /// [`RoomEvent::MessagePosted`].
     Message,
+    /// [`RoomEvent::MessageEdited`].
+    MessageEdited,
+    /// [`RoomEvent::MessageDeleted`].
+    MessageDeleted,
     /// [`RoomEvent::Delivered`].
     Delivered,
     /// [`RoomEvent::Read`].
@@ -122,8 +132,10 @@ pub enum RoomEventKind {
 
 impl RoomEventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::Message,
+        Self::MessageEdited,
+        Self::MessageDeleted,
         Self::Delivered,
         Self::Read,
         Self::Typing,
@@ -133,10 +145,12 @@ impl RoomEventKind {
     ];
 
     /// The event's name as clients see it (`message`, `messagesDelivered`, `messageReads`,
-    /// `typing`, `memberJoined`, `memberLeft`, `membersChanged`); also a fixed set of metric label values.
+    /// `messageEdited`, `messageDeleted`, `typing`, `memberJoined`, `memberLeft`, `membersChanged`); also a fixed set of metric label values.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Message => "message",
+            Self::MessageEdited => "messageEdited",
+            Self::MessageDeleted => "messageDeleted",
             Self::Delivered => "messagesDelivered",
             Self::Read => "messageReads",
             Self::Typing => "typing",
@@ -152,7 +166,7 @@ impl RoomEventKind {
     pub const fn is_ephemeral(self) -> bool {
         match self {
             Self::Typing | Self::MemberJoined | Self::MemberLeft | Self::MembersChanged => true,
-            Self::Message | Self::Delivered | Self::Read => false,
+            Self::Message | Self::MessageEdited | Self::MessageDeleted | Self::Delivered | Self::Read => false,
         }
     }
 }
@@ -168,6 +182,8 @@ impl RoomEvent {
     pub fn kind(&self) -> RoomEventKind {
         match self {
             Self::MessagePosted(_) => RoomEventKind::Message,
+            Self::MessageEdited(_) => RoomEventKind::MessageEdited,
+            Self::MessageDeleted(_) => RoomEventKind::MessageDeleted,
             Self::Delivered { .. } => RoomEventKind::Delivered,
             Self::Read { .. } => RoomEventKind::Read,
             Self::Typing { .. } => RoomEventKind::Typing,
@@ -180,7 +196,7 @@ impl RoomEvent {
     /// The room the event belongs to.
     pub fn request_id(&self) -> RequestId {
         match self {
-            Self::MessagePosted(m) => m.request_id,
+            Self::MessagePosted(m) | Self::MessageEdited(m) | Self::MessageDeleted(m) => m.request_id,
             Self::Delivered { request_id, .. }
             | Self::Read { request_id, .. }
             | Self::Typing { request_id, .. }
@@ -198,7 +214,12 @@ impl RoomEvent {
             Self::Typing { user_id, .. } | Self::MemberJoined { user_id, .. } | Self::MemberLeft { user_id, .. } => {
                 Some(user_id)
             }
-            Self::MessagePosted(_) | Self::Delivered { .. } | Self::Read { .. } | Self::MembersChanged { .. } => None,
+            Self::MessagePosted(_)
+            | Self::MessageEdited(_)
+            | Self::MessageDeleted(_)
+            | Self::Delivered { .. }
+            | Self::Read { .. }
+            | Self::MembersChanged { .. } => None,
         }
     }
 
@@ -215,6 +236,7 @@ impl RoomEvent {
     pub fn placement(&self) -> Placement<'_> {
         match self {
             Self::MessagePosted(m) => m.seq.map_or(Placement::AsItComes, Placement::Sequenced),
+            Self::MessageEdited(m) | Self::MessageDeleted(m) => Placement::Follows(std::slice::from_ref(&m.id)),
             Self::Delivered { messages, .. } | Self::Read { messages, .. } => Placement::Follows(messages),
             Self::Typing { .. } | Self::MemberJoined { .. } | Self::MemberLeft { .. } | Self::MembersChanged { .. } => {
                 Placement::AsItComes
@@ -225,7 +247,9 @@ impl RoomEvent {
     /// What the event changes in the inbox of the users who may act on the room, if anything.
     pub fn inbox_effect(&self) -> Option<InboxEffect<'_>> {
         match self {
-            Self::MessagePosted(_) => Some(InboxEffect::RoomRows),
+            // A new last message; an edit or a delete of the last one changes the row's message,
+            // and a delete changes the counts of those who had not read it.
+            Self::MessagePosted(_) | Self::MessageEdited(_) | Self::MessageDeleted(_) => Some(InboxEffect::RoomRows),
             Self::Read { user_id, .. } => Some(InboxEffect::UnreadOf(user_id)),
             // A delivery receipt changes no count, and the row's last message is re-read with
             // its receipts whenever the row is read.
@@ -243,8 +267,8 @@ pub enum Placement<'a> {
     /// A stored message: delivered in seq order, after every lower seq of the room, each seq
     /// once; a hole waits to be filled from the store.
     Sequenced(Seq),
-    /// A change to stored messages (receipts): delivered after the messages it names, which the
-    /// receiver must know first.
+    /// A change to stored messages (receipts, an edit, a delete): delivered after the messages it
+    /// names, which the receiver must know first.
     Follows(&'a [MessageId]),
     /// Ephemeral (typing, presence) or not numbered by a store: delivered as it comes, never
     /// held and never filled from the store.

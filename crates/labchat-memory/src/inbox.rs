@@ -9,7 +9,7 @@ use crate::state::{Inner, Room};
 impl Inner {
     fn row(&self, id: RequestId, room: &Room, user: &UserId) -> Option<InboxRow> {
         let last = room.messages.last()?.clone();
-        let total = u64::try_from(room.messages.len()).unwrap_or(u64::MAX);
+        let total = u64::try_from(room.messages.len()).unwrap_or(u64::MAX).saturating_sub(room.deleted);
         Some(InboxRow { last_message: last, unread: total.saturating_sub(self.seen.get(id, user)) })
     }
 

@@ -19,6 +19,13 @@ impl Seen {
         }
     }
 
+    /// Counts one message of `room` less as sent or read by `user` (it was deleted).
+    pub(crate) fn remove_one(&mut self, room: RequestId, user: &UserId) {
+        if let Some(count) = self.0.get_mut(&(room, user.clone())) {
+            *count = count.saturating_sub(1);
+        }
+    }
+
     /// Sets the count of `user` in `room` (a recount).
     pub(crate) fn set(&mut self, room: RequestId, user: &UserId, n: u64) {
         self.0.insert((room, user.clone()), n);

@@ -14,6 +14,9 @@ pub(crate) struct Room {
     pub(crate) messages: Vec<Message>,
     /// Where each message is in `messages`.
     pub(crate) at: HashMap<MessageId, usize>,
+    /// How many of `messages` were counted as deleted ([`labchat_core::ChatStore::count_deleted`]):
+    /// they are unread for no one.
+    pub(crate) deleted: u64,
 }
 
 /// Everything the store holds (behind its lock).

@@ -163,7 +163,11 @@ impl ChatStore for MemoryStore {
     async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
         let inner = self.lock();
         let Some(room) = inner.rooms.get(&request) else { return Ok(None) };
-        Ok(room.messages.iter().find(|m| &m.sender_id != user && !m.has_receipt(ReceiptKind::Read, user)).map(|m| m.id))
+        Ok(room
+            .messages
+            .iter()
+            .find(|m| m.deletion().is_none() && &m.sender_id != user && !m.has_receipt(ReceiptKind::Read, user))
+            .map(|m| m.id))
     }
 
     async fn count_posted(&self, message: &Message, _seq: Seq) -> Result<(), StoreError> {
@@ -179,10 +183,47 @@ impl ChatStore for MemoryStore {
 
     async fn recount(&self, request: RequestId, user: &UserId) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let Some(room) = inner.rooms.get(&request) else { return Ok(()) };
-        let seen =
-            room.messages.iter().filter(|m| &m.sender_id == user || m.has_receipt(ReceiptKind::Read, user)).count();
+        let inner = &mut *inner;
+        let Some(room) = inner.rooms.get_mut(&request) else { return Ok(()) };
+        let live = || room.messages.iter().filter(|m| m.deletion().is_none());
+        let seen = live().filter(|m| &m.sender_id == user || m.has_receipt(ReceiptKind::Read, user)).count();
+        let deleted = room.messages.len() - live().count();
+        room.deleted = u64::try_from(deleted).unwrap_or(u64::MAX);
         inner.seen.set(request, user, u64::try_from(seen).unwrap_or(u64::MAX));
+        Ok(())
+    }
+
+    async fn message(&self, request: RequestId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        Ok(self.lock().rooms.get(&request).and_then(|room| room.get(&id)).cloned())
+    }
+
+    async fn update_message(&self, message: &Message) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(stored) = inner.rooms.get_mut(&message.request_id).and_then(|room| room.get_mut(&message.id)) else {
+            return Ok(false);
+        };
+        if stored.deletion().is_some() {
+            return Ok(false);
+        }
+        // The text, edit and deletion marks from `message`; everything else as stored.
+        let mut record = stored.to_record();
+        let change = message.to_record();
+        (record.text, record.edited_at, record.deleted_at, record.deleted_by) =
+            (change.text, change.edited_at, change.deleted_at, change.deleted_by);
+        *stored = Message::restore(record).map_err(|e| StoreError::internal("store an edit", e))?;
+        Ok(true)
+    }
+
+    async fn count_deleted(&self, message: &Message) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if let Some(room) = inner.rooms.get_mut(&message.request_id) {
+            room.deleted = room.deleted.saturating_add(1);
+        }
+        inner.seen.remove_one(message.request_id, &message.sender_id);
+        for reader in message.read_by() {
+            inner.seen.remove_one(message.request_id, &reader.user);
+        }
         Ok(())
     }
 

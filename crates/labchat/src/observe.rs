@@ -171,6 +171,27 @@ impl ChatStore for MeteredStore {
         r
     }
 
+    async fn message(&self, request: RequestId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.message(request, id).await;
+        record("message", t, &r);
+        r
+    }
+
+    async fn update_message(&self, message: &Message) -> Result<bool, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.update_message(message).await;
+        record("update_message", t, &r);
+        r
+    }
+
+    async fn count_deleted(&self, message: &Message) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.count_deleted(message).await;
+        record("count_deleted", t, &r);
+        r
+    }
+
     async fn count_posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError> {
         let t = Instant::now();
         let r = self.inner.count_posted(message, seq).await;

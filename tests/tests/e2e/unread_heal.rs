@@ -92,6 +92,15 @@ impl ChatStore for FlakyCounts {
     async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
         self.inner.first_unread(request, user).await
     }
+    async fn message(&self, request: RequestId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        self.inner.message(request, id).await
+    }
+    async fn update_message(&self, message: &Message) -> Result<bool, StoreError> {
+        self.inner.update_message(message).await
+    }
+    async fn count_deleted(&self, message: &Message) -> Result<(), StoreError> {
+        self.fail(self.inner.count_deleted(message)).await
+    }
     async fn count_posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError> {
         self.fail(self.inner.count_posted(message, seq)).await
     }

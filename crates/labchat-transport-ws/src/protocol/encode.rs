@@ -22,6 +22,10 @@ pub enum ServerEvent {
     RoomHistory,
     /// `message`: a stored message.
     Message,
+    /// `messageEdited`: a message's text was edited by its sender.
+    MessageEdited,
+    /// `messageDeleted`: a message was deleted; it stays as a tombstone.
+    MessageDeleted,
     /// `messagesDelivered`: a user newly received messages.
     MessagesDelivered,
     /// `messageReads`: a user newly read messages.
@@ -40,11 +44,13 @@ pub enum ServerEvent {
 
 impl ServerEvent {
     /// Every server event.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::Ack,
         Self::Error,
         Self::RoomHistory,
         Self::Message,
+        Self::MessageEdited,
+        Self::MessageDeleted,
         Self::MessagesDelivered,
         Self::MessageReads,
         Self::InboxUpdate,
@@ -61,6 +67,8 @@ impl ServerEvent {
             Self::Error => "error",
             Self::RoomHistory => "roomHistory",
             Self::Message => RoomEventKind::Message.as_str(),
+            Self::MessageEdited => RoomEventKind::MessageEdited.as_str(),
+            Self::MessageDeleted => RoomEventKind::MessageDeleted.as_str(),
             Self::MessagesDelivered => RoomEventKind::Delivered.as_str(),
             Self::MessageReads => RoomEventKind::Read.as_str(),
             Self::InboxUpdate => "inboxUpdate",
@@ -159,6 +167,40 @@ impl From<&Message> for WireMessage {
     }
 }
 
+/// The data of `messageEdited` (`{requestId, messageId, message, editedAt, seq}`) and of
+/// `messageDeleted` (`{requestId, messageId, deletedAt, deletedBy, seq}`): the message's id and
+/// seq, and what changed.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireChange {
+    request_id: String,
+    message_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+}
+
+impl From<&Message> for WireChange {
+    fn from(m: &Message) -> Self {
+        Self {
+            request_id: m.request_id.to_hex(),
+            message_id: m.id.to_hex(),
+            message: m.text().map(|t| t.as_str().to_owned()),
+            edited_at: m.edited_at().map(rfc3339),
+            deleted_at: m.deletion().map(|d| rfc3339(d.at)),
+            deleted_by: m.deletion().map(|d| d.by.as_str().to_owned()),
+            seq: m.seq.map(Seq::get),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Frame<'a, T: Serialize> {
     event: &'a str,
@@ -211,6 +253,8 @@ pub fn room_event(event: &RoomEvent) -> String {
     let name = event.kind().as_str();
     match event {
         RoomEvent::MessagePosted(m) => frame(name, WireMessage::from(m), None),
+        RoomEvent::MessageEdited(m) => frame(name, WireChange::from(m), None),
+        RoomEvent::MessageDeleted(m) => frame(name, WireChange::from(m), None),
         RoomEvent::Delivered { request_id, user_id, messages, at }
         | RoomEvent::Read { request_id, user_id, messages, at } => {
             let data = Receipts {
