@@ -18,6 +18,7 @@ use crate::{
 };
 
 mod burst;
+mod edit;
 mod join;
 mod order;
 mod presence;
@@ -64,6 +65,9 @@ pub struct Posted {
 /// How long a request found in the store is trusted by default (see [`Chat::with_access_ttl`]).
 pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(60);
 
+/// How long after sending a sender may edit a message by default (see [`Chat::with_edit_window`]).
+pub const DEFAULT_EDIT_WINDOW: Duration = Duration::from_secs(15 * 60);
+
 /// Most requests the use cases keep in their cache at once.
 const ACCESS_CACHE_CAPACITY: usize = 10_000;
 
@@ -86,6 +90,7 @@ pub struct Chat {
     order: Arc<order::RoomOrder>,
     recounts: Arc<recount::Recounts>,
     history_limit: HistoryLimit,
+    edit_window: Duration,
     requests: RequestCache,
     inbox: Arc<InboxHub>,
     presence: Option<Arc<dyn Presence>>,
@@ -129,6 +134,7 @@ impl Chat {
             ids: MessageIdGenerator::new(),
             order,
             history_limit,
+            edit_window: DEFAULT_EDIT_WINDOW,
             requests: RequestCache::new(DEFAULT_ACCESS_TTL, ACCESS_CACHE_CAPACITY),
             presence: None,
             local,
@@ -161,6 +167,14 @@ impl Chat {
     #[must_use]
     pub fn with_access_ttl(mut self, ttl: Duration) -> Self {
         self.requests = RequestCache::new(ttl, ACCESS_CACHE_CAPACITY);
+        self
+    }
+
+    /// The same use cases, letting a sender edit a message for `window` after sending it
+    /// (default [`DEFAULT_EDIT_WINDOW`]; zero: never).
+    #[must_use]
+    pub const fn with_edit_window(mut self, window: Duration) -> Self {
+        self.edit_window = window;
         self
     }
 

@@ -4,7 +4,7 @@
 //! A failed live broadcast is not among them: a change is published only after it is stored, and
 //! stored is what counts, so the use cases log a failed publish rather than fail the call.
 
-use labchat_domain::{Cursor, InboxCursor};
+use labchat_domain::{Cursor, DeleteRefused, EditRefused, InboxCursor};
 
 use crate::{BroadcastError, StoreError};
 
@@ -44,6 +44,18 @@ pub enum ChatError {
     /// they may act on now, holds no message, or had no activity at its time. Nothing was done.
     #[error("the inbox cursor {0} was not issued for this inbox")]
     UnknownInboxCursor(InboxCursor),
+    /// The message named by an edit or a delete is no message of this room (unknown, or of
+    /// another room: not told apart). Nothing was done.
+    #[error("no such message in this room")]
+    NoSuchMessage,
+    /// The edit was refused ([`Message::edit`](labchat_domain::Message::edit)): not the sender,
+    /// past the window, or the message was deleted. Nothing was done.
+    #[error("edit refused: {0}")]
+    EditRefused(EditRefused),
+    /// The deletion was refused ([`Message::delete`](labchat_domain::Message::delete)): neither
+    /// the sender nor a LAB user. Nothing was done.
+    #[error("delete refused: {0}")]
+    DeleteRefused(DeleteRefused),
     /// The store failed while doing `op`.
     #[error("{op}: the store failed")]
     Store {
@@ -65,7 +77,14 @@ impl ChatError {
     pub fn kind(&self) -> FailureKind {
         match self {
             Self::Forbidden => FailureKind::Forbidden,
-            Self::NotInRoom(_) | Self::ClientMessageIdReused | Self::UnknownInboxCursor(_) => FailureKind::BadRequest,
+            Self::NotInRoom(_)
+            | Self::ClientMessageIdReused
+            | Self::UnknownInboxCursor(_)
+            | Self::NoSuchMessage
+            | Self::EditRefused(EditRefused::Deleted | EditRefused::NotInRoom)
+            | Self::DeleteRefused(DeleteRefused::NotInRoom) => FailureKind::BadRequest,
+            Self::EditRefused(EditRefused::NotSender | EditRefused::WindowPassed { .. })
+            | Self::DeleteRefused(DeleteRefused::NotAllowed) => FailureKind::Forbidden,
             Self::Store { source, .. } if source.is_retryable() => FailureKind::Unavailable,
             Self::Store { .. } => FailureKind::Internal,
         }

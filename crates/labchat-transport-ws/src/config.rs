@@ -74,6 +74,9 @@ pub struct WsConfig {
     /// who lost access is removed from the room within two intervals. Zero turns the periodic
     /// re-check off (refused frames still end a subscription).
     pub access_recheck_interval: Duration,
+    /// How long after sending a sender may edit a message (default 15 min; zero: never). The
+    /// server applies it to the use cases (`Chat::with_edit_window`).
+    pub edit_window: Duration,
 }
 
 impl Default for WsConfig {
@@ -100,6 +103,7 @@ impl Default for WsConfig {
             max_pending_connections: 1024,
             close_grace: Duration::from_secs(1),
             access_recheck_interval: labchat_core::DEFAULT_ACCESS_TTL,
+            edit_window: labchat_core::DEFAULT_EDIT_WINDOW,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! thin, exhaustive match: each event's work is in its own file under `protocol/client/`), and
 //! turn a failure into its `error` frame.
 
+use labchat_core::ChatError;
 use labchat_domain::ReceiptKind;
 
 use crate::context::Server;
@@ -44,9 +45,11 @@ impl Session {
                     retry_after_ms: None,
                     retryable: code.retryable(Some(&inbound.command)),
                 });
-                // A refusal for a joined room means access was lost: stop listening to it too.
+                // A refusal for a joined room may mean access was lost: then stop listening to it
+                // too. (Other refusals, such as editing someone else's message, leave it joined.)
                 if code == ErrorCode::Forbidden
                     && let Some(room) = inbound.command.request_id()
+                    && matches!(server.chat().check_access(&self.principal.user, room).await, Err(ChatError::Forbidden))
                 {
                     Box::pin(self.lost_access(server, vec![room])).await;
                 }
@@ -71,6 +74,8 @@ impl Session {
             Command::SubscribeInbox(c) => c.apply(self, server, id),
             Command::UnsubscribeInbox(c) => c.apply(self, server, id),
             Command::Typing(c) => c.apply(self, server, id).await,
+            Command::EditMessage(c) => c.apply(self, server, id).await,
+            Command::DeleteMessage(c) => c.apply(self, server, id).await,
         }
     }
 }

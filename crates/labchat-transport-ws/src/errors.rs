@@ -3,7 +3,7 @@
 //! client gets a fixed message that reveals nothing about the server.
 
 use labchat_core::{ChatError, FailureKind, JoinError, LeaveError};
-use labchat_domain::Cursor;
+use labchat_domain::{Cursor, DeleteRefused, EditRefused};
 
 use crate::protocol::ErrorCode;
 
@@ -50,6 +50,24 @@ impl From<&ChatError> for WireError {
                 Self { code: ErrorCode::ClientMessageIdReused, message: CLIENT_MESSAGE_ID_REUSED }
             }
             ChatError::UnknownInboxCursor(_) => Self { code: ErrorCode::BadRequest, message: NOT_AN_INBOX_CURSOR },
+            ChatError::NoSuchMessage
+            | ChatError::EditRefused(EditRefused::NotInRoom)
+            | ChatError::DeleteRefused(DeleteRefused::NotInRoom) => {
+                Self { code: ErrorCode::BadRequest, message: NOT_A_MESSAGE_OF_THE_ROOM }
+            }
+            ChatError::EditRefused(EditRefused::Deleted) => {
+                Self { code: ErrorCode::BadRequest, message: "the message was deleted" }
+            }
+            ChatError::EditRefused(EditRefused::NotSender) => {
+                Self { code: ErrorCode::Forbidden, message: "only the sender may edit a message" }
+            }
+            ChatError::EditRefused(EditRefused::WindowPassed { .. }) => Self {
+                code: ErrorCode::Forbidden,
+                message: "too late: a message may be edited only within the edit window after it was sent",
+            },
+            ChatError::DeleteRefused(DeleteRefused::NotAllowed) => {
+                Self { code: ErrorCode::Forbidden, message: "only the sender or a LAB user may delete a message" }
+            }
             _ => Self::classify(e.kind(), e),
         }
     }
@@ -63,6 +81,8 @@ pub(crate) const CLIENT_MESSAGE_ID_REUSED: &str = "field data.clientMessageId wa
 /// The message of a `BAD_REQUEST` for an inbox `before` that is no cursor of an earlier reply
 /// (malformed, or well formed but not a place of this user's inbox).
 pub(crate) const NOT_AN_INBOX_CURSOR: &str = "field data.before must be the `next` cursor of an earlier inbox reply";
+/// The message of a `BAD_REQUEST` for an edit or a delete naming no message of the room.
+pub(crate) const NOT_A_MESSAGE_OF_THE_ROOM: &str = "field data.messageId must be the id of a message of this room";
 /// The message of a `BAD_REQUEST` for a `before` cursor that is no message of the room.
 pub(crate) const BEFORE_NOT_IN_ROOM: &str = "field data.before must be the id of a message of this room";
 

@@ -141,6 +141,7 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let chat = Chat::new(store, Arc::clone(&broadcaster), Arc::clone(&clock), settings.history_limit)
         .with_access_ttl(settings.ws.access_recheck_interval)
+        .with_edit_window(settings.ws.edit_window)
         .with_presence(presence);
     broadcaster.listen_inbox(chat.inbox_listener());
     let mut server = Server::new(Arc::new(chat), auth, settings.ws, clock);

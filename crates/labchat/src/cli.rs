@@ -167,6 +167,10 @@ pub struct ServeArgs {
     )]
     #[serde(serialize_with = "duration")]
     pub access_recheck_interval: Duration,
+    /// How long after sending a sender may edit a message (`editMessage`); `0s`: never.
+    #[arg(long, env = "LABCHAT_EDIT_WINDOW", default_value = "15m", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "duration")]
+    pub edit_window: Duration,
     /// How long shutdown waits for connections to close.
     #[arg(long, env = "LABCHAT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "duration")]

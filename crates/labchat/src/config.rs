@@ -237,6 +237,7 @@ fn ws_config(args: &ServeArgs) -> Result<WsConfig, InvalidSetting> {
         handshake_timeout: args.handshake_timeout,
         max_pending_connections: args.max_pending_connections,
         access_recheck_interval: args.access_recheck_interval,
+        edit_window: args.edit_window,
         ..WsConfig::default()
     })
 }

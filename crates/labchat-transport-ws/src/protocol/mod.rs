@@ -19,8 +19,8 @@ mod inbox;
 
 pub use client::parse::DecodeLimits;
 pub use client::{
-    CLIENT_EVENTS, ClientEvent, Command, History, Inbox, JoinRoom, LeaveRoom, Members, Message, Receipts, RefreshToken,
-    SubscribeInbox, Typing, UnknownEvent, UnsubscribeInbox, known_event,
+    CLIENT_EVENTS, ClientEvent, Command, DeleteMessage, EditMessage, History, Inbox, JoinRoom, LeaveRoom, Members,
+    Message, Receipts, RefreshToken, SubscribeInbox, Typing, UnknownEvent, UnsubscribeInbox, known_event,
 };
 pub use decode::{MAX_CORRELATION_ID_CHARS, decode};
 pub use encode::{AckData, ErrorFrame, ServerEvent, ack, error, message, rfc3339, room_event};

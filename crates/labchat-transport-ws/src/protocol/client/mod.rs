@@ -10,6 +10,8 @@ use std::str::FromStr;
 use labchat_domain::RequestId;
 use serde_json::{Map, Value};
 
+mod delete_message;
+mod edit_message;
 mod history;
 mod inbox;
 mod join_room;
@@ -23,6 +25,8 @@ mod subscribe_inbox;
 mod typing;
 mod unsubscribe_inbox;
 
+pub use delete_message::DeleteMessage;
+pub use edit_message::EditMessage;
 pub use history::History;
 pub use inbox::Inbox;
 pub use join_room::JoinRoom;
@@ -69,11 +73,15 @@ pub enum ClientEvent {
     Typing,
     /// `members`: a page of a room's members.
     Members,
+    /// `editMessage`: the sender replaces a message's text.
+    EditMessage,
+    /// `deleteMessage`: the sender or a LAB user deletes a message.
+    DeleteMessage,
 }
 
 impl ClientEvent {
     /// Every client event, in the order the protocol lists them.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::JoinRoom,
         Self::LeaveRoom,
         Self::Message,
@@ -86,6 +94,8 @@ impl ClientEvent {
         Self::UnsubscribeInbox,
         Self::Typing,
         Self::Members,
+        Self::EditMessage,
+        Self::DeleteMessage,
     ];
 
     /// The event's name on the wire; also a fixed set of metric label values.
@@ -103,6 +113,8 @@ impl ClientEvent {
             Self::UnsubscribeInbox => "unsubscribeInbox",
             Self::Typing => "typing",
             Self::Members => "members",
+            Self::EditMessage => "editMessage",
+            Self::DeleteMessage => "deleteMessage",
         }
     }
 
@@ -117,7 +129,9 @@ impl ClientEvent {
             | Self::ReadMessages
             | Self::History
             | Self::Typing
-            | Self::Members => true,
+            | Self::Members
+            | Self::EditMessage
+            | Self::DeleteMessage => true,
             Self::RefreshToken | Self::Inbox | Self::SubscribeInbox | Self::UnsubscribeInbox => false,
         }
     }
@@ -204,6 +218,10 @@ pub enum Command {
     Typing(Typing),
     /// `members`.
     Members(Members),
+    /// `editMessage`.
+    EditMessage(EditMessage),
+    /// `deleteMessage`.
+    DeleteMessage(DeleteMessage),
 }
 
 impl Command {
@@ -217,7 +235,9 @@ impl Command {
             | Self::ReadMessages(Receipts { request_id, .. })
             | Self::History(History { request_id, .. })
             | Self::Typing(Typing { request_id })
-            | Self::Members(Members { request_id, .. }) => Some(*request_id),
+            | Self::Members(Members { request_id, .. })
+            | Self::EditMessage(EditMessage { request_id, .. })
+            | Self::DeleteMessage(DeleteMessage { request_id, .. }) => Some(*request_id),
             Self::RefreshToken(_) | Self::Inbox(_) | Self::SubscribeInbox(_) | Self::UnsubscribeInbox(_) => None,
         }
     }
@@ -237,6 +257,8 @@ impl Command {
             Self::UnsubscribeInbox(_) => ClientEvent::UnsubscribeInbox,
             Self::Typing(_) => ClientEvent::Typing,
             Self::Members(_) => ClientEvent::Members,
+            Self::EditMessage(_) => ClientEvent::EditMessage,
+            Self::DeleteMessage(_) => ClientEvent::DeleteMessage,
         }
     }
 }
@@ -257,5 +279,7 @@ pub(super) fn command(event: ClientEvent, data: Map<String, Value>, limits: &Dec
         ClientEvent::UnsubscribeInbox => Command::UnsubscribeInbox(UnsubscribeInbox),
         ClientEvent::Typing => Command::Typing(Typing::parse(data)?),
         ClientEvent::Members => Command::Members(Members::parse(data)?),
+        ClientEvent::EditMessage => Command::EditMessage(EditMessage::parse(data, limits)?),
+        ClientEvent::DeleteMessage => Command::DeleteMessage(DeleteMessage::parse(data)?),
     })
 }
