@@ -25,6 +25,7 @@ mod bench_smoke;
 mod broadcast_contract;
 mod chat;
 mod edge;
+mod edit_delete;
 mod fuzz;
 mod handshake;
 mod history_bytes;

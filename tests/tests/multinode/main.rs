@@ -12,6 +12,7 @@
 mod backplane_versions;
 mod chat;
 mod deploy_alerts;
+mod edit_delete;
 mod heal;
 mod inbox;
 mod presence;
