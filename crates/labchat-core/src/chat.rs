@@ -365,4 +365,7 @@ impl Chat {
 mod inbox;
 
 #[cfg(test)]
+#[path = "chat/edit_tests.rs"]
+mod edit_tests;
+#[cfg(test)]
 mod tests;
