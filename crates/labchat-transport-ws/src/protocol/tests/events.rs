@@ -22,7 +22,9 @@ fn client_event_names_round_trip_and_are_the_protocol_s() {
             "subscribeInbox",
             "unsubscribeInbox",
             "typing",
-            "members"
+            "members",
+            "editMessage",
+            "deleteMessage"
         ]
     );
     for (event, name) in ClientEvent::ALL.into_iter().zip(CLIENT_EVENTS) {
@@ -40,7 +42,7 @@ fn client_event_names_round_trip_and_are_the_protocol_s() {
 fn the_unknown_event_message_lists_every_client_event() {
     assert_eq!(
         UnknownEvent("x".into()).to_string(),
-        r#"unknown event "x" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox, unsubscribeInbox, typing or members)"#
+        r#"unknown event "x" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox, unsubscribeInbox, typing, members, editMessage or deleteMessage)"#
     );
 }
 
@@ -49,6 +51,8 @@ fn a_decoded_frame_names_its_event_and_its_command_agrees() {
     let data = |event: ClientEvent| match event {
         ClientEvent::RefreshToken => json!({"token": "a.b.c"}),
         ClientEvent::Message => json!({"requestId": RID, "message": "hi"}),
+        ClientEvent::EditMessage => json!({"requestId": RID, "messageId": RID, "message": "hi"}),
+        ClientEvent::DeleteMessage => json!({"requestId": RID, "messageId": RID}),
         ClientEvent::AckMessages | ClientEvent::ReadMessages => json!({"requestId": RID, "messages": [RID]}),
         ClientEvent::Inbox | ClientEvent::SubscribeInbox | ClientEvent::UnsubscribeInbox => json!({}),
         _ => json!({"requestId": RID}),
@@ -69,6 +73,8 @@ fn server_event_names_are_the_protocol_s_and_room_events_come_from_the_domain() 
             "error",
             "roomHistory",
             "message",
+            "messageEdited",
+            "messageDeleted",
             "messagesDelivered",
             "messageReads",
             "inboxUpdate",

@@ -34,11 +34,11 @@ fn every_bad_frame_message_word_for_word() {
         (json!({"event":"nope"}), "missing field data"),
         (
             json!({"event":"nope","data":{}}),
-            r#"unknown event "nope" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox, unsubscribeInbox, typing or members)"#,
+            r#"unknown event "nope" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox, unsubscribeInbox, typing, members, editMessage or deleteMessage)"#,
         ),
         (
             json!({"event":"a\"b","data":{}}),
-            r#"unknown event "a\"b" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox, unsubscribeInbox, typing or members)"#,
+            r#"unknown event "a\"b" (expected joinRoom, leaveRoom, message, ackMessages, readMessages, history, refreshToken, inbox, subscribeInbox, unsubscribeInbox, typing, members, editMessage or deleteMessage)"#,
         ),
         (json!({"event":"refreshToken","data":{}}), "field data.token must be a non-empty string"),
         (json!({"event":"inbox","data":{"limit":0}}), "field data.limit must be an integer from 1 to 100"),
