@@ -14,8 +14,12 @@
 //! - the authorization rule: [`Request::authorize`];
 //! - every pure decision: message text validation ([`MessageText::parse`]), receipt marking
 //!   ([`Message::mark`], [`ReceiptKind`]), history paging in seq order ([`HistoryQuery`], [`HistoryPage`]),
-//!   idempotent sends ([`IdempotencyKey`]);
-//! - the events a room emits ([`RoomEvent`]).
+//!   idempotent sends ([`IdempotencyKey`], [`Message::repeats`]), editing and deleting
+//!   ([`Message::edit`], [`Message::delete`]);
+//! - one way to build a message: [`Message::new`] for one being posted, [`Message::restore`] for
+//!   one read back (its receipts and text are private, so the rules hold for every value);
+//! - the events a room emits ([`RoomEvent`]) and what each means for ordering, inboxes and
+//!   audiences ([`RoomEvent::placement`], [`RoomEvent::inbox_effect`], [`RoomEvent::hidden_from`]).
 //!
 //! ```
 //! use labchat_domain::{Request, RequestId, Role, User, UserId};
@@ -50,7 +54,7 @@
 //! | [`Seq`] | integer, 1 or more | [`Seq::new`] |
 //! | [`Timestamp`] | integer, milliseconds since the Unix epoch | any `i64` |
 //! | [`Receipt`], [`User`] | `{"user","at"}`, `{"id","role"}` | each field |
-//! | [`Message`] | object, fields in camelCase; `seq` and `clientMessageId` left out when absent, `deliveredTo` and `readBy` when empty | each field |
+//! | [`Message`] | object ([`MessageRecord`]), fields in camelCase; `seq`, `text` (absent on a tombstone), `clientMessageId`, `editedAt`, `deletedAt` and `deletedBy` left out when absent, `deliveredTo` and `readBy` when empty | [`Message::restore`]: a text or a whole deletion, never both; receipt lists repaired |
 //! | [`RoomEvent`] | `{"type":"<variant in camelCase>","data":…}`: a struct variant's fields in camelCase, a newtype variant's value as is | each field; the receipt events' `messages` must not be empty |
 //!
 //! For example, in JSON:
