@@ -141,9 +141,8 @@ impl MongoStore {
             .iter()
             .filter_map(|(k, s)| {
                 let last = messages.get(&s.last_message_id)?.clone();
-                let total = u64::try_from(s.last_seq).unwrap_or(0);
                 let seen = u64::try_from(seen.get(k).copied().unwrap_or(0)).unwrap_or(0);
-                Some(InboxRow { last_message: last, unread: total.saturating_sub(seen) })
+                Some(InboxRow { last_message: last, unread: s.live().saturating_sub(seen) })
             })
             .collect())
     }
@@ -234,7 +233,7 @@ impl MongoStore {
         let seen = self.seen_of(users.iter().map(|u| seen_key(request, u)).collect()).await?;
         let messages = self.messages_by_id(vec![summary.last_message_id]).await?;
         let Some(last) = messages.get(&summary.last_message_id) else { return Ok(Vec::new()) };
-        let total = u64::try_from(summary.last_seq).unwrap_or(0);
+        let total = summary.live();
         Ok(users
             .iter()
             .map(|u| {
@@ -250,14 +249,14 @@ impl MongoStore {
             futures_util::future::join(self.summary_of(request), self.seen_of(vec![seen_key(request, user)])).await;
         let Some(summary) = summary? else { return Ok(0) };
         let seen = u64::try_from(seen?.values().next().copied().unwrap_or(0)).unwrap_or(0);
-        Ok(u64::try_from(summary.last_seq).unwrap_or(0).saturating_sub(seen))
+        Ok(summary.live().saturating_sub(seen))
     }
 
     /// [`labchat_core::ChatStore::first_unread`]: a lookup by seq. The user's counter holds
-    /// `upTo`, a seq up to which every message of the room is sent or read by them (true for
-    /// good: receipts are never removed). The room's messages after it are read in seq order, a
-    /// chunk at a time, each chunk's read receipts by `user` looked up by their `_id`; the first
-    /// neither sent nor read is the answer, and `upTo` moves to just before it (only forward, and
+    /// `upTo`, a seq up to which every message of the room is sent or read by them, or deleted
+    /// (true for good: receipts are never removed, a tombstone stays one). The room's messages
+    /// after it are read in seq order, a chunk at a time, each chunk's read receipts by `user`
+    /// looked up by their `_id`; the first neither sent, read nor deleted is the answer, and `upTo` moves to just before it (only forward, and
     /// only over seqs seen without a hole, so a message still being stored is never skipped).
     pub(crate) async fn first_unread_of(
         &self,
@@ -271,6 +270,9 @@ impl MongoStore {
             seq: i64,
             #[serde(rename = "senderId")]
             sender_id: String,
+            /// Present on a tombstone, which counts as seen: it is unread for no one.
+            #[serde(rename = "deletedAt", default)]
+            deleted_at: Option<Bson>,
         }
         let context = "find the first unread message";
         let room = request.to_hex();
@@ -299,14 +301,14 @@ impl MongoStore {
                     .find(filter)
                     .sort(doc! {"seq": 1})
                     .limit(FIRST_UNREAD_CHUNK)
-                    .projection(doc! {"_id": 1, "seq": 1, "senderId": 1});
+                    .projection(doc! {"_id": 1, "seq": 1, "senderId": 1, "deletedAt": 1});
                 found.await?.try_collect().await
             })
             .await?;
             let Some(last) = chunk.last() else { break None };
             from = last.seq;
-            let keys: Vec<String> =
-                chunk.iter().filter(|m| m.sender_id != user.as_str()).map(|m| receipt(&m.id)).collect();
+            let unseen = |m: &IdSeq| m.sender_id != user.as_str() && m.deleted_at.is_none();
+            let keys: Vec<String> = chunk.iter().filter(|m| unseen(m)).map(|m| receipt(&m.id)).collect();
             let marked: HashSet<String> = bounded(self.op_timeout, context, async {
                 let coll = self.receipts.clone_with_type::<Document>();
                 let found: Vec<Document> =
@@ -315,7 +317,7 @@ impl MongoStore {
             })
             .await?;
             let first = chunk.iter().find(|m| {
-                let unread = m.sender_id != user.as_str() && !marked.contains(&receipt(&m.id));
+                let unread = unseen(m) && !marked.contains(&receipt(&m.id));
                 if !unread && m.seq == done + 1 {
                     done = m.seq;
                 }

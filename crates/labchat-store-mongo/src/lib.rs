@@ -139,6 +139,7 @@
 
 mod batch;
 mod documents;
+mod edits;
 mod errors;
 mod inbox;
 mod migrate;

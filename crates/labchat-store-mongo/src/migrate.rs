@@ -9,13 +9,16 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use labchat_core::StoreError;
-use mongodb::Collection;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, IndexModel};
 use serde::Deserialize;
 
+use crate::MongoStore;
 use crate::documents::MessageDoc;
 use crate::errors::{bad_data, bounded};
+use crate::sequence::SEQ_INDEX;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -105,6 +108,31 @@ pub(crate) async fn assign_missing_seqs(
         tracing::info!(request_id = %room, messages = all.len(), "gave a room's old messages their seqs");
     }
     Ok(changed)
+}
+
+impl MongoStore {
+    /// Creates labchat's indexes of the messages and receipts where missing (idempotent).
+    pub(crate) async fn create_indexes(&self) -> Result<(), StoreError> {
+        let index = |keys: Document, name: &str, unique: bool| {
+            let options = IndexOptions::builder().name(name.to_owned()).unique(unique.then_some(true)).build();
+            IndexModel::builder().keys(keys).options(options).build()
+        };
+        // Partial, so that a message without a seq (written by an older labchat) is not refused.
+        let seq_options = IndexOptions::builder()
+            .name(SEQ_INDEX.to_owned())
+            .unique(true)
+            .partial_filter_expression(doc! {"seq": {"$exists": true}})
+            .build();
+        let messages = [
+            IndexModel::builder().keys(doc! {"requestId": 1, "seq": 1}).options(seq_options).build(),
+            index(doc! {"requestId": 1, "order": -1}, "requestId_1_order_-1", false),
+            index(doc! {"idem": 1}, "idem_1", true),
+        ];
+        bounded(self.op_timeout, "create the indexes of the messages", self.messages.create_indexes(messages)).await?;
+        let receipts = [index(doc! {"messageId": 1}, "messageId_1", false)];
+        bounded(self.op_timeout, "create the indexes of the receipts", self.receipts.create_indexes(receipts)).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

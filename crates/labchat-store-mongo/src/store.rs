@@ -23,7 +23,7 @@ use crate::documents::{
 };
 use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
 use crate::migrate::{assign_missing_seqs, has_seq_index};
-use crate::sequence::{Outcome, SEQ_INDEX, Sequencer};
+use crate::sequence::{Outcome, Sequencer};
 use crate::summary::{ROOMS_COLLECTION, SEEN_COLLECTION, Summaries, build_missing};
 
 /// The collection of labchat's messages (in [`MongoSettings::database`]).
@@ -153,28 +153,6 @@ impl MongoStore {
             bounded(limit, "create the index of the room summaries", store.summaries.rooms.create_index(rooms)).await?;
         }
         Ok(store)
-    }
-
-    async fn create_indexes(&self) -> Result<(), StoreError> {
-        let index = |keys: Document, name: &str, unique: bool| {
-            let options = IndexOptions::builder().name(name.to_owned()).unique(unique.then_some(true)).build();
-            IndexModel::builder().keys(keys).options(options).build()
-        };
-        // Partial, so that a message without a seq (written by an older labchat) is not refused.
-        let seq_options = IndexOptions::builder()
-            .name(SEQ_INDEX.to_owned())
-            .unique(true)
-            .partial_filter_expression(doc! {"seq": {"$exists": true}})
-            .build();
-        let messages = [
-            IndexModel::builder().keys(doc! {"requestId": 1, "seq": 1}).options(seq_options).build(),
-            index(doc! {"requestId": 1, "order": -1}, "requestId_1_order_-1", false),
-            index(doc! {"idem": 1}, "idem_1", true),
-        ];
-        bounded(self.op_timeout, "create the indexes of the messages", self.messages.create_indexes(messages)).await?;
-        let receipts = [index(doc! {"messageId": 1}, "messageId_1", false)];
-        bounded(self.op_timeout, "create the indexes of the receipts", self.receipts.create_indexes(receipts)).await?;
-        Ok(())
     }
 
     /// The messages with their receipts (one query for all the receipts).
@@ -385,6 +363,18 @@ impl ChatStore for MongoStore {
 
     async fn recount(&self, request: RequestId, user: &UserId) -> Result<(), StoreError> {
         self.summaries.recount(&self.messages, &self.receipts, request, user).await
+    }
+
+    async fn message(&self, request: RequestId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        self.message_of(request, id).await
+    }
+
+    async fn update_message(&self, message: &Message) -> Result<bool, StoreError> {
+        self.update_of(message).await
+    }
+
+    async fn count_deleted(&self, message: &Message) -> Result<(), StoreError> {
+        self.count_deleted_of(message).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

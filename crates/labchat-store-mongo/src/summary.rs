@@ -19,6 +19,7 @@ use mongodb::error::{ErrorKind, WriteFailure};
 use serde::Deserialize;
 
 use crate::documents::{MessageDoc, ReceiptDoc, object_id, stored_seq};
+use crate::edits::tombstone_ids;
 use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
 
 /// The collection of room summaries (in [`crate::MongoSettings::database`]).
@@ -39,6 +40,16 @@ pub(crate) struct RoomSummary {
     /// BSON date: the test server turns a date written by `$set` into a string).
     pub(crate) last_activity_at: i64,
     pub(crate) last_message_id: ObjectId,
+    /// How many of the room's messages were deleted (counted by `count_deleted`).
+    #[serde(default)]
+    pub(crate) deleted: i64,
+}
+
+impl RoomSummary {
+    /// The room's messages that may be unread: all but the deleted ones.
+    pub(crate) fn live(&self) -> u64 {
+        u64::try_from(self.last_seq.saturating_sub(self.deleted)).unwrap_or(0)
+    }
 }
 
 /// A counter as stored.
@@ -109,9 +120,9 @@ impl Summaries {
         a.and(b)
     }
 
-    /// [`labchat_core::ChatStore::recount`]: the room's summary from its last message, and the
-    /// counter of `user` set to the messages they sent plus those they read (counted from the
-    /// messages and receipts, a query each).
+    /// [`labchat_core::ChatStore::recount`]: the room's summary from its last message and its
+    /// tombstones, and the counter of `user` set to the messages they sent plus those they read,
+    /// deleted ones left out (counted from the messages and receipts, a query each).
     pub(crate) async fn recount(
         &self,
         messages: &Collection<MessageDoc>,
@@ -127,8 +138,10 @@ impl Summaries {
         .await?;
         let Some(last) = last else { return Ok(()) };
         let last_seq = last.seq.ok_or_else(|| bad_data(context, "the last message has no seq"))?;
-        let sent = doc! {"requestId": &hex, "seq": {"$exists": true}, "senderId": user.as_str()};
-        let read = doc! {"requestId": &hex, "userId": user.as_str(), "kind": "read"};
+        let deleted = tombstone_ids(messages, &hex, self.op_timeout, context).await?;
+        let sent = doc! {"requestId": &hex, "seq": {"$exists": true}, "senderId": user.as_str(), "deletedAt": {"$exists": false}};
+        let read =
+            doc! {"requestId": &hex, "userId": user.as_str(), "kind": "read", "messageId": {"$nin": deleted.clone()}};
         let (sent, read) = futures_util::future::join(
             bounded(self.op_timeout, context, messages.count_documents(sent)),
             bounded(self.op_timeout, context, receipts.count_documents(read)),
@@ -142,7 +155,18 @@ impl Summaries {
         };
         let coll = self.seen.clone_with_type::<Document>();
         bounded(self.op_timeout, context, coll.update_one(filter, update).upsert(true)).await?;
-        self.advance(&hex, last_seq, last.created_at.timestamp_millis(), last.id).await
+        self.advance(&hex, last_seq, last.created_at.timestamp_millis(), last.id).await?;
+        self.set_deleted(&hex, deleted.len()).await
+    }
+
+    /// Sets the count of tombstones in the summary of `room` (which exists).
+    async fn set_deleted(&self, room: &str, n: usize) -> Result<(), StoreError> {
+        let context = "count a room's deleted messages";
+        let n = i64::try_from(n).map_err(|e| bad_data(context, e.to_string()))?;
+        let rooms = self.rooms.clone_with_type::<Document>();
+        bounded(self.op_timeout, context, rooms.update_one(doc! {"_id": room}, doc! {"$set": {"deleted": n}}))
+            .await
+            .map(drop)
     }
 
     /// Whether the summaries were built: their paging index exists (found by its first key, as
@@ -172,7 +196,8 @@ struct PerUser {
 }
 
 /// Builds the summary and the counters of every room with messages that has no summary yet:
-/// its last message, and per user the messages they sent plus those they read. Returns how many
+/// its last message and its count of tombstones, and per user the messages they sent plus those
+/// they read, deleted ones left out. Returns how many
 /// rooms it built.
 ///
 /// Runs at start-up until the summaries' index exists (created right after), before the node
@@ -233,10 +258,11 @@ async fn build_room(
             .await
         }
     };
-    let sent =
-        count_by(messages.clone_with_type(), doc! {"requestId": &room.room, "seq": {"$exists": true}}, "senderId")
-            .await?;
-    let read = count_by(receipts.clone_with_type(), doc! {"requestId": &room.room, "kind": "read"}, "userId").await?;
+    let deleted = tombstone_ids(messages, &room.room, limit, &context).await?;
+    let live = doc! {"requestId": &room.room, "seq": {"$exists": true}, "deletedAt": {"$exists": false}};
+    let sent = count_by(messages.clone_with_type(), live, "senderId").await?;
+    let read = doc! {"requestId": &room.room, "kind": "read", "messageId": {"$nin": deleted.clone()}};
+    let read = count_by(receipts.clone_with_type(), read, "userId").await?;
     let mut seen: HashMap<String, i64> = HashMap::new();
     for p in sent.into_iter().chain(read) {
         *seen.entry(p.user).or_default() += p.n;
@@ -261,6 +287,7 @@ async fn build_room(
         .await?
         .ok_or_else(|| bad_data(&context, format!("its message with seq {} vanished", room.last_seq)))?;
     summaries.advance(&room.room, room.last_seq, last.created_at.timestamp_millis(), last.id).await?;
+    summaries.set_deleted(&room.room, deleted.len()).await?;
     tracing::info!(request_id = %room.room, "built a room's inbox summary");
     Ok(())
 }
