@@ -192,6 +192,12 @@ impl Message {
         self.request_id == request && &self.sender_id != user && self.deletion().is_none()
     }
 
+    /// Whether the message counts as unread for `user`: not deleted, not sent by them, not read
+    /// by them. The one rule behind every unread count and `firstUnreadId`.
+    pub fn is_unread_for(&self, user: &UserId) -> bool {
+        self.deletion().is_none() && &self.sender_id != user && !self.has_receipt(ReceiptKind::Read, user)
+    }
+
     /// Whether `user` already has a receipt of `kind` on this message.
     pub fn has_receipt(&self, kind: ReceiptKind, user: &UserId) -> bool {
         let list = match kind {

@@ -163,11 +163,7 @@ impl ChatStore for MemoryStore {
     async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
         let inner = self.lock();
         let Some(room) = inner.rooms.get(&request) else { return Ok(None) };
-        Ok(room
-            .messages
-            .iter()
-            .find(|m| m.deletion().is_none() && &m.sender_id != user && !m.has_receipt(ReceiptKind::Read, user))
-            .map(|m| m.id))
+        Ok(room.messages.iter().find(|m| m.is_unread_for(user)).map(|m| m.id))
     }
 
     async fn count_posted(&self, message: &Message, _seq: Seq) -> Result<(), StoreError> {

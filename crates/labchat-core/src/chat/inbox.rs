@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use labchat_domain::{
-    HistoryPage, InboxCursor, InboxPage, InboxQuery, Message, ReceiptKind, RequestId, Unread, User, UserId,
-};
+use labchat_domain::{HistoryPage, InboxCursor, InboxPage, InboxQuery, Message, RequestId, Unread, User, UserId};
 
 use super::Chat;
 use crate::{ChatError, InboxListener, InboxSink, SinkId};
@@ -26,8 +24,7 @@ impl Chat {
         if count == 0 {
             return Ok(Unread::default());
         }
-        let unread_in_page: Vec<&Message> =
-            page.messages.iter().filter(|m| &m.sender_id != user && !m.has_receipt(ReceiptKind::Read, user)).collect();
+        let unread_in_page: Vec<&Message> = page.messages.iter().filter(|m| m.is_unread_for(user)).collect();
         let first = match unread_in_page.first() {
             Some(m) if u64::try_from(unread_in_page.len()).unwrap_or(u64::MAX) >= count => Some(m.id),
             _ => self
