@@ -3,6 +3,7 @@
 //! in the room's order, history, a join and the inbox show the new text or the tombstone and never
 //! the old text, a delete lowers the unread count of those who had not read the message, and every
 //! refused change is a clear error that changes nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
