@@ -127,9 +127,14 @@ macro_rules! for_each_contract_check {
             a_teacher_sees_only_their_own_requests,
             reassigned_and_deleted_requests_leave_the_inbox,
             recount_makes_missed_or_doubled_counts_exact,
+            edits_and_deletions_keep_seq_and_receipts,
+            a_deletion_is_unread_for_no_one,
         }
     };
 }
+
+mod edits;
+pub use self::edits::{a_deletion_is_unread_for_no_one, edits_and_deletions_keep_seq_and_receipts};
 
 mod inbox;
 pub use self::inbox::{

@@ -1,37 +1,14 @@
 //! Edits and deletions of stored messages: reading one message, storing its new text or its
 //! tombstone, and counting a deletion in the room's summary and counters (`summary.rs`).
 
-use futures_util::TryStreamExt;
 use labchat_core::StoreError;
 use labchat_domain::{Message, MessageId, RequestId};
-use mongodb::Collection;
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Document, doc};
 
 use crate::MongoStore;
-use crate::documents::{IdOnly, MessageDoc, object_id};
+use crate::documents::{MessageDoc, object_id};
 use crate::errors::bounded;
 use crate::summary::seen_key;
-
-/// The filter of the tombstones of `room` (hex).
-pub(crate) fn tombstones(room: &str) -> Document {
-    doc! {"requestId": room, "deletedAt": {"$exists": true}}
-}
-
-/// The ids (hex strings, as receipts name their message) of the tombstones of `room` (hex).
-/// Deleted messages are few, so they are listed rather than joined.
-pub(crate) async fn tombstone_ids(
-    messages: &Collection<MessageDoc>,
-    room: &str,
-    limit: std::time::Duration,
-    context: &str,
-) -> Result<Vec<Bson>, StoreError> {
-    let found: Vec<IdOnly> = bounded(limit, context, async {
-        let coll = messages.clone_with_type::<IdOnly>();
-        coll.find(tombstones(room)).projection(doc! {"_id": 1}).await?.try_collect().await
-    })
-    .await?;
-    Ok(found.into_iter().map(|d| Bson::String(d.id.to_hex())).collect())
-}
 
 impl MongoStore {
     /// [`labchat_core::ChatStore::message`].

@@ -26,8 +26,10 @@
 //! | `order` | the message id as 24 lowercase hex digits (kept for older readers; labchat orders by `seq`) |
 //! | `requestId` | the request (room) id, 24 lowercase hex digits |
 //! | `senderId`, `senderRole` | the sender's user id and role (`TEACHER` or `LAB`) |
-//! | `text` | the text, as sent |
+//! | `text` | the text, as sent or last edited; absent on a deleted message (removed, not hidden) |
 //! | `createdAt` | a BSON date (milliseconds) |
+//! | `editedAt` | a BSON date, the last edit; absent when never edited, and on a deleted message |
+//! | `deletedAt`, `deletedBy` | a BSON date and a user id, when and by whom the message was deleted; absent otherwise |
 //! | `clientMessageId` | the client's idempotency id; absent when none was given |
 //! | `idem` | the idempotency key `<requestId>:<byte length of senderId>:<senderId>:<clientMessageId>`, or, without a client id, the message's own hex id |
 //!
@@ -64,23 +66,28 @@
 //! | `lastSeq` | the room's highest seq: its number of messages (seqs are dense) |
 //! | `lastActivityAt` | the last message's creation time, milliseconds since the epoch (an integer) |
 //! | `lastMessageId` | the last message's id, an ObjectId |
+//! | `deleted` | how many of the room's messages were deleted (absent: 0) |
 //! | `gone` | `true` once a LAB inbox page found the request deleted (LAB pages skip it in their query); `false` again at the room's next message |
 //!
 //! | `chatSeen` field | value |
 //! | --- | --- |
 //! | `_id` | `<requestId>:<userId>` |
 //! | `requestId`, `userId` | the room and the user |
-//! | `seen` | how many of the room's messages the user sent or read |
-//! | `upTo` | a seq up to which every message of the room is sent or read by the user (absent: 0); `first_unread` reads on from there and moves it forward |
+//! | `seen` | how many of the room's messages not deleted the user sent or read |
+//! | `upTo` | a seq up to which every message of the room is sent, read by the user or deleted (absent: 0); `first_unread` reads on from there and moves it forward |
 //!
-//! A user's unread count is `lastSeq - seen`. After a message is stored, `count_posted` moves
+//! A user's unread count is `lastSeq - deleted - seen`. After a message is stored, `count_posted` moves
 //! its room's summary to it with an upsert filtered on `lastSeq < seq` (a duplicate-key refusal
 //! means a later message is already there: summaries only move forward, whatever order nodes
 //! finish in) and increments the sender's counter, both at once; after a read, `count_read`
-//! increments the reader's counter by the number newly read. These writes follow the message's:
-//! one that fails leaves a count off, never a message, until `recount` sets the summary from the
-//! room's last message and the counter from the user's messages and read receipts (a count of
-//! each). Index:
+//! increments the reader's counter by the number newly read. An edit or a deletion
+//! (`update_message`) reads the message and writes it back whole with a replacement filtered on
+//! `deletedAt` being absent, so a deleted message never changes again; after a deletion,
+//! `count_deleted` increments the summary's `deleted` and decrements the counters of the sender
+//! and of each reader. These writes follow the message's: one that fails leaves a count off,
+//! never a message, until `recount` sets the summary from the room's last message and its
+//! deleted ones, and the counter from the user's messages and read receipts, deleted messages
+//! left out (a count of each). Index:
 //! `lastActivityAt_-1_requestId_-1` serves the inbox order (latest activity first, ties by
 //! request id descending). A TEACHER's inbox first reads the requests whose creator
 //! field names them (as a string or an ObjectId; an index on that field of the requests

@@ -18,8 +18,7 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use serde::Deserialize;
 
-use crate::documents::{MessageDoc, ReceiptDoc, object_id, stored_seq};
-use crate::edits::tombstone_ids;
+use crate::documents::{IdOnly, MessageDoc, ReceiptDoc, object_id, stored_seq};
 use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
 
 /// The collection of room summaries (in [`crate::MongoSettings::database`]).
@@ -73,6 +72,27 @@ pub(crate) struct Summaries {
     pub(crate) rooms: Collection<RoomSummary>,
     pub(crate) seen: Collection<SeenDoc>,
     pub(crate) op_timeout: Duration,
+}
+
+/// The filter of the tombstones of `room` (hex).
+fn tombstones(room: &str) -> Document {
+    doc! {"requestId": room, "deletedAt": {"$exists": true}}
+}
+
+/// The ids (hex strings, as receipts name their message) of the tombstones of `room` (hex).
+/// Deleted messages are few, so they are listed rather than joined.
+async fn tombstone_ids(
+    messages: &Collection<MessageDoc>,
+    room: &str,
+    limit: Duration,
+    context: &str,
+) -> Result<Vec<Bson>, StoreError> {
+    let found: Vec<IdOnly> = bounded(limit, context, async {
+        let coll = messages.clone_with_type::<IdOnly>();
+        coll.find(tombstones(room)).projection(doc! {"_id": 1}).await?.try_collect().await
+    })
+    .await?;
+    Ok(found.into_iter().map(|d| Bson::String(d.id.to_hex())).collect())
 }
 
 /// Whether an upsert was refused because the document exists and did not match the filter.

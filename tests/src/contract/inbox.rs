@@ -46,14 +46,19 @@ fn rooms_of(rows: &[InboxRow]) -> Vec<RequestId> {
     rows.iter().map(InboxRow::request_id).collect()
 }
 
-/// The unread count the domain gives: the room's messages neither sent nor read by `user`.
-fn unread_in(model: &Model, room: RequestId, user: &UserId) -> u64 {
-    let n = model.room(room).iter().filter(|m| &m.sender_id != user && !m.has_receipt(ReceiptKind::Read, user)).count();
+/// Whether the domain counts `m` as unread for `user`: not deleted, neither sent nor read by them.
+fn unread_for(m: &Message, user: &UserId) -> bool {
+    m.deletion().is_none() && &m.sender_id != user && !m.has_receipt(ReceiptKind::Read, user)
+}
+
+/// The unread count the domain gives: the room's messages unread for `user`.
+pub(super) fn unread_in(model: &Model, room: RequestId, user: &UserId) -> u64 {
+    let n = model.room(room).iter().filter(|m| unread_for(m, user)).count();
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 fn first_unread_in(model: &Model, room: RequestId, user: &UserId) -> Option<MessageId> {
-    model.room(room).iter().find(|m| &m.sender_id != user && !m.has_receipt(ReceiptKind::Read, user)).map(|m| m.id)
+    model.room(room).iter().find(|m| unread_for(m, user)).map(|m| m.id)
 }
 
 /// The row the domain gives for `user` in `room`.
@@ -63,7 +68,7 @@ fn row_in(model: &Model, room: RequestId, user: &UserId) -> InboxRow {
 }
 
 /// Asserts every way the store tells `user`'s unread messages of `room` agrees with the model.
-async fn assert_unread(store: &dyn ChatStore, model: &Model, room: RequestId, user: &str, what: &str) {
+pub(super) async fn assert_unread(store: &dyn ChatStore, model: &Model, room: RequestId, user: &str, what: &str) {
     let u = uid(user);
     let want = row_in(model, room, &u);
     let count = store.unread_count(room, &u).await.unwrap_or_else(|e| panic!("{e:?}"));

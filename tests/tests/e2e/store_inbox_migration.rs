@@ -1,5 +1,6 @@
 //! MongoDB: rooms stored before the inbox existed (no summaries, no counters) get them at
-//! start-up, built from their messages and read receipts, so their inbox is right at once.
+//! start-up, built from their messages and read receipts, so their inbox is right at once (a
+//! deleted message unread for no one).
 //!
 //! Needs `LABCHAT_TEST_MONGO_URI`: run it with `scripts/test.sh -p labchat-tests --test
 //! e2e -- store_inbox_migration::`.
@@ -74,8 +75,15 @@ async fn rooms_without_summaries_get_them_built_at_start_up() {
         store.count_read(room, &uid(user), u64::try_from(marked.read.len()).unwrap()).await.unwrap();
     }
     store.mark(rooms[0], &uid("lab2"), ReceiptKind::Delivered, &[stored[0].id], at).await.unwrap();
+    // lab1's first message, read by t1, is deleted: unread for no one.
+    let mut tombstone = store.message(rooms[0], stored[0].id).await.unwrap().unwrap();
+    assert!(tombstone.delete(rooms[0], &User::new(uid("lab1"), Role::Lab), at).unwrap());
+    assert!(store.update_message(&tombstone).await.unwrap());
+    store.count_deleted(&tombstone).await.unwrap();
     let before = inboxes(&*store).await;
     assert_eq!(before[0].iter().map(|r| r.2).collect::<Vec<_>>(), [2, 0, 1], "t1: rooms 1, 2, 0 by activity");
+    let lab2_room0 = before[2].iter().find(|r| r.0 == rooms[0]).map(|r| r.2);
+    assert_eq!(lab2_room0, Some(2), "lab2: three messages in room 0, one of them deleted");
 
     // As if the messages had been stored by a labchat without the inbox.
     let db = fixture.database();
