@@ -289,7 +289,11 @@ impl ChatStore for MongoStore {
         // 1. Which of the ids are messages of this request that `user` did not send.
         let context = "find the messages to mark";
         let wanted: Vec<Bson> = ids.iter().map(|id| Bson::ObjectId(object_id(id.object_id()))).collect();
-        let filter = doc! {"_id": {"$in": wanted}, "requestId": request.to_hex(), "senderId": {"$ne": user.as_str()}};
+        // As `Message::accepts_receipt_from`: not the user's own, not a tombstone.
+        let filter = doc! {
+            "_id": {"$in": wanted}, "requestId": request.to_hex(), "senderId": {"$ne": user.as_str()},
+            "deletedAt": {"$exists": false},
+        };
         let eligible: HashSet<MessageId> = bounded(self.op_timeout, context, async {
             let found = self.messages.clone_with_type::<IdOnly>().find(filter).projection(doc! {"_id": 1}).await?;
             found.try_collect::<Vec<_>>().await

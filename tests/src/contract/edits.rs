@@ -163,6 +163,10 @@ pub async fn a_deletion_is_unread_for_no_one<F: StoreFixture>(f: &F) {
         assert_unread(&*store, &model, room, who, "after a second deletion").await;
     }
     assert_eq!(store.first_unread(room, &uid("lab3")).await.unwrap_or_else(|e| panic!("{e:?}")), Some(ids[3]));
+    // A tombstone takes no receipt (as `Message::accepts_receipt_from`): nothing to read any more.
+    let marked = store.mark(room, &uid("lab3"), labchat_domain::ReceiptKind::Read, &ids[2..3], mk.now()).await;
+    let marked = marked.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(marked.delivered.is_empty() && marked.read.is_empty(), "a tombstone was marked: {marked:?}");
 
     // Recounting gives the same.
     for who in users {
