@@ -88,7 +88,7 @@ impl Contract {
                 // The ack's data is the variant documented for the acked event.
                 let variant = match acked.as_str() {
                     "joinRoom" | "leaveRoom" | "history" | "typing" => "AckRoom",
-                    "message" => "ChatMessage",
+                    "message" | "editMessage" | "deleteMessage" => "ChatMessage",
                     "ackMessages" | "readMessages" => "AckMarked",
                     "refreshToken" => "AckRefreshed",
                     other => panic!("ack of unknown event {other}"),
@@ -364,6 +364,19 @@ async fn every_frame_of_a_real_session_matches_the_document() {
     assert_eq!(frames[0]["data"]["messages"][0]["id"], m1.as_str());
     let frames = t.call("joinRoom", json!({"requestId": rid, "after": m1})).await;
     assert_eq!(frames[0]["data"]["messages"].as_array().unwrap().len(), 2);
+
+    // An edit and a delete: the acks, the room events and the tombstone in history.
+    let frames = t.call("editMessage", json!({"requestId": rid, "messageId": m2, "message": "second, edited"})).await;
+    assert_eq!(frames.last().unwrap()["data"]["editedAt"].as_str().map(str::len), Some(24));
+    assert_eq!(l.expect("messageEdited").await["message"], "second, edited");
+    let frames = l.call("deleteMessage", json!({"requestId": rid, "messageId": m2})).await;
+    assert_eq!(frames.last().unwrap()["data"]["deletedBy"], "lab-1");
+    assert_eq!(t.expect("messageDeleted").await["messageId"], m2.as_str());
+    let frames = t.call("history", json!({"requestId": rid, "limit": 10})).await;
+    let tombstone = frames[0]["data"]["messages"].as_array().unwrap().iter().find(|m| m["id"] == m2.as_str()).cloned();
+    assert!(tombstone.is_some_and(|m| m.get("message").is_none() && m["deletedBy"] == "lab-1"), "{frames:?}");
+    let refused = l.err("editMessage", json!({"requestId": rid, "messageId": m1, "message": "x"})).await;
+    assert_eq!(refused["code"], "FORBIDDEN");
 
     // Token refresh, accepted and refused.
     t.ok("refreshToken", json!({"token": token("t1", "TEACHER")})).await;
