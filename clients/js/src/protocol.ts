@@ -34,9 +34,16 @@ export interface ChatMessage {
   seq: number;
   senderId: string;
   senderRole: Role;
-  message: string;
+  /** The text; absent on a tombstone (a deleted message). */
+  message?: string;
   createdAt: Timestamp;
   clientMessageId?: string;
+  /** When the sender last edited the text. */
+  editedAt?: Timestamp;
+  /** When the message was deleted (a tombstone). */
+  deletedAt?: Timestamp;
+  /** Who deleted it: the sender, or a LAB user. */
+  deletedBy?: string;
   deliveredTo: Receipt[];
   readBy: Receipt[];
 }
@@ -73,6 +80,26 @@ export interface MembersChangedData {
   joined: Member[];
   left: string[];
   membersCount: number;
+}
+
+/** asyncapi: MessageEditedFrame's data. */
+export interface MessageEditedData {
+  requestId: HexId;
+  messageId: HexId;
+  message: string;
+  editedAt: Timestamp;
+  /** The edited message's own seq. */
+  seq: number;
+}
+
+/** asyncapi: MessageDeletedFrame's data. */
+export interface MessageDeletedData {
+  requestId: HexId;
+  messageId: HexId;
+  deletedAt: Timestamp;
+  deletedBy: string;
+  /** The deleted message's own seq (kept). */
+  seq: number;
 }
 
 /** `messagesDelivered` and `messageReads`. asyncapi: ReceiptsEventData. */
@@ -139,6 +166,8 @@ export interface MemberLeftData {
 /** Every server event with its data. */
 export interface ServerEvents {
   message: ChatMessage;
+  messageEdited: MessageEditedData;
+  messageDeleted: MessageDeletedData;
   roomHistory: RoomHistoryData;
   messagesDelivered: ReceiptsEventData;
   messageReads: ReceiptsEventData;
@@ -156,6 +185,8 @@ export interface ClientEvents {
   joinRoom: { requestId: HexId; after?: HexId };
   leaveRoom: { requestId: HexId };
   message: { requestId: HexId; message: string; clientMessageId?: string };
+  editMessage: { requestId: HexId; messageId: HexId; message: string };
+  deleteMessage: { requestId: HexId; messageId: HexId };
   ackMessages: { requestId: HexId; messages: HexId[] };
   readMessages: { requestId: HexId; messages: HexId[] };
   history: { requestId: HexId; before?: HexId; after?: HexId; limit?: number };
@@ -172,6 +203,8 @@ export interface AckData {
   joinRoom: AckRoom;
   leaveRoom: AckRoom;
   message: ChatMessage;
+  editMessage: ChatMessage;
+  deleteMessage: ChatMessage;
   ackMessages: AckMarked;
   readMessages: AckMarked;
   history: AckRoom;

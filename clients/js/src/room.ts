@@ -3,6 +3,7 @@
 // while `hasMore`; sends queued and re-sent with the same clientMessageId until acknowledged;
 // receipts coalesced and re-sent until acknowledged.
 
+import { applyDelete, applyEdit, applyStored } from './edits.js';
 import { Emitter } from './emitter.js';
 import { Marks } from './marks.js';
 import { Outbox } from './outbox.js';
@@ -14,6 +15,8 @@ import type {
   Member,
   MemberLeftData,
   MembersChangedData,
+  MessageDeletedData,
+  MessageEditedData,
   ReceiptsEventData,
   RoomHistoryData,
   SomeoneInRoom,
@@ -40,6 +43,10 @@ export interface RoomHost {
 export interface RoomEventMap {
   /** A message, strictly in `seq` order, each once. */
   message: ChatMessage;
+  /** A held message was edited (the message, now with its new text and `editedAt`). */
+  edited: ChatMessage;
+  /** A held message was deleted (the message, now a tombstone). */
+  deleted: ChatMessage;
   delivered: ReceiptsEventData;
   read: ReceiptsEventData;
   /** The members now (after the join's list, or a memberJoined / memberLeft). */
@@ -104,6 +111,24 @@ export class Room extends Emitter<RoomEventMap> {
   membersCount = 0;
 
   /** Pages the room's members after the ones held (`members {after}`) until every one is held. */
+  /** Edits one of this user's messages (within the server's edit window): the message as stored now. */
+  async edit(messageId: string, text: string): Promise<ChatMessage> {
+    const stored = await this.host.request('editMessage', { requestId: this.requestId, messageId, message: text });
+    return this.stored(stored);
+  }
+
+  /** Deletes a message (one's own; any as a LAB user): the tombstone. Deleting twice is not an error. */
+  async delete(messageId: string): Promise<ChatMessage> {
+    return this.stored(await this.host.request('deleteMessage', { requestId: this.requestId, messageId }));
+  }
+
+  private stored(m: ChatMessage): ChatMessage {
+    const held = this.byId.get(m.id);
+    if (!held) return m;
+    applyStored(held, m);
+    return held;
+  }
+
   async loadMembers(): Promise<Member[]> {
     let after = this.membersNext;
     while (after) {
@@ -235,6 +260,18 @@ export class Room extends Emitter<RoomEventMap> {
       case 'message':
         if (this.joined) this.accept(data as ChatMessage, true);
         return;
+      case 'messageEdited': {
+        const held = this.byId.get((data as MessageEditedData).messageId);
+        if (held) applyEdit(held, data as MessageEditedData);
+        if (held) this.emit('edited', held);
+        return;
+      }
+      case 'messageDeleted': {
+        const held = this.byId.get((data as MessageDeletedData).messageId);
+        if (held) applyDelete(held, data as MessageDeletedData);
+        if (held) this.emit('deleted', held);
+        return;
+      }
       case 'messagesDelivered':
         this.onReceipts('deliveredTo', data as ReceiptsEventData);
         return;

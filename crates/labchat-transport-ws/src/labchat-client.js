@@ -131,6 +131,35 @@ const $protocol = (() => {
   return { CloseCodes };
 })();
 
+const $edits = (() => {
+  // Edits and deletes applied to a held message: the text replaced (with `editedAt`), or removed for
+  // a tombstone (with `deletedAt` and `deletedBy`; a tombstone keeps its id, seq and receipts).
+  /** Applies `messageEdited` to `m` (in place). */
+  function applyEdit(m, e) {
+      if (m.deletedAt)
+          return;
+      m.message = e.message;
+      m.editedAt = e.editedAt;
+  }
+  /** Applies `messageDeleted` to `m` (in place): it becomes a tombstone. */
+  function applyDelete(m, d) {
+      delete m.message;
+      delete m.editedAt;
+      m.deletedAt = d.deletedAt;
+      m.deletedBy = d.deletedBy;
+  }
+  /** Applies the message as the server stores it now (an ack of editMessage or deleteMessage). */
+  function applyStored(m, stored) {
+      if (stored.deletedAt && stored.deletedBy) {
+          applyDelete(m, { requestId: stored.requestId, messageId: stored.id, deletedAt: stored.deletedAt, deletedBy: stored.deletedBy, seq: stored.seq });
+      }
+      else if (stored.message !== undefined && stored.editedAt) {
+          applyEdit(m, { requestId: stored.requestId, messageId: stored.id, message: stored.message, editedAt: stored.editedAt, seq: stored.seq });
+      }
+  }
+  return { applyEdit, applyDelete, applyStored };
+})();
+
 const $marks = (() => {
   const { ClientErrorCodes, DISCONNECTED, LabchatError, shouldRetry } = $errors;
   // Receipts (`ackMessages` / `readMessages`) of one room: ids coalesced into frames of at most 500,
@@ -290,6 +319,7 @@ const $outbox = (() => {
 })();
 
 const $room = (() => {
+  const { applyDelete, applyEdit, applyStored } = $edits;
   const { Emitter } = $emitter;
   const { Marks } = $marks;
   const { Outbox } = $outbox;
@@ -339,6 +369,22 @@ const $room = (() => {
           return [...this.members.values()];
       }
       /** Pages the room's members after the ones held (`members {after}`) until every one is held. */
+      /** Edits one of this user's messages (within the server's edit window): the message as stored now. */
+      async edit(messageId, text) {
+          const stored = await this.host.request('editMessage', { requestId: this.requestId, messageId, message: text });
+          return this.stored(stored);
+      }
+      /** Deletes a message (one's own; any as a LAB user): the tombstone. Deleting twice is not an error. */
+      async delete(messageId) {
+          return this.stored(await this.host.request('deleteMessage', { requestId: this.requestId, messageId }));
+      }
+      stored(m) {
+          const held = this.byId.get(m.id);
+          if (!held)
+              return m;
+          applyStored(held, m);
+          return held;
+      }
       async loadMembers() {
           let after = this.membersNext;
           while (after) {
@@ -475,6 +521,22 @@ const $room = (() => {
                   if (this.joined)
                       this.accept(data, true);
                   return;
+              case 'messageEdited': {
+                  const held = this.byId.get(data.messageId);
+                  if (held)
+                      applyEdit(held, data);
+                  if (held)
+                      this.emit('edited', held);
+                  return;
+              }
+              case 'messageDeleted': {
+                  const held = this.byId.get(data.messageId);
+                  if (held)
+                      applyDelete(held, data);
+                  if (held)
+                      this.emit('deleted', held);
+                  return;
+              }
               case 'messagesDelivered':
                   this.onReceipts('deliveredTo', data);
                   return;
@@ -1040,6 +1102,8 @@ const $client = (() => {
           const room = typeof d?.requestId === 'string' ? this.rooms.get(d.requestId) : undefined;
           switch (event) {
               case 'message':
+              case 'messageEdited':
+              case 'messageDeleted':
               case 'messagesDelivered':
               case 'messageReads':
               case 'typing':
