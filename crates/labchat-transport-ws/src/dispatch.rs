@@ -1,6 +1,5 @@
 //! One text frame of a connection: decode it, run the use case, queue the reply.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use labchat_core::{InboxSink, RoomSink};
@@ -12,6 +11,7 @@ use crate::access;
 use crate::auth::{AuthError, Principal};
 use crate::connection::{End, close};
 use crate::errors::WireError;
+use crate::joined::JoinedRooms;
 use crate::outbound::{ConnSink, Release};
 use crate::protocol::{self, AckData, Command, ErrorCode, ErrorFrame, Inbound, Keep, ServerEvent};
 use crate::server::Server;
@@ -22,7 +22,7 @@ pub(crate) struct Session {
     /// Who is connected, and until when.
     pub(crate) principal: Principal,
     /// The rooms joined.
-    pub(crate) rooms: HashSet<RequestId>,
+    pub(crate) rooms: JoinedRooms,
     /// Where replies and room events go.
     pub(crate) sink: Arc<ConnSink>,
     /// The connection's own typing throttle, from its first `typing` on.
@@ -46,7 +46,7 @@ pub(crate) enum Outcome {
 impl Session {
     /// A session with no room joined.
     pub(crate) fn new(principal: Principal, sink: Arc<ConnSink>) -> Self {
-        Self { principal, rooms: HashSet::new(), sink, typing: None }
+        Self { principal, rooms: JoinedRooms::default(), sink, typing: None }
     }
 
     /// Handles one text frame: its reply (or `error` frame) is queued on the sink.

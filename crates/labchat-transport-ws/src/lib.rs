@@ -18,6 +18,7 @@ mod connection;
 mod dispatch;
 mod drain;
 mod errors;
+mod joined;
 mod metered;
 mod outbound;
 pub mod protocol;
