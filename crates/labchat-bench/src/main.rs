@@ -103,6 +103,9 @@ enum Cmd {
         /// Wait after the last join for the last coalesced changes.
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         settle: Duration,
+        /// Storms one after the other, each in a fresh room (a finer CPU figure).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// One room of M members, W messages in flight: deliveries/s, latency, CPU per delivery.
     Fanout {
@@ -272,9 +275,9 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             let report = runtime(target.threads)?.block_on(labchat_bench::session(&t, &opts))?;
             emit(target.json, &report)
         }
-        Cmd::Joinstorm { target, users, concurrency, settle } => {
+        Cmd::Joinstorm { target, users, concurrency, settle, rounds } => {
             let t = target.target()?;
-            let opts = JoinStormOptions { users, concurrency, settle, room_offset: target.room_offset };
+            let opts = JoinStormOptions { users, concurrency, settle, rounds, room_offset: target.room_offset };
             let report = runtime(target.threads)?.block_on(labchat_bench::joinstorm(&t, &opts))?;
             emit(target.json, &report)
         }

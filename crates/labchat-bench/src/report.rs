@@ -98,21 +98,23 @@ impl Table for SessionReport {
 
 impl Table for JoinStormReport {
     fn title(&self) -> String {
-        format!("joinstorm: {} users join one room at once", self.users)
+        format!("joinstorm: {} users join one room at once, {} storm(s); counts per storm", self.users, self.rounds)
     }
 
     fn rows(&self) -> Vec<(&'static str, String)> {
+        let k = self.rounds.max(1) as u64;
+        let presence = self.member_joined + self.member_left + self.members_changed;
         let mut rows = vec![
-            ("joined", format!("{} of {} in {:.2} s", self.joined, self.users, self.join_elapsed_s)),
-            ("frames received", self.frames.to_string()),
+            ("joined", format!("{} of {} in {:.2} s", self.joined as u64 / k, self.users, self.join_elapsed_s)),
+            ("frames received", (self.frames / k).to_string()),
             (
                 "presence frames",
                 format!(
                     "{} (memberJoined {}, memberLeft {}, membersChanged {}); without coalescing N(N-1)/2 = {}",
-                    self.member_joined + self.member_left + self.members_changed,
-                    self.member_joined,
-                    self.member_left,
-                    self.members_changed,
+                    presence / k,
+                    self.member_joined / k,
+                    self.member_left / k,
+                    self.members_changed / k,
                     self.uncoalesced_frames
                 ),
             ),
@@ -124,7 +126,7 @@ impl Table for JoinStormReport {
                 ),
             ),
             ("members with a wrong count", self.members_with_a_wrong_count.to_string()),
-            ("server CPU (storm + settle)", opt(self.server_cpu_ms, 1, " ms")),
+            ("server CPU (storm + settle)", opt(self.server_cpu_ms, 1, " ms per storm")),
         ];
         cpu_rows(&self.cpu, &mut rows);
         rows.push(("load (1 min)", self.load1.map_or_else(|| "n/a".into(), |l| format!("{l:.2}"))));

@@ -27,13 +27,16 @@ pub struct JoinStormOptions {
     pub concurrency: usize,
     /// Wait after the last join's ack for the last coalesced changes.
     pub settle: Duration,
+    /// Storms, one after the other, each in a fresh room with fresh connections (the first
+    /// room is `room_offset`, the next ones follow): more rounds, a finer CPU figure.
+    pub rounds: usize,
     /// Which seeded room to use (a fresh one: nobody in it yet).
     pub room_offset: usize,
 }
 
 impl Default for JoinStormOptions {
     fn default() -> Self {
-        Self { users: 200, concurrency: 64, settle: Duration::from_secs(1), room_offset: 0 }
+        Self { users: 200, concurrency: 64, settle: Duration::from_secs(1), rounds: 1, room_offset: 0 }
     }
 }
 
@@ -42,11 +45,13 @@ impl Default for JoinStormOptions {
 pub struct JoinStormReport {
     /// `joinstorm`.
     pub workload: &'static str,
-    /// Users asked for.
+    /// Users asked for, per storm.
     pub users: usize,
-    /// Users whose join was acknowledged.
+    /// Storms.
+    pub rounds: usize,
+    /// Users whose join was acknowledged, in all storms.
     pub joined: usize,
-    /// Frames the members received from the storm's start, of every kind.
+    /// Frames the members received from each storm's start, of every kind, in all storms.
     pub frames: u64,
     /// Of them `memberJoined`.
     pub member_joined: u64,
@@ -58,16 +63,17 @@ pub struct JoinStormReport {
     pub presence_frames_per_member: f64,
     /// The most presence frames one member received.
     pub max_presence_frames_per_member: u64,
-    /// N·(N−1)/2: the `memberJoined` frames of the storm without coalescing.
+    /// N·(N−1)/2: the `memberJoined` frames of one storm without coalescing.
     pub uncoalesced_frames: u64,
     /// Members whose count of the room, kept from the frames, is not the number joined.
     pub members_with_a_wrong_count: usize,
-    /// From the storm's start until every join was acknowledged.
+    /// From a storm's start until every join was acknowledged, the mean of the storms.
     pub join_elapsed_s: f64,
-    /// CPU from the storm's start until the end of the settle time.
+    /// CPU from each storm's start until the end of its settle time: seconds summed over the
+    /// storms, shares of a core their mean.
     #[serde(flatten)]
     pub cpu: CpuUse,
-    /// Server CPU over the storm and the settle time, in milliseconds.
+    /// Server CPU over one storm and its settle time, in milliseconds: the mean of the storms.
     pub server_cpu_ms: Option<f64>,
     /// 1-minute load average at the end.
     pub load1: Option<f64>,
@@ -144,14 +150,17 @@ fn spawn_member(
     })
 }
 
-/// Runs the join storm workload.
-pub async fn joinstorm(target: &Target, opts: &JoinStormOptions) -> Result<JoinStormReport, BenchError> {
-    if opts.users < 2 || opts.users > super::MAX_CONNECTIONS {
-        return Err(BenchError::Options(format!("joinstorm needs 2 to {} users", super::MAX_CONNECTIONS)));
-    }
-    check_duration("--settle", opts.settle)?;
-    procfs::check_open_files(opts.users)?;
-    let room = target.rooms(opts.room_offset, 1)?.remove(0);
+/// What one storm saw: each member's tally, the CPU, the time until every join's ack.
+struct Storm {
+    seen: Vec<Tally>,
+    cpu: CpuUse,
+    join_elapsed_s: f64,
+}
+
+/// One storm in `room`: opens every connection, then joins them all at once, waits for every
+/// ack and the settle time, and closes them again (then waits the settle time once more, so
+/// that the departures are not charged to the next storm).
+async fn storm(target: &Target, opts: &JoinStormOptions, room: &str) -> Result<Storm, BenchError> {
     let pids = target.server_pids();
     let prefix = format!("storm-{}", super::nonce());
     let prefix_ref = &prefix;
@@ -168,34 +177,66 @@ pub async fn joinstorm(target: &Target, opts: &JoinStormOptions) -> Result<JoinS
     let tasks: Vec<_> = opened
         .into_iter()
         .zip(&tallies)
-        .map(|(ws, t)| spawn_member(ws, room.clone(), start.clone(), Arc::clone(t), Arc::clone(&failure)))
+        .map(|(ws, t)| spawn_member(ws, room.to_owned(), start.clone(), Arc::clone(t), Arc::clone(&failure)))
         .collect();
     let snapshot = || -> Vec<Tally> { tallies.iter().map(|t| *t.lock().unwrap_or_else(|p| p.into_inner())).collect() };
+    let failed = || failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
 
     let cpu_mark = CpuMark::start(&pids);
     let started = Instant::now();
     go.send_replace(true);
     let deadline = started + STEP_TIMEOUT * 3;
-    while snapshot().iter().any(|t| !t.joined) && Instant::now() < deadline {
-        if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            return Err(BenchError::Protocol(e));
-        }
+    while snapshot().iter().any(|t| !t.joined) && Instant::now() < deadline && failed().is_none() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let join_elapsed = started.elapsed().as_secs_f64();
+    let join_elapsed_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(opts.settle).await;
     let cpu = cpu_mark.stop(&pids);
     let seen = snapshot();
     for t in &tasks {
         t.abort();
     }
-    if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+    tokio::time::sleep(opts.settle).await;
+    if let Some(e) = failed() {
         return Err(BenchError::Protocol(e));
     }
     let joined = seen.iter().filter(|t| t.joined).count();
     if joined < opts.users {
         return Err(BenchError::Timeout(format!("joinstorm: {joined} of {} joins acknowledged", opts.users)));
     }
+    Ok(Storm { seen, cpu, join_elapsed_s })
+}
+
+/// Runs the join storm workload.
+pub async fn joinstorm(target: &Target, opts: &JoinStormOptions) -> Result<JoinStormReport, BenchError> {
+    if opts.users < 2 || opts.users > super::MAX_CONNECTIONS || opts.rounds == 0 || opts.rounds > 100 {
+        return Err(BenchError::Options(format!(
+            "joinstorm needs 2 to {} users and 1 to 100 rounds",
+            super::MAX_CONNECTIONS
+        )));
+    }
+    check_duration("--settle", opts.settle)?;
+    procfs::check_open_files(opts.users)?;
+    let rooms = target.rooms(opts.room_offset, opts.rounds)?;
+    let mut seen = Vec::new();
+    let (mut server_s, mut server_pct, mut generator_pct, mut elapsed) = (None::<f64>, None::<f64>, None::<f64>, 0.0);
+    let add = |sum: Option<f64>, v: Option<f64>| v.map(|v| sum.unwrap_or(0.0) + v);
+    for room in &rooms {
+        let s = storm(target, opts, room).await?;
+        seen.extend(s.seen);
+        server_s = add(server_s, s.cpu.server_cpu_s);
+        server_pct = add(server_pct, s.cpu.server_cpu_pct);
+        generator_pct = add(generator_pct, s.cpu.generator_cpu_pct);
+        elapsed += s.join_elapsed_s;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let rounds = opts.rounds as f64;
+    let cpu = CpuUse {
+        server_cpu_s: server_s,
+        server_cpu_pct: server_pct.map(|p| p / rounds),
+        generator_cpu_pct: generator_pct.map(|p| p / rounds),
+    };
+    let joined = seen.len();
     let sum = |f: fn(&Tally) -> u64| seen.iter().map(f).sum::<u64>();
     let n = opts.users as u64;
     let presence = sum(Tally::presence);
@@ -203,6 +244,7 @@ pub async fn joinstorm(target: &Target, opts: &JoinStormOptions) -> Result<JoinS
     Ok(JoinStormReport {
         workload: "joinstorm",
         users: opts.users,
+        rounds: opts.rounds,
         joined,
         frames: sum(|t| t.frames),
         member_joined: sum(|t| t.member_joined),
@@ -211,10 +253,10 @@ pub async fn joinstorm(target: &Target, opts: &JoinStormOptions) -> Result<JoinS
         presence_frames_per_member: presence as f64 / joined as f64,
         max_presence_frames_per_member: seen.iter().map(Tally::presence).max().unwrap_or(0),
         uncoalesced_frames: n * (n - 1) / 2,
-        members_with_a_wrong_count: seen.iter().filter(|t| t.count != i64::try_from(joined).ok()).count(),
-        join_elapsed_s: join_elapsed,
+        members_with_a_wrong_count: seen.iter().filter(|t| t.count != i64::try_from(opts.users).ok()).count(),
+        join_elapsed_s: elapsed / rounds,
         cpu,
-        server_cpu_ms: cpu.server_cpu_s.map(|s| s * 1e3),
+        server_cpu_ms: server_s.map(|s| s * 1e3 / rounds),
         load1: load1(),
     })
 }
