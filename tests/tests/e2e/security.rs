@@ -287,6 +287,11 @@ fn payloads(event: &str, r1_ids: &[String]) -> Vec<Value> {
             json!({"message": "bob-intrusion", "clientMessageId": "r1-cmid-0"}),
         ],
         "ackMessages" | "readMessages" => vec![json!({"messages": r1_ids}), json!({"messages": [first]})],
+        // Alice's own messages: editing or deleting them must be refused as access, never reach them.
+        "editMessage" => {
+            vec![json!({"messageId": first, "message": "bob-edit"}), json!({"messageId": last, "message": "x"})]
+        }
+        "deleteMessage" => vec![json!({"messageId": first}), json!({"messageId": last})],
         _ => vec![json!({})],
     }
 }
