@@ -363,6 +363,8 @@ export class Client extends Emitter<ClientEventMap> implements RoomHost {
       case 'message':
       case 'messagesDelivered':
       case 'messageReads':
+      case 'messageEdited':
+      case 'messageDeleted':
       case 'typing':
       case 'memberJoined':
       case 'memberLeft':

@@ -26,7 +26,8 @@ export interface Receipt {
   at: Timestamp;
 }
 
-/** A stored chat message with its receipts. asyncapi: ChatMessage. */
+/** A stored chat message with its receipts. A deleted message is a tombstone: no `message`, with
+ * `deletedAt` and `deletedBy`; an edited one has `editedAt`. asyncapi: ChatMessage. */
 export interface ChatMessage {
   id: HexId;
   requestId: HexId;
@@ -34,11 +35,38 @@ export interface ChatMessage {
   seq: number;
   senderId: string;
   senderRole: Role;
-  message: string;
+  /** The text; absent on a tombstone (a deleted message). */
+  message?: string;
   createdAt: Timestamp;
   clientMessageId?: string;
+  /** When the text was last edited. */
+  editedAt?: Timestamp;
+  /** When the message was deleted (a tombstone). */
+  deletedAt?: Timestamp;
+  /** Who deleted it: the sender or a LAB user. */
+  deletedBy?: string;
   deliveredTo: Receipt[];
   readBy: Receipt[];
+}
+
+/** A message of a room was edited. asyncapi: MessageEditedFrame's data. */
+export interface MessageEditedData {
+  requestId: HexId;
+  messageId: HexId;
+  message: string;
+  editedAt: Timestamp;
+  /** The edited message's own seq. */
+  seq: number;
+}
+
+/** A message of a room was deleted (it stays as a tombstone). asyncapi: MessageDeletedFrame's data. */
+export interface MessageDeletedData {
+  requestId: HexId;
+  messageId: HexId;
+  deletedAt: Timestamp;
+  deletedBy: string;
+  /** The deleted message's own seq. */
+  seq: number;
 }
 
 /** asyncapi: Member. */
@@ -142,6 +170,8 @@ export interface ServerEvents {
   roomHistory: RoomHistoryData;
   messagesDelivered: ReceiptsEventData;
   messageReads: ReceiptsEventData;
+  messageEdited: MessageEditedData;
+  messageDeleted: MessageDeletedData;
   inboxUpdate: InboxRow;
   typing: SomeoneInRoom;
   memberJoined: SomeoneInRoom;
@@ -156,6 +186,8 @@ export interface ClientEvents {
   joinRoom: { requestId: HexId; after?: HexId };
   leaveRoom: { requestId: HexId };
   message: { requestId: HexId; message: string; clientMessageId?: string };
+  editMessage: { requestId: HexId; messageId: HexId; message: string };
+  deleteMessage: { requestId: HexId; messageId: HexId };
   ackMessages: { requestId: HexId; messages: HexId[] };
   readMessages: { requestId: HexId; messages: HexId[] };
   history: { requestId: HexId; before?: HexId; after?: HexId; limit?: number };
@@ -172,6 +204,8 @@ export interface AckData {
   joinRoom: AckRoom;
   leaveRoom: AckRoom;
   message: ChatMessage;
+  editMessage: ChatMessage;
+  deleteMessage: ChatMessage;
   ackMessages: AckMarked;
   readMessages: AckMarked;
   history: AckRoom;

@@ -62,6 +62,8 @@ const OBJECTS = {
   MemberLeftData: schemas.MemberLeftFrame.properties.data,
   AckMembers: schemas.AckMembers,
   MembersChangedData: schemas.MembersChangedFrame.properties.data,
+  MessageEditedData: schemas.MessageEditedFrame.properties.data,
+  MessageDeletedData: schemas.MessageDeletedFrame.properties.data,
 };
 
 for (const [name, schema] of Object.entries(OBJECTS)) {

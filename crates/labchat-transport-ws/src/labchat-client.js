@@ -131,6 +131,27 @@ const $protocol = (() => {
   return { CloseCodes };
 })();
 
+const $changes = (() => {
+  // Edits and deletes of held messages: the new form of a message after `messageEdited` /
+  // `messageDeleted`, and the changes that reach a room before the message they change.
+  /** The message after the change: a new object (the old one is left as it was). */
+  function applyChange(m, change) {
+      if (change.kind === 'edited') {
+          // An edit never revives a tombstone (the server refuses to edit a deleted message).
+          if (m.deletedAt !== undefined)
+              return m;
+          return { ...m, message: change.data.message, editedAt: change.data.editedAt };
+      }
+      const { message: _text, ...rest } = m;
+      return { ...rest, deletedAt: change.data.deletedAt, deletedBy: change.data.deletedBy };
+  }
+  /** Whether `m` counts as unread for `userId`: not sent by them, not read by them, not deleted. */
+  function isUnreadFor(m, userId) {
+      return m.deletedAt === undefined && m.senderId !== userId && !m.readBy.some((r) => r.userId === userId);
+  }
+  return { applyChange, isUnreadFor };
+})();
+
 const $marks = (() => {
   const { ClientErrorCodes, DISCONNECTED, LabchatError, shouldRetry } = $errors;
   // Receipts (`ackMessages` / `readMessages`) of one room: ids coalesced into frames of at most 500,
@@ -290,6 +311,7 @@ const $outbox = (() => {
 })();
 
 const $room = (() => {
+  const { applyChange, isUnreadFor } = $changes;
   const { Emitter } = $emitter;
   const { Marks } = $marks;
   const { Outbox } = $outbox;
@@ -316,6 +338,7 @@ const $room = (() => {
           this.lastSeq = 0;
           this.byId = new Map();
           this.ahead = new Map();
+          this.lateChanges = new Map();
           this.lateReceipts = new Map();
           this.members = new Map();
           this.membersNext = null;
@@ -358,6 +381,22 @@ const $room = (() => {
               return Promise.reject(new LabchatError(this.left ? ClientErrorCodes.LEFT : ClientErrorCodes.CLOSED, 'the room is no longer open'));
           }
           return this.outbox.push(text);
+      }
+      /** Edits one's own message (within the server's edit window); resolves with the message as
+       * stored now (with `editedAt`), rejects with the server's error (FORBIDDEN, BAD_REQUEST, …). */
+      async edit(messageId, text) {
+          this.ensureOpen();
+          const m = await this.host.request('editMessage', { requestId: this.requestId, messageId, message: text });
+          this.replaceHeld(m);
+          return m;
+      }
+      /** Deletes a message (one's own, or any as a LAB user); resolves with its tombstone (no
+       * `message`, with `deletedAt` and `deletedBy`), rejects with the server's error. */
+      async delete(messageId) {
+          this.ensureOpen();
+          const m = await this.host.request('deleteMessage', { requestId: this.requestId, messageId });
+          this.replaceHeld(m);
+          return m;
       }
       /** Marks messages delivered to this user; resolves once acknowledged (re-sent after reconnects). */
       markDelivered(ids) {
@@ -481,6 +520,12 @@ const $room = (() => {
               case 'messageReads':
                   this.onReceipts('readBy', data);
                   return;
+              case 'messageEdited':
+                  this.onChange({ kind: 'edited', data: data });
+                  return;
+              case 'messageDeleted':
+                  this.onChange({ kind: 'deleted', data: data });
+                  return;
               case 'typing':
                   this.emit('typing', data);
                   return;
@@ -546,6 +591,9 @@ const $room = (() => {
           }
       }
       append(m, live) {
+          for (const change of this.lateChanges.get(m.id) ?? [])
+              m = applyChange(m, change);
+          this.lateChanges.delete(m.id);
           this.lastSeq = m.seq;
           this.messages.push(m);
           this.byId.set(m.id, m);
@@ -557,7 +605,7 @@ const $room = (() => {
               for (const r of late.readBy)
                   addReceipt(m.readBy, r);
           }
-          if (live && m.senderId !== this.host.userId && !m.readBy.some((r) => r.userId === this.host.userId)) {
+          if (live && isUnreadFor(m, this.host.userId)) {
               this.unread += 1;
               if (this.firstUnreadId === null)
                   this.firstUnreadId = m.id;
@@ -625,6 +673,54 @@ const $room = (() => {
           this.known = false;
           this.emit('reset', undefined);
       }
+      ensureOpen() {
+          if (this.left || this.host.isFinished()) {
+              throw new LabchatError(this.left ? ClientErrorCodes.LEFT : ClientErrorCodes.CLOSED, 'the room is no longer open');
+          }
+      }
+      /** Puts `m` in the place of the held message with its id (in `messages` or waiting for a lower seq). */
+      replaceHeld(m) {
+          if (this.byId.has(m.id)) {
+              const first = this.messages[0]?.seq ?? 0;
+              let i = m.seq - first;
+              if (this.messages[i]?.id !== m.id)
+                  i = this.messages.findIndex((x) => x.id === m.id);
+              if (i >= 0)
+                  this.messages[i] = m;
+              this.byId.set(m.id, m);
+              return true;
+          }
+          const waiting = this.ahead.get(m.seq);
+          if (waiting?.id === m.id) {
+              this.ahead.set(m.seq, m);
+              return true;
+          }
+          return false;
+      }
+      /** A `messageEdited` / `messageDeleted`: applied to the held message (emitting `edited` /
+       * `deleted`), or kept until the message arrives when it is newer than those held. */
+      onChange(change) {
+          const { messageId, seq } = change.data;
+          const held = this.byId.get(messageId) ?? (this.ahead.get(seq)?.id === messageId ? this.ahead.get(seq) : undefined);
+          if (!held) {
+              // Older than the oldest held: a page loaded later shows the change. Newer: apply on arrival.
+              if (seq > this.lastSeq)
+                  this.lateChanges.set(messageId, [...(this.lateChanges.get(messageId) ?? []), change]);
+              return;
+          }
+          const me = this.host.userId;
+          const wasUnread = this.byId.has(messageId) && isUnreadFor(held, me);
+          const next = applyChange(held, change);
+          this.replaceHeld(next);
+          if (change.kind === 'deleted' && wasUnread) {
+              this.unread = Math.max(0, this.unread - 1);
+              if (this.firstUnreadId === messageId) {
+                  const first = this.messages.find((x) => isUnreadFor(x, me));
+                  this.firstUnreadId = this.unread > 0 && first ? first.id : null;
+              }
+          }
+          this.emit(change.kind, next);
+      }
       onReceipts(field, ev) {
           for (const id of ev.messages) {
               const m = this.byId.get(id);
@@ -645,7 +741,7 @@ const $room = (() => {
                   this.firstUnreadId = null;
               else if (this.firstUnreadId !== null && ev.messages.includes(this.firstUnreadId)) {
                   const me = this.host.userId;
-                  const next = this.messages.find((m) => m.senderId !== me && !m.readBy.some((r) => r.userId === me));
+                  const next = this.messages.find((m) => isUnreadFor(m, me));
                   this.firstUnreadId = next ? next.id : null;
               }
           }
@@ -1042,6 +1138,8 @@ const $client = (() => {
               case 'message':
               case 'messagesDelivered':
               case 'messageReads':
+              case 'messageEdited':
+              case 'messageDeleted':
               case 'typing':
               case 'memberJoined':
               case 'memberLeft':
