@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use labchat::app::{self, Settings, StoreSettings};
+use labchat_core::PresenceBurst;
 use labchat_domain::{HistoryLimit, ObjectIdBytes, Request, RequestId, UserId};
 use labchat_memory::MemoryStore;
 use labchat_store_mongo::MongoSettings;
@@ -36,6 +37,7 @@ pub fn settings() -> Settings {
         ws: WsConfig::default(),
         store: StoreSettings::Memory { seed: vec![] },
         backplane: None,
+        presence_burst: PresenceBurst::default(),
     }
 }
 

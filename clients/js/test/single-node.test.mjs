@@ -96,6 +96,35 @@ describe('one node', () => {
     assert.deepEqual(noId, [], 'frames sent without an id');
   });
 
+  test('edit and delete: both users see the new text, then the tombstone, as stored', async () => {
+    const t = open(node.url, teacherToken);
+    const l = open(node.url, labToken('lab-2'));
+    const tr = t.room(REQUEST_ID);
+    const lr = l.room(REQUEST_ID);
+    await waitFor(() => tr.joined && lr.joined, 'both joined');
+    const edited = [];
+    const deleted = [];
+    lr.on('edited', (m) => edited.push(m.id));
+    lr.on('deleted', (m) => deleted.push(m.id));
+    const sent = await tr.send('a typo hre');
+    await waitFor(() => lr.messages.some((m) => m.id === sent.id), 'the lab user holds the message');
+    const fixed = await tr.edit(sent.id, 'a typo here');
+    assert.equal(fixed.message, 'a typo here');
+    assert.ok(fixed.editedAt, 'editedAt');
+    await waitFor(() => edited.length === 1, 'the lab user sees the edit');
+    assert.equal(lr.messages.find((m) => m.id === sent.id).message, 'a typo here');
+    await assert.rejects(lr.edit(sent.id, 'not mine'), (e) => e.code === 'FORBIDDEN');
+    const tombstone = await lr.delete(sent.id);
+    assert.equal(tombstone.message, undefined);
+    assert.equal(tombstone.deletedBy, 'lab-2');
+    await waitFor(() => tr.messages.find((m) => m.id === sent.id)?.deletedAt, 'the teacher sees the tombstone');
+    assert.equal(tr.messages.find((m) => m.id === sent.id).message, undefined);
+    assert.deepEqual(deleted, [sent.id]);
+    assertSameAsStored(lr.messages, await storedHistory(node.url, teacherToken()), 'lab');
+    tr.leave();
+    lr.leave();
+  });
+
   test('a cut connection: live messages missed, queued sends and marks are caught up, each once', async () => {
     const proxy = await startProxy(node.port);
     try {

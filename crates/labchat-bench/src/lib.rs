@@ -13,6 +13,8 @@
 //!   every receipt;
 //! - [`session`]: a writer posts M messages, then N readers join (the history in their join
 //!   reply), read everything and stay; server RSS per reader after a large reply;
+//! - [`joinstorm`]: N users join one room at once; the presence frames it costs each member, and
+//!   the server's CPU;
 //! - [`slow`]: one member stops reading; the others' latency and the server RSS over time.
 //!
 //! Against a cluster, a [`Target`] holds every node's URL and pid: member `i` of a workload
@@ -33,6 +35,7 @@ pub mod workloads;
 pub use client::Target;
 pub use workloads::fanout::{FanoutOptions, FanoutReport, fanout};
 pub use workloads::idle::{IdleOptions, IdleReport, idle};
+pub use workloads::joinstorm::{JoinStormOptions, JoinStormReport, joinstorm};
 pub use workloads::rate::{RateOptions, RateReport, StepOptions, StepReport, rate, rate_steps};
 pub use workloads::receipts::{ReceiptsOptions, ReceiptsReport, receipts};
 pub use workloads::session::{SessionOptions, SessionReport, session};

@@ -6,13 +6,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use labchat_bench::report::Table;
 use labchat_bench::{
-    BenchError, FanoutOptions, IdleOptions, RateOptions, ReceiptsOptions, SessionOptions, SlowOptions, StepOptions,
-    Target, seed,
+    FanoutOptions, IdleOptions, JoinStormOptions, RateOptions, ReceiptsOptions, SessionOptions, SlowOptions,
+    StepOptions, seed,
 };
 use serde::Serialize;
+use target_args::TargetArgs;
+
+mod target_args;
 
 /// Load generator for labchat: speaks the JSON protocol over real websockets, to 127.0.0.1 only.
 ///
@@ -86,6 +89,23 @@ enum Cmd {
         /// Wait after posting, and after the last join, before reading the RSS.
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         settle: Duration,
+    },
+    /// N users join one fresh room at once: presence frames per member, server CPU.
+    Joinstorm {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Users (N), one connection each.
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+        /// Handshakes in progress at once (every connection opens before the storm).
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Wait after the last join for the last coalesced changes.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        settle: Duration,
+        /// Storms one after the other, each in a fresh room (a finer CPU figure).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// One room of M members, W messages in flight: deliveries/s, latency, CPU per delivery.
     Fanout {
@@ -194,54 +214,6 @@ enum Cmd {
     },
 }
 
-#[derive(Debug, Args)]
-struct TargetArgs {
-    /// The server's websocket URL (loopback only). Repeat it (or give a comma list) for the
-    /// nodes of a cluster: member i of a workload connects to URL i % n, so the sender (member
-    /// 0) stays on the first.
-    #[arg(long, value_delimiter = ',', num_args = 1, default_value = "ws://127.0.0.1:8080/ws")]
-    url: Vec<String>,
-    /// The server's HS256 secret (its --jwt-secret).
-    #[arg(long, env = "LABCHAT_JWT_SECRET", hide_env_values = true)]
-    secret: String,
-    /// The role claim name (the server's --jwt-role-claim).
-    #[arg(long, default_value = "role")]
-    role_claim: String,
-    /// The seed file the server was started with (default: the ids `seed` generates).
-    #[arg(long)]
-    seed_file: Option<PathBuf>,
-    /// First room of the seed to use (runs on fresh rooms start with empty histories).
-    #[arg(long, default_value_t = 0)]
-    room_offset: usize,
-    /// The server's pid, to read its RSS and CPU time from /proc. Repeat it (or give a comma
-    /// list) for several nodes: their CPU times and RSS are summed.
-    #[arg(long, value_delimiter = ',', num_args = 1)]
-    server_pid: Vec<u32>,
-    /// One JSON object per run instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Generator threads (1: a current-thread runtime, meant for a generator pinned to one core).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-}
-
-impl TargetArgs {
-    fn target(&self) -> Result<Target, BenchError> {
-        let (first, more) = self.url.split_first().ok_or_else(|| BenchError::Options("--url is required".into()))?;
-        let mut t = Target::new(first.as_str(), self.secret.as_bytes(), 0)?.with_more_urls(more.to_vec())?;
-        t.role_claim.clone_from(&self.role_claim);
-        t.rooms = match &self.seed_file {
-            Some(path) => seed::read_ids(path)?,
-            None => (0..MAX_GENERATED_ROOMS).map(seed::room_id).collect(),
-        };
-        t.server_pid = self.server_pid.first().copied();
-        t.more_server_pids = self.server_pid.iter().skip(1).copied().collect();
-        Ok(t)
-    }
-}
-
-const MAX_GENERATED_ROOMS: usize = 100_000;
-
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
@@ -301,6 +273,12 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             let opts =
                 SessionOptions { readers, messages, chars, concurrency, settle, room_offset: target.room_offset };
             let report = runtime(target.threads)?.block_on(labchat_bench::session(&t, &opts))?;
+            emit(target.json, &report)
+        }
+        Cmd::Joinstorm { target, users, concurrency, settle, rounds } => {
+            let t = target.target()?;
+            let opts = JoinStormOptions { users, concurrency, settle, rounds, room_offset: target.room_offset };
+            let report = runtime(target.threads)?.block_on(labchat_bench::joinstorm(&t, &opts))?;
             emit(target.json, &report)
         }
         Cmd::Fanout { target, members, window, size, warmup, duration, max_messages } => {

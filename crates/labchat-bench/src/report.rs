@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use crate::procfs::CpuUse;
 use crate::stats::Latency;
 use crate::workloads::{PhaseSummary, Problems};
-use crate::{FanoutReport, IdleReport, RateReport, ReceiptsReport, SessionReport, SlowReport, StepReport};
+use crate::{
+    FanoutReport, IdleReport, JoinStormReport, RateReport, ReceiptsReport, SessionReport, SlowReport, StepReport,
+};
 
 /// A report that renders as a two-column table.
 pub trait Table {
@@ -87,6 +89,44 @@ impl Table for SessionReport {
                 },
             ),
             ("server RSS per connection", opt(self.rss_per_connection_bytes, 0, " bytes")),
+        ];
+        cpu_rows(&self.cpu, &mut rows);
+        rows.push(("load (1 min)", self.load1.map_or_else(|| "n/a".into(), |l| format!("{l:.2}"))));
+        rows
+    }
+}
+
+impl Table for JoinStormReport {
+    fn title(&self) -> String {
+        format!("joinstorm: {} users join one room at once, {} storm(s); counts per storm", self.users, self.rounds)
+    }
+
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        let k = self.rounds.max(1) as u64;
+        let presence = self.member_joined + self.member_left + self.members_changed;
+        let mut rows = vec![
+            ("joined", format!("{} of {} in {:.2} s", self.joined as u64 / k, self.users, self.join_elapsed_s)),
+            ("frames received", (self.frames / k).to_string()),
+            (
+                "presence frames",
+                format!(
+                    "{} (memberJoined {}, memberLeft {}, membersChanged {}); without coalescing N(N-1)/2 = {}",
+                    presence / k,
+                    self.member_joined / k,
+                    self.member_left / k,
+                    self.members_changed / k,
+                    self.uncoalesced_frames
+                ),
+            ),
+            (
+                "per member",
+                format!(
+                    "{:.1} on average, {} at most",
+                    self.presence_frames_per_member, self.max_presence_frames_per_member
+                ),
+            ),
+            ("members with a wrong count", self.members_with_a_wrong_count.to_string()),
+            ("server CPU (storm + settle)", opt(self.server_cpu_ms, 1, " ms per storm")),
         ];
         cpu_rows(&self.cpu, &mut rows);
         rows.push(("load (1 min)", self.load1.map_or_else(|| "n/a".into(), |l| format!("{l:.2}"))));

@@ -345,25 +345,17 @@ impl Presence for RedisPresence {
         limit: usize,
     ) -> Result<MembersPage, PresenceError> {
         let [_, users_key, roles_key] = room_keys(room);
-        // One more than asked, to tell whether more follow; none for the count alone from the
-        // start, where the count tells (after a cursor, it does not).
-        let fetch = if limit == 0 && after.is_none() { 0 } else { limit.saturating_add(1) };
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(scripts::source(scripts::PAGE)).arg(2).arg(users_key).arg(roles_key);
         cmd.arg(after.map_or_else(|| "-".to_owned(), |a| format!("({}", a.as_str())));
-        cmd.arg(fetch);
+        // One more than asked, to tell whether more follow.
+        cmd.arg(limit.saturating_add(1));
         let (count, users, roles): (usize, Vec<String>, Vec<Option<String>>) =
             self.inner.query("members", &cmd).await?;
-        let mut members: Vec<Member> = users
-            .into_iter()
-            .zip(roles)
-            .filter_map(|(user, role)| {
-                Some(Member { user_id: UserId::parse(user).ok()?, role: Role::parse(&role?).ok()? })
-            })
-            .collect();
-        let has_more = if fetch == 0 { count > 0 } else { members.len() > limit };
-        members.truncate(limit);
-        Ok(MembersPage { members, count, has_more })
+        let after_cursor = users.into_iter().zip(roles).filter_map(|(user, role)| {
+            Some(Member { user_id: UserId::parse(user).ok()?, role: Role::parse(&role?).ok()? })
+        });
+        Ok(MembersPage::from_ordered(after_cursor, count, limit))
     }
 
     async fn may_type(&self, room: RequestId, user: &UserId) -> Result<bool, PresenceError> {

@@ -20,15 +20,24 @@ pub struct MembersPage {
 }
 
 impl MembersPage {
+    /// The page of at most `limit` members taken from `after_cursor`, the room's members after
+    /// the page's cursor in the byte order of their user ids (each once; only the first
+    /// `limit + 1` are read, the last of them to tell whether more follow), in a room of `count`
+    /// members in all: the contract of [`Presence::members`], for a backend that reads a range
+    /// of its ordered members.
+    pub fn from_ordered(after_cursor: impl IntoIterator<Item = Member>, count: usize, limit: usize) -> Self {
+        let mut rest = after_cursor.into_iter();
+        let members = rest.by_ref().take(limit).collect();
+        Self { members, count, has_more: rest.next().is_some() }
+    }
+
     /// The page of `all` (each user once, in any order) after `after`, of at most `limit`
-    /// members: the contract of [`Presence::members`] over a room's full list.
+    /// members: the contract of [`Presence::members`] over a room's full, unordered list.
     pub fn select(mut all: Vec<Member>, after: Option<&UserId>, limit: usize) -> Self {
         let count = all.len();
         all.retain(|m| after.is_none_or(|a| m.user_id > *a));
         all.sort_by(|x, y| x.user_id.cmp(&y.user_id));
-        let has_more = all.len() > limit;
-        all.truncate(limit);
-        Self { members: all, count, has_more }
+        Self::from_ordered(all, count, limit)
     }
 
     /// The user id the next page starts after, when there is a next page.

@@ -86,13 +86,10 @@ impl Presence for MemoryPresence {
         let rooms = lock(&self.rooms);
         let Some(users) = rooms.get(&room) else { return Ok(MembersPage::default()) };
         let from = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
-        let mut range = users.range::<UserId, _>((from, Bound::Unbounded));
-        let members = range
-            .by_ref()
-            .take(limit)
-            .map(|(user_id, role)| Member { user_id: user_id.clone(), role: *role })
-            .collect();
-        Ok(MembersPage { members, count: users.len(), has_more: range.next().is_some() })
+        let after_cursor = users
+            .range::<UserId, _>((from, Bound::Unbounded))
+            .map(|(user_id, role)| Member { user_id: user_id.clone(), role: *role });
+        Ok(MembersPage::from_ordered(after_cursor, users.len(), limit))
     }
 
     async fn may_type(&self, room: RequestId, user: &UserId) -> Result<bool, PresenceError> {

@@ -9,12 +9,11 @@
 //! a frame of theirs for that room is refused. Either way the room is left and the client is
 //! told with an `error` frame ([`removal_notice`]).
 
-use std::collections::HashSet;
-
 use labchat_core::{Chat, FailureKind, SinkId};
 use labchat_domain::{RequestId, User};
 
 use crate::errors::ErrorChain;
+use crate::joined::JoinedRooms;
 use crate::protocol::{ErrorCode, ErrorFrame};
 
 /// The message of the `error` frame that tells a client it was removed from a room.
@@ -40,7 +39,7 @@ pub(crate) fn removal_notice(room: RequestId) -> ErrorFrame<'static> {
 /// fails for another reason (the store is unavailable, or its request cannot be read) is kept
 /// until the next round: a failure ends no subscription, and does not stop the other rooms'
 /// checks.
-pub(crate) async fn lost(chat: &Chat, user: &User, rooms: &HashSet<RequestId>) -> Vec<RequestId> {
+pub(crate) async fn lost(chat: &Chat, user: &User, rooms: &JoinedRooms) -> Vec<RequestId> {
     let checks = rooms.iter().map(|&room| async move { (room, chat.check_access(user, room).await) });
     let mut lost = Vec::new();
     for (room, result) in futures_util::future::join_all(checks).await {
@@ -58,13 +57,7 @@ pub(crate) async fn lost(chat: &Chat, user: &User, rooms: &HashSet<RequestId>) -
 /// Ends the subscription of `sink` to `room`, whose request its user may no longer access, and
 /// forgets the room. `false` when there is nothing to tell the client: the connection had not
 /// joined the room, or unsubscribing failed (the room is kept, and checked again next time).
-pub(crate) async fn remove(
-    chat: &Chat,
-    user: &User,
-    sink: SinkId,
-    rooms: &mut HashSet<RequestId>,
-    room: RequestId,
-) -> bool {
+pub(crate) async fn remove(chat: &Chat, user: &User, sink: SinkId, rooms: &mut JoinedRooms, room: RequestId) -> bool {
     if !rooms.contains(&room) {
         return false;
     }

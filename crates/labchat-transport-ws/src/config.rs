@@ -52,9 +52,11 @@ pub struct WsConfig {
     /// Then the drain closes its clients with 1012, spread evenly over this long (default 10 s);
     /// zero closes them all at once.
     pub drain_window: Duration,
-    /// tungstenite's read buffer per connection, in bytes (default 512). Allocated for every
-    /// connection up front and zero-filled before each read, so small: most connections are idle
-    /// and client frames are small; a larger frame grows it as needed.
+    /// tungstenite's read buffer per connection, in bytes (default 256), and the most read from
+    /// the socket at once. Allocated for every connection up front and zero-filled before each
+    /// read, so small: most connections are idle, and most client frames (a join, receipts,
+    /// typing, a short message) fit in it; a larger frame grows it as needed and takes one read
+    /// per 256 bytes.
     pub read_buffer_bytes: usize,
     /// The whole request head (request line and headers) of each HTTP request must arrive
     /// within this time, counted from when the server starts waiting for it; else the socket is
@@ -98,7 +100,7 @@ impl Default for WsConfig {
             shutdown_grace: Duration::from_secs(10),
             drain_delay: Duration::from_secs(5),
             drain_window: Duration::from_secs(10),
-            read_buffer_bytes: 512,
+            read_buffer_bytes: 256,
             handshake_timeout: Duration::from_secs(10),
             max_pending_connections: 1024,
             close_grace: Duration::from_secs(1),

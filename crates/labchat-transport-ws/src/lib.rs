@@ -21,6 +21,7 @@ mod drain;
 mod errors;
 mod gate;
 mod http;
+mod joined;
 mod metered;
 mod outbound;
 pub mod protocol;

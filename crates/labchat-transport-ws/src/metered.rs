@@ -66,8 +66,9 @@ impl<S: AsyncWrite + Unpin> Metered<S> {
     pub(crate) fn poll_send_wire(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.wire.is_empty() {
             let n = {
+                let mut heads: wire::Heads = [[0; 10]; wire::MAX_SLICES / 2];
                 let mut slices = [io::IoSlice::new(&[]); wire::MAX_SLICES];
-                let k = self.wire.slices(&mut slices);
+                let k = self.wire.slices(&mut heads, &mut slices);
                 match Pin::new(&mut self.inner).poll_write_vectored(cx, &slices[..k]) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(res) => res?,

@@ -74,14 +74,20 @@ impl OutQueue {
         frame
     }
 
-    /// The next frame, or `Pending` with the task woken by the next push. Cancel-safe.
-    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Utf8Bytes> {
-        if let Some(frame) = self.try_recv() {
-            return Poll::Ready(frame);
+    /// The first `max` frames at most, taken in one go (the queue's own memory when it holds no
+    /// more, so nothing is copied), or `Pending` with the task woken by the next push.
+    fn poll_recv_batch(&self, cx: &mut Context<'_>, max: usize) -> Poll<VecDeque<Utf8Bytes>> {
+        let take = |q: &mut VecDeque<Utf8Bytes>| match q.len() {
+            0 => None,
+            n if n <= max => Some(std::mem::take(q)),
+            _ => Some(q.drain(..max).collect()),
+        };
+        if let Some(batch) = take(&mut self.lock()) {
+            return Poll::Ready(batch);
         }
         self.ready.register(cx.waker());
         // A push between the first look and the registration would otherwise be missed.
-        self.try_recv().map_or(Poll::Pending, Poll::Ready)
+        take(&mut self.lock()).map_or(Poll::Pending, Poll::Ready)
     }
 }
 
@@ -165,11 +171,13 @@ impl ConnSink {
         Some(frame)
     }
 
-    /// Takes the next queued frame, or registers the task to be woken by the next one.
-    pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Utf8Bytes> {
-        self.tx.poll_recv(cx).map(|frame| {
-            self.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
-            frame
+    /// Takes the first `max` queued frames at most, or registers the task to be woken by the
+    /// next one.
+    pub(crate) fn poll_take_batch(&self, cx: &mut Context<'_>, max: usize) -> Poll<VecDeque<Utf8Bytes>> {
+        self.tx.poll_recv_batch(cx, max).map(|batch| {
+            let bytes = batch.iter().map(|f| f.len()).sum();
+            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            batch
         })
     }
 
@@ -243,7 +251,8 @@ impl Writing {
     /// for it. `Err` means writing failed. Returns with the task registered to be woken when
     /// the peer takes bytes or a frame is queued, whichever it waits for.
     ///
-    /// Every frame queued when the task wakes goes out in one vectored write (up to
+    /// Every frame queued when the task wakes is taken from the queue at once and goes out in one
+    /// vectored write (up to
     /// [`FRAMES_PER_POLL`] frames, [`crate::wire::MAX_SLICES`] buffers per syscall), straight
     /// from the queued bytes: no write buffer grows to the size of a burst or of a large reply
     /// and stays so. The websocket library writes only control frames (pings, pongs, the
@@ -277,12 +286,15 @@ impl Writing {
                 ws.start_send_unpin(WsMessage::Ping(Default::default())).map_err(Box::new)?;
                 continue;
             }
-            let mut moved = 0;
-            while moved < FRAMES_PER_POLL {
-                let Poll::Ready(frame) = sink.poll_take(cx) else { break };
-                ws.get_mut().wire().push_text(frame);
-                moved += 1;
-            }
+            // Every frame queued (up to the bound) in one go, handed on without a copy.
+            let moved = match sink.poll_take_batch(cx, FRAMES_PER_POLL) {
+                Poll::Ready(batch) => {
+                    let n = batch.len();
+                    ws.get_mut().wire().push_texts(batch);
+                    n
+                }
+                Poll::Pending => 0,
+            };
             self.frames_out += moved as u64;
             if moved == 0 {
                 self.unflushed = false;

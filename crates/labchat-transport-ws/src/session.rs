@@ -3,7 +3,6 @@
 //! connection ([`Outcome`]), and a command's failure ([`Failure`]). The client events' applies
 //! (`protocol/client/`) and the dispatcher use it; it imports neither.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use labchat_domain::RequestId;
@@ -14,6 +13,7 @@ use crate::auth::Principal;
 use crate::close::End;
 use crate::context::Server;
 use crate::errors::WireError;
+use crate::joined::JoinedRooms;
 use crate::outbound::ConnSink;
 use crate::protocol::{self, AckData, ErrorCode, ServerEvent};
 use crate::typing_gate::TypingGate;
@@ -23,7 +23,7 @@ pub(crate) struct Session {
     /// Who is connected, and until when.
     pub(crate) principal: Principal,
     /// The rooms joined.
-    pub(crate) rooms: HashSet<RequestId>,
+    pub(crate) rooms: JoinedRooms,
     /// Where replies and room events go.
     pub(crate) sink: Arc<ConnSink>,
     /// The connection's own typing throttle, from its first `typing` on.
@@ -47,7 +47,7 @@ pub(crate) enum Outcome {
 impl Session {
     /// A session with no room joined.
     pub(crate) fn new(principal: Principal, sink: Arc<ConnSink>) -> Self {
-        Self { principal, rooms: HashSet::new(), sink, typing: None }
+        Self { principal, rooms: JoinedRooms::default(), sink, typing: None }
     }
 
     /// Re-checks every joined room and leaves those the user may no longer access.

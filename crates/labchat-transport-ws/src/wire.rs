@@ -16,63 +16,61 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 /// up to 1024.
 pub(crate) const MAX_SLICES: usize = 512;
 
-/// An unmasked, final text frame (RFC 6455 §5.2): its header, and its payload.
-#[derive(Debug)]
-struct WireFrame {
-    head: [u8; 10],
-    head_len: u8,
-    body: Utf8Bytes,
-}
-
-impl WireFrame {
-    fn text(body: Utf8Bytes) -> Self {
-        let mut head = [0u8; 10];
-        // FIN and opcode 1 (text).
-        head[0] = 0x81;
-        let len = body.len();
-        let head_len = match (u8::try_from(len), u16::try_from(len)) {
-            (Ok(n), _) if n < 126 => {
-                head[1] = n;
-                2
-            }
-            (_, Ok(n)) => {
-                head[1] = 126;
-                head[2..4].copy_from_slice(&n.to_be_bytes());
-                4
-            }
-            _ => {
-                head[1] = 127;
-                head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-                10
-            }
-        };
-        Self { head, head_len, body }
-    }
-
-    fn head(&self) -> &[u8] {
-        &self.head[..usize::from(self.head_len)]
-    }
-
-    fn len(&self) -> usize {
-        usize::from(self.head_len) + self.body.len()
+/// The header of an unmasked, final text frame (RFC 6455 §5.2) of `len` payload bytes, written
+/// into `head`; returns the header's length.
+fn text_head(len: usize, head: &mut [u8; 10]) -> usize {
+    // FIN and opcode 1 (text).
+    head[0] = 0x81;
+    match (u8::try_from(len), u16::try_from(len)) {
+        (Ok(n), _) if n < 126 => {
+            head[1] = n;
+            2
+        }
+        (_, Ok(n)) => {
+            head[1] = 126;
+            head[2..4].copy_from_slice(&n.to_be_bytes());
+            4
+        }
+        _ => {
+            head[1] = 127;
+            head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        }
     }
 }
 
-/// Frames queued for the socket, the first one possibly partly written.
+/// A text frame's length on the wire: its header and its payload.
+fn wire_len(body: &Utf8Bytes) -> usize {
+    text_head(body.len(), &mut [0; 10]) + body.len()
+}
+
+/// Frames queued for the socket (their payloads; each header is made when it is written), the
+/// first one possibly partly written.
 #[derive(Debug, Default)]
 pub(crate) struct Wire {
-    frames: VecDeque<WireFrame>,
+    frames: VecDeque<Utf8Bytes>,
     /// Bytes of the first frame already written.
     sent: usize,
 }
 
-/// Queue capacity kept after a burst; more is given back once everything is written.
-const KEPT_CAPACITY: usize = 0;
+/// Headers made for one vectored write: one per frame, two buffers per frame.
+pub(crate) type Heads = [[u8; 10]; MAX_SLICES / 2];
 
 impl Wire {
     /// Queues a text frame with payload `body`.
+    #[cfg(test)]
     pub(crate) fn push_text(&mut self, body: Utf8Bytes) {
-        self.frames.push_back(WireFrame::text(body));
+        self.frames.push_back(body);
+    }
+
+    /// Queues the text frames with these payloads, in order. When nothing waits, the queue is
+    /// `bodies` itself: the outbound queue's memory is handed on, nothing is copied or allocated.
+    pub(crate) fn push_texts(&mut self, bodies: VecDeque<Utf8Bytes>) {
+        if self.frames.is_empty() {
+            self.frames = bodies;
+        } else {
+            self.frames.extend(bodies);
+        }
     }
 
     /// Whether nothing is waiting to be written.
@@ -86,19 +84,24 @@ impl Wire {
         self.frames.capacity()
     }
 
-    /// Fills `out` with what is to be written next, in order; returns how many it filled.
-    pub(crate) fn slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+    /// Fills `out` with what is to be written next, in order, the frames' headers made in
+    /// `heads`; returns how many buffers it filled.
+    pub(crate) fn slices<'a>(&'a self, heads: &'a mut Heads, out: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         let mut skip = self.sent;
-        for part in self.frames.iter().flat_map(|f| [f.head(), f.body.as_bytes()]) {
-            if skip >= part.len() {
-                skip -= part.len();
-                continue;
+        for (body, head) in self.frames.iter().zip(heads.iter_mut()) {
+            let head_len = text_head(body.len(), head);
+            let head: &'a [u8; 10] = head;
+            for part in [&head[..head_len], body.as_bytes()] {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                let Some(slot) = out.get_mut(n) else { return n };
+                *slot = IoSlice::new(&part[skip..]);
+                skip = 0;
+                n += 1;
             }
-            let Some(slot) = out.get_mut(n) else { break };
-            *slot = IoSlice::new(&part[skip..]);
-            skip = 0;
-            n += 1;
         }
         n
     }
@@ -107,14 +110,16 @@ impl Wire {
     pub(crate) fn advance(&mut self, n: usize) {
         let mut left = self.sent + n;
         while let Some(front) = self.frames.front() {
-            if left < front.len() {
+            let len = wire_len(front);
+            if left < len {
                 break;
             }
-            left -= front.len();
+            left -= len;
             self.frames.pop_front();
         }
         self.sent = left;
-        if self.frames.is_empty() && self.frames.capacity() > KEPT_CAPACITY {
+        if self.frames.is_empty() && self.frames.capacity() > 0 {
+            // Nothing is kept after a burst: an idle connection holds no queue.
             self.frames = VecDeque::new();
         }
     }
@@ -126,11 +131,18 @@ mod tests {
 
     use super::*;
 
+    fn head(len: usize) -> Vec<u8> {
+        let mut h = [0; 10];
+        let n = text_head(len, &mut h);
+        h[..n].to_vec()
+    }
+
     fn written(wire: &mut Wire, step: usize) -> Vec<u8> {
         let mut out = Vec::new();
         while !wire.is_empty() {
+            let mut heads: Heads = [[0; 10]; MAX_SLICES / 2];
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let k = wire.slices(&mut slices);
+            let k = wire.slices(&mut heads, &mut slices);
             let mut budget = step;
             for s in &slices[..k] {
                 let take = s.len().min(budget);
@@ -144,12 +156,10 @@ mod tests {
 
     #[test]
     fn headers_use_the_shortest_length_form() {
-        for (len, head) in [(0, vec![0x81, 0]), (125, vec![0x81, 125]), (126, vec![0x81, 126, 0, 126])] {
-            let f = WireFrame::text(Utf8Bytes::from("x".repeat(len)));
-            assert_eq!(f.head(), head.as_slice(), "{len}");
+        for (len, want) in [(0, vec![0x81, 0]), (125, vec![0x81, 125]), (126, vec![0x81, 126, 0, 126])] {
+            assert_eq!(head(len), want, "{len}");
         }
-        let f = WireFrame::text(Utf8Bytes::from("x".repeat(70_000)));
-        assert_eq!(f.head(), [0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+        assert_eq!(head(70_000), [0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
     }
 
     #[test]
@@ -157,14 +167,15 @@ mod tests {
         let bodies = ["", "a", &"é".repeat(100), &"b".repeat(70_000), "c"];
         let mut expected = Vec::new();
         for b in bodies {
-            let f = WireFrame::text(Utf8Bytes::from(b.to_owned()));
-            expected.extend_from_slice(f.head());
+            expected.extend_from_slice(&head(b.len()));
             expected.extend_from_slice(b.as_bytes());
         }
         for step in [1, 3, 7, 1000, 1 << 20] {
             let mut wire = Wire::default();
-            for b in bodies {
-                wire.push_text(Utf8Bytes::from(b.to_owned()));
+            // The first two handed on as one batch, the rest added behind them.
+            wire.push_texts(bodies[..2].iter().map(|b| Utf8Bytes::from(b.to_string())).collect());
+            for b in &bodies[2..] {
+                wire.push_text(Utf8Bytes::from(b.to_string()));
             }
             assert_eq!(written(&mut wire, step), expected, "writes of {step} bytes");
             assert_eq!(wire.capacity(), 0, "a burst's capacity is given back");
@@ -177,7 +188,9 @@ mod tests {
         for _ in 0..MAX_SLICES {
             wire.push_text(Utf8Bytes::from_static("x"));
         }
+        // More frames than one write takes: the write stops at the bound.
+        let mut heads: Heads = [[0; 10]; MAX_SLICES / 2];
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        assert_eq!(wire.slices(&mut slices), MAX_SLICES);
+        assert_eq!(wire.slices(&mut heads, &mut slices), MAX_SLICES);
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use labchat_broadcast_redis::{PresenceSettings, RedisBroadcaster, RedisPresence, RedisSettings};
-use labchat_core::{BroadcastError, Broadcaster, Chat, ChatStore, Clock, Presence, StoreError, SystemClock};
+use labchat_core::{
+    BroadcastError, Broadcaster, Chat, ChatStore, Clock, Presence, PresenceBurst, StoreError, SystemClock,
+};
 use labchat_domain::{HistoryLimit, Request, RequestId, UserId};
 use labchat_store_mongo::{MongoSettings, MongoStore};
 use labchat_transport_ws::{AuthSettings, Authenticator, KeyError, Server, WsConfig};
@@ -39,6 +41,8 @@ pub struct Settings {
     pub store: StoreSettings,
     /// The cross-node backplane; `None`: this node serves alone.
     pub backplane: Option<BackplaneSettings>,
+    /// How many presence changes a room announces one by one per interval.
+    pub presence_burst: PresenceBurst,
 }
 
 /// The Redis backplane that joins several nodes into one chat (see docs/deployment.md).
@@ -142,7 +146,8 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
     let chat = Chat::new(store, Arc::clone(&broadcaster), Arc::clone(&clock), settings.history_limit)
         .with_access_ttl(settings.ws.access_recheck_interval)
         .with_edit_window(settings.ws.edit_window)
-        .with_presence(presence);
+        .with_presence(presence)
+        .with_presence_burst(settings.presence_burst);
     broadcaster.listen_inbox(chat.inbox_listener());
     let mut server = Server::new(Arc::new(chat), auth, settings.ws, clock);
     if let Some(render) = metrics {

@@ -124,6 +124,15 @@ pub struct ServeArgs {
     /// Most rooms one connection may join.
     #[arg(long, env = "LABCHAT_MAX_ROOMS_PER_CONNECTION", default_value_t = 100)]
     pub max_rooms_per_connection: usize,
+    /// Presence changes of a room (memberJoined, memberLeft) announced one by one per
+    /// --presence-burst-interval; past it the interval's changes go out together as one
+    /// membersChanged at its end.
+    #[arg(long, env = "LABCHAT_PRESENCE_BURST_LIMIT", default_value_t = 10)]
+    pub presence_burst_limit: u32,
+    /// The interval of --presence-burst-limit.
+    #[arg(long, env = "LABCHAT_PRESENCE_BURST_INTERVAL", default_value = "250ms", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "duration")]
+    pub presence_burst_interval: Duration,
     /// Sustained frames per second per connection.
     #[arg(long, env = "LABCHAT_RATE_PER_SECOND", default_value_t = 30.0)]
     pub rate_per_second: f64,

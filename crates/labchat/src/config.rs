@@ -20,6 +20,7 @@ use crate::app::{Settings, StoreSettings};
 use crate::cli::{Alg, Cli, Command, JwtArgs, LogFormat, ServeArgs};
 
 mod backplane;
+mod presence;
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +169,7 @@ impl TryFrom<ServeArgs> for ServeSettings {
             None
         };
         let backplane = backplane::settings(&args)?;
+        let presence_burst = presence::burst(&args)?;
         let store = match args.mongo_uri {
             Some(uri) => {
                 if !seed.is_empty() {
@@ -187,7 +189,7 @@ impl TryFrom<ServeArgs> for ServeSettings {
             None => StoreSettings::Memory { seed },
         };
         Ok(Self {
-            app: Settings { auth, history_limit, ws, store, backplane },
+            app: Settings { auth, history_limit, ws, store, backplane, presence_burst },
             listen: args.listen,
             ops_listen: args.ops_listen,
             workers: args.workers,

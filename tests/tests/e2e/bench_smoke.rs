@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use labchat::app::{StoreSettings, parse_seed};
-use labchat_bench::{FanoutOptions, IdleOptions, RateOptions, ReceiptsOptions, SlowOptions, StepOptions, Target, seed};
+use labchat_bench::{
+    FanoutOptions, IdleOptions, JoinStormOptions, RateOptions, ReceiptsOptions, SlowOptions, StepOptions, Target, seed,
+};
 use labchat_tests::harness::{SECRET, TestServer, settings};
 
 const ROOMS: usize = 16;
@@ -133,6 +135,22 @@ async fn bench_workloads_run_and_account_for_every_delivery() {
     assert_eq!(slow.others.delivered, 200 * 3, "{slow:?}");
     assert_eq!((slow.others.missing, slow.others.duplicated), (0, 0), "{slow:?}");
     assert!(!slow.rss.is_empty());
+
+    let storm = labchat_bench::joinstorm(
+        &target,
+        &JoinStormOptions {
+            users: 30,
+            settle: Duration::from_millis(600),
+            room_offset: 13,
+            ..JoinStormOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((storm.joined, storm.members_with_a_wrong_count), (30, 0), "{storm:?}");
+    assert_eq!(storm.uncoalesced_frames, 30 * 29 / 2);
+    assert!(storm.member_joined + storm.members_changed <= storm.uncoalesced_frames, "{storm:?}");
+    assert!(storm.frames >= 2 * 30, "every join's reply and ack: {storm:?}");
 
     server.stop().await;
 }

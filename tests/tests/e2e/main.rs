@@ -30,6 +30,7 @@ mod fuzz;
 mod handshake;
 mod history_bytes;
 mod inbox;
+mod join_storm;
 mod join_window;
 mod limits;
 mod mongo_sequencer;

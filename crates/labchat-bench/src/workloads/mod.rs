@@ -3,6 +3,7 @@
 
 pub mod fanout;
 pub mod idle;
+pub mod joinstorm;
 pub mod rate;
 pub mod receipts;
 pub mod session;

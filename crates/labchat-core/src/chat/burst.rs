@@ -118,6 +118,7 @@ impl Bursts {
     }
 
     /// Whether changes of `room` wait.
+    #[cfg(test)]
     pub(super) fn waiting(&self, room: RequestId) -> bool {
         self.lock().get(&room).is_some_and(|w| !w.waiting.is_empty())
     }

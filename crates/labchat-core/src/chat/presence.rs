@@ -9,6 +9,7 @@
 //! only (possibly repeated once the port answers again), and typing unthrottled across nodes.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use labchat_domain::{RequestId, Role, RoomEvent, User, UserId};
@@ -18,9 +19,48 @@ use super::burst::{Admit, Bursts};
 use crate::{Broadcaster, ChatError, MEMBERS_PAGE, Member, MembersPage, Presence, SinkId};
 
 /// A room's users on this node: each one's role and connections.
-// A user's sinks in a room: a list, for what is almost always one tab (a hash set would take
-// four times the memory for it).
-type RoomUsers = HashMap<UserId, (Role, Vec<SinkId>)>;
+type RoomUsers = HashMap<UserId, (Role, Tabs)>;
+
+/// A user's connections (sinks) in a room: almost always one tab, held without an allocation
+/// (every idle connection holds its entry).
+#[derive(Debug)]
+enum Tabs {
+    One(SinkId),
+    Many(Vec<SinkId>),
+}
+
+impl Tabs {
+    /// Adds `sink`; `false` when it was there.
+    fn add(&mut self, sink: SinkId) -> bool {
+        match self {
+            Self::One(s) if *s == sink => false,
+            Self::One(s) => {
+                *self = Self::Many(vec![*s, sink]);
+                true
+            }
+            Self::Many(v) if v.contains(&sink) => false,
+            Self::Many(v) => {
+                v.push(sink);
+                true
+            }
+        }
+    }
+
+    /// Removes `sink`; `None` when it was not there, else whether none is left.
+    fn remove(&mut self, sink: SinkId) -> Option<bool> {
+        match self {
+            Self::One(s) => (*s == sink).then_some(true),
+            Self::Many(v) => {
+                let at = v.iter().position(|s| *s == sink)?;
+                v.swap_remove(at);
+                if let [one] = v.as_slice() {
+                    *self = Self::One(*one);
+                }
+                Some(false)
+            }
+        }
+    }
+}
 
 /// This node's connections (sinks) per room and user.
 #[derive(Debug, Default)]
@@ -37,22 +77,24 @@ impl LocalPresence {
     fn add(&self, room: RequestId, user: &User, sink: SinkId) -> bool {
         let mut rooms = self.lock();
         let users = rooms.entry(room).or_default();
-        let (_, sinks) = users.entry(user.id().clone()).or_insert_with(|| (user.role(), Vec::with_capacity(1)));
-        if sinks.contains(&sink) {
-            return false;
+        match users.entry(user.id().clone()) {
+            Entry::Occupied(mut tabs) => {
+                tabs.get_mut().1.add(sink);
+                false
+            }
+            Entry::Vacant(v) => {
+                v.insert((user.role(), Tabs::One(sink)));
+                true
+            }
         }
-        sinks.push(sink);
-        sinks.len() == 1
     }
 
     /// Stops counting `sink` of `user` in `room`; `true` when it was the user's last one here.
     fn remove(&self, room: RequestId, user: &UserId, sink: SinkId) -> bool {
         let mut rooms = self.lock();
         let Some(users) = rooms.get_mut(&room) else { return false };
-        let Some((_, sinks)) = users.get_mut(user) else { return false };
-        let Some(at) = sinks.iter().position(|s| *s == sink) else { return false };
-        sinks.swap_remove(at);
-        if !sinks.is_empty() {
+        let Some((_, tabs)) = users.get_mut(user) else { return false };
+        if tabs.remove(sink) != Some(true) {
             return false;
         }
         users.remove(user);
@@ -122,10 +164,13 @@ impl Announcer {
     async fn flush(self, room: RequestId, mut at: tokio::time::Instant) {
         loop {
             tokio::time::sleep_until(at).await;
-            // The count first, so that the changes are published as soon as they are taken.
-            let count = if self.bursts.waiting(room) { self.page(room, None, 0).await.count } else { 0 };
             let now = tokio::time::Instant::now();
             let Some(batch) = self.bursts.take(room, now) else { return };
+            // The count after the changes are taken, so that it counts every user this frame
+            // says joined (each entered the room before their change was admitted). A change
+            // admitted meanwhile waits for the next frame, whose count is read after it again,
+            // so the last frame of a storm carries the room's final count.
+            let count = self.page(room, None, 0).await.count;
             let members_count = u64::try_from(count).unwrap_or(u64::MAX);
             let (joined, left) = (batch.joined, batch.left);
             self.publish(RoomEvent::MembersChanged { request_id: room, joined, left, members_count }).await;

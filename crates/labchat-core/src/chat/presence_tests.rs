@@ -210,3 +210,20 @@ async fn members_are_paged_for_users_allowed_in_the_room_only() {
         assert!(matches!(err, crate::ChatError::Forbidden), "{who:?}: {err:?}");
     }
 }
+
+#[test]
+fn a_user_s_tabs_in_a_room_are_counted_from_the_first_to_the_last() {
+    let local = super::LocalPresence::default();
+    let lab = user("lab", Role::Lab);
+    assert!(local.add(rid(1), &lab, SinkId(1)), "the first tab");
+    assert!(!local.add(rid(1), &lab, SinkId(2)), "a second tab");
+    assert!(!local.add(rid(1), &lab, SinkId(1)), "the same tab again");
+    assert!(!local.add(rid(1), &lab, SinkId(3)));
+    assert!(!local.remove(rid(1), lab.id(), SinkId(9)), "a tab never added");
+    assert!(!local.remove(rid(1), lab.id(), SinkId(1)));
+    assert!(!local.remove(rid(1), lab.id(), SinkId(3)));
+    assert_eq!(local.members(rid(1), None, 10).count, 1);
+    assert!(local.remove(rid(1), lab.id(), SinkId(2)), "the last tab");
+    assert!(!local.remove(rid(1), lab.id(), SinkId(2)));
+    assert_eq!(local.members(rid(1), None, 10), MembersPage::default());
+}
