@@ -85,6 +85,50 @@ test('a teacher and a lab user chat and see delivered and read states change', {
   assert.deepEqual(pageErrors, []);
 });
 
+test('the sender edits a message, a lab user deletes it: both pages show "(edited)", then "message deleted"', { timeout: 60_000 }, async () => {
+  const teacher = await openPage('teacher-edit');
+  const lab = await openPage('lab-edit');
+  await join(teacher, server.teacher, server.requestId);
+  await join(lab, server.lab, server.requestId);
+  await send(teacher, 'The result is 41.');
+  await message(lab, 'The result is 41.').waitFor();
+
+  // Edit and delete show on one's own messages; a lab user may delete, not edit, the teacher's.
+  const mine = message(teacher, 'The result is 41.');
+  assert.ok(await mine.locator('[data-testid="edit"]').isVisible());
+  assert.ok(await mine.locator('[data-testid="delete"]').isVisible());
+  const theirs = message(lab, 'The result is 41.');
+  assert.ok(!(await theirs.locator('[data-testid="edit"]').isVisible()));
+  assert.ok(await theirs.locator('[data-testid="delete"]').isVisible());
+
+  teacher.once('dialog', (d) => d.accept('The result is 42.'));
+  await mine.locator('[data-testid="edit"]').click();
+  for (const page of [teacher, lab]) {
+    await message(page, 'The result is 42.').waitFor();
+    assert.equal(await message(page, 'The result is 42.').locator('[data-testid="edited"]').textContent(), '(edited)');
+    assert.equal(await message(page, 'The result is 41.').count(), 0, 'the old text is gone');
+  }
+  await screenshot(lab, '5-lab-edited');
+
+  const id = await message(lab, 'The result is 42.').getAttribute('data-id');
+  lab.once('dialog', (d) => d.accept());
+  await message(lab, 'The result is 42.').locator('[data-testid="delete"]').click();
+  for (const page of [teacher, lab]) {
+    const li = page.locator(`li[data-testid="message"][data-id="${id}"]`);
+    await page.waitForSelector(`li[data-testid="message"][data-id="${id}"].deleted`);
+    assert.equal(await li.locator('.text').textContent(), 'message deleted');
+    assert.equal(await message(page, 'The result is 42.').count(), 0, 'the text is gone');
+    assert.ok(!(await li.locator('[data-testid="delete"]').isVisible()));
+  }
+  await screenshot(teacher, '6-teacher-deleted');
+  assert.deepEqual(await errors(teacher), []);
+  assert.deepEqual(await errors(lab), []);
+  // Closed, so that the next test's server stop drains no more connections than before.
+  await teacher.context().close();
+  await lab.context().close();
+  assert.deepEqual(pageErrors, []);
+});
+
 test('errors are shown plainly', { timeout: 60_000 }, async () => {
   const page = await openPage('errors');
   // Not a JWT: refused before connecting.

@@ -361,10 +361,10 @@ export class Client extends Emitter<ClientEventMap> implements RoomHost {
     const room = typeof d?.requestId === 'string' ? this.rooms.get(d.requestId) : undefined;
     switch (event) {
       case 'message':
-      case 'messageEdited':
-      case 'messageDeleted':
       case 'messagesDelivered':
       case 'messageReads':
+      case 'messageEdited':
+      case 'messageDeleted':
       case 'typing':
       case 'memberJoined':
       case 'memberLeft':

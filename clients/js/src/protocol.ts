@@ -26,7 +26,8 @@ export interface Receipt {
   at: Timestamp;
 }
 
-/** A stored chat message with its receipts. asyncapi: ChatMessage. */
+/** A stored chat message with its receipts. A deleted message is a tombstone: no `message`, with
+ * `deletedAt` and `deletedBy`; an edited one has `editedAt`. asyncapi: ChatMessage. */
 export interface ChatMessage {
   id: HexId;
   requestId: HexId;
@@ -38,14 +39,34 @@ export interface ChatMessage {
   message?: string;
   createdAt: Timestamp;
   clientMessageId?: string;
-  /** When the sender last edited the text. */
+  /** When the text was last edited. */
   editedAt?: Timestamp;
   /** When the message was deleted (a tombstone). */
   deletedAt?: Timestamp;
-  /** Who deleted it: the sender, or a LAB user. */
+  /** Who deleted it: the sender or a LAB user. */
   deletedBy?: string;
   deliveredTo: Receipt[];
   readBy: Receipt[];
+}
+
+/** A message of a room was edited. asyncapi: MessageEditedFrame's data. */
+export interface MessageEditedData {
+  requestId: HexId;
+  messageId: HexId;
+  message: string;
+  editedAt: Timestamp;
+  /** The edited message's own seq. */
+  seq: number;
+}
+
+/** A message of a room was deleted (it stays as a tombstone). asyncapi: MessageDeletedFrame's data. */
+export interface MessageDeletedData {
+  requestId: HexId;
+  messageId: HexId;
+  deletedAt: Timestamp;
+  deletedBy: string;
+  /** The deleted message's own seq. */
+  seq: number;
 }
 
 /** asyncapi: Member. */
@@ -80,26 +101,6 @@ export interface MembersChangedData {
   joined: Member[];
   left: string[];
   membersCount: number;
-}
-
-/** asyncapi: MessageEditedFrame's data. */
-export interface MessageEditedData {
-  requestId: HexId;
-  messageId: HexId;
-  message: string;
-  editedAt: Timestamp;
-  /** The edited message's own seq. */
-  seq: number;
-}
-
-/** asyncapi: MessageDeletedFrame's data. */
-export interface MessageDeletedData {
-  requestId: HexId;
-  messageId: HexId;
-  deletedAt: Timestamp;
-  deletedBy: string;
-  /** The deleted message's own seq (kept). */
-  seq: number;
 }
 
 /** `messagesDelivered` and `messageReads`. asyncapi: ReceiptsEventData. */
@@ -166,11 +167,11 @@ export interface MemberLeftData {
 /** Every server event with its data. */
 export interface ServerEvents {
   message: ChatMessage;
-  messageEdited: MessageEditedData;
-  messageDeleted: MessageDeletedData;
   roomHistory: RoomHistoryData;
   messagesDelivered: ReceiptsEventData;
   messageReads: ReceiptsEventData;
+  messageEdited: MessageEditedData;
+  messageDeleted: MessageDeletedData;
   inboxUpdate: InboxRow;
   typing: SomeoneInRoom;
   memberJoined: SomeoneInRoom;

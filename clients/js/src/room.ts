@@ -3,7 +3,7 @@
 // while `hasMore`; sends queued and re-sent with the same clientMessageId until acknowledged;
 // receipts coalesced and re-sent until acknowledged.
 
-import { applyDelete, applyEdit, applyStored } from './edits.js';
+import { applyChange, isUnreadFor, type Change } from './changes.js';
 import { Emitter } from './emitter.js';
 import { Marks } from './marks.js';
 import { Outbox } from './outbox.js';
@@ -43,12 +43,12 @@ export interface RoomHost {
 export interface RoomEventMap {
   /** A message, strictly in `seq` order, each once. */
   message: ChatMessage;
-  /** A held message was edited (the message, now with its new text and `editedAt`). */
-  edited: ChatMessage;
-  /** A held message was deleted (the message, now a tombstone). */
-  deleted: ChatMessage;
   delivered: ReceiptsEventData;
   read: ReceiptsEventData;
+  /** A held message was edited: its new form (already in `messages`, in its place). */
+  edited: ChatMessage;
+  /** A held message was deleted: its tombstone (no `message`; already in `messages`, in its place). */
+  deleted: ChatMessage;
   /** The members now (after the join's list, or a memberJoined / memberLeft). */
   members: Member[];
   typing: SomeoneInRoom;
@@ -80,6 +80,7 @@ export class Room extends Emitter<RoomEventMap> {
   private lastSeq = 0;
   private byId = new Map<string, ChatMessage>();
   private ahead = new Map<number, ChatMessage>();
+  private lateChanges = new Map<string, Change[]>();
   private lateReceipts = new Map<string, { deliveredTo: ReceiptsEventData[]; readBy: ReceiptsEventData[] }>();
   private members = new Map<string, Member>();
   private membersNext: string | null = null;
@@ -111,24 +112,6 @@ export class Room extends Emitter<RoomEventMap> {
   membersCount = 0;
 
   /** Pages the room's members after the ones held (`members {after}`) until every one is held. */
-  /** Edits one of this user's messages (within the server's edit window): the message as stored now. */
-  async edit(messageId: string, text: string): Promise<ChatMessage> {
-    const stored = await this.host.request('editMessage', { requestId: this.requestId, messageId, message: text });
-    return this.stored(stored);
-  }
-
-  /** Deletes a message (one's own; any as a LAB user): the tombstone. Deleting twice is not an error. */
-  async delete(messageId: string): Promise<ChatMessage> {
-    return this.stored(await this.host.request('deleteMessage', { requestId: this.requestId, messageId }));
-  }
-
-  private stored(m: ChatMessage): ChatMessage {
-    const held = this.byId.get(m.id);
-    if (!held) return m;
-    applyStored(held, m);
-    return held;
-  }
-
   async loadMembers(): Promise<Member[]> {
     let after = this.membersNext;
     while (after) {
@@ -148,6 +131,24 @@ export class Room extends Emitter<RoomEventMap> {
       return Promise.reject(new LabchatError(this.left ? ClientErrorCodes.LEFT : ClientErrorCodes.CLOSED, 'the room is no longer open'));
     }
     return this.outbox.push(text);
+  }
+
+  /** Edits one's own message (within the server's edit window); resolves with the message as
+   * stored now (with `editedAt`), rejects with the server's error (FORBIDDEN, BAD_REQUEST, …). */
+  async edit(messageId: string, text: string): Promise<ChatMessage> {
+    this.ensureOpen();
+    const m = await this.host.request('editMessage', { requestId: this.requestId, messageId, message: text });
+    this.replaceHeld(m);
+    return m;
+  }
+
+  /** Deletes a message (one's own, or any as a LAB user); resolves with its tombstone (no
+   * `message`, with `deletedAt` and `deletedBy`), rejects with the server's error. */
+  async delete(messageId: string): Promise<ChatMessage> {
+    this.ensureOpen();
+    const m = await this.host.request('deleteMessage', { requestId: this.requestId, messageId });
+    this.replaceHeld(m);
+    return m;
   }
 
   /** Marks messages delivered to this user; resolves once acknowledged (re-sent after reconnects). */
@@ -260,23 +261,17 @@ export class Room extends Emitter<RoomEventMap> {
       case 'message':
         if (this.joined) this.accept(data as ChatMessage, true);
         return;
-      case 'messageEdited': {
-        const held = this.byId.get((data as MessageEditedData).messageId);
-        if (held) applyEdit(held, data as MessageEditedData);
-        if (held) this.emit('edited', held);
-        return;
-      }
-      case 'messageDeleted': {
-        const held = this.byId.get((data as MessageDeletedData).messageId);
-        if (held) applyDelete(held, data as MessageDeletedData);
-        if (held) this.emit('deleted', held);
-        return;
-      }
       case 'messagesDelivered':
         this.onReceipts('deliveredTo', data as ReceiptsEventData);
         return;
       case 'messageReads':
         this.onReceipts('readBy', data as ReceiptsEventData);
+        return;
+      case 'messageEdited':
+        this.onChange({ kind: 'edited', data: data as MessageEditedData });
+        return;
+      case 'messageDeleted':
+        this.onChange({ kind: 'deleted', data: data as MessageDeletedData });
         return;
       case 'typing':
         this.emit('typing', data as SomeoneInRoom);
@@ -339,6 +334,8 @@ export class Room extends Emitter<RoomEventMap> {
   }
 
   private append(m: ChatMessage, live: boolean): void {
+    for (const change of this.lateChanges.get(m.id) ?? []) m = applyChange(m, change);
+    this.lateChanges.delete(m.id);
     this.lastSeq = m.seq;
     this.messages.push(m);
     this.byId.set(m.id, m);
@@ -348,7 +345,7 @@ export class Room extends Emitter<RoomEventMap> {
       for (const r of late.deliveredTo) addReceipt(m.deliveredTo, r);
       for (const r of late.readBy) addReceipt(m.readBy, r);
     }
-    if (live && m.senderId !== this.host.userId && !m.readBy.some((r) => r.userId === this.host.userId)) {
+    if (live && isUnreadFor(m, this.host.userId)) {
       this.unread += 1;
       if (this.firstUnreadId === null) this.firstUnreadId = m.id;
     }
@@ -408,6 +405,54 @@ export class Room extends Emitter<RoomEventMap> {
     this.emit('reset', undefined);
   }
 
+  private ensureOpen(): void {
+    if (this.left || this.host.isFinished()) {
+      throw new LabchatError(this.left ? ClientErrorCodes.LEFT : ClientErrorCodes.CLOSED, 'the room is no longer open');
+    }
+  }
+
+  /** Puts `m` in the place of the held message with its id (in `messages` or waiting for a lower seq). */
+  private replaceHeld(m: ChatMessage): boolean {
+    if (this.byId.has(m.id)) {
+      const first = this.messages[0]?.seq ?? 0;
+      let i = m.seq - first;
+      if (this.messages[i]?.id !== m.id) i = this.messages.findIndex((x) => x.id === m.id);
+      if (i >= 0) this.messages[i] = m;
+      this.byId.set(m.id, m);
+      return true;
+    }
+    const waiting = this.ahead.get(m.seq);
+    if (waiting?.id === m.id) {
+      this.ahead.set(m.seq, m);
+      return true;
+    }
+    return false;
+  }
+
+  /** A `messageEdited` / `messageDeleted`: applied to the held message (emitting `edited` /
+   * `deleted`), or kept until the message arrives when it is newer than those held. */
+  private onChange(change: Change): void {
+    const { messageId, seq } = change.data;
+    const held = this.byId.get(messageId) ?? (this.ahead.get(seq)?.id === messageId ? this.ahead.get(seq) : undefined);
+    if (!held) {
+      // Older than the oldest held: a page loaded later shows the change. Newer: apply on arrival.
+      if (seq > this.lastSeq) this.lateChanges.set(messageId, [...(this.lateChanges.get(messageId) ?? []), change]);
+      return;
+    }
+    const me = this.host.userId;
+    const wasUnread = this.byId.has(messageId) && isUnreadFor(held, me);
+    const next = applyChange(held, change);
+    this.replaceHeld(next);
+    if (change.kind === 'deleted' && wasUnread) {
+      this.unread = Math.max(0, this.unread - 1);
+      if (this.firstUnreadId === messageId) {
+        const first = this.messages.find((x) => isUnreadFor(x, me));
+        this.firstUnreadId = this.unread > 0 && first ? first.id : null;
+      }
+    }
+    this.emit(change.kind, next);
+  }
+
   private onReceipts(field: 'deliveredTo' | 'readBy', ev: ReceiptsEventData): void {
     for (const id of ev.messages) {
       const m = this.byId.get(id);
@@ -426,7 +471,7 @@ export class Room extends Emitter<RoomEventMap> {
       if (this.unread === 0) this.firstUnreadId = null;
       else if (this.firstUnreadId !== null && ev.messages.includes(this.firstUnreadId)) {
         const me = this.host.userId;
-        const next = this.messages.find((m) => m.senderId !== me && !m.readBy.some((r) => r.userId === me));
+        const next = this.messages.find((m) => isUnreadFor(m, me));
         this.firstUnreadId = next ? next.id : null;
       }
     }

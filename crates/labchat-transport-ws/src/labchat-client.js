@@ -131,33 +131,25 @@ const $protocol = (() => {
   return { CloseCodes };
 })();
 
-const $edits = (() => {
-  // Edits and deletes applied to a held message: the text replaced (with `editedAt`), or removed for
-  // a tombstone (with `deletedAt` and `deletedBy`; a tombstone keeps its id, seq and receipts).
-  /** Applies `messageEdited` to `m` (in place). */
-  function applyEdit(m, e) {
-      if (m.deletedAt)
-          return;
-      m.message = e.message;
-      m.editedAt = e.editedAt;
-  }
-  /** Applies `messageDeleted` to `m` (in place): it becomes a tombstone. */
-  function applyDelete(m, d) {
-      delete m.message;
-      delete m.editedAt;
-      m.deletedAt = d.deletedAt;
-      m.deletedBy = d.deletedBy;
-  }
-  /** Applies the message as the server stores it now (an ack of editMessage or deleteMessage). */
-  function applyStored(m, stored) {
-      if (stored.deletedAt && stored.deletedBy) {
-          applyDelete(m, { requestId: stored.requestId, messageId: stored.id, deletedAt: stored.deletedAt, deletedBy: stored.deletedBy, seq: stored.seq });
+const $changes = (() => {
+  // Edits and deletes of held messages: the new form of a message after `messageEdited` /
+  // `messageDeleted`, and the changes that reach a room before the message they change.
+  /** The message after the change: a new object (the old one is left as it was). */
+  function applyChange(m, change) {
+      if (change.kind === 'edited') {
+          // An edit never revives a tombstone (the server refuses to edit a deleted message).
+          if (m.deletedAt !== undefined)
+              return m;
+          return { ...m, message: change.data.message, editedAt: change.data.editedAt };
       }
-      else if (stored.message !== undefined && stored.editedAt) {
-          applyEdit(m, { requestId: stored.requestId, messageId: stored.id, message: stored.message, editedAt: stored.editedAt, seq: stored.seq });
-      }
+      const { message: _text, ...rest } = m;
+      return { ...rest, deletedAt: change.data.deletedAt, deletedBy: change.data.deletedBy };
   }
-  return { applyEdit, applyDelete, applyStored };
+  /** Whether `m` counts as unread for `userId`: not sent by them, not read by them, not deleted. */
+  function isUnreadFor(m, userId) {
+      return m.deletedAt === undefined && m.senderId !== userId && !m.readBy.some((r) => r.userId === userId);
+  }
+  return { applyChange, isUnreadFor };
 })();
 
 const $marks = (() => {
@@ -319,7 +311,7 @@ const $outbox = (() => {
 })();
 
 const $room = (() => {
-  const { applyDelete, applyEdit, applyStored } = $edits;
+  const { applyChange, isUnreadFor } = $changes;
   const { Emitter } = $emitter;
   const { Marks } = $marks;
   const { Outbox } = $outbox;
@@ -346,6 +338,7 @@ const $room = (() => {
           this.lastSeq = 0;
           this.byId = new Map();
           this.ahead = new Map();
+          this.lateChanges = new Map();
           this.lateReceipts = new Map();
           this.members = new Map();
           this.membersNext = null;
@@ -369,22 +362,6 @@ const $room = (() => {
           return [...this.members.values()];
       }
       /** Pages the room's members after the ones held (`members {after}`) until every one is held. */
-      /** Edits one of this user's messages (within the server's edit window): the message as stored now. */
-      async edit(messageId, text) {
-          const stored = await this.host.request('editMessage', { requestId: this.requestId, messageId, message: text });
-          return this.stored(stored);
-      }
-      /** Deletes a message (one's own; any as a LAB user): the tombstone. Deleting twice is not an error. */
-      async delete(messageId) {
-          return this.stored(await this.host.request('deleteMessage', { requestId: this.requestId, messageId }));
-      }
-      stored(m) {
-          const held = this.byId.get(m.id);
-          if (!held)
-              return m;
-          applyStored(held, m);
-          return held;
-      }
       async loadMembers() {
           let after = this.membersNext;
           while (after) {
@@ -404,6 +381,22 @@ const $room = (() => {
               return Promise.reject(new LabchatError(this.left ? ClientErrorCodes.LEFT : ClientErrorCodes.CLOSED, 'the room is no longer open'));
           }
           return this.outbox.push(text);
+      }
+      /** Edits one's own message (within the server's edit window); resolves with the message as
+       * stored now (with `editedAt`), rejects with the server's error (FORBIDDEN, BAD_REQUEST, …). */
+      async edit(messageId, text) {
+          this.ensureOpen();
+          const m = await this.host.request('editMessage', { requestId: this.requestId, messageId, message: text });
+          this.replaceHeld(m);
+          return m;
+      }
+      /** Deletes a message (one's own, or any as a LAB user); resolves with its tombstone (no
+       * `message`, with `deletedAt` and `deletedBy`), rejects with the server's error. */
+      async delete(messageId) {
+          this.ensureOpen();
+          const m = await this.host.request('deleteMessage', { requestId: this.requestId, messageId });
+          this.replaceHeld(m);
+          return m;
       }
       /** Marks messages delivered to this user; resolves once acknowledged (re-sent after reconnects). */
       markDelivered(ids) {
@@ -521,27 +514,17 @@ const $room = (() => {
                   if (this.joined)
                       this.accept(data, true);
                   return;
-              case 'messageEdited': {
-                  const held = this.byId.get(data.messageId);
-                  if (held)
-                      applyEdit(held, data);
-                  if (held)
-                      this.emit('edited', held);
-                  return;
-              }
-              case 'messageDeleted': {
-                  const held = this.byId.get(data.messageId);
-                  if (held)
-                      applyDelete(held, data);
-                  if (held)
-                      this.emit('deleted', held);
-                  return;
-              }
               case 'messagesDelivered':
                   this.onReceipts('deliveredTo', data);
                   return;
               case 'messageReads':
                   this.onReceipts('readBy', data);
+                  return;
+              case 'messageEdited':
+                  this.onChange({ kind: 'edited', data: data });
+                  return;
+              case 'messageDeleted':
+                  this.onChange({ kind: 'deleted', data: data });
                   return;
               case 'typing':
                   this.emit('typing', data);
@@ -608,6 +591,9 @@ const $room = (() => {
           }
       }
       append(m, live) {
+          for (const change of this.lateChanges.get(m.id) ?? [])
+              m = applyChange(m, change);
+          this.lateChanges.delete(m.id);
           this.lastSeq = m.seq;
           this.messages.push(m);
           this.byId.set(m.id, m);
@@ -619,7 +605,7 @@ const $room = (() => {
               for (const r of late.readBy)
                   addReceipt(m.readBy, r);
           }
-          if (live && m.senderId !== this.host.userId && !m.readBy.some((r) => r.userId === this.host.userId)) {
+          if (live && isUnreadFor(m, this.host.userId)) {
               this.unread += 1;
               if (this.firstUnreadId === null)
                   this.firstUnreadId = m.id;
@@ -687,6 +673,54 @@ const $room = (() => {
           this.known = false;
           this.emit('reset', undefined);
       }
+      ensureOpen() {
+          if (this.left || this.host.isFinished()) {
+              throw new LabchatError(this.left ? ClientErrorCodes.LEFT : ClientErrorCodes.CLOSED, 'the room is no longer open');
+          }
+      }
+      /** Puts `m` in the place of the held message with its id (in `messages` or waiting for a lower seq). */
+      replaceHeld(m) {
+          if (this.byId.has(m.id)) {
+              const first = this.messages[0]?.seq ?? 0;
+              let i = m.seq - first;
+              if (this.messages[i]?.id !== m.id)
+                  i = this.messages.findIndex((x) => x.id === m.id);
+              if (i >= 0)
+                  this.messages[i] = m;
+              this.byId.set(m.id, m);
+              return true;
+          }
+          const waiting = this.ahead.get(m.seq);
+          if (waiting?.id === m.id) {
+              this.ahead.set(m.seq, m);
+              return true;
+          }
+          return false;
+      }
+      /** A `messageEdited` / `messageDeleted`: applied to the held message (emitting `edited` /
+       * `deleted`), or kept until the message arrives when it is newer than those held. */
+      onChange(change) {
+          const { messageId, seq } = change.data;
+          const held = this.byId.get(messageId) ?? (this.ahead.get(seq)?.id === messageId ? this.ahead.get(seq) : undefined);
+          if (!held) {
+              // Older than the oldest held: a page loaded later shows the change. Newer: apply on arrival.
+              if (seq > this.lastSeq)
+                  this.lateChanges.set(messageId, [...(this.lateChanges.get(messageId) ?? []), change]);
+              return;
+          }
+          const me = this.host.userId;
+          const wasUnread = this.byId.has(messageId) && isUnreadFor(held, me);
+          const next = applyChange(held, change);
+          this.replaceHeld(next);
+          if (change.kind === 'deleted' && wasUnread) {
+              this.unread = Math.max(0, this.unread - 1);
+              if (this.firstUnreadId === messageId) {
+                  const first = this.messages.find((x) => isUnreadFor(x, me));
+                  this.firstUnreadId = this.unread > 0 && first ? first.id : null;
+              }
+          }
+          this.emit(change.kind, next);
+      }
       onReceipts(field, ev) {
           for (const id of ev.messages) {
               const m = this.byId.get(id);
@@ -707,7 +741,7 @@ const $room = (() => {
                   this.firstUnreadId = null;
               else if (this.firstUnreadId !== null && ev.messages.includes(this.firstUnreadId)) {
                   const me = this.host.userId;
-                  const next = this.messages.find((m) => m.senderId !== me && !m.readBy.some((r) => r.userId === me));
+                  const next = this.messages.find((m) => isUnreadFor(m, me));
                   this.firstUnreadId = next ? next.id : null;
               }
           }
@@ -1102,10 +1136,10 @@ const $client = (() => {
           const room = typeof d?.requestId === 'string' ? this.rooms.get(d.requestId) : undefined;
           switch (event) {
               case 'message':
-              case 'messageEdited':
-              case 'messageDeleted':
               case 'messagesDelivered':
               case 'messageReads':
+              case 'messageEdited':
+              case 'messageDeleted':
               case 'typing':
               case 'memberJoined':
               case 'memberLeft':
