@@ -129,9 +129,13 @@ macro_rules! for_each_contract_check {
             recount_makes_missed_or_doubled_counts_exact,
             edits_and_deletions_keep_seq_and_receipts,
             a_deletion_is_unread_for_no_one,
+            the_catch_up_reads_exactly_what_changed,
         }
     };
 }
+
+mod catch_up;
+pub use self::catch_up::the_catch_up_reads_exactly_what_changed;
 
 mod edits;
 pub use self::edits::{a_deletion_is_unread_for_no_one, edits_and_deletions_keep_seq_and_receipts};

@@ -82,6 +82,7 @@ export interface RoomHistoryData {
   hasMore: boolean;
   unread?: number;
   firstUnreadId?: HexId | null;
+  changesCut?: boolean;
   members?: Member[];
   membersCount?: number;
   membersNext?: string | null;

@@ -203,6 +203,7 @@ export class Room extends Emitter<RoomEventMap> {
     const data: ClientEvents['joinRoom'] = { requestId: this.requestId };
     if (newest) data.after = newest.id;
     let hasMore = false;
+    let counts: Pick<RoomHistoryData, 'unread' | 'firstUnreadId'> | undefined;
     try {
       await this.host.request('joinRoom', data, (page) => {
         // Live events may follow the page before the ack: the room counts as joined from here.
@@ -211,6 +212,7 @@ export class Room extends Emitter<RoomEventMap> {
         this.moreAfter = hasMore;
         this.joined = true;
         this.applyJoinPage(page, newest !== undefined);
+        if (newest !== undefined) counts = { unread: page.unread, firstUnreadId: page.firstUnreadId };
       });
     } catch (e) {
       if (gen !== this.host.gen || this.left) return;
@@ -227,6 +229,10 @@ export class Room extends Emitter<RoomEventMap> {
       return;
     }
     if (gen !== this.host.gen) return;
+    // A join with `after` is followed by the replay of what changed on the held messages (reads
+    // and deletions the page's counts already hold): the page's counts stand once it is applied.
+    if (counts?.unread !== undefined) this.unread = counts.unread;
+    if (counts?.firstUnreadId !== undefined) this.firstUnreadId = counts.firstUnreadId;
     this.joined = true;
     this.emit('joined', undefined);
     this.outbox.flush();

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { LabchatError } from '../dist/index.js';
-import { REQUEST_ID, TEACHER, assertSameAsStored, client, mintToken, seedFile, sleep, startNode, storedHistory, waitFor, waitState } from './harness.mjs';
+import { REQUEST_ID, TEACHER, assertSameAsStored, client, mintToken, seedFile, sleep, startNode, startProxy, storedHistory, waitFor, waitState } from './harness.mjs';
 
 const teacherToken = () => mintToken({ sub: TEACHER, role: 'TEACHER' });
 const labToken = () => mintToken({ sub: 'lab-1', role: 'LAB' });
@@ -117,5 +117,49 @@ describe('edit and delete', () => {
     // Past the edit window (3 s here) the sender may no longer edit.
     await sleep(3200);
     assert.equal(await refused(tr.edit(a.id, 'too late')), 'FORBIDDEN');
+  });
+  test('a client that was away gets the edits, deletes and receipts it missed on the messages it holds', async () => {
+    const proxy = await startProxy(node.port);
+    try {
+      const away = open(proxy.url, teacherToken);
+      const other = open(node.url, teacherToken);
+      const l = open(node.url, labToken);
+      const ar = away.room(REQUEST_ID);
+      const or = other.room(REQUEST_ID);
+      const lr = l.room(REQUEST_ID);
+      await waitFor(() => ar.joined && or.joined && lr.joined, 'all joined');
+      const [a, b] = await Promise.all([or.send('before: a'), or.send('before: b')]);
+      const c = await lr.send('before: c');
+      await waitFor(() => ar.messages.some((m) => m.id === c.id), 'the teacher who leaves holds c');
+      // The room also holds the first test's messages: one more unread than before c.
+      const unreadBefore = ar.unread;
+      assert.ok(unreadBefore >= 1 && ar.messages.some((m) => m.id === ar.firstUnreadId));
+      const reads = [];
+      ar.on('read', (ev) => reads.push(ev));
+
+      // Away: the connection is cut and new ones refused while the room changes.
+      proxy.block(true);
+      proxy.cut();
+      await waitFor(() => !ar.joined, 'the teacher is away');
+      await lr.markRead([a.id, b.id]);
+      await or.markRead([c.id]);
+      await or.edit(a.id, 'before: a, fixed');
+      await lr.delete(b.id);
+
+      proxy.block(false);
+      await waitFor(() => ar.joined, 'the teacher is back');
+      const stored = await storedHistory(node.url, teacherToken());
+      await waitFor(
+        () => ar.messages.find((m) => m.id === b.id)?.deletedAt !== undefined,
+        'the deletion is replayed',
+      );
+      assertSameAsStored(ar.messages, stored, 'the teacher who was away');
+      assert.deepEqual(ar.messages, stored.slice(stored.length - ar.messages.length), 'texts, tombstones and receipts as stored');
+      assert.equal(ar.unread, unreadBefore - 1, 'c was read on the other device while away');
+      assert.notEqual(ar.firstUnreadId, c.id);
+      assert.ok(reads.some((ev) => ev.userId === 'lab-1' && ev.messages.includes(a.id)), 'a read event for the replayed receipt');
+    } finally {
+      await proxy.close();
+    }
   });
 });

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use labchat_core::{ChatStore, InboxHub, InboxListener, InboxNotice, InboxSink, Inserted, Marked, SinkId, StoreError};
 use labchat_domain::{
-    HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, MessageText, NewMessage,
-    ReceiptKind, Request, RequestId, Role, Seq, Timestamp, User, UserId,
+    CatchUp, HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, MessageText,
+    NewMessage, ReceiptKind, Request, RequestId, Role, Seq, Timestamp, User, UserId,
 };
 use labchat_memory::MemoryStore;
 
@@ -51,6 +51,14 @@ impl ChatStore for Slow {
     }
     async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
         self.inner.insert_message(message).await
+    }
+    async fn changed(
+        &self,
+        request: RequestId,
+        catch_up: CatchUp,
+        limit: HistoryLimit,
+    ) -> Result<HistoryPage, StoreError> {
+        self.inner.changed(request, catch_up, limit).await
     }
     async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError> {
         self.inner.history(request, query).await

@@ -44,12 +44,25 @@ pub struct Joined {
     /// and for an empty page after a message when the broadcaster has no backplane (on one node
     /// no event arrives after a history that holds it, so the extra read it costs is skipped).
     pub covered: Option<Seq>,
+    /// With `after`: what changed since on the messages up to it, to replay after the history.
+    pub catch_up: CaughtUp,
     /// The joining user's unread messages in the room: how many, and the oldest.
     pub unread: Unread,
     /// The first page of the room's members on every node ([`crate::MEMBERS_PAGE`] at most), with
     /// their count; the client pages on with [`Chat::members`].
     pub members: MembersPage,
     _order: OwnedMutexGuard<()>,
+}
+
+/// What a client that joins a room with its last message (`after`) missed on the messages it
+/// holds: receipts, edits and deletions since ([`labchat_domain::CatchUp`]).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct CaughtUp {
+    /// The events that replay the changes, oldest first ([`labchat_domain::CatchUp::events`]).
+    pub events: Vec<RoomEvent>,
+    /// Changes of older messages were left out: more messages changed than a history page holds
+    /// (the replay covers the newest). A client that shows older messages re-reads them.
+    pub cut: bool,
 }
 
 /// A successful post.

@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use labchat_domain::{
-    HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind, Request, RequestId,
-    Seq, Timestamp, User, UserId,
+    CatchUp, HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind,
+    Request, RequestId, Seq, Timestamp, User, UserId,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -108,6 +108,17 @@ pub trait ChatStore: Send + Sync + 'static {
     /// [`Cursor::After`]: labchat_domain::Cursor::After
     /// [`Cursor::Before`]: labchat_domain::Cursor::Before
     async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError>;
+
+    /// What a client that held the room up to [`CatchUp::up_to`] missed on those messages:
+    /// exactly the room's messages that [`CatchUp::includes`] picks (marked, edited or deleted at
+    /// or after [`CatchUp::since`]), in seq order with their receipts; at most `limit` of them,
+    /// those with the highest seqs, and `has_more` when more were picked. Read-only.
+    async fn changed(
+        &self,
+        request: RequestId,
+        catch_up: CatchUp,
+        limit: HistoryLimit,
+    ) -> Result<HistoryPage, StoreError>;
 
     /// Marks messages for `user` as `kind` at `at`, following [`Message::mark`]: only messages of
     /// `request` not sent by `user` are touched; ids of other requests and unknown ids are

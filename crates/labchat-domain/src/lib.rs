@@ -15,7 +15,8 @@
 //! - every pure decision: message text validation ([`MessageText::parse`]), receipt marking
 //!   ([`Message::mark`], [`ReceiptKind`]), history paging in seq order ([`HistoryQuery`], [`HistoryPage`]),
 //!   idempotent sends ([`IdempotencyKey`], [`Message::repeats`]), editing and deleting
-//!   ([`Message::edit`], [`Message::delete`]);
+//!   ([`Message::edit`], [`Message::delete`]), and what a reconnecting client missed on the
+//!   messages it holds ([`CatchUp`]);
 //! - one way to build a message: [`Message::new`] for one being posted, [`Message::restore`] for
 //!   one read back (its receipts and text are private, so the rules hold for every value);
 //! - the events a room emits ([`RoomEvent`]) and what each means for ordering, inboxes and
@@ -70,6 +71,7 @@
 
 #![warn(missing_docs)]
 
+mod catch_up;
 mod event;
 mod history;
 mod ids;
@@ -87,6 +89,7 @@ mod text;
 mod time;
 mod user;
 
+pub use catch_up::{CLOCK_SKEW_MILLIS, CatchUp};
 pub use event::{InboxEffect, Member, Placement, RoomEvent, RoomEventKind};
 pub use history::{Cursor, HistoryLimit, HistoryLimitError, HistoryPage, HistoryQuery};
 pub use ids::{

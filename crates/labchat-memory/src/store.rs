@@ -6,8 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use labchat_core::{ChatStore, Inserted, Marked, StoreError};
 use labchat_domain::{
-    Cursor, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, MessageRecord, ReceiptKind,
-    Request, RequestId, Seq, Timestamp, User, UserId,
+    CatchUp, Cursor, HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId,
+    MessageRecord, ReceiptKind, Request, RequestId, Seq, Timestamp, User, UserId,
 };
 
 use crate::state::Inner;
@@ -120,6 +120,23 @@ impl ChatStore for MemoryStore {
             }
         };
         Ok(Some(HistoryPage { messages: all[from..to].to_vec(), has_more }))
+    }
+
+    async fn changed(
+        &self,
+        request: RequestId,
+        catch_up: CatchUp,
+        limit: HistoryLimit,
+    ) -> Result<HistoryPage, StoreError> {
+        let inner = self.lock();
+        let Some(room) = inner.rooms.get(&request) else { return Ok(HistoryPage::default()) };
+        // The room's messages are held in seq order.
+        let mut picked: Vec<Message> =
+            room.messages.iter().rev().filter(|m| catch_up.includes(m)).take(limit.get() + 1).cloned().collect();
+        let has_more = picked.len() > limit.get();
+        picked.truncate(limit.get());
+        picked.reverse();
+        Ok(HistoryPage { messages: picked, has_more })
     }
 
     async fn mark(

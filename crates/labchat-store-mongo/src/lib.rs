@@ -102,6 +102,12 @@
 //! MongoDB wire-protocol test server used by the tests (see `scripts/mongo-test-server.sh`).
 //! Indexes are created, idempotently, by [`MongoStore::connect`].
 //!
+//! The catch-up read (what changed since a client's last message, `catch_up.rs`) finds the
+//! receipts marked, and the messages edited or deleted, since an instant by a range on their
+//! times (indexes `requestId_1_at_1` on the receipts, partial `requestId_1_editedAt_1` and
+//! `requestId_1_deletedAt_1` on the messages), then compares the times again itself: the test
+//! server compares dates only to the second.
+//!
 //! ## Failures and time bounds
 //!
 //! Every driver call is bounded by [`MongoSettings::op_timeout`] (the driver's server-selection
@@ -145,6 +151,7 @@
 //! per second as one insert per message (see `examples/insert_throughput.rs`).
 
 mod batch;
+mod catch_up;
 mod documents;
 mod edits;
 mod errors;

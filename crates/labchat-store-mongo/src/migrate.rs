@@ -117,6 +117,13 @@ impl MongoStore {
             let options = IndexOptions::builder().name(name.to_owned()).unique(unique.then_some(true)).build();
             IndexModel::builder().keys(keys).options(options).build()
         };
+        let changed_since = |field: &str| {
+            let options = IndexOptions::builder()
+                .name(format!("requestId_1_{field}_1"))
+                .partial_filter_expression(doc! {field: {"$exists": true}})
+                .build();
+            IndexModel::builder().keys(doc! {"requestId": 1, field: 1}).options(options).build()
+        };
         // Partial, so that a message without a seq (written by an older labchat) is not refused.
         let seq_options = IndexOptions::builder()
             .name(SEQ_INDEX.to_owned())
@@ -127,9 +134,16 @@ impl MongoStore {
             IndexModel::builder().keys(doc! {"requestId": 1, "seq": 1}).options(seq_options).build(),
             index(doc! {"requestId": 1, "order": -1}, "requestId_1_order_-1", false),
             index(doc! {"idem": 1}, "idem_1", true),
+            // The catch-up's reads of what changed since an instant (`catch_up.rs`): only the
+            // edited and the deleted messages are indexed.
+            changed_since("editedAt"),
+            changed_since("deletedAt"),
         ];
         bounded(self.op_timeout, "create the indexes of the messages", self.messages.create_indexes(messages)).await?;
-        let receipts = [index(doc! {"messageId": 1}, "messageId_1", false)];
+        let receipts = [
+            index(doc! {"messageId": 1}, "messageId_1", false),
+            index(doc! {"requestId": 1, "at": 1}, "requestId_1_at_1", false),
+        ];
         bounded(self.op_timeout, "create the indexes of the receipts", self.receipts.create_indexes(receipts)).await?;
         Ok(())
     }

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use labchat_core::{ChatStore, Inserted, Marked, StoreError};
 use labchat_domain::{
-    Cursor, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind, Request,
-    RequestId, Seq, Timestamp, User, UserId,
+    CatchUp, Cursor, HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId,
+    ReceiptKind, Request, RequestId, Seq, Timestamp, User, UserId,
 };
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::ErrorKind;
@@ -273,6 +273,15 @@ impl ChatStore for MongoStore {
         }
         let messages = self.with_receipts(docs, "read the receipts of a history page").await?;
         Ok(Some(HistoryPage { messages, has_more }))
+    }
+
+    async fn changed(
+        &self,
+        request: RequestId,
+        catch_up: CatchUp,
+        limit: HistoryLimit,
+    ) -> Result<HistoryPage, StoreError> {
+        self.changed_of(request, catch_up, limit).await
     }
 
     async fn mark(

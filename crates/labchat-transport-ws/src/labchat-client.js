@@ -452,6 +452,7 @@ const $room = (() => {
           if (newest)
               data.after = newest.id;
           let hasMore = false;
+          let counts;
           try {
               await this.host.request('joinRoom', data, (page) => {
                   // Live events may follow the page before the ack: the room counts as joined from here.
@@ -461,6 +462,8 @@ const $room = (() => {
                   this.moreAfter = hasMore;
                   this.joined = true;
                   this.applyJoinPage(page, newest !== undefined);
+                  if (newest !== undefined)
+                      counts = { unread: page.unread, firstUnreadId: page.firstUnreadId };
               });
           }
           catch (e) {
@@ -481,6 +484,12 @@ const $room = (() => {
           }
           if (gen !== this.host.gen)
               return;
+          // A join with `after` is followed by the replay of what changed on the held messages (reads
+          // and deletions the page's counts already hold): the page's counts stand once it is applied.
+          if (counts?.unread !== undefined)
+              this.unread = counts.unread;
+          if (counts?.firstUnreadId !== undefined)
+              this.firstUnreadId = counts.firstUnreadId;
           this.joined = true;
           this.emit('joined', undefined);
           this.outbox.flush();

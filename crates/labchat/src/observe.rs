@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use labchat_core::{ChatStore, Inserted, Marked, StoreError};
 use labchat_domain::{
-    HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind, Request, RequestId,
-    Seq, Timestamp, User, UserId,
+    CatchUp, HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind,
+    Request, RequestId, Seq, Timestamp, User, UserId,
 };
 use labchat_transport_ws::MetricsRenderer;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -119,6 +119,18 @@ impl ChatStore for MeteredStore {
         if matches!(r, Ok(Inserted::New(_))) {
             metrics::counter!("labchat_messages_stored_total").increment(1);
         }
+        r
+    }
+
+    async fn changed(
+        &self,
+        request: RequestId,
+        catch_up: CatchUp,
+        limit: HistoryLimit,
+    ) -> Result<HistoryPage, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.changed(request, catch_up, limit).await;
+        record("changed", t, &r);
         r
     }
 

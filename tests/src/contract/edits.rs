@@ -37,7 +37,14 @@ async fn assert_room(store: &dyn ChatStore, model: &Model, room: RequestId, what
 
 /// Deletes message `id` of `room` as `by` the way the use case does: the stored message with its
 /// receipts, the domain's decision, the update, then the counts.
-async fn delete(store: &dyn ChatStore, model: &mut Model, room: RequestId, id: MessageId, by: &User, at: i64) {
+pub(super) async fn delete(
+    store: &dyn ChatStore,
+    model: &mut Model,
+    room: RequestId,
+    id: MessageId,
+    by: &User,
+    at: i64,
+) {
     let mut m =
         store.message(room, id).await.unwrap_or_else(|e| panic!("{e:?}")).unwrap_or_else(|| panic!("no {id:?}"));
     assert_eq!(m, model.get(id), "the stored message {id:?} before its deletion");
@@ -45,6 +52,24 @@ async fn delete(store: &dyn ChatStore, model: &mut Model, room: RequestId, id: M
     assert!(newly, "{id:?} was not deleted yet");
     assert!(store.update_message(&m).await.unwrap_or_else(|e| panic!("{e:?}")), "deleting {id:?}");
     store.count_deleted(&m).await.unwrap_or_else(|e| panic!("{e:?}"));
+    model.put(m);
+}
+
+/// Edits message `id` of `room` as `by` the way the use case does: the stored message, the
+/// domain's decision, the update.
+pub(super) async fn edit(
+    store: &dyn ChatStore,
+    model: &mut Model,
+    room: RequestId,
+    id: MessageId,
+    by: &str,
+    new_text: &str,
+    at: labchat_domain::Timestamp,
+) {
+    let mut m =
+        store.message(room, id).await.unwrap_or_else(|e| panic!("{e:?}")).unwrap_or_else(|| panic!("no {id:?}"));
+    m.edit(room, &uid(by), text(new_text), at, WINDOW).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(store.update_message(&m).await.unwrap_or_else(|e| panic!("{e:?}")), "editing {id:?}");
     model.put(m);
 }
 

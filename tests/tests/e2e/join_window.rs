@@ -19,8 +19,8 @@ use labchat_core::{
     SystemClock,
 };
 use labchat_domain::{
-    HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, MessageRecord,
-    MessageText, ReceiptKind, Request, RequestId, Role, RoomEvent, Seq, Timestamp, User, UserId,
+    CatchUp, HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId,
+    MessageRecord, MessageText, ReceiptKind, Request, RequestId, Role, RoomEvent, Seq, Timestamp, User, UserId,
 };
 use labchat_memory::{LocalBroadcaster, MemoryStore};
 use labchat_tests::client::{Client, WAIT};
@@ -160,6 +160,15 @@ impl ChatStore for HookedStore {
 
     async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
         self.inner.insert_message(message).await
+    }
+
+    async fn changed(
+        &self,
+        request: RequestId,
+        catch_up: CatchUp,
+        limit: HistoryLimit,
+    ) -> Result<HistoryPage, StoreError> {
+        self.inner.changed(request, catch_up, limit).await
     }
 
     async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError> {

@@ -23,6 +23,7 @@ mod asyncapi_inbox;
 mod asyncapi_presence;
 mod bench_smoke;
 mod broadcast_contract;
+mod catch_up;
 mod chat;
 mod edge;
 mod edit_delete;

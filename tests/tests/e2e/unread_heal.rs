@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use labchat_core::{Chat, ChatStore, Inserted, Marked, StoreError, SystemClock};
 use labchat_domain::{
-    HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind, Request,
-    RequestId, Seq, Timestamp, User, UserId,
+    CatchUp, HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind,
+    Request, RequestId, Seq, Timestamp, User, UserId,
 };
 use labchat_memory::LocalBroadcaster;
 use labchat_tests::client::Client;
@@ -66,6 +66,14 @@ impl ChatStore for FlakyCounts {
     }
     async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
         self.inner.insert_message(message).await
+    }
+    async fn changed(
+        &self,
+        request: RequestId,
+        catch_up: CatchUp,
+        limit: HistoryLimit,
+    ) -> Result<HistoryPage, StoreError> {
+        self.inner.changed(request, catch_up, limit).await
     }
     async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError> {
         self.inner.history(request, query).await

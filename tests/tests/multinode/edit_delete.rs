@@ -108,3 +108,44 @@ async fn edits_and_deletes_reach_every_node_after_their_message_and_match_the_st
     assert_eq!(texts, want.iter().collect::<Vec<_>>());
     assert!(!json!(stored).to_string().contains("draft"), "an old text is stored: {stored:?}");
 }
+
+/// A teacher whose node is killed reconnects to another node with `joinRoom {after}`: the
+/// receipts and the deletion made meanwhile on a third node are replayed after the history, as
+/// the store holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_node_died_catches_up_the_changes_on_another_node() {
+    let mut cluster = Cluster::start("mn_catch_up", 3).await;
+    let room = cluster.add_request("t1").await.to_string();
+    let mut teacher = Client::connect(&cluster.nodes[0].url(), &token("t1", "TEACHER")).await;
+    teacher.join(&room).await;
+    let (first, last) = (teacher.post(&room, "one").await, teacher.post(&room, "two").await);
+    cluster.nodes[0].kill9().await;
+    drop(teacher);
+
+    let mut lab = Client::connect(&cluster.nodes[1].url(), &token("lab-1", "LAB")).await;
+    lab.join(&room).await;
+    lab.ok("readMessages", json!({"requestId": room, "messages": [first["id"], last["id"]]})).await;
+    // A later instant than the reads' (changes are replayed in the order of their times).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    lab.ok("deleteMessage", json!({"requestId": room, "messageId": last["id"]})).await;
+
+    let mut back = Client::connect(&cluster.nodes[2].url(), &token("t1", "TEACHER")).await;
+    let frames = back.call("joinRoom", json!({"requestId": room, "after": last["id"]})).await;
+    let events: Vec<&str> = frames.iter().map(|f| f["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["roomHistory", "messagesDelivered", "messageReads", "messageDeleted", "ack"], "{frames:?}");
+    assert_eq!(frames[0]["data"]["messages"], json!([]));
+    assert_eq!(frames[0]["data"]["changesCut"], false);
+    let stored = lab.call("history", json!({"requestId": room})).await;
+    let stored = &stored[0]["data"]["messages"];
+    for f in &frames[1..3] {
+        assert_eq!(
+            (&f["data"]["userId"], &f["data"]["messages"]),
+            (&json!("lab-1"), &json!([first["id"], last["id"]]))
+        );
+    }
+    assert_eq!(frames[1]["data"]["at"], stored[0]["deliveredTo"][0]["at"]);
+    assert_eq!(frames[2]["data"]["at"], stored[0]["readBy"][0]["at"]);
+    let deleted = &frames[3]["data"];
+    assert_eq!(deleted["messageId"], last["id"]);
+    assert_eq!((&deleted["deletedAt"], &deleted["deletedBy"]), (&stored[1]["deletedAt"], &stored[1]["deletedBy"]));
+}

@@ -48,6 +48,15 @@ fn nothing_unread(store: &mut MockChatStore) {
     store.expect_first_unread().never();
 }
 
+/// A join with `after` = message `n` (of seq `seq`) finds nothing changed since it.
+fn nothing_changed(store: &mut MockChatStore, n: u32, seq: u64) {
+    store
+        .expect_message()
+        .withf(move |r, id| *r == rid(1) && *id == mid(n))
+        .returning(move |_, _| Ok(Some(message(n, seq))));
+    store.expect_changed().returning(|_, _, _| Ok(HistoryPage::default()));
+}
+
 fn chat(store: MockChatStore, broadcaster: MockBroadcaster) -> Chat {
     Chat::new(Arc::new(store), Arc::new(broadcaster), Arc::new(clock()), HistoryLimit::DEFAULT)
 }
@@ -250,6 +259,7 @@ async fn join_subscribes_then_reads_history_and_forbidden_join_does_neither() {
         .times(1)
         .in_sequence(&mut order)
         .returning(|_, _| Ok(Some(HistoryPage { messages: vec![message(4, 4), message(5, 5)], has_more: false })));
+    nothing_changed(&mut store, 3, 3);
     b.expect_unsubscribe().never();
     b.expect_publish().times(1).withf(|e| matches!(e, RoomEvent::MemberJoined { .. })).returning(|_| Ok(()));
     let chat = chat(store, b);
@@ -276,6 +286,7 @@ async fn an_empty_page_after_a_message_covers_up_to_that_message() {
         .withf(|_, q| q.cursor == Cursor::Before(mid(3)) && q.limit.get() == 1)
         .times(1)
         .returning(|_, _| Ok(Some(HistoryPage { messages: vec![message(2, 6)], has_more: true })));
+    nothing_changed(&mut store, 3, 7);
     store
         .expect_history()
         .withf(|_, q| q.cursor == Cursor::Latest)
@@ -300,6 +311,7 @@ async fn without_a_backplane_an_empty_page_costs_no_extra_read() {
     let mut store = store_with_request();
     nothing_unread(&mut store);
     store.expect_history().times(1).returning(|_, _| Ok(Some(HistoryPage::default())));
+    nothing_changed(&mut store, 3, 3);
     let mut b = MockBroadcaster::new();
     b.expect_subscribe().returning(|_, _| Ok(()));
     b.expect_backplane().return_const(None);
@@ -307,6 +319,46 @@ async fn without_a_backplane_an_empty_page_costs_no_extra_read() {
     let joined =
         chat(store, b).join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(1), false).await.unwrap();
     assert_eq!(joined.covered, None);
+}
+
+#[tokio::test]
+async fn a_join_after_a_message_replays_what_changed_since_it() {
+    let mut store = store_with_request();
+    nothing_unread(&mut store);
+    store.expect_history().times(1).returning(|_, _| Ok(Some(HistoryPage::default())));
+    let last = message(3, 3);
+    let created = last.created_at;
+    store.expect_message().times(1).returning(move |_, _| Ok(Some(message(3, 3))));
+    // Message 2, read by t1 after message 3 was stored.
+    let at = Timestamp::from_unix_millis(created.unix_millis() + 60_000);
+    let mut read = message(2, 2);
+    read.mark(rid(1), &UserId::parse("t1").unwrap(), labchat_domain::ReceiptKind::Read, at);
+    let page = HistoryPage { messages: vec![read], has_more: true };
+    let want = labchat_domain::CatchUp {
+        up_to: labchat_domain::Seq::new(3).unwrap(),
+        since: Timestamp::from_unix_millis(created.unix_millis() - labchat_domain::CLOCK_SKEW_MILLIS),
+    };
+    store
+        .expect_changed()
+        .withf(move |r, c, limit| *r == rid(1) && *c == want && *limit == HistoryLimit::DEFAULT)
+        .times(1)
+        .returning(move |_, _, _| Ok(page.clone()));
+    let mut b = MockBroadcaster::new();
+    b.expect_subscribe().returning(|_, _| Ok(()));
+    b.expect_backplane().return_const(None);
+    b.expect_publish().returning(|_| Ok(()));
+    let joined =
+        chat(store, b).join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(1), false).await.unwrap();
+    let kinds: Vec<_> = joined.catch_up.events.iter().map(RoomEvent::kind).collect();
+    assert_eq!(kinds, [labchat_domain::RoomEventKind::Delivered, labchat_domain::RoomEventKind::Read]);
+    assert!(joined.catch_up.cut, "the store left older changes out");
+    assert!(
+        joined
+            .catch_up
+            .events
+            .iter()
+            .all(|e| matches!(e, RoomEvent::Delivered { at: t, .. } | RoomEvent::Read { at: t, .. } if *t == at))
+    );
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! `roomHistory` frames, bounded in bytes as well as in messages.
+//! `roomHistory` frames, bounded in bytes as well as in messages, and the catch-up replayed after
+//! a join's page.
 //!
 //! A page of the history limit's size can be far larger than a connection's outbound queue
 //! accepts (200 messages of 4000 characters that JSON escapes to 6 bytes each make 4.8 MB), and
@@ -7,13 +8,13 @@
 //! client pages on as it does for a page cut by count.
 
 use labchat_core::MembersPage;
-use labchat_domain::{Cursor, HistoryPage, Message, RequestId};
+use labchat_domain::{Cursor, HistoryPage, Message, RequestId, RoomEvent};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::ServerEvent;
-use super::encode::{ENCODING_FAILED, WireMember, WireMessage, frame};
+use super::encode::{ENCODING_FAILED, WireMember, WireMessage, frame, room_event};
 
 /// Which end of a history page to keep when the page is cut to fit its byte budget.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -156,4 +157,19 @@ impl Budget {
     pub(super) fn used(&self) -> usize {
         self.used
     }
+}
+
+/// The frames that replay a join's catch-up (what changed on the messages up to its `after`),
+/// in order, as many as fit in `budget` bytes, each with its server event; and whether some were
+/// left out for lack of room.
+pub fn replay(events: &[RoomEvent], budget: usize) -> (Vec<(ServerEvent, String)>, bool) {
+    let mut left = budget;
+    let mut frames = Vec::new();
+    for event in events {
+        let frame = room_event(event);
+        let Some(rest) = left.checked_sub(frame.len()) else { return (frames, true) };
+        left = rest;
+        frames.push((ServerEvent::of(event.kind()), frame));
+    }
+    (frames, false)
 }

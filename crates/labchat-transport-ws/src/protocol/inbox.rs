@@ -101,21 +101,24 @@ pub fn inbox_update(row: &InboxRow) -> String {
     frame(ServerEvent::InboxUpdate.as_str(), WireRow::from(row), None)
 }
 
-/// What a join's `roomHistory` starts its data with: `"unread":N,"firstUnreadId":ID|null,`.
-fn join_fields(unread: &Unread) -> String {
+/// What a join's `roomHistory` starts its data with: `"unread":N,"firstUnreadId":ID|null,`, and
+/// for a join with `after`, `"changesCut":BOOL,`.
+fn join_fields(unread: &Unread, changes_cut: Option<bool>) -> String {
     let first = unread.first.map_or_else(|| "null".to_owned(), |id| format!("\"{}\"", id.to_hex()));
-    format!("\"unread\":{},\"firstUnreadId\":{first},", unread.count)
+    let cut = changes_cut.map_or_else(String::new, |c| format!("\"changesCut\":{c},"));
+    format!("\"unread\":{},\"firstUnreadId\":{first},{cut}", unread.count)
 }
 
 /// How many bytes [`with_join_fields`] adds to a `roomHistory` frame (so that the page can be
-/// cut to leave room for them).
-pub fn join_fields_len(unread: &Unread) -> usize {
-    join_fields(unread).len()
+/// cut to leave room for them), at most: with `changes_cut` as `Some(false)`, the longer form.
+pub fn join_fields_len(unread: &Unread, changes_cut: Option<bool>) -> usize {
+    join_fields(unread, changes_cut.map(|_| false)).len()
 }
 
 /// The `roomHistory` frame of a join (as [`super::room_history`] made it) with the joining
-/// user's `unread` and `firstUnreadId` as the first fields of its data.
-pub fn with_join_fields(room_history: String, unread: &Unread) -> String {
+/// user's `unread` and `firstUnreadId` (and with `after`, `changesCut`) as the first fields of
+/// its data.
+pub fn with_join_fields(room_history: String, unread: &Unread, changes_cut: Option<bool>) -> String {
     let head = format!("{{\"event\":\"{}\",\"data\":{{", ServerEvent::RoomHistory.as_str());
     // Not a roomHistory (the encoder's fallback error frame): left as it is.
     if !room_history.starts_with(&head) {
@@ -124,7 +127,7 @@ pub fn with_join_fields(room_history: String, unread: &Unread) -> String {
     let at = head.len();
     let mut out = String::with_capacity(room_history.len() + 64);
     out.push_str(&room_history[..at]);
-    out.push_str(&join_fields(unread));
+    out.push_str(&join_fields(unread, changes_cut));
     out.push_str(&room_history[at..]);
     out
 }
@@ -151,8 +154,8 @@ mod tests {
             ),
         ] {
             let plain = room_history(rid, &page, Keep::Newest, usize::MAX, Some(&json!(7)));
-            let joined = with_join_fields(plain.clone(), &unread);
-            assert_eq!(joined.len(), plain.len() + join_fields_len(&unread));
+            let joined = with_join_fields(plain.clone(), &unread, None);
+            assert_eq!(joined.len(), plain.len() + join_fields_len(&unread, None));
             let v: Value = serde_json::from_str(&joined).unwrap();
             assert_eq!(
                 v,

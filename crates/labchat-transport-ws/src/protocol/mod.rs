@@ -16,6 +16,7 @@ mod decode;
 mod encode;
 mod history;
 mod inbox;
+mod server_event;
 
 pub use client::parse::DecodeLimits;
 pub use client::{
@@ -23,9 +24,10 @@ pub use client::{
     Message, Receipts, RefreshToken, SubscribeInbox, Typing, UnknownEvent, UnsubscribeInbox, known_event,
 };
 pub use decode::{MAX_CORRELATION_ID_CHARS, decode};
-pub use encode::{AckData, ErrorFrame, ServerEvent, ack, error, message, rfc3339, room_event};
-pub use history::{Keep, room_history, room_history_with_more};
+pub use encode::{AckData, ErrorFrame, ack, error, message, rfc3339, room_event};
+pub use history::{Keep, replay, room_history, room_history_with_more};
 pub use inbox::{inbox_ack, inbox_update, join_fields_len, members_ack, with_join_fields};
+pub use server_event::ServerEvent;
 
 /// Error codes of `error` frames. Each frame also says whether the client should send the
 /// failed frame again ([`ErrorCode::retryable`]).

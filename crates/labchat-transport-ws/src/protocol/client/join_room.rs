@@ -67,13 +67,21 @@ impl JoinRoom {
         if session.rooms.insert(*request_id) {
             metrics::gauge!("labchat_rooms_joined").increment(1.0);
         }
-        // Queued while the room's order is held: history first, then live events.
+        // Queued while the room's order is held: history first, then what changed on the
+        // messages up to `after` (the replay), then live events.
         let (keep, budget) =
             (Keep::for_cursor(after.map_or(Cursor::Latest, Cursor::After)), server.config().reply_budget());
-        let budget = budget.saturating_sub(protocol::join_fields_len(&joined.unread));
+        let changes_cut = after.map(|_| joined.catch_up.cut);
+        let budget = budget.saturating_sub(protocol::join_fields_len(&joined.unread, changes_cut));
         let (frame, has_more) =
             protocol::room_history_with_more(*request_id, &joined.history, keep, budget, id, Some(&joined.members));
-        session.sink.reply(ServerEvent::RoomHistory, protocol::with_join_fields(frame, &joined.unread));
+        // The replay gets what the page left of the reply's bytes; past them it is cut short.
+        let (replay, replay_cut) = protocol::replay(&joined.catch_up.events, budget.saturating_sub(frame.len()));
+        let changes_cut = changes_cut.map(|cut| cut || replay_cut);
+        session.sink.reply(ServerEvent::RoomHistory, protocol::with_join_fields(frame, &joined.unread, changes_cut));
+        for (event, frame) in replay {
+            session.sink.reply(event, frame);
+        }
         // A page after a message that stops short of the newest: the client pages on,
         // and the held messages past the page would leave a hole before them.
         let cut = after.is_some() && has_more;
