@@ -6,12 +6,15 @@
 //! - Source files over the size limit, unless listed with a reason.
 //! - No module cycle inside a crate (see `tidy/modules.rs` for how the graph is read).
 //! - Every source file says what it is in a `//!` line.
+//! - Every contract check is in its suite's list (`tidy/contracts.rs`).
 
 #![allow(clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "tidy/contracts.rs"]
+mod contracts;
 #[path = "tidy/events.rs"]
 mod events;
 #[path = "tidy/modules.rs"]
@@ -279,4 +282,28 @@ fn no_match_on_room_events_has_a_catch_all_arm_outside_the_domain() {
          variant):\n{}",
         failures.join("\n")
     );
+}
+
+#[test]
+fn every_contract_check_is_in_its_suite_s_list() {
+    let root = workspace_root();
+    let sources: Vec<(String, String)> = rust_sources(&root.join("tests/src"))
+        .into_iter()
+        .map(|f| {
+            let rel = f.strip_prefix(&root).expect("under the root").to_string_lossy().replace('\\', "/");
+            (rel, std::fs::read_to_string(&f).expect("read a source file"))
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (list, fixture) in [
+        ("for_each_contract_check", "StoreFixture"),
+        ("for_each_broadcast_check", "BroadcastFixture"),
+        ("for_each_presence_check", "PresenceFixture"),
+    ] {
+        match contracts::unlisted(&sources, list, fixture) {
+            Ok(missing) => failures.extend(missing),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "contract checks that never run:\n{}", failures.join("\n"));
 }
