@@ -80,6 +80,9 @@ export class Room extends Emitter<RoomEventMap> {
   private lastSeq = 0;
   private byId = new Map<string, ChatMessage>();
   private ahead = new Map<number, ChatMessage>();
+  /** Changes and receipts of messages not held yet, applied when they arrive; at most
+   * LATE_LIMIT messages each (the oldest entry goes first: a message that never arrives, or a
+   * page that will hold the change anyway, must not make them grow without end). */
   private lateChanges = new Map<string, Change[]>();
   private lateReceipts = new Map<string, { deliveredTo: ReceiptsEventData[]; readBy: ReceiptsEventData[] }>();
   private members = new Map<string, Member>();
@@ -442,7 +445,7 @@ export class Room extends Emitter<RoomEventMap> {
     const held = this.byId.get(messageId) ?? (this.ahead.get(seq)?.id === messageId ? this.ahead.get(seq) : undefined);
     if (!held) {
       // Older than the oldest held: a page loaded later shows the change. Newer: apply on arrival.
-      if (seq > this.lastSeq) this.lateChanges.set(messageId, [...(this.lateChanges.get(messageId) ?? []), change]);
+      if (seq > this.lastSeq) bounded(this.lateChanges).set(messageId, [...(this.lateChanges.get(messageId) ?? []), change]);
       return;
     }
     const me = this.host.userId;
@@ -467,7 +470,7 @@ export class Room extends Emitter<RoomEventMap> {
         let late = this.lateReceipts.get(id);
         if (!late) {
           late = { deliveredTo: [], readBy: [] };
-          this.lateReceipts.set(id, late);
+          bounded(this.lateReceipts).set(id, late);
         }
         late[field].push(ev);
       }
@@ -483,6 +486,18 @@ export class Room extends Emitter<RoomEventMap> {
     }
     this.emit(field === 'deliveredTo' ? 'delivered' : 'read', ev);
   }
+}
+
+/** The most messages whose changes or receipts wait for them to arrive. */
+const LATE_LIMIT = 10_000;
+
+/** `map`, with its oldest entry dropped when it is full. */
+function bounded<V>(map: Map<string, V>): Map<string, V> {
+  if (map.size >= LATE_LIMIT) {
+    const oldest = map.keys().next();
+    if (!oldest.done) map.delete(oldest.value);
+  }
+  return map;
 }
 
 function addReceipt(list: { userId: string; at: string }[], ev: { userId: string; at: string }): void {

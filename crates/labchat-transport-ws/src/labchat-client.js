@@ -338,6 +338,9 @@ const $room = (() => {
           this.lastSeq = 0;
           this.byId = new Map();
           this.ahead = new Map();
+          /** Changes and receipts of messages not held yet, applied when they arrive; at most
+           * LATE_LIMIT messages each (the oldest entry goes first: a message that never arrives, or a
+           * page that will hold the change anyway, must not make them grow without end). */
           this.lateChanges = new Map();
           this.lateReceipts = new Map();
           this.members = new Map();
@@ -714,7 +717,7 @@ const $room = (() => {
           if (!held) {
               // Older than the oldest held: a page loaded later shows the change. Newer: apply on arrival.
               if (seq > this.lastSeq)
-                  this.lateChanges.set(messageId, [...(this.lateChanges.get(messageId) ?? []), change]);
+                  bounded(this.lateChanges).set(messageId, [...(this.lateChanges.get(messageId) ?? []), change]);
               return;
           }
           const me = this.host.userId;
@@ -739,7 +742,7 @@ const $room = (() => {
                   let late = this.lateReceipts.get(id);
                   if (!late) {
                       late = { deliveredTo: [], readBy: [] };
-                      this.lateReceipts.set(id, late);
+                      bounded(this.lateReceipts).set(id, late);
                   }
                   late[field].push(ev);
               }
@@ -756,6 +759,17 @@ const $room = (() => {
           }
           this.emit(field === 'deliveredTo' ? 'delivered' : 'read', ev);
       }
+  }
+  /** The most messages whose changes or receipts wait for them to arrive. */
+  const LATE_LIMIT = 10000;
+  /** `map`, with its oldest entry dropped when it is full. */
+  function bounded(map) {
+      if (map.size >= LATE_LIMIT) {
+          const oldest = map.keys().next();
+          if (!oldest.done)
+              map.delete(oldest.value);
+      }
+      return map;
   }
   function addReceipt(list, ev) {
       if (!list.some((r) => r.userId === ev.userId))
