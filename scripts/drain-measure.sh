@@ -6,10 +6,11 @@
 #
 # Builds `labchat` in release mode, installs what it needs when missing (Debian's haproxy and
 # redis-server, the npm packages of clients/js), prints the machine's load before and after, and
-# stops everything it started. Environment: CLIENTS, ROOMS, POST_EVERY_MS, NODE_ARGS (see the
+# stops everything it started. Environment: CLIENTS, ROOMS, POST_EVERY_MS, NODE_ARGS, MODE (see the
 # bench file).
 #
-#   scripts/drain-measure.sh
+#   scripts/drain-measure.sh                  # one node drained
+#   MODE=upgrade scripts/drain-measure.sh     # a rolling upgrade to envelope version 3 under load
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

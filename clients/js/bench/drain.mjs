@@ -10,7 +10,9 @@
 //   LABCHAT_BIN=target/release/labchat node bench/drain.mjs   (scripts/drain-measure.sh does it)
 //
 // Environment: CLIENTS (2000), ROOMS (100), POST_EVERY_MS (2000), NODE_ARGS (extra arguments of
-// every node, space-separated).
+// every node, space-separated), MODE (`drain`, or `upgrade`: the rolling upgrade of
+// docs/deployment.md's step 3 instead, every node in turn drained and started again with
+// `--backplane-version 3` while the others still write version 2, all sealed with one secret).
 
 import { startCluster } from '../test/cluster.mjs';
 import { TEACHER, client, mintToken, sleep, storedHistory, waitFor } from '../test/harness.mjs';
@@ -19,6 +21,12 @@ const CLIENTS = Number(process.env.CLIENTS || 2000);
 const ROOMS = Number(process.env.ROOMS || 100);
 const POST_EVERY_MS = Number(process.env.POST_EVERY_MS || 2000);
 const NODE_ARGS = (process.env.NODE_ARGS || '').split(' ').filter(Boolean);
+const UPGRADE = process.env.MODE === 'upgrade';
+/** The nodes restarted at the new envelope version so far (upgrade mode). */
+const raised = new Set();
+const SECRET_ARGS = ['--backplane-secret', 'upgrade-bench-backplane-secret-0123456789'];
+const argsOf = (i) =>
+  UPGRADE ? [...NODE_ARGS, ...SECRET_ARGS, '--backplane-version', raised.has(i) ? '3' : '2'] : NODE_ARGS;
 /** The node sent SIGTERM: node-2. */
 const VICTIM = 1;
 const BASELINE_MS = 10_000;
@@ -42,7 +50,7 @@ function peakPerSecond(times) {
 const rooms = Array.from({ length: ROOMS }, (_, r) => roomId(r));
 const cluster = await startCluster(
   rooms.map((id) => ({ id, createdBy: TEACHER })),
-  NODE_ARGS,
+  argsOf,
 );
 const crowd = [];
 /** Live deliveries: [receivedAt, ms from send to receipt, sender index, receiver index]. */
@@ -84,16 +92,36 @@ try {
   });
   await sleep(BASELINE_MS);
 
-  const victim = cluster.nodes[VICTIM];
   const t0 = Date.now();
-  victim.proc.kill('SIGTERM');
-  const code = await victim.exited;
-  const exitedAt = Date.now();
+  let code;
+  let exitedAt;
+  /** Upgrade mode: per node, SIGTERM to exit, and exit to ready again (ms). */
+  const steps = [];
+  if (UPGRADE) {
+    for (let i = 0; i < cluster.nodes.length; i++) {
+      const termAt = Date.now();
+      cluster.nodes[i].proc.kill('SIGTERM');
+      const exit = await cluster.nodes[i].exited;
+      const downAt = Date.now();
+      raised.add(i);
+      await cluster.restart(i);
+      steps.push({ node: i + 1, exit, drain: downAt - termAt, restart: Date.now() - downAt });
+      // As the runbook says: the next node only once this one serves again (HAProxy's check).
+      await sleep(3000);
+    }
+    code = steps.map((s) => s.exit).join(',');
+    exitedAt = Date.now();
+  } else {
+    const victim = cluster.nodes[VICTIM];
+    victim.proc.kill('SIGTERM');
+    code = await victim.exited;
+    exitedAt = Date.now();
+  }
   // The last closes reach this process after the exit: HAProxy relays them, this event loop reads them.
   await sleep(2000);
   const drained = crowd.filter((x) => x.closes.length > 0);
   await waitFor(
-    () => drained.every((x) => x.opens.some((t) => t > x.closes[0].at) && x.room.joined),
+    () => drained.every((x) => x.opens.some((t) => t > x.closes.at(-1).at) && x.room.joined),
     () => `the drained clients open and joined again (${drained.filter((x) => x.room.joined).length}/${drained.length})`,
     120_000,
   );
@@ -103,7 +131,8 @@ try {
   const sent = (await Promise.all(crowd.map((x) => Promise.all(x.sends)))).flat().length;
 
   const closedSet = new Set(drained.map((x) => x.i));
-  const unaffected = (d) => !closedSet.has(d[2]) && !closedSet.has(d[3]);
+  // A rolling upgrade moves nearly every client at least once: there, every delivery counts.
+  const unaffected = (d) => UPGRADE || (!closedSet.has(d[2]) && !closedSet.has(d[3]));
   const latencies = (from, to) =>
     deliveries
       .filter((d) => d[0] >= from && d[0] < to && unaffected(d))
@@ -128,7 +157,12 @@ try {
     }
   }
 
-  console.log(`SIGTERM to node-${VICTIM + 1}: exit code ${code} after ${exitedAt - t0} ms`);
+  if (UPGRADE) {
+    for (const st of steps) console.log(`node-${st.node}: SIGTERM to exit ${st.drain} ms (code ${st.exit}), exit to listening at version 3 ${st.restart} ms`);
+    console.log(`rolling upgrade of 3 nodes: ${exitedAt - t0} ms; clients closed at least once ${drained.length}, twice or more ${drained.filter((x) => x.closes.length > 1).length}`);
+  } else {
+    console.log(`SIGTERM to node-${VICTIM + 1}: exit code ${code} after ${exitedAt - t0} ms`);
+  }
   const closedLate = crowd.filter((x) => x.closes.length > 0).length - drained.length;
   console.log(
     `drained clients: ${drained.length} (close codes: ${[...new Set(drained.map((x) => x.closes[0].code))]}); ` +
@@ -139,7 +173,7 @@ try {
   console.log(`  peak reconnects (each with its joinRoom) the other two nodes took: ${peakPerSecond(reopen)} in one second`);
   console.log(`  failed handshakes, all clients: ${crowd.reduce((n, x) => n + x.failed, 0)}`);
   console.log(
-    `live deliveries between never-closed clients, send to receipt: ` +
+    `live deliveries between ${UPGRADE ? 'any two' : 'never-closed'} clients, send to receipt: ` +
       `${BASELINE_MS / 1000} s before SIGTERM p50 ${pct(before, 50)} ms, p99 ${pct(before, 99)} ms (${before.length}); ` +
       `SIGTERM to exit + 2 s p50 ${pct(during, 50)} ms, p99 ${pct(during, 99)} ms, max ${during.at(-1)} ms (${during.length})`,
   );

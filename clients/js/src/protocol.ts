@@ -83,6 +83,7 @@ export interface RoomHistoryData {
   unread?: number;
   firstUnreadId?: HexId | null;
   changesCut?: boolean;
+  changesFrom?: number | null;
   members?: Member[];
   membersCount?: number;
   membersNext?: string | null;

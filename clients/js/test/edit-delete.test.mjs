@@ -146,8 +146,15 @@ describe('edit and delete', () => {
       await or.edit(a.id, 'before: a, fixed');
       await lr.delete(b.id);
 
+      // Back: the replay, then the page, then the join's ack ('joined').
+      const back = new Promise((resolve) => {
+        const off = ar.on('joined', () => {
+          off();
+          resolve();
+        });
+      });
       proxy.block(false);
-      await waitFor(() => ar.joined, 'the teacher is back');
+      await back;
       const stored = await storedHistory(node.url, teacherToken());
       await waitFor(
         () => ar.messages.find((m) => m.id === b.id)?.deletedAt !== undefined,

@@ -18,6 +18,9 @@ use crate::{
 };
 
 mod burst;
+mod catch_up;
+
+pub use catch_up::CaughtUp;
 mod edit;
 mod join;
 mod order;
@@ -52,17 +55,6 @@ pub struct Joined {
     /// their count; the client pages on with [`Chat::members`].
     pub members: MembersPage,
     _order: OwnedMutexGuard<()>,
-}
-
-/// What a client that joins a room with its last message (`after`) missed on the messages it
-/// holds: receipts, edits and deletions since ([`labchat_domain::CatchUp`]).
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
-pub struct CaughtUp {
-    /// The events that replay the changes, oldest first ([`labchat_domain::CatchUp::events`]).
-    pub events: Vec<RoomEvent>,
-    /// Changes of older messages were left out: more messages changed than a history page holds
-    /// (the replay covers the newest). A client that shows older messages re-reads them.
-    pub cut: bool,
 }
 
 /// A successful post.

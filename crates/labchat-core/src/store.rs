@@ -112,7 +112,9 @@ pub trait ChatStore: Send + Sync + 'static {
     /// What a client that held the room up to [`CatchUp::up_to`] missed on those messages:
     /// exactly the room's messages that [`CatchUp::includes`] picks (marked, edited or deleted at
     /// or after [`CatchUp::since`]), in seq order with their receipts; at most `limit` of them,
-    /// those with the highest seqs, and `has_more` when more were picked. Read-only.
+    /// those with the highest seqs, and `has_more` when more were picked. A store that cannot
+    /// tell which are the highest (past bounds of its own on what it reads) gives none and
+    /// `has_more`. Read-only.
     async fn changed(
         &self,
         request: RequestId,

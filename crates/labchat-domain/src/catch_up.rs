@@ -5,20 +5,23 @@ use std::collections::BTreeMap;
 
 use crate::{Message, MessageId, Receipt, ReceiptKind, RequestId, RoomEvent, Seq, Timestamp, UserId};
 
-/// The largest clock difference between the nodes of a deployment that a catch-up tolerates, in
-/// milliseconds: changes are replayed from this long before the client's last message was stored,
-/// because a change stamped by a node whose clock runs behind may carry an earlier time than the
-/// message it names. Replaying a change twice is harmless (a receipt or an edit applied again
+/// How long before the client's last message was stored a catch-up starts, in milliseconds: the
+/// clock difference between the nodes of a deployment (a change stamped by a node whose clock
+/// runs behind may carry an earlier time than the message it names), plus the longest a change
+/// takes from its time stamp to its publish (its store writes, each bounded by the store's
+/// timeout, 5 s by default). A change made before the client left was seen live or is in a page
+/// it read; one published after it left was stamped at most this long before `after` was
+/// stored. Replaying a change twice is harmless (a receipt, an edit or a deletion applied again
 /// changes nothing), missing one is not, so the margin is generous.
-pub const CLOCK_SKEW_MILLIS: i64 = 5_000;
+pub const CATCH_UP_MARGIN_MILLIS: i64 = 30_000;
 
 /// What a client that joins a room again with its last message (`joinRoom {after}`) missed on the
 /// messages it already holds: every message up to that one (by [`Seq`]) that changed since that
-/// one was stored, less [`CLOCK_SKEW_MILLIS`].
+/// one was stored, less [`CATCH_UP_MARGIN_MILLIS`].
 ///
 /// The messages after `after` come whole in the history page; this covers the older ones. It may
 /// replay a change the client already saw (one made while it was still connected), never miss
-/// one made after it left: the client held `after`, so it left after `after` was stored.
+/// one published after it left: the client held `after`, so it left after `after` was stored.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct CatchUp {
     /// The highest seq the client holds: `after`'s.
@@ -28,10 +31,13 @@ pub struct CatchUp {
 }
 
 impl CatchUp {
-    /// The catch-up of a client whose last message is `after`; `None` for a message no store
-    /// numbered (there is nothing before it to catch up).
-    pub fn after(after: &Message) -> Option<Self> {
-        let since = Timestamp::from_unix_millis(after.created_at.unix_millis().saturating_sub(CLOCK_SKEW_MILLIS));
+    /// The catch-up of a client whose last message is `after`, at `now`; `None` for a message no
+    /// store numbered (there is nothing before it to catch up). It starts
+    /// [`CATCH_UP_MARGIN_MILLIS`] before `after` was stored, or before `now` if that is earlier (a
+    /// node whose clock ran ahead stored `after`).
+    pub fn after(after: &Message, now: Timestamp) -> Option<Self> {
+        let stored = after.created_at.min(now);
+        let since = Timestamp::from_unix_millis(stored.unix_millis().saturating_sub(CATCH_UP_MARGIN_MILLIS));
         after.seq.map(|up_to| Self { up_to, since })
     }
 

@@ -89,7 +89,7 @@ mod text;
 mod time;
 mod user;
 
-pub use catch_up::{CLOCK_SKEW_MILLIS, CatchUp};
+pub use catch_up::{CATCH_UP_MARGIN_MILLIS, CatchUp};
 pub use event::{InboxEffect, Member, Placement, RoomEvent, RoomEventKind};
 pub use history::{Cursor, HistoryLimit, HistoryLimitError, HistoryPage, HistoryQuery};
 pub use ids::{

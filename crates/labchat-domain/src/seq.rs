@@ -20,6 +20,9 @@ impl Seq {
     /// The first message of a room.
     pub const FIRST: Self = Self(NonZeroU64::MIN);
 
+    /// The highest sequence number (as a bound: past every message a room holds).
+    pub const MAX: Self = Self(NonZeroU64::MAX);
+
     /// Validates a sequence number (1 or more).
     pub fn new(n: u64) -> Result<Self, SeqError> {
         NonZeroU64::new(n).map(Self).ok_or(SeqError { got: n })

@@ -15,9 +15,10 @@ use crate::MongoStore;
 use crate::documents::{message_id, object_id, stored_seq};
 use crate::errors::{bad_data, bounded};
 
-/// The most receipts one catch-up reads to learn which messages they name. A catch-up whose
-/// client was away long enough for more is cut short (`has_more`), as one past its limit is.
-const MAX_RECEIPTS: i64 = 20_000;
+/// The most receipts, and the most edited or deleted messages, one catch-up reads to learn which
+/// messages changed. Past it the read gives up: no message, and `has_more` (the client is told
+/// that every message it holds may be stale).
+const MAX_READ: i64 = 20_000;
 
 /// A receipt's message id and time.
 #[derive(Deserialize)]
@@ -51,36 +52,38 @@ impl MongoStore {
         let room = request.to_hex();
         let since = DateTime::from_millis(catch_up.since.unix_millis());
         let up_to = stored_seq(catch_up.up_to);
-        // 1. The messages named by receipts marked since (index `requestId_1_at_1`).
-        //    The times are compared here again: the query's range only narrows the read (the
-        //    test server compares dates to the second).
+        // 1. The messages named by receipts marked since (index `requestId_1_at_1`), and 2. those
+        //    edited or deleted since (partial indexes `requestId_1_editedAt_1`,
+        //    `requestId_1_deletedAt_1`), both read at once. The times are compared here again:
+        //    the queries' ranges only narrow the reads (the test server compares dates to the
+        //    second).
         let receipts = self.receipts.clone_with_type::<ReceiptTime>();
-        let named: Vec<ReceiptTime> = bounded(self.op_timeout, context, async {
+        let named = bounded(self.op_timeout, context, async {
             let filter = doc! {"requestId": &room, "at": {"$gte": since}};
             let projection = doc! {"messageId": 1, "at": 1, "_id": 0};
-            receipts.find(filter).projection(projection).limit(MAX_RECEIPTS).await?.try_collect().await
-        })
-        .await?;
-        let cut = i64::try_from(named.len()).unwrap_or(i64::MAX) >= MAX_RECEIPTS;
+            receipts.find(filter).projection(projection).limit(MAX_READ).await?.try_collect::<Vec<_>>().await
+        });
+        let messages = self.messages.clone_with_type::<ChangeTimes>();
+        let rewritten = bounded(self.op_timeout, context, async {
+            let filter = doc! {
+                "requestId": &room,
+                "seq": {"$exists": true, "$lte": up_to},
+                "$or": [{"editedAt": {"$gte": since}}, {"deletedAt": {"$gte": since}}],
+            };
+            let projection = doc! {"_id": 1, "editedAt": 1, "deletedAt": 1};
+            messages.find(filter).projection(projection).limit(MAX_READ).await?.try_collect::<Vec<_>>().await
+        });
+        let (named, rewritten) = futures_util::try_join!(named, rewritten)?;
+        if [named.len(), rewritten.len()].into_iter().any(|n| i64::try_from(n).unwrap_or(i64::MAX) >= MAX_READ) {
+            // Too much changed to say which messages are the newest: none, and more.
+            return Ok(HistoryPage { messages: Vec::new(), has_more: true });
+        }
         let mut ids = HashSet::new();
         for r in named.into_iter().filter(|r| r.at >= since) {
             let id = MessageId::parse(&r.message_id)
                 .map_err(|e| bad_data(context, format!("a receipt's messageId: {e}")))?;
             ids.insert(id);
         }
-        // 2. The messages edited or deleted since (indexes `requestId_1_editedAt_1`,
-        //    `requestId_1_deletedAt_1`).
-        let filter = doc! {
-            "requestId": &room,
-            "seq": {"$exists": true, "$lte": up_to},
-            "$or": [{"editedAt": {"$gte": since}}, {"deletedAt": {"$gte": since}}],
-        };
-        let messages = self.messages.clone_with_type::<ChangeTimes>();
-        let rewritten: Vec<ChangeTimes> = bounded(self.op_timeout, context, async {
-            let projection = doc! {"_id": 1, "editedAt": 1, "deletedAt": 1};
-            messages.find(filter).projection(projection).await?.try_collect().await
-        })
-        .await?;
         let since_or_later = |t: Option<DateTime>| t.is_some_and(|t| t >= since);
         ids.extend(
             rewritten
@@ -100,7 +103,7 @@ impl MongoStore {
             self.messages.find(filter).sort(doc! {"seq": -1}).limit(fetch).await?.try_collect::<Vec<_>>().await
         })
         .await?;
-        let has_more = cut || docs.len() > n;
+        let has_more = docs.len() > n;
         docs.truncate(n);
         docs.reverse();
         let messages = self.with_receipts(docs, context).await?;

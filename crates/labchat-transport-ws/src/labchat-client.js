@@ -455,7 +455,7 @@ const $room = (() => {
           if (newest)
               data.after = newest.id;
           let hasMore = false;
-          let counts;
+          let stale = false;
           try {
               await this.host.request('joinRoom', data, (page) => {
                   // Live events may follow the page before the ack: the room counts as joined from here.
@@ -465,8 +465,10 @@ const $room = (() => {
                   this.moreAfter = hasMore;
                   this.joined = true;
                   this.applyJoinPage(page, newest !== undefined);
-                  if (newest !== undefined)
-                      counts = { unread: page.unread, firstUnreadId: page.firstUnreadId };
+                  // The replay before this page left out changes of held messages (too many changed): those
+                  // below `changesFrom` (all, if null) may be stale.
+                  const oldest = this.messages[0];
+                  stale = page.changesCut === true && oldest !== undefined && (page.changesFrom == null || oldest.seq < page.changesFrom);
               });
           }
           catch (e) {
@@ -487,12 +489,11 @@ const $room = (() => {
           }
           if (gen !== this.host.gen)
               return;
-          // A join with `after` is followed by the replay of what changed on the held messages (reads
-          // and deletions the page's counts already hold): the page's counts stand once it is applied.
-          if (counts?.unread !== undefined)
-              this.unread = counts.unread;
-          if (counts?.firstUnreadId !== undefined)
-              this.firstUnreadId = counts.firstUnreadId;
+          if (stale) {
+              // Start again from the latest page rather than show stale messages ('reset').
+              this.resetMessages();
+              return this.join();
+          }
           this.joined = true;
           this.emit('joined', undefined);
           this.outbox.flush();
@@ -734,10 +735,16 @@ const $room = (() => {
           this.emit(change.kind, next);
       }
       onReceipts(field, ev) {
+          // Before a join's page, receipts are the replay of what changed on messages up to the newest
+          // held: one not held is older than every held message, and no page will bring it.
+          if (!this.joined && !ev.messages.some((id) => this.byId.has(id)))
+              return;
           for (const id of ev.messages) {
               const m = this.byId.get(id);
               if (m)
                   addReceipt(m[field], ev);
+              else if (!this.joined)
+                  continue;
               else {
                   let late = this.lateReceipts.get(id);
                   if (!late) {

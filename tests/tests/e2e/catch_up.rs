@@ -17,6 +17,7 @@ labchat_tests::on_every_store! {
     a_read_made_while_the_sender_was_away_is_replayed_on_rejoin,
     a_client_that_was_away_sees_the_same_room_as_one_that_stayed,
     a_join_without_after_or_with_nothing_changed_replays_nothing,
+    a_replay_too_large_for_the_reply_keeps_the_newest_and_says_where_it_starts,
 }
 
 /// A room as a client sees it: each message's text (or tombstone) and receipts, by id.
@@ -96,13 +97,15 @@ async fn a_read_made_while_the_sender_was_away_is_replayed_on_rejoin(server: Tes
     let mut t = Client::connect(&server.url(), &token("t1", "TEACHER")).await;
     let frames = t.call("joinRoom", json!({"requestId": rid, "after": sent["id"]})).await;
     let events: Vec<&str> = frames.iter().map(|f| f["event"].as_str().unwrap()).collect();
-    assert_eq!(events, ["roomHistory", "messagesDelivered", "messageReads", "ack"], "{frames:?}");
-    let history = &frames[0]["data"];
+    // The replay first (it concerns messages the client holds), then the page.
+    assert_eq!(events, ["messagesDelivered", "messageReads", "roomHistory", "ack"], "{frames:?}");
+    let history = &frames[2]["data"];
     assert_eq!(
-        (&history["messages"], &history["hasMore"], &history["changesCut"]),
-        (&json!([]), &json!(false), &json!(false))
+        (&history["messages"], &history["hasMore"], &history["changesCut"], &history["unread"]),
+        (&json!([]), &json!(false), &json!(false), &json!(0))
     );
-    for f in &frames[1..3] {
+    assert!(history.get("changesFrom").is_none(), "{history}");
+    for f in &frames[0..2] {
         assert_eq!(f["data"]["requestId"], rid);
         assert_eq!(f["data"]["userId"], "lab-1");
         assert_eq!(f["data"]["messages"], json!([sent["id"]]));
@@ -110,8 +113,8 @@ async fn a_read_made_while_the_sender_was_away_is_replayed_on_rejoin(server: Tes
     // The times are those the room holds.
     let truth = served(&server, &rid).await;
     let held = &truth.0[sent["id"].as_str().unwrap()];
-    assert_eq!(frames[1]["data"]["at"], held["deliveredTo"]["lab-1"]);
-    assert_eq!(frames[2]["data"]["at"], held["readBy"]["lab-1"]);
+    assert_eq!(frames[0]["data"]["at"], held["deliveredTo"]["lab-1"]);
+    assert_eq!(frames[1]["data"]["at"], held["readBy"]["lab-1"]);
     t.expect_silence(QUIET).await;
 }
 
@@ -152,9 +155,15 @@ async fn a_client_that_was_away_sees_the_same_room_as_one_that_stayed(server: Te
 
     let mut back = Client::connect(&server.url(), &token("lab-3", "LAB")).await;
     let frames = back.call("joinRoom", json!({"requestId": rid, "after": last})).await;
-    assert_eq!(frames[0]["event"], "roomHistory", "{frames:?}");
-    assert_eq!(frames[0]["data"]["changesCut"], false);
-    assert_eq!(frames.last().unwrap()["event"], "ack");
+    let n = frames.len();
+    assert!(n > 2, "{frames:?}");
+    assert_eq!(
+        (&frames[n - 2]["event"], &frames[n - 1]["event"]),
+        (&json!("roomHistory"), &json!("ack")),
+        "{frames:?}"
+    );
+    assert_eq!(frames[n - 2]["data"]["changesCut"], false);
+    assert_eq!(frames[n - 2]["data"]["messages"], json!([]));
     for f in &frames {
         away.apply(f);
     }
@@ -169,24 +178,72 @@ async fn a_join_without_after_or_with_nothing_changed_replays_nothing(server: Te
     let mut t = Client::connect(&server.url(), &token("t1", "TEACHER")).await;
     t.join(&rid).await;
     let first = t.post(&rid, "first").await;
+    let later = t.post(&rid, "later").await;
+    // Nothing changed on the held messages: the page alone, which says so.
+    let mut back = Client::connect(&server.url(), &token("t1", "TEACHER")).await;
+    let frames = back.call("joinRoom", json!({"requestId": rid, "after": later["id"]})).await;
+    let events: Vec<&str> = frames.iter().map(|f| f["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["roomHistory", "ack"], "{frames:?}");
+    assert_eq!((&frames[0]["data"]["messages"], &frames[0]["data"]["changesCut"]), (&json!([]), &json!(false)));
+    // A receipt: replayed to a join after it; a join without `after` has it in its page and no
+    // `changesCut`.
     let mut lab = Client::connect(&server.url(), &token("lab-1", "LAB")).await;
-    lab.join(&rid).await;
-    lab.ok("readMessages", json!({"requestId": rid, "messages": [first["id"]]})).await;
-    // A join without `after` has the receipts in its page and no `changesCut`.
+    lab.ok("ackMessages", json!({"requestId": rid, "messages": [first["id"]]})).await;
+    let mut again = Client::connect(&server.url(), &token("t1", "TEACHER")).await;
+    let frames = again.call("joinRoom", json!({"requestId": rid, "after": later["id"]})).await;
+    let events: Vec<&str> = frames.iter().map(|f| f["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["messagesDelivered", "roomHistory", "ack"], "{frames:?}");
     let mut fresh = Client::connect(&server.url(), &token("t1", "TEACHER")).await;
     let frames = fresh.call("joinRoom", json!({"requestId": rid})).await;
     let events: Vec<&str> = frames.iter().map(|f| f["event"].as_str().unwrap()).collect();
     assert_eq!(events, ["roomHistory", "ack"], "{frames:?}");
     assert!(frames[0]["data"].get("changesCut").is_none(), "{frames:?}");
-    // A join after the last message, in a room where nothing changed since it was stored.
-    let later = t.post(&rid, "later").await;
-    let mut back = Client::connect(&server.url(), &token("t1", "TEACHER")).await;
-    // The read of `first` happened before `later` was stored, but within the clock-skew margin,
-    // so it may be replayed: only frames the client can apply harmlessly.
-    let frames = back.call("joinRoom", json!({"requestId": rid, "after": later["id"]})).await;
-    for f in &frames[1..frames.len() - 1] {
-        assert!(["messagesDelivered", "messageReads"].contains(&f["event"].as_str().unwrap()), "{f}");
-        assert_eq!(f["data"]["messages"], json!([first["id"]]), "{f}");
+    assert_eq!(frames[0]["data"]["messages"][0]["deliveredTo"][0]["userId"], "lab-1");
+}
+
+/// Keeps one client under the default rate limit (30 frames a second, bursts of 60).
+async fn pace(i: usize) {
+    if i % 20 == 19 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
     }
-    assert_eq!(frames[0]["data"]["messages"], json!([]));
+}
+
+/// A replay larger than the reply's bytes keeps the changes of the highest seqs and says from
+/// which seq on it is whole (`changesFrom`); every frame of the reply stays within its budget.
+async fn a_replay_too_large_for_the_reply_keeps_the_newest_and_says_where_it_starts(server: TestServer) {
+    const POSTED: usize = 40;
+    let rid = server.add_request("t1").await.to_hex();
+    let mut lab = Client::connect(&server.url(), &token("lab-poster", "LAB")).await;
+    let (big, bigger) = ("\u{1}".repeat(4000), "\u{2}".repeat(4000));
+    let mut posted = Vec::new();
+    for i in 0..POSTED {
+        posted.push(lab.post(&rid, &big).await);
+        pace(i).await;
+    }
+    let last = posted.last().unwrap()["id"].clone();
+    // While the teacher is away, every message is edited: 40 edits of 24 kB each on the wire.
+    for (i, m) in posted.iter().enumerate() {
+        lab.ok("editMessage", json!({"requestId": rid, "messageId": m["id"], "message": bigger})).await;
+        pace(i).await;
+    }
+    let mut back = Client::connect(&server.url(), &token("t1", "TEACHER")).await;
+    let frames = back.call("joinRoom", json!({"requestId": rid, "after": last})).await;
+    let budget = labchat_transport_ws::WsConfig::default().reply_budget();
+    let bytes: usize = frames.iter().map(|f| f.to_string().len()).sum();
+    assert!(bytes <= budget, "the reply's frames hold {bytes} bytes, past the budget of {budget}");
+    let n = frames.len();
+    let history = &frames[n - 2]["data"];
+    assert_eq!((&frames[n - 2]["event"], &history["changesCut"]), (&json!("roomHistory"), &json!(true)));
+    let from = history["changesFrom"].as_u64().expect("changesFrom");
+    let edited: Vec<u64> = frames[..n - 2]
+        .iter()
+        .map(|f| {
+            assert_eq!(f["event"], "messageEdited", "{f}");
+            f["data"]["seq"].as_u64().unwrap()
+        })
+        .collect();
+    // The newest kept, every one of them from `changesFrom` on, in order.
+    let want: Vec<u64> = (from..=POSTED as u64).collect();
+    assert_eq!(edited, want);
+    assert!(from > 1 && edited.len() >= 2, "{from}, {edited:?}");
 }

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use labchat_domain::{CatchUp, Cursor, HistoryLimit, HistoryPage, HistoryQuery, MessageId, RequestId, Seq, User};
+use labchat_domain::{Cursor, HistoryLimit, HistoryPage, HistoryQuery, MessageId, RequestId, Seq, User};
 
-use super::{CaughtUp, Chat, Joined};
+use super::{Chat, Joined};
 use crate::{ChatError, JoinError, RoomSink};
 
 impl Chat {
@@ -30,13 +30,10 @@ impl Chat {
         let sink_id = sink.id();
         self.broadcaster.subscribe(request, sink).await.map_err(JoinError::Subscribe)?;
         let joined = match self.joined_history(request, after).await {
-            Ok((history, covered)) => match self.caught_up(request, after).await {
-                Ok(catch_up) => self
-                    .unread_of(user.id(), request, &history)
-                    .await
-                    .map(|unread| (history, covered, catch_up, unread)),
-                Err(e) => Err(e),
-            },
+            Ok((history, covered)) => {
+                let catch_up = self.caught_up(request, after).await;
+                self.unread_of(user.id(), request, &history).await.map(|unread| (history, covered, catch_up, unread))
+            }
             Err(e) => Err(e),
         };
         match joined {
@@ -51,19 +48,6 @@ impl Chat {
                 Err(e.into())
             }
         }
-    }
-
-    /// What a client joining with `after` missed on the messages up to it (see [`CatchUp`]): the
-    /// events that replay it, oldest first, and whether older changes were left out (more than
-    /// the history limit of messages changed). Nothing without `after`.
-    async fn caught_up(&self, request: RequestId, after: Option<MessageId>) -> Result<CaughtUp, ChatError> {
-        let Some(after) = after else { return Ok(CaughtUp::default()) };
-        let context = "reading what changed in a room since a client's last message";
-        let last = self.store.message(request, after).await.map_err(ChatError::store(context))?;
-        let Some(catch_up) = last.as_ref().and_then(CatchUp::after) else { return Ok(CaughtUp::default()) };
-        let changed =
-            self.store.changed(request, catch_up, self.history_limit).await.map_err(ChatError::store(context))?;
-        Ok(CaughtUp { events: catch_up.events(&changed.messages), cut: changed.has_more })
     }
 
     /// The history page of a join, and the highest seq it covers (see [`Joined::covered`]).

@@ -336,7 +336,7 @@ async fn a_join_after_a_message_replays_what_changed_since_it() {
     let page = HistoryPage { messages: vec![read], has_more: true };
     let want = labchat_domain::CatchUp {
         up_to: labchat_domain::Seq::new(3).unwrap(),
-        since: Timestamp::from_unix_millis(created.unix_millis() - labchat_domain::CLOCK_SKEW_MILLIS),
+        since: Timestamp::from_unix_millis(created.unix_millis() - labchat_domain::CATCH_UP_MARGIN_MILLIS),
     };
     store
         .expect_changed()
@@ -349,16 +349,34 @@ async fn a_join_after_a_message_replays_what_changed_since_it() {
     b.expect_publish().returning(|_| Ok(()));
     let joined =
         chat(store, b).join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(1), false).await.unwrap();
-    let kinds: Vec<_> = joined.catch_up.events.iter().map(RoomEvent::kind).collect();
+    let events = joined.catch_up.events(0);
+    let kinds: Vec<_> = events.iter().map(RoomEvent::kind).collect();
     assert_eq!(kinds, [labchat_domain::RoomEventKind::Delivered, labchat_domain::RoomEventKind::Read]);
-    assert!(joined.catch_up.cut, "the store left older changes out");
     assert!(
-        joined
-            .catch_up
-            .events
+        events
             .iter()
             .all(|e| matches!(e, RoomEvent::Delivered { at: t, .. } | RoomEvent::Read { at: t, .. } if *t == at))
     );
+    // The store left older changes out: the held messages below the first it gave may be stale.
+    assert_eq!(joined.catch_up.stale_below, Some(labchat_domain::Seq::new(2).unwrap()));
+}
+
+#[tokio::test]
+async fn a_failed_catch_up_read_still_joins_and_says_every_held_message_may_be_stale() {
+    let mut store = store_with_request();
+    nothing_unread(&mut store);
+    store.expect_history().times(1).returning(|_, _| Ok(Some(HistoryPage::default())));
+    store.expect_message().times(1).returning(|_, _| Ok(Some(message(3, 3))));
+    store.expect_changed().times(1).returning(|_, _, _| Err(StoreError::unavailable("scan", "timed out")));
+    let mut b = MockBroadcaster::new();
+    b.expect_subscribe().returning(|_, _| Ok(()));
+    b.expect_backplane().return_const(None);
+    b.expect_unsubscribe().never();
+    b.expect_publish().returning(|_| Ok(()));
+    let joined =
+        chat(store, b).join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(1), false).await.unwrap();
+    assert!(joined.catch_up.events(0).is_empty());
+    assert_eq!(joined.catch_up.stale_below, Some(labchat_domain::Seq::MAX));
 }
 
 #[tokio::test]

@@ -7,8 +7,8 @@
 //! cut to a byte budget, from the end farthest from its cursor, and says `hasMore: true`; the
 //! client pages on as it does for a page cut by count.
 
-use labchat_core::MembersPage;
-use labchat_domain::{Cursor, HistoryPage, Message, RequestId, RoomEvent};
+use labchat_core::{CaughtUp, MembersPage};
+use labchat_domain::{Cursor, HistoryPage, Message, RequestId, Seq};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -160,16 +160,29 @@ impl Budget {
 }
 
 /// The frames that replay a join's catch-up (what changed on the messages up to its `after`),
-/// in order, as many as fit in `budget` bytes, each with its server event; and whether some were
-/// left out for lack of room.
-pub fn replay(events: &[RoomEvent], budget: usize) -> (Vec<(ServerEvent, String)>, bool) {
-    let mut left = budget;
-    let mut frames = Vec::new();
-    for event in events {
-        let frame = room_event(event);
-        let Some(rest) = left.checked_sub(frame.len()) else { return (frames, true) };
-        left = rest;
-        frames.push((ServerEvent::of(event.kind()), frame));
+/// oldest change first, each with its server event, within `budget` bytes: the changes of as
+/// many of the changed messages as fit, keeping the highest seqs (those nearest `after`, the
+/// ones a client shows). Also the seq below which the held messages may be stale once the
+/// replay is sent (`changesFrom`), `None` when it left nothing out.
+pub fn replay(caught_up: &CaughtUp, budget: usize) -> (Vec<(ServerEvent, String)>, Option<Seq>) {
+    let frames = |from: usize| -> Vec<(ServerEvent, String)> {
+        caught_up.events(from).iter().map(|e| (ServerEvent::of(e.kind()), room_event(e))).collect()
+    };
+    let fits = |f: &[(ServerEvent, String)]| f.iter().map(|(_, frame)| frame.len()).sum::<usize>() <= budget;
+    let all = frames(0);
+    if fits(&all) {
+        return (all, caught_up.stale_below_keeping(0));
     }
-    (frames, false)
+    // Dropping the lowest seqs only shrinks the replay, and dropping them all fits: the fewest to
+    // drop, by bisection.
+    let (mut lo, mut hi) = (1, caught_up.changed.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fits(&frames(mid)) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    (frames(hi), caught_up.stale_below_keeping(hi))
 }

@@ -1,7 +1,7 @@
 //! The inbox on the wire: the `inbox` reply, `inboxUpdate`, and the unread fields a join adds to
 //! its `roomHistory`.
 
-use labchat_domain::{InboxCursor, InboxKey, InboxPage, InboxRow, Unread};
+use labchat_domain::{InboxCursor, InboxKey, InboxPage, InboxRow, Seq, Unread};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -102,23 +102,31 @@ pub fn inbox_update(row: &InboxRow) -> String {
 }
 
 /// What a join's `roomHistory` starts its data with: `"unread":N,"firstUnreadId":ID|null,`, and
-/// for a join with `after`, `"changesCut":BOOL,`.
-fn join_fields(unread: &Unread, changes_cut: Option<bool>) -> String {
+/// for a join with `after` (`changes` is `Some`), `"changesCut":false,` when the catch-up replayed
+/// every change, else `"changesCut":true,"changesFrom":SEQ|null,` (the held messages below `SEQ`
+/// may be stale; `null`: all of them).
+fn join_fields(unread: &Unread, changes: Option<Option<Seq>>) -> String {
     let first = unread.first.map_or_else(|| "null".to_owned(), |id| format!("\"{}\"", id.to_hex()));
-    let cut = changes_cut.map_or_else(String::new, |c| format!("\"changesCut\":{c},"));
+    let cut = match changes {
+        None => String::new(),
+        Some(None) => "\"changesCut\":false,".to_owned(),
+        Some(Some(Seq::MAX)) => "\"changesCut\":true,\"changesFrom\":null,".to_owned(),
+        Some(Some(from)) => format!("\"changesCut\":true,\"changesFrom\":{from},"),
+    };
     format!("\"unread\":{},\"firstUnreadId\":{first},{cut}", unread.count)
 }
 
-/// How many bytes [`with_join_fields`] adds to a `roomHistory` frame (so that the page can be
-/// cut to leave room for them), at most: with `changes_cut` as `Some(false)`, the longer form.
-pub fn join_fields_len(unread: &Unread, changes_cut: Option<bool>) -> usize {
-    join_fields(unread, changes_cut.map(|_| false)).len()
+/// How many bytes [`with_join_fields`] adds to a `roomHistory` frame at most (so that the page can
+/// be cut to leave room for them), for a join with `after` or without.
+pub fn join_fields_len(unread: &Unread, with_after: bool) -> usize {
+    let longest = Seq::new(u64::MAX - 1).ok();
+    join_fields(unread, with_after.then_some(longest)).len()
 }
 
 /// The `roomHistory` frame of a join (as [`super::room_history`] made it) with the joining
-/// user's `unread` and `firstUnreadId` (and with `after`, `changesCut`) as the first fields of
-/// its data.
-pub fn with_join_fields(room_history: String, unread: &Unread, changes_cut: Option<bool>) -> String {
+/// user's `unread` and `firstUnreadId` (and with `after`, `changesCut` and `changesFrom`) as the
+/// first fields of its data.
+pub fn with_join_fields(room_history: String, unread: &Unread, changes: Option<Option<Seq>>) -> String {
     let head = format!("{{\"event\":\"{}\",\"data\":{{", ServerEvent::RoomHistory.as_str());
     // Not a roomHistory (the encoder's fallback error frame): left as it is.
     if !room_history.starts_with(&head) {
@@ -127,7 +135,7 @@ pub fn with_join_fields(room_history: String, unread: &Unread, changes_cut: Opti
     let at = head.len();
     let mut out = String::with_capacity(room_history.len() + 64);
     out.push_str(&room_history[..at]);
-    out.push_str(&join_fields(unread, changes_cut));
+    out.push_str(&join_fields(unread, changes));
     out.push_str(&room_history[at..]);
     out
 }
@@ -155,7 +163,7 @@ mod tests {
         ] {
             let plain = room_history(rid, &page, Keep::Newest, usize::MAX, Some(&json!(7)));
             let joined = with_join_fields(plain.clone(), &unread, None);
-            assert_eq!(joined.len(), plain.len() + join_fields_len(&unread, None));
+            assert_eq!(joined.len(), plain.len() + join_fields_len(&unread, false));
             let v: Value = serde_json::from_str(&joined).unwrap();
             assert_eq!(
                 v,

@@ -67,21 +67,29 @@ impl JoinRoom {
         if session.rooms.insert(*request_id) {
             metrics::gauge!("labchat_rooms_joined").increment(1.0);
         }
-        // Queued while the room's order is held: history first, then what changed on the
-        // messages up to `after` (the replay), then live events.
+        // Queued while the room's order is held: first what changed on the messages up to
+        // `after` (the replay: it concerns messages the client holds, and the page's unread
+        // counts already include it), then the history, then live events. The replay is lossy
+        // when cut (nothing pages it on), the page is not: the replay takes the reply's bytes
+        // first, up to three quarters of them, and the page the rest.
         let (keep, budget) =
             (Keep::for_cursor(after.map_or(Cursor::Latest, Cursor::After)), server.config().reply_budget());
-        let changes_cut = after.map(|_| joined.catch_up.cut);
-        let budget = budget.saturating_sub(protocol::join_fields_len(&joined.unread, changes_cut));
-        let (frame, has_more) =
-            protocol::room_history_with_more(*request_id, &joined.history, keep, budget, id, Some(&joined.members));
-        // The replay gets what the page left of the reply's bytes; past them it is cut short.
-        let (replay, replay_cut) = protocol::replay(&joined.catch_up.events, budget.saturating_sub(frame.len()));
-        let changes_cut = changes_cut.map(|cut| cut || replay_cut);
-        session.sink.reply(ServerEvent::RoomHistory, protocol::with_join_fields(frame, &joined.unread, changes_cut));
+        let budget = budget.saturating_sub(protocol::join_fields_len(&joined.unread, after.is_some()));
+        let (replay, stale_below) = protocol::replay(&joined.catch_up, budget / 4 * 3);
+        let replayed: usize = replay.iter().map(|(_, frame)| frame.len()).sum();
         for (event, frame) in replay {
             session.sink.reply(event, frame);
         }
+        let (frame, has_more) = protocol::room_history_with_more(
+            *request_id,
+            &joined.history,
+            keep,
+            budget.saturating_sub(replayed),
+            id,
+            Some(&joined.members),
+        );
+        let changes = after.map(|_| stale_below);
+        session.sink.reply(ServerEvent::RoomHistory, protocol::with_join_fields(frame, &joined.unread, changes));
         // A page after a message that stops short of the newest: the client pages on,
         // and the held messages past the page would leave a hole before them.
         let cut = after.is_some() && has_more;
