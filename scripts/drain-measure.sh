@@ -11,6 +11,8 @@
 #
 #   scripts/drain-measure.sh                  # one node drained
 #   MODE=upgrade scripts/drain-measure.sh     # a rolling upgrade to envelope version 3 under load
+#   MODE=upgrade LABCHAT_BIN_OLD=/path/to/previous/labchat scripts/drain-measure.sh
+#                                             # the binary upgrade from a previous release
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -12,7 +12,10 @@
 // Environment: CLIENTS (2000), ROOMS (100), POST_EVERY_MS (2000), NODE_ARGS (extra arguments of
 // every node, space-separated), MODE (`drain`, or `upgrade`: the rolling upgrade of
 // docs/deployment.md's step 3 instead, every node in turn drained and started again with
-// `--backplane-version 3` while the others still write version 2, all sealed with one secret).
+// `--backplane-version 3` while the others still write version 2, all sealed with one secret);
+// with LABCHAT_BIN_OLD (a binary of the previous release, which writes and reads unsigned
+// version 2 envelopes), step 2 instead: the nodes start on that binary and each in turn is
+// drained and started again on this one (version 2, sealing with a secret).
 
 import { startCluster } from '../test/cluster.mjs';
 import { TEACHER, client, mintToken, sleep, storedHistory, waitFor } from '../test/harness.mjs';
@@ -25,8 +28,13 @@ const UPGRADE = process.env.MODE === 'upgrade';
 /** The nodes restarted at the new envelope version so far (upgrade mode). */
 const raised = new Set();
 const SECRET_ARGS = ['--backplane-secret', 'upgrade-bench-backplane-secret-0123456789'];
-const argsOf = (i) =>
-  UPGRADE ? [...NODE_ARGS, ...SECRET_ARGS, '--backplane-version', raised.has(i) ? '3' : '2'] : NODE_ARGS;
+const OLD_BIN = process.env.LABCHAT_BIN_OLD;
+const argsOf = (i) => {
+  if (!UPGRADE) return NODE_ARGS;
+  if (OLD_BIN) return raised.has(i) ? [...NODE_ARGS, ...SECRET_ARGS, '--backplane-version', '2'] : NODE_ARGS;
+  return [...NODE_ARGS, ...SECRET_ARGS, '--backplane-version', raised.has(i) ? '3' : '2'];
+};
+const binOf = (i) => (UPGRADE && OLD_BIN && !raised.has(i) ? OLD_BIN : undefined);
 /** The node sent SIGTERM: node-2. */
 const VICTIM = 1;
 const BASELINE_MS = 10_000;
@@ -51,6 +59,7 @@ const rooms = Array.from({ length: ROOMS }, (_, r) => roomId(r));
 const cluster = await startCluster(
   rooms.map((id) => ({ id, createdBy: TEACHER })),
   argsOf,
+  binOf,
 );
 const crowd = [];
 /** Live deliveries: [receivedAt, ms from send to receipt, sender index, receiver index]. */
@@ -158,7 +167,8 @@ try {
   }
 
   if (UPGRADE) {
-    for (const st of steps) console.log(`node-${st.node}: SIGTERM to exit ${st.drain} ms (code ${st.exit}), exit to listening at version 3 ${st.restart} ms`);
+    const to = OLD_BIN ? 'on this binary (version 2, sealed)' : 'at version 3';
+    for (const st of steps) console.log(`node-${st.node}: SIGTERM to exit ${st.drain} ms (code ${st.exit}), exit to listening ${to} ${st.restart} ms`);
     console.log(`rolling upgrade of 3 nodes: ${exitedAt - t0} ms; clients closed at least once ${drained.length}, twice or more ${drained.filter((x) => x.closes.length > 1).length}`);
   } else {
     console.log(`SIGTERM to node-${VICTIM + 1}: exit code ${code} after ${exitedAt - t0} ms`);

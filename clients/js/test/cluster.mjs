@@ -83,9 +83,10 @@ function haproxyStats(socket) {
 }
 
 /**
- * `nodeArgs`: the arguments of every node, or a function of the node's index (0, 1, 2) giving them.
+ * `nodeArgs`: the arguments of every node, or a function of the node's index (0, 1, 2) giving them;
+ * `binOf`: the binary of a node by its index (undefined: the one built here), read at every start.
  */
-export async function startCluster(requests, nodeArgs = []) {
+export async function startCluster(requests, nodeArgs = [], binOf = () => undefined) {
   const startedMongo = !process.env.LABCHAT_TEST_MONGO_URI && !running(MONGO);
   const startedRedis = !running(REDIS);
   const mongoUri = process.env.LABCHAT_TEST_MONGO_URI || (script(MONGO, 'start'), script(MONGO, 'uri'));
@@ -97,7 +98,7 @@ export async function startCluster(requests, nodeArgs = []) {
   const ports = [await freePort(), await freePort(), await freePort()];
   const nodes = [];
   const argsOf = typeof nodeArgs === 'function' ? nodeArgs : () => nodeArgs;
-  const start = (i) => startNode({ port: ports[i], args: ['--node-id', `node-${i + 1}`, ...argsOf(i)], env });
+  const start = (i) => startNode({ port: ports[i], args: ['--node-id', `node-${i + 1}`, ...argsOf(i)], env, bin: binOf(i) });
   for (let i = 0; i < 3; i++) nodes.push(await start(i));
   const lbPort = await freePort();
   // deploy/haproxy.cfg as shipped, plus a second file that only adds a stats socket (the tests

@@ -54,13 +54,14 @@ export function seedFile() {
 }
 
 /**
- * Starts `labchat serve` on `port` (0: any) with `args`, and waits until it listens:
+ * Starts `labchat serve` (the binary `bin`, by default the one built here) on `port` (0: any)
+ * with `args`, and waits until it listens:
  * `{proc, port, url, logs(), kill9(), stop()}`.
  */
-export async function startNode({ port = 0, args = [], env = {} } = {}) {
-  assert.ok(fs.existsSync(BIN), `no labchat binary at ${BIN}: cargo build -p labchat`);
+export async function startNode({ port = 0, args = [], env = {}, bin = BIN } = {}) {
+  assert.ok(fs.existsSync(bin), `no labchat binary at ${bin}: cargo build -p labchat`);
   const proc = spawn(
-    BIN,
+    bin,
     ['serve', '--listen', `127.0.0.1:${port}`, '--jwt-secret', SECRET, '--log-format', 'json', '--log', 'info', ...args],
     { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } },
   );
