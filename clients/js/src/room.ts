@@ -333,7 +333,12 @@ export class Room extends Emitter<RoomEventMap> {
 
   /** Takes a message from a page or live: holds it once, emits it when every lower seq is held. */
   private accept(m: ChatMessage, live: boolean): void {
-    if (m.seq <= this.lastSeq || this.ahead.has(m.seq)) return;
+    if (m.seq <= this.lastSeq) return;
+    if (this.ahead.has(m.seq)) {
+      // A page's copy was read after the one waiting (texts and receipts as they are now).
+      if (!live) this.ahead.set(m.seq, m);
+      return;
+    }
     if (m.seq > this.lastSeq + 1) {
       this.ahead.set(m.seq, m);
       if (this.joined) void this.fill();
