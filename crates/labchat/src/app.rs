@@ -13,7 +13,7 @@ use labchat_store_mongo::{MongoSettings, MongoStore};
 use labchat_transport_ws::{AuthSettings, Authenticator, KeyError, Server, WsConfig};
 use serde::Deserialize;
 
-use crate::observe::{self, MeteredStore};
+use crate::observe;
 use labchat_memory::{LocalBroadcaster, MemoryPresence, MemoryStore};
 
 /// Which store to use.
@@ -112,11 +112,11 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
             for r in seed {
                 mem.add_request(r);
             }
-            (Arc::new(MeteredStore::new(mem.clone())), Some(mem))
+            (Arc::new(observe::metered(mem.clone())), Some(mem))
         }
         StoreSettings::Mongo(mongo) => {
             tracing::info!(database = %mongo.database, "using the MongoDB store");
-            (Arc::new(MeteredStore::new(Arc::new(MongoStore::connect(mongo).await?))), None)
+            (Arc::new(observe::metered(Arc::new(MongoStore::connect(mongo).await?))), None)
         }
     };
     let (broadcaster, presence, local, backplane): (Arc<dyn Broadcaster>, Arc<dyn Presence>, _, _) =

@@ -12,12 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use labchat_core::{Chat, ChatStore, Inserted, Marked, StoreError, SystemClock};
-use labchat_domain::{
-    HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind, Request,
-    RequestId, Seq, Timestamp, User, UserId,
-};
+use labchat_core::{Chat, ChatStore, Hooked, StoreCall, StoreError, StoreFuture, StoreHook, SystemClock};
+use labchat_domain::{HistoryLimit, RequestId, UserId};
 use labchat_memory::LocalBroadcaster;
 use labchat_tests::client::Client;
 use labchat_tests::contract::{Creator, MemoryFixture, StoreFixture};
@@ -38,90 +34,35 @@ enum Failure {
     Applied,
 }
 
-/// A store whose next `fails` count writes fail, as `how` says; everything else passes through.
+/// A store hook: the next `fails` count writes fail, as `how` says; everything else passes
+/// through.
 struct FlakyCounts {
-    inner: Arc<dyn ChatStore>,
     how: Failure,
     fails: AtomicU32,
 }
 
-impl FlakyCounts {
-    /// Whether this count write fails, after doing what `how` says.
-    async fn fail<F: std::future::Future<Output = Result<(), StoreError>>>(&self, write: F) -> Result<(), StoreError> {
+impl StoreHook for FlakyCounts {
+    fn around<'a, T: Send + 'static>(&'a self, call: StoreCall, write: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
+        if !matches!(call.op, "count_deleted" | "count_posted" | "count_read") {
+            return write;
+        }
         let failing = self.fails.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         if !failing {
-            return write.await;
+            return write;
         }
-        if matches!(self.how, Failure::Applied) {
-            write.await?;
-        }
-        Err(StoreError::unavailable("count messages", "injected: the store did not answer in time"))
-    }
-}
-
-#[async_trait]
-impl ChatStore for FlakyCounts {
-    async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
-        self.inner.find_request(id).await
-    }
-    async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
-        self.inner.insert_message(message).await
-    }
-    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError> {
-        self.inner.history(request, query).await
-    }
-    async fn mark(
-        &self,
-        request: RequestId,
-        user: &UserId,
-        kind: ReceiptKind,
-        ids: &[MessageId],
-        at: Timestamp,
-    ) -> Result<Marked, StoreError> {
-        self.inner.mark(request, user, kind, ids, at).await
-    }
-    async fn inbox(&self, viewer: &User, query: InboxQuery) -> Result<InboxPage, StoreError> {
-        self.inner.inbox(viewer, query).await
-    }
-    async fn inbox_rows(&self, request: RequestId, users: &[UserId]) -> Result<Vec<InboxRow>, StoreError> {
-        self.inner.inbox_rows(request, users).await
-    }
-    async fn unread_count(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError> {
-        self.inner.unread_count(request, user).await
-    }
-    async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
-        self.inner.first_unread(request, user).await
-    }
-    async fn message(&self, request: RequestId, id: MessageId) -> Result<Option<Message>, StoreError> {
-        self.inner.message(request, id).await
-    }
-    async fn update_message(&self, message: &Message) -> Result<bool, StoreError> {
-        self.inner.update_message(message).await
-    }
-    async fn count_deleted(&self, message: &Message) -> Result<(), StoreError> {
-        self.fail(self.inner.count_deleted(message)).await
-    }
-    async fn count_posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError> {
-        self.fail(self.inner.count_posted(message, seq)).await
-    }
-    async fn count_read(&self, request: RequestId, user: &UserId, n: u64) -> Result<(), StoreError> {
-        self.fail(self.inner.count_read(request, user, n)).await
-    }
-    async fn recount(&self, request: RequestId, user: &UserId) -> Result<(), StoreError> {
-        self.inner.recount(request, user).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    fn seq_seen(&self, request: RequestId, seq: Seq) {
-        self.inner.seq_seen(request, seq);
+        Box::pin(async move {
+            if matches!(self.how, Failure::Applied) {
+                write.await?;
+            }
+            Err(StoreError::unavailable("count messages", "injected: the store did not answer in time"))
+        })
     }
 }
 
 /// A real server over the flaky store, stopped on drop.
 struct Node {
     addr: SocketAddr,
-    store: Arc<FlakyCounts>,
+    store: Arc<Hooked<FlakyCounts>>,
     chat: Arc<Chat>,
     _shutdown: oneshot::Sender<()>,
     handle: JoinHandle<std::io::Result<()>>,
@@ -135,7 +76,7 @@ impl Drop for Node {
 
 impl Node {
     async fn start(inner: Arc<dyn ChatStore>, how: Failure) -> Self {
-        let store = Arc::new(FlakyCounts { inner, how, fails: AtomicU32::new(0) });
+        let store = Arc::new(Hooked::new(inner, FlakyCounts { how, fails: AtomicU32::new(0) }));
         let clock = Arc::new(SystemClock);
         let chat = Arc::new(Chat::new(
             Arc::clone(&store) as Arc<dyn ChatStore>,
@@ -159,7 +100,7 @@ impl Node {
     }
 
     fn fail_next(&self, n: u32) {
-        self.store.fails.store(n, Ordering::SeqCst);
+        self.store.hook().fails.store(n, Ordering::SeqCst);
     }
 }
 
@@ -177,7 +118,7 @@ async fn told(node: &Node, user: &str, role: &str, room: &str) -> (u64, u64, Val
 
 /// The store's own count, with no read through the use cases.
 async fn stored_unread(node: &Node, room: RequestId, user: &str) -> u64 {
-    node.store.inner.unread_count(room, &UserId::parse(user).unwrap()).await.unwrap()
+    node.store.inner().unread_count(room, &UserId::parse(user).unwrap()).await.unwrap()
 }
 
 async fn heals<F: StoreFixture>(fixture: &F, how: Failure) {
@@ -199,7 +140,7 @@ async fn heals<F: StoreFixture>(fixture: &F, how: Failure) {
     }
     node.fail_next(1);
     teacher.ok("readMessages", json!({"requestId": r, "messages": [ids[0], ids[1]]})).await;
-    assert_eq!(node.store.fails.load(Ordering::SeqCst), 0, "every injected failure was hit");
+    assert_eq!(node.store.hook().fails.load(Ordering::SeqCst), 0, "every injected failure was hit");
     assert!(node.chat.recounts_waiting() > 0, "the failed writes wait for a recount");
     let deadline = Instant::now() + Duration::from_secs(10);
     while node.chat.recounts_waiting() > 0 {
@@ -218,7 +159,7 @@ async fn heals<F: StoreFixture>(fixture: &F, how: Failure) {
     lab.ok("readMessages", json!({"requestId": r, "messages": [fourth]})).await;
     node.fail_next(1);
     let fifth = lab.post(&r, "five").await["id"].as_str().unwrap().to_owned();
-    assert_eq!(node.store.fails.load(Ordering::SeqCst), 0, "every injected failure was hit");
+    assert_eq!(node.store.hook().fails.load(Ordering::SeqCst), 0, "every injected failure was hit");
     assert_eq!(told(&node, "t1", "TEACHER", &r).await, (2, 2, json!(ids[2])), "{how:?}: t1 at the next read");
     assert_eq!(told(&node, "lab1", "LAB", &r).await, (0, 0, Value::Null), "{how:?}: lab1 at the next read");
     // And it stays exact once the background is done with them.
