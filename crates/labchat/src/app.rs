@@ -58,6 +58,8 @@ pub struct BackplaneSettings {
     pub outbox: labchat_broadcast_redis::OutboxBounds,
     /// The most messages a room holds ahead of a gap.
     pub reorder_max_per_room: usize,
+    /// The most messages the node holds ahead of gaps, all rooms together.
+    pub reorder_max_per_node: usize,
     /// The envelope version this node writes.
     pub envelope_version: labchat_broadcast_redis::EnvelopeVersion,
     /// The secrets that seal and check envelopes (none: not authenticated).
@@ -129,6 +131,7 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
                     check_interval: b.check_interval,
                     outbox: b.outbox,
                     reorder_max_per_room: b.reorder_max_per_room,
+                    reorder_max_per_node: b.reorder_max_per_node,
                     envelope_version: b.envelope_version,
                     secrets: b.secrets,
                     ..RedisSettings::default()
