@@ -37,13 +37,15 @@ enum Failure {
 /// A store hook: the next `fails` count writes fail, as `how` says; everything else passes
 /// through.
 struct FlakyCounts {
+    /// The store methods that fail.
+    ops: &'static [&'static str],
     how: Failure,
     fails: AtomicU32,
 }
 
 impl StoreHook for FlakyCounts {
     fn around<'a, T: Send + 'static>(&'a self, call: StoreCall, write: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
-        if !matches!(call.op, "count_deleted" | "count_posted" | "count_read") {
+        if !self.ops.contains(&call.op) {
             return write;
         }
         let failing = self.fails.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
@@ -58,6 +60,9 @@ impl StoreHook for FlakyCounts {
         })
     }
 }
+
+/// The count writes that follow a stored message, receipt or deletion.
+const COUNT_WRITES: &[&str] = &["count_deleted", "count_posted", "count_read"];
 
 /// A real server over the flaky store, stopped on drop.
 struct Node {
@@ -76,7 +81,12 @@ impl Drop for Node {
 
 impl Node {
     async fn start(inner: Arc<dyn ChatStore>, how: Failure) -> Self {
-        let store = Arc::new(Hooked::new(inner, FlakyCounts { how, fails: AtomicU32::new(0) }));
+        Self::failing(inner, COUNT_WRITES, how).await
+    }
+
+    /// A node whose store fails the next [`Node::fail_next`] calls of `ops`, as `how` says.
+    async fn failing(inner: Arc<dyn ChatStore>, ops: &'static [&'static str], how: Failure) -> Self {
+        let store = Arc::new(Hooked::new(inner, FlakyCounts { ops, how, fails: AtomicU32::new(0) }));
         let clock = Arc::new(SystemClock);
         let chat = Arc::new(Chat::new(
             Arc::clone(&store) as Arc<dyn ChatStore>,
@@ -191,4 +201,49 @@ async fn mongodb_counts_heal_after_lost_count_writes() {
 #[tokio::test]
 async fn mongodb_counts_heal_after_count_writes_that_failed_but_took_effect() {
     heals(&MongoFixture::new("unread_heal_applied").await, Failure::Applied).await;
+}
+
+/// The writes before the count writes time out after they took effect (as with `--store-timeout
+/// 50ms` and a MongoDB that stalls): the client is told UNAVAILABLE and retries, the retry finds
+/// nothing new to count, and still every count ends exact once everyone read everything.
+async fn timeouts_after_the_write<F: StoreFixture>(fixture: &F) {
+    let node = Node::failing(fixture.store(), &["insert_message", "mark"], Failure::Applied).await;
+    let room = new_request_id();
+    fixture.add_request(room, Creator::Text("t1".into())).await;
+    let r = room.to_hex();
+    let mut lab = node.client("lab1", "LAB").await;
+    let mut teacher = node.client("t1", "TEACHER").await;
+    lab.join(&r).await;
+    teacher.join(&r).await;
+    let post = json!({"requestId": r, "message": "one", "clientMessageId": "3f0c6a52-0d7e-4f43-9c1e-6f1e1b7a0001"});
+    node.fail_next(1);
+    assert_eq!(lab.err("message", post.clone()).await["code"], "UNAVAILABLE");
+    let one = lab.ok("message", post).await["id"].clone();
+    let two = teacher.post(&r, "two").await["id"].clone();
+    for (reader, id) in [(&mut lab, &two), (&mut teacher, &one)] {
+        let read = json!({"requestId": r, "messages": [id]});
+        node.fail_next(1);
+        assert_eq!(reader.err("readMessages", read.clone()).await["code"], "UNAVAILABLE");
+        reader.ok("readMessages", read).await;
+    }
+    assert_eq!(node.store.hook().fails.load(Ordering::SeqCst), 0, "every injected failure was hit");
+    assert_eq!(told(&node, "lab1", "LAB", &r).await, (0, 0, Value::Null), "lab1 read everything");
+    assert_eq!(told(&node, "t1", "TEACHER", &r).await, (0, 0, Value::Null), "t1 read everything");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.chat.recounts_waiting() > 0 {
+        assert!(Instant::now() < deadline, "the recounts never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored_unread(&node, room, "lab1").await, 0);
+    assert_eq!(stored_unread(&node, room, "t1").await, 0);
+}
+
+#[tokio::test]
+async fn memory_counts_exact_after_writes_that_timed_out_but_took_effect() {
+    timeouts_after_the_write(&MemoryFixture::new()).await;
+}
+
+#[tokio::test]
+async fn mongodb_counts_exact_after_writes_that_timed_out_but_took_effect() {
+    timeouts_after_the_write(&MongoFixture::new("unread_heal_timeouts").await).await;
 }
