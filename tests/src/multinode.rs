@@ -178,6 +178,12 @@ impl RedisServer {
         reply.strip_prefix(':')?.parse().ok()
     }
 
+    /// `CLIENT PAUSE <ms>`: the server answers no client's command for that long. Returns
+    /// whether it said OK.
+    pub async fn pause(&self, ms: u64) -> bool {
+        Self::raw(self.port, &format!("CLIENT PAUSE {ms}\r\n")).await.as_deref() == Some("+OK")
+    }
+
     /// Sends one inline command and returns the first line of the reply.
     async fn raw(port: u16, command: &str) -> Option<String> {
         let exchange = async {

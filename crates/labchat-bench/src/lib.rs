@@ -15,7 +15,9 @@
 //!   reply), read everything and stay; server RSS per reader after a large reply;
 //! - [`joinstorm`]: N users join one room at once; the presence frames it costs each member, and
 //!   the server's CPU;
-//! - [`slow`]: one member stops reading; the others' latency and the server RSS over time.
+//! - [`slow`]: one member stops reading; the others' latency and the server RSS over time;
+//! - [`heal`]: two nodes of a cluster over a redis-server the bench runs and breaks; the latency
+//!   of the first post after each heal, per kind of fault.
 //!
 //! Against a cluster, a [`Target`] holds every node's URL and pid: member `i` of a workload
 //! connects to node `i % n` (member 0, the sender of `fanout` and `receipts`, on the first node;
@@ -34,6 +36,7 @@ pub mod workloads;
 
 pub use client::Target;
 pub use workloads::fanout::{FanoutOptions, FanoutReport, fanout};
+pub use workloads::heal::{HealOptions, HealReport, heal};
 pub use workloads::idle::{IdleOptions, IdleReport, idle};
 pub use workloads::joinstorm::{JoinStormOptions, JoinStormReport, joinstorm};
 pub use workloads::rate::{RateOptions, RateReport, StepOptions, StepReport, rate, rate_steps};

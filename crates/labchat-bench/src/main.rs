@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use labchat_bench::report::Table;
 use labchat_bench::{
-    FanoutOptions, IdleOptions, JoinStormOptions, RateOptions, ReceiptsOptions, SessionOptions, SlowOptions,
-    StepOptions, seed,
+    FanoutOptions, HealOptions, IdleOptions, JoinStormOptions, RateOptions, ReceiptsOptions, SessionOptions,
+    SlowOptions, StepOptions, seed,
 };
 use serde::Serialize;
 use target_args::TargetArgs;
@@ -212,6 +212,24 @@ enum Cmd {
         #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
         sample_every: Duration,
     },
+    /// Two nodes (--url twice) whose backplane is a redis-server the bench runs on
+    /// --redis-port and breaks (kill -9 and restart, with and without posts meanwhile; CLIENT
+    /// KILL of the normal and the pubsub connections; a 3 s CLIENT PAUSE): the latency of the
+    /// first post after each heal, node 1 to node 2. Start the nodes with
+    /// --redis-url redis://127.0.0.1:PORT/ and --backplane-check-interval 60s.
+    Heal {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Heals per fault.
+        #[arg(long, default_value_t = 20)]
+        heals: usize,
+        /// The redis-server program.
+        #[arg(long, default_value = "redis-server")]
+        redis_server: String,
+        /// The port of the redis-server the bench runs (127.0.0.1).
+        #[arg(long)]
+        redis_port: u16,
+    },
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -347,6 +365,18 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 ..ReceiptsOptions::default()
             };
             let report = runtime(target.threads)?.block_on(labchat_bench::receipts(&t, &opts))?;
+            emit(target.json, &report)
+        }
+        Cmd::Heal { target, heals, redis_server, redis_port } => {
+            let t = target.target()?;
+            let opts = HealOptions {
+                heals,
+                redis_server,
+                redis_port,
+                room_offset: target.room_offset,
+                ..HealOptions::default()
+            };
+            let report = runtime(target.threads)?.block_on(labchat_bench::heal(&t, &opts))?;
             emit(target.json, &report)
         }
         Cmd::Slow { target, members, rate, size, duration, sample_every } => {

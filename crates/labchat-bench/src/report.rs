@@ -6,7 +6,8 @@ use crate::procfs::CpuUse;
 use crate::stats::Latency;
 use crate::workloads::{PhaseSummary, Problems};
 use crate::{
-    FanoutReport, IdleReport, JoinStormReport, RateReport, ReceiptsReport, SessionReport, SlowReport, StepReport,
+    FanoutReport, HealReport, IdleReport, JoinStormReport, RateReport, ReceiptsReport, SessionReport, SlowReport,
+    StepReport,
 };
 
 /// A report that renders as a two-column table.
@@ -305,6 +306,31 @@ impl Table for SlowReport {
         ));
         cpu_rows(&self.cpu, &mut rows);
         problem_rows(&self.problems, self.load1, &mut rows);
+        rows
+    }
+}
+
+impl Table for HealReport {
+    fn title(&self) -> String {
+        format!("heal: the first post after a Redis fault, node 1 -> node 2, {} heals per fault", self.heals)
+    }
+
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        let mut rows: Vec<(&'static str, String)> = self
+            .variants
+            .iter()
+            .map(|v| {
+                let name = match v.variant {
+                    crate::workloads::heal::Variant::QuietRestart => "quiet restart",
+                    crate::workloads::heal::Variant::BusyRestart => "busy restart (10 posts)",
+                    crate::workloads::heal::Variant::KillNormal => "CLIENT KILL TYPE normal",
+                    crate::workloads::heal::Variant::KillPubsub => "CLIENT KILL TYPE pubsub",
+                    crate::workloads::heal::Variant::Pause3s => "CLIENT PAUSE 3000",
+                };
+                (name, latency(&v.latency))
+            })
+            .collect();
+        rows.push(("load average (1 min)", self.load1.map_or_else(|| "n/a".into(), |l| format!("{l:.2}"))));
         rows
     }
 }

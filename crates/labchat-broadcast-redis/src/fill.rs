@@ -139,6 +139,9 @@ impl Shared {
         }
         let n = deliver.iter().filter(|e| matches!(e, RoomEvent::MessagePosted(_))).count();
         state.deliver(deliver);
+        // Counted, never dropped here: what a fill holds waits for a hole only the store can
+        // close, and the fill itself is what re-reads it.
+        self.count_held(&mut state);
         n
     }
 

@@ -40,6 +40,7 @@
 mod auth;
 mod envelope;
 mod fill;
+mod held;
 mod inbox;
 mod link;
 mod metrics_names;
@@ -64,6 +65,9 @@ use tracing::Instrument;
 
 pub use crate::auth::{BackplaneSecrets, MIN_SECRET_BYTES};
 pub use crate::envelope::{EnvelopeVersion, UnknownVersion};
+pub use crate::order::{
+    DEFAULT_MAX_AHEAD as DEFAULT_REORDER_MAX_PER_ROOM, DEFAULT_MAX_AHEAD_PER_NODE as DEFAULT_REORDER_MAX_PER_NODE,
+};
 pub use crate::outbox::OutboxBounds;
 pub use crate::presence::{PresenceSettings, RedisPresence};
 use crate::receive::LinkSide;
@@ -93,6 +97,9 @@ pub struct RedisSettings {
     /// The most messages a room holds ahead of a gap (default 1,000); past it they are dropped
     /// and the room is re-read from the store.
     pub reorder_max_per_room: usize,
+    /// The most messages the node holds ahead of gaps, all rooms together (default 10,000); past
+    /// it the room whose message crossed it drops what it holds and is re-read from the store.
+    pub reorder_max_per_node: usize,
     /// The envelope version this node writes (default: the previous release's, which every node
     /// of a rolling upgrade reads). Version 3 needs a secret.
     pub envelope_version: EnvelopeVersion,
@@ -111,6 +118,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("op_timeout", &self.op_timeout)
             .field("outbox", &self.outbox)
             .field("reorder_max_per_room", &self.reorder_max_per_room)
+            .field("reorder_max_per_node", &self.reorder_max_per_node)
             .field("envelope_version", &self.envelope_version)
             .field("secrets", &self.secrets)
             .finish()
@@ -135,6 +143,7 @@ impl Default for RedisSettings {
             op_timeout: Duration::from_secs(2),
             outbox: OutboxBounds::default(),
             reorder_max_per_room: order::DEFAULT_MAX_AHEAD,
+            reorder_max_per_node: order::DEFAULT_MAX_AHEAD_PER_NODE,
             envelope_version: EnvelopeVersion::default(),
             secrets: BackplaneSecrets::default(),
         }
@@ -186,6 +195,7 @@ impl RedisBroadcaster {
         let mut shared =
             Shared::new(settings.node_id, store, settings.gap_wait, settings.op_timeout, link_tx, out_tx, cmd_tx);
         shared.max_ahead = settings.reorder_max_per_room.max(1);
+        shared.held = held::HeldCount::new(shared.node_id.clone(), settings.reorder_max_per_node);
         shared.version = version;
         shared.keys = keys.clone();
         let shared = Arc::new(shared);

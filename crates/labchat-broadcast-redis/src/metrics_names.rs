@@ -21,8 +21,11 @@ pub(crate) const OUTBOX_DROPPED: &str = "labchat_backplane_outbox_dropped_total"
 pub(crate) const REPUBLISHED: &str = "labchat_backplane_republished_total";
 /// Counter: resync notices received from other nodes (a subscriber back, rooms to re-read).
 pub(crate) const RESYNCS: &str = "labchat_backplane_resyncs_total";
-/// Counter: rooms whose reorder buffer passed its cap (dropped, the room re-read from the store).
+/// Counter: reorder buffers dropped past a bound, by `bound` (`room`: the room's own, `node`: the
+/// node's, all rooms together); the room is then re-read from the store.
 pub(crate) const REORDER_OVERFLOWS: &str = "labchat_backplane_reorder_overflows_total";
+/// Gauge: messages the node holds ahead of gaps, all rooms together.
+pub(crate) const REORDER_HELD: &str = "labchat_backplane_reorder_held";
 /// Counter: holes the store could not fill after three complete fills, moved past.
 pub(crate) const HOLES_SKIPPED: &str = "labchat_backplane_holes_skipped_total";
 /// Counter: envelopes of a version outside the node's window, by `version` (the number up to

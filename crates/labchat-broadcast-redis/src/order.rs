@@ -15,6 +15,9 @@ const HOLE_FILLS: u32 = 3;
 /// The default of the most messages a room holds ahead of a gap.
 pub const DEFAULT_MAX_AHEAD: usize = 1000;
 
+/// The default of the most messages a node holds ahead of gaps, all rooms together.
+pub const DEFAULT_MAX_AHEAD_PER_NODE: usize = 10_000;
+
 /// What the caller must do after handing an event to [`RoomOrder`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Fill {
@@ -102,6 +105,23 @@ impl RoomOrder {
     /// How many times the buffer overflowed since the last call.
     pub(crate) fn take_overflows(&mut self) -> u64 {
         std::mem::take(&mut self.overflows)
+    }
+
+    /// How many messages the room holds ahead of a gap.
+    pub(crate) fn held(&self) -> usize {
+        self.ahead.len()
+    }
+
+    /// Drops every message held ahead of a gap (the node holds too many); the caller then fills
+    /// the room from the store at once, which delivers them in order. Before the room's start
+    /// nothing is dropped (the start delivers or drops what waits, and cannot tell a dropped
+    /// message from one never sent): returns whether it dropped.
+    pub(crate) fn drop_held(&mut self) -> bool {
+        if !self.ready || self.ahead.is_empty() {
+            return false;
+        }
+        self.ahead.clear();
+        true
     }
 
     /// Whether [`RoomOrder::start`] was called.

@@ -266,3 +266,22 @@ fn a_hole_the_store_cannot_fill_is_moved_past_after_three_complete_fills() {
     assert_eq!(o.take_holes_skipped(), 1);
     assert_eq!(o.offer(posted(5)).deliver, vec![posted(5)], "real posts flow again");
 }
+
+#[test]
+fn dropped_for_the_nodes_bound_the_store_fills_the_room_in_order() {
+    let mut waiting = RoomOrder::new();
+    waiting.offer(posted(3));
+    assert!(!waiting.drop_held(), "before the start nothing is dropped");
+    assert_eq!(waiting.held(), 1);
+    let mut o = started(1);
+    assert!(!o.drop_held(), "nothing held");
+    o.offer(posted(3));
+    o.offer(posted(4));
+    assert_eq!(o.held(), 2);
+    assert!(o.drop_held());
+    assert_eq!((o.held(), o.needs_fill()), (0, false));
+    let plan = o.plan_fill();
+    assert_eq!(seqs_of(&o.filled((2..=4).map(|n| msg(n, "stored")).collect(), plan, true)), [2, 3, 4]);
+    assert_eq!(o.offer(posted(4)).deliver, vec![], "no duplicate");
+    assert_eq!(o.offer(posted(5)).deliver, vec![posted(5)]);
+}

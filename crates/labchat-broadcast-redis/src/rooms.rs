@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::auth::Keys;
 use crate::envelope::EnvelopeVersion;
 use crate::envelope::{self, channel};
+use crate::held::HeldCount;
 use crate::inbox::{self, Relay};
 use crate::link::LinkCmd;
 use crate::metrics_names::{CONNECTED, REORDER_OVERFLOWS};
@@ -41,6 +42,8 @@ pub(crate) struct RoomState {
     pub(crate) timer: bool,
     /// When a message of the room last reached this node (published here or received).
     pub(crate) heard: Option<Instant>,
+    /// The messages of `order` held ahead of a gap, as last counted in the node's [`HeldCount`].
+    pub(crate) counted: usize,
 }
 
 impl Room {
@@ -71,6 +74,8 @@ pub(crate) struct Shared {
     pub(crate) op_timeout: Duration,
     /// The most messages a room holds ahead of a gap.
     pub(crate) max_ahead: usize,
+    /// The messages held ahead of gaps on this node, and their bound.
+    pub(crate) held: HeldCount,
     rooms: Mutex<HashMap<RequestId, Arc<Room>>>,
     link: mpsc::UnboundedSender<LinkCmd>,
     outgoing: mpsc::Sender<Outgoing>,
@@ -101,6 +106,7 @@ impl Shared {
         metrics::gauge!(CONNECTED, "node" => node_id.clone()).set(0.0);
         Self {
             rejects: Rejects::new(node_id.clone()),
+            held: HeldCount::new(node_id.clone(), crate::order::DEFAULT_MAX_AHEAD_PER_NODE),
             version: EnvelopeVersion::default(),
             keys: Keys::none(),
             node_id,
@@ -164,6 +170,7 @@ impl Shared {
                         again: false,
                         timer: false,
                         heard: None,
+                        counted: 0,
                     }),
                     started: tokio::sync::Mutex::new(false),
                 })
@@ -183,6 +190,7 @@ impl Shared {
         let mut state = room.lock();
         state.sinks.retain(|s| s.id() != sink);
         if state.sinks.is_empty() {
+            self.held.update(&mut state.counted, 0);
             drop(state);
             rooms.remove(&id);
             let _ = self.link.send(LinkCmd::Unsubscribe(channel(id)));
@@ -215,6 +223,7 @@ impl Shared {
             let mut state = room.lock();
             let Step { deliver, fill } = state.order.start(latest);
             state.deliver(deliver);
+            self.count_held(&mut state);
             fill
         };
         *started = true;
@@ -230,16 +239,33 @@ impl Shared {
             if matches!(event, RoomEvent::MessagePosted(_)) {
                 state.heard = Some(Instant::now());
             }
-            let Step { deliver, fill } = state.order.offer(event);
+            let Step { deliver, mut fill } = state.order.offer(event);
             state.deliver(deliver);
             let overflows = state.order.take_overflows();
             if overflows > 0 {
-                metrics::counter!(REORDER_OVERFLOWS, "node" => self.node_id.clone()).increment(overflows);
-                tracing::warn!(node = %self.node_id, request_id = %room.id, "reorder buffer full: dropped, re-reading the room from the store");
+                self.overflowed(room, "room", overflows);
+            }
+            if self.count_held(&mut state) && state.order.drop_held() {
+                self.count_held(&mut state);
+                self.overflowed(room, "node", 1);
+                fill = Fill::Now;
             }
             fill
         };
         self.follow_up(room, fill);
+    }
+
+    /// Brings the node's count of held messages up to date with the room's; returns whether the
+    /// node holds more than its bound.
+    pub(crate) fn count_held(&self, state: &mut RoomState) -> bool {
+        let now = state.order.held();
+        self.held.update(&mut state.counted, now)
+    }
+
+    /// Counts and logs a reorder buffer dropped past its bound (`room` or `node`).
+    fn overflowed(&self, room: &Room, bound: &'static str, times: u64) {
+        metrics::counter!(REORDER_OVERFLOWS, "node" => self.node_id.clone(), "bound" => bound).increment(times);
+        tracing::warn!(node = %self.node_id, request_id = %room.id, bound, "reorder buffer full: dropped, re-reading the room from the store");
     }
 
     /// Acts on a step's [`Fill`]: arm the gap timer, or fill now.

@@ -21,94 +21,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use labchat_core::{ChatStore, InboxHub, InboxListener, InboxNotice, InboxSink, Inserted, Marked, SinkId, StoreError};
-use labchat_domain::{
-    CatchUp, HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, MessageText,
-    NewMessage, ReceiptKind, Request, RequestId, Role, Seq, Timestamp, User, UserId,
+use labchat_core::{
+    ChatStore, Hooked, InboxHub, InboxListener, InboxNotice, InboxSink, Inserted, SinkId, StoreCall, StoreFuture,
+    StoreHook,
 };
+use labchat_domain::{InboxRow, Message, MessageText, NewMessage, Request, RequestId, Role, Timestamp, User, UserId};
 use labchat_memory::MemoryStore;
 
-/// The memory store, counting and slowing the reads the inbox task makes.
+/// Counts and slows the reads the inbox task makes, in front of the memory store.
 struct Slow {
-    inner: MemoryStore,
     latency: Duration,
     reads: AtomicU64,
 }
 
-impl Slow {
-    async fn read(&self) {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(self.latency).await;
-    }
-}
-
-#[async_trait]
-impl ChatStore for Slow {
-    async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
-        self.read().await;
-        self.inner.find_request(id).await
-    }
-    async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
-        self.inner.insert_message(message).await
-    }
-    async fn changed(
-        &self,
-        request: RequestId,
-        catch_up: CatchUp,
-        limit: HistoryLimit,
-    ) -> Result<HistoryPage, StoreError> {
-        self.inner.changed(request, catch_up, limit).await
-    }
-    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError> {
-        self.inner.history(request, query).await
-    }
-    async fn mark(
-        &self,
-        request: RequestId,
-        user: &UserId,
-        kind: ReceiptKind,
-        ids: &[MessageId],
-        at: Timestamp,
-    ) -> Result<Marked, StoreError> {
-        self.inner.mark(request, user, kind, ids, at).await
-    }
-    async fn inbox(&self, viewer: &User, query: InboxQuery) -> Result<InboxPage, StoreError> {
-        self.inner.inbox(viewer, query).await
-    }
-    async fn inbox_rows(&self, request: RequestId, users: &[UserId]) -> Result<Vec<InboxRow>, StoreError> {
-        self.read().await;
-        self.inner.inbox_rows(request, users).await
-    }
-    async fn unread_count(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError> {
-        self.inner.unread_count(request, user).await
-    }
-    async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
-        self.inner.first_unread(request, user).await
-    }
-    async fn message(&self, request: RequestId, id: MessageId) -> Result<Option<Message>, StoreError> {
-        self.inner.message(request, id).await
-    }
-    async fn update_message(&self, message: &Message) -> Result<bool, StoreError> {
-        self.inner.update_message(message).await
-    }
-    async fn count_deleted(&self, message: &Message) -> Result<(), StoreError> {
-        self.inner.count_deleted(message).await
-    }
-    async fn count_posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError> {
-        self.inner.count_posted(message, seq).await
-    }
-    async fn count_read(&self, request: RequestId, user: &UserId, n: u64) -> Result<(), StoreError> {
-        self.inner.count_read(request, user, n).await
-    }
-    async fn recount(&self, request: RequestId, user: &UserId) -> Result<(), StoreError> {
-        self.inner.recount(request, user).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    fn seq_seen(&self, request: RequestId, seq: Seq) {
-        self.inner.seq_seen(request, seq);
+impl StoreHook for Slow {
+    fn around<'a, T: Send + 'static>(&'a self, call: StoreCall, inner: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
+        if !matches!(call.op, "find_request" | "inbox_rows") {
+            return inner;
+        }
+        Box::pin(async move {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(self.latency).await;
+            inner.await
+        })
     }
 }
 
@@ -144,13 +79,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let users = arg("--users", 20)?;
     let latency = Duration::from_micros(arg("--latency-us", 1000)?);
     let rate = arg("--rate", 0)?;
-    let store = Arc::new(Slow { inner: MemoryStore::new(), latency, reads: AtomicU64::new(0) });
+    let memory = Arc::new(MemoryStore::new());
+    let store = Arc::new(Hooked::new(memory.clone(), Slow { latency, reads: AtomicU64::new(0) }));
     let ids = labchat_core::MessageIdGenerator::new();
     let teacher = UserId::parse("teacher-1")?;
     let mut room_ids = Vec::new();
     for n in 0..rooms {
         let room = RequestId::parse(&format!("{:024x}", n + 1))?;
-        store.inner.add_request(Request::new(room, teacher.clone()));
+        memory.add_request(Request::new(room, teacher.clone()));
         let now = Timestamp::from_unix_millis(1_733_000_000_000);
         let m = Message::new(NewMessage {
             id: ids.next(now),
@@ -161,8 +97,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
             created_at: now,
             client_message_id: None,
         });
-        if let Inserted::New(seq) = store.inner.insert_message(&m).await? {
-            store.inner.count_posted(&m, seq).await?;
+        if let Inserted::New(seq) = memory.insert_message(&m).await? {
+            memory.count_posted(&m, seq).await?;
         }
         room_ids.push(room);
     }
@@ -203,8 +139,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         out,
         "notices {notices} at {rate}/s, rooms {rooms}, users {users}, store latency {} us: {} store reads ({:.2} per notice), {} rows delivered, drained in {:.3} s, backlog after the last notice {:.3} s",
         latency.as_micros(),
-        store.reads.load(Ordering::Relaxed),
-        store.reads.load(Ordering::Relaxed) as f64 / notices as f64,
+        store.hook().reads.load(Ordering::Relaxed),
+        store.hook().reads.load(Ordering::Relaxed) as f64 / notices as f64,
         seen,
         drained.as_secs_f64(),
         backlog.as_secs_f64(),

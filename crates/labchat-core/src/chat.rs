@@ -272,7 +272,9 @@ impl Chat {
             created_at: now,
             client_message_id,
         });
-        match self.store.insert_message(&message).await.map_err(ChatError::store("posting a message"))? {
+        let inserted =
+            self.store.insert_message(&message).await.inspect_err(|e| self.may_have_counted(request, user, e));
+        match inserted.map_err(ChatError::store("posting a message"))? {
             Inserted::Duplicate(original) if message.repeats(&original) => {
                 Ok(Posted { message: original, duplicate: true })
             }
@@ -305,8 +307,10 @@ impl Chat {
         // receipt either in its history or live after it, never both and never neither.
         let _order = self.room_order(request).await;
         let at = self.clock.now();
-        let marked =
-            self.store.mark(request, user.id(), kind, &ids, at).await.map_err(ChatError::store("marking messages"))?;
+        let marked = self.store.mark(request, user.id(), kind, &ids, at).await;
+        let marked = marked
+            .inspect_err(|e| self.may_have_counted(request, user, e))
+            .map_err(ChatError::store("marking messages"))?;
         if !marked.read.is_empty() {
             let n = u64::try_from(marked.read.len()).unwrap_or(u64::MAX);
             // The receipts are stored: a failed count is recounted later (see `recount`).
@@ -352,6 +356,15 @@ impl Chat {
     /// Whether the use cases can serve now: the store answers a ping (for readiness probes).
     pub async fn ready(&self) -> Result<(), crate::StoreError> {
         self.store.ping().await
+    }
+
+    /// A write that changes `user`'s count of the room (an insert, a mark) failed with `error`.
+    /// One that timed out may have taken effect without its count write; the retry then finds
+    /// nothing new to count: the pair is recounted (see `recount`).
+    fn may_have_counted(&self, request: RequestId, user: &User, error: &crate::StoreError) {
+        if error.is_retryable() {
+            self.recounts.failed(request, user.id(), error);
+        }
     }
 
     /// How many rooms and users wait for their unread count to be recounted after a failed count

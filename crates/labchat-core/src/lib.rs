@@ -29,6 +29,7 @@ mod broadcast;
 mod chat;
 mod clock;
 mod errors;
+mod hooked;
 mod idgen;
 mod inbox;
 mod presence;
@@ -38,6 +39,7 @@ pub use broadcast::{BackplaneStatus, BroadcastError, Broadcaster, Published, Roo
 pub use chat::{CaughtUp, Chat, DEFAULT_ACCESS_TTL, DEFAULT_EDIT_WINDOW, Joined, Posted, PresenceBurst};
 pub use clock::{Clock, SystemClock};
 pub use errors::{ChatError, FailureKind, JoinError, LeaveError};
+pub use hooked::{Hooked, StoreCall, StoreFuture, StoreHook};
 pub use idgen::MessageIdGenerator;
 pub use inbox::{InboxHub, InboxListener, InboxNotice, InboxSink};
 pub use presence::{MEMBERS_PAGE, Member, MembersPage, Presence, PresenceError, TYPING_INTERVAL};

@@ -2,7 +2,6 @@
 //! thin, exhaustive match: each event's work is in its own file under `protocol/client/`), and
 //! turn a failure into its `error` frame.
 
-use labchat_core::ChatError;
 use labchat_domain::ReceiptKind;
 
 use crate::context::Server;
@@ -35,7 +34,7 @@ impl Session {
         };
         match self.dispatch(server, &inbound).await {
             Ok(outcome) => outcome,
-            Err(Failure { code, message, close }) => {
+            Err(Failure { code, message, close, lost_access }) => {
                 self.sink.reply_error(&ErrorFrame {
                     code,
                     message: &message,
@@ -45,12 +44,9 @@ impl Session {
                     retry_after_ms: None,
                     retryable: code.retryable(Some(&inbound.command)),
                 });
-                // A refusal for a joined room may mean access was lost: then stop listening to it
-                // too. (Other refusals, such as editing someone else's message, leave it joined.)
-                if code == ErrorCode::Forbidden
-                    && let Some(room) = inbound.command.request_id()
-                    && matches!(server.chat().check_access(&self.principal.user, room).await, Err(ChatError::Forbidden))
-                {
+                // Access to the room was refused (decided where the error was mapped): stop
+                // listening to it too.
+                if lost_access && let Some(room) = inbound.command.request_id() {
                     Box::pin(self.lost_access(server, vec![room])).await;
                 }
                 close.map_or(Outcome::Done, Outcome::Close)

@@ -14,26 +14,32 @@ pub(crate) struct WireError {
     pub(crate) code: ErrorCode,
     /// The message, for the client developer.
     pub(crate) message: &'static str,
+    /// The user may no longer access the room the command named (only [`ChatError::Forbidden`]
+    /// says so): the connection stops listening to it. Other refusals (editing someone else's
+    /// message) leave it joined.
+    pub(crate) lost_access: bool,
 }
 
 /// The message of a `FORBIDDEN` answer: the same for a missing request and a refused one.
 pub(crate) const FORBIDDEN_MESSAGE: &str = "you may not access this request";
 
 impl WireError {
+    const fn new(code: ErrorCode, message: &'static str) -> Self {
+        Self { code, message, lost_access: false }
+    }
+
     fn classify(kind: FailureKind, e: &dyn std::error::Error) -> Self {
         match kind {
-            FailureKind::Forbidden => Self { code: ErrorCode::Forbidden, message: FORBIDDEN_MESSAGE },
+            FailureKind::Forbidden => Self::new(ErrorCode::Forbidden, FORBIDDEN_MESSAGE),
             // Only a cursor outside the room is a bad request today; its message is chosen above.
-            FailureKind::BadRequest => {
-                Self { code: ErrorCode::BadRequest, message: "the request does not fit this room" }
-            }
+            FailureKind::BadRequest => Self::new(ErrorCode::BadRequest, "the request does not fit this room"),
             FailureKind::Unavailable => {
                 tracing::warn!(error = %ErrorChain(e), "backend unavailable");
-                Self { code: ErrorCode::Unavailable, message: "the store is unavailable; retry later" }
+                Self::new(ErrorCode::Unavailable, "the store is unavailable; retry later")
             }
             FailureKind::Internal => {
                 tracing::error!(error = %ErrorChain(e), "internal failure");
-                Self { code: ErrorCode::Internal, message: "internal server error" }
+                Self::new(ErrorCode::Internal, "internal server error")
             }
         }
     }
@@ -42,32 +48,27 @@ impl WireError {
 impl From<&ChatError> for WireError {
     fn from(e: &ChatError) -> Self {
         match e {
-            ChatError::NotInRoom(Cursor::After(_)) => {
-                Self { code: ErrorCode::UnknownAfter, message: AFTER_NOT_IN_ROOM }
-            }
-            ChatError::NotInRoom(_) => Self { code: ErrorCode::BadRequest, message: BEFORE_NOT_IN_ROOM },
-            ChatError::ClientMessageIdReused => {
-                Self { code: ErrorCode::ClientMessageIdReused, message: CLIENT_MESSAGE_ID_REUSED }
-            }
-            ChatError::UnknownInboxCursor(_) => Self { code: ErrorCode::BadRequest, message: NOT_AN_INBOX_CURSOR },
+            ChatError::NotInRoom(Cursor::After(_)) => Self::new(ErrorCode::UnknownAfter, AFTER_NOT_IN_ROOM),
+            ChatError::NotInRoom(_) => Self::new(ErrorCode::BadRequest, BEFORE_NOT_IN_ROOM),
+            ChatError::ClientMessageIdReused => Self::new(ErrorCode::ClientMessageIdReused, CLIENT_MESSAGE_ID_REUSED),
+            ChatError::UnknownInboxCursor(_) => Self::new(ErrorCode::BadRequest, NOT_AN_INBOX_CURSOR),
             ChatError::NoSuchMessage
             | ChatError::EditRefused(EditRefused::NotInRoom)
             | ChatError::DeleteRefused(DeleteRefused::NotInRoom) => {
-                Self { code: ErrorCode::BadRequest, message: NOT_A_MESSAGE_OF_THE_ROOM }
+                Self::new(ErrorCode::BadRequest, NOT_A_MESSAGE_OF_THE_ROOM)
             }
-            ChatError::EditRefused(EditRefused::Deleted) => {
-                Self { code: ErrorCode::BadRequest, message: "the message was deleted" }
-            }
+            ChatError::EditRefused(EditRefused::Deleted) => Self::new(ErrorCode::BadRequest, "the message was deleted"),
             ChatError::EditRefused(EditRefused::NotSender) => {
-                Self { code: ErrorCode::Forbidden, message: "only the sender may edit a message" }
+                Self::new(ErrorCode::Forbidden, "only the sender may edit a message")
             }
-            ChatError::EditRefused(EditRefused::WindowPassed { .. }) => Self {
-                code: ErrorCode::Forbidden,
-                message: "too late: a message may be edited only within the edit window after it was sent",
-            },
+            ChatError::EditRefused(EditRefused::WindowPassed { .. }) => Self::new(
+                ErrorCode::Forbidden,
+                "too late: a message may be edited only within the edit window after it was sent",
+            ),
             ChatError::DeleteRefused(DeleteRefused::NotAllowed) => {
-                Self { code: ErrorCode::Forbidden, message: "only the sender or a LAB user may delete a message" }
+                Self::new(ErrorCode::Forbidden, "only the sender or a LAB user may delete a message")
             }
+            ChatError::Forbidden => Self { lost_access: true, ..Self::classify(e.kind(), e) },
             _ => Self::classify(e.kind(), e),
         }
     }
@@ -151,6 +152,16 @@ mod tests {
         for (wire, code, retryable) in cases {
             assert_eq!((wire.code, wire.code.retryable(None)), (code, retryable), "{wire:?}");
         }
+    }
+
+    #[test]
+    fn only_a_refused_access_means_the_room_is_lost() {
+        let lost = |e: WireError| (e.code, e.lost_access);
+        assert_eq!(lost(ChatError::Forbidden.into()), (ErrorCode::Forbidden, true));
+        assert_eq!(lost(JoinError::Chat(ChatError::Forbidden).into()), (ErrorCode::Forbidden, true));
+        assert_eq!(lost(ChatError::EditRefused(EditRefused::NotSender).into()), (ErrorCode::Forbidden, false));
+        assert_eq!(lost(ChatError::DeleteRefused(DeleteRefused::NotAllowed).into()), (ErrorCode::Forbidden, false));
+        assert_eq!(lost(store(StoreError::unavailable("find", "timeout")).into()), (ErrorCode::Unavailable, false));
     }
 
     #[test]

@@ -80,11 +80,13 @@ pub(crate) struct Failure {
     pub(crate) code: ErrorCode,
     pub(crate) message: String,
     pub(crate) close: Option<End>,
+    /// See [`WireError::lost_access`].
+    pub(crate) lost_access: bool,
 }
 
 impl Failure {
     pub(crate) fn with(code: ErrorCode, message: String) -> Self {
-        Self { code, message, close: None }
+        Self { code, message, close: None, lost_access: false }
     }
 
     pub(crate) fn bad_request(message: String) -> Self {
@@ -94,6 +96,6 @@ impl Failure {
 
 impl From<WireError> for Failure {
     fn from(e: WireError) -> Self {
-        Self::with(e.code, e.message.into())
+        Self { lost_access: e.lost_access, ..Self::with(e.code, e.message.into()) }
     }
 }

@@ -13,7 +13,7 @@ use labchat_store_mongo::{MongoSettings, MongoStore};
 use labchat_transport_ws::{AuthSettings, Authenticator, KeyError, Server, WsConfig};
 use serde::Deserialize;
 
-use crate::observe::{self, MeteredStore};
+use crate::observe;
 use labchat_memory::{LocalBroadcaster, MemoryPresence, MemoryStore};
 
 /// Which store to use.
@@ -58,6 +58,8 @@ pub struct BackplaneSettings {
     pub outbox: labchat_broadcast_redis::OutboxBounds,
     /// The most messages a room holds ahead of a gap.
     pub reorder_max_per_room: usize,
+    /// The most messages the node holds ahead of gaps, all rooms together.
+    pub reorder_max_per_node: usize,
     /// The envelope version this node writes.
     pub envelope_version: labchat_broadcast_redis::EnvelopeVersion,
     /// The secrets that seal and check envelopes (none: not authenticated).
@@ -112,11 +114,11 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
             for r in seed {
                 mem.add_request(r);
             }
-            (Arc::new(MeteredStore::new(mem.clone())), Some(mem))
+            (Arc::new(observe::metered(mem.clone())), Some(mem))
         }
         StoreSettings::Mongo(mongo) => {
             tracing::info!(database = %mongo.database, "using the MongoDB store");
-            (Arc::new(MeteredStore::new(Arc::new(MongoStore::connect(mongo).await?))), None)
+            (Arc::new(observe::metered(Arc::new(MongoStore::connect(mongo).await?))), None)
         }
     };
     let (broadcaster, presence, local, backplane): (Arc<dyn Broadcaster>, Arc<dyn Presence>, _, _) =
@@ -129,6 +131,7 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
                     check_interval: b.check_interval,
                     outbox: b.outbox,
                     reorder_max_per_room: b.reorder_max_per_room,
+                    reorder_max_per_node: b.reorder_max_per_node,
                     envelope_version: b.envelope_version,
                     secrets: b.secrets,
                     ..RedisSettings::default()

@@ -252,8 +252,12 @@ pub struct ServeArgs {
     pub backplane_outbox_max_age: Duration,
     /// Most messages a node holds for one room ahead of a missing one; past it they are dropped
     /// and the room is re-read from the store.
-    #[arg(long, env = "LABCHAT_BACKPLANE_REORDER_MAX_PER_ROOM", default_value_t = 1000)]
+    #[arg(long, env = "LABCHAT_BACKPLANE_REORDER_MAX_PER_ROOM", default_value_t = labchat_broadcast_redis::DEFAULT_REORDER_MAX_PER_ROOM)]
     pub backplane_reorder_max_per_room: usize,
+    /// Most messages a node holds ahead of missing ones, all rooms together; past it the room
+    /// whose message crossed it drops what it holds and is re-read from the store.
+    #[arg(long, env = "LABCHAT_BACKPLANE_REORDER_MAX_PER_NODE", default_value_t = labchat_broadcast_redis::DEFAULT_REORDER_MAX_PER_NODE)]
+    pub backplane_reorder_max_per_node: usize,
     /// The backplane envelope version this node writes: 2, read by the previous release (the
     /// default: safe while a rolling upgrade runs), or 3, authenticated (needs a backplane
     /// secret; raise it once no node of the previous release is left, see docs/deployment.md).

@@ -1,15 +1,11 @@
 //! Observability: the Prometheus recorder behind `GET /metrics`, and a store decorator that
 //! measures every store operation.
 
+use std::any::Any;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use labchat_core::{ChatStore, Inserted, Marked, StoreError};
-use labchat_domain::{
-    CatchUp, HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind,
-    Request, RequestId, Seq, Timestamp, User, UserId,
-};
+use labchat_core::{ChatStore, Hooked, Inserted, StoreCall, StoreError, StoreFuture, StoreHook};
 use labchat_transport_ws::MetricsRenderer;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -75,23 +71,17 @@ fn describe() {
     describe_counter!("labchat_messages_stored_total", "Messages stored (duplicates of idempotent sends excluded).");
 }
 
-/// A [`ChatStore`] that records `labchat_store_op_seconds{op, outcome}` around every call and
-/// `labchat_messages_stored_total`, then defers to the inner store.
-pub struct MeteredStore {
-    inner: Arc<dyn ChatStore>,
-}
+/// Records `labchat_store_op_seconds{op, outcome}` around every store call and
+/// `labchat_messages_stored_total`; the store is [`metered`], a [`Hooked`] one.
+#[derive(Debug)]
+pub struct Metered;
 
-impl std::fmt::Debug for MeteredStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MeteredStore").finish_non_exhaustive()
-    }
-}
+/// The store behind a [`Metered`] hook.
+pub type MeteredStore = Hooked<Metered>;
 
-impl MeteredStore {
-    /// Measures `inner`.
-    pub fn new(inner: Arc<dyn ChatStore>) -> Self {
-        Self { inner }
-    }
+/// Measures `inner`.
+pub fn metered(inner: Arc<dyn ChatStore>) -> MeteredStore {
+    Hooked::new(inner, Metered)
 }
 
 fn record<T>(op: &'static str, started: Instant, result: &Result<T, StoreError>) {
@@ -103,136 +93,17 @@ fn record<T>(op: &'static str, started: Instant, result: &Result<T, StoreError>)
     metrics::histogram!("labchat_store_op_seconds", "op" => op, "outcome" => outcome).record(started.elapsed());
 }
 
-#[async_trait]
-impl ChatStore for MeteredStore {
-    async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
-        let t = Instant::now();
-        let r = self.inner.find_request(id).await;
-        record("find_request", t, &r);
-        r
-    }
-
-    async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
-        let t = Instant::now();
-        let r = self.inner.insert_message(message).await;
-        record("insert_message", t, &r);
-        if matches!(r, Ok(Inserted::New(_))) {
-            metrics::counter!("labchat_messages_stored_total").increment(1);
-        }
-        r
-    }
-
-    async fn changed(
-        &self,
-        request: RequestId,
-        catch_up: CatchUp,
-        limit: HistoryLimit,
-    ) -> Result<HistoryPage, StoreError> {
-        let t = Instant::now();
-        let r = self.inner.changed(request, catch_up, limit).await;
-        record("changed", t, &r);
-        r
-    }
-
-    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError> {
-        let t = Instant::now();
-        let r = self.inner.history(request, query).await;
-        record("history", t, &r);
-        r
-    }
-
-    async fn mark(
-        &self,
-        request: RequestId,
-        user: &UserId,
-        kind: ReceiptKind,
-        ids: &[MessageId],
-        at: Timestamp,
-    ) -> Result<Marked, StoreError> {
-        let t = Instant::now();
-        let r = self.inner.mark(request, user, kind, ids, at).await;
-        record("mark", t, &r);
-        r
-    }
-
-    async fn inbox(&self, viewer: &User, query: InboxQuery) -> Result<InboxPage, StoreError> {
-        let t = Instant::now();
-        let r = self.inner.inbox(viewer, query).await;
-        record("inbox", t, &r);
-        r
-    }
-
-    async fn inbox_rows(&self, request: RequestId, users: &[UserId]) -> Result<Vec<InboxRow>, StoreError> {
-        let t = Instant::now();
-        let r = self.inner.inbox_rows(request, users).await;
-        record("inbox_rows", t, &r);
-        r
-    }
-
-    async fn unread_count(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError> {
-        let t = Instant::now();
-        let r = self.inner.unread_count(request, user).await;
-        record("unread_count", t, &r);
-        r
-    }
-
-    async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
-        let t = Instant::now();
-        let r = self.inner.first_unread(request, user).await;
-        record("first_unread", t, &r);
-        r
-    }
-
-    async fn message(&self, request: RequestId, id: MessageId) -> Result<Option<Message>, StoreError> {
-        let t = Instant::now();
-        let r = self.inner.message(request, id).await;
-        record("message", t, &r);
-        r
-    }
-
-    async fn update_message(&self, message: &Message) -> Result<bool, StoreError> {
-        let t = Instant::now();
-        let r = self.inner.update_message(message).await;
-        record("update_message", t, &r);
-        r
-    }
-
-    async fn count_deleted(&self, message: &Message) -> Result<(), StoreError> {
-        let t = Instant::now();
-        let r = self.inner.count_deleted(message).await;
-        record("count_deleted", t, &r);
-        r
-    }
-
-    async fn count_posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError> {
-        let t = Instant::now();
-        let r = self.inner.count_posted(message, seq).await;
-        record("count_posted", t, &r);
-        r
-    }
-
-    async fn count_read(&self, request: RequestId, user: &UserId, n: u64) -> Result<(), StoreError> {
-        let t = Instant::now();
-        let r = self.inner.count_read(request, user, n).await;
-        record("count_read", t, &r);
-        r
-    }
-
-    async fn recount(&self, request: RequestId, user: &UserId) -> Result<(), StoreError> {
-        let t = Instant::now();
-        let r = self.inner.recount(request, user).await;
-        record("recount", t, &r);
-        r
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        let t = Instant::now();
-        let r = self.inner.ping().await;
-        record("ping", t, &r);
-        r
-    }
-
-    fn seq_seen(&self, request: RequestId, seq: Seq) {
-        self.inner.seq_seen(request, seq);
+impl StoreHook for Metered {
+    fn around<'a, T: Send + 'static>(&'a self, call: StoreCall, inner: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
+        Box::pin(async move {
+            let t = Instant::now();
+            let r = inner.await;
+            record(call.op, t, &r);
+            let stored = r.as_ref().ok().and_then(|v| (v as &dyn Any).downcast_ref::<Inserted>());
+            if matches!(stored, Some(Inserted::New(_))) {
+                metrics::counter!("labchat_messages_stored_total").increment(1);
+            }
+            r
+        })
     }
 }

@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures_util::future::join_all;
 use labchat_core::{
-    BackplaneStatus, BroadcastError, Broadcaster, Chat, ChatStore, Inserted, Marked, RoomSink, SinkId, StoreError,
-    SystemClock,
+    BackplaneStatus, BroadcastError, Broadcaster, Chat, ChatStore, Hooked, Inserted, RoomSink, SinkId, StoreCall,
+    StoreFuture, StoreHook, SystemClock,
 };
 use labchat_domain::{
-    CatchUp, HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId,
-    MessageRecord, MessageText, ReceiptKind, Request, RequestId, Role, RoomEvent, Seq, Timestamp, User, UserId,
+    HistoryLimit, HistoryQuery, Message, MessageId, MessageRecord, MessageText, ReceiptKind, Request, RequestId, Role,
+    RoomEvent, Timestamp, UserId,
 };
 use labchat_memory::{LocalBroadcaster, MemoryStore};
 use labchat_tests::client::{Client, WAIT};
@@ -145,96 +145,26 @@ impl Broadcaster for NodeBroadcaster {
     }
 }
 
-/// The shared store, with the other node acting right after a history page was read.
-struct HookedStore {
-    inner: Arc<MemoryStore>,
+/// The shared store's hook: the other node acts right after a history page was read.
+struct AfterHistory {
     remote: Arc<Remote>,
     after_history: Hook,
 }
 
-#[async_trait]
-impl ChatStore for HookedStore {
-    async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
-        self.inner.find_request(id).await
-    }
-
-    async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
-        self.inner.insert_message(message).await
-    }
-
-    async fn changed(
-        &self,
-        request: RequestId,
-        catch_up: CatchUp,
-        limit: HistoryLimit,
-    ) -> Result<HistoryPage, StoreError> {
-        self.inner.changed(request, catch_up, limit).await
-    }
-
-    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError> {
-        let page = self.inner.history(request, query).await?;
-        if let Some(step) = take(&self.after_history) {
-            self.remote.run(request, step).await;
-        }
-        Ok(page)
-    }
-
-    async fn mark(
-        &self,
-        request: RequestId,
-        user: &UserId,
-        kind: ReceiptKind,
-        ids: &[MessageId],
-        at: Timestamp,
-    ) -> Result<Marked, StoreError> {
-        self.inner.mark(request, user, kind, ids, at).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-
-    fn seq_seen(&self, request: RequestId, seq: Seq) {
-        self.inner.seq_seen(request, seq);
-    }
-
-    async fn inbox(&self, viewer: &User, query: InboxQuery) -> Result<InboxPage, StoreError> {
-        self.inner.inbox(viewer, query).await
-    }
-
-    async fn inbox_rows(&self, request: RequestId, users: &[UserId]) -> Result<Vec<InboxRow>, StoreError> {
-        self.inner.inbox_rows(request, users).await
-    }
-
-    async fn unread_count(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError> {
-        self.inner.unread_count(request, user).await
-    }
-
-    async fn message(&self, request: RequestId, id: MessageId) -> Result<Option<Message>, StoreError> {
-        self.inner.message(request, id).await
-    }
-    async fn update_message(&self, message: &Message) -> Result<bool, StoreError> {
-        self.inner.update_message(message).await
-    }
-    async fn count_deleted(&self, message: &Message) -> Result<(), StoreError> {
-        self.inner.count_deleted(message).await
-    }
-    async fn count_posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError> {
-        self.inner.count_posted(message, seq).await
-    }
-
-    async fn count_read(&self, request: RequestId, user: &UserId, n: u64) -> Result<(), StoreError> {
-        self.inner.count_read(request, user, n).await
-    }
-
-    async fn recount(&self, request: RequestId, user: &UserId) -> Result<(), StoreError> {
-        self.inner.recount(request, user).await
-    }
-
-    async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
-        self.inner.first_unread(request, user).await
+impl StoreHook for AfterHistory {
+    fn around<'a, T: Send + 'static>(&'a self, call: StoreCall, inner: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
+        let StoreCall { op: "history", request: Some(request) } = call else { return inner };
+        Box::pin(async move {
+            let page = inner.await?;
+            if let Some(step) = take(&self.after_history) {
+                self.remote.run(request, step).await;
+            }
+            Ok(page)
+        })
     }
 }
+
+type HookedStore = Hooked<AfterHistory>;
 
 /// A real server over the hooked store and broadcaster, stopped on drop.
 struct Node {
@@ -264,11 +194,8 @@ impl Node {
         });
         let broadcaster =
             Arc::new(NodeBroadcaster { local, remote: Arc::clone(&remote), after_subscribe: Mutex::default() });
-        let store = Arc::new(HookedStore {
-            inner: Arc::clone(&memory),
-            remote: Arc::clone(&remote),
-            after_history: Mutex::default(),
-        });
+        let hook = AfterHistory { remote: Arc::clone(&remote), after_history: Mutex::default() };
+        let store = Arc::new(Hooked::new(Arc::clone(&memory) as Arc<dyn ChatStore>, hook));
         let clock = Arc::new(SystemClock);
         let chat = Chat::new(
             Arc::clone(&store) as Arc<dyn ChatStore>,
@@ -297,7 +224,7 @@ impl Node {
     /// after it reads the history.
     fn arm(&self, at_subscribe: Step, at_history: Step) {
         *self.broadcaster.after_subscribe.lock().unwrap() = Some(at_subscribe);
-        *self.store.after_history.lock().unwrap() = Some(at_history);
+        *self.store.hook().after_history.lock().unwrap() = Some(at_history);
     }
 
     async fn client(&self) -> Client {

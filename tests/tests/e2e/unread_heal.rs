@@ -12,12 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use labchat_core::{Chat, ChatStore, Inserted, Marked, StoreError, SystemClock};
-use labchat_domain::{
-    CatchUp, HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId, ReceiptKind,
-    Request, RequestId, Seq, Timestamp, User, UserId,
-};
+use labchat_core::{Chat, ChatStore, Hooked, StoreCall, StoreError, StoreFuture, StoreHook, SystemClock};
+use labchat_domain::{HistoryLimit, RequestId, UserId};
 use labchat_memory::LocalBroadcaster;
 use labchat_tests::client::Client;
 use labchat_tests::contract::{Creator, MemoryFixture, StoreFixture};
@@ -38,98 +34,40 @@ enum Failure {
     Applied,
 }
 
-/// A store whose next `fails` count writes fail, as `how` says; everything else passes through.
+/// A store hook: the next `fails` count writes fail, as `how` says; everything else passes
+/// through.
 struct FlakyCounts {
-    inner: Arc<dyn ChatStore>,
+    /// The store methods that fail.
+    ops: &'static [&'static str],
     how: Failure,
     fails: AtomicU32,
 }
 
-impl FlakyCounts {
-    /// Whether this count write fails, after doing what `how` says.
-    async fn fail<F: std::future::Future<Output = Result<(), StoreError>>>(&self, write: F) -> Result<(), StoreError> {
+impl StoreHook for FlakyCounts {
+    fn around<'a, T: Send + 'static>(&'a self, call: StoreCall, write: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
+        if !self.ops.contains(&call.op) {
+            return write;
+        }
         let failing = self.fails.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         if !failing {
-            return write.await;
+            return write;
         }
-        if matches!(self.how, Failure::Applied) {
-            write.await?;
-        }
-        Err(StoreError::unavailable("count messages", "injected: the store did not answer in time"))
+        Box::pin(async move {
+            if matches!(self.how, Failure::Applied) {
+                write.await?;
+            }
+            Err(StoreError::unavailable("count messages", "injected: the store did not answer in time"))
+        })
     }
 }
 
-#[async_trait]
-impl ChatStore for FlakyCounts {
-    async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
-        self.inner.find_request(id).await
-    }
-    async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
-        self.inner.insert_message(message).await
-    }
-    async fn changed(
-        &self,
-        request: RequestId,
-        catch_up: CatchUp,
-        limit: HistoryLimit,
-    ) -> Result<HistoryPage, StoreError> {
-        self.inner.changed(request, catch_up, limit).await
-    }
-    async fn history(&self, request: RequestId, query: HistoryQuery) -> Result<Option<HistoryPage>, StoreError> {
-        self.inner.history(request, query).await
-    }
-    async fn mark(
-        &self,
-        request: RequestId,
-        user: &UserId,
-        kind: ReceiptKind,
-        ids: &[MessageId],
-        at: Timestamp,
-    ) -> Result<Marked, StoreError> {
-        self.inner.mark(request, user, kind, ids, at).await
-    }
-    async fn inbox(&self, viewer: &User, query: InboxQuery) -> Result<InboxPage, StoreError> {
-        self.inner.inbox(viewer, query).await
-    }
-    async fn inbox_rows(&self, request: RequestId, users: &[UserId]) -> Result<Vec<InboxRow>, StoreError> {
-        self.inner.inbox_rows(request, users).await
-    }
-    async fn unread_count(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError> {
-        self.inner.unread_count(request, user).await
-    }
-    async fn first_unread(&self, request: RequestId, user: &UserId) -> Result<Option<MessageId>, StoreError> {
-        self.inner.first_unread(request, user).await
-    }
-    async fn message(&self, request: RequestId, id: MessageId) -> Result<Option<Message>, StoreError> {
-        self.inner.message(request, id).await
-    }
-    async fn update_message(&self, message: &Message) -> Result<bool, StoreError> {
-        self.inner.update_message(message).await
-    }
-    async fn count_deleted(&self, message: &Message) -> Result<(), StoreError> {
-        self.fail(self.inner.count_deleted(message)).await
-    }
-    async fn count_posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError> {
-        self.fail(self.inner.count_posted(message, seq)).await
-    }
-    async fn count_read(&self, request: RequestId, user: &UserId, n: u64) -> Result<(), StoreError> {
-        self.fail(self.inner.count_read(request, user, n)).await
-    }
-    async fn recount(&self, request: RequestId, user: &UserId) -> Result<(), StoreError> {
-        self.inner.recount(request, user).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    fn seq_seen(&self, request: RequestId, seq: Seq) {
-        self.inner.seq_seen(request, seq);
-    }
-}
+/// The count writes that follow a stored message, receipt or deletion.
+const COUNT_WRITES: &[&str] = &["count_deleted", "count_posted", "count_read"];
 
 /// A real server over the flaky store, stopped on drop.
 struct Node {
     addr: SocketAddr,
-    store: Arc<FlakyCounts>,
+    store: Arc<Hooked<FlakyCounts>>,
     chat: Arc<Chat>,
     _shutdown: oneshot::Sender<()>,
     handle: JoinHandle<std::io::Result<()>>,
@@ -143,7 +81,12 @@ impl Drop for Node {
 
 impl Node {
     async fn start(inner: Arc<dyn ChatStore>, how: Failure) -> Self {
-        let store = Arc::new(FlakyCounts { inner, how, fails: AtomicU32::new(0) });
+        Self::failing(inner, COUNT_WRITES, how).await
+    }
+
+    /// A node whose store fails the next [`Node::fail_next`] calls of `ops`, as `how` says.
+    async fn failing(inner: Arc<dyn ChatStore>, ops: &'static [&'static str], how: Failure) -> Self {
+        let store = Arc::new(Hooked::new(inner, FlakyCounts { ops, how, fails: AtomicU32::new(0) }));
         let clock = Arc::new(SystemClock);
         let chat = Arc::new(Chat::new(
             Arc::clone(&store) as Arc<dyn ChatStore>,
@@ -167,7 +110,7 @@ impl Node {
     }
 
     fn fail_next(&self, n: u32) {
-        self.store.fails.store(n, Ordering::SeqCst);
+        self.store.hook().fails.store(n, Ordering::SeqCst);
     }
 }
 
@@ -185,7 +128,7 @@ async fn told(node: &Node, user: &str, role: &str, room: &str) -> (u64, u64, Val
 
 /// The store's own count, with no read through the use cases.
 async fn stored_unread(node: &Node, room: RequestId, user: &str) -> u64 {
-    node.store.inner.unread_count(room, &UserId::parse(user).unwrap()).await.unwrap()
+    node.store.inner().unread_count(room, &UserId::parse(user).unwrap()).await.unwrap()
 }
 
 async fn heals<F: StoreFixture>(fixture: &F, how: Failure) {
@@ -207,7 +150,7 @@ async fn heals<F: StoreFixture>(fixture: &F, how: Failure) {
     }
     node.fail_next(1);
     teacher.ok("readMessages", json!({"requestId": r, "messages": [ids[0], ids[1]]})).await;
-    assert_eq!(node.store.fails.load(Ordering::SeqCst), 0, "every injected failure was hit");
+    assert_eq!(node.store.hook().fails.load(Ordering::SeqCst), 0, "every injected failure was hit");
     assert!(node.chat.recounts_waiting() > 0, "the failed writes wait for a recount");
     let deadline = Instant::now() + Duration::from_secs(10);
     while node.chat.recounts_waiting() > 0 {
@@ -226,7 +169,7 @@ async fn heals<F: StoreFixture>(fixture: &F, how: Failure) {
     lab.ok("readMessages", json!({"requestId": r, "messages": [fourth]})).await;
     node.fail_next(1);
     let fifth = lab.post(&r, "five").await["id"].as_str().unwrap().to_owned();
-    assert_eq!(node.store.fails.load(Ordering::SeqCst), 0, "every injected failure was hit");
+    assert_eq!(node.store.hook().fails.load(Ordering::SeqCst), 0, "every injected failure was hit");
     assert_eq!(told(&node, "t1", "TEACHER", &r).await, (2, 2, json!(ids[2])), "{how:?}: t1 at the next read");
     assert_eq!(told(&node, "lab1", "LAB", &r).await, (0, 0, Value::Null), "{how:?}: lab1 at the next read");
     // And it stays exact once the background is done with them.
@@ -258,4 +201,49 @@ async fn mongodb_counts_heal_after_lost_count_writes() {
 #[tokio::test]
 async fn mongodb_counts_heal_after_count_writes_that_failed_but_took_effect() {
     heals(&MongoFixture::new("unread_heal_applied").await, Failure::Applied).await;
+}
+
+/// The writes before the count writes time out after they took effect (as with `--store-timeout
+/// 50ms` and a MongoDB that stalls): the client is told UNAVAILABLE and retries, the retry finds
+/// nothing new to count, and still every count ends exact once everyone read everything.
+async fn timeouts_after_the_write<F: StoreFixture>(fixture: &F) {
+    let node = Node::failing(fixture.store(), &["insert_message", "mark"], Failure::Applied).await;
+    let room = new_request_id();
+    fixture.add_request(room, Creator::Text("t1".into())).await;
+    let r = room.to_hex();
+    let mut lab = node.client("lab1", "LAB").await;
+    let mut teacher = node.client("t1", "TEACHER").await;
+    lab.join(&r).await;
+    teacher.join(&r).await;
+    let post = json!({"requestId": r, "message": "one", "clientMessageId": "3f0c6a52-0d7e-4f43-9c1e-6f1e1b7a0001"});
+    node.fail_next(1);
+    assert_eq!(lab.err("message", post.clone()).await["code"], "UNAVAILABLE");
+    let one = lab.ok("message", post).await["id"].clone();
+    let two = teacher.post(&r, "two").await["id"].clone();
+    for (reader, id) in [(&mut lab, &two), (&mut teacher, &one)] {
+        let read = json!({"requestId": r, "messages": [id]});
+        node.fail_next(1);
+        assert_eq!(reader.err("readMessages", read.clone()).await["code"], "UNAVAILABLE");
+        reader.ok("readMessages", read).await;
+    }
+    assert_eq!(node.store.hook().fails.load(Ordering::SeqCst), 0, "every injected failure was hit");
+    assert_eq!(told(&node, "lab1", "LAB", &r).await, (0, 0, Value::Null), "lab1 read everything");
+    assert_eq!(told(&node, "t1", "TEACHER", &r).await, (0, 0, Value::Null), "t1 read everything");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.chat.recounts_waiting() > 0 {
+        assert!(Instant::now() < deadline, "the recounts never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored_unread(&node, room, "lab1").await, 0);
+    assert_eq!(stored_unread(&node, room, "t1").await, 0);
+}
+
+#[tokio::test]
+async fn memory_counts_exact_after_writes_that_timed_out_but_took_effect() {
+    timeouts_after_the_write(&MemoryFixture::new()).await;
+}
+
+#[tokio::test]
+async fn mongodb_counts_exact_after_writes_that_timed_out_but_took_effect() {
+    timeouts_after_the_write(&MongoFixture::new("unread_heal_timeouts").await).await;
 }

@@ -2,6 +2,7 @@
 //! that checks and times every delivery, and the per-phase tallies.
 
 pub mod fanout;
+pub mod heal;
 pub mod idle;
 pub mod joinstorm;
 pub mod rate;

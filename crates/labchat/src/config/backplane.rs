@@ -25,9 +25,10 @@ pub(super) fn settings(args: &ServeArgs) -> Result<Option<BackplaneSettings>, In
     if args.backplane_outbox_max_entries == 0
         || args.backplane_outbox_max_bytes == 0
         || args.backplane_reorder_max_per_room == 0
+        || args.backplane_reorder_max_per_node == 0
     {
         return Err(InvalidSetting::new(
-            "--backplane-outbox-max-entries, --backplane-outbox-max-bytes and --backplane-reorder-max-per-room must be at least 1",
+            "--backplane-outbox-max-entries, --backplane-outbox-max-bytes, --backplane-reorder-max-per-room and --backplane-reorder-max-per-node must be at least 1",
         ));
     }
     let outbox = OutboxBounds {
@@ -46,6 +47,7 @@ pub(super) fn settings(args: &ServeArgs) -> Result<Option<BackplaneSettings>, In
         check_interval: args.backplane_check_interval,
         outbox,
         reorder_max_per_room: args.backplane_reorder_max_per_room,
+        reorder_max_per_node: args.backplane_reorder_max_per_node,
         envelope_version: envelope_version(args)?,
         secrets: secrets(args)?,
     }))

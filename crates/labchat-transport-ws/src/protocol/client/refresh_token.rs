@@ -54,11 +54,13 @@ impl RefreshToken {
                 code: ErrorCode::Forbidden,
                 message: "the new token is for another user or role".into(),
                 close: Some(End::Close(close::FORBIDDEN, "token for another user or role")),
+                lost_access: false,
             }),
             Err(AuthError::Forbidden(m)) => Err(Failure {
                 code: ErrorCode::Forbidden,
                 message: m,
                 close: Some(End::Close(close::FORBIDDEN, "token for another role")),
+                lost_access: false,
             }),
             Err(AuthError::Unauthorized(m)) => {
                 Err(Failure::with(ErrorCode::Unauthorized, format!("refresh refused: {m}")))
