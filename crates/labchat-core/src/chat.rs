@@ -43,9 +43,8 @@ pub struct Joined {
     /// The history page to send.
     pub history: HistoryPage,
     /// The highest seq of the room the history covers: its last message, or for an empty page
-    /// after a message, that message. `None` when the history covers nothing (an empty room),
-    /// and for an empty page after a message when the broadcaster has no backplane (on one node
-    /// no event arrives after a history that holds it, so the extra read it costs is skipped).
+    /// after a message, that message (read by the join for its catch-up anyway). `None` when the
+    /// history covers nothing (an empty room).
     pub covered: Option<Seq>,
     /// With `after`: what changed since on the messages up to it, to replay after the history.
     pub catch_up: CaughtUp,

@@ -2,7 +2,7 @@
 //! on the messages it holds, read from the store under the room's order, and which of them a
 //! replay may leave out.
 
-use labchat_domain::{CatchUp, HistoryLimit, Message, MessageId, RequestId, RoomEvent, Seq};
+use labchat_domain::{CatchUp, Message, RequestId, RoomEvent, Seq};
 
 use super::Chat;
 
@@ -45,37 +45,28 @@ impl CaughtUp {
 }
 
 impl Chat {
-    /// What a client joining with `after` missed on the messages up to it (see [`CatchUp`]),
-    /// at most a history page's worth of changed messages. Never fails the join: when the reads
-    /// fail, the catch-up is empty and says every held message may be stale.
-    pub(super) async fn caught_up(&self, request: RequestId, after: Option<MessageId>) -> CaughtUp {
-        let Some(after) = after else { return CaughtUp::default() };
-        match self.read_catch_up(request, after, self.history_limit).await {
-            Ok(caught_up) => caught_up,
+    /// What a client joining with `after` (`last_held`, read by the join) missed on the messages
+    /// up to it (see [`CatchUp`]), at most a history page's worth of changed messages. Never
+    /// fails the join: when the read fails, the catch-up is empty and says every held message may
+    /// be stale.
+    pub(super) async fn caught_up(&self, request: RequestId, last_held: Option<&Message>) -> CaughtUp {
+        let Some(catch_up) = last_held.and_then(|m| CatchUp::after(m, self.clock.now())) else {
+            return CaughtUp::default();
+        };
+        match self.store.changed(request, catch_up, self.history_limit).await {
+            Ok(page) => {
+                // Left out by the store: the changes of the messages below the first it gave (all
+                // of them, when it gave none).
+                let stale_below = page.has_more.then(|| {
+                    let first = page.messages.first().and_then(|m| m.seq);
+                    first.or(catch_up.up_to.next()).unwrap_or(Seq::MAX)
+                });
+                CaughtUp { catch_up: Some(catch_up), changed: page.messages, stale_below }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, request_id = %request, "reading a join's catch-up failed; the client is told its held messages may be stale");
                 CaughtUp { catch_up: None, changed: Vec::new(), stale_below: Some(Seq::MAX) }
             }
         }
-    }
-
-    async fn read_catch_up(
-        &self,
-        request: RequestId,
-        after: MessageId,
-        limit: HistoryLimit,
-    ) -> Result<CaughtUp, crate::StoreError> {
-        let last = self.store.message(request, after).await?;
-        let Some(catch_up) = last.as_ref().and_then(|m| CatchUp::after(m, self.clock.now())) else {
-            return Ok(CaughtUp::default());
-        };
-        let page = self.store.changed(request, catch_up, limit).await?;
-        // Left out by the store: the changes of the messages below the first one it gave (all of
-        // them, when it gave none).
-        let stale_below = page.has_more.then(|| {
-            let first = page.messages.first().and_then(|m| m.seq);
-            first.or(catch_up.up_to.next()).unwrap_or(Seq::MAX)
-        });
-        Ok(CaughtUp { catch_up: Some(catch_up), changed: page.messages, stale_below })
     }
 }

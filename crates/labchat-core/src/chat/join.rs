@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use labchat_domain::{Cursor, HistoryLimit, HistoryPage, HistoryQuery, MessageId, RequestId, Seq, User};
+use labchat_domain::{Cursor, HistoryPage, HistoryQuery, Message, MessageId, RequestId, Seq, User};
 
 use super::{Chat, Joined};
 use crate::{ChatError, JoinError, RoomSink};
@@ -30,8 +30,8 @@ impl Chat {
         let sink_id = sink.id();
         self.broadcaster.subscribe(request, sink).await.map_err(JoinError::Subscribe)?;
         let joined = match self.joined_history(request, after).await {
-            Ok((history, covered)) => {
-                let catch_up = self.caught_up(request, after).await;
+            Ok((history, covered, last_held)) => {
+                let catch_up = self.caught_up(request, last_held.as_ref()).await;
                 self.unread_of(user.id(), request, &history).await.map(|unread| (history, covered, catch_up, unread))
             }
             Err(e) => Err(e),
@@ -50,12 +50,14 @@ impl Chat {
         }
     }
 
-    /// The history page of a join, and the highest seq it covers (see [`Joined::covered`]).
+    /// The history page of a join, the highest seq it covers (see [`Joined::covered`]), and the
+    /// `after` message itself (read for its seq and time: the cover of an empty page, and the
+    /// catch-up's bounds).
     pub(super) async fn joined_history(
         &self,
         request: RequestId,
         after: Option<MessageId>,
-    ) -> Result<(HistoryPage, Option<Seq>), ChatError> {
+    ) -> Result<(HistoryPage, Option<Seq>, Option<Message>), ChatError> {
         let cursor = after.map_or(Cursor::Latest, Cursor::After);
         let history = self
             .store
@@ -63,30 +65,21 @@ impl Chat {
             .await
             .map_err(ChatError::store("reading the history of a room to join"))?
             .ok_or(ChatError::NotInRoom(cursor))?;
-        if let Some(last) = history.messages.last().map(|m| m.seq) {
-            return Ok((history, last));
-        }
-        let Some(after) = after.filter(|_| self.broadcaster.backplane().is_some()) else {
-            return Ok((history, None));
+        let last_held = match after {
+            Some(id) => Some(
+                self.store
+                    .message(request, id)
+                    .await
+                    .map_err(ChatError::store("reading a join's cursor"))?
+                    .ok_or(ChatError::NotInRoom(cursor))?,
+            ),
+            None => None,
         };
-        // Nothing after `after`: the page covers up to `after` itself, the message right after
-        // its predecessor (seqs are dense), or the room's first.
-        let before = self
-            .store
-            .history(
-                request,
-                HistoryQuery {
-                    cursor: Cursor::Before(after),
-                    limit: HistoryLimit::new(1).unwrap_or(self.history_limit),
-                },
-            )
-            .await
-            .map_err(ChatError::store("reading the seq of a join's cursor"))?
-            .ok_or(ChatError::NotInRoom(cursor))?;
-        let covered = match before.messages.last() {
-            Some(m) => m.seq.and_then(Seq::next),
-            None => Some(Seq::FIRST),
+        // A page covers up to its last message; an empty page after `after`, up to `after`.
+        let covered = match history.messages.last() {
+            Some(m) => m.seq,
+            None => last_held.as_ref().and_then(|m| m.seq),
         };
-        Ok((history, covered))
+        Ok((history, covered, last_held))
     }
 }

@@ -280,13 +280,9 @@ async fn an_empty_page_after_a_message_covers_up_to_that_message() {
         .withf(|_, q| q.cursor == Cursor::After(mid(3)))
         .times(1)
         .returning(|_, _| Ok(Some(HistoryPage::default())));
-    // mid(3) follows the message of seq 6: it is number 7.
-    store
-        .expect_history()
-        .withf(|_, q| q.cursor == Cursor::Before(mid(3)) && q.limit.get() == 1)
-        .times(1)
-        .returning(|_, _| Ok(Some(HistoryPage { messages: vec![message(2, 6)], has_more: true })));
-    nothing_changed(&mut store, 3, 7);
+    // mid(3) is the message of seq 7, read once, for the cover and the catch-up alike.
+    store.expect_message().times(1).returning(|_, _| Ok(Some(message(3, 7))));
+    store.expect_changed().times(1).returning(|_, _, _| Ok(HistoryPage::default()));
     store
         .expect_history()
         .withf(|_, q| q.cursor == Cursor::Latest)
@@ -307,18 +303,17 @@ async fn an_empty_page_after_a_message_covers_up_to_that_message() {
 }
 
 #[tokio::test]
-async fn without_a_backplane_an_empty_page_costs_no_extra_read() {
+async fn a_cursor_that_is_no_message_of_the_room_refuses_the_join() {
     let mut store = store_with_request();
-    nothing_unread(&mut store);
     store.expect_history().times(1).returning(|_, _| Ok(Some(HistoryPage::default())));
-    nothing_changed(&mut store, 3, 3);
+    store.expect_message().times(1).returning(|_, _| Ok(None));
+    store.expect_changed().never();
     let mut b = MockBroadcaster::new();
     b.expect_subscribe().returning(|_, _| Ok(()));
-    b.expect_backplane().return_const(None);
-    b.expect_publish().times(1).withf(|e| matches!(e, RoomEvent::MemberJoined { .. })).returning(|_| Ok(()));
-    let joined =
-        chat(store, b).join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(1), false).await.unwrap();
-    assert_eq!(joined.covered, None);
+    b.expect_unsubscribe().times(1).returning(|_, _| Ok(()));
+    let err =
+        chat(store, b).join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(1), false).await.unwrap_err();
+    assert!(matches!(err, JoinError::Chat(ChatError::NotInRoom(_))), "{err:?}");
 }
 
 #[tokio::test]
