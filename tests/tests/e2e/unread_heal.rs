@@ -131,8 +131,8 @@ async fn stored_unread(node: &Node, room: RequestId, user: &str) -> u64 {
     node.store.inner().unread_count(room, &UserId::parse(user).unwrap()).await.unwrap()
 }
 
-async fn heals<F: StoreFixture>(fixture: &F, how: Failure) {
-    let node = Node::start(fixture.store(), how).await;
+/// A new room of teacher t1, joined by lab1 and t1: the room, its hex form, lab1 and t1.
+async fn open_room<F: StoreFixture>(node: &Node, fixture: &F) -> (RequestId, String, Client, Client) {
     let room = new_request_id();
     fixture.add_request(room, Creator::Text("t1".into())).await;
     let r = room.to_hex();
@@ -140,6 +140,12 @@ async fn heals<F: StoreFixture>(fixture: &F, how: Failure) {
     let mut teacher = node.client("t1", "TEACHER").await;
     lab.join(&r).await;
     teacher.join(&r).await;
+    (room, r, lab, teacher)
+}
+
+async fn heals<F: StoreFixture>(fixture: &F, how: Failure) {
+    let node = Node::start(fixture.store(), how).await;
+    let (room, r, mut lab, mut teacher) = open_room(&node, fixture).await;
 
     // 1. In the background, with nothing flowing after the failures: lab1's first two posts
     //    and t1's read of them are not counted right.
@@ -208,13 +214,7 @@ async fn mongodb_counts_heal_after_count_writes_that_failed_but_took_effect() {
 /// nothing new to count, and still every count ends exact once everyone read everything.
 async fn timeouts_after_the_write<F: StoreFixture>(fixture: &F) {
     let node = Node::failing(fixture.store(), &["insert_message", "mark"], Failure::Applied).await;
-    let room = new_request_id();
-    fixture.add_request(room, Creator::Text("t1".into())).await;
-    let r = room.to_hex();
-    let mut lab = node.client("lab1", "LAB").await;
-    let mut teacher = node.client("t1", "TEACHER").await;
-    lab.join(&r).await;
-    teacher.join(&r).await;
+    let (room, r, mut lab, mut teacher) = open_room(&node, fixture).await;
     let post = json!({"requestId": r, "message": "one", "clientMessageId": "3f0c6a52-0d7e-4f43-9c1e-6f1e1b7a0001"});
     node.fail_next(1);
     assert_eq!(lab.err("message", post.clone()).await["code"], "UNAVAILABLE");
