@@ -9,6 +9,7 @@ use labchat_core::{BackplaneStatus, BroadcastError, ChatStore, Published, RoomSi
 use labchat_domain::{Cursor, HistoryLimit, HistoryQuery, RequestId, RoomEvent};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audience::{Interest, Pending};
 use crate::auth::Keys;
 use crate::envelope::EnvelopeVersion;
 use crate::envelope::{self, channel};
@@ -72,7 +73,7 @@ pub(crate) struct Shared {
     /// The most messages a room holds ahead of a gap.
     pub(crate) max_ahead: usize,
     rooms: Mutex<HashMap<RequestId, Arc<Room>>>,
-    link: mpsc::UnboundedSender<LinkCmd>,
+    pub(crate) link: mpsc::UnboundedSender<LinkCmd>,
     outgoing: mpsc::Sender<Outgoing>,
     commands: mpsc::Sender<Command>,
     pub(crate) status: Mutex<BackplaneStatus>,
@@ -80,6 +81,11 @@ pub(crate) struct Shared {
     away_since: Mutex<Option<Instant>>,
     /// Where inbox notices go on this node.
     pub(crate) inbox: Relay,
+    /// The audience channels this node's inbox subscribers want.
+    pub(crate) interest: Interest,
+    /// Where this node's inbox notices wait for their audiences (`None`: they go to
+    /// `labchat:inbox`, as a node writing version 2 publishes them).
+    pub(crate) routes: Option<mpsc::Sender<Pending>>,
     /// The envelope version this node writes.
     pub(crate) version: EnvelopeVersion,
     /// The backplane secrets and whether unsealed payloads are accepted.
@@ -115,6 +121,8 @@ impl Shared {
             away_since: Mutex::new(None),
             status: Mutex::new(BackplaneStatus { connected: false, detail: "connecting to redis".to_owned() }),
             inbox: Relay::default(),
+            interest: Interest::default(),
+            routes: None,
         }
     }
 
@@ -265,12 +273,17 @@ impl Shared {
             self.offer(&room, event);
         }
         metrics::histogram!("labchat_broadcast_seconds").record(started.elapsed());
-        match notice {
-            Some(Ok(payload)) => {
+        match (notice, &self.routes) {
+            (Some(Ok(payload)), Some(routes)) => {
+                if let Err(e) = routes.try_send(Pending { room: id, payload, keep }) {
+                    publisher::dropped(&self.node_id, 1, &format!("inbox notice queue: {e}"));
+                }
+            }
+            (Some(Ok(payload)), None) => {
                 self.send(Outgoing { channel: inbox::CHANNEL.to_owned(), payload, room: Some(id), keep })
             }
-            Some(Err(e)) => publisher::dropped(&self.node_id, 1, &e.to_string()),
-            None => {}
+            (Some(Err(e)), _) => publisher::dropped(&self.node_id, 1, &e.to_string()),
+            (None, _) => {}
         }
         match payload {
             Ok(payload) => self.send(Outgoing { channel: channel(id), payload, room: Some(id), keep }),
