@@ -1,6 +1,7 @@
-//! Inbox notices between nodes: one channel, `labchat:inbox`, that every node subscribes to
-//! (whichever rooms it has), carrying "a message was posted in room R" and "user U read in room
-//! R". A node hands its own notices to its listener directly, and those of other nodes as they
+//! Inbox notices between nodes, "a message was posted in room R" and "user U read in room R":
+//! on `labchat:inbox`, that every node subscribes to (whichever rooms it has), from a node
+//! writing envelope version 2, and on the room's audience channels from one writing version 3
+//! (`audience`). A node hands its own notices to its listener directly, and those of other nodes as they
 //! arrive; its listener (the node's inbox hub) reads the counts from the store itself, so a lost
 //! notice delays an update but never makes one wrong.
 //!
@@ -13,7 +14,7 @@ use labchat_core::{InboxListener, InboxNotice};
 use labchat_domain::{RequestId, RoomEvent, UserId};
 use serde::{Deserialize, Serialize};
 
-/// The channel every node subscribes to for inbox notices.
+/// The channel every node subscribes to for resync notices and version 2 inbox notices.
 pub(crate) const CHANNEL: &str = "labchat:inbox";
 
 /// The version of the format, in its `inbox` key.

@@ -13,8 +13,11 @@
 //! while it stays quiet (a room that hears messages needs no check: the next seq reveals a lost
 //! one), and after a reconnection every room is caught up from the store.
 //!
-//! Inbox notices (a message posted, messages read) travel on one more channel, `labchat:inbox`,
-//! that every node subscribes to; each node's inbox hub reads the counts from the store.
+//! Inbox notices (a message posted, messages read) travel on `labchat:inbox`, that every node
+//! subscribes to, from a node writing envelope version 2; a node writing version 3 publishes them
+//! on the channels of the room's audiences instead, which a node subscribes only while it has an
+//! inbox subscriber of that audience (see `audience`). Each node's inbox hub reads the counts
+//! from the store.
 //!
 //! What a client sees while Redis is down: its node still stores and delivers every post to its
 //! own members; messages posted on other nodes arrive when Redis is back, in order. A node never
@@ -37,6 +40,7 @@
 //! throttle) on the same Redis; see its module for the keys and what a client sees while Redis
 //! is down.
 
+mod audience;
 mod auth;
 mod envelope;
 mod fill;
@@ -59,12 +63,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use labchat_core::{BackplaneStatus, BroadcastError, Broadcaster, ChatStore, InboxListener, RoomSink, SinkId};
-use labchat_domain::{RequestId, RoomEvent};
+use labchat_domain::{RequestId, RoomEvent, User};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 pub use crate::auth::{BackplaneSecrets, MIN_SECRET_BYTES};
 pub use crate::envelope::{EnvelopeVersion, UnknownVersion};
+use crate::link::LinkCmd;
 pub use crate::order::{
     DEFAULT_MAX_AHEAD as DEFAULT_REORDER_MAX_PER_ROOM, DEFAULT_MAX_AHEAD_PER_NODE as DEFAULT_REORDER_MAX_PER_NODE,
 };
@@ -192,12 +197,22 @@ impl RedisBroadcaster {
         let (link_tx, link_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let router = audience::Router {
+            node: settings.node_id.clone(),
+            store: Arc::clone(&store),
+            op_timeout: settings.op_timeout,
+            out: out_tx.clone(),
+        };
         let mut shared =
             Shared::new(settings.node_id, store, settings.gap_wait, settings.op_timeout, link_tx, out_tx, cmd_tx);
         shared.max_ahead = settings.reorder_max_per_room.max(1);
         shared.held = held::HeldCount::new(shared.node_id.clone(), settings.reorder_max_per_node);
         shared.version = version;
         shared.keys = keys.clone();
+        let (route_tx, route_rx) = mpsc::channel(audience::QUEUE);
+        if version.is_authenticated() {
+            shared.routes = Some(route_tx);
+        }
         let shared = Arc::new(shared);
         let handler = Arc::new(LinkSide(Arc::clone(&shared)));
         let span = tracing::info_span!("redis_backplane", node = %shared.node_id);
@@ -208,6 +223,9 @@ impl RedisBroadcaster {
         let publisher =
             publisher::run(shared.node_id.clone(), client, inputs, settings.op_timeout, settings.outbox, keys);
         runtime.spawn(publisher.instrument(span.clone()));
+        if version.is_authenticated() {
+            runtime.spawn(audience::route(router, route_rx).instrument(span.clone()));
+        }
         runtime.spawn(Arc::clone(&shared).check_quiet_rooms(settings.check_interval, stopped).instrument(span));
         Ok(Arc::new(Self { shared, stop }))
     }
@@ -253,6 +271,29 @@ impl Broadcaster for RedisBroadcaster {
 
     fn listen_inbox(&self, listener: Arc<dyn InboxListener>) {
         self.shared.inbox.listen(listener);
+    }
+
+    /// Returns once Redis confirmed the subscriptions it made (at most the command timeout; while
+    /// the link is down they are made at the next connection, before it is marked up).
+    async fn inbox_interest(&self, user: &User, interested: bool) {
+        let (link, connected) = (&self.shared.link, self.shared.status().connected);
+        let mut acks = Vec::new();
+        let mut ack = || {
+            connected.then(|| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                acks.push(rx);
+                tx
+            })
+        };
+        self.shared.interest.count(user, interested, |(subscribe, pattern, name)| {
+            let _ = link.send(match (subscribe, pattern) {
+                (true, false) => LinkCmd::Subscribe(name, ack()),
+                (false, false) => LinkCmd::Unsubscribe(name),
+                (true, true) => LinkCmd::PSubscribe(name, ack()),
+                (false, true) => LinkCmd::PUnsubscribe(name),
+            });
+        });
+        let _ = tokio::time::timeout(self.shared.op_timeout, futures_util::future::join_all(acks)).await;
     }
 }
 

@@ -23,6 +23,10 @@ pub(crate) enum LinkCmd {
     Subscribe(String, Option<oneshot::Sender<()>>),
     /// Unsubscribe the channel.
     Unsubscribe(String),
+    /// Subscribe the pattern (`PSUBSCRIBE`); `ack` as for [`LinkCmd::Subscribe`].
+    PSubscribe(String, Option<oneshot::Sender<()>>),
+    /// Unsubscribe the pattern.
+    PUnsubscribe(String),
 }
 
 /// What the link needs from the broadcaster.
@@ -30,8 +34,10 @@ pub(crate) enum LinkCmd {
 pub(crate) trait LinkHandler: Send + Sync + 'static {
     /// Every channel that must be subscribed now (the rooms with local sinks).
     fn channels(&self) -> Vec<String>;
+    /// Every pattern that must be subscribed now.
+    fn patterns(&self) -> Vec<String>;
     /// A payload received on a subscribed channel.
-    fn on_payload(&self, payload: &[u8]);
+    fn on_payload(&self, channel: &str, payload: &[u8]);
     /// The link (re)connected and resubscribed: catch up what was missed (before it is marked up).
     async fn on_connected(&self);
     /// The link is up (`true`) or down (`false`), with a detail for operators.
@@ -113,13 +119,18 @@ async fn serve(
     // Changes asked while down are covered by the snapshot of the channels taken after them.
     let mut acks = Vec::new();
     while let Ok(cmd) = cmds.try_recv() {
-        if let LinkCmd::Subscribe(_, Some(ack)) = cmd {
+        if let LinkCmd::Subscribe(_, Some(ack)) | LinkCmd::PSubscribe(_, Some(ack)) = cmd {
             acks.push(ack);
         }
     }
     let channels = handler.channels();
     for chunk in channels.chunks(512) {
         if let Err(e) = timed(op_timeout, "resubscribe", false, sink.subscribe(chunk)).await {
+            return e;
+        }
+    }
+    for pattern in handler.patterns() {
+        if let Err(e) = timed(op_timeout, "resubscribe", false, sink.psubscribe(&pattern)).await {
             return e;
         }
     }
@@ -138,7 +149,7 @@ async fn serve(
                 }
             }
             message = stream.next() => match message {
-                Some(m) => handler.on_payload(m.get_payload_bytes()),
+                Some(m) => handler.on_payload(m.get_channel_name(), m.get_payload_bytes()),
                 None => return failed("connection", "closed by the server or lost", true),
             },
             cmd = cmds.recv() => match cmd {
@@ -152,6 +163,19 @@ async fn serve(
                 }
                 Some(LinkCmd::Unsubscribe(channel)) => {
                     if let Err(e) = timed(op_timeout, "unsubscribe", true, sink.unsubscribe(&channel)).await {
+                        return e;
+                    }
+                }
+                Some(LinkCmd::PSubscribe(pattern, ack)) => {
+                    if let Err(e) = timed(op_timeout, "psubscribe", true, sink.psubscribe(&pattern)).await {
+                        return e;
+                    }
+                    if let Some(ack) = ack {
+                        let _ = ack.send(());
+                    }
+                }
+                Some(LinkCmd::PUnsubscribe(pattern)) => {
+                    if let Err(e) = timed(op_timeout, "punsubscribe", true, sink.punsubscribe(&pattern)).await {
                         return e;
                     }
                 }

@@ -8,6 +8,9 @@ pub(crate) const PUBLISH_ERRORS: &str = "labchat_backplane_publish_errors_total"
 pub(crate) const GAP_FILLS: &str = "labchat_backplane_gap_fills_total";
 /// Counter: envelopes received from other nodes.
 pub(crate) const RECEIVED: &str = "labchat_backplane_received_total";
+/// Counter: payloads Redis delivered to the node's subscriber, by `channel` (`room`, `inbox`:
+/// `labchat:inbox`, `audience`: an inbox audience channel), its own included, before any check.
+pub(crate) const DELIVERIES: &str = "labchat_backplane_deliveries_total";
 /// Counter: presence operations that failed (Redis unreachable or too slow).
 pub(crate) const PRESENCE_ERRORS: &str = "labchat_presence_errors_total";
 /// Gauge: envelopes waiting in the node's outbox to be published (after a failure).

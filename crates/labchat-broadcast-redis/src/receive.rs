@@ -8,10 +8,11 @@ use async_trait::async_trait;
 use labchat_core::BackplaneStatus;
 use labchat_domain::RoomEvent;
 
+use crate::audience;
 use crate::envelope::{self, EnvelopeError, channel};
 use crate::inbox;
 use crate::link::LinkHandler;
-use crate::metrics_names::{CONNECTED, RECEIVED};
+use crate::metrics_names::{CONNECTED, DELIVERIES, RECEIVED};
 use crate::rejects::Rejection;
 use crate::resync;
 use crate::rooms::Shared;
@@ -23,11 +24,23 @@ pub(crate) struct LinkSide(pub(crate) Arc<Shared>);
 impl LinkHandler for LinkSide {
     fn channels(&self) -> Vec<String> {
         let rooms = self.0.rooms().keys().map(|id| channel(*id)).collect::<Vec<_>>();
-        std::iter::once(inbox::CHANNEL.to_owned()).chain(rooms).collect()
+        std::iter::once(inbox::CHANNEL.to_owned()).chain(self.0.interest.wanted().channels).chain(rooms).collect()
     }
 
-    fn on_payload(&self, payload: &[u8]) {
+    fn patterns(&self) -> Vec<String> {
+        self.0.interest.wanted().patterns
+    }
+
+    fn on_payload(&self, channel: &str, payload: &[u8]) {
         let shared = &self.0;
+        let kind = if channel == inbox::CHANNEL {
+            "inbox"
+        } else if audience::is_audience(channel) {
+            "audience"
+        } else {
+            "room"
+        };
+        metrics::counter!(DELIVERIES, "node" => shared.node_id.clone(), "channel" => kind).increment(1);
         let (payload, seal) = match shared.keys.open(payload) {
             Ok(opened) => opened,
             Err(refused) => {

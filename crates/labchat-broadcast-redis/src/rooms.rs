@@ -9,6 +9,7 @@ use labchat_core::{BackplaneStatus, BroadcastError, ChatStore, Published, RoomSi
 use labchat_domain::{Cursor, HistoryLimit, HistoryQuery, RequestId, RoomEvent};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audience::{Interest, Pending};
 use crate::auth::Keys;
 use crate::envelope::EnvelopeVersion;
 use crate::envelope::{self, channel};
@@ -77,7 +78,7 @@ pub(crate) struct Shared {
     /// The messages held ahead of gaps on this node, and their bound.
     pub(crate) held: HeldCount,
     rooms: Mutex<HashMap<RequestId, Arc<Room>>>,
-    link: mpsc::UnboundedSender<LinkCmd>,
+    pub(crate) link: mpsc::UnboundedSender<LinkCmd>,
     outgoing: mpsc::Sender<Outgoing>,
     commands: mpsc::Sender<Command>,
     pub(crate) status: Mutex<BackplaneStatus>,
@@ -85,6 +86,11 @@ pub(crate) struct Shared {
     away_since: Mutex<Option<Instant>>,
     /// Where inbox notices go on this node.
     pub(crate) inbox: Relay,
+    /// The audience channels this node's inbox subscribers want.
+    pub(crate) interest: Interest,
+    /// Where this node's inbox notices wait for their audiences (`None`: they go to
+    /// `labchat:inbox`, as a node writing version 2 publishes them).
+    pub(crate) routes: Option<mpsc::Sender<Pending>>,
     /// The envelope version this node writes.
     pub(crate) version: EnvelopeVersion,
     /// The backplane secrets and whether unsealed payloads are accepted.
@@ -121,6 +127,8 @@ impl Shared {
             away_since: Mutex::new(None),
             status: Mutex::new(BackplaneStatus { connected: false, detail: "connecting to redis".to_owned() }),
             inbox: Relay::default(),
+            interest: Interest::default(),
+            routes: None,
         }
     }
 
@@ -291,12 +299,17 @@ impl Shared {
             self.offer(&room, event);
         }
         metrics::histogram!("labchat_broadcast_seconds").record(started.elapsed());
-        match notice {
-            Some(Ok(payload)) => {
+        match (notice, &self.routes) {
+            (Some(Ok(payload)), Some(routes)) => {
+                if let Err(e) = routes.try_send(Pending { room: id, payload, keep }) {
+                    publisher::dropped(&self.node_id, 1, &format!("inbox notice queue: {e}"));
+                }
+            }
+            (Some(Ok(payload)), None) => {
                 self.send(Outgoing { channel: inbox::CHANNEL.to_owned(), payload, room: Some(id), keep })
             }
-            Some(Err(e)) => publisher::dropped(&self.node_id, 1, &e.to_string()),
-            None => {}
+            (Some(Err(e)), _) => publisher::dropped(&self.node_id, 1, &e.to_string()),
+            (None, _) => {}
         }
         match payload {
             Ok(payload) => self.send(Outgoing { channel: channel(id), payload, room: Some(id), keep }),

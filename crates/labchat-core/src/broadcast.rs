@@ -5,7 +5,7 @@ use std::any::Any;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use labchat_domain::{RequestId, RoomEvent};
+use labchat_domain::{RequestId, RoomEvent, User};
 
 use crate::InboxListener;
 
@@ -101,6 +101,13 @@ pub trait Broadcaster: Send + Sync + 'static {
     /// order of their `publish` calls. The default registers nothing: no notice arrives (for a
     /// broadcaster without inbox support). A later call replaces the listener.
     fn listen_inbox(&self, _listener: Arc<dyn InboxListener>) {}
+
+    /// `user` now has a subscribed inbox on this node (`true`, their first) or no longer has one
+    /// (`false`, their last gone). A cross-node broadcaster may use it to receive only the inbox
+    /// notices of rooms some local subscriber may see; it must then hand the listener the
+    /// notices of every room `user` may see from the time this returns while they are
+    /// interested. The default ignores it.
+    async fn inbox_interest(&self, _user: &User, _interested: bool) {}
 
     /// The state of the backplane that carries events between nodes, or `None` for a
     /// broadcaster that serves one node only.

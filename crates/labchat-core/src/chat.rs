@@ -226,7 +226,7 @@ impl Chat {
     /// without authorization (the subscriptions were authorized when they were made); the rooms
     /// the user has no connection left in hear `memberLeft`.
     pub async fn disconnect(&self, user: &User, sink: SinkId, rooms: impl IntoIterator<Item = RequestId>) {
-        self.inbox.unsubscribe(sink);
+        self.unsubscribe_inbox(sink).await;
         for room in rooms {
             if let Err(e) = self.broadcaster.unsubscribe(room, sink).await {
                 tracing::warn!(error = %e, request_id = %room, "unsubscribe on disconnect failed");

@@ -21,19 +21,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long an event may take to cross nodes.
 const DELIVERY: Duration = Duration::from_secs(20);
-const SECRET: &str = "the-shared-backplane-secret-of-this-test";
+pub(crate) const SECRET: &str = "the-shared-backplane-secret-of-this-test";
 
 /// A secret file of its own, removed on drop.
-struct SecretFile(PathBuf);
+pub(crate) struct SecretFile(PathBuf);
 
 impl SecretFile {
-    fn new(name: &str, secret: &str) -> Self {
+    pub(crate) fn new(name: &str, secret: &str) -> Self {
         let path = std::env::temp_dir().join(format!("labchat-{name}-{}.secret", std::process::id()));
         std::fs::write(&path, format!("{secret}\n")).unwrap();
         Self(path)
     }
 
-    fn arg(&self) -> &str {
+    pub(crate) fn arg(&self) -> &str {
         self.0.to_str().unwrap()
     }
 }

@@ -71,13 +71,21 @@ impl Chat {
     }
 
     /// Subscribes `sink` to `user`'s live inbox updates (see [`crate::InboxHub`]); twice is as once.
-    pub fn subscribe_inbox(&self, user: &User, sink: Arc<dyn InboxSink>) {
-        self.inbox.subscribe(user, sink);
+    /// The broadcaster is told when `user` gets their first subscribed sink on this node
+    /// ([`crate::Broadcaster::inbox_interest`]), and this returns once it is ready to hand over
+    /// the notices the user needs.
+    pub async fn subscribe_inbox(&self, user: &User, sink: Arc<dyn InboxSink>) {
+        if self.inbox.subscribe(user, sink) {
+            self.broadcaster.inbox_interest(user, true).await;
+        }
     }
 
-    /// Stops the sink's inbox updates; harmless when it was not subscribed.
-    pub fn unsubscribe_inbox(&self, sink: SinkId) {
-        self.inbox.unsubscribe(sink);
+    /// Stops the sink's inbox updates; harmless when it was not subscribed. The broadcaster is
+    /// told when it was its user's last subscribed sink on this node.
+    pub async fn unsubscribe_inbox(&self, sink: SinkId) {
+        for user in self.inbox.unsubscribe(sink) {
+            self.broadcaster.inbox_interest(&user, false).await;
+        }
     }
 
     /// The node's inbox hub, as the broadcaster's listener: the wiring registers it with

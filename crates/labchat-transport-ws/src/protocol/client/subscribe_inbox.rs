@@ -14,8 +14,13 @@ use crate::session::{Failure, Outcome, Session};
 pub struct SubscribeInbox;
 
 impl SubscribeInbox {
-    pub(crate) fn apply(&self, session: &mut Session, server: &Server, id: Option<&Value>) -> Result<Outcome, Failure> {
-        server.chat().subscribe_inbox(&session.principal.user, Arc::clone(&session.sink) as Arc<dyn InboxSink>);
+    pub(crate) async fn apply(
+        &self,
+        session: &mut Session,
+        server: &Server,
+        id: Option<&Value>,
+    ) -> Result<Outcome, Failure> {
+        server.chat().subscribe_inbox(&session.principal.user, Arc::clone(&session.sink) as Arc<dyn InboxSink>).await;
         session.ack(AckData::Empty, id);
         Ok(Outcome::Done)
     }

@@ -11,8 +11,13 @@ use crate::session::{Failure, Outcome, Session};
 pub struct UnsubscribeInbox;
 
 impl UnsubscribeInbox {
-    pub(crate) fn apply(&self, session: &mut Session, server: &Server, id: Option<&Value>) -> Result<Outcome, Failure> {
-        server.chat().unsubscribe_inbox(session.sink.sink_id());
+    pub(crate) async fn apply(
+        &self,
+        session: &mut Session,
+        server: &Server,
+        id: Option<&Value>,
+    ) -> Result<Outcome, Failure> {
+        server.chat().unsubscribe_inbox(session.sink.sink_id()).await;
         session.ack(AckData::Empty, id);
         Ok(Outcome::Done)
     }
