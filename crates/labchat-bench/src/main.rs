@@ -15,6 +15,7 @@ use labchat_bench::{
 use serde::Serialize;
 use target_args::TargetArgs;
 
+mod scale_args;
 mod target_args;
 
 /// Load generator for labchat: speaks the JSON protocol over real websockets, to 127.0.0.1 only.
@@ -192,6 +193,15 @@ enum Cmd {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         max_duration: Duration,
     },
+    /// Small rooms and one large room over every node, held open: connect+join, idle CPU,
+    /// fan-out, a steady rate, then `kill -9` of one node and its clients' reconnect storm. Run
+    /// several processes (--shard/--shards) with one --traffic-at: see scripts/scale.sh.
+    Scale {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        scale: scale_args::ScaleArgs,
+    },
     /// One member never reads: the others' latency and the server RSS over time.
     Slow {
         #[command(flatten)]
@@ -347,6 +357,12 @@ fn run(cli: Cli) -> Result<(), BoxError> {
                 ..ReceiptsOptions::default()
             };
             let report = runtime(target.threads)?.block_on(labchat_bench::receipts(&t, &opts))?;
+            emit(target.json, &report)
+        }
+        Cmd::Scale { target, scale } => {
+            let t = target.target()?;
+            let opts = scale.options(target.room_offset)?;
+            let report = runtime(target.threads)?.block_on(labchat_bench::scale(&t, opts))?;
             emit(target.json, &report)
         }
         Cmd::Slow { target, members, rate, size, duration, sample_every } => {
