@@ -15,6 +15,9 @@
 //!   reply), read everything and stay; server RSS per reader after a large reply;
 //! - [`joinstorm`]: N users join one room at once; the presence frames it costs each member, and
 //!   the server's CPU;
+//! - [`scale`]: many small rooms and one large room over every node of a cluster, held open;
+//!   fan-out, a steady rate, then one node killed: reconnects, catch-up, and no gap or duplicate
+//!   against the store's last `seq`;
 //! - [`slow`]: one member stops reading; the others' latency and the server RSS over time;
 //! - [`heal`]: two nodes of a cluster over a redis-server the bench runs and breaks; the latency
 //!   of the first post after each heal, per kind of fault.
@@ -41,6 +44,7 @@ pub use workloads::idle::{IdleOptions, IdleReport, idle};
 pub use workloads::joinstorm::{JoinStormOptions, JoinStormReport, joinstorm};
 pub use workloads::rate::{RateOptions, RateReport, StepOptions, StepReport, rate, rate_steps};
 pub use workloads::receipts::{ReceiptsOptions, ReceiptsReport, receipts};
+pub use workloads::scale::{Kill, ScaleOptions, ScaleReport, scale};
 pub use workloads::session::{SessionOptions, SessionReport, session};
 pub use workloads::slow::{SlowOptions, SlowReport, slow};
 

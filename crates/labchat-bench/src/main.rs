@@ -9,12 +9,14 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use labchat_bench::report::Table;
 use labchat_bench::{
-    FanoutOptions, HealOptions, IdleOptions, JoinStormOptions, RateOptions, ReceiptsOptions, SessionOptions,
-    SlowOptions, StepOptions, seed,
+    FanoutOptions, IdleOptions, JoinStormOptions, RateOptions, ReceiptsOptions, SessionOptions, SlowOptions,
+    StepOptions, seed,
 };
 use serde::Serialize;
 use target_args::TargetArgs;
 
+mod heal_args;
+mod scale_args;
 mod target_args;
 
 /// Load generator for labchat: speaks the JSON protocol over real websockets, to 127.0.0.1 only.
@@ -192,6 +194,15 @@ enum Cmd {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         max_duration: Duration,
     },
+    /// Small rooms and one large room over every node, held open: connect+join, idle CPU,
+    /// fan-out, a steady rate, then `kill -9` of one node and its clients' reconnect storm. Run
+    /// several processes (--shard/--shards) with one --traffic-at: see scripts/scale.sh.
+    Scale {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        scale: scale_args::ScaleArgs,
+    },
     /// One member never reads: the others' latency and the server RSS over time.
     Slow {
         #[command(flatten)]
@@ -220,15 +231,8 @@ enum Cmd {
     Heal {
         #[command(flatten)]
         target: TargetArgs,
-        /// Heals per fault.
-        #[arg(long, default_value_t = 20)]
-        heals: usize,
-        /// The redis-server program.
-        #[arg(long, default_value = "redis-server")]
-        redis_server: String,
-        /// The port of the redis-server the bench runs (127.0.0.1).
-        #[arg(long)]
-        redis_port: u16,
+        #[command(flatten)]
+        heal: heal_args::HealArgs,
     },
 }
 
@@ -367,16 +371,15 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             let report = runtime(target.threads)?.block_on(labchat_bench::receipts(&t, &opts))?;
             emit(target.json, &report)
         }
-        Cmd::Heal { target, heals, redis_server, redis_port } => {
-            let t = target.target()?;
-            let opts = HealOptions {
-                heals,
-                redis_server,
-                redis_port,
-                room_offset: target.room_offset,
-                ..HealOptions::default()
-            };
+        Cmd::Heal { target, heal } => {
+            let (t, opts) = (target.target()?, heal.options(target.room_offset));
             let report = runtime(target.threads)?.block_on(labchat_bench::heal(&t, &opts))?;
+            emit(target.json, &report)
+        }
+        Cmd::Scale { target, scale } => {
+            let t = target.target()?;
+            let opts = scale.options(target.room_offset)?;
+            let report = runtime(target.threads)?.block_on(labchat_bench::scale(&t, opts))?;
             emit(target.json, &report)
         }
         Cmd::Slow { target, members, rate, size, duration, sample_every } => {

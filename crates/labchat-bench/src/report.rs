@@ -334,3 +334,48 @@ impl Table for HealReport {
         rows
     }
 }
+
+impl Table for crate::ScaleReport {
+    fn title(&self) -> String {
+        format!("scale: shard {}, {} connections", self.shard, self.connections)
+    }
+
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        let l =
+            |x: &crate::stats::Latency| format!("p50 {:.1} ms, p99 {:.1} ms ({} samples)", x.p50_ms, x.p99_ms, x.count);
+        vec![
+            (
+                "opened",
+                format!(
+                    "{} in {:.1} s ({:.0}/s), {} failures",
+                    self.opened, self.open_elapsed_s, self.open_per_s, self.open_failures
+                ),
+            ),
+            ("connect+join", l(&self.connect_join)),
+            ("server RSS", format!("{:?} KiB", self.server_rss_kib)),
+            (
+                "fan-out last delivery",
+                format!(
+                    "{}, {} messages, {} missing",
+                    l(&self.fanout_last_delivery),
+                    self.fanout_messages,
+                    self.fanout_missing
+                ),
+            ),
+            ("small rooms, steady", l(&self.steady)),
+            ("small rooms, storm", l(&self.storm)),
+            (
+                "reconnects",
+                format!(
+                    "{} of {} back after {:?} s, peak {} joins/s",
+                    self.back, self.lost, self.back_after_s, self.peak_rejoins_per_s
+                ),
+            ),
+            (
+                "checked against the store",
+                format!("{} rooms: {} gaps, {} duplicates", self.rooms_checked, self.gaps, self.duplicates),
+            ),
+            ("server errors", format!("{} {:?}", self.server_errors, self.first_error)),
+        ]
+    }
+}

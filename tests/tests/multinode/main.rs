@@ -16,3 +16,4 @@ mod edit_delete;
 mod heal;
 mod inbox;
 mod presence;
+mod scale;

@@ -7,6 +7,7 @@ pub mod idle;
 pub mod joinstorm;
 pub mod rate;
 pub mod receipts;
+pub mod scale;
 pub mod session;
 pub mod slow;
 

@@ -1,0 +1,311 @@
+//! One member of the scale workload: a connection that joins its room, records every message's
+//! `seq`, and, when its node goes away, reconnects to another node with full-jitter backoff (the
+//! rule of clients/js's `backoff.ts`) and catches up with `joinRoom {after}` and `history {after}`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpSocket;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, client_async_with_config};
+
+use super::Run;
+use crate::BenchError;
+use crate::client::{STEP_TIMEOUT, Ws};
+use crate::stats::{self, BenchText};
+
+/// The first backoff window (clients/js's default `minDelayMs`).
+pub(crate) const MIN_DELAY: Duration = Duration::from_secs(1);
+/// The cap of the window (clients/js's default `maxDelayMs`).
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(30);
+/// Correlation ids: the join, a catch-up page, and the final read of the store's last `seq`.
+const JOIN_ID: u64 = 1;
+const PAGE_ID: u64 = 2;
+const CHECK_ID: u64 = 3;
+/// A post queued longer than this is dropped (counted as unsent).
+const STALE: Duration = Duration::from_millis(200);
+
+/// The delay before reconnect attempt `attempt` (1-based): uniform in
+/// `[0, min(MAX_DELAY, MIN_DELAY * 2^(attempt-1)))`.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let window = MIN_DELAY.saturating_mul(1 << attempt.saturating_sub(1).min(20)).min(MAX_DELAY);
+    window.mul_f64(random_unit())
+}
+
+fn random_unit() -> f64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return 0.5;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let r = (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
+    r
+}
+
+/// What a member is told by the workload.
+pub(crate) enum Command {
+    /// Post this text, queued at that instant (dropped while disconnected, or when it waited
+    /// longer than [`STALE`] for a reconnect: a client would not post a scheduled text late).
+    Post(String, Instant),
+    /// Read the store's last `seq` of the room (`history {limit: 1}`).
+    Check,
+}
+
+/// Who a member is.
+pub(crate) struct Identity {
+    pub(crate) index: usize,
+    pub(crate) room: usize,
+    pub(crate) room_id: Arc<str>,
+    pub(crate) node: usize,
+    pub(crate) token: String,
+    pub(crate) source: Option<IpAddr>,
+}
+
+/// What a member saw, handed back when the run stops.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    /// Highest `seq` in the room when it first joined (messages up to it predate the run).
+    pub(crate) base: Option<u64>,
+    /// The id of that message (`None` in an empty room).
+    pub(crate) base_id: Option<Box<str>>,
+    /// Every `seq` received (live or in a page), with its id.
+    pub(crate) seqs: BTreeMap<u64, Box<str>>,
+    pub(crate) duplicates: u64,
+    /// Lost its connection at least once.
+    pub(crate) lost: bool,
+}
+
+/// Opens a websocket to `url` from `source` (a loopback address of its own, so that many
+/// connections do not exhaust one address' ports).
+async fn open(url: &str, token: &str, source: Option<IpAddr>, index: usize) -> Result<Ws, BenchError> {
+    let fail = |what: String| BenchError::Protocol(format!("connection {index}: {what}"));
+    let authority = url.strip_prefix("ws://").and_then(|r| r.split('/').next()).unwrap_or_default();
+    let addr: SocketAddr = authority.parse().map_err(|e| fail(format!("{url}: not ws://IP:PORT/...: {e}")))?;
+    let socket = TcpSocket::new_v4().map_err(|e| fail(format!("socket: {e}")))?;
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0)).map_err(|e| fail(format!("bind {ip}: {e}")))?;
+    }
+    let mut req = url.into_client_request().map_err(|e| fail(e.to_string()))?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| fail(e.to_string()))?;
+    req.headers_mut().insert("Authorization", bearer);
+    let config = WebSocketConfig::default().read_buffer_size(256).write_buffer_size(4096);
+    let connecting = async {
+        let stream = socket.connect(addr).await.map_err(|e| fail(format!("connect: {e}")))?;
+        let (ws, _) = client_async_with_config(req, MaybeTlsStream::Plain(stream), Some(config))
+            .await
+            .map_err(|e| fail(format!("handshake: {e}")))?;
+        Ok::<_, BenchError>(ws)
+    };
+    tokio::time::timeout(STEP_TIMEOUT, connecting).await.map_err(|_| fail("handshake timed out".into()))?
+}
+
+fn frame(event: &str, data: &Value, id: u64) -> Message {
+    Message::text(json!({"event": event, "data": data, "id": id}).to_string())
+}
+
+/// A member's task: runs until its command channel closes, then returns what it saw.
+pub(crate) async fn run(me: Identity, run: Arc<Run>, mut commands: mpsc::UnboundedReceiver<Command>) -> Outcome {
+    let mut out = Outcome::default();
+    let mut node = me.node;
+    let mut first = true;
+    let mut attempt = 0u32;
+    loop {
+        let lost_at = if first { None } else { Some(Instant::now()) };
+        if !first {
+            attempt += 1;
+            tokio::time::sleep(backoff(attempt)).await;
+            node = run.other_node(node);
+        }
+        let started = Instant::now();
+        let permit = if first { run.opening.acquire().await.ok() } else { None };
+        let url = run.url(node);
+        let ws = open(&url, &me.token, me.source, me.index).await;
+        let Ok(mut ws) = ws else {
+            drop(permit);
+            if first {
+                run.failed_open();
+            }
+            first = false;
+            continue;
+        };
+        let after = contiguous_id(&out).or_else(|| out.base_id.as_deref().map(str::to_owned));
+        let join = json!({"requestId": &*me.room_id, "after": after});
+        if ws.send(frame("joinRoom", &join, JOIN_ID)).await.is_err() {
+            first = false;
+            continue;
+        }
+        let forward = after.is_some();
+        let mut session = Session { me: &me, run: &run, out: &mut out, forward, caught_up: false };
+        let ended = session.serve(&mut ws, &mut commands, started, lost_at, permit, first).await;
+        first = false;
+        match ended {
+            Ended::Stop => return out,
+            Ended::Lost => {
+                if session.caught_up {
+                    attempt = 0;
+                }
+                if !out.lost {
+                    out.lost = true;
+                    run.lost();
+                }
+            }
+        }
+    }
+}
+
+/// The id of the highest `seq` received without a hole from the base.
+fn contiguous_id(out: &Outcome) -> Option<String> {
+    let from = out.base.unwrap_or(0) + 1;
+    (from..)
+        .zip(out.seqs.range(from..))
+        .take_while(|(expect, (seq, _))| *expect == **seq)
+        .last()
+        .map(|(_, (_, id))| id.to_string())
+}
+
+enum Ended {
+    Stop,
+    Lost,
+}
+
+struct Session<'a> {
+    me: &'a Identity,
+    run: &'a Run,
+    out: &'a mut Outcome,
+    /// The join names `after`: `hasMore` is about newer messages.
+    forward: bool,
+    caught_up: bool,
+}
+
+impl Session<'_> {
+    async fn serve(
+        &mut self,
+        ws: &mut Ws,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        started: Instant,
+        lost_at: Option<Instant>,
+        mut permit: Option<tokio::sync::SemaphorePermit<'_>>,
+        first: bool,
+    ) -> Ended {
+        loop {
+            tokio::select! {
+                msg = ws.next() => {
+                    let text = match msg {
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => return Ended::Lost,
+                        Some(Ok(_)) => continue,
+                    };
+                    let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+                    match self.on_frame(&v) {
+                        Some(Step::CaughtUp) => {
+                            drop(permit.take());
+                            self.run.joined(started, lost_at, first);
+                        }
+                        Some(Step::Page(after)) => {
+                            let data = json!({"requestId": &*self.me.room_id, "after": after});
+                            if ws.send(frame("history", &data, PAGE_ID)).await.is_err() {
+                                return Ended::Lost;
+                            }
+                        }
+                        Some(Step::Retry) => return Ended::Lost,
+                        None => {}
+                    }
+                }
+                cmd = commands.recv() => match cmd {
+                    None => return Ended::Stop,
+                    Some(Command::Post(text, at)) if self.caught_up && at.elapsed() < STALE => {
+                        let data = json!({"requestId": &*self.me.room_id, "message": text});
+                        let frame = json!({"event": "message", "data": data}).to_string();
+                        if ws.send(Message::text(frame)).await.is_err() {
+                            return Ended::Lost;
+                        }
+                        self.run.posted();
+                    }
+                    Some(Command::Post(..)) => self.run.unsent(),
+                    Some(Command::Check) => {
+                        let data = json!({"requestId": &*self.me.room_id, "limit": 1});
+                        if ws.send(frame("history", &data, CHECK_ID)).await.is_err() {
+                            return Ended::Lost;
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    fn on_frame(&mut self, v: &Value) -> Option<Step> {
+        let data = &v["data"];
+        match v["event"].as_str()? {
+            "message" if data["requestId"] == *self.me.room_id => {
+                self.record(data, true);
+                None
+            }
+            "roomHistory" if data["requestId"] == *self.me.room_id => {
+                let messages = data["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+                if v["id"].as_u64() == Some(CHECK_ID) {
+                    let last = messages.iter().filter_map(|m| m["seq"].as_u64()).max().unwrap_or(0);
+                    self.run.store_last(self.me.room, last);
+                    return None;
+                }
+                if self.out.base.is_none() {
+                    let newest = messages.iter().max_by_key(|m| m["seq"].as_u64());
+                    self.out.base = Some(newest.and_then(|m| m["seq"].as_u64()).unwrap_or(0));
+                    self.out.base_id = newest.and_then(|m| m["id"].as_str()).map(Into::into);
+                    self.caught_up = true;
+                    return Some(Step::CaughtUp);
+                }
+                for m in messages {
+                    self.record(m, false);
+                }
+                if self.forward
+                    && data["hasMore"].as_bool() == Some(true)
+                    && let Some(after) = contiguous_id(self.out).filter(|_| !messages.is_empty())
+                {
+                    return Some(Step::Page(after));
+                }
+                if self.caught_up {
+                    None
+                } else {
+                    self.caught_up = true;
+                    Some(Step::CaughtUp)
+                }
+            }
+            "error" => {
+                self.run.server_error(v);
+                (!self.caught_up && matches!(v["id"].as_u64(), Some(JOIN_ID | PAGE_ID))).then_some(Step::Retry)
+            }
+            _ => None,
+        }
+    }
+
+    fn record(&mut self, m: &Value, live: bool) {
+        let (Some(seq), Some(id)) = (m["seq"].as_u64(), m["id"].as_str()) else { return };
+        if self.out.base.is_some_and(|b| seq <= b) {
+            return;
+        }
+        if self.out.seqs.insert(seq, id.into()).is_some() {
+            self.out.duplicates += 1;
+            return;
+        }
+        if live
+            && let Some(t) = m["message"].as_str().and_then(BenchText::parse)
+            && t.nonce == self.run.nonce
+        {
+            self.run.delivered(&t, stats::now_ns().saturating_sub(t.t_ns));
+        }
+    }
+}
+
+enum Step {
+    CaughtUp,
+    Page(String),
+    Retry,
+}

@@ -1,0 +1,86 @@
+//! What one `scale` load-generator process reports, and how it is totted up from the run's
+//! tallies and the clients' outcomes.
+
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use super::member::Outcome;
+use super::{Run, ScaleOptions};
+use crate::procfs::CpuUse;
+use crate::stats::{self, Latency};
+
+/// What one load-generator process measured.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ScaleReport {
+    pub workload: &'static str,
+    pub shard: usize,
+    pub connections: usize,
+    pub opened: usize,
+    pub open_failures: u64,
+    pub open_elapsed_s: f64,
+    pub open_per_s: f64,
+    pub connect_join: Latency,
+    pub server_rss_kib: Option<u64>,
+    pub idle_cpu: Option<CpuUse>,
+    pub fanout_messages: usize,
+    /// Latest delivery of each fan-out message, over the messages.
+    pub fanout_last_delivery: Latency,
+    pub fanout_missing: u64,
+    pub steady: Latency,
+    pub posted: u64,
+    pub unsent_while_away: u64,
+    pub lost: usize,
+    pub back: usize,
+    pub back_after_s: Option<f64>,
+    pub peak_rejoins_per_s: u64,
+    pub storm: Latency,
+    pub rooms_checked: usize,
+    pub gaps: u64,
+    pub duplicates: u64,
+    pub server_errors: u64,
+    pub first_error: Option<String>,
+    pub load1: Option<f64>,
+}
+
+pub(super) fn finish(
+    run: &Run,
+    plan: &[(usize, usize, usize)],
+    outcomes: &[Outcome],
+    opts: &ScaleOptions,
+    r: &mut ScaleReport,
+) {
+    let t = run.tallies();
+    r.connect_join = Latency::of(&t.open);
+    r.steady = Latency::of(&t.steady);
+    r.storm = Latency::of(&t.storm);
+    if let Ok(mut h) = stats::histogram() {
+        for (_, latest) in t.fanout.values() {
+            h.saturating_record((*latest).max(1));
+        }
+        r.fanout_last_delivery = Latency::of(&h);
+    }
+    let receivers = opts.big_members.saturating_sub(1) as u64;
+    r.fanout_messages = t.fanout.len();
+    r.fanout_missing = t.fanout.values().map(|(n, _)| receivers.saturating_sub(*n)).sum();
+    r.posted = run.posted.load(Ordering::Relaxed);
+    r.unsent_while_away = run.unsent.load(Ordering::Relaxed);
+    r.lost = run.lost.load(Ordering::Relaxed);
+    r.back = run.back.load(Ordering::Relaxed);
+    r.back_after_s = t.kill_at.map(|_| t.back_after.as_secs_f64());
+    r.peak_rejoins_per_s = t.rejoins.values().copied().max().unwrap_or(0);
+    r.server_errors = run.errors.load(Ordering::Relaxed);
+    r.first_error.clone_from(&t.first_error);
+    r.rooms_checked = run.store_last.iter().filter(|s| s.load(Ordering::Relaxed) != u64::MAX).count();
+    for ((local, _, _), out) in plan.iter().zip(outcomes) {
+        r.duplicates += out.duplicates;
+        let Some(last) = run.store_last.get(*local).map(|s| s.load(Ordering::Relaxed)).filter(|l| *l != u64::MAX)
+        else {
+            continue;
+        };
+        let base = out.base.unwrap_or(last);
+        let held = out.seqs.range(base + 1..=last).count() as u64;
+        r.gaps += last.saturating_sub(base).saturating_sub(held);
+    }
+    r.load1 = crate::workloads::load1();
+}

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The scale run (docs/benchmarks.md, "Scale"): redis-server, the test MongoDB and NODES release
+# nodes on 127.0.0.1; SMALL_ROOMS rooms of SMALL_MEMBERS members and one room of BIG_MEMBERS
+# members spread over every node, opened by GENERATORS `labchat-bench scale` processes (a process
+# holds at most 20,000 open files) from the source addresses 127.0.0.2..127.0.0.9; then idle CPU,
+# fan-out in the large room while RATE msg/s flow over the small rooms, and `kill -9` of the last
+# node while messages flow (its clients reconnect to the others and catch up).
+#
+# Prints each generator's report (JSON), the nodes' RSS and idle CPU, Redis commands/s
+# (INFO commandstats) and store operations/s (the nodes' labchat_store_op_seconds) per phase, and
+# the machine's load. Everything is bounded (the whole run by `timeout`), and everything started
+# is stopped on exit. Sizes (environment): NODES=6 GENERATORS=6 SMALL_ROOMS=20000 SMALL_MEMBERS=5
+# BIG_MEMBERS=1000 RATE=200 OPEN_SECS=420 (time allowed to open every connection).
+#
+#   scripts/scale.sh                                  # the full run: 101,000 connections
+#   NODES=3 GENERATORS=1 SMALL_ROOMS=200 BIG_MEMBERS=100 scripts/scale.sh   # a small one
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+NAME=scale
+# shellcheck source=scripts/lib/common.sh
+source "$ROOT/scripts/lib/common.sh"
+command -v redis-server >/dev/null || apt_install redis-server
+command -v jq >/dev/null || apt_install jq
+
+NODES="${NODES:-6}"
+GENERATORS="${GENERATORS:-6}"
+SMALL_ROOMS="${SMALL_ROOMS:-20000}"
+SMALL_MEMBERS="${SMALL_MEMBERS:-5}"
+BIG_MEMBERS="${BIG_MEMBERS:-1000}"
+RATE="${RATE:-200}"
+OPEN_SECS="${OPEN_SECS:-420}"
+STEADY="${STEADY:-15s}"
+SECRET="scale-run-secret-0123456789abcdef"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+WORK="$(mktemp -d /tmp/labchat-scale.XXXXXX)"
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    bash "$ROOT/scripts/mongo-test-server.sh" stop >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+echo "scale: cargo build --release -p labchat -p labchat-bench" >&2
+cargo build --release -p labchat -p labchat-bench
+ulimit -n "$(ulimit -Hn)"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; open files $(ulimit -n); load before: $(uptime)"
+
+REDIS_PORT="$(free_port)"
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --daemonize no \
+    --loglevel warning --maxclients 10000 >"$WORK/redis.log" 2>&1 &
+PIDS+=("$!")
+for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+bash "$ROOT/scripts/mongo-test-server.sh" start >&2
+MONGO_URI="$(bash "$ROOT/scripts/mongo-test-server.sh" uri)"
+DB="scale_$(date +%s)"
+
+# The requests, as the lab system stores them.
+ROOMS=$((SMALL_ROOMS + 1))
+"$TARGET/labchat-bench" seed --rooms "$ROOMS" --out "$WORK/seed.json"
+"$ROOT/.venv/bin/python" - "$MONGO_URI" "$DB" "$WORK/seed.json" <<'PY'
+import json, sys
+from bson import ObjectId
+from pymongo import MongoClient
+uri, db, path = sys.argv[1:4]
+ids = [r["id"] for r in json.load(open(path))]
+coll = MongoClient(uri)[db]["requests"]
+for i in range(0, len(ids), 1000):
+    coll.insert_many([{"_id": ObjectId(x), "title": "scale", "quantity": 1, "createdBy": "t-scale"} for x in ids[i:i + 1000]])
+PY
+
+URLS=(); NODE_PIDS=()
+for i in $(seq 0 $((NODES - 1))); do
+    port="$(free_port)"
+    LABCHAT_JWT_SECRET="$SECRET" LABCHAT_MONGO_URI="$MONGO_URI" LABCHAT_MONGO_DB="$DB" \
+        LABCHAT_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" LABCHAT_NODE_ID="node-$i" \
+        "$TARGET/labchat" serve --listen "127.0.0.1:$port" --log-format json --log warn \
+        --rate-per-second 1000 --rate-burst 1000 --max-connections 60000 --max-pending-connections 4096 \
+        >"$WORK/node-$i.log" 2>&1 &
+    PIDS+=("$!"); NODE_PIDS+=("$!"); URLS+=("ws://127.0.0.1:$port/ws")
+done
+for i in $(seq 0 $((NODES - 1))); do
+    port="${URLS[$i]#ws://127.0.0.1:}"; port="${port%/ws}"
+    for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+done
+VICTIM=$((NODES - 1))
+
+# The phases are measured on the nodes that stay up (every node but the one killed).
+LIVE=$(seq 0 $((NODES - 2)))
+metric_sum() { # metric_sum NAME_SUFFIX: the store-op metric summed over those nodes
+    local total=0 v
+    for i in $LIVE; do
+        v="$(curl -sf "$(echo "${URLS[$i]}" | sed 's#^ws://#http://#; s#/ws$#/metrics#')" 2>/dev/null \
+            | awk -v m="labchat_store_op_seconds_$1" '$1 ~ "^"m {s += $2} END {printf "%.6f", s}')" || v=0
+        total="$(echo "$total + ${v:-0}" | bc -l)"
+    done
+    echo "$total"
+}
+redis_calls() { redis-cli -p "$REDIS_PORT" info commandstats | awk -F'[=,:]' '/^cmdstat_/ {s += $3} END {print s}'; }
+cpu_ticks() { local s=0; for p in "$@"; do [[ -r /proc/$p/stat ]] && s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$s"; }
+phase() { # phase LABEL SECONDS: Redis commands/s, store ops/s and mean latency over the next SECONDS
+    local r0 c0 s0 t0 r1 c1 s1 t1
+    r0="$(redis_calls)"; c0="$(metric_sum count)"; s0="$(metric_sum sum)"; t0="$(cpu_ticks "${NODE_PIDS[@]:0:NODES-1}")"
+    sleep "$2"
+    r1="$(redis_calls)"; c1="$(metric_sum count)"; s1="$(metric_sum sum)"; t1="$(cpu_ticks "${NODE_PIDS[@]:0:NODES-1}")"
+    echo "phase $1 (${2}s): redis $(echo "($r1 - $r0) / $2" | bc) cmd/s; store $(echo "($c1 - $c0) / $2" | bc) ops/s," \
+        "mean $(echo "if ($c1 > $c0) ($s1 - $s0) * 1000 / ($c1 - $c0) else 0" | bc -l | cut -c1-6) ms;" \
+        "node CPU $(echo "($t1 - $t0) / $(getconf CLK_TCK) / $2 * 100" | bc -l | cut -c1-6) % of a core (nodes 0..$((NODES - 2))); load $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+TRAFFIC_AT=$(($(date +%s) + OPEN_SECS))
+URL_LIST="$(IFS=,; echo "${URLS[*]}")"
+PID_LIST="$(IFS=,; echo "${NODE_PIDS[*]}")"
+GEN_PIDS=()
+for g in $(seq 0 $((GENERATORS - 1))); do
+    kill_args=(--other-kills "$VICTIM")
+    [[ "$g" == 0 ]] && kill_args=(--kill-node "$VICTIM" --kill-pid "${NODE_PIDS[$VICTIM]}")
+    sources="127.0.0.$((2 + g % 8))"
+    LABCHAT_JWT_SECRET="$SECRET" timeout $((OPEN_SECS + 400)) "$TARGET/labchat-bench" scale --json \
+        --url "$URL_LIST" --seed-file "$WORK/seed.json" --server-pid "$PID_LIST" \
+        --small-rooms "$SMALL_ROOMS" --small-members "$SMALL_MEMBERS" --big-members "$BIG_MEMBERS" \
+        --shard "$g" --shards "$GENERATORS" --source "$sources" --traffic-at "$TRAFFIC_AT" \
+        --rate "$(echo "$RATE / $GENERATORS" | bc -l)" --steady "$STEADY" --open-timeout "$((OPEN_SECS - 10))s" \
+        "${kill_args[@]}" >"$WORK/gen-$g.json" 2>"$WORK/gen-$g.err" &
+    GEN_PIDS+=("$!"); PIDS+=("$!")
+done
+
+# Wait until every connection is open (the generators wait for TRAFFIC_AT), then measure idle.
+expected=$((SMALL_ROOMS * SMALL_MEMBERS + BIG_MEMBERS))
+while (($(date +%s) < TRAFFIC_AT - 25)); do
+    open="$(for p in "${NODE_PIDS[@]}"; do ls "/proc/$p/fd" 2>/dev/null | wc -l; done | paste -sd+ | bc)"
+    ((open >= expected)) && break
+    sleep 5
+done
+echo "opened after $(( $(date +%s) - TRAFFIC_AT + OPEN_SECS )) s (open files of the nodes: $open)"
+echo "nodes' RSS (KiB): $(for p in "${NODE_PIDS[@]}"; do awk '/VmRSS/ {printf "%s ", $2}' "/proc/$p/status"; done)"
+left=$((TRAFFIC_AT - $(date +%s) - 2))
+((left > 3)) && phase idle "$left"
+phase traffic 10
+phase storm 30
+for p in "${GEN_PIDS[@]}"; do wait "$p" || echo "a generator failed (exit $?)"; done
+for g in $(seq 0 $((GENERATORS - 1))); do cat "$WORK/gen-$g.json"; tail -3 "$WORK/gen-$g.err" >&2; done
+jq -s '{opened: (map(.opened) | add), connections: (map(.connections) | add), gaps: (map(.gaps) | add),
+        duplicates: (map(.duplicates) | add), lost: (map(.lost) | add), back: (map(.back) | add),
+        back_after_s: (map(.back_after_s // 0) | max), connect_join_p99_ms_max: (map(.connect_join.p99_ms) | max),
+        steady_p99_ms_max: (map(.steady.p99_ms) | max), storm_p99_ms_max: (map(.storm.p99_ms) | max),
+        peak_rejoins_per_s_sum: (map(.peak_rejoins_per_s) | add), server_errors: (map(.server_errors) | add)}' \
+    "$WORK"/gen-*.json
+echo "Redis: $(redis-cli -p "$REDIS_PORT" info commandstats | grep -E 'publish|subscribe' | tr '\n' ' ')"
+echo "load after: $(uptime)"
