@@ -150,4 +150,10 @@ jq -s '{opened: (map(.opened) | add), connections: (map(.connections) | add), ga
         peak_rejoins_per_s_sum: (map(.peak_rejoins_per_s) | add), server_errors: (map(.server_errors) | add)}' \
     "$WORK"/gen-*.json
 echo "Redis: $(redis-cli -p "$REDIS_PORT" info commandstats | grep -E 'publish|subscribe' | tr '\n' ' ')"
+echo "store calls by operation, nodes 0..$((NODES - 2)) together:"
+for i in $LIVE; do
+    curl -sf "$(echo "${URLS[$i]}" | sed 's#^ws://#http://#; s#/ws$#/metrics#')" 2>/dev/null \
+        | grep '^labchat_store_op_seconds_count' || true
+done | sed -E 's/^labchat_store_op_seconds_count\{op="([^"]*)",outcome="([^"]*)"\} /\1 \2 /' \
+    | awk '{n[$1 " " $2] += $3} END {for (k in n) printf "  %s %d\n", k, n[k]}' | sort
 echo "load after: $(uptime)"

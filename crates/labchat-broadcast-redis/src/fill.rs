@@ -2,13 +2,16 @@
 //! messages not delivered here, after a reconnect, and for quiet rooms every check interval.
 //! Concurrent fills of one room collapse into one (run again once if asked meanwhile).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use labchat_core::StoreError;
-use labchat_domain::{Cursor, HistoryLimit, HistoryQuery, Message, RoomEvent, Seq};
+use labchat_core::{Clock, StoreError, SystemClock};
+use labchat_domain::{
+    CATCH_UP_MARGIN_MILLIS, Cursor, HistoryLimit, HistoryQuery, Message, RequestId, RoomEvent, Seq, Timestamp,
+};
 use tokio::sync::watch;
 
 use crate::metrics_names::{GAP_FILLS, HOLES_SKIPPED};
@@ -20,6 +23,9 @@ const PAGE: usize = 500;
 
 /// Most rooms filled at once by [`Shared::fill_all`] and the quiet-room check.
 const FILLS_AT_ONCE: usize = 8;
+
+/// Most rooms the quiet-room check asks the store about in one read.
+const LATEST_AT_ONCE: usize = 1_000;
 
 impl Shared {
     /// Arms the room's gap timer unless it is armed: after the gap wait, fill if the gap is
@@ -159,30 +165,74 @@ impl Shared {
             .await;
     }
 
-    /// The quiet-room check: fills the rooms where no message was heard for `quiet`.
+    /// The quiet-room check: fills the rooms where no message was heard for `quiet` and the
+    /// store holds a message created since `since` that this node has not delivered. Returns
+    /// whether the store answered for every room (when not, the next check looks back as far).
     ///
     /// A room that keeps hearing messages needs no check: a lost message is revealed by the seq
     /// of the next one. Only the last message before a room goes quiet can be lost unnoticed, and
     /// the room is checked once it has been quiet for `quiet`, then every `quiet` while it stays
-    /// so.
-    async fn fill_quiet(self: &Arc<Self>, quiet: Duration) {
+    /// so. The store is asked about a thousand rooms at a time (`latest_since`) and only the rooms
+    /// it shows behind are read, so a node with many quiet rooms costs the store a few reads per
+    /// check, not one per room.
+    async fn fill_quiet(self: &Arc<Self>, quiet: Duration, since: Timestamp) -> bool {
         let now = Instant::now();
-        let rooms = self
+        let rooms: Vec<Arc<Room>> = self
             .all_rooms()
             .into_iter()
             .filter(|r| r.lock().heard.is_none_or(|t| now.duration_since(t) >= quiet))
             .collect();
-        self.fill_each(rooms).await;
+        let mut behind = Vec::new();
+        let mut answered = true;
+        for chunk in rooms.chunks(LATEST_AT_ONCE) {
+            let ids: Vec<RequestId> = chunk.iter().map(|r| r.id).collect();
+            let latest = match tokio::time::timeout(self.op_timeout, self.store.latest_since(&ids, since)).await {
+                Ok(Ok(latest)) => latest.into_iter().collect::<HashMap<_, _>>(),
+                Ok(Err(e)) => {
+                    tracing::warn!(node = %self.node_id, error = %e, rooms = ids.len(), "the quiet-room check could not read the rooms' latest seqs");
+                    answered = false;
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(node = %self.node_id, rooms = ids.len(), "the quiet-room check's read of the rooms' latest seqs timed out");
+                    answered = false;
+                    continue;
+                }
+            };
+            behind.extend(
+                chunk
+                    .iter()
+                    .filter(|r| {
+                        let state = r.lock();
+                        state.order.needs_fill() || latest.get(&r.id).is_some_and(|s| s.get() > state.order.last_seq())
+                    })
+                    .cloned(),
+            );
+        }
+        self.fill_each(behind).await;
+        answered
     }
 
     /// Every `interval`, fills every room: repairs a silent loss even when no new event comes.
+    ///
+    /// Each check looks at the messages created since the start of the last check the store
+    /// answered in full, less `interval` (a room quiet now may have been heard then) and less
+    /// [`CATCH_UP_MARGIN_MILLIS`] (clock skew between nodes, and the store's bounded delay
+    /// between a message's stamp and its write). Rooms started since read their latest from the
+    /// store when they started.
     pub(crate) async fn check_quiet_rooms(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
+        let look_back = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX).saturating_add(CATCH_UP_MARGIN_MILLIS);
+        let mut checked = SystemClock.now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = stop.changed() => return,
             }
-            self.fill_quiet(interval).await;
+            let started = SystemClock.now();
+            let since = Timestamp::from_unix_millis(checked.unix_millis().saturating_sub(look_back));
+            if self.fill_quiet(interval, since).await {
+                checked = started;
+            }
         }
     }
 }

@@ -130,7 +130,6 @@ impl RoomOrder {
     }
 
     /// The seq of the last message delivered (0: none).
-    #[cfg(test)]
     pub(crate) fn last_seq(&self) -> u64 {
         self.last_seq
     }

@@ -134,6 +134,9 @@ impl<H: StoreHook> ChatStore for Hooked<H> {
     async fn count_deleted(&self, message: &Message) -> Result<(), StoreError> {
         self.call("count_deleted", Some(message.request_id), self.inner.count_deleted(message)).await
     }
+    async fn latest_since(&self, rooms: &[RequestId], since: Timestamp) -> Result<Vec<(RequestId, Seq)>, StoreError> {
+        self.call("latest_since", None, self.inner.latest_since(rooms, since)).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.call("ping", None, self.inner.ping()).await
     }

@@ -210,6 +210,12 @@ pub trait ChatStore: Send + Sync + 'static {
     /// [`ChatStore::recount`], which counts no deleted message either.
     async fn count_deleted(&self, message: &Message) -> Result<(), StoreError>;
 
+    /// The highest seq of each of `rooms` among its messages created at or after `since`, for
+    /// the rooms that have such a message (the others are left out), in any order. One read for
+    /// many rooms whatever the length of their histories: what a node with thousands of quiet
+    /// rooms asks the store to learn which of them hold a message it has not heard of. Read-only.
+    async fn latest_since(&self, rooms: &[RequestId], since: Timestamp) -> Result<Vec<(RequestId, Seq)>, StoreError>;
+
     /// Checks that the store answers (for readiness probes).
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -240,6 +240,18 @@ impl ChatStore for MemoryStore {
         Ok(())
     }
 
+    async fn latest_since(&self, rooms: &[RequestId], since: Timestamp) -> Result<Vec<(RequestId, Seq)>, StoreError> {
+        let inner = self.lock();
+        Ok(rooms
+            .iter()
+            .filter_map(|id| {
+                let room = inner.rooms.get(id)?;
+                let seq = room.messages.iter().filter(|m| m.created_at >= since).filter_map(|m| m.seq).max()?;
+                Some((*id, seq))
+            })
+            .collect())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -108,6 +108,10 @@
 //! `requestId_1_deletedAt_1` on the messages), then compares the times again itself: the test
 //! server compares dates only to the second.
 //!
+//! The quiet-room check of a node with a backplane asks for many rooms' highest seqs since an
+//! instant at once (`latest.rs`): one read covered by `requestId_1_createdAt_1_seq_1`, the
+//! maximum taken here (past 20,000 messages, a `$group` on the server).
+//!
 //! ## Failures and time bounds
 //!
 //! Every driver call is bounded by [`MongoSettings::op_timeout`] (the driver's server-selection
@@ -156,6 +160,7 @@ mod documents;
 mod edits;
 mod errors;
 mod inbox;
+mod latest;
 mod migrate;
 mod sequence;
 mod store;

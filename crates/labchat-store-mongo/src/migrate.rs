@@ -138,6 +138,9 @@ impl MongoStore {
             // edited and the deleted messages are indexed.
             changed_since("editedAt"),
             changed_since("deletedAt"),
+            // The rooms' latest seqs since an instant (`latest.rs`, a covered read), for the
+            // quiet-room check.
+            index(doc! {"requestId": 1, "createdAt": 1, "seq": 1}, "requestId_1_createdAt_1_seq_1", false),
         ];
         bounded(self.op_timeout, "create the indexes of the messages", self.messages.create_indexes(messages)).await?;
         let receipts = [
@@ -146,6 +149,16 @@ impl MongoStore {
         ];
         bounded(self.op_timeout, "create the indexes of the receipts", self.receipts.create_indexes(receipts)).await?;
         Ok(())
+    }
+
+    /// Creates the index of the room summaries (idempotent), once they are built.
+    pub(crate) async fn create_summary_index(&self) -> Result<(), StoreError> {
+        let rooms = IndexModel::builder()
+            .keys(doc! {"lastActivityAt": -1, "requestId": -1})
+            .options(IndexOptions::builder().name("lastActivityAt_-1_requestId_-1".to_owned()).build())
+            .build();
+        let context = "create the index of the room summaries";
+        bounded(self.op_timeout, context, self.summaries.rooms.create_index(rooms)).await.map(drop)
     }
 }
 

@@ -13,8 +13,8 @@ use labchat_domain::{
 };
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::ErrorKind;
-use mongodb::options::{ClientOptions, IndexOptions};
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Collection, Database};
 
 use crate::batch::Batcher;
 use crate::documents::{
@@ -146,11 +146,7 @@ impl MongoStore {
             let built = build_missing(&store.summaries, &store.messages, &store.receipts).await?;
             tracing::info!(rooms = built, "built the inbox summaries of rooms stored before they existed");
             // Created after the build: its presence tells later start-ups to skip it.
-            let rooms = IndexModel::builder()
-                .keys(doc! {"lastActivityAt": -1, "requestId": -1})
-                .options(IndexOptions::builder().name("lastActivityAt_-1_requestId_-1".to_owned()).build())
-                .build();
-            bounded(limit, "create the index of the room summaries", store.summaries.rooms.create_index(rooms)).await?;
+            store.create_summary_index().await?;
         }
         Ok(store)
     }
@@ -388,6 +384,10 @@ impl ChatStore for MongoStore {
 
     async fn count_deleted(&self, message: &Message) -> Result<(), StoreError> {
         self.count_deleted_of(message).await
+    }
+
+    async fn latest_since(&self, rooms: &[RequestId], since: Timestamp) -> Result<Vec<(RequestId, Seq)>, StoreError> {
+        self.latest_since_of(rooms, since).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,12 +1,12 @@
 //! The checks of the room order: every store gives each room's messages the seqs 1, 2, 3, …
-//! (no holes, no repeats, also under concurrent inserts), history follows them, and a history
-//! cursor must be a message of the room.
+//! (no holes, no repeats, also under concurrent inserts), history follows them, a history
+//! cursor must be a message of the room, and `latest_since` reads rooms' highest seqs at once.
 
 use std::sync::Arc;
 
 use futures_util::future::join_all;
 use labchat_core::Inserted;
-use labchat_domain::{Cursor, HistoryLimit, HistoryPage, Message, MessageId, Seq};
+use labchat_domain::{Cursor, HistoryLimit, HistoryPage, Message, MessageId, Seq, Timestamp};
 
 use super::{StoreFixture, assert_room_matches, history, history_at, insert_new, open, rid, seq, seqs};
 
@@ -103,4 +103,35 @@ pub async fn a_cursor_outside_the_room_is_reported<F: StoreFixture>(f: &F) {
     assert_eq!(seqs(&page.messages), [2, 3]);
     let page = history(&*store, other, Cursor::Before(foreign.id), 10).await;
     assert_eq!(page, HistoryPage::default());
+}
+
+/// `latest_since` gives, for the rooms asked about, the highest seq among the messages created
+/// at or after the instant (not the seq of the latest-created one), leaves out rooms with none
+/// and rooms not asked about, and answers an empty list with nothing.
+pub async fn latest_since_gives_each_rooms_highest_seq_since_an_instant<F: StoreFixture>(f: &F) {
+    let (busy, old, empty, other) = (rid(1), rid(2), rid(3), rid(4));
+    let (store, mk, mut model) = open(f, "t", &[busy, old, empty, other]).await;
+    let t0 = mk.now().unix_millis();
+    // Seconds apart: a store may compare dates to the second.
+    let at = |s: i64| Timestamp::from_unix_millis(t0 + s * 1_000);
+    for (room, secs) in [(busy, 0), (busy, 20), (busy, 10), (old, 0), (old, 2), (other, 30)] {
+        let mut m = mk.message(room, "t", &format!("at {secs}"), None);
+        m.created_at = at(secs);
+        insert_new(&*store, &mut model, m).await;
+    }
+    let ask = [busy, old, empty];
+    let latest = |since: i64| {
+        let store = Arc::clone(&store);
+        async move {
+            let mut got = store.latest_since(&ask, at(since)).await.unwrap_or_else(|e| panic!("latest_since: {e}"));
+            got.sort();
+            got.into_iter().map(|(r, s)| (r, s.get())).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(latest(0).await, vec![(busy, 3), (old, 2)], "every message counts");
+    assert_eq!(latest(5).await, vec![(busy, 3)], "busy: seqs 2 and 3 are since; old: none");
+    assert_eq!(latest(15).await, vec![(busy, 2)], "the highest seq among those since, not the latest made");
+    assert_eq!(latest(25).await, vec![], "nothing since, and the other room is not asked about");
+    let none = store.latest_since(&[], at(0)).await.unwrap_or_else(|e| panic!("latest_since of no room: {e}"));
+    assert!(none.is_empty(), "no room asked, no answer: {none:?}");
 }

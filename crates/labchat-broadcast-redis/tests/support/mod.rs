@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use labchat_broadcast_redis::{RedisBroadcaster, RedisSettings};
-use labchat_core::{Broadcaster, ChatStore, Inserted, Published, RoomSink, SinkId};
+use labchat_core::{Broadcaster, ChatStore, Clock, Inserted, Published, RoomSink, SinkId, SystemClock};
 use labchat_domain::{
     Message, MessageId, MessageRecord, MessageText, ObjectIdBytes, RequestId, Role, RoomEvent, Timestamp, UserId,
 };
@@ -220,7 +220,8 @@ pub fn message(room: RequestId) -> Message {
         sender_id: UserId::parse("teacher-1").unwrap(),
         sender_role: Role::Teacher,
         text: Some(MessageText::parse("hello", 100).unwrap()),
-        created_at: Timestamp::from_unix_millis(1),
+        // Stamped now, as a node stamps a post: the quiet-room check looks at recent messages.
+        created_at: SystemClock.now(),
         client_message_id: None,
         delivered_to: vec![],
         read_by: vec![],
