@@ -15,4 +15,5 @@ mod deploy_alerts;
 mod edit_delete;
 mod heal;
 mod inbox;
+mod join_reuse;
 mod presence;
