@@ -15,8 +15,9 @@ impl Chat {
     ///
     /// The sink is subscribed first and the history read next, so no event of the room falls
     /// between the two, wherever it was published; the history may be the one an earlier join of
-    /// the room read, when nothing of the room can have happened since (see `join_cache`). When reading the history fails, the sink is
-    /// unsubscribed again, unless `rejoin` says it was subscribed to the room before this call.
+    /// the room read, when nothing of the room can have happened since (see `join_cache`). When
+    /// reading the history fails, the sink is unsubscribed again, unless `rejoin` says it was
+    /// subscribed to the room before this call.
     /// On the user's first connection to the room (over all nodes) the room hears
     /// `memberJoined`; the result lists the room's members.
     pub async fn join(
