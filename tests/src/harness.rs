@@ -38,6 +38,7 @@ pub fn settings() -> Settings {
         store: StoreSettings::Memory { seed: vec![] },
         backplane: None,
         presence_burst: PresenceBurst::default(),
+        join_reuse: labchat_core::DEFAULT_JOIN_REUSE,
     }
 }
 

@@ -65,6 +65,13 @@ pub fn free_port() -> u16 {
 /// `GET path` over HTTP/1.1: the status and the body as JSON (`Null` when it is not JSON), or
 /// `None` when the node does not answer within 5 s.
 pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, Value)> {
+    let (status, body) = http_get_text(addr, path).await?;
+    Some((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
+}
+
+/// `GET path` over HTTP/1.1: the status and the body, or `None` when the node does not answer
+/// within 5 s.
+pub async fn http_get_text(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.ok()?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -77,7 +84,18 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, Value)> {
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+    Some((status, body.to_owned()))
+}
+
+/// The value of the unlabelled metric `name` on the node's `/metrics` (0 when it is absent).
+///
+/// # Panics
+///
+/// When the node does not serve `/metrics`.
+pub async fn metric(addr: SocketAddr, name: &str) -> f64 {
+    let (status, text) = http_get_text(addr, "/metrics").await.expect("the node answers /metrics");
+    assert_eq!(status, 200, "/metrics: {text}");
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, for at most `wait`.

@@ -22,11 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use labchat_core::{
-    ChatStore, Hooked, InboxHub, InboxListener, InboxNotice, InboxSink, Inserted, SinkId, StoreCall, StoreFuture,
-    StoreHook,
+    ChatStore, Hooked, InboxHub, InboxListener, InboxNotice, InboxSink, SinkId, StoreCall, StoreFuture, StoreHook,
 };
-use labchat_domain::{InboxRow, Message, MessageText, NewMessage, Request, RequestId, Role, Timestamp, User, UserId};
+use labchat_domain::{InboxRow, Request, RequestId, Role, Timestamp, User, UserId};
 use labchat_memory::MemoryStore;
+
+#[path = "support/seed.rs"]
+mod seed;
 
 /// Counts and slows the reads the inbox task makes, in front of the memory store.
 struct Slow {
@@ -87,19 +89,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     for n in 0..rooms {
         let room = RequestId::parse(&format!("{:024x}", n + 1))?;
         memory.add_request(Request::new(room, teacher.clone()));
-        let now = Timestamp::from_unix_millis(1_733_000_000_000);
-        let m = Message::new(NewMessage {
-            id: ids.next(now),
-            request_id: room,
-            sender_id: teacher.clone(),
-            sender_role: Role::Teacher,
-            text: MessageText::parse("hello", 100)?,
-            created_at: now,
-            client_message_id: None,
-        });
-        if let Inserted::New(seq) = memory.insert_message(&m).await? {
-            memory.count_posted(&m, seq).await?;
-        }
+        seed::hello(&memory, &ids, room, &teacher, Timestamp::from_unix_millis(1_733_000_000_000)).await?;
         room_ids.push(room);
     }
     let hub = InboxHub::new(Arc::clone(&store) as Arc<dyn ChatStore>);

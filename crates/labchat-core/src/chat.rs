@@ -96,6 +96,7 @@ pub struct Chat {
     history_limit: HistoryLimit,
     edit_window: Duration,
     requests: RequestCache,
+    joins: join_cache::JoinCache,
     inbox: Arc<InboxHub>,
     presence: Option<Arc<dyn Presence>>,
     local: Arc<presence::LocalPresence>,
@@ -140,6 +141,7 @@ impl Chat {
             history_limit,
             edit_window: DEFAULT_EDIT_WINDOW,
             requests: RequestCache::new(DEFAULT_ACCESS_TTL, ACCESS_CACHE_CAPACITY),
+            joins: join_cache::JoinCache::new(DEFAULT_JOIN_REUSE),
             presence: None,
             local,
             announcer,
@@ -228,7 +230,7 @@ impl Chat {
     pub async fn disconnect(&self, user: &User, sink: SinkId, rooms: impl IntoIterator<Item = RequestId>) {
         self.unsubscribe_inbox(sink).await;
         for room in rooms {
-            if let Err(e) = self.broadcaster.unsubscribe(room, sink).await {
+            if let Err(e) = self.unsubscribe_room(room, sink).await {
                 tracing::warn!(error = %e, request_id = %room, "unsubscribe on disconnect failed");
             }
             self.depart(room, user.id(), sink).await;
@@ -243,7 +245,7 @@ impl Chat {
     /// exist than any other operation.) After the user's last connection to the room left, the
     /// room hears `memberLeft`.
     pub async fn leave(&self, user: &User, request: RequestId, sink: SinkId) -> Result<(), LeaveError> {
-        self.broadcaster.unsubscribe(request, sink).await.map_err(LeaveError)?;
+        self.unsubscribe_room(request, sink).await.map_err(LeaveError)?;
         self.depart(request, user.id(), sink).await;
         Ok(())
     }
@@ -380,9 +382,15 @@ impl Chat {
 }
 
 mod inbox;
+mod join_cache;
+
+pub use join_cache::DEFAULT_JOIN_REUSE;
 
 #[cfg(test)]
 #[path = "chat/edit_tests.rs"]
 mod edit_tests;
+#[cfg(test)]
+#[path = "chat/join_cache_tests.rs"]
+mod join_cache_tests;
 #[cfg(test)]
 mod tests;

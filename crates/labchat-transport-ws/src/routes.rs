@@ -117,6 +117,8 @@ fn drain_response(server: &Server) -> HttpResponse {
 fn metrics_response(server: &Server) -> HttpResponse {
     match server.metrics() {
         Some(render) => {
+            // Counted by the use cases (which record no metrics themselves), read when scraped.
+            metrics::counter!("labchat_join_history_reuses_total").absolute(server.chat().history_reuses());
             let mut resp = Response::new(Full::new(Bytes::from(render())));
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

@@ -43,6 +43,9 @@ pub struct Settings {
     pub backplane: Option<BackplaneSettings>,
     /// How many presence changes a room announces one by one per interval.
     pub presence_burst: PresenceBurst,
+    /// How long a join's history page may serve the next joins of its room (see
+    /// [`Chat::with_join_reuse`]).
+    pub join_reuse: Duration,
 }
 
 /// The Redis backplane that joins several nodes into one chat (see docs/deployment.md).
@@ -150,7 +153,8 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
         .with_access_ttl(settings.ws.access_recheck_interval)
         .with_edit_window(settings.ws.edit_window)
         .with_presence(presence)
-        .with_presence_burst(settings.presence_burst);
+        .with_presence_burst(settings.presence_burst)
+        .with_join_reuse(settings.join_reuse);
     broadcaster.listen_inbox(chat.inbox_listener());
     let mut server = Server::new(Arc::new(chat), auth, settings.ws, clock);
     if let Some(render) = metrics {

@@ -133,6 +133,11 @@ pub struct ServeArgs {
     #[arg(long, env = "LABCHAT_PRESENCE_BURST_INTERVAL", default_value = "250ms", value_parser = humantime::parse_duration)]
     #[serde(serialize_with = "duration")]
     pub presence_burst_interval: Duration,
+    /// How long the history page a join read may serve the next joins of its room with the same
+    /// `after` (while nothing of the room reached the node since); `0s`: every join reads its own.
+    #[arg(long, env = "LABCHAT_JOIN_REUSE", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[serde(serialize_with = "duration")]
+    pub join_reuse: Duration,
     /// Sustained frames per second per connection.
     #[arg(long, env = "LABCHAT_RATE_PER_SECOND", default_value_t = 30.0)]
     pub rate_per_second: f64,

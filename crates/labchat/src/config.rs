@@ -189,7 +189,7 @@ impl TryFrom<ServeArgs> for ServeSettings {
             None => StoreSettings::Memory { seed },
         };
         Ok(Self {
-            app: Settings { auth, history_limit, ws, store, backplane, presence_burst },
+            app: Settings { auth, history_limit, ws, store, backplane, presence_burst, join_reuse: args.join_reuse },
             listen: args.listen,
             ops_listen: args.ops_listen,
             workers: args.workers,

@@ -58,6 +58,10 @@ fn describe() {
         "Failed accepts (such as out of file descriptors); accepting backs off."
     );
     describe_gauge!("labchat_rooms_joined", "Room subscriptions held by open connections.");
+    describe_counter!(
+        "labchat_join_history_reuses_total",
+        "Joins served the history page an earlier join of their room read, instead of reading the store."
+    );
     describe_counter!("labchat_frames_in_total", "Client frames received, by event (invalid: not decodable).");
     describe_counter!("labchat_frames_out_total", "Server frames queued, by event.");
     describe_counter!("labchat_errors_total", "Error frames sent, by code.");

@@ -15,5 +15,6 @@ mod deploy_alerts;
 mod edit_delete;
 mod heal;
 mod inbox;
+mod join_reuse;
 mod presence;
 mod scale;

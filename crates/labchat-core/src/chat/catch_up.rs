@@ -46,12 +46,12 @@ impl CaughtUp {
 
 impl Chat {
     /// What a client joining with `after` (`last_held`, read by the join) missed on the messages
-    /// up to it (see [`CatchUp`]), at most a history page's worth of changed messages. Never
-    /// fails the join: when the read fails, the catch-up is empty and says every held message may
-    /// be stale.
-    pub(super) async fn caught_up(&self, request: RequestId, last_held: Option<&Message>) -> CaughtUp {
+    /// up to it (see [`CatchUp`]), at most a history page's worth of changed messages, and
+    /// whether it was read in full. Never fails the join: when the read fails, the catch-up is
+    /// empty and says every held message may be stale (and is not complete).
+    pub(super) async fn caught_up(&self, request: RequestId, last_held: Option<&Message>) -> (CaughtUp, bool) {
         let Some(catch_up) = last_held.and_then(|m| CatchUp::after(m, self.clock.now())) else {
-            return CaughtUp::default();
+            return (CaughtUp::default(), true);
         };
         match self.store.changed(request, catch_up, self.history_limit).await {
             Ok(page) => {
@@ -61,11 +61,11 @@ impl Chat {
                     let first = page.messages.first().and_then(|m| m.seq);
                     first.or(catch_up.up_to.next()).unwrap_or(Seq::MAX)
                 });
-                CaughtUp { catch_up: Some(catch_up), changed: page.messages, stale_below }
+                (CaughtUp { catch_up: Some(catch_up), changed: page.messages, stale_below }, true)
             }
             Err(e) => {
                 tracing::warn!(error = %e, request_id = %request, "reading a join's catch-up failed; the client is told its held messages may be stale");
-                CaughtUp { catch_up: None, changed: Vec::new(), stale_below: Some(Seq::MAX) }
+                (CaughtUp { catch_up: None, changed: Vec::new(), stale_below: Some(Seq::MAX) }, false)
             }
         }
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use labchat_domain::{Cursor, HistoryPage, HistoryQuery, Message, MessageId, RequestId, Seq, User};
 
+use super::join_cache::View;
 use super::{Chat, Joined};
 use crate::{ChatError, JoinError, RoomSink};
 
@@ -13,8 +14,10 @@ impl Chat {
     /// `after` the messages after that one. Joining twice is harmless.
     ///
     /// The sink is subscribed first and the history read next, so no event of the room falls
-    /// between the two, wherever it was published. When reading the history fails, the sink is
-    /// unsubscribed again, unless `rejoin` says it was subscribed to the room before this call.
+    /// between the two, wherever it was published; the history may be the one an earlier join of
+    /// the room read, when nothing of the room can have happened since (see `join_cache`). When
+    /// reading the history fails, the sink is unsubscribed again, unless `rejoin` says it was
+    /// subscribed to the room before this call.
     /// On the user's first connection to the room (over all nodes) the room hears
     /// `memberJoined`; the result lists the room's members.
     pub async fn join(
@@ -28,21 +31,19 @@ impl Chat {
         self.authorize(user, request).await?;
         let order = self.room_order(request).await;
         let sink_id = sink.id();
+        let sink = self.joins.watch(request, sink);
         self.broadcaster.subscribe(request, sink).await.map_err(JoinError::Subscribe)?;
-        let joined = match self.joined_history(request, after).await {
-            Ok((history, covered, last_held)) => {
-                let catch_up = self.caught_up(request, last_held.as_ref()).await;
-                self.unread_of(user.id(), request, &history).await.map(|unread| (history, covered, catch_up, unread))
-            }
+        let joined = match self.join_view(request, after).await {
+            Ok(view) => self.unread_of(user.id(), request, &view.history).await.map(|unread| (view, unread)),
             Err(e) => Err(e),
         };
         match joined {
-            Ok((history, covered, catch_up, unread)) => {
+            Ok((View { history, covered, catch_up }, unread)) => {
                 let members = self.arrive(request, user, sink_id).await;
                 Ok(Joined { history, covered, catch_up, unread, members, _order: order })
             }
             Err(e) => {
-                if !rejoin && let Err(u) = self.broadcaster.unsubscribe(request, sink_id).await {
+                if !rejoin && let Err(u) = self.unsubscribe_room(request, sink_id).await {
                     tracing::warn!(error = %u, request_id = %request, "unsubscribe after a failed join failed");
                 }
                 Err(e.into())

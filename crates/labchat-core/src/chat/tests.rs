@@ -15,27 +15,27 @@ use crate::{
     StoreError,
 };
 
-fn rid(n: u32) -> RequestId {
+pub(super) fn rid(n: u32) -> RequestId {
     RequestId::parse(&format!("{n:024x}")).unwrap()
 }
-fn mid(n: u32) -> MessageId {
+pub(super) fn mid(n: u32) -> MessageId {
     MessageId::parse(&format!("{n:024x}")).unwrap()
 }
-fn user(id: &str, role: Role) -> User {
+pub(super) fn user(id: &str, role: Role) -> User {
     User::new(UserId::parse(id).unwrap(), role)
 }
 fn text(s: &str) -> MessageText {
     MessageText::parse(s, 100).unwrap()
 }
 
-fn clock() -> MockClock {
+pub(super) fn clock() -> MockClock {
     let mut c = MockClock::new();
     c.expect_now().return_const(Timestamp::from_unix_millis(1_700_000_000_000));
     c
 }
 
 /// A store whose only request is `rid(1)`, created by teacher `t1`.
-fn store_with_request() -> MockChatStore {
+pub(super) fn store_with_request() -> MockChatStore {
     let mut s = MockChatStore::new();
     s.expect_find_request()
         .returning(|id| Ok((id == rid(1)).then(|| Request::new(rid(1), UserId::parse("t1").unwrap()))));
@@ -43,13 +43,13 @@ fn store_with_request() -> MockChatStore {
 }
 
 /// The joining user has nothing unread.
-fn nothing_unread(store: &mut MockChatStore) {
+pub(super) fn nothing_unread(store: &mut MockChatStore) {
     store.expect_unread_count().returning(|_, _| Ok(0));
     store.expect_first_unread().never();
 }
 
 /// A join with `after` = message `n` (of seq `seq`) finds nothing changed since it.
-fn nothing_changed(store: &mut MockChatStore, n: u32, seq: u64) {
+pub(super) fn nothing_changed(store: &mut MockChatStore, n: u32, seq: u64) {
     store
         .expect_message()
         .withf(move |r, id| *r == rid(1) && *id == mid(n))
@@ -57,7 +57,7 @@ fn nothing_changed(store: &mut MockChatStore, n: u32, seq: u64) {
     store.expect_changed().returning(|_, _, _| Ok(HistoryPage::default()));
 }
 
-fn chat(store: MockChatStore, broadcaster: MockBroadcaster) -> Chat {
+pub(super) fn chat(store: MockChatStore, broadcaster: MockBroadcaster) -> Chat {
     Chat::new(Arc::new(store), Arc::new(broadcaster), Arc::new(clock()), HistoryLimit::DEFAULT)
 }
 
@@ -216,7 +216,7 @@ async fn a_forbidden_mark_never_touches_the_store() {
     assert!(matches!(err, ChatError::Forbidden));
 }
 
-fn message(n: u32, seq: u64) -> Message {
+pub(super) fn message(n: u32, seq: u64) -> Message {
     Message::restore(MessageRecord {
         id: mid(n),
         request_id: rid(1),
