@@ -36,7 +36,10 @@ mod presence;
 mod store;
 
 pub use broadcast::{BackplaneStatus, BroadcastError, Broadcaster, Published, RoomSink, SinkId};
-pub use chat::{CaughtUp, Chat, DEFAULT_ACCESS_TTL, DEFAULT_EDIT_WINDOW, Joined, Posted, PresenceBurst};
+pub use chat::{
+    CaughtUp, Chat, DEFAULT_ACCESS_TTL, DEFAULT_EDIT_WINDOW, JoinAdmission, Joined, MAX_JOIN_RETRY_AFTER, Posted,
+    PresenceBurst,
+};
 pub use clock::{Clock, SystemClock};
 pub use errors::{ChatError, FailureKind, JoinError, LeaveError};
 pub use hooked::{Hooked, StoreCall, StoreFuture, StoreHook};
