@@ -68,15 +68,37 @@ impl Admission {
         if let Ok(permit) = self.slots.try_acquire() {
             return Ok(permit);
         }
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let counted = Waiting::new(&self.waiting);
         let acquired = tokio::time::timeout(self.policy.wait, self.slots.acquire()).await;
         // This join included: how many were waiting when it gave up.
-        let waiting = self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let waiting = counted.now();
+        drop(counted);
         match acquired {
             Ok(Ok(permit)) => Ok(permit),
             // The wait ran out (the semaphore is never closed).
             Ok(Err(_)) | Err(_) => Err(retry_after(self.policy, waiting, jitter())),
         }
+    }
+}
+
+/// One join counted among those waiting for a slot while this lives (a join dropped while it
+/// waits, its connection gone, is counted out too).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+
+    fn now(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -194,6 +216,14 @@ mod tests {
         );
         assert_eq!(refused.kind(), FailureKind::Unavailable);
         first.abort();
+    }
+
+    #[tokio::test]
+    async fn a_join_dropped_while_it_waits_is_counted_out() {
+        let admission = Admission::new(JoinAdmission { max_in_flight: 1, wait: Duration::from_secs(60) });
+        let _held = admission.enter().await.unwrap();
+        assert!(tokio::time::timeout(Duration::from_millis(5), admission.enter()).await.is_err());
+        assert_eq!(admission.waiting.load(Ordering::Relaxed), 0);
     }
 
     #[test]
