@@ -2,7 +2,8 @@
 # The client library's tests: `npm ci && npm run build && npm test` in clients/js (@labchat/client),
 # against real labchat processes: one node with the memory store, and three nodes with the test
 # MongoDB and Redis servers behind HAProxy (deploy/haproxy.cfg): faults (kill -9, Redis, MongoDB)
-# in test/multinode.test.mjs, a drain of one node under load in test/drain.test.mjs.
+# in test/multinode.test.mjs, a drain of one node under load in test/drain.test.mjs, a join refused
+# by a node at its bound of joins (MongoDB paused) and retried in test/join-admission.test.mjs.
 #
 # Installs what it needs when missing (Debian's haproxy and redis-server via apt, the npm packages
 # of clients/js via `npm ci`), builds the labchat binary (debug), and exits non-zero on any failure.

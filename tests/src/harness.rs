@@ -8,17 +8,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use labchat::app::{self, Settings, StoreSettings};
-use labchat_core::PresenceBurst;
+use labchat_core::{Chat, JoinAdmission, PresenceBurst, SystemClock};
 use labchat_domain::{HistoryLimit, ObjectIdBytes, Request, RequestId, UserId};
 use labchat_memory::MemoryStore;
 use labchat_store_mongo::MongoSettings;
-use labchat_transport_ws::{AuthSettings, JwtAlgorithm, ServerStats, WsConfig};
+use labchat_transport_ws::{AuthSettings, Authenticator, JwtAlgorithm, Server, ServerStats, WsConfig};
 use mongodb::Database;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use crate::client::Client;
 
 /// The HS256 secret of test servers.
 pub const SECRET: &[u8] = b"labchat-test-secret-0123456789";
@@ -39,6 +41,7 @@ pub fn settings() -> Settings {
         backplane: None,
         presence_burst: PresenceBurst::default(),
         join_reuse: labchat_core::DEFAULT_JOIN_REUSE,
+        join_admission: JoinAdmission::default(),
     }
 }
 
@@ -200,6 +203,43 @@ impl Drop for TestServer {
         if let Some(h) = &self.handle {
             h.abort();
         }
+    }
+}
+
+/// A real server over use cases a test assembled itself (a hooked store, a simulated backplane),
+/// with the default transport settings and [`settings`]' keys; stopped on drop.
+#[derive(Debug)]
+pub struct ChatServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _shutdown: oneshot::Sender<()>,
+    handle: JoinHandle<std::io::Result<()>>,
+}
+
+impl ChatServer {
+    /// Serves `chat` on 127.0.0.1 (any port).
+    pub async fn serve(chat: Arc<Chat>) -> Self {
+        let clock = Arc::new(SystemClock);
+        let auth = Authenticator::new(&settings().auth).expect("test keys");
+        let server = Arc::new(Server::new(chat, auth, WsConfig::default(), clock));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(labchat_transport_ws::run(listener, server, async {
+            let _ = rx.await;
+        }));
+        Self { addr, _shutdown: tx, handle }
+    }
+
+    /// A client of `user` with `role` (a token from [`token`]).
+    pub async fn client(&self, user: &str, role: &str) -> Client {
+        Client::connect(&format!("ws://{}/ws", self.addr), &token(user, role)).await
+    }
+}
+
+impl Drop for ChatServer {
+    fn drop(&mut self) {
+        self.handle.abort();
     }
 }
 

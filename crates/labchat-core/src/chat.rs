@@ -17,8 +17,11 @@ use crate::{
     Presence, SinkId,
 };
 
+mod admission;
 mod burst;
 mod catch_up;
+
+pub use admission::{JoinAdmission, MAX_JOIN_RETRY_AFTER};
 
 pub use catch_up::CaughtUp;
 mod edit;
@@ -101,6 +104,7 @@ pub struct Chat {
     presence: Option<Arc<dyn Presence>>,
     local: Arc<presence::LocalPresence>,
     announcer: presence::Announcer,
+    admission: admission::Admission,
 }
 
 impl std::fmt::Debug for Chat {
@@ -108,6 +112,7 @@ impl std::fmt::Debug for Chat {
         f.debug_struct("Chat")
             .field("history_limit", &self.history_limit)
             .field("access_ttl", &self.requests.ttl())
+            .field("join_admission", &self.join_admission())
             .finish_non_exhaustive()
     }
 }
@@ -145,6 +150,7 @@ impl Chat {
             presence: None,
             local,
             announcer,
+            admission: admission::Admission::new(JoinAdmission::default()),
         }
     }
 

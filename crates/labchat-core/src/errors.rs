@@ -101,6 +101,13 @@ pub enum JoinError {
     /// The broadcaster refused the subscription.
     #[error("joining a room: subscribing failed")]
     Subscribe(#[source] BroadcastError),
+    /// The node already runs as many joins as it may (see [`crate::JoinAdmission`]) and none
+    /// ended within the wait: nothing was done. Come back after `retry_after`.
+    #[error("joining a room: the node is busy with other joins; retry in {retry_after:?}")]
+    Busy {
+        /// How long to wait before joining again.
+        retry_after: std::time::Duration,
+    },
 }
 
 impl JoinError {
@@ -108,7 +115,7 @@ impl JoinError {
     pub fn kind(&self) -> FailureKind {
         match self {
             Self::Chat(e) => e.kind(),
-            Self::Subscribe(_) => FailureKind::Unavailable,
+            Self::Subscribe(_) | Self::Busy { .. } => FailureKind::Unavailable,
         }
     }
 }

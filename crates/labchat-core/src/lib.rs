@@ -37,7 +37,8 @@ mod store;
 
 pub use broadcast::{BackplaneStatus, BroadcastError, Broadcaster, Published, RoomSink, SinkId};
 pub use chat::{
-    CaughtUp, Chat, DEFAULT_ACCESS_TTL, DEFAULT_EDIT_WINDOW, DEFAULT_JOIN_REUSE, Joined, Posted, PresenceBurst,
+    CaughtUp, Chat, DEFAULT_ACCESS_TTL, DEFAULT_EDIT_WINDOW, DEFAULT_JOIN_REUSE, JoinAdmission, Joined,
+    MAX_JOIN_RETRY_AFTER, Posted, PresenceBurst,
 };
 pub use clock::{Clock, SystemClock};
 pub use errors::{ChatError, FailureKind, JoinError, LeaveError};

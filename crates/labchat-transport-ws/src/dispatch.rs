@@ -34,14 +34,14 @@ impl Session {
         };
         match self.dispatch(server, &inbound).await {
             Ok(outcome) => outcome,
-            Err(Failure { code, message, close, lost_access }) => {
+            Err(Failure { code, message, close, lost_access, retry_after_ms }) => {
                 self.sink.reply_error(&ErrorFrame {
                     code,
                     message: &message,
                     event: Some(inbound.event.as_str()),
                     request_id: inbound.command.request_id(),
                     id: inbound.id.as_ref(),
-                    retry_after_ms: None,
+                    retry_after_ms,
                     retryable: code.retryable(Some(&inbound.command)),
                 });
                 // Access to the room was refused (decided where the error was mapped): stop

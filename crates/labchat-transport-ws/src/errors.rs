@@ -18,6 +18,8 @@ pub(crate) struct WireError {
     /// says so): the connection stops listening to it. Other refusals (editing someone else's
     /// message) leave it joined.
     pub(crate) lost_access: bool,
+    /// How long the client should wait before sending the frame again, when the server says.
+    pub(crate) retry_after_ms: Option<u64>,
 }
 
 /// The message of a `FORBIDDEN` answer: the same for a missing request and a refused one.
@@ -25,7 +27,7 @@ pub(crate) const FORBIDDEN_MESSAGE: &str = "you may not access this request";
 
 impl WireError {
     const fn new(code: ErrorCode, message: &'static str) -> Self {
-        Self { code, message, lost_access: false }
+        Self { code, message, lost_access: false, retry_after_ms: None }
     }
 
     fn classify(kind: FailureKind, e: &dyn std::error::Error) -> Self {
@@ -84,6 +86,9 @@ pub(crate) const CLIENT_MESSAGE_ID_REUSED: &str = "field data.clientMessageId wa
 pub(crate) const NOT_AN_INBOX_CURSOR: &str = "field data.before must be the `next` cursor of an earlier inbox reply";
 /// The message of a `BAD_REQUEST` for an edit or a delete naming no message of the room.
 pub(crate) const NOT_A_MESSAGE_OF_THE_ROOM: &str = "field data.messageId must be the id of a message of this room";
+/// The message of an `UNAVAILABLE` refusing a join because the node runs as many as it may.
+pub(crate) const JOIN_BUSY: &str =
+    "the server is busy with other joins; nothing was done: join again after retryAfterMs";
 /// The message of a `BAD_REQUEST` for a `before` cursor that is no message of the room.
 pub(crate) const BEFORE_NOT_IN_ROOM: &str = "field data.before must be the id of a message of this room";
 
@@ -91,7 +96,12 @@ impl From<&JoinError> for WireError {
     fn from(e: &JoinError) -> Self {
         match e {
             JoinError::Chat(chat) => Self::from(chat),
-            _ => Self::classify(e.kind(), e),
+            // Not a failure of the backend: the node protects it (and logs nothing per refusal).
+            JoinError::Busy { retry_after } => Self {
+                retry_after_ms: Some(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).max(1)),
+                ..Self::new(ErrorCode::Unavailable, JOIN_BUSY)
+            },
+            JoinError::Subscribe(_) => Self::classify(e.kind(), e),
         }
     }
 }
@@ -140,7 +150,8 @@ mod tests {
 
     #[test]
     fn every_use_case_error_maps_to_one_wire_error() {
-        let cases: [(WireError, ErrorCode, bool); 7] = [
+        let busy = JoinError::Busy { retry_after: std::time::Duration::from_millis(1500) };
+        let cases: [(WireError, ErrorCode, bool); 8] = [
             (ChatError::Forbidden.into(), ErrorCode::Forbidden, false),
             (ChatError::ClientMessageIdReused.into(), ErrorCode::ClientMessageIdReused, false),
             (store(StoreError::unavailable("insert", "timeout")).into(), ErrorCode::Unavailable, true),
@@ -148,10 +159,21 @@ mod tests {
             (JoinError::Chat(ChatError::Forbidden).into(), ErrorCode::Forbidden, false),
             (JoinError::Subscribe(BroadcastError("bus down".into())).into(), ErrorCode::Unavailable, true),
             (LeaveError(BroadcastError("bus down".into())).into(), ErrorCode::Unavailable, true),
+            (busy.into(), ErrorCode::Unavailable, true),
         ];
         for (wire, code, retryable) in cases {
             assert_eq!((wire.code, wire.code.retryable(None)), (code, retryable), "{wire:?}");
         }
+    }
+
+    #[test]
+    fn only_a_busy_node_tells_when_to_come_back() {
+        let busy = WireError::from(JoinError::Busy { retry_after: std::time::Duration::from_micros(1_500_400) });
+        assert_eq!((busy.code, busy.retry_after_ms, busy.message), (ErrorCode::Unavailable, Some(1500), JOIN_BUSY));
+        let soon = WireError::from(JoinError::Busy { retry_after: std::time::Duration::from_micros(10) });
+        assert_eq!(soon.retry_after_ms, Some(1), "never 0: the client would come back at once");
+        let down = WireError::from(store(StoreError::unavailable("find", "timeout")));
+        assert_eq!(down.retry_after_ms, None);
     }
 
     #[test]

@@ -82,11 +82,13 @@ pub(crate) struct Failure {
     pub(crate) close: Option<End>,
     /// See [`WireError::lost_access`].
     pub(crate) lost_access: bool,
+    /// See [`WireError::retry_after_ms`].
+    pub(crate) retry_after_ms: Option<u64>,
 }
 
 impl Failure {
     pub(crate) fn with(code: ErrorCode, message: String) -> Self {
-        Self { code, message, close: None, lost_access: false }
+        Self { code, message, close: None, lost_access: false, retry_after_ms: None }
     }
 
     pub(crate) fn bad_request(message: String) -> Self {
@@ -96,6 +98,6 @@ impl Failure {
 
 impl From<WireError> for Failure {
     fn from(e: WireError) -> Self {
-        Self { lost_access: e.lost_access, ..Self::with(e.code, e.message.into()) }
+        Self { lost_access: e.lost_access, retry_after_ms: e.retry_after_ms, ..Self::with(e.code, e.message.into()) }
     }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use labchat_broadcast_redis::{PresenceSettings, RedisBroadcaster, RedisPresence, RedisSettings};
 use labchat_core::{
-    BroadcastError, Broadcaster, Chat, ChatStore, Clock, Presence, PresenceBurst, StoreError, SystemClock,
+    BroadcastError, Broadcaster, Chat, ChatStore, Clock, JoinAdmission, Presence, PresenceBurst, StoreError,
+    SystemClock,
 };
 use labchat_domain::{HistoryLimit, Request, RequestId, UserId};
 use labchat_store_mongo::{MongoSettings, MongoStore};
@@ -46,6 +47,8 @@ pub struct Settings {
     /// How long a join's history page may serve the next joins of its room (see
     /// [`Chat::with_join_reuse`]).
     pub join_reuse: Duration,
+    /// How many joins run at once, and how long one more waits for a slot.
+    pub join_admission: JoinAdmission,
 }
 
 /// The Redis backplane that joins several nodes into one chat (see docs/deployment.md).
@@ -154,7 +157,8 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
         .with_edit_window(settings.ws.edit_window)
         .with_presence(presence)
         .with_presence_burst(settings.presence_burst)
-        .with_join_reuse(settings.join_reuse);
+        .with_join_reuse(settings.join_reuse)
+        .with_join_admission(settings.join_admission);
     broadcaster.listen_inbox(chat.inbox_listener());
     let mut server = Server::new(Arc::new(chat), auth, settings.ws, clock);
     if let Some(render) = metrics {

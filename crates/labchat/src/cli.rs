@@ -124,6 +124,10 @@ pub struct ServeArgs {
     /// Most rooms one connection may join.
     #[arg(long, env = "LABCHAT_MAX_ROOMS_PER_CONNECTION", default_value_t = 100)]
     pub max_rooms_per_connection: usize,
+    /// Most joins (joinRoom) this node runs at once; one more waits briefly for one to end and is
+    /// then refused with a retryable UNAVAILABLE carrying retryAfterMs.
+    #[arg(long, env = "LABCHAT_MAX_JOINS_IN_FLIGHT", default_value_t = labchat_core::JoinAdmission::default().max_in_flight)]
+    pub max_joins_in_flight: usize,
     /// Presence changes of a room (memberJoined, memberLeft) announced one by one per
     /// --presence-burst-interval; past it the interval's changes go out together as one
     /// membersChanged at its end.

@@ -19,6 +19,7 @@ use labchat_transport_ws::{AuthSettings, JwtAlgorithm, WsConfig, protocol::Decod
 use crate::app::{Settings, StoreSettings};
 use crate::cli::{Alg, Cli, Command, JwtArgs, LogFormat, ServeArgs};
 
+mod admission;
 mod backplane;
 mod presence;
 
@@ -170,6 +171,7 @@ impl TryFrom<ServeArgs> for ServeSettings {
         };
         let backplane = backplane::settings(&args)?;
         let presence_burst = presence::burst(&args)?;
+        let join_admission = admission::joins(&args)?;
         let store = match args.mongo_uri {
             Some(uri) => {
                 if !seed.is_empty() {
@@ -189,7 +191,16 @@ impl TryFrom<ServeArgs> for ServeSettings {
             None => StoreSettings::Memory { seed },
         };
         Ok(Self {
-            app: Settings { auth, history_limit, ws, store, backplane, presence_burst, join_reuse: args.join_reuse },
+            app: Settings {
+                auth,
+                history_limit,
+                ws,
+                store,
+                backplane,
+                presence_burst,
+                join_reuse: args.join_reuse,
+                join_admission,
+            },
             listen: args.listen,
             ops_listen: args.ops_listen,
             workers: args.workers,

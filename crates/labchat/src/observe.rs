@@ -65,6 +65,10 @@ fn describe() {
     describe_counter!("labchat_frames_in_total", "Client frames received, by event (invalid: not decodable).");
     describe_counter!("labchat_frames_out_total", "Server frames queued, by event.");
     describe_counter!("labchat_errors_total", "Error frames sent, by code.");
+    describe_counter!(
+        "labchat_joins_refused_total",
+        "Joins refused (UNAVAILABLE with retryAfterMs) because the node ran --max-joins-in-flight joins."
+    );
     describe_counter!("labchat_handshake_rejections_total", "Refused websocket handshakes, by reason.");
     describe_histogram!(
         "labchat_store_op_seconds",

@@ -567,6 +567,20 @@ fn every_error_code_as_encoded_matches_the_document() {
                     retryable: code.retryable(command.as_ref()),
                 });
                 contract.received(&serde_json::from_str(&frame).unwrap());
+                if code == ErrorCode::Unavailable {
+                    // As a join refused under load is encoded.
+                    let busy = protocol::error(&ErrorFrame {
+                        code,
+                        message: "busy",
+                        event: Some("joinRoom"),
+                        request_id,
+                        id: id.as_ref(),
+                        retry_after_ms: Some(1200),
+                        retryable: code
+                            .retryable(Some(&Command::JoinRoom(protocol::JoinRoom { request_id: rid, after: None }))),
+                    });
+                    contract.received(&serde_json::from_str(&busy).unwrap());
+                }
                 // The document fixes `retryable` for every code whose answer does not depend on the frame.
                 let mut flipped: Value = serde_json::from_str(&frame).unwrap();
                 flipped["data"]["retryable"] = json!(!code.retryable(command.as_ref()));
@@ -621,6 +635,22 @@ fn examples_are_valid_and_mutations_are_refused() {
     assert!(server(&error(json!({"code": "RATE_LIMITED", "message": "m", "retryable": true, "retryAfterMs": 5}))));
     assert!(!server(&error(json!({"code": "RATE_LIMITED", "message": "m", "retryable": true}))));
     assert!(!server(&error(json!({"code": "FORBIDDEN", "message": "m", "retryable": true}))));
+    // A join refused under load: `UNAVAILABLE` with `retryAfterMs`, only for `joinRoom`, retryable.
+    let busy =
+        json!({"code": "UNAVAILABLE", "message": "m", "event": "joinRoom", "retryable": true, "retryAfterMs": 9});
+    assert!(server(&error(busy.clone())));
+    for (field, value) in [("event", json!("message")), ("retryable", json!(false)), ("retryAfterMs", json!(0))] {
+        let mut bad = busy.clone();
+        bad[field] = value;
+        assert!(!server(&error(bad.clone())), "accepted {bad}");
+    }
+    let mut no_event = busy.clone();
+    no_event.as_object_mut().unwrap().remove("event");
+    assert!(!server(&error(no_event)));
+    assert!(!server(&error(json!({"code": "FORBIDDEN", "message": "m", "retryable": false, "retryAfterMs": 5}))));
+    assert!(!server(&error(
+        json!({"code": "INTERNAL", "message": "m", "event": "joinRoom", "retryable": true, "retryAfterMs": 5})
+    )));
     assert!(!server(&error(json!({"code": "NOPE", "message": "m", "retryable": false}))));
     assert!(!server(&json!({"event": "ack", "data": {"requestId": "6751b6df1ad14eaa13a03313"}})), "ack needs id");
 

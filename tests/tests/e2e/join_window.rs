@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeSet, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -24,12 +23,8 @@ use labchat_domain::{
 };
 use labchat_memory::{LocalBroadcaster, MemoryStore};
 use labchat_tests::client::{Client, WAIT};
-use labchat_tests::harness::{new_request_id, settings, token};
-use labchat_transport_ws::{Authenticator, Server, WsConfig};
+use labchat_tests::harness::{ChatServer, new_request_id};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// What the other node does at one moment: store `post` messages, mark the newest one read
 /// (`read`), then deliver the `deliver` oldest events it has not delivered yet.
@@ -166,21 +161,13 @@ impl StoreHook for AfterHistory {
 
 type HookedStore = Hooked<AfterHistory>;
 
-/// A real server over the hooked store and broadcaster, stopped on drop.
+/// A real server over the hooked store and broadcaster.
 struct Node {
-    addr: SocketAddr,
+    server: ChatServer,
     memory: Arc<MemoryStore>,
     remote: Arc<Remote>,
     broadcaster: Arc<NodeBroadcaster>,
     store: Arc<HookedStore>,
-    _shutdown: oneshot::Sender<()>,
-    handle: JoinHandle<std::io::Result<()>>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
 }
 
 impl Node {
@@ -196,22 +183,14 @@ impl Node {
             Arc::new(NodeBroadcaster { local, remote: Arc::clone(&remote), after_subscribe: Mutex::default() });
         let hook = AfterHistory { remote: Arc::clone(&remote), after_history: Mutex::default() };
         let store = Arc::new(Hooked::new(Arc::clone(&memory) as Arc<dyn ChatStore>, hook));
-        let clock = Arc::new(SystemClock);
         let chat = Chat::new(
             Arc::clone(&store) as Arc<dyn ChatStore>,
             Arc::clone(&broadcaster) as Arc<dyn Broadcaster>,
-            clock.clone(),
+            Arc::new(SystemClock),
             HistoryLimit::new(history_limit).unwrap(),
         );
-        let auth = Authenticator::new(&settings().auth).unwrap();
-        let server = Arc::new(Server::new(Arc::new(chat), auth, WsConfig::default(), clock));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(labchat_transport_ws::run(listener, server, async {
-            let _ = rx.await;
-        }));
-        Self { addr, memory, remote, broadcaster, store, _shutdown: tx, handle }
+        let server = ChatServer::serve(Arc::new(chat)).await;
+        Self { server, memory, remote, broadcaster, store }
     }
 
     fn room(&self) -> RequestId {
@@ -228,7 +207,7 @@ impl Node {
     }
 
     async fn client(&self) -> Client {
-        Client::connect(&format!("ws://{}/ws", self.addr), &token("lab-1", "LAB")).await
+        self.server.client("lab-1", "LAB").await
     }
 }
 

@@ -31,6 +31,7 @@ mod fuzz;
 mod handshake;
 mod history_bytes;
 mod inbox;
+mod join_admission;
 mod join_storm;
 mod join_window;
 mod limits;

@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -17,13 +16,9 @@ use labchat_domain::{HistoryLimit, RequestId, UserId};
 use labchat_memory::LocalBroadcaster;
 use labchat_tests::client::Client;
 use labchat_tests::contract::{Creator, MemoryFixture, StoreFixture};
-use labchat_tests::harness::{new_request_id, settings, token};
+use labchat_tests::harness::{ChatServer, new_request_id};
 use labchat_tests::mongo::MongoFixture;
-use labchat_transport_ws::{Authenticator, Server, WsConfig};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// How a failed count write fails.
 #[derive(Clone, Copy, Debug)]
@@ -64,19 +59,11 @@ impl StoreHook for FlakyCounts {
 /// The count writes that follow a stored message, receipt or deletion.
 const COUNT_WRITES: &[&str] = &["count_deleted", "count_posted", "count_read"];
 
-/// A real server over the flaky store, stopped on drop.
+/// A real server over the flaky store.
 struct Node {
-    addr: SocketAddr,
+    server: ChatServer,
     store: Arc<Hooked<FlakyCounts>>,
     chat: Arc<Chat>,
-    _shutdown: oneshot::Sender<()>,
-    handle: JoinHandle<std::io::Result<()>>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
 }
 
 impl Node {
@@ -87,26 +74,17 @@ impl Node {
     /// A node whose store fails the next [`Node::fail_next`] calls of `ops`, as `how` says.
     async fn failing(inner: Arc<dyn ChatStore>, ops: &'static [&'static str], how: Failure) -> Self {
         let store = Arc::new(Hooked::new(inner, FlakyCounts { ops, how, fails: AtomicU32::new(0) }));
-        let clock = Arc::new(SystemClock);
         let chat = Arc::new(Chat::new(
             Arc::clone(&store) as Arc<dyn ChatStore>,
             Arc::new(LocalBroadcaster::new()),
-            clock.clone(),
+            Arc::new(SystemClock),
             HistoryLimit::DEFAULT,
         ));
-        let auth = Authenticator::new(&settings().auth).unwrap();
-        let server = Arc::new(Server::new(Arc::clone(&chat), auth, WsConfig::default(), clock));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(labchat_transport_ws::run(listener, server, async {
-            let _ = rx.await;
-        }));
-        Self { addr, store, chat, _shutdown: tx, handle }
+        Self { server: ChatServer::serve(Arc::clone(&chat)).await, store, chat }
     }
 
     async fn client(&self, user: &str, role: &str) -> Client {
-        Client::connect(&format!("ws://{}/ws", self.addr), &token(user, role)).await
+        self.server.client(user, role).await
     }
 
     fn fail_next(&self, n: u32) {

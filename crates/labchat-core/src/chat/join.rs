@@ -20,6 +20,10 @@ impl Chat {
     /// subscribed to the room before this call.
     /// On the user's first connection to the room (over all nodes) the room hears
     /// `memberJoined`; the result lists the room's members.
+    ///
+    /// At most [`JoinAdmission::max_in_flight`](crate::JoinAdmission) joins run at once on this
+    /// node: one more waits for one of them to end, at most the admission wait, and is then
+    /// refused with [`JoinError::Busy`] before anything was done (not subscribed, nothing read).
     pub async fn join(
         &self,
         user: &User,
@@ -28,6 +32,7 @@ impl Chat {
         sink: Arc<dyn RoomSink>,
         rejoin: bool,
     ) -> Result<Joined, JoinError> {
+        let _admitted = self.admission.enter().await.map_err(|retry_after| JoinError::Busy { retry_after })?;
         self.authorize(user, request).await?;
         let order = self.room_order(request).await;
         let sink_id = sink.id();

@@ -297,3 +297,17 @@ fn the_check_interval_and_the_outbox_bounds_reach_the_backplane_and_are_checked(
         assert!(err.0.contains(flag), "{err}");
     }
 }
+
+#[test]
+fn the_join_bound_reaches_the_use_cases_and_its_wait_stays_under_the_store_timeout() {
+    let default = settings(&["--jwt-secret", SECRET]).unwrap().app.join_admission;
+    assert_eq!(default, labchat_core::JoinAdmission::default());
+    let s = settings(&["--jwt-secret", SECRET, "--max-joins-in-flight", "2", "--store-timeout", "2s"]).unwrap();
+    assert_eq!(s.app.join_admission.max_in_flight, 2);
+    assert_eq!(s.app.join_admission.wait, Duration::from_millis(500), "a quarter of a 2 s store timeout");
+    let file = temp_file::TempFile::new("max_joins_in_flight = 7\n");
+    let s = settings(&["--jwt-secret", SECRET, "--config", &file.arg()]).unwrap();
+    assert_eq!(s.app.join_admission.max_in_flight, 7);
+    let e = settings(&["--jwt-secret", SECRET, "--max-joins-in-flight", "0"]).unwrap_err();
+    assert!(e.to_string().contains("--max-joins-in-flight must be at least 1"), "{e}");
+}

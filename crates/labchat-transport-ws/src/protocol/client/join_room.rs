@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use labchat_core::RoomSink;
+use labchat_core::{JoinError, RoomSink};
 use labchat_domain::{Cursor, MessageId, RequestId};
 use serde_json::Value;
 
@@ -60,6 +60,9 @@ impl JoinRoom {
         let joined = match chat.join(&session.principal.user, *request_id, *after, sink, rejoin).await {
             Ok(joined) => joined,
             Err(e) => {
+                if matches!(e, JoinError::Busy { .. }) {
+                    metrics::counter!("labchat_joins_refused_total").increment(1);
+                }
                 session.sink.release(*request_id, if rejoin { Release::Member } else { Release::Drop });
                 return Err(WireError::from(e).into());
             }

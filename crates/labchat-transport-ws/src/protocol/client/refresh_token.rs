@@ -51,16 +51,12 @@ impl RefreshToken {
                 Ok(Outcome::ExpiryChanged)
             }
             Ok(_) => Err(Failure {
-                code: ErrorCode::Forbidden,
-                message: "the new token is for another user or role".into(),
                 close: Some(End::Close(close::FORBIDDEN, "token for another user or role")),
-                lost_access: false,
+                ..Failure::with(ErrorCode::Forbidden, "the new token is for another user or role".into())
             }),
             Err(AuthError::Forbidden(m)) => Err(Failure {
-                code: ErrorCode::Forbidden,
-                message: m,
                 close: Some(End::Close(close::FORBIDDEN, "token for another role")),
-                lost_access: false,
+                ..Failure::with(ErrorCode::Forbidden, m)
             }),
             Err(AuthError::Unauthorized(m)) => {
                 Err(Failure::with(ErrorCode::Unauthorized, format!("refresh refused: {m}")))
