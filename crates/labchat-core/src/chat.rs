@@ -20,17 +20,18 @@ use crate::{
 mod admission;
 mod burst;
 mod catch_up;
-
-pub use admission::{JoinAdmission, MAX_JOIN_RETRY_AFTER};
-
-pub use catch_up::CaughtUp;
 mod edit;
+mod inbox;
 mod join;
+mod join_cache;
 mod order;
 mod presence;
 mod recount;
 
+pub use admission::{JoinAdmission, MAX_JOIN_RETRY_AFTER};
 pub use burst::PresenceBurst;
+pub use catch_up::CaughtUp;
+pub use join_cache::DEFAULT_JOIN_REUSE;
 
 /// A successful join: the room's history, read after the sink was subscribed and while the
 /// room's event order on this node was held.
@@ -386,11 +387,6 @@ impl Chat {
         self.broadcaster.backplane()
     }
 }
-
-mod inbox;
-mod join_cache;
-
-pub use join_cache::DEFAULT_JOIN_REUSE;
 
 #[cfg(test)]
 #[path = "chat/edit_tests.rs"]
