@@ -216,6 +216,16 @@ impl Session<'_> {
                             }
                         }
                         Some(Step::Retry) => return Ended::Lost,
+                        Some(Step::Rejoin(wait)) => {
+                            // A node refusing a join under load: the same join again, after
+                            // its retryAfterMs, on the same connection (the library's rule).
+                            tokio::time::sleep(wait).await;
+                            let after = contiguous_id(self.out).or_else(|| self.out.base_id.as_deref().map(str::to_owned));
+                            let join = json!({"requestId": &*self.me.room_id, "after": after});
+                            if ws.send(frame("joinRoom", &join, JOIN_ID)).await.is_err() {
+                                return Ended::Lost;
+                            }
+                        }
                         None => {}
                     }
                 }
@@ -280,7 +290,11 @@ impl Session<'_> {
             }
             "error" => {
                 self.run.server_error(v);
-                (!self.caught_up && matches!(v["id"].as_u64(), Some(JOIN_ID | PAGE_ID))).then_some(Step::Retry)
+                if self.caught_up || !matches!(v["id"].as_u64(), Some(JOIN_ID | PAGE_ID)) {
+                    return None;
+                }
+                let wait = data["retryAfterMs"].as_u64().filter(|_| data["retryable"] == true);
+                Some(wait.map_or(Step::Retry, |ms| Step::Rejoin(Duration::from_millis(ms))))
             }
             _ => None,
         }
@@ -308,4 +322,6 @@ enum Step {
     CaughtUp,
     Page(String),
     Retry,
+    /// The join was refused for now: send it again after this long.
+    Rejoin(Duration),
 }
