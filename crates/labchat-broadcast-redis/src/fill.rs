@@ -27,6 +27,9 @@ const FILLS_AT_ONCE: usize = 8;
 /// Most rooms the quiet-room check asks the store about in one read.
 const LATEST_AT_ONCE: usize = 1_000;
 
+/// Rooms each quiet-room check also fills in turn, whatever they heard (the sweep).
+const SWEPT_PER_CHECK: usize = 25;
+
 impl Shared {
     /// Arms the room's gap timer unless it is armed: after the gap wait, fill if the gap is
     /// still open.
@@ -186,15 +189,10 @@ impl Shared {
         let mut answered = true;
         for chunk in rooms.chunks(LATEST_AT_ONCE) {
             let ids: Vec<RequestId> = chunk.iter().map(|r| r.id).collect();
-            let latest = match tokio::time::timeout(self.op_timeout, self.store.latest_since(&ids, since)).await {
-                Ok(Ok(latest)) => latest.into_iter().collect::<HashMap<_, _>>(),
-                Ok(Err(e)) => {
+            let latest = match self.store.latest_since(&ids, since).await {
+                Ok(latest) => latest.into_iter().collect::<HashMap<_, _>>(),
+                Err(e) => {
                     tracing::warn!(node = %self.node_id, error = %e, rooms = ids.len(), "the quiet-room check could not read the rooms' latest seqs");
-                    answered = false;
-                    continue;
-                }
-                Err(_) => {
-                    tracing::warn!(node = %self.node_id, rooms = ids.len(), "the quiet-room check's read of the rooms' latest seqs timed out");
                     answered = false;
                     continue;
                 }
@@ -213,16 +211,22 @@ impl Shared {
         answered
     }
 
-    /// Every `interval`, fills every room: repairs a silent loss even when no new event comes.
+    /// Every `interval`, checks the quiet rooms: repairs a silent loss even when no new event
+    /// comes.
     ///
     /// Each check looks at the messages created since the start of the last check the store
     /// answered in full, less `interval` (a room quiet now may have been heard then) and less
-    /// [`CATCH_UP_MARGIN_MILLIS`] (clock skew between nodes, and the store's bounded delay
-    /// between a message's stamp and its write). Rooms started since read their latest from the
-    /// store when they started.
+    /// [`CATCH_UP_MARGIN_MILLIS`] (clock skew between nodes, and the store's usual delay between
+    /// a message's stamp and its write). Rooms started since read their latest from the store
+    /// when they started. A message written later than that after its stamp (an insert the
+    /// store ran long after its caller gave up), and lost by pub/sub, is found by the sweep:
+    /// each check also fills the next [`SWEPT_PER_CHECK`] rooms in turn, so every room is read
+    /// once per `rooms / SWEPT_PER_CHECK` checks at a cost to the store that does not grow with
+    /// the rooms.
     pub(crate) async fn check_quiet_rooms(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
         let look_back = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX).saturating_add(CATCH_UP_MARGIN_MILLIS);
         let mut checked = SystemClock.now();
+        let mut swept = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
@@ -233,6 +237,20 @@ impl Shared {
             if self.fill_quiet(interval, since).await {
                 checked = started;
             }
+            swept = self.sweep(swept).await;
         }
+    }
+
+    /// Fills the next [`SWEPT_PER_CHECK`] rooms after `after` in id order (from the first once
+    /// past the last); returns the last one filled.
+    async fn sweep(self: &Arc<Self>, after: Option<RequestId>) -> Option<RequestId> {
+        let mut rooms = self.all_rooms();
+        rooms.sort_unstable_by_key(|r| r.id);
+        let start = after.map_or(0, |a| rooms.partition_point(|r| r.id <= a));
+        let start = if start >= rooms.len() { 0 } else { start };
+        let next: Vec<Arc<Room>> = rooms.into_iter().skip(start).take(SWEPT_PER_CHECK).collect();
+        let last = next.last().map(|r| r.id);
+        self.fill_each(next).await;
+        last
     }
 }

@@ -6,9 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use labchat_core::Broadcaster;
-use labchat_domain::RoomEvent;
-use support::{Nodes, Recorder, Redis, read_receipt, room};
+use labchat_core::{Broadcaster, ChatStore, Clock, SystemClock};
+use labchat_domain::{RoomEvent, Timestamp};
+use support::{Nodes, Recorder, Redis, message, read_receipt, room};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -72,6 +72,24 @@ async fn a_lost_last_message_of_a_quiet_room_is_filled_by_the_periodic_check() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(nodes.a.backplane().unwrap().connected && nodes.b.backplane().unwrap().connected);
     }
+    nodes.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_message_written_long_after_its_stamp_is_filled_by_the_sweep() {
+    let Some(redis) = Redis::start().await else { return };
+    let nodes = Nodes::start(&redis, |s| s.check_interval = Duration::from_millis(200)).await;
+    let r = room();
+    let on_b = Recorder::new(2);
+    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
+    nodes.post(&nodes.a, r).await;
+    on_b.expect_seqs("node b", 1, LIMIT).await;
+    // Stamped an hour before the store wrote it (an insert run long after its caller gave up),
+    // and never published: older than any quiet-room check looks, so only the sweep finds it.
+    let mut late = message(r);
+    late.created_at = Timestamp::from_unix_millis(SystemClock.now().unix_millis() - 3_600_000);
+    nodes.store.insert_message(&late).await.unwrap();
+    on_b.expect_seqs("node b", 2, LIMIT).await;
     nodes.shutdown();
 }
 
