@@ -30,20 +30,32 @@ const LATEST_AT_ONCE: usize = 1_000;
 /// Rooms each quiet-room check also fills in turn, whatever they heard (the sweep).
 const SWEPT_PER_CHECK: usize = 25;
 
+/// The longest a gap timer waits after fills that failed in a row.
+const MAX_FILL_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The gap timer's wait after `failed` fills in a row failed: the gap wait, doubled with each,
+/// at most [`MAX_FILL_BACKOFF`] (never less than the gap wait).
+fn backoff(gap_wait: Duration, failed: u32) -> Duration {
+    let doubled = gap_wait.saturating_mul(1u32.checked_shl(failed.min(16)).unwrap_or(u32::MAX));
+    doubled.min(MAX_FILL_BACKOFF).max(gap_wait)
+}
+
 impl Shared {
     /// Arms the room's gap timer unless it is armed: after the gap wait, fill if the gap is
-    /// still open.
+    /// still open. After fills that failed in a row the wait doubles with each, up to
+    /// [`MAX_FILL_BACKOFF`].
     pub(crate) fn arm_gap_timer(self: &Arc<Self>, room: &Arc<Room>) {
-        {
+        let wait = {
             let mut state = room.lock();
             if state.timer {
                 return;
             }
             state.timer = true;
-        }
+            backoff(self.gap_wait, state.failed_fills)
+        };
         let (shared, room) = (Arc::clone(self), Arc::clone(room));
         tokio::spawn(async move {
-            tokio::time::sleep(shared.gap_wait).await;
+            tokio::time::sleep(wait).await;
             let needed = {
                 let mut state = room.lock();
                 state.timer = false;
@@ -69,17 +81,20 @@ impl Shared {
             state.filling = true;
         }
         loop {
-            match self.fill_once(room).await {
-                Ok(0) => {}
+            let failed = match self.fill_once(room).await {
+                Ok(0) => false,
                 Ok(n) => {
                     metrics::counter!(GAP_FILLS, "node" => self.node_id.clone()).increment(1);
                     tracing::debug!(node = %self.node_id, request_id = %room.id, messages = n, "filled a gap from the store");
+                    false
                 }
                 Err(e) => {
-                    tracing::warn!(node = %self.node_id, error = %e, request_id = %room.id, "filling a room from the store failed")
+                    tracing::warn!(node = %self.node_id, error = %e, request_id = %room.id, "filling a room from the store failed");
+                    true
                 }
-            }
+            };
             let mut state = room.lock();
+            state.failed_fills = if failed { state.failed_fills.saturating_add(1) } else { 0 };
             if state.again {
                 state.again = false;
             } else {
@@ -252,5 +267,18 @@ impl Shared {
         let last = next.last().map(|r| r.id);
         self.fill_each(next).await;
         last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gap_timer_backs_off_after_failed_fills_up_to_its_bound() {
+        let ms = Duration::from_millis;
+        let waits: Vec<Duration> = [0, 1, 2, 3, 4, 5, 40, u32::MAX].map(|n| backoff(ms(200), n)).to_vec();
+        assert_eq!(waits, vec![ms(200), ms(400), ms(800), ms(1_600), ms(3_200), ms(5_000), ms(5_000), ms(5_000)]);
+        assert_eq!(backoff(Duration::from_secs(10), 3), Duration::from_secs(10), "never less than the gap wait");
     }
 }

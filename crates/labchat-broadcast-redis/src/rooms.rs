@@ -41,6 +41,9 @@ pub(crate) struct RoomState {
     pub(crate) again: bool,
     /// A gap timer is armed.
     pub(crate) timer: bool,
+    /// Fills in a row that failed (the store did not answer): the gap timer waits longer after
+    /// each, so a store that is overloaded is not asked again every gap wait.
+    pub(crate) failed_fills: u32,
     /// When a message of the room last reached this node (published here or received).
     pub(crate) heard: Option<Instant>,
     /// The messages of `order` held ahead of a gap, as last counted in the node's [`HeldCount`].
@@ -177,6 +180,7 @@ impl Shared {
                         filling: false,
                         again: false,
                         timer: false,
+                        failed_fills: 0,
                         heard: None,
                         counted: 0,
                     }),
