@@ -143,7 +143,7 @@ pub(crate) async fn run(me: Identity, run: Arc<Run>, mut commands: mpsc::Unbound
             continue;
         }
         let forward = after.is_some();
-        let mut session = Session { me: &me, run: &run, out: &mut out, forward, caught_up: false };
+        let mut session = Session { me: &me, run: &run, out: &mut out, forward, caught_up: false, filling: false };
         let ended = session.serve(&mut ws, &mut commands, started, lost_at, permit, first).await;
         first = false;
         match ended {
@@ -159,6 +159,13 @@ pub(crate) async fn run(me: Identity, run: Arc<Run>, mut commands: mpsc::Unbound
             }
         }
     }
+}
+
+/// Whether a `seq` past the base is missing below the highest one received.
+fn has_hole(out: &Outcome) -> bool {
+    let from = out.base.unwrap_or(0) + 1;
+    let held = out.seqs.range(from..);
+    held.clone().next_back().is_some_and(|(last, _)| (last + 1).saturating_sub(from) > held.count() as u64)
 }
 
 /// The id of the highest `seq` received without a hole from the base.
@@ -183,6 +190,8 @@ struct Session<'a> {
     /// The join names `after`: `hasMore` is about newer messages.
     forward: bool,
     caught_up: bool,
+    /// A page after a hole in the live messages was asked for and has not come back complete.
+    filling: bool,
 }
 
 impl Session<'_> {
@@ -256,7 +265,15 @@ impl Session<'_> {
         match v["event"].as_str()? {
             "message" if data["requestId"] == *self.me.room_id => {
                 self.record(data, true);
-                None
+                // A live message past a missing seq: the missing one may have been stored after
+                // its sender was told it failed, and nobody published it; the client's rule is a
+                // history page after the newest message held without a hole.
+                if !self.caught_up || self.filling || !has_hole(self.out) {
+                    return None;
+                }
+                let after = contiguous_id(self.out).or_else(|| self.out.base_id.as_deref().map(str::to_owned));
+                self.filling = after.is_some();
+                after.map(Step::Page)
             }
             "roomHistory" if data["requestId"] == *self.me.room_id => {
                 let messages = data["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
@@ -275,12 +292,13 @@ impl Session<'_> {
                 for m in messages {
                     self.record(m, false);
                 }
-                if self.forward
+                if (self.forward || self.filling)
                     && data["hasMore"].as_bool() == Some(true)
                     && let Some(after) = contiguous_id(self.out).filter(|_| !messages.is_empty())
                 {
                     return Some(Step::Page(after));
                 }
+                self.filling = false;
                 if self.caught_up {
                     None
                 } else {
@@ -324,4 +342,24 @@ enum Step {
     Retry,
     /// The join was refused for now: send it again after this long.
     Rejoin(Duration),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(base: u64, seqs: &[u64]) -> Outcome {
+        let seqs = seqs.iter().map(|s| (*s, Box::from(format!("m{s}").as_str()))).collect();
+        Outcome { base: Some(base), seqs, ..Outcome::default() }
+    }
+
+    #[test]
+    fn a_hole_is_a_seq_missing_below_the_highest_held_past_the_base() {
+        assert!(!has_hole(&out(3, &[])));
+        assert!(!has_hole(&out(3, &[4, 5, 6])));
+        assert!(has_hole(&out(3, &[5])), "4 is missing");
+        assert!(has_hole(&out(3, &[4, 6])), "5 is missing");
+        assert!(!has_hole(&out(3, &[1, 2, 4])), "seqs up to the base predate the run");
+        assert_eq!(contiguous_id(&out(3, &[4, 5, 7])).as_deref(), Some("m5"));
+    }
 }
