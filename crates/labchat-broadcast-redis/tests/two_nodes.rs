@@ -4,10 +4,11 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use labchat_core::{Broadcaster, ChatStore, Clock, SystemClock};
-use labchat_domain::{RoomEvent, Timestamp};
+use labchat_domain::{RequestId, RoomEvent, Timestamp};
 use support::{Nodes, Recorder, Redis, message, read_receipt, room};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -56,14 +57,22 @@ async fn a_message_that_never_came_through_redis_is_filled_from_the_store_in_ord
     nodes.shutdown();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_last_message_of_a_quiet_room_is_filled_by_the_periodic_check() {
-    let Some(redis) = Redis::start().await else { return };
-    let nodes = Nodes::start(&redis, |s| s.check_interval = Duration::from_millis(200)).await;
+/// Two nodes checking quiet rooms every 200 ms, and a room whose first message, posted on node
+/// a, node b delivered.
+async fn one_post_heard_on_b(redis: &Redis) -> (Nodes, RequestId, Arc<Recorder>) {
+    let nodes = Nodes::start(redis, |s| s.check_interval = Duration::from_millis(200)).await;
     let r = room();
     let on_b = Recorder::new(2);
     nodes.b.subscribe(r, on_b.clone()).await.unwrap();
     nodes.post(&nodes.a, r).await;
+    on_b.expect_seqs("node b", 1, LIMIT).await;
+    (nodes, r, on_b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_last_message_of_a_quiet_room_is_filled_by_the_periodic_check() {
+    let Some(redis) = Redis::start().await else { return };
+    let (nodes, r, on_b) = one_post_heard_on_b(&redis).await;
     // No later message reveals this gap: only the quiet-room check can.
     nodes.store_only(r).await;
     on_b.expect_seqs("node b", 2, LIMIT).await;
@@ -78,12 +87,7 @@ async fn a_lost_last_message_of_a_quiet_room_is_filled_by_the_periodic_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_message_written_long_after_its_stamp_is_filled_by_the_sweep() {
     let Some(redis) = Redis::start().await else { return };
-    let nodes = Nodes::start(&redis, |s| s.check_interval = Duration::from_millis(200)).await;
-    let r = room();
-    let on_b = Recorder::new(2);
-    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
-    nodes.post(&nodes.a, r).await;
-    on_b.expect_seqs("node b", 1, LIMIT).await;
+    let (nodes, r, on_b) = one_post_heard_on_b(&redis).await;
     // Stamped an hour before the store wrote it (an insert run long after its caller gave up),
     // and never published: older than any quiet-room check looks, so only the sweep finds it.
     let mut late = message(r);
