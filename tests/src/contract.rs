@@ -106,6 +106,7 @@ macro_rules! for_each_contract_check {
             finds_a_request_with_a_string_creator,
             finds_a_request_with_an_object_id_creator,
             unknown_request_is_none,
+            finds_many_requests_at_once_as_one_by_one,
             empty_room_gives_an_empty_page,
             history_is_oldest_first_and_limited,
             history_cursors_match_select,
@@ -349,6 +350,28 @@ pub async fn finds_a_request_with_an_object_id_creator<F: StoreFixture>(f: &F) {
     let found = found.unwrap_or_else(|| panic!("the request is missing"));
     assert_eq!(found.created_by().map(UserId::as_str), Some("6751b6df1ad14eaa13a033ff"));
     assert_eq!(found.id(), rid(1));
+}
+
+/// `find_requests` finds many at once, each as `find_request` finds it (string and ObjectId
+/// creators alike), leaves out the ids with no request, and answers no id with nothing.
+pub async fn finds_many_requests_at_once_as_one_by_one<F: StoreFixture>(f: &F) {
+    let store = f.store();
+    let oid = ObjectIdBytes::parse("6751B6DF1AD14EAA13A033FF").unwrap_or_else(|e| panic!("{e}"));
+    f.add_request(rid(1), Creator::Text("teacher-1".into())).await;
+    f.add_request(rid(2), Creator::ObjectId(oid)).await;
+    f.add_request(rid(3), Creator::Text("ünï cödé".into())).await;
+    let ids = [rid(3), rid(9), rid(1), rid(2)];
+    let mut found = store.find_requests(&ids).await.unwrap_or_else(|e| panic!("{e:?}"));
+    found.sort_by_key(Request::id);
+    let mut one_by_one = Vec::new();
+    for id in ids {
+        one_by_one.extend(store.find_request(id).await.unwrap_or_else(|e| panic!("{e:?}")));
+    }
+    one_by_one.sort_by_key(Request::id);
+    assert_eq!(found, one_by_one, "the same requests as one lookup each, without the missing one");
+    assert_eq!(found.len(), 3);
+    let none = store.find_requests(&[]).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(none.is_empty(), "no id asked, no answer: {none:?}");
 }
 
 /// An id with no request gives `None`, not an error.

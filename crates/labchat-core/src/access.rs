@@ -1,11 +1,22 @@
 //! A small time-bounded cache of the requests the use cases authorize against, so that a busy
-//! room does not cost one store lookup per frame.
+//! room does not cost one store lookup per frame, and whose entries in use are looked up again
+//! many at a time before they expire, so that a node serving thousands of rooms does not cost
+//! one store lookup per room per lifetime either.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use labchat_domain::{Request, RequestId};
+
+use crate::ChatStore;
+
+/// Most requests one refresh reads at once.
+const REFRESH_AT_ONCE: usize = 1_000;
+
+/// The longest a refresh waits for more entries to come due before it reads.
+const REFRESH_GATHER: Duration = Duration::from_secs(1);
 
 /// Requests found in the store, each kept for at most `ttl`, at most `capacity` of them.
 ///
@@ -13,16 +24,28 @@ use labchat_domain::{Request, RequestId};
 /// because an earlier lookup missed it. The use cases consult an entry only to *allow* an
 /// action; a refusal is always confirmed with a fresh lookup (see `Chat::authorize`), so a
 /// cached entry can be stale only in the permissive direction, and for at most `ttl`.
+///
+/// An entry used past half its lifetime is due: a refresh ([`RequestCache::refresh`]) reads it
+/// again with the others due, a thousand per store read, and a request gone or reassigned
+/// meanwhile leaves the cache or changes in it then.
 pub(crate) struct RequestCache {
     ttl: Duration,
     capacity: usize,
     entries: Mutex<HashMap<RequestId, (Request, Instant)>>,
+    due: Mutex<HashSet<RequestId>>,
+    refreshing: AtomicBool,
 }
 
 impl RequestCache {
     /// A cache keeping entries for `ttl` (zero turns it off), at most `capacity` of them.
     pub(crate) fn new(ttl: Duration, capacity: usize) -> Self {
-        Self { ttl, capacity, entries: Mutex::new(HashMap::new()) }
+        Self {
+            ttl,
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+            due: Mutex::new(HashSet::new()),
+            refreshing: AtomicBool::new(false),
+        }
     }
 
     /// How long entries are kept.
@@ -34,11 +57,21 @@ impl RequestCache {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The request, if it was found no longer than the TTL before `now`.
+    fn due(&self) -> MutexGuard<'_, HashSet<RequestId>> {
+        self.due.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The request, if it was found no longer than the TTL before `now`; past half the TTL the
+    /// entry becomes due for a refresh.
     pub(crate) fn get(&self, id: RequestId, now: Instant) -> Option<Request> {
         let mut entries = self.lock();
         match entries.get(&id) {
-            Some((request, at)) if now.saturating_duration_since(*at) < self.ttl => Some(request.clone()),
+            Some((request, at)) if now.saturating_duration_since(*at) < self.ttl => {
+                if now.saturating_duration_since(*at) >= self.ttl / 2 {
+                    self.due().insert(id);
+                }
+                Some(request.clone())
+            }
             Some(_) => {
                 entries.remove(&id);
                 None
@@ -70,6 +103,52 @@ impl RequestCache {
         entries.insert(id, (request.clone(), now));
     }
 
+    /// Whether entries are due and no refresh runs; if so, the caller now runs one.
+    fn start_refresh(&self) -> bool {
+        !self.due().is_empty() && !self.refreshing.swap(true, Ordering::AcqRel)
+    }
+
+    /// Starts a refresh ([`RequestCache::refresh`], on the current tokio runtime) of the due
+    /// entries from `store`, unless none is due or one runs.
+    pub(crate) fn refresh_if_due(self: &Arc<Self>, store: &Arc<dyn ChatStore>) {
+        if self.start_refresh() {
+            tokio::spawn(Arc::clone(self).refresh(Arc::clone(store)));
+        }
+    }
+
+    /// Reads the due entries again, [`REFRESH_AT_ONCE`] per store read, after gathering them
+    /// for up to [`REFRESH_GATHER`] (at most a quarter of the TTL), until none is due. A
+    /// request not found any more leaves the cache; a read that fails leaves its entries to
+    /// expire. Started by [`RequestCache::refresh_if_due`].
+    async fn refresh(self: Arc<Self>, store: Arc<dyn ChatStore>) {
+        loop {
+            tokio::time::sleep(REFRESH_GATHER.min(self.ttl / 4)).await;
+            let due: Vec<RequestId> = self.due().drain().collect();
+            if due.is_empty() {
+                self.refreshing.store(false, Ordering::Release);
+                // Due meanwhile: go on, unless another refresh took over.
+                if self.start_refresh() {
+                    continue;
+                }
+                return;
+            }
+            for ids in due.chunks(REFRESH_AT_ONCE) {
+                match store.find_requests(ids).await {
+                    Ok(found) => {
+                        let now = Instant::now();
+                        let found: HashMap<RequestId, Request> = found.into_iter().map(|r| (r.id(), r)).collect();
+                        for id in ids {
+                            self.put(*id, found.get(id), now);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, requests = ids.len(), "looking requests up again failed; they expire as they are");
+                    }
+                }
+            }
+        }
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().len()
@@ -87,6 +166,40 @@ mod tests {
     }
     fn request(n: u32, by: &str) -> Request {
         Request::new(rid(n), UserId::parse(by).unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_used_past_half_their_lifetime_are_read_again_together() {
+        let cache = Arc::new(RequestCache::new(Duration::from_secs(60), 10));
+        let t0 = Instant::now();
+        for n in 1..=3 {
+            cache.put(rid(n), Some(&request(n, "t1")), t0);
+        }
+        assert!(cache.get(rid(1), t0 + Duration::from_secs(29)).is_some());
+        assert!(cache.due().is_empty(), "used before half its lifetime: not due");
+        for n in [1, 2] {
+            assert!(cache.get(rid(n), t0 + Duration::from_secs(31)).is_some());
+        }
+        // Request 1 was given to another teacher meanwhile, request 2 deleted; 3 was not used.
+        let mut store = crate::MockChatStore::new();
+        store
+            .expect_find_requests()
+            .times(1)
+            .withf(|ids: &[RequestId]| {
+                let mut ids = ids.to_vec();
+                ids.sort();
+                ids == [rid(1), rid(2)]
+            })
+            .returning(|_| Ok(vec![request(1, "t2")]));
+        let store: Arc<dyn ChatStore> = Arc::new(store);
+        cache.refresh_if_due(&store);
+        cache.refresh_if_due(&store); // one refresh at a time: the mock allows one read
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let now = Instant::now();
+        assert_eq!(cache.get(rid(1), now), Some(request(1, "t2")), "read again: its new creator");
+        assert_eq!(cache.get(rid(2), now), None, "gone from the store, gone from the cache");
+        assert_eq!(cache.get(rid(3), now), Some(request(3, "t1")), "not used: left as it was");
+        assert!(!cache.refreshing.load(Ordering::Acquire), "the refresh ended with nothing due");
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub struct Chat {
     recounts: Arc<recount::Recounts>,
     history_limit: HistoryLimit,
     edit_window: Duration,
-    requests: RequestCache,
+    requests: Arc<RequestCache>,
     joins: join_cache::JoinCache,
     inbox: Arc<InboxHub>,
     presence: Option<Arc<dyn Presence>>,
@@ -146,7 +146,7 @@ impl Chat {
             order,
             history_limit,
             edit_window: DEFAULT_EDIT_WINDOW,
-            requests: RequestCache::new(DEFAULT_ACCESS_TTL, ACCESS_CACHE_CAPACITY),
+            requests: Arc::new(RequestCache::new(DEFAULT_ACCESS_TTL, ACCESS_CACHE_CAPACITY)),
             joins: join_cache::JoinCache::new(DEFAULT_JOIN_REUSE),
             presence: None,
             local,
@@ -179,7 +179,7 @@ impl Chat {
     /// still act on it.
     #[must_use]
     pub fn with_access_ttl(mut self, ttl: Duration) -> Self {
-        self.requests = RequestCache::new(ttl, ACCESS_CACHE_CAPACITY);
+        self.requests = Arc::new(RequestCache::new(ttl, ACCESS_CACHE_CAPACITY));
         self
     }
 
@@ -192,7 +192,7 @@ impl Chat {
     }
 
     /// How long a request found in the store is trusted.
-    pub const fn access_ttl(&self) -> Duration {
+    pub fn access_ttl(&self) -> Duration {
         self.requests.ttl()
     }
 
@@ -202,6 +202,7 @@ impl Chat {
         if let Some(r) = self.requests.get(request, Instant::now())
             && r.authorize(user).is_ok()
         {
+            self.requests.refresh_if_due(&self.store);
             return Ok(r);
         }
         let found = self.store.find_request(request).await.map_err(ChatError::store("looking up the request"))?;

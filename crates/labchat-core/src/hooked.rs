@@ -80,6 +80,9 @@ impl<H: StoreHook> ChatStore for Hooked<H> {
     async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
         self.call("find_request", Some(id), self.inner.find_request(id)).await
     }
+    async fn find_requests(&self, ids: &[RequestId]) -> Result<Vec<Request>, StoreError> {
+        self.call("find_requests", None, self.inner.find_requests(ids)).await
+    }
     async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
         self.call("insert_message", Some(message.request_id), self.inner.insert_message(message)).await
     }

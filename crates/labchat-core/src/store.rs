@@ -81,6 +81,10 @@ pub trait ChatStore: Send + Sync + 'static {
     /// wider lab system.
     async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError>;
 
+    /// The requests among `ids` that exist, each as [`ChatStore::find_request`] finds it, in any
+    /// order (the others are left out): one read for many requests. Read-only.
+    async fn find_requests(&self, ids: &[RequestId]) -> Result<Vec<Request>, StoreError>;
+
     /// Stores a new message with no receipts, as the room's next message, and returns its
     /// [`Seq`] ([`Inserted::New`]); the message's own `seq` is ignored. What
     /// [`ChatStore::inbox`] reads is not touched: the caller follows a new message with

@@ -64,6 +64,11 @@ impl ChatStore for MemoryStore {
         Ok(self.lock().requests.get(&id).cloned())
     }
 
+    async fn find_requests(&self, ids: &[RequestId]) -> Result<Vec<Request>, StoreError> {
+        let inner = self.lock();
+        Ok(ids.iter().filter_map(|id| inner.requests.get(id).cloned()).collect())
+    }
+
     async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {
         let mut inner = self.lock();
         let inner = &mut *inner;

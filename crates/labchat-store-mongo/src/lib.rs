@@ -162,6 +162,7 @@ mod errors;
 mod inbox;
 mod latest;
 mod migrate;
+mod requests;
 mod sequence;
 mod store;
 mod summary;

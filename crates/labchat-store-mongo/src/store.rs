@@ -18,8 +18,7 @@ use mongodb::{Client, Collection, Database};
 
 use crate::batch::Batcher;
 use crate::documents::{
-    IdOnly, MessageDoc, ReceiptDoc, SeqOnly, attach_receipts, idem_key, message_id, object_id, parse_seq, request_of,
-    stored_seq,
+    IdOnly, MessageDoc, ReceiptDoc, SeqOnly, attach_receipts, idem_key, message_id, object_id, parse_seq, stored_seq,
 };
 use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
 use crate::migrate::{assign_missing_seqs, has_seq_index};
@@ -212,16 +211,11 @@ impl MongoStore {
 #[async_trait]
 impl ChatStore for MongoStore {
     async fn find_request(&self, id: RequestId) -> Result<Option<Request>, StoreError> {
-        let context = "find a request";
-        // Project the top-level field only: a dotted projection comes back flattened from some
-        // servers (the test server among them), a whole sub-document comes back the same from all.
-        let top = self.creator_field.split('.').next().unwrap_or_default();
-        let mut projection = Document::new();
-        projection.insert(top, 1);
-        let filter = doc! {"_id": object_id(id.object_id())};
-        let found = bounded(self.op_timeout, context, self.requests.find_one(filter).projection(projection)).await?;
-        let Some(doc) = found else { return Ok(None) };
-        Ok(Some(request_of(id, &doc, &self.creator_field)))
+        self.find_request_of(id).await
+    }
+
+    async fn find_requests(&self, ids: &[RequestId]) -> Result<Vec<Request>, StoreError> {
+        self.find_requests_of(ids).await
     }
 
     async fn insert_message(&self, message: &Message) -> Result<Inserted, StoreError> {

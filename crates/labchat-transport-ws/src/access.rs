@@ -4,7 +4,8 @@
 //! Each connection re-checks its rooms every
 //! [`WsConfig::access_recheck_interval`](crate::WsConfig::access_recheck_interval), through
 //! [`Chat::check_access`], whose cache of requests lives for the same interval, so the store is
-//! asked about a room at most once per interval whatever the number of its members. A user who
+//! asked about a room at most once per interval whatever the number of its members (and the
+//! rooms in use are looked up again a thousand per store read, before they expire). A user who
 //! lost access stops receiving the room's events within two intervals at most, or at once when
 //! a frame of theirs for that room is refused. Either way the room is left and the client is
 //! told with an `error` frame ([`removal_notice`]).
