@@ -123,7 +123,8 @@ impl RequestCache {
     async fn refresh(self: Arc<Self>, store: Arc<dyn ChatStore>) {
         loop {
             tokio::time::sleep(REFRESH_GATHER.min(self.ttl / 4)).await;
-            let due: Vec<RequestId> = self.due().drain().collect();
+            // Taken, not drained: the set's memory goes with it.
+            let due: Vec<RequestId> = std::mem::take(&mut *self.due()).into_iter().collect();
             if due.is_empty() {
                 self.refreshing.store(false, Ordering::Release);
                 // Due meanwhile: go on, unless another refresh took over.

@@ -396,4 +396,4 @@ mod edit_tests;
 #[path = "chat/join_cache_tests.rs"]
 mod join_cache_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

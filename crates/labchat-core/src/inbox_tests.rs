@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use labchat_domain::{Message, MessageRecord, MessageText, Request, Role, Seq, Timestamp};
+use labchat_domain::{Request, Role};
 
 use super::*;
 use crate::MockChatStore;
@@ -17,22 +17,8 @@ fn user(id: &str, role: Role) -> User {
 }
 
 fn row(room: RequestId, unread: u64) -> InboxRow {
-    let last_message = Message::restore(MessageRecord {
-        id: labchat_domain::MessageId::parse(&format!("{:024x}", 99)).unwrap(),
-        request_id: room,
-        seq: Some(Seq::FIRST),
-        sender_id: UserId::parse("lab").unwrap(),
-        sender_role: Role::Lab,
-        text: Some(MessageText::parse("m", 10).unwrap()),
-        created_at: Timestamp::from_unix_millis(1),
-        client_message_id: None,
-        delivered_to: vec![],
-        read_by: vec![],
-        edited_at: None,
-        deleted_at: None,
-        deleted_by: None,
-    })
-    .unwrap();
+    let mut last_message = crate::chat::tests::message(99, 1);
+    last_message.request_id = room;
     InboxRow { last_message, unread }
 }
 

@@ -26,7 +26,7 @@
 //! single flight, is what saves the reads. The unread counts are the user's own: read per join.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -114,8 +114,35 @@ impl RoomSink for Watched {
 pub(super) struct JoinCache {
     ttl: Duration,
     rooms: Mutex<(HashMap<RequestId, Weak<Seen>>, usize)>,
-    entries: Mutex<HashMap<(RequestId, Option<MessageId>), Entry>>,
+    entries: Arc<Pages>,
     reuses: AtomicU64,
+}
+
+/// The kept pages, and whether a task sweeps the expired ones out (one runs while any is kept,
+/// so that the pages of a burst of joins are given back once it is over).
+#[derive(Debug, Default)]
+struct Pages {
+    map: Mutex<HashMap<(RequestId, Option<MessageId>), Entry>>,
+    sweeping: AtomicBool,
+}
+
+impl Pages {
+    /// Every `ttl`, drops the pages past it or lapsed; ends, giving the map's memory back, once
+    /// none is left.
+    async fn sweep(self: Arc<Self>, ttl: Duration) {
+        loop {
+            tokio::time::sleep(ttl).await;
+            let mut map = locked(&self.map);
+            let now = Instant::now();
+            map.retain(|_, e| now.saturating_duration_since(e.at) < ttl && e.stamp.holds());
+            if map.is_empty() {
+                *map = HashMap::new();
+                // Under the lock: a page kept after this starts a new sweep.
+                self.sweeping.store(false, Ordering::Release);
+                return;
+            }
+        }
+    }
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -125,12 +152,7 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl JoinCache {
     /// A cache keeping pages for `ttl` (zero: none).
     pub(super) fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            rooms: Mutex::new((HashMap::new(), PRUNE_AT)),
-            entries: Mutex::new(HashMap::new()),
-            reuses: AtomicU64::new(0),
-        }
+        Self { ttl, rooms: Mutex::new((HashMap::new(), PRUNE_AT)), entries: Arc::default(), reuses: AtomicU64::new(0) }
     }
 
     /// `sink`, wrapped to count the events of `room` that reach it (subscribe this one).
@@ -166,7 +188,7 @@ impl JoinCache {
     /// The page kept for a join of `room` with `after` at `now`, if nothing was counted in the
     /// room since it was read and it is younger than the lifetime.
     fn get(&self, room: RequestId, after: Option<MessageId>, now: Instant) -> Option<View> {
-        let mut entries = locked(&self.entries);
+        let mut entries = locked(&self.entries.map);
         let key = (room, after);
         let e = entries.get(&key)?;
         if e.stamp.holds() && now.saturating_duration_since(e.at) < self.ttl {
@@ -181,7 +203,7 @@ impl JoinCache {
         if self.ttl.is_zero() || !stamp.holds() {
             return;
         }
-        let mut entries = locked(&self.entries);
+        let mut entries = locked(&self.entries.map);
         if entries.len() >= CAPACITY && !entries.contains_key(&(room, after)) {
             let ttl = self.ttl;
             entries.retain(|_, e| now.saturating_duration_since(e.at) < ttl && e.stamp.holds());
@@ -192,6 +214,13 @@ impl JoinCache {
             }
         }
         entries.insert((room, after), Entry { view: view.clone(), stamp, at: now });
+        drop(entries);
+        if !self.entries.sweeping.swap(true, Ordering::AcqRel) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(Arc::clone(&self.entries).sweep(self.ttl))),
+                Err(_) => self.entries.sweeping.store(false, Ordering::Release),
+            }
+        }
     }
 
     /// How many joins were served a kept page.
@@ -201,7 +230,7 @@ impl JoinCache {
 
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        locked(&self.entries).len()
+        locked(&self.entries.map).len()
     }
 }
 

@@ -87,6 +87,22 @@ async fn a_burst_of_joins_with_the_same_query_reads_the_history_once() {
 }
 
 #[tokio::test]
+async fn the_pages_of_a_burst_are_given_back_after_their_lifetime_with_nothing_else_happening() {
+    let (b, _sinks) = keeping_broadcaster(None);
+    let chat = chat(store_reading_latest(1), b).with_join_reuse(Duration::from_millis(50));
+    join_each(&chat, 1, 3, None).await;
+    assert_eq!(chat.joins.len(), 1, "the burst's page is kept");
+    // No join, no event from here on: only the sweep can drop the page.
+    for _ in 0..500 {
+        if chat.joins.len() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the page of the burst is still kept 10 s after its 50 ms lifetime");
+}
+
+#[tokio::test]
 async fn joins_with_after_read_the_page_the_cursor_and_the_catch_up_once_each_and_another_after_reads_its_own() {
     let (b, _sinks) = keeping_broadcaster(None);
     let mut store = store_with_request();

@@ -216,7 +216,7 @@ async fn a_forbidden_mark_never_touches_the_store() {
     assert!(matches!(err, ChatError::Forbidden));
 }
 
-pub(super) fn message(n: u32, seq: u64) -> Message {
+pub(crate) fn message(n: u32, seq: u64) -> Message {
     Message::restore(MessageRecord {
         id: mid(n),
         request_id: rid(1),
