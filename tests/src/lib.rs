@@ -9,6 +9,7 @@
 //!   [`Broadcaster`](labchat_core::Broadcaster) and [`Presence`](labchat_core::Presence) ports,
 //!   with the fixtures of their in-process and Redis implementations;
 //! - [`redis`]: the test Redis server;
+//! - [`redis_cluster`]: a Redis Cluster of one test (three masters, three replicas) to fail over;
 //! - [`mongo`]: the test MongoDB (a fresh database per test, requests as the lab system stores
 //!   them, a proxy that makes the server go silent).
 //!
@@ -28,6 +29,7 @@ pub mod mongo;
 pub mod multinode;
 pub mod presence_contract;
 pub mod redis;
+pub mod redis_cluster;
 
 /// For each test body `async fn name(server: TestServer)` of the calling file: a test
 /// `memory::name`, on a server with the in-memory store, and a test `mongodb::name`, on a server

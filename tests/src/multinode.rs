@@ -11,6 +11,7 @@
 //! of `scripts/test.sh` (`LABCHAT_TEST_REDIS_URL`) is for tests that leave Redis alone.
 
 use std::collections::VecDeque;
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -118,6 +119,29 @@ where
     }
 }
 
+/// Starts `redis-server` (or `REDIS_SERVER`) with these arguments, in the foreground
+/// (`--daemonize no`, `--loglevel warning`), its output discarded, killed when dropped.
+///
+/// # Panics
+///
+/// When it cannot be run: install it with `scripts/redis-test-server.sh start`.
+pub fn spawn_redis_server<I, S>(args: I) -> Child
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let program = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    Command::new(&program)
+        .args(args)
+        .args(["--daemonize", "no", "--loglevel", "warning"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}; install it with `scripts/redis-test-server.sh start`"))
+}
+
 /// A redis-server of one test, on a port of its own, with no persistence.
 #[derive(Debug)]
 pub struct RedisServer {
@@ -138,18 +162,9 @@ impl RedisServer {
     }
 
     async fn launch(&mut self) {
-        let program = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let child = Command::new(&program)
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
-            .args(["--daemonize", "no", "--loglevel", "warning"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run {program}: {e}; install it with `scripts/redis-test-server.sh start`")
-            });
+        let port_arg = self.port.to_string();
+        let child =
+            spawn_redis_server(["--bind", "127.0.0.1", "--port", &port_arg, "--save", "", "--appendonly", "no"]);
         self.child = Some(child);
         let port = self.port;
         wait_for("redis-server answering PING", START_WAIT, || async move {

@@ -17,4 +17,5 @@ mod heal;
 mod inbox;
 mod join_reuse;
 mod presence;
+mod redis_cluster;
 mod scale;
