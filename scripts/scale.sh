@@ -10,10 +10,13 @@
 # (INFO commandstats) and store operations/s (the nodes' labchat_store_op_seconds) per phase, and
 # the machine's load. Everything is bounded (the whole run by `timeout`), and everything started
 # is stopped on exit. Sizes (environment): NODES=6 GENERATORS=6 SMALL_ROOMS=20000 SMALL_MEMBERS=5
-# BIG_MEMBERS=1000 RATE=200 OPEN_SECS=420 (time allowed to open every connection).
+# BIG_MEMBERS=1000 RATE=200 OPEN_SECS=420 (time allowed to open every connection). REDIS_CLUSTER=1
+# runs the backplane on a local Redis Cluster (three masters, three replicas; --redis-cluster)
+# instead of one redis-server; Redis figures are then summed over its six servers.
 #
 #   scripts/scale.sh                                  # the full run: 101,000 connections
 #   NODES=3 GENERATORS=1 SMALL_ROOMS=200 BIG_MEMBERS=100 scripts/scale.sh   # a small one
+#   REDIS_CLUSTER=1 scripts/scale.sh                  # the same on a Redis Cluster
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,11 +52,33 @@ cargo build --release -p labchat -p labchat-bench
 ulimit -n "$(ulimit -Hn)"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; open files $(ulimit -n); load before: $(uptime)"
 
-REDIS_PORT="$(free_port)"
-redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --daemonize no \
-    --loglevel warning --maxclients 10000 >"$WORK/redis.log" 2>&1 &
-PIDS+=("$!")
-for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+REDIS_PORTS=()
+start_redis() { # start_redis PORT [ARGS...]: a redis-server in the background, waited for
+    local port="$1"; shift
+    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --daemonize no \
+        --loglevel warning --maxclients 30000 --dir "$WORK" "$@" >"$WORK/redis-$port.log" 2>&1 &
+    PIDS+=("$!"); REDIS_PORTS+=("$port")
+    for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+}
+if [[ "${REDIS_CLUSTER:-0}" == 1 ]]; then
+    while ((${#REDIS_PORTS[@]} < 6)); do # each port with its cluster bus port (+10000) free
+        port="$(free_port)"
+        ((port < 55535)) && ! (echo >"/dev/tcp/127.0.0.1/$((port + 10000))") 2>/dev/null || continue
+        start_redis "$port" --cluster-enabled yes --cluster-config-file "nodes-$port.conf" \
+            --cluster-node-timeout 5000 --repl-diskless-sync-delay 0
+    done
+    redis-cli --cluster create $(printf '127.0.0.1:%s ' "${REDIS_PORTS[@]}") --cluster-replicas 1 \
+        --cluster-yes >"$WORK/cluster-create.log" 2>&1 || die "redis-cli --cluster create failed: $(tail -3 "$WORK/cluster-create.log")"
+    for _ in $(seq 300); do
+        ok=0; for p in "${REDIS_PORTS[@]}"; do redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' && ok=$((ok + 1)); done
+        ((ok == 6)) && break; sleep 0.1
+    done
+    BACKPLANE=(LABCHAT_REDIS_CLUSTER="$(printf 'redis://127.0.0.1:%s/,' "${REDIS_PORTS[@]}")")
+    echo "redis: a cluster of three masters and three replicas on ports ${REDIS_PORTS[*]}"
+else
+    start_redis "$(free_port)"
+    BACKPLANE=(LABCHAT_REDIS_URL="redis://127.0.0.1:${REDIS_PORTS[0]}/")
+fi
 bash "$ROOT/scripts/mongo-test-server.sh" start >&2
 MONGO_URI="$(bash "$ROOT/scripts/mongo-test-server.sh" uri)"
 DB="scale_$(date +%s)"
@@ -75,8 +100,8 @@ PY
 URLS=(); NODE_PIDS=()
 for i in $(seq 0 $((NODES - 1))); do
     port="$(free_port)"
-    LABCHAT_JWT_SECRET="$SECRET" LABCHAT_MONGO_URI="$MONGO_URI" LABCHAT_MONGO_DB="$DB" \
-        LABCHAT_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" LABCHAT_NODE_ID="node-$i" \
+    env LABCHAT_JWT_SECRET="$SECRET" LABCHAT_MONGO_URI="$MONGO_URI" LABCHAT_MONGO_DB="$DB" \
+        "${BACKPLANE[@]}" LABCHAT_NODE_ID="node-$i" \
         "$TARGET/labchat" serve --listen "127.0.0.1:$port" --log-format json --log warn \
         --rate-per-second 1000 --rate-burst 1000 --max-connections 60000 --max-pending-connections 4096 \
         >"$WORK/node-$i.log" 2>&1 &
@@ -99,7 +124,8 @@ metric_sum() { # metric_sum NAME_SUFFIX: the store-op metric summed over those n
     done
     echo "$total"
 }
-redis_calls() { redis-cli -p "$REDIS_PORT" info commandstats | awk -F'[=,:]' '/^cmdstat_/ {s += $3} END {print s}'; }
+redis_stats() { for p in "${REDIS_PORTS[@]}"; do redis-cli -p "$p" info commandstats; done; }
+redis_calls() { redis_stats | awk -F'[=,:]' '/^cmdstat_/ {s += $3} END {print s}'; }
 cpu_ticks() { local s=0; for p in "$@"; do [[ -r /proc/$p/stat ]] && s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$s"; }
 phase() { # phase LABEL SECONDS: Redis commands/s, store ops/s and mean latency over the next SECONDS
     local r0 c0 s0 t0 r1 c1 s1 t1
@@ -149,7 +175,7 @@ jq -s '{opened: (map(.opened) | add), connections: (map(.connections) | add), ga
         steady_p99_ms_max: (map(.steady.p99_ms) | max), storm_p99_ms_max: (map(.storm.p99_ms) | max),
         peak_rejoins_per_s_sum: (map(.peak_rejoins_per_s) | add), server_errors: (map(.server_errors) | add)}' \
     "$WORK"/gen-*.json
-echo "Redis: $(redis-cli -p "$REDIS_PORT" info commandstats | grep -E 'publish|subscribe' | tr '\n' ' ')"
+echo "Redis: $(redis_stats | grep -E 'publish|subscribe' | awk -F'[=,:]' '{n[$1] += $3} END {for (k in n) printf "%s=%d ", k, n[k]}')"
 echo "store calls by operation, nodes 0..$((NODES - 2)) together:"
 for i in $LIVE; do
     curl -sf "$(echo "${URLS[$i]}" | sed 's#^ws://#http://#; s#/ws$#/metrics#')" 2>/dev/null \

@@ -14,7 +14,8 @@
 //!   them, a proxy that makes the server go silent).
 //!
 //! - [`harness`] and [`client`]: a real server on 127.0.0.1:0, real JWTs, a websocket client.
-//! - [`multinode`]: several real `labchat` processes on one MongoDB and one redis-server.
+//! - [`multinode`]: several real `labchat` processes on one MongoDB and one redis-server, or a
+//!   Redis Cluster ([`redis_cluster`]); [`process`]: the redis-servers and waits they need.
 //!
 //! Run everything with `scripts/test.sh`, which starts the test MongoDB and Redis servers first.
 
@@ -28,6 +29,7 @@ pub mod harness;
 pub mod mongo;
 pub mod multinode;
 pub mod presence_contract;
+pub mod process;
 pub mod redis;
 pub mod redis_cluster;
 

@@ -8,10 +8,11 @@
 //!
 //! Each cluster starts a redis-server of its own (`redis-server` on the PATH, or `REDIS_SERVER`),
 //! so that a test may kill it or cut its clients without touching any other test; the shared one
-//! of `scripts/test.sh` (`LABCHAT_TEST_REDIS_URL`) is for tests that leave Redis alone.
+//! of `scripts/test.sh` (`LABCHAT_TEST_REDIS_URL`) is for tests that leave Redis alone. With
+//! [`BACKPLANE_VAR`] set to `cluster` each cluster's nodes share a Redis Cluster of their own
+//! instead (`--redis-cluster`): `scripts/test.sh` runs the suite both ways.
 
 use std::collections::VecDeque;
-use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -28,10 +29,17 @@ use tokio::process::{Child, Command};
 
 use crate::contract::Creator;
 use crate::harness::{SECRET, new_request_id};
+use crate::process::{RedisServer, START_WAIT, wait_for};
+use crate::redis_cluster::RedisCluster;
 
-/// How long a process may take to start and answer (a loaded machine builds nothing here, but
-/// three processes and MongoDB share two cores).
-pub const START_WAIT: Duration = Duration::from_secs(30);
+/// Set to `cluster`, the nodes of every [`Cluster`] use a Redis Cluster (three masters, three
+/// replicas) of their own instead of one redis-server.
+pub const BACKPLANE_VAR: &str = "LABCHAT_TEST_BACKPLANE";
+
+/// Whether this run's clusters use a Redis Cluster ([`BACKPLANE_VAR`]).
+pub fn on_redis_cluster() -> bool {
+    std::env::var(BACKPLANE_VAR).is_ok_and(|v| v == "cluster")
+}
 
 /// Clusters run one at a time (each test's own processes; the machine is small).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -55,12 +63,6 @@ pub fn labchat_binary() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-/// A free port of 127.0.0.1 (bound, then released).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
 }
 
 /// `GET path` over HTTP/1.1: the status and the body as JSON (`Null` when it is not JSON), or
@@ -99,143 +101,14 @@ pub async fn metric(addr: SocketAddr, name: &str) -> f64 {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
 }
 
-/// Polls `check` every 50 ms until it returns `Some`, for at most `wait`.
-///
-/// # Panics
-///
-/// When `wait` passes first, naming `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, wait: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {wait:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Starts `redis-server` (or `REDIS_SERVER`) with these arguments, in the foreground
-/// (`--daemonize no`, `--loglevel warning`), its output discarded, killed when dropped.
-///
-/// # Panics
-///
-/// When it cannot be run: install it with `scripts/redis-test-server.sh start`.
-pub fn spawn_redis_server<I, S>(args: I) -> Child
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let program = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-    Command::new(&program)
-        .args(args)
-        .args(["--daemonize", "no", "--loglevel", "warning"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}; install it with `scripts/redis-test-server.sh start`"))
-}
-
-/// A redis-server of one test, on a port of its own, with no persistence.
-#[derive(Debug)]
-pub struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    /// Starts `redis-server` (or `REDIS_SERVER`) on a free port and waits until it answers PING.
-    ///
-    /// # Panics
-    ///
-    /// When it cannot be started: install it with `scripts/redis-test-server.sh start`.
-    pub async fn start() -> Self {
-        let mut server = Self { port: free_port(), child: None };
-        server.launch().await;
-        server
-    }
-
-    async fn launch(&mut self) {
-        let port_arg = self.port.to_string();
-        let child =
-            spawn_redis_server(["--bind", "127.0.0.1", "--port", &port_arg, "--save", "", "--appendonly", "no"]);
-        self.child = Some(child);
-        let port = self.port;
-        wait_for("redis-server answering PING", START_WAIT, || async move {
-            (Self::raw(port, "PING\r\n").await.as_deref() == Some("+PONG")).then_some(())
-        })
-        .await;
-    }
-
-    /// Its port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// `redis://127.0.0.1:PORT/`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Kills the server (SIGKILL) and waits until it is gone.
-    pub async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(START_WAIT, child.wait()).await;
-        }
-    }
-
-    /// Starts it again on the same port (after [`RedisServer::kill`]).
-    pub async fn restart(&mut self) {
-        self.kill().await;
-        self.launch().await;
-    }
-
-    /// `CLIENT KILL TYPE normal`: cuts every connection that is neither a subscriber's nor a
-    /// replica's (the nodes' publishers and presence). Returns how many were cut.
-    pub async fn kill_normal_clients(&self) -> Option<u64> {
-        let reply = Self::raw(self.port, "CLIENT KILL TYPE normal\r\n").await?;
-        reply.strip_prefix(':')?.parse().ok()
-    }
-
-    /// `CLIENT KILL TYPE pubsub`: cuts every subscriber's connection. Returns how many were cut,
-    /// or `None` when the server did not answer.
-    pub async fn kill_pubsub_clients(&self) -> Option<u64> {
-        let reply = Self::raw(self.port, "CLIENT KILL TYPE pubsub\r\n").await?;
-        reply.strip_prefix(':')?.parse().ok()
-    }
-
-    /// `CLIENT PAUSE <ms>`: the server answers no client's command for that long. Returns
-    /// whether it said OK.
-    pub async fn pause(&self, ms: u64) -> bool {
-        Self::raw(self.port, &format!("CLIENT PAUSE {ms}\r\n")).await.as_deref() == Some("+OK")
-    }
-
-    /// Sends one inline command and returns the first line of the reply.
-    async fn raw(port: u16, command: &str) -> Option<String> {
-        let exchange = async {
-            let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-            stream.write_all(command.as_bytes()).await.ok()?;
-            let mut line = String::new();
-            BufReader::new(stream).read_line(&mut line).await.ok()?;
-            Some(line.trim_end().to_owned())
-        };
-        tokio::time::timeout(Duration::from_secs(2), exchange).await.ok()?
-    }
-}
-
 /// How a node is started (kept to restart it).
 #[derive(Debug, Clone)]
 struct NodeConfig {
     node_id: String,
     mongo: MongoSettings,
-    redis_url: String,
+    /// The variable naming the backplane (`LABCHAT_REDIS_URL` or `LABCHAT_REDIS_CLUSTER`) and
+    /// its value.
+    redis: (&'static str, String),
     /// More `serve` flags.
     extra: Vec<String>,
 }
@@ -258,7 +131,9 @@ impl Node {
             .env("LABCHAT_JWT_SECRET", std::str::from_utf8(SECRET).expect("the test secret is text"))
             .env("LABCHAT_MONGO_URI", &config.mongo.uri)
             .env("LABCHAT_MONGO_DB", &config.mongo.database)
-            .env("LABCHAT_REDIS_URL", &config.redis_url)
+            .env_remove("LABCHAT_REDIS_URL")
+            .env_remove("LABCHAT_REDIS_CLUSTER")
+            .env(config.redis.0, &config.redis.1)
             .env("LABCHAT_NODE_ID", &config.node_id)
             .env_remove("LABCHAT_CONFIG")
             .stdin(Stdio::null())
@@ -382,13 +257,26 @@ impl Node {
     }
 }
 
-/// N nodes on one fresh MongoDB database and one redis-server of their own.
+/// Why a test that acts on one redis-server cannot run on a cluster.
+const SERVER_ONLY: &str = "this test acts on one redis-server; it does not run on a Redis Cluster (scripts/test.sh leaves it out of that run)";
+
+/// What the nodes of a [`Cluster`] share as their backplane.
+#[derive(Debug)]
+pub enum Backplane {
+    /// One redis-server.
+    Server(RedisServer),
+    /// A Redis Cluster.
+    Cluster(RedisCluster),
+}
+
+/// N nodes on one fresh MongoDB database and one redis-server of their own (or a Redis Cluster,
+/// see [`BACKPLANE_VAR`]).
 #[derive(Debug)]
 pub struct Cluster {
     /// The nodes, `node-0` … `node-{n-1}`.
     pub nodes: Vec<Node>,
     /// Their Redis.
-    pub redis: RedisServer,
+    pub backplane: Backplane,
     /// Their database, through a client of the test's own.
     pub db: Database,
     mongo: MongoSettings,
@@ -427,35 +315,91 @@ impl Cluster {
     }
 
     async fn launch_with(test_name: &str, n: usize, extra: &[&str]) -> Self {
-        Self::launch_each(test_name, &vec![extra; n]).await
+        Self::launch_each(test_name, &vec![extra; n], on_redis_cluster()).await
     }
 
-    /// As [`Cluster::start`], one node per entry of `extras`, each started with its own more
-    /// `serve` flags (e.g. nodes of different settings during a rolling upgrade).
-    pub async fn start_each(test_name: &str, extras: &[&[&str]]) -> Self {
-        let cluster = Self::launch_each(test_name, extras).await;
+    /// As [`Cluster::start_with`], on a Redis Cluster whatever [`BACKPLANE_VAR`] says (for a test
+    /// that fails the cluster over: see [`Cluster::redis_cluster`]).
+    pub async fn start_on_redis_cluster(test_name: &str, n: usize, extra: &[&str]) -> Self {
+        let cluster = Self::launch_each(test_name, &vec![extra; n], true).await;
         for node in &cluster.nodes {
             node.wait_backplane(true, START_WAIT).await;
         }
         cluster
     }
 
-    async fn launch_each(test_name: &str, extras: &[&[&str]]) -> Self {
+    /// As [`Cluster::start`], one node per entry of `extras`, each started with its own more
+    /// `serve` flags (e.g. nodes of different settings during a rolling upgrade).
+    pub async fn start_each(test_name: &str, extras: &[&[&str]]) -> Self {
+        let cluster = Self::launch_each(test_name, extras, on_redis_cluster()).await;
+        for node in &cluster.nodes {
+            node.wait_backplane(true, START_WAIT).await;
+        }
+        cluster
+    }
+
+    async fn launch_each(test_name: &str, extras: &[&[&str]], redis_cluster: bool) -> Self {
         let turn = ONE_AT_A_TIME.lock().await;
         let mongo = crate::mongo::test_settings(test_name);
         let db = crate::mongo::database(&mongo).await;
-        let redis = RedisServer::start().await;
+        let backplane = match redis_cluster {
+            true => Backplane::Cluster(RedisCluster::start().await),
+            false => Backplane::Server(RedisServer::start().await),
+        };
+        let redis = match &backplane {
+            Backplane::Server(server) => ("LABCHAT_REDIS_URL", server.url()),
+            Backplane::Cluster(cluster) => ("LABCHAT_REDIS_CLUSTER", cluster.urls_arg()),
+        };
         let mut nodes = Vec::with_capacity(extras.len());
         for (i, extra) in extras.iter().enumerate() {
             let config = NodeConfig {
                 node_id: format!("node-{i}"),
                 mongo: mongo.clone(),
-                redis_url: redis.url(),
+                redis: redis.clone(),
                 extra: extra.iter().map(|a| (*a).to_owned()).collect(),
             };
             nodes.push(Node::spawn(config).await);
         }
-        Self { nodes, redis, db, mongo, _turn: turn }
+        Self { nodes, backplane, db, mongo, _turn: turn }
+    }
+
+    /// Their redis-server, for a test that kills it or cuts its clients.
+    ///
+    /// # Panics
+    ///
+    /// On a Redis Cluster run ([`BACKPLANE_VAR`]): such a test is for one server (scripts/test.sh
+    /// leaves it out of the cluster run).
+    pub fn redis(&self) -> &RedisServer {
+        match &self.backplane {
+            Backplane::Server(server) => server,
+            Backplane::Cluster(_) => panic!("{SERVER_ONLY}"),
+        }
+    }
+
+    /// Their Redis Cluster, for a test that fails it over.
+    ///
+    /// # Panics
+    ///
+    /// When the nodes use one redis-server.
+    pub fn redis_cluster(&mut self) -> &mut RedisCluster {
+        match &mut self.backplane {
+            Backplane::Cluster(cluster) => cluster,
+            Backplane::Server(_) => {
+                panic!("this test needs a Redis Cluster: start it with Cluster::start_on_redis_cluster")
+            }
+        }
+    }
+
+    /// As [`Cluster::redis`], to kill or restart it.
+    ///
+    /// # Panics
+    ///
+    /// As [`Cluster::redis`].
+    pub fn redis_mut(&mut self) -> &mut RedisServer {
+        match &mut self.backplane {
+            Backplane::Server(server) => server,
+            Backplane::Cluster(_) => panic!("{SERVER_ONLY}"),
+        }
     }
 
     /// Adds a request created by the teacher `creator`, as the lab system stores it.

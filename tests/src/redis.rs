@@ -1,6 +1,6 @@
 //! The test Redis server: `scripts/test.sh` starts one (`scripts/redis-test-server.sh`) and sets
 //! `LABCHAT_TEST_REDIS_URL`. Tests that leave Redis alone share it, each in rooms of its own;
-//! a test that kills or cuts Redis starts one of its own ([`crate::multinode::RedisServer`]).
+//! a test that kills or cuts Redis starts one of its own ([`crate::process::RedisServer`]).
 
 /// The environment variable holding the test Redis server's URL.
 pub const URL_VAR: &str = "LABCHAT_TEST_REDIS_URL";

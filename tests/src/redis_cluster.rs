@@ -15,7 +15,7 @@ use std::time::Duration;
 use redis::FromRedisValue;
 use tokio::process::{Child, Command};
 
-use crate::multinode::{START_WAIT, spawn_redis_server};
+use crate::process::{START_WAIT, spawn_redis_server};
 
 mod topology;
 use topology::{NodeEntry, info_field, parse_nodes};

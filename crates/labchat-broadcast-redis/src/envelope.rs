@@ -17,7 +17,7 @@
 //!
 //! Any other version is refused (counted and logged by the receiver), never guessed at.
 
-use labchat_domain::{RequestId, RoomEvent, Seq};
+use labchat_domain::{RoomEvent, Seq};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Seal;
@@ -65,11 +65,6 @@ impl Default for EnvelopeVersion {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("envelope version {0} is not one this release reads ({OLDEST} and {NEWEST})")]
 pub struct UnknownVersion(pub u32);
-
-/// The pub/sub channel of a room.
-pub(crate) fn channel(room: RequestId) -> String {
-    format!("labchat:room:{}", room.to_hex())
-}
 
 /// An envelope could not be written or read.
 #[derive(Debug, thiserror::Error)]

@@ -36,6 +36,11 @@
 //! fails the check, or has a version outside the window, is counted and logged (at most once a
 //! minute per reason), never delivered.
 //!
+//! On a Redis Cluster ([`Topology::Cluster`]) rooms are hashed into [`PARTITIONS`] sharded
+//! channels instead (`SPUBLISH`/`SSUBSCRIBE`, one slot each), whose subscriptions the node keeps
+//! across failovers itself, re-reading the rooms of a partition it got back from the store; see
+//! `topology` and `shards`.
+//!
 //! [`RedisPresence`] is the cross-node presence (room members with a time to live, and the typing
 //! throttle) on the same Redis; see its module for the keys and what a client sees while Redis
 //! is down.
@@ -57,6 +62,8 @@ mod receive;
 mod rejects;
 mod resync;
 mod rooms;
+mod shards;
+mod topology;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +84,8 @@ pub use crate::outbox::OutboxBounds;
 pub use crate::presence::{PresenceSettings, RedisPresence};
 use crate::receive::LinkSide;
 use crate::rooms::Shared;
+use crate::topology::redacted;
+pub use crate::topology::{PARTITIONS, Topology};
 
 /// How many envelopes may wait for the publisher before new ones are dropped (and counted).
 const PUBLISH_QUEUE: usize = 16_384;
@@ -86,8 +95,10 @@ const COMMAND_QUEUE: usize = 64;
 /// How a node reaches Redis and paces its repairs. Its `Debug` form hides the URL's password.
 #[derive(Clone)]
 pub struct RedisSettings {
-    /// The Redis URL, e.g. `redis://127.0.0.1:6379/`.
+    /// The Redis URL, e.g. `redis://127.0.0.1:6379/` (one server).
     pub url: String,
+    /// One server (at `url`, the default) or a Redis Cluster (rooms on sharded channels).
+    pub topology: Topology,
     /// Names this node in envelopes, logs and metrics; distinct for every node.
     pub node_id: String,
     /// How long a gap may wait for pub/sub before the store fills it (default 200 ms).
@@ -117,6 +128,7 @@ impl std::fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSettings")
             .field("url", &redacted(&self.url))
+            .field("topology", &self.topology)
             .field("node_id", &self.node_id)
             .field("gap_wait", &self.gap_wait)
             .field("check_interval", &self.check_interval)
@@ -130,18 +142,11 @@ impl std::fmt::Debug for RedisSettings {
     }
 }
 
-/// The URL with its user information (which may hold a password) replaced by `***`.
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &url[..scheme + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
-
 impl Default for RedisSettings {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379/".to_owned(),
+            topology: Topology::Single,
             node_id: "labchat".to_owned(),
             gap_wait: Duration::from_millis(200),
             check_interval: Duration::from_secs(5),
@@ -177,8 +182,21 @@ impl RedisBroadcaster {
     /// shorter than [`MIN_SECRET_BYTES`], a previous secret without a current one, version 3
     /// without a secret, and calling it outside a tokio runtime.
     pub fn start(settings: RedisSettings, store: Arc<dyn ChatStore>) -> Result<Arc<Self>, BroadcastError> {
-        let client = redis::Client::open(settings.url.as_str())
-            .map_err(|e| BroadcastError(format!("invalid redis url: {e}")))?;
+        let invalid = |e: redis::RedisError| BroadcastError(format!("invalid redis url: {e}"));
+        let connector = topology::Connector::new(&settings.url, &settings.topology).map_err(invalid)?;
+        // The link's SUBSCRIBE connection: the server, or any node of the cluster in turn.
+        let link_urls = match &settings.topology {
+            Topology::Single => vec![settings.url.clone()],
+            Topology::Cluster { nodes } if nodes.is_empty() => {
+                return Err(BroadcastError("a redis cluster needs the URL of at least one node".to_owned()));
+            }
+            Topology::Cluster { nodes } => nodes.clone(),
+        };
+        let link_clients = link_urls
+            .iter()
+            .map(|u| redis::Client::open(u.as_str()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
         let version = settings.envelope_version;
         if version.is_authenticated() && settings.secrets.current.is_none() {
             return Err(BroadcastError(format!("envelope version {} needs a backplane secret", version.get())));
@@ -209,6 +227,11 @@ impl RedisBroadcaster {
         shared.held = held::HeldCount::new(shared.node_id.clone(), settings.reorder_max_per_node);
         shared.version = version;
         shared.keys = keys.clone();
+        shared.topology = settings.topology.clone();
+        let (shards_tx, shards_rx) = mpsc::unbounded_channel();
+        if settings.topology.is_cluster() {
+            shared.shards = Some(shards_tx);
+        }
         let (route_tx, route_rx) = mpsc::channel(audience::QUEUE);
         if version.is_authenticated() {
             shared.routes = Some(route_tx);
@@ -216,12 +239,16 @@ impl RedisBroadcaster {
         let shared = Arc::new(shared);
         let handler = Arc::new(LinkSide(Arc::clone(&shared)));
         let span = tracing::info_span!("redis_backplane", node = %shared.node_id);
+        if let Topology::Cluster { nodes } = &settings.topology {
+            let shards = shards::run(nodes.clone(), handler.clone(), shards_rx, stopped.clone(), settings.op_timeout);
+            runtime.spawn(shards.instrument(span.clone()));
+        }
         let link =
-            link::run(client.clone(), handler, link_rx, stopped.clone(), settings.op_timeout, settings.check_interval);
+            link::run(link_clients, handler, link_rx, stopped.clone(), settings.op_timeout, settings.check_interval);
         runtime.spawn(link.instrument(span.clone()));
         let inputs = publisher::Inputs { rx: out_rx, commands: cmd_rx, stop: stopped.clone() };
         let publisher =
-            publisher::run(shared.node_id.clone(), client, inputs, settings.op_timeout, settings.outbox, keys);
+            publisher::run(shared.node_id.clone(), connector, inputs, settings.op_timeout, settings.outbox, keys);
         runtime.spawn(publisher.instrument(span.clone()));
         if version.is_authenticated() {
             runtime.spawn(audience::route(router, route_rx).instrument(span.clone()));

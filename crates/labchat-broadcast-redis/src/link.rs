@@ -1,7 +1,8 @@
 //! The node's Redis pub/sub connection: a task that connects, subscribes the rooms that have
 //! local sinks, hands every received payload over, and on any error or a server-side kill marks
 //! the backplane down, backs off (capped), reconnects, resubscribes and lets the broadcaster
-//! catch up from the store before marking it up again.
+//! catch up from the store before marking it up again. On a cluster it carries the ordinary
+//! channels (inbox and resync notices; rooms are on `shards`) and tries its nodes in turn.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,9 +53,10 @@ enum Ended {
     Failed { error: String, was_up: bool },
 }
 
-/// Runs the link until `stop` turns true or the command channel closes.
+/// Runs the link until `stop` turns true or the command channel closes; each connection attempt
+/// goes to the next of `clients`.
 pub(crate) async fn run(
-    client: redis::Client,
+    clients: Vec<redis::Client>,
     handler: Arc<dyn LinkHandler>,
     mut cmds: mpsc::UnboundedReceiver<LinkCmd>,
     mut stop: watch::Receiver<bool>,
@@ -62,11 +64,14 @@ pub(crate) async fn run(
     ping_every: Duration,
 ) {
     let mut backoff = BACKOFF_MIN;
+    let mut attempt = 0_usize;
     loop {
         if *stop.borrow() {
             break;
         }
-        match serve(&client, &*handler, &mut cmds, &mut stop, (op_timeout, ping_every)).await {
+        let Some(client) = clients.get(attempt % clients.len().max(1)) else { break };
+        attempt = attempt.wrapping_add(1);
+        match serve(client, &*handler, &mut cmds, &mut stop, (op_timeout, ping_every)).await {
             Ended::Stop => break,
             Ended::Failed { error, was_up } => {
                 tracing::warn!(error = %error, "redis pub/sub link down; reconnecting");

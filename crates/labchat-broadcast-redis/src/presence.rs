@@ -29,12 +29,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use labchat_core::{BroadcastError, Broadcaster, Member, MembersPage, Presence, PresenceError, TYPING_INTERVAL};
 use labchat_domain::{RequestId, Role, RoomEvent, User, UserId};
-use redis::aio::MultiplexedConnection;
 use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::RedisSettings;
 use crate::metrics_names::PRESENCE_ERRORS;
+use crate::topology::{Conn, Connector, Topology};
 
 /// How long presence entries live and how often their node refreshes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,13 +62,14 @@ const REFRESH_ROOMS_PER_CALL: usize = 256;
 /// join holds its room's order while it enters the room's presence.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
-/// A room's three keys: its entries, its index of users, their roles.
-fn room_keys(room: RequestId) -> [String; 3] {
-    let hex = room.to_hex();
+/// A room's three keys: its entries, its index of users, their roles (on a cluster after its
+/// partition's hash tag, so that they share one slot).
+fn room_keys(topology: &Topology, room: RequestId) -> [String; 3] {
+    let (hex, tag) = (room.to_hex(), topology.key_tag(room));
     [
-        format!("labchat:presence:{hex}"),
-        format!("labchat:presence-users:{hex}"),
-        format!("labchat:presence-roles:{hex}"),
+        format!("labchat:presence:{tag}{hex}"),
+        format!("labchat:presence-users:{tag}{hex}"),
+        format!("labchat:presence-roles:{tag}{hex}"),
     ]
 }
 
@@ -99,8 +100,9 @@ type RoomUsers = HashMap<UserId, Role>;
 
 struct Inner {
     node_id: String,
-    client: redis::Client,
-    conn: Mutex<Option<MultiplexedConnection>>,
+    connector: Connector,
+    topology: Topology,
+    conn: Mutex<Option<Conn>>,
     /// Until when calls fail at once (after a failure).
     down_until: Mutex<Option<Instant>>,
     op_timeout: Duration,
@@ -134,13 +136,14 @@ impl RedisPresence {
         settings: PresenceSettings,
         broadcaster: Arc<dyn Broadcaster>,
     ) -> Result<Arc<Self>, BroadcastError> {
-        let client =
-            redis::Client::open(redis.url.as_str()).map_err(|e| BroadcastError(format!("invalid redis url: {e}")))?;
+        let connector = Connector::new(&redis.url, &redis.topology)
+            .map_err(|e| BroadcastError(format!("invalid redis url: {e}")))?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| BroadcastError(format!("the redis presence needs a tokio runtime: {e}")))?;
         let inner = Arc::new(Inner {
             node_id: redis.node_id.clone(),
-            client,
+            connector,
+            topology: redis.topology.clone(),
             conn: Mutex::new(None),
             down_until: Mutex::new(None),
             op_timeout: redis.op_timeout,
@@ -179,7 +182,7 @@ impl Inner {
 
     /// The shared connection, opened on first use and after a failure; fails at once for
     /// [`RETRY_AFTER`] after a failure.
-    async fn conn(&self) -> Result<MultiplexedConnection, PresenceError> {
+    async fn conn(&self) -> Result<Conn, PresenceError> {
         if self.down_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| Instant::now() < t) {
             metrics::counter!(PRESENCE_ERRORS, "node" => self.node_id.clone()).increment(1);
             return Err(PresenceError("redis presence: unreachable (retrying shortly)".to_owned()));
@@ -187,7 +190,7 @@ impl Inner {
         if let Some(c) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Ok(c);
         }
-        let c = match tokio::time::timeout(self.op_timeout, self.client.get_multiplexed_async_connection()).await {
+        let c = match tokio::time::timeout(self.op_timeout, self.connector.connect()).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => return Err(self.failed("connect", e)),
             Err(_) => return Err(self.failed("connect", format!("no answer within {:?}", self.op_timeout))),
@@ -208,9 +211,9 @@ impl Inner {
         Err(result)
     }
 
-    fn script(body: &str, room: RequestId) -> redis::Cmd {
+    fn script(&self, body: &str, room: RequestId) -> redis::Cmd {
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(scripts::source(body)).arg(3).arg(&room_keys(room)[..]);
+        cmd.arg(scripts::source(body)).arg(3).arg(&room_keys(&self.topology, room)[..]);
         cmd
     }
 
@@ -224,7 +227,7 @@ impl Inner {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(scripts::source(scripts::REFRESH)).arg(rooms.len() * 3);
         for (room, _) in rooms {
-            cmd.arg(&room_keys(*room)[..]);
+            cmd.arg(&room_keys(&self.topology, *room)[..]);
         }
         cmd.arg(self.ttl_ms());
         for (_, users) in rooms {
@@ -251,7 +254,7 @@ impl Inner {
         // A user who exited while the refresh ran was written again: remove that entry (their
         // exit already decided what to announce).
         for (user, role) in users.iter().filter(|(u, _)| !self.is_local(room, u)) {
-            let mut exit = Self::script(scripts::EXIT, room);
+            let mut exit = self.script(scripts::EXIT, room);
             exit.arg(entry(user, *role, &self.node_id)).arg(owner(user));
             self.query::<i64>("refresh", &exit).await?;
         }
@@ -284,13 +287,18 @@ impl Inner {
                 () = tokio::time::sleep(self.settings.refresh) => {}
                 _ = stop.changed() => return,
             }
-            let rooms: Vec<(RequestId, Vec<(UserId, Role)>)> = self
+            let mut rooms: Vec<(RequestId, Vec<(UserId, Role)>)> = self
                 .local()
                 .iter()
                 .map(|(room, users)| (*room, users.iter().map(|(u, r)| (u.clone(), *r)).collect()))
                 .collect();
+            // One script call touches the keys of one slot on a cluster: one partition's rooms.
+            let group = |room: &RequestId| self.topology.key_group(*room);
+            rooms.sort_by_key(|(room, _)| group(room));
+            let batches =
+                rooms.chunk_by(|a, b| group(&a.0) == group(&b.0)).flat_map(|g| g.chunks(REFRESH_ROOMS_PER_CALL));
             let mut error = None;
-            for batch in rooms.chunks(REFRESH_ROOMS_PER_CALL) {
+            for batch in batches {
                 if let Err(e) = self.refresh_rooms(batch).await {
                     error = Some(e);
                     break;
@@ -316,7 +324,7 @@ impl Presence for RedisPresence {
     async fn enter(&self, room: RequestId, user: &User) -> Result<bool, PresenceError> {
         let inner = &self.inner;
         inner.local().entry(room).or_default().insert(user.id().clone(), user.role());
-        let mut cmd = Inner::script(scripts::ENTER, room);
+        let mut cmd = inner.script(scripts::ENTER, room);
         cmd.arg(entry(user.id(), user.role(), &inner.node_id)).arg(owner(user.id())).arg(inner.ttl_ms());
         Ok(inner.query::<i64>("enter", &cmd).await? == 1)
     }
@@ -333,7 +341,7 @@ impl Presence for RedisPresence {
             role
         };
         let Some(role) = role else { return Ok(false) };
-        let mut cmd = Inner::script(scripts::EXIT, room);
+        let mut cmd = inner.script(scripts::EXIT, room);
         cmd.arg(entry(user, role, &inner.node_id)).arg(owner(user));
         Ok(inner.query::<i64>("exit", &cmd).await? == 1)
     }
@@ -344,7 +352,7 @@ impl Presence for RedisPresence {
         after: Option<UserId>,
         limit: usize,
     ) -> Result<MembersPage, PresenceError> {
-        let [_, users_key, roles_key] = room_keys(room);
+        let [_, users_key, roles_key] = room_keys(&self.inner.topology, room);
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(scripts::source(scripts::PAGE)).arg(2).arg(users_key).arg(roles_key);
         cmd.arg(after.map_or_else(|| "-".to_owned(), |a| format!("({}", a.as_str())));

@@ -18,6 +18,7 @@ use crate::inbox;
 use crate::metrics_names::{OUTBOX_BYTES, OUTBOX_DROPPED, OUTBOX_ENTRIES, PUBLISH_ERRORS, REPUBLISHED};
 use crate::outbox::{Dropped, Entry, Keep, Outbox, OutboxBounds};
 use crate::resync::{self, Ask};
+use crate::topology::{Conn, Connector, is_shard_channel};
 
 /// The first wait before connecting again after a failure; doubled up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(50);
@@ -92,11 +93,11 @@ pub(crate) struct Inputs {
 /// The publisher's state while it runs.
 struct Publisher<'a> {
     node: &'a str,
-    client: redis::Client,
+    connector: Connector,
     op_timeout: Duration,
     /// Seals every payload as it is published (so a replay is sealed with the current secret).
     keys: Keys,
-    conn: Option<redis::aio::MultiplexedConnection>,
+    conn: Option<Conn>,
     outbox: Outbox,
     /// While envelopes wait: when to try again, and the next back-off.
     retry_at: Option<Instant>,
@@ -108,7 +109,7 @@ struct Publisher<'a> {
 /// Runs until `stop` turns true or every sender is gone.
 pub(crate) async fn run(
     node: String,
-    client: redis::Client,
+    connector: Connector,
     mut inputs: Inputs,
     op_timeout: Duration,
     bounds: OutboxBounds,
@@ -116,7 +117,7 @@ pub(crate) async fn run(
 ) {
     let mut p = Publisher {
         node: &node,
-        client,
+        connector,
         op_timeout,
         keys,
         conn: None,
@@ -190,11 +191,11 @@ impl Publisher<'_> {
     }
 
     /// A connection, made if there is none; `None` (and the next try scheduled) on failure.
-    async fn connection(&mut self) -> Option<redis::aio::MultiplexedConnection> {
+    async fn connection(&mut self) -> Option<Conn> {
         if let Some(c) = &self.conn {
             return Some(c.clone());
         }
-        let error = match tokio::time::timeout(self.op_timeout, self.client.get_multiplexed_async_connection()).await {
+        let error = match tokio::time::timeout(self.op_timeout, self.connector.connect()).await {
             Ok(Ok(c)) => {
                 self.conn = Some(c.clone());
                 return Some(c);
@@ -237,12 +238,8 @@ impl Publisher<'_> {
             if let Some((all, rooms)) = &resync {
                 batch = self.resync_notices(*all, rooms);
             }
-            let mut pipe = redis::pipe();
-            for e in &batch {
-                pipe.cmd("PUBLISH").arg(&e.channel).arg(&*self.keys.seal(&e.payload)).ignore();
-            }
             self.last_traffic = Instant::now();
-            let error = match tokio::time::timeout(self.op_timeout, pipe.query_async::<()>(&mut c)).await {
+            let error = match tokio::time::timeout(self.op_timeout, self.send_batch(&mut c, &batch)).await {
                 Ok(Ok(())) => {
                     self.failures.succeeded();
                     self.retry_at = None;
@@ -273,6 +270,36 @@ impl Publisher<'_> {
             }
             return;
         }
+    }
+
+    /// Publishes a batch: one pipeline on one server; on a cluster one pipeline per channel (a
+    /// channel is one slot), in order within each channel, the channels at once. Room channels
+    /// of a cluster are sharded (`SPUBLISH`).
+    async fn send_batch(&self, c: &mut Conn, batch: &[Entry]) -> redis::RedisResult<()> {
+        let command = |channel: &str| if is_shard_channel(channel) { "SPUBLISH" } else { "PUBLISH" };
+        if !c.is_cluster() {
+            let mut pipe = redis::pipe();
+            for e in batch {
+                pipe.cmd(command(&e.channel)).arg(&e.channel).arg(&*self.keys.seal(&e.payload)).ignore();
+            }
+            return pipe.query_async::<()>(c).await;
+        }
+        let mut pipes: Vec<(&str, redis::Pipeline)> = Vec::new();
+        for e in batch {
+            let at = match pipes.iter().position(|(channel, _)| *channel == e.channel) {
+                Some(at) => at,
+                None => {
+                    pipes.push((&e.channel, redis::pipe()));
+                    pipes.len() - 1
+                }
+            };
+            pipes[at].1.cmd(command(&e.channel)).arg(&e.channel).arg(&*self.keys.seal(&e.payload)).ignore();
+        }
+        let sends = pipes.iter().map(|(_, pipe)| {
+            let mut c = c.clone();
+            async move { pipe.query_async::<()>(&mut c).await }
+        });
+        futures_util::future::join_all(sends).await.into_iter().collect()
     }
 
     fn resync_notices(&self, all: bool, rooms: &[RequestId]) -> Vec<Entry> {

@@ -11,8 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::audience::{Interest, Pending};
 use crate::auth::Keys;
+use crate::envelope;
 use crate::envelope::EnvelopeVersion;
-use crate::envelope::{self, channel};
 use crate::held::HeldCount;
 use crate::inbox::{self, Relay};
 use crate::link::LinkCmd;
@@ -22,6 +22,8 @@ use crate::outbox::Keep;
 use crate::publisher::{self, Command, Outgoing};
 use crate::rejects::Rejects;
 use crate::resync::{self, Ask};
+use crate::shards::ShardCmd;
+use crate::topology::Topology;
 
 /// One room with local sinks.
 pub(crate) struct Room {
@@ -100,6 +102,10 @@ pub(crate) struct Shared {
     pub(crate) keys: Keys,
     /// What this node refuses from Redis, counted and logged.
     pub(crate) rejects: Rejects,
+    /// One server or a cluster: names the rooms' channels.
+    pub(crate) topology: Topology,
+    /// On a cluster, where the rooms' partition channels are subscribed (`None`: on the link).
+    pub(crate) shards: Option<mpsc::UnboundedSender<ShardCmd>>,
 }
 
 impl Shared {
@@ -132,6 +138,8 @@ impl Shared {
             inbox: Relay::default(),
             interest: Interest::default(),
             routes: None,
+            topology: Topology::Single,
+            shards: None,
         }
     }
 
@@ -171,7 +179,11 @@ impl Shared {
                 } else {
                     None
                 };
-                let _ = self.link.send(LinkCmd::Subscribe(channel(id), tx));
+                let channel = self.topology.room_channel(id);
+                let _ = match &self.shards {
+                    Some(shards) => shards.send(ShardCmd::Subscribe(channel, tx)).is_ok(),
+                    None => self.link.send(LinkCmd::Subscribe(channel, tx)).is_ok(),
+                };
                 Arc::new(Room {
                     id,
                     state: Mutex::new(RoomState {
@@ -205,7 +217,11 @@ impl Shared {
             self.held.update(&mut state.counted, 0);
             drop(state);
             rooms.remove(&id);
-            let _ = self.link.send(LinkCmd::Unsubscribe(channel(id)));
+            let channel = self.topology.room_channel(id);
+            let _ = match &self.shards {
+                Some(shards) => shards.send(ShardCmd::Unsubscribe(channel)).is_ok(),
+                None => self.link.send(LinkCmd::Unsubscribe(channel)).is_ok(),
+            };
         }
     }
 
@@ -316,7 +332,9 @@ impl Shared {
             (None, _) => {}
         }
         match payload {
-            Ok(payload) => self.send(Outgoing { channel: channel(id), payload, room: Some(id), keep }),
+            Ok(payload) => {
+                self.send(Outgoing { channel: self.topology.room_channel(id), payload, room: Some(id), keep })
+            }
             Err(e) => publisher::dropped(&self.node_id, 1, &e.to_string()),
         }
     }

@@ -54,8 +54,11 @@ pub struct Settings {
 /// The Redis backplane that joins several nodes into one chat (see docs/deployment.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackplaneSettings {
-    /// Redis connection string, e.g. `redis://127.0.0.1:6379/`.
+    /// Redis connection string, e.g. `redis://127.0.0.1:6379/` (one server; on a cluster the
+    /// first of its nodes).
     pub redis_url: String,
+    /// One server, or a Redis Cluster and its nodes.
+    pub topology: labchat_broadcast_redis::Topology,
     /// This node's name in envelopes, logs and metrics.
     pub node_id: String,
     /// How often each quiet room is checked against the store.
@@ -133,6 +136,7 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
                 tracing::info!(node_id = %b.node_id, "using the Redis backplane: this node is one of several");
                 let redis_settings = RedisSettings {
                     url: b.redis_url,
+                    topology: b.topology,
                     node_id: b.node_id,
                     check_interval: b.check_interval,
                     outbox: b.outbox,

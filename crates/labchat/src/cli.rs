@@ -237,6 +237,12 @@ pub struct ServeArgs {
     #[arg(long, env = "LABCHAT_REDIS_URL", hide_env_values = true)]
     #[serde(serialize_with = "masked_uri")]
     pub redis_url: Option<String>,
+    /// The backplane on a Redis Cluster (7 or later) instead of one server: the URLs of some of
+    /// its nodes, comma-separated (e.g. `redis://10.0.0.1:7000/,redis://10.0.0.2:7000/`); rooms
+    /// travel on sharded channels (see docs/deployment.md). Set this or --redis-url, not both.
+    #[arg(long, env = "LABCHAT_REDIS_CLUSTER", hide_env_values = true)]
+    #[serde(serialize_with = "masked_uris")]
+    pub redis_cluster: Option<String>,
     /// This node's name in the backplane's envelopes, logs and metrics (default: the host name
     /// and the process id).
     #[arg(long, env = "LABCHAT_NODE_ID")]
@@ -334,6 +340,14 @@ fn masked<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
 fn masked_uri<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(uri) => s.serialize_str(&mask_uri_password(uri)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Masks the password of each of comma-separated URIs.
+fn masked_uris<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(uris) => s.serialize_str(&uris.split(',').map(mask_uri_password).collect::<Vec<_>>().join(",")),
         None => s.serialize_none(),
     }
 }

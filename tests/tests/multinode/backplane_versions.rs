@@ -47,7 +47,14 @@ impl Drop for SecretFile {
 /// `redis-cli PUBLISH labchat:room:<room> <payload>` against the cluster's Redis.
 fn publish(cluster: &Cluster, room: &str, payload: &[u8]) {
     let out = std::process::Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &cluster.redis.port().to_string(), "PUBLISH", &format!("labchat:room:{room}")])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.redis().port().to_string(),
+            "PUBLISH",
+            &format!("labchat:room:{room}"),
+        ])
         .arg(std::ffi::OsStr::new(std::str::from_utf8(payload).unwrap()))
         .output()
         .expect("run redis-cli (installed with redis-server)");

@@ -21,17 +21,17 @@ use tokio::time::Instant;
 const DELIVERY: Duration = Duration::from_secs(20);
 
 /// A client that joined a room, recording what it receives.
-struct Member {
-    client: Client,
+pub(crate) struct Member {
+    pub(crate) client: Client,
     room: String,
     /// Every `message` event of the room, in arrival order.
-    messages: Vec<Value>,
+    pub(crate) messages: Vec<Value>,
     /// Every event of the room (messages and receipts), in arrival order.
     events: Vec<Value>,
 }
 
 impl Member {
-    async fn join(url: &str, user: &str, role: &str, room: &str) -> Self {
+    pub(crate) async fn join(url: &str, user: &str, role: &str, room: &str) -> Self {
         let mut client = Client::connect(url, &token(user, role)).await;
         let history = client.join(room).await;
         assert_eq!(history["messages"], json!([]), "{user} joins an empty room");
@@ -39,7 +39,7 @@ impl Member {
     }
 
     /// Receives until `done(self)` holds; panics after `wait`.
-    async fn until(&mut self, wait: Duration, what: &str, done: impl Fn(&Self) -> bool) {
+    pub(crate) async fn until(&mut self, wait: Duration, what: &str, done: impl Fn(&Self) -> bool) {
         let deadline = Instant::now() + wait;
         while !done(self) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -65,13 +65,13 @@ impl Member {
     }
 
     /// Receives until it has `n` messages.
-    async fn messages(&mut self, n: usize) -> &[Value] {
+    pub(crate) async fn messages(&mut self, n: usize) -> &[Value] {
         self.until(DELIVERY, &format!("{n} messages"), |m| m.messages.len() >= n).await;
         &self.messages
     }
 }
 
-fn seqs(messages: &[Value]) -> Vec<u64> {
+pub(crate) fn seqs(messages: &[Value]) -> Vec<u64> {
     messages.iter().map(|m| m["seq"].as_u64().expect("every message carries seq")).collect()
 }
 
@@ -79,7 +79,7 @@ fn ids(messages: &[Value]) -> Vec<String> {
     messages.iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
 }
 
-fn dense(n: usize) -> Vec<u64> {
+pub(crate) fn dense(n: usize) -> Vec<u64> {
     (1..=n as u64).collect()
 }
 
@@ -93,7 +93,14 @@ async fn history(url: &str, room: &str) -> Vec<Value> {
 }
 
 /// Posts `n` messages `"{prefix} {i}"` one after the other; returns the acks.
-async fn post_many(url: String, user: &str, role: &str, room: String, prefix: String, n: usize) -> Vec<Value> {
+pub(crate) async fn post_many(
+    url: String,
+    user: &str,
+    role: &str,
+    room: String,
+    prefix: String,
+    n: usize,
+) -> Vec<Value> {
     let mut c = Client::connect(&url, &token(user, role)).await;
     let mut acks = Vec::with_capacity(n);
     for i in 0..n {
@@ -127,12 +134,12 @@ async fn the_harness_starts_kills_and_restarts_nodes_and_redis() {
     assert!(cluster.nodes[2].is_running());
     assert_eq!(history(&cluster.nodes[2].url(), &room).await.len(), 1);
     // Redis: killed, it refuses; restarted, it answers on the same URL again.
-    let url = cluster.redis.url();
-    cluster.redis.kill().await;
-    assert_eq!(cluster.redis.kill_pubsub_clients().await, None, "a killed Redis answers nothing");
-    cluster.redis.restart().await;
-    assert_eq!(cluster.redis.url(), url);
-    assert!(cluster.redis.kill_pubsub_clients().await.is_some(), "a restarted Redis answers");
+    let url = cluster.redis().url();
+    cluster.redis_mut().kill().await;
+    assert_eq!(cluster.redis().kill_pubsub_clients().await, None, "a killed Redis answers nothing");
+    cluster.redis_mut().restart().await;
+    assert_eq!(cluster.redis().url(), url);
+    assert!(cluster.redis().kill_pubsub_clients().await.is_some(), "a restarted Redis answers");
 }
 
 /// Guarantee 1: three senders on three nodes post concurrently into one room; every observer on
@@ -327,7 +334,7 @@ async fn redis_killed_and_restarted_mid_traffic_loses_nothing() {
     for i in 0..5 {
         sender.post(&room, &format!("before {i}")).await;
     }
-    cluster.redis.kill().await;
+    cluster.redis_mut().kill().await;
     for node in &cluster.nodes {
         node.wait_backplane(false, DELIVERY).await;
     }
@@ -337,7 +344,7 @@ async fn redis_killed_and_restarted_mid_traffic_loses_nothing() {
     // The sender's node delivers to its own members live while Redis is down.
     let local = observers[0].messages(10).await;
     assert_eq!(seqs(local), dense(10), "local members get every post live");
-    cluster.redis.restart().await;
+    cluster.redis_mut().restart().await;
     for node in &cluster.nodes {
         node.wait_backplane(true, DELIVERY).await;
     }
@@ -371,7 +378,7 @@ async fn pubsub_connections_cut_every_few_ms_lose_nothing_and_duplicate_nothing(
     };
     let killer = async {
         while !stop.load(Ordering::Relaxed) {
-            cuts += cluster.redis.kill_pubsub_clients().await.unwrap_or(0);
+            cuts += cluster.redis().kill_pubsub_clients().await.unwrap_or(0);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };

@@ -67,7 +67,7 @@ async fn room_with_a_message(cluster: &Cluster) -> (String, Client, Client, Valu
 
 /// Kills Redis (`kill -9`) and waits until both nodes report the backplane down.
 async fn kill_redis(cluster: &mut Cluster) {
-    cluster.redis.kill().await;
+    cluster.redis_mut().kill().await;
     for node in &cluster.nodes {
         node.wait_backplane(false, LIVE).await;
     }
@@ -84,7 +84,7 @@ async fn after_a_quiet_redis_restart_the_first_post_reaches_the_other_node_live(
     let mut cluster = cluster("mn_heal_restart").await;
     let (room, mut sender, mut member) = room_with_two_nodes(&cluster).await;
     kill_redis(&mut cluster).await;
-    cluster.redis.restart().await;
+    cluster.redis_mut().restart().await;
     both_connected(&cluster).await;
     sender.post(&room, "after").await;
     assert_eq!(next_message(&mut member, &room, "the first post after the restart").await, "after");
@@ -94,7 +94,7 @@ async fn after_a_quiet_redis_restart_the_first_post_reaches_the_other_node_live(
 async fn after_the_publishers_connections_are_cut_the_first_post_reaches_the_other_node_live() {
     let cluster = cluster("mn_heal_kill_normal").await;
     let (room, mut sender, mut member) = room_with_two_nodes(&cluster).await;
-    assert!(cluster.redis.kill_normal_clients().await.is_some_and(|n| n >= 2));
+    assert!(cluster.redis().kill_normal_clients().await.is_some_and(|n| n >= 2));
     both_connected(&cluster).await;
     sender.post(&room, "after").await;
     assert_eq!(next_message(&mut member, &room, "the first post after the cut").await, "after");
@@ -104,7 +104,7 @@ async fn after_the_publishers_connections_are_cut_the_first_post_reaches_the_oth
 async fn after_the_subscribers_connections_are_cut_the_first_post_reaches_the_other_node_live() {
     let cluster = cluster("mn_heal_kill_pubsub").await;
     let (room, mut sender, mut member) = room_with_two_nodes(&cluster).await;
-    assert!(cluster.redis.kill_pubsub_clients().await.is_some_and(|n| n >= 2));
+    assert!(cluster.redis().kill_pubsub_clients().await.is_some_and(|n| n >= 2));
     tokio::time::sleep(Duration::from_millis(300)).await;
     both_connected(&cluster).await;
     sender.post(&room, "after").await;
@@ -123,7 +123,7 @@ async fn after_a_busy_redis_restart_the_outages_posts_receipts_and_inbox_updates
         sender.post(&room, &format!("busy {i}")).await;
     }
     member.ok("readMessages", json!({"requestId": room, "messages": [before["id"]]})).await;
-    cluster.redis.restart().await;
+    cluster.redis_mut().restart().await;
     both_connected(&cluster).await;
     for i in 1..=10 {
         assert_eq!(next_message(&mut member, &room, "a post of the outage").await, format!("busy {i}"));
@@ -144,7 +144,7 @@ async fn after_a_busy_redis_restart_the_outages_posts_receipts_and_inbox_updates
 async fn after_a_three_second_client_pause_the_first_post_reaches_the_other_node_live() {
     let cluster = cluster("mn_heal_pause").await;
     let (room, mut sender, mut member) = room_with_two_nodes(&cluster).await;
-    assert!(cluster.redis.pause(3000).await, "CLIENT PAUSE 3000");
+    assert!(cluster.redis().pause(3000).await, "CLIENT PAUSE 3000");
     sender.post(&room, "during").await;
     tokio::time::sleep(Duration::from_millis(3200)).await;
     both_connected(&cluster).await;
@@ -158,14 +158,14 @@ async fn after_a_quiet_heal_an_edit_or_a_delete_as_the_first_frame_reaches_the_o
     let mut cluster = cluster("mn_heal_edit").await;
     let (room, mut sender, mut member, before) = room_with_a_message(&cluster).await;
     kill_redis(&mut cluster).await;
-    cluster.redis.restart().await;
+    cluster.redis_mut().restart().await;
     both_connected(&cluster).await;
     let id = before["id"].clone();
     sender.ok("editMessage", json!({"requestId": room, "messageId": id, "message": "edited"})).await;
     let edited = next_event(&mut member, "messageEdited", "the edit after the restart").await;
     assert_eq!((edited["messageId"].clone(), edited["message"].clone()), (id.clone(), json!("edited")), "{edited}");
     kill_redis(&mut cluster).await;
-    cluster.redis.restart().await;
+    cluster.redis_mut().restart().await;
     both_connected(&cluster).await;
     sender.ok("deleteMessage", json!({"requestId": room, "messageId": id})).await;
     let deleted = next_event(&mut member, "messageDeleted", "the delete after the restart").await;

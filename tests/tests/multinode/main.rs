@@ -11,6 +11,7 @@
 
 mod backplane_versions;
 mod chat;
+mod cluster_failover;
 mod deploy_alerts;
 mod edit_delete;
 mod heal;

@@ -110,7 +110,7 @@ async fn with_redis_down_joins_leaves_posts_and_typing_still_work_from_the_node_
     let url0 = cluster.nodes[0].url();
     let mut t = connect(&url0, "t1", "TEACHER").await;
     t.join(&room).await;
-    cluster.redis.kill().await;
+    cluster.redis_mut().kill().await;
     cluster.nodes[0].wait_backplane(false, DELIVERY).await;
 
     let mut lab = connect(&url0, "lab-1", "LAB").await;
@@ -122,5 +122,5 @@ async fn with_redis_down_joins_leaves_posts_and_typing_still_work_from_the_node_
     assert_eq!(next(&mut t, "message", DELIVERY, &cluster).await["id"], posted["id"]);
     lab.ok("leaveRoom", json!({"requestId": room})).await;
     assert_eq!(next(&mut t, "memberLeft", DELIVERY, &cluster).await["userId"], "lab-1");
-    cluster.redis.restart().await;
+    cluster.redis_mut().restart().await;
 }

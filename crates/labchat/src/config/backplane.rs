@@ -1,22 +1,34 @@
-//! The cross-node backplane's settings: `--redis-url`, `--node-id`, the quiet-room check, the
+//! The cross-node backplane's settings: `--redis-url` or `--redis-cluster`, `--node-id`, the quiet-room check, the
 //! outbox's bounds, the envelope version and the secrets.
 
 use std::path::Path;
 
-use labchat_broadcast_redis::{BackplaneSecrets, EnvelopeVersion, MIN_SECRET_BYTES, OutboxBounds};
+use labchat_broadcast_redis::{BackplaneSecrets, EnvelopeVersion, MIN_SECRET_BYTES, OutboxBounds, Topology};
 
 use super::InvalidSetting;
 use crate::app::BackplaneSettings;
 use crate::cli::ServeArgs;
 
-/// The Redis backplane, if `--redis-url` is set: it needs MongoDB (the nodes share their history
+/// The Redis backplane, if `--redis-url` or `--redis-cluster` is set: it needs MongoDB (the nodes share their history
 /// there), a node id that is not blank (default: the host name and the process id), a check
 /// interval above zero and outbox bounds of at least one envelope.
 pub(super) fn settings(args: &ServeArgs) -> Result<Option<BackplaneSettings>, InvalidSetting> {
-    let Some(redis_url) = args.redis_url.clone() else { return Ok(None) };
+    let (redis_url, topology) = match (args.redis_url.clone(), args.redis_cluster.as_deref()) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => return Err(InvalidSetting::new("set only one of --redis-url and --redis-cluster")),
+        (Some(url), None) => (url, Topology::Single),
+        (None, Some(list)) => {
+            let nodes: Vec<String> =
+                list.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+            let Some(first) = nodes.first().cloned() else {
+                return Err(InvalidSetting::new("--redis-cluster needs the URL of at least one node of the cluster"));
+            };
+            (first, Topology::Cluster { nodes })
+        }
+    };
     if args.mongo_uri.is_none() {
         return Err(InvalidSetting::new(
-            "--redis-url needs --mongo-uri: the nodes share their history through MongoDB (the in-memory store is one node's alone)",
+            "a backplane (--redis-url or --redis-cluster) needs --mongo-uri: the nodes share their history through MongoDB (the in-memory store is one node's alone)",
         ));
     }
     if args.backplane_check_interval.is_zero() {
@@ -43,6 +55,7 @@ pub(super) fn settings(args: &ServeArgs) -> Result<Option<BackplaneSettings>, In
     };
     Ok(Some(BackplaneSettings {
         redis_url,
+        topology,
         node_id,
         check_interval: args.backplane_check_interval,
         outbox,
@@ -138,6 +151,29 @@ mod tests {
 
     fn backplane(flags: &[&str]) -> Result<BackplaneSettings, InvalidSetting> {
         ServeSettings::try_from(args(flags)).map(|s| s.app.backplane.unwrap())
+    }
+
+    #[test]
+    fn a_cluster_is_named_by_its_nodes_and_excludes_one_server() {
+        assert_eq!(backplane(&[]).unwrap().topology, Topology::Single);
+        let cluster = |list: &str| {
+            let argv =
+                ["labchat", "serve", "--jwt-secret", BASE[1], "--mongo-uri", "mongodb://db", "--redis-cluster", list];
+            match parse_from(argv.iter().map(OsString::from).collect()).unwrap().command {
+                Command::Serve(a) => ServeSettings::try_from(*a).map(|s| s.app.backplane.unwrap()),
+                Command::Token(_) => panic!("not serve"),
+            }
+        };
+        let b = cluster("redis://a:7000/, redis://:pw@b:7001/").unwrap();
+        let nodes = vec!["redis://a:7000/".to_owned(), "redis://:pw@b:7001/".to_owned()];
+        assert_eq!(b.topology, Topology::Cluster { nodes });
+        let err = cluster(" , ").unwrap_err();
+        assert!(err.0.contains("at least one node"), "{err}");
+        let err = backplane(&["--redis-cluster", "redis://a:7000/"]).unwrap_err();
+        assert!(err.0.contains("only one of --redis-url and --redis-cluster"), "{err}");
+        let printed =
+            effective_toml(&args(&["--redis-cluster", "redis://:pw-1@a:7000/,redis://:pw-2@b:7001/"])).unwrap();
+        assert!(!printed.contains("pw-1") && !printed.contains("pw-2"), "{printed}");
     }
 
     #[test]

@@ -209,7 +209,8 @@ fn every_invalid_setting_is_refused_with_a_message_naming_it() {
             &["--demo", "--mongo-uri", "mongodb://db"],
             "--seed-requests and --demo use the in-memory store; drop --mongo-uri",
         ),
-        (&["--redis-url", "redis://127.0.0.1:6379/"], "--redis-url needs --mongo-uri"),
+        (&["--redis-url", "redis://127.0.0.1:6379/"], "(--redis-url or --redis-cluster) needs --mongo-uri"),
+        (&["--redis-cluster", "redis://127.0.0.1:7000/"], "(--redis-url or --redis-cluster) needs --mongo-uri"),
         (
             &["--redis-url", "redis://127.0.0.1:6379/", "--mongo-uri", "mongodb://db", "--node-id", " "],
             "--node-id must not be blank",
