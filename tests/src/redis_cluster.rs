@@ -83,18 +83,6 @@ where
     }
 }
 
-/// CRC16 with polynomial 0x1021, initial value 0, no reflection (XMODEM): Redis's key hash.
-fn crc16_xmodem(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in bytes {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 == 0 { crc << 1 } else { (crc << 1) ^ 0x1021 };
-        }
-    }
-    crc
-}
-
 /// `SERVERS` distinct free ports of 127.0.0.1 whose port + 10000 (the cluster bus) is free too.
 fn free_cluster_ports() -> Vec<u16> {
     let mut held = Vec::new();
@@ -117,15 +105,16 @@ fn free_cluster_ports() -> Vec<u16> {
 }
 
 impl RedisCluster {
-    /// The hash slot of `key`: CRC16 (XMODEM) modulo 16384 of the key, or of its hash tag (what is
-    /// between its first `{` and the first `}` after it, when that is not empty).
-    pub fn slot_of(key: &str) -> u16 {
-        let key = key.as_bytes();
-        let tag = key.iter().position(|&b| b == b'{').and_then(|open| {
-            let rest = &key[open + 1..];
-            rest.iter().position(|&b| b == b'}').filter(|&len| len > 0).map(|len| &rest[..len])
-        });
-        crc16_xmodem(tag.unwrap_or(key)) % SLOTS
+    /// The hash slot of `key`, as the cluster computes it (`CLUSTER KEYSLOT`).
+    ///
+    /// # Panics
+    ///
+    /// When no live server answers.
+    pub async fn slot_of(&self, key: &str) -> u16 {
+        let port = *self.live_ports().first().expect("a live server");
+        query(port, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))
+            .await
+            .unwrap_or_else(|e| panic!("CLUSTER KEYSLOT {key}: {e}"))
     }
 
     /// Starts six redis-servers in cluster mode, creates the cluster (`redis-cli --cluster

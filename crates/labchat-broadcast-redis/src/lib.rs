@@ -197,6 +197,10 @@ impl RedisBroadcaster {
             .map(|u| redis::Client::open(u.as_str()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(invalid)?;
+        let shards_client = match &settings.topology {
+            Topology::Single => None,
+            Topology::Cluster { nodes } => Some(shards::client(nodes.clone(), settings.op_timeout).map_err(invalid)?),
+        };
         let version = settings.envelope_version;
         if version.is_authenticated() && settings.secrets.current.is_none() {
             return Err(BroadcastError(format!("envelope version {} needs a backplane secret", version.get())));
@@ -239,8 +243,8 @@ impl RedisBroadcaster {
         let shared = Arc::new(shared);
         let handler = Arc::new(LinkSide(Arc::clone(&shared)));
         let span = tracing::info_span!("redis_backplane", node = %shared.node_id);
-        if let Topology::Cluster { nodes } = &settings.topology {
-            let shards = shards::run(nodes.clone(), handler.clone(), shards_rx, stopped.clone(), settings.op_timeout);
+        if let Some(client) = shards_client {
+            let shards = shards::run(client, handler.clone(), shards_rx, stopped.clone(), settings.op_timeout);
             runtime.spawn(shards.instrument(span.clone()));
         }
         let link =

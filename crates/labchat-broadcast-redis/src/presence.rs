@@ -1,7 +1,9 @@
 //! The cross-node [`Presence`]: room members in Redis, with a time to live refreshed by their
 //! node, and the typing throttle.
 //!
-//! Keys:
+//! Keys (on a Redis Cluster the `<request id hex>` of the presence keys, this sorted set and its
+//! index of users and of roles, is preceded by its partition's hash tag, `{p<n>}:`, so that a
+//! room's keys, and the rooms of one partition, share a slot):
 //! - `labchat:presence:<request id hex>`: a sorted set of one entry per user and node,
 //!   `<byte length of the user id>:<user id>|<role>|<node id>`, scored by its expiry in
 //!   milliseconds of the Redis server's clock (`TIME`, so nodes' clocks do not matter). The key
@@ -52,7 +54,10 @@ impl Default for PresenceSettings {
     }
 }
 
+mod keys;
 mod scripts;
+
+use keys::{entry, owner, parse_entry, room_keys, typing_key};
 
 /// How many rooms one refresh script handles: a node's rooms are refreshed with one call per
 /// this many, not one per room.
@@ -61,39 +66,6 @@ const REFRESH_ROOMS_PER_CALL: usize = 256;
 /// After a failed command, how long calls fail at once instead of waiting for Redis again: a
 /// join holds its room's order while it enters the room's presence.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
-
-/// A room's three keys: its entries, its index of users, their roles (on a cluster after its
-/// partition's hash tag, so that they share one slot).
-fn room_keys(topology: &Topology, room: RequestId) -> [String; 3] {
-    let (hex, tag) = (room.to_hex(), topology.key_tag(room));
-    [
-        format!("labchat:presence:{tag}{hex}"),
-        format!("labchat:presence-users:{tag}{hex}"),
-        format!("labchat:presence-roles:{tag}{hex}"),
-    ]
-}
-
-fn typing_key(room: RequestId, user: &UserId) -> String {
-    format!("labchat:typing:{}:{}", room.to_hex(), user.as_str())
-}
-
-/// The start of every entry of `user`: `<len>:<user>|`.
-fn owner(user: &UserId) -> String {
-    format!("{}:{}|", user.as_str().len(), user.as_str())
-}
-
-fn entry(user: &UserId, role: Role, node: &str) -> String {
-    format!("{}{}|{node}", owner(user), role.as_str())
-}
-
-/// Reads an entry back: its user and role.
-fn parse_entry(entry: &str) -> Option<(UserId, Role)> {
-    let (len, rest) = entry.split_once(':')?;
-    let len: usize = len.parse().ok()?;
-    let user = rest.get(..len)?;
-    let (role, _node) = rest.get(len..)?.strip_prefix('|')?.split_once('|')?;
-    Some((UserId::parse(user).ok()?, Role::parse(role).ok()?))
-}
 
 /// A room's users with an entry of this node.
 type RoomUsers = HashMap<UserId, Role>;
@@ -176,7 +148,10 @@ impl Inner {
 
     fn failed(&self, what: &str, e: impl std::fmt::Display) -> PresenceError {
         metrics::counter!(PRESENCE_ERRORS, "node" => self.node_id.clone()).increment(1);
-        *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + RETRY_AFTER);
+        // On a cluster one master down is not all of Redis down: the other rooms go on.
+        if !self.topology.is_cluster() {
+            *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + RETRY_AFTER);
+        }
         PresenceError(format!("redis presence: {what}: {e}"))
     }
 
@@ -301,7 +276,10 @@ impl Inner {
             for batch in batches {
                 if let Err(e) = self.refresh_rooms(batch).await {
                     error = Some(e);
-                    break;
+                    // On a cluster the other partitions may live on masters that answer.
+                    if !self.topology.is_cluster() {
+                        break;
+                    }
                 }
             }
             match (error, failing) {
@@ -371,25 +349,5 @@ impl Presence for RedisPresence {
         let mut cmd = redis::cmd("SET");
         cmd.arg(typing_key(room, user)).arg(1).arg("NX").arg("PX").arg(ms);
         Ok(self.inner.query::<Option<String>>("typing", &cmd).await?.is_some())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entries_name_their_user_whatever_the_user_id_holds() {
-        for id in ["lab-1", "a|b", "12:x|LAB|n", "é:|"] {
-            let user = UserId::parse(id).unwrap();
-            let e = entry(&user, Role::Lab, "node|0");
-            assert!(e.starts_with(&owner(&user)), "{e}");
-            assert_eq!(parse_entry(&e), Some((user, Role::Lab)), "{e}");
-        }
-        // Another user's prefix never matches: the length comes first.
-        let (a, ab) = (UserId::parse("a").unwrap(), UserId::parse("a|TEACHER").unwrap());
-        assert!(!entry(&ab, Role::Lab, "n").starts_with(&owner(&a)));
-        assert_eq!(parse_entry("x"), None);
-        assert_eq!(parse_entry("9:ab|LAB|n"), None);
     }
 }

@@ -17,7 +17,7 @@ use crate::link::LinkHandler;
 use crate::metrics_names::{CONNECTED, DELIVERIES, RECEIVED};
 use crate::rejects::Rejection;
 use crate::resync;
-use crate::rooms::Shared;
+use crate::rooms::{Shared, Side};
 use crate::shards::ShardHandler;
 
 /// The broadcaster as the link sees it.
@@ -56,7 +56,7 @@ impl LinkHandler for LinkSide {
         *status = BackplaneStatus { connected, detail };
         drop(status);
         if changed {
-            self.0.link_changed(connected);
+            self.0.link_changed(Side::Link, connected);
         }
     }
 }
@@ -77,7 +77,7 @@ impl ShardHandler for LinkSide {
     /// publish again what they published meanwhile, as after a link outage.
     fn on_status(&self, complete: bool, detail: String) {
         tracing::info!(complete, detail = %detail, "redis cluster shard subscriptions");
-        self.0.link_changed(complete);
+        self.0.link_changed(Side::Shards, complete);
     }
 }
 

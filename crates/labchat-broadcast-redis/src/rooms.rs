@@ -72,6 +72,21 @@ impl RoomState {
     }
 }
 
+/// A node's subscriptions: the link's (ordinary channels; all on one server) or the shards'.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Side {
+    Link,
+    Shards,
+}
+
+/// Since when the subscriptions are incomplete (`None`: complete, or never yet), and which.
+#[derive(Debug, Default)]
+pub(crate) struct Away {
+    since: Option<Instant>,
+    link_down: bool,
+    shards_down: bool,
+}
+
 /// Everything the broadcaster's tasks share.
 pub(crate) struct Shared {
     pub(crate) node_id: String,
@@ -87,8 +102,8 @@ pub(crate) struct Shared {
     outgoing: mpsc::Sender<Outgoing>,
     commands: mpsc::Sender<Command>,
     pub(crate) status: Mutex<BackplaneStatus>,
-    /// Since when the link is down, after it had been up (`None`: up, or never up yet).
-    away_since: Mutex<Option<Instant>>,
+    /// Since when this node's subscriptions are incomplete, after they had been complete.
+    away_since: Mutex<Away>,
     /// Where inbox notices go on this node.
     pub(crate) inbox: Relay,
     /// The audience channels this node's inbox subscribers want.
@@ -133,7 +148,7 @@ impl Shared {
             link,
             outgoing,
             commands,
-            away_since: Mutex::new(None),
+            away_since: Mutex::new(Away::default()),
             status: Mutex::new(BackplaneStatus { connected: false, detail: "connecting to redis".to_owned() }),
             inbox: Relay::default(),
             interest: Interest::default(),
@@ -352,16 +367,26 @@ impl Shared {
         let _ = self.commands.try_send(Command::Replay(away));
     }
 
-    /// The link went up or down: tell the publisher, and once back announce it to the other
-    /// nodes so that they publish again what this node's subscriber may have missed.
-    pub(crate) fn link_changed(&self, connected: bool) {
+    /// A subscription went up or down: tell the publisher (the link's), and once every one is
+    /// back announce it to the other nodes so that they publish again what this node may have
+    /// missed since the first went down.
+    pub(crate) fn link_changed(&self, side: Side, connected: bool) {
         let mut away = self.away_since.lock().unwrap_or_else(|p| p.into_inner());
+        match side {
+            Side::Link => away.link_down = !connected,
+            Side::Shards => away.shards_down = !connected,
+        }
         if !connected {
-            away.get_or_insert_with(Instant::now);
-            let _ = self.commands.try_send(Command::LinkDown);
+            away.since.get_or_insert_with(Instant::now);
+            if let Side::Link = side {
+                let _ = self.commands.try_send(Command::LinkDown);
+            }
             return;
         }
-        let Some(since) = away.take() else { return };
+        if away.link_down || away.shards_down {
+            return;
+        }
+        let Some(since) = away.since.take() else { return };
         drop(away);
         let gone = since.elapsed();
         self.replay(gone);

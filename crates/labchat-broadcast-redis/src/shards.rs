@@ -30,7 +30,8 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) enum ShardCmd {
     /// One more room needs the channel; `ack` is answered once it is subscribed (at once when it
-    /// already was; dropped when it cannot be now: it is subscribed when the cluster answers).
+    /// already was; while the cluster does not answer it waits with the channel, and is dropped
+    /// if the room leaves first).
     Subscribe(String, Option<oneshot::Sender<()>>),
     /// One room less needs the channel; the last one unsubscribes it.
     Unsubscribe(String),
@@ -57,41 +58,47 @@ struct Shards {
     lost: HashMap<String, Vec<oneshot::Sender<()>>>,
     /// Lost channels that had been subscribed (their rooms are read again once they are back).
     were_up: HashSet<String>,
+    /// `SUNSUBSCRIBE`s of ours whose confirmation push has not been seen yet (redis-rs hands it
+    /// to the push sender too): not a loss.
+    own_unsubscribes: HashMap<String, u32>,
     op_timeout: Duration,
     backoff: Duration,
     /// Whether every wanted channel was subscribed at the last attempt.
     complete: bool,
 }
 
-/// Runs the shard link until `stop` turns true or the command channel closes.
-pub(crate) async fn run(
+/// The cluster client of the shard link and the receiver of its pushes (messages, and the
+/// `sunsubscribe`s and disconnections that tell of lost channels); fails on a malformed URL.
+pub(crate) fn client(
     nodes: Vec<String>,
-    handler: Arc<dyn ShardHandler>,
-    mut cmds: mpsc::UnboundedReceiver<ShardCmd>,
-    mut stop: watch::Receiver<bool>,
     op_timeout: Duration,
-) {
-    let (push_tx, mut pushes) = mpsc::unbounded_channel::<PushInfo>();
+) -> redis::RedisResult<(redis::cluster::ClusterClient, mpsc::UnboundedReceiver<PushInfo>)> {
+    let (push_tx, pushes) = mpsc::unbounded_channel::<PushInfo>();
     let client = redis::cluster::ClusterClientBuilder::new(nodes)
         .use_protocol(redis::ProtocolVersion::RESP3)
         .push_sender(push_tx)
         .connection_timeout(op_timeout)
         .response_timeout(op_timeout)
         .retries(2)
-        .build();
-    let client = match client {
-        Ok(c) => c,
-        Err(e) => {
-            handler.on_status(false, format!("redis cluster: {e}"));
-            return;
-        }
-    };
+        .build()?;
+    Ok((client, pushes))
+}
+
+/// Runs the shard link until `stop` turns true or the command channel closes.
+pub(crate) async fn run(
+    (client, mut pushes): (redis::cluster::ClusterClient, mpsc::UnboundedReceiver<PushInfo>),
+    handler: Arc<dyn ShardHandler>,
+    mut cmds: mpsc::UnboundedReceiver<ShardCmd>,
+    mut stop: watch::Receiver<bool>,
+    op_timeout: Duration,
+) {
     let mut s = Shards {
         client,
         conn: None,
         wanted: HashMap::new(),
         lost: HashMap::new(),
         were_up: HashSet::new(),
+        own_unsubscribes: HashMap::new(),
         op_timeout,
         backoff: RETRY_MIN,
         complete: true,
@@ -101,7 +108,7 @@ pub(crate) async fn run(
         let retry = tokio::time::sleep_until(retry_at);
         tokio::select! {
             () = retry, if !s.lost.is_empty() => {
-                s.subscribe_lost(&*handler).await;
+                s.subscribe_lost(&handler).await;
                 retry_at = tokio::time::Instant::now() + s.backoff;
             }
             push = pushes.recv() => match push {
@@ -114,7 +121,9 @@ pub(crate) async fn run(
             },
             cmd = cmds.recv() => match cmd {
                 Some(ShardCmd::Subscribe(channel, ack)) => {
-                    if s.want(channel, ack) {
+                    // Lost channels already wait for their retry: a new one joins them then.
+                    let waiting = !s.lost.is_empty();
+                    if s.want(channel, ack) && !waiting {
                         retry_at = tokio::time::Instant::now();
                     }
                 }
@@ -157,12 +166,13 @@ impl Shards {
         }
         self.wanted.remove(channel);
         self.were_up.remove(channel);
-        if self.lost.remove(channel).is_some() {
-            return;
-        }
-        if let Some(conn) = &mut self.conn {
-            // A failure leaves a subscription the rooms no longer need: its payloads are ignored.
-            let _ = tokio::time::timeout(self.op_timeout, conn.sunsubscribe(channel)).await;
+        self.lost.remove(channel);
+        // Even when counted lost (after a disconnection it may still be subscribed elsewhere);
+        // a failure leaves a subscription the rooms no longer need: its payloads are ignored.
+        if let Some(conn) = &mut self.conn
+            && let Ok(Ok(())) = tokio::time::timeout(self.op_timeout, conn.sunsubscribe(channel)).await
+        {
+            *self.own_unsubscribes.entry(channel.to_owned()).or_insert(0) += 1;
         }
     }
 
@@ -179,6 +189,13 @@ impl Shards {
             PushKind::SUnsubscribe => {
                 let Some(Value::BulkString(channel)) = push.data.first() else { return false };
                 let channel = String::from_utf8_lossy(channel).into_owned();
+                if let Some(own) = self.own_unsubscribes.get_mut(&channel) {
+                    *own -= 1;
+                    if *own == 0 {
+                        self.own_unsubscribes.remove(&channel);
+                    }
+                    return false;
+                }
                 if !self.wanted.contains_key(&channel) || self.lost.contains_key(&channel) {
                     return false;
                 }
@@ -215,7 +232,7 @@ impl Shards {
 
     /// Subscribes every lost channel, one command each; reads again the rooms of those that
     /// had been subscribed before.
-    async fn subscribe_lost(&mut self, handler: &dyn ShardHandler) {
+    async fn subscribe_lost(&mut self, handler: &Arc<dyn ShardHandler>) {
         let conn = match &self.conn {
             Some(c) => c.clone(),
             None => match tokio::time::timeout(self.op_timeout, self.client.get_async_connection()).await {
@@ -223,8 +240,8 @@ impl Shards {
                     self.conn = Some(c.clone());
                     c
                 }
-                Ok(Err(e)) => return self.failed(handler, format!("connect: {e}")),
-                Err(_) => return self.failed(handler, format!("connect: no answer within {:?}", self.op_timeout)),
+                Ok(Err(e)) => return self.failed(&**handler, format!("connect: {e}")),
+                Err(_) => return self.failed(&**handler, format!("connect: no answer within {:?}", self.op_timeout)),
             },
         };
         let channels: Vec<String> = self.lost.keys().cloned().collect();
@@ -254,14 +271,16 @@ impl Shards {
             }
         }
         if !refill.is_empty() {
-            handler.on_resubscribed(&refill).await;
+            // Its own task: the store's reads must not hold up live payloads and new rooms.
+            let handler = Arc::clone(handler);
+            tokio::spawn(async move { handler.on_resubscribed(&refill).await });
         }
         match error {
-            Some(error) => self.failed(handler, error),
+            Some(error) => self.failed(&**handler, error),
             None => {
                 self.backoff = RETRY_MIN;
                 let detail = format!("redis cluster: {} shard channels subscribed", self.wanted.len());
-                self.status(handler, true, detail);
+                self.status(&**handler, true, detail);
             }
         }
     }

@@ -76,8 +76,9 @@ pub const DEFAULT_ACCESS_TTL: Duration = Duration::from_secs(60);
 /// How long after sending a sender may edit a message by default (see [`Chat::with_edit_window`]).
 pub const DEFAULT_EDIT_WINDOW: Duration = Duration::from_secs(15 * 60);
 
-/// Most requests the use cases keep in their cache at once.
-const ACCESS_CACHE_CAPACITY: usize = 10_000;
+/// Most requests cached at once: above the rooms a node serves (up to 20,000 at 20,000
+/// connections in rooms of 5), or joins and re-checks read the store (about 100 bytes each).
+const ACCESS_CACHE_CAPACITY: usize = 100_000;
 
 /// The use cases of a chat room, over the ports.
 ///

@@ -29,9 +29,8 @@ const ROOMS_PER_MASTER: usize = 2;
 const BUSY_POSTS: usize = 25;
 
 /// The hash slot of a room's channel.
-fn slot(room: &str) -> u16 {
-    let cluster = Topology::Cluster { nodes: Vec::new() };
-    RedisCluster::slot_of(&cluster.room_channel(room.parse().unwrap()))
+async fn slot(redis: &RedisCluster, room: &str) -> u16 {
+    redis.slot_of(&Topology::Cluster { nodes: Vec::new() }.room_channel(room.parse().unwrap())).await
 }
 
 /// Requests of the teacher `t1` until each master owns the channels of [`ROOMS_PER_MASTER`]
@@ -40,7 +39,7 @@ async fn rooms_on_every_master(cluster: &mut Cluster) -> Vec<(String, u16)> {
     let mut by_master: BTreeMap<u16, Vec<(String, u16)>> = BTreeMap::new();
     for _ in 0..300 {
         let room = cluster.add_request("t1").await.to_string();
-        let slot = slot(&room);
+        let slot = slot(cluster.redis_cluster(), &room).await;
         let master = cluster.redis_cluster().master_of_slot(slot).await;
         let rooms = by_master.entry(master).or_default();
         if rooms.len() < ROOMS_PER_MASTER {
