@@ -37,6 +37,10 @@ pub struct ScaleReport {
     pub storm: Latency,
     pub rooms_checked: usize,
     pub gaps: u64,
+    /// Of `gaps`, the seqs another member of the same room holds: stored and delivered to
+    /// someone, so missed by this member (the others were delivered to no member: most likely
+    /// inserts that timed out and were written late, never published).
+    pub gaps_held_by_another_member: u64,
     pub duplicates: u64,
     pub server_errors: u64,
     pub first_error: Option<String>,
@@ -72,6 +76,11 @@ pub(super) fn finish(
     r.server_errors = run.errors.load(Ordering::Relaxed);
     r.first_error.clone_from(&t.first_error);
     r.rooms_checked = run.store_last.iter().filter(|s| s.load(Ordering::Relaxed) != u64::MAX).count();
+    let mut held_in_room: std::collections::HashMap<usize, std::collections::BTreeSet<u64>> =
+        std::collections::HashMap::new();
+    for ((local, _, _), out) in plan.iter().zip(outcomes) {
+        held_in_room.entry(*local).or_default().extend(out.seqs.keys().copied());
+    }
     for ((local, _, _), out) in plan.iter().zip(outcomes) {
         r.duplicates += out.duplicates;
         let Some(last) = run.store_last.get(*local).map(|s| s.load(Ordering::Relaxed)).filter(|l| *l != u64::MAX)
@@ -81,6 +90,10 @@ pub(super) fn finish(
         let base = out.base.unwrap_or(last);
         let held = out.seqs.range(base + 1..=last).count() as u64;
         r.gaps += last.saturating_sub(base).saturating_sub(held);
+        if let Some(room) = held_in_room.get(local) {
+            let missed = room.range(base + 1..=last).filter(|seq| !out.seqs.contains_key(seq)).count();
+            r.gaps_held_by_another_member += missed as u64;
+        }
     }
     r.load1 = crate::workloads::load1();
 }
