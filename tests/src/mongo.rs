@@ -200,8 +200,9 @@ impl StoreFixture for MongoFixture {
 
 /// A TCP proxy on 127.0.0.1 in front of a server, which can go silent: after
 /// [`TcpProxy::freeze`], it keeps every connection open (and accepts new ones) but forwards
-/// nothing, like a server that hangs; [`TcpProxy::restore`] ends that. Dropping it closes every
-/// connection.
+/// nothing, like a server that hangs; [`TcpProxy::restore`] ends that. It can also go slow:
+/// after [`TcpProxy::slow_down`], what a client sends reaches the server that much later, like
+/// a server busy with other work. Dropping it closes every connection.
 ///
 /// Proxies take turns within a process: [`TcpProxy::start`] waits until no other proxy lives.
 /// So a store outage is the only one in the process while it lasts, and a test may count the
@@ -211,6 +212,7 @@ impl StoreFixture for MongoFixture {
 pub struct TcpProxy {
     addr: SocketAddr,
     frozen: Arc<watch::Sender<bool>>,
+    delay: Arc<watch::Sender<Duration>>,
     task: JoinHandle<()>,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
@@ -229,16 +231,17 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind a proxy port: {e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("proxy address: {e}"));
         let frozen = Arc::new(watch::Sender::new(false));
-        let flag = Arc::clone(&frozen);
+        let delay = Arc::new(watch::Sender::new(Duration::ZERO));
+        let (flag, lag) = (Arc::clone(&frozen), Arc::clone(&delay));
         let task = tokio::spawn(async move {
             // Dropping the set (when this task is aborted) aborts every connection.
             let mut connections = JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
-                connections.spawn(forward(client, target.clone(), flag.subscribe()));
+                connections.spawn(forward(client, target.clone(), flag.subscribe(), lag.subscribe()));
                 while connections.try_join_next().is_some() {}
             }
         });
-        Self { addr, frozen, task, _turn: turn }
+        Self { addr, frozen, delay, task, _turn: turn }
     }
 
     /// The proxy's address.
@@ -258,6 +261,12 @@ impl TcpProxy {
     pub fn restore(&self) {
         self.frozen.send_replace(false);
     }
+
+    /// From now on, hold what each client sends for `delay` before passing it on (answers come
+    /// back at once); [`Duration::ZERO`] ends that.
+    pub fn slow_down(&self, delay: Duration) {
+        self.delay.send_replace(delay);
+    }
 }
 
 impl Drop for TcpProxy {
@@ -266,7 +275,12 @@ impl Drop for TcpProxy {
     }
 }
 
-async fn forward(mut client: TcpStream, target: String, mut frozen: watch::Receiver<bool>) {
+async fn forward(
+    mut client: TcpStream,
+    target: String,
+    mut frozen: watch::Receiver<bool>,
+    delay: watch::Receiver<Duration>,
+) {
     // Hold the sockets open, silently, until the proxy is restored or dropped; then close them.
     let hang = |mut frozen: watch::Receiver<bool>| async move {
         if frozen.wait_for(|f| !*f).await.is_err() {
@@ -289,6 +303,10 @@ async fn forward(mut client: TcpStream, target: String, mut frozen: watch::Recei
         };
         if *frozen.borrow() {
             return hang(frozen).await;
+        }
+        let lag = *delay.borrow();
+        if from_client && !lag.is_zero() {
+            tokio::time::sleep(lag).await;
         }
         let written = if from_client { server.write_all(&up[..n]).await } else { client.write_all(&down[..n]).await };
         if written.is_err() {

@@ -14,8 +14,17 @@
 //! id is taken; the caller then looks the original up itself) or a failure, mapped as for a
 //! single insert. A caller answers its client only after its batch is stored, and the use case
 //! keeps one write per room in flight, so the order within a room is kept.
+//!
+//! A caller waits for a batch to take its document within the operation timeout; once taken, it
+//! waits for its batch's answer, whose round trips are each bounded by the operation timeout.
+//! The caller and the task settle which came first on the job's [`Claim`], so a document is
+//! either left out (the caller's answer is a timeout, and nothing was stored) or sent (the
+//! caller's answer is what the store did). Without that, a caller whose time ran out while its
+//! batch was in flight answered "unavailable" for a message the batch then stored: a message in
+//! the room's history, with its seq, that nobody was told of.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use labchat_core::StoreError;
@@ -36,6 +45,23 @@ const CONTEXT: &str = "insert a message";
 struct Job {
     doc: MessageDoc,
     reply: oneshot::Sender<Outcome>,
+    claim: Arc<Claim>,
+}
+
+/// Who settled a queued job first: the batching task, which takes it into a batch, or its
+/// caller, who gives up waiting for one.
+#[derive(Debug, Default)]
+struct Claim(AtomicU8);
+
+impl Claim {
+    const QUEUED: u8 = 0;
+    const TAKEN: u8 = 1;
+    const ABANDONED: u8 = 2;
+
+    /// Moves a queued job to `to`; false when the other side settled it first.
+    fn settle(&self, to: u8) -> bool {
+        self.0.compare_exchange(Self::QUEUED, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
 }
 
 /// The handle on the batching task; the task ends when the handle is dropped (after answering
@@ -54,20 +80,27 @@ impl Batcher {
         Self { jobs, op_timeout }
     }
 
-    /// Stores `doc` in the next batch and returns what happened to it, within the operation
-    /// timeout (counted from the call: waiting for a batch in flight counts too). A caller that
-    /// gave up before its batch was sent is left out of the batch.
+    /// Stores `doc` in the next batch and returns what happened to it. A batch must take it
+    /// within the operation timeout (counted from the call: waiting for a batch in flight counts
+    /// too), or it is left out and the answer is a timeout; once taken, the answer is its batch's
+    /// (see the module docs).
     pub(crate) async fn insert(&self, doc: MessageDoc) -> Outcome {
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
+        let claim = Arc::new(Claim::default());
+        let job = Job { doc, reply, claim: Arc::clone(&claim) };
         let waited = tokio::time::timeout(self.op_timeout, async {
-            self.jobs.send(Job { doc, reply }).await.map_err(|_| stopped())?;
-            answer.await.map_err(|_| stopped())
+            self.jobs.send(job).await.map_err(|_| stopped())?;
+            (&mut answer).await.map_err(|_| stopped())
         })
         .await;
         match waited {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => Outcome::Failed(e),
-            Err(_) => Outcome::Failed(StoreError::unavailable(CONTEXT, TimedOut(self.op_timeout))),
+            Err(_) if claim.settle(Claim::ABANDONED) => {
+                Outcome::Failed(StoreError::unavailable(CONTEXT, TimedOut(self.op_timeout)))
+            }
+            // Its batch is in flight: what the store does with it is the answer.
+            Err(_) => answer.await.unwrap_or_else(|_| Outcome::Failed(stopped())),
         }
     }
 }
@@ -79,8 +112,9 @@ fn stopped() -> StoreError {
 async fn run(sequencer: Arc<Sequencer>, mut queue: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        // Callers that already gave up (timed out) are told nothing, so store nothing for them.
-        jobs.retain(|j| !j.reply.is_closed());
+        // Callers that already gave up (timed out, or went away) are told nothing, so store
+        // nothing for them; every other job is taken, and its caller waits for this batch.
+        jobs.retain(|j| !j.reply.is_closed() && j.claim.settle(Claim::TAKEN));
         if jobs.is_empty() {
             continue;
         }
@@ -91,7 +125,7 @@ async fn run(sequencer: Arc<Sequencer>, mut queue: mpsc::Receiver<Job>) {
         let outcomes = sequencer.store(&mut docs, &|i| replies.get(i).is_none_or(oneshot::Sender::is_closed)).await;
         tracing::trace!(batch = n, took_us = started.elapsed().as_micros(), "stored a batch of messages");
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
-            // A caller that timed out in the meantime no longer listens.
+            // A caller that went away in the meantime no longer listens.
             let _ = reply.send(outcome);
         }
     }

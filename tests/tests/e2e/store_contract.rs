@@ -544,6 +544,60 @@ async fn mongodb_a_timed_out_insert_leaves_no_hole() {
     }
 }
 
+/// A batched insert whose time runs out while its batch is in flight is answered with what the
+/// store did, not with a timeout: a message the store stores is never answered as failed (it
+/// would sit in the room's history, with its seq, announced to no one). The store is slow (what
+/// a node sends reaches it 1.4 s late, the operation timeout is 2 s): `a`'s batch takes 1.4 s,
+/// `b` queues behind it and its own batch takes 1.4 s more, so `b` waits about 2.7 s in all,
+/// past its 2 s, while each batch stays within it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_a_batched_insert_in_flight_at_its_deadline_gets_its_batchs_answer() {
+    let proxy = TcpProxy::start(mongo::test_mongo_host()).await;
+    let op_timeout = Duration::from_secs(2);
+    let settings = MongoSettings {
+        uri: format!("mongodb://{}/?directConnection=true", proxy.addr()),
+        op_timeout,
+        batch_inserts: true,
+        ..mongo::test_settings("in_flight_at_deadline")
+    };
+    let store = std::sync::Arc::new(MongoStore::connect(settings).await.unwrap());
+    let posts = Posts::new();
+    let (first, second) = (rid(1), rid(2));
+    // Both rooms' last seqs known to the store (so an insert is one round trip), its pool warm.
+    assert_eq!(new_seq(&store, &posts.message(first, "warm", None)).await, 1);
+    assert_eq!(new_seq(&store, &posts.message(second, "warm", None)).await, 1);
+
+    proxy.slow_down(Duration::from_millis(1400));
+    let a = tokio::spawn({
+        let (store, m) = (std::sync::Arc::clone(&store), posts.message(first, "a", None));
+        async move { store.insert_message(&m).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = posts.message(second, "b", None);
+    let started = Instant::now();
+    let answer = store.insert_message(&b).await;
+    let waited = started.elapsed();
+    proxy.slow_down(Duration::ZERO);
+
+    assert!(matches!(a.await.unwrap(), Ok(labchat_core::Inserted::New(s)) if s.get() == 2));
+    // b's batch is stored, whatever b was answered (a batch in flight runs to its end).
+    let deadline = Instant::now() + mongo::generous_bound(op_timeout);
+    let stored = loop {
+        let room: Vec<(MessageId, u64)> =
+            whole_room(&store, second).await.iter().map(|m| (m.id, m.seq.unwrap().get())).collect();
+        if room.iter().any(|(id, _)| *id == b.id) || Instant::now() > deadline {
+            break room;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stored.last(), Some(&(b.id, 2)), "b is stored, second in its room");
+    match answer {
+        Ok(labchat_core::Inserted::New(seq)) => assert_eq!(seq.get(), 2),
+        other => panic!("b was stored, yet answered {other:?} after {waited:?}"),
+    }
+    assert!(waited > op_timeout, "b waited {waited:?}, within its own time: the case was not made");
+}
+
 /// A batch holding many repeats of earlier sends (as after a reconnect storm) answers every one
 /// with its original and still stores its new messages, densely after the originals: refused
 /// repeats are settled one by one and never count as lost seqs.
