@@ -3,52 +3,33 @@
 //! rule of clients/js's `backoff.ts`) and catches up with `joinRoom {after}` and `history {after}`.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::TcpSocket;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, client_async_with_config};
 
 use super::Run;
-use crate::BenchError;
-use crate::client::{STEP_TIMEOUT, Ws};
+use crate::client::Ws;
 use crate::stats::{self, BenchText};
 
-/// The first backoff window (clients/js's default `minDelayMs`).
-pub(crate) const MIN_DELAY: Duration = Duration::from_secs(1);
-/// The cap of the window (clients/js's default `maxDelayMs`).
-pub(crate) const MAX_DELAY: Duration = Duration::from_secs(30);
+mod dial;
+
+use dial::open;
+pub(crate) use dial::{MAX_DELAY, backoff};
+
 /// Correlation ids: the join, a catch-up page, and the final read of the store's last `seq`.
 const JOIN_ID: u64 = 1;
 const PAGE_ID: u64 = 2;
 const CHECK_ID: u64 = 3;
 /// A post queued longer than this is dropped (counted as unsent).
 const STALE: Duration = Duration::from_millis(200);
-
-/// The delay before reconnect attempt `attempt` (1-based): uniform in
-/// `[0, min(MAX_DELAY, MIN_DELAY * 2^(attempt-1)))`.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    let window = MIN_DELAY.saturating_mul(1 << attempt.saturating_sub(1).min(20)).min(MAX_DELAY);
-    window.mul_f64(random_unit())
-}
-
-fn random_unit() -> f64 {
-    let mut b = [0u8; 8];
-    if getrandom::fill(&mut b).is_err() {
-        return 0.5;
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let r = (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
-    r
-}
+/// The pause before asking again for a page or a check that failed without a `retryAfterMs`
+/// (clients/js's retry delay).
+const RETRY: Duration = Duration::from_secs(1);
 
 /// What a member is told by the workload.
 pub(crate) enum Command {
@@ -81,30 +62,6 @@ pub(crate) struct Outcome {
     pub(crate) duplicates: u64,
     /// Lost its connection at least once.
     pub(crate) lost: bool,
-}
-
-/// Opens a websocket to `url` from `source` (a loopback address of its own, so that many
-/// connections do not exhaust one address' ports).
-async fn open(url: &str, token: &str, source: Option<IpAddr>, index: usize) -> Result<Ws, BenchError> {
-    let fail = |what: String| BenchError::Protocol(format!("connection {index}: {what}"));
-    let authority = url.strip_prefix("ws://").and_then(|r| r.split('/').next()).unwrap_or_default();
-    let addr: SocketAddr = authority.parse().map_err(|e| fail(format!("{url}: not ws://IP:PORT/...: {e}")))?;
-    let socket = TcpSocket::new_v4().map_err(|e| fail(format!("socket: {e}")))?;
-    if let Some(ip) = source {
-        socket.bind(SocketAddr::new(ip, 0)).map_err(|e| fail(format!("bind {ip}: {e}")))?;
-    }
-    let mut req = url.into_client_request().map_err(|e| fail(e.to_string()))?;
-    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| fail(e.to_string()))?;
-    req.headers_mut().insert("Authorization", bearer);
-    let config = WebSocketConfig::default().read_buffer_size(256).write_buffer_size(4096);
-    let connecting = async {
-        let stream = socket.connect(addr).await.map_err(|e| fail(format!("connect: {e}")))?;
-        let (ws, _) = client_async_with_config(req, MaybeTlsStream::Plain(stream), Some(config))
-            .await
-            .map_err(|e| fail(format!("handshake: {e}")))?;
-        Ok::<_, BenchError>(ws)
-    };
-    tokio::time::timeout(STEP_TIMEOUT, connecting).await.map_err(|_| fail("handshake timed out".into()))?
 }
 
 fn frame(event: &str, data: &Value, id: u64) -> Message {
@@ -143,7 +100,8 @@ pub(crate) async fn run(me: Identity, run: Arc<Run>, mut commands: mpsc::Unbound
             continue;
         }
         let forward = after.is_some();
-        let mut session = Session { me: &me, run: &run, out: &mut out, forward, caught_up: false, filling: false };
+        let mut session =
+            Session { me: &me, run: &run, out: &mut out, forward, caught_up: false, filling: false, later: None };
         let ended = session.serve(&mut ws, &mut commands, started, lost_at, permit, first).await;
         first = false;
         match ended {
@@ -192,6 +150,18 @@ struct Session<'a> {
     caught_up: bool,
     /// A page after a hole in the live messages was asked for and has not come back complete.
     filling: bool,
+    /// A page or check that failed, to ask again at that instant (the library's rule: a
+    /// retryable failure is asked again after its `retryAfterMs`, or a pause).
+    later: Option<(Instant, Ask)>,
+}
+
+/// A request asked again after a failure.
+#[derive(Clone, Copy)]
+enum Ask {
+    /// The next page after the newest message held without a hole.
+    Page,
+    /// The store's last `seq` of the room.
+    Check,
 }
 
 impl Session<'_> {
@@ -205,7 +175,27 @@ impl Session<'_> {
         first: bool,
     ) -> Ended {
         loop {
+            let retry_at = self.later.map(|(at, _)| tokio::time::Instant::from_std(at));
             tokio::select! {
+                () = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {
+                    let Some((_, ask)) = self.later.take() else { continue };
+                    let sent = match ask {
+                        Ask::Page => match self.after() {
+                            Some(after) => {
+                                let data = json!({"requestId": &*self.me.room_id, "after": after});
+                                ws.send(frame("history", &data, PAGE_ID)).await
+                            }
+                            None => {
+                                self.filling = false;
+                                Ok(())
+                            }
+                        },
+                        Ask::Check => ws.send(self.check()).await,
+                    };
+                    if sent.is_err() {
+                        return Ended::Lost;
+                    }
+                }
                 msg = ws.next() => {
                     let text = match msg {
                         Some(Ok(Message::Text(t))) => t,
@@ -229,8 +219,7 @@ impl Session<'_> {
                             // A node refusing a join under load: the same join again, after
                             // its retryAfterMs, on the same connection (the library's rule).
                             tokio::time::sleep(wait).await;
-                            let after = contiguous_id(self.out).or_else(|| self.out.base_id.as_deref().map(str::to_owned));
-                            let join = json!({"requestId": &*self.me.room_id, "after": after});
+                            let join = json!({"requestId": &*self.me.room_id, "after": self.after()});
                             if ws.send(frame("joinRoom", &join, JOIN_ID)).await.is_err() {
                                 return Ended::Lost;
                             }
@@ -250,8 +239,7 @@ impl Session<'_> {
                     }
                     Some(Command::Post(..)) => self.run.unsent(),
                     Some(Command::Check) => {
-                        let data = json!({"requestId": &*self.me.room_id, "limit": 1});
-                        if ws.send(frame("history", &data, CHECK_ID)).await.is_err() {
+                        if ws.send(self.check()).await.is_err() {
                             return Ended::Lost;
                         }
                     }
@@ -271,7 +259,7 @@ impl Session<'_> {
                 if !self.caught_up || self.filling || !has_hole(self.out) {
                     return None;
                 }
-                let after = contiguous_id(self.out).or_else(|| self.out.base_id.as_deref().map(str::to_owned));
+                let after = self.after();
                 self.filling = after.is_some();
                 after.map(Step::Page)
             }
@@ -308,14 +296,39 @@ impl Session<'_> {
             }
             "error" => {
                 self.run.server_error(v);
-                if self.caught_up || !matches!(v["id"].as_u64(), Some(JOIN_ID | PAGE_ID)) {
+                let retryable = data["retryable"] == true;
+                if self.caught_up {
+                    let wait = data["retryAfterMs"].as_u64().map_or(RETRY, Duration::from_millis);
+                    let ask = match v["id"].as_u64() {
+                        Some(PAGE_ID) if self.filling && retryable => Ask::Page,
+                        Some(CHECK_ID) if retryable => Ask::Check,
+                        Some(PAGE_ID) => {
+                            self.filling = false;
+                            return None;
+                        }
+                        _ => return None,
+                    };
+                    self.later = Some((Instant::now() + wait, ask));
                     return None;
                 }
-                let wait = data["retryAfterMs"].as_u64().filter(|_| data["retryable"] == true);
+                if !matches!(v["id"].as_u64(), Some(JOIN_ID | PAGE_ID)) {
+                    return None;
+                }
+                let wait = data["retryAfterMs"].as_u64().filter(|_| retryable);
                 Some(wait.map_or(Step::Retry, |ms| Step::Rejoin(Duration::from_millis(ms))))
             }
             _ => None,
         }
+    }
+
+    /// The read of the store's last `seq` of the room (`history {limit: 1}`).
+    fn check(&self) -> Message {
+        frame("history", &json!({"requestId": &*self.me.room_id, "limit": 1}), CHECK_ID)
+    }
+
+    /// Where the next page starts: the newest message held without a hole, else the base.
+    fn after(&self) -> Option<String> {
+        contiguous_id(self.out).or_else(|| self.out.base_id.as_deref().map(str::to_owned))
     }
 
     fn record(&mut self, m: &Value, live: bool) {
