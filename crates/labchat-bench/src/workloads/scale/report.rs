@@ -1,6 +1,7 @@
 //! What one `scale` load-generator process reports, and how it is totted up from the run's
 //! tallies and the clients' outcomes.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
@@ -76,8 +77,7 @@ pub(super) fn finish(
     r.server_errors = run.errors.load(Ordering::Relaxed);
     r.first_error.clone_from(&t.first_error);
     r.rooms_checked = run.store_last.iter().filter(|s| s.load(Ordering::Relaxed) != u64::MAX).count();
-    let mut held_in_room: std::collections::HashMap<usize, std::collections::BTreeSet<u64>> =
-        std::collections::HashMap::new();
+    let mut held_in_room: HashMap<usize, BTreeSet<u64>> = HashMap::new();
     for ((local, _, _), out) in plan.iter().zip(outcomes) {
         held_in_room.entry(*local).or_default().extend(out.seqs.keys().copied());
     }
@@ -87,13 +87,45 @@ pub(super) fn finish(
         else {
             continue;
         };
-        let base = out.base.unwrap_or(last);
-        let held = out.seqs.range(base + 1..=last).count() as u64;
-        r.gaps += last.saturating_sub(base).saturating_sub(held);
-        if let Some(room) = held_in_room.get(local) {
-            let missed = room.range(base + 1..=last).filter(|seq| !out.seqs.contains_key(seq)).count();
-            r.gaps_held_by_another_member += missed as u64;
-        }
+        let Some(room) = held_in_room.get(local) else { continue };
+        let (gaps, held_by_another) = gaps(out.base.unwrap_or(last), last, out, room);
+        r.gaps += gaps;
+        r.gaps_held_by_another_member += held_by_another;
     }
     r.load1 = crate::workloads::load1();
+}
+
+/// The seqs in `base + 1..=last` that `out` lacks, and how many of those another member of
+/// its room holds (`room`: every seq any member holds). A member that joined at or past the
+/// store's last seq lacks none.
+fn gaps(base: u64, last: u64, out: &Outcome, room: &BTreeSet<u64>) -> (u64, u64) {
+    if last <= base {
+        return (0, 0);
+    }
+    let expected = base + 1..=last;
+    let held = out.seqs.range(expected.clone()).count() as u64;
+    let held_by_another = room.range(expected).filter(|seq| !out.seqs.contains_key(seq)).count() as u64;
+    ((last - base).saturating_sub(held), held_by_another)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holding(seqs: &[u64]) -> Outcome {
+        Outcome { seqs: seqs.iter().map(|s| (*s, Box::from("m"))).collect(), ..Outcome::default() }
+    }
+
+    #[test]
+    fn a_member_that_joined_at_the_last_seq_lacks_none_whatever_the_others_hold() {
+        let room = BTreeSet::from([4, 5, 6]);
+        assert_eq!(gaps(6, 6, &holding(&[]), &room), (0, 0));
+        assert_eq!(gaps(7, 6, &holding(&[]), &room), (0, 0));
+    }
+
+    #[test]
+    fn a_missing_seq_counts_as_held_by_another_only_when_another_member_has_it() {
+        let room = BTreeSet::from([1, 2, 3, 5]);
+        assert_eq!(gaps(0, 5, &holding(&[1, 3]), &room), (3, 2));
+    }
 }
