@@ -46,6 +46,8 @@ pub struct ScaleReport {
     /// (live, or by a page a later live message asked for). A seq only members that came back
     /// hold reached them in their catch-up: most likely stored late and announced to nobody.
     pub gaps_held_by_a_member_that_stayed: u64,
+    /// Of `gaps`, those of members that lost their connection and came back.
+    pub gaps_of_members_that_came_back: u64,
     pub duplicates: u64,
     pub server_errors: u64,
     pub first_error: Option<String>,
@@ -100,6 +102,9 @@ pub(super) fn finish(
         let base = out.base.unwrap_or(last);
         let (missing, held_by_another) = gaps(base, last, out, any);
         r.gaps += missing;
+        if out.lost {
+            r.gaps_of_members_that_came_back += missing;
+        }
         r.gaps_held_by_another_member += held_by_another;
         r.gaps_held_by_a_member_that_stayed += gaps(base, last, out, stayed).1;
     }
