@@ -1,6 +1,6 @@
 // A drain of one node under load, through HAProxy started with deploy/haproxy.cfg: three real nodes
-// (test MongoDB, redis-server), 45 clients spread over them by round robin in 5 rooms shared
-// across the nodes, every client posting every 2 s, fresh connections opened all along; then
+// (test MongoDB, redis-server), 45 clients spread over them by round robin in 5 rooms, each with
+// members on every node, every client posting every 2 s, fresh connections opened all along; then
 // `POST /drain` on one node's operations listener (--drain-delay 3s, --drain-window 3s).
 //
 // Afterwards: every send stored exactly once and every client's room.messages equal to the stored
@@ -76,18 +76,28 @@ describe('a drain of one node under load, behind HAProxy', () => {
     for (let i = 0; i < CLIENTS; i++) {
       const c = client(cluster.url, () => mintToken({ sub: user(i), role: 'LAB' }));
       clients.push(c);
-      const x = { i, c, room: c.room(ROOMS[i % ROOMS.length]), prev: '', failed: [], closes: [], opens: [], events: [], sends: [] };
+      const x = { i, c, room: null, prev: '', failed: [], closes: [], opens: [], events: [], sends: [] };
       c.on('state', (s) => {
         const now = Date.now();
         if (s.state === 'reconnecting') (x.prev === 'connecting' ? x.failed : x.closes).push({ at: now, code: s.code, reason: s.reason });
         if (s.state === 'open') x.opens.push(now);
         x.prev = s.state;
       });
-      x.room.on('message', (m) => x.events.push(m.seq));
       crowd.push(x);
     }
-    await waitFor(() => crowd.every((x) => x.room.joined), 'every client joined', 60_000);
+    // Rooms are given once every client is open and its node known: each node's clients in turn
+    // over every room, so that every room has members on every node whatever order HAProxy's
+    // round robin met the handshakes in.
+    await waitFor(() => crowd.every((x) => x.opens.length > 0 && cluster.nodes.some((n) => openedOn(n, user(x.i)))), 'every client open', 60_000);
     const node = crowd.map((x) => cluster.nodes.findIndex((n) => openedOn(n, user(x.i))));
+    const onNode = new Map();
+    for (const x of crowd) {
+      const k = onNode.get(node[x.i]) ?? 0;
+      onNode.set(node[x.i], k + 1);
+      x.room = x.c.room(ROOMS[k % ROOMS.length]);
+      x.room.on('message', (m) => x.events.push(m.seq));
+    }
+    await waitFor(() => crowd.every((x) => x.room.joined), 'every client joined', 60_000);
     const drained = crowd.filter((x) => node[x.i] === DRAINED);
     const others = crowd.filter((x) => node[x.i] !== DRAINED);
     assert.ok(node.every((n) => n >= 0), 'every client is on a node');
