@@ -12,7 +12,8 @@
 # is stopped on exit. Sizes (environment): NODES=6 GENERATORS=6 SMALL_ROOMS=20000 SMALL_MEMBERS=5
 # BIG_MEMBERS=1000 RATE=200 OPEN_SECS=420 (time allowed to open every connection). REDIS_CLUSTER=1
 # runs the backplane on a local Redis Cluster (three masters, three replicas; --redis-cluster)
-# instead of one redis-server; Redis figures are then summed over its six servers.
+# instead of one redis-server; Redis figures are then summed over its six servers. KEEP_LOGS=DIR
+# keeps every process's log in DIR.
 #
 #   scripts/scale.sh                                  # the full run: 101,000 connections
 #   NODES=3 GENERATORS=1 SMALL_ROOMS=200 BIG_MEMBERS=100 scripts/scale.sh   # a small one
@@ -42,6 +43,8 @@ PIDS=()
 
 cleanup() {
     for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    # KEEP_LOGS=DIR keeps the nodes', the generators' and the Redis servers' logs there.
+    if [[ -n "${KEEP_LOGS:-}" ]]; then mkdir -p "$KEEP_LOGS" && cp "$WORK"/*.log "$WORK"/*.err "$KEEP_LOGS"/ 2>/dev/null || true; fi
     bash "$ROOT/scripts/mongo-test-server.sh" stop >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
