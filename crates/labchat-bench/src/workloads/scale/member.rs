@@ -175,9 +175,17 @@ impl Session<'_> {
         first: bool,
     ) -> Ended {
         loop {
+            // A timer only while a retry waits: most members never have one, and this loop turns
+            // once per frame.
             let retry_at = self.later.map(|(at, _)| tokio::time::Instant::from_std(at));
+            let retry = async move {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                () = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)), if retry_at.is_some() => {
+                () = retry => {
                     let Some((_, ask)) = self.later.take() else { continue };
                     let sent = match ask {
                         Ask::Page => match self.after() {
