@@ -1,6 +1,11 @@
 //! What a node does on another node's resync notice (the notices' format is in `resync.rs`):
 //! publish again what it published while that node was away, or re-read the rooms whose
 //! envelopes it dropped from the store and refresh their inbox rows.
+//!
+//! A notice for every room (`Ask::All`: a replay needed envelopes a bound had dropped from the
+//! record of what was published) refreshes the inbox rows of the rooms this node holds only: an
+//! inbox subscriber's row of a room nobody on this node has joined is brought up to date by the
+//! room's next notice or by the client's next `inbox` page, not by this one.
 
 use std::sync::Arc;
 

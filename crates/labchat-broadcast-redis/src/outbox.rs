@@ -8,7 +8,9 @@
 //! - `sent`: published within the last `max_age`, replayed (again in order) when a node says its
 //!   subscriber was away for some time: what was published meanwhile may have missed it.
 //! - `resync`: the rooms of envelopes dropped past a bound; once the connection is back one
-//!   resync notice names them, and every node re-reads them from the store.
+//!   resync notice names them, and every node re-reads them from the store. The notice is then
+//!   kept in `sent` like any envelope, so a node whose subscriber was away when it was published
+//!   hears it in the replay.
 //!
 //! Each queue holds at most `max_entries` envelopes and `max_bytes` payload bytes; an envelope
 //! older than `max_age` is dropped. What is dropped from `pending` has its room resynced; what
@@ -39,9 +41,9 @@ impl Default for OutboxBounds {
 /// How an envelope is treated when it cannot be published at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Keep {
-    /// Published again after a failure, and replayed (room events and inbox notices).
+    /// Published again after a failure, and replayed (room events, inbox and resync notices).
     Always,
-    /// Published again after a failure, never replayed (a node's own announcements).
+    /// Published again after a failure, never replayed (a node's announcement that it is back).
     UntilSent,
     /// Dropped on failure and never replayed (typing: stale at once).
     Never,

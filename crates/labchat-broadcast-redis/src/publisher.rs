@@ -244,9 +244,9 @@ impl Publisher<'_> {
                     self.failures.succeeded();
                     self.retry_at = None;
                     self.backoff = RETRY_MIN;
-                    if resync.is_none() {
-                        self.outbox.published(batch, std::time::Instant::now());
-                    }
+                    // Resync notices too are kept for a replay: a node away when one was
+                    // published must still hear it once it is back.
+                    self.outbox.published(batch, std::time::Instant::now());
                     continue;
                 }
                 Ok(Err(e)) => format!("publish: {e}"),
@@ -314,7 +314,7 @@ impl Publisher<'_> {
                     channel: inbox::CHANNEL.to_owned(),
                     payload,
                     room: None,
-                    keep: Keep::UntilSent,
+                    keep: Keep::Always,
                     at: std::time::Instant::now(),
                 }),
                 Err(e) => {

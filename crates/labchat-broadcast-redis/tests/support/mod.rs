@@ -16,6 +16,8 @@ use labchat_domain::{
 use labchat_memory::MemoryStore;
 use tokio::process::{Child, Command};
 
+pub mod gate;
+
 /// A redis-server on a free loopback port, killed on drop.
 pub struct Redis {
     pub port: u16,
