@@ -13,7 +13,9 @@
 # BIG_MEMBERS=1000 RATE=200 OPEN_SECS=420 (time allowed to open every connection). REDIS_CLUSTER=1
 # runs the backplane on a local Redis Cluster (three masters, three replicas; --redis-cluster)
 # instead of one redis-server; Redis figures are then summed over its six servers. KEEP_LOGS=DIR
-# keeps every process's log in DIR.
+# keeps every process's log in DIR. SETTLE=20s waits that long after traffic before each
+# generator checks its rooms against the store (default 2s; past the nodes' quiet-room check,
+# 5 s, a message delivered late is told from one never delivered).
 #
 #   scripts/scale.sh                                  # the full run: 101,000 connections
 #   NODES=3 GENERATORS=1 SMALL_ROOMS=200 BIG_MEMBERS=100 scripts/scale.sh   # a small one
@@ -34,6 +36,7 @@ SMALL_ROOMS="${SMALL_ROOMS:-20000}"
 SMALL_MEMBERS="${SMALL_MEMBERS:-5}"
 BIG_MEMBERS="${BIG_MEMBERS:-1000}"
 RATE="${RATE:-200}"
+SETTLE="${SETTLE:-2s}"
 OPEN_SECS="${OPEN_SECS:-420}"
 STEADY="${STEADY:-15s}"
 SECRET="scale-run-secret-0123456789abcdef"
@@ -153,7 +156,7 @@ for g in $(seq 0 $((GENERATORS - 1))); do
         --small-rooms "$SMALL_ROOMS" --small-members "$SMALL_MEMBERS" --big-members "$BIG_MEMBERS" \
         --shard "$g" --shards "$GENERATORS" --source "$sources" --traffic-at "$TRAFFIC_AT" \
         --rate "$(echo "$RATE / $GENERATORS" | bc -l)" --steady "$STEADY" --open-timeout "$((OPEN_SECS - 10))s" \
-        "${kill_args[@]}" >"$WORK/gen-$g.json" 2>"$WORK/gen-$g.err" &
+        --settle "$SETTLE" "${kill_args[@]}" >"$WORK/gen-$g.json" 2>"$WORK/gen-$g.err" &
     GEN_PIDS+=("$!"); PIDS+=("$!")
 done
 

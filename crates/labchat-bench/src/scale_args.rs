@@ -63,6 +63,10 @@ pub(crate) struct ScaleArgs {
     /// Most time to open every connection.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     open_timeout: Duration,
+    /// Time between the end of traffic and the end-of-run check against the store: longer than
+    /// the nodes' quiet-room check (5 s) tells a message delivered late from one never delivered.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    settle: Duration,
 }
 
 impl ScaleArgs {
@@ -90,6 +94,7 @@ impl ScaleArgs {
             victim,
             storm_timeout: self.storm_timeout,
             open_timeout: self.open_timeout,
+            settle: self.settle,
             room_offset,
         })
     }

@@ -51,6 +51,7 @@ async fn a_node_killed_under_load_its_clients_come_back_elsewhere_with_no_gap_an
         victim: Some((VICTIM, kill)),
         storm_timeout: Duration::from_secs(60),
         open_timeout: Duration::from_secs(60),
+        settle: Duration::from_secs(2),
         room_offset: 0,
     };
     let r = scale(&target, opts).await.unwrap();

@@ -60,6 +60,8 @@ pub struct ScaleOptions {
     pub storm_timeout: Duration,
     /// Most time for the opening of every connection.
     pub open_timeout: Duration,
+    /// Time between the end of traffic and the end-of-run check against the store.
+    pub settle: Duration,
     pub room_offset: usize,
 }
 
@@ -321,7 +323,7 @@ pub async fn scale(target: &Target, mut opts: ScaleOptions) -> Result<ScaleRepor
         () = traffic => {},
         () = flow => {},
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(opts.settle).await;
     // The store's last seq of each room, read by one member of it.
     let mut asked = vec![false; local_rooms];
     for ((local, _, _), tx) in plan.iter().zip(&senders) {

@@ -36,6 +36,8 @@ pub struct ScaleReport {
     pub back_after_s: Option<f64>,
     pub peak_rejoins_per_s: u64,
     pub storm: Latency,
+    /// Seconds between the end of traffic and the check against the store (`--settle`).
+    pub settle_s: f64,
     pub rooms_checked: usize,
     pub gaps: u64,
     /// Of `gaps`, the seqs another member of the same room holds: stored and delivered to
@@ -74,6 +76,7 @@ pub(super) fn finish(
     let receivers = opts.big_members.saturating_sub(1) as u64;
     r.fanout_messages = t.fanout.len();
     r.fanout_missing = t.fanout.values().map(|(n, _)| receivers.saturating_sub(*n)).sum();
+    r.settle_s = opts.settle.as_secs_f64();
     r.posted = run.posted.load(Ordering::Relaxed);
     r.unsent_while_away = run.unsent.load(Ordering::Relaxed);
     r.lost = run.lost.load(Ordering::Relaxed);
