@@ -6,25 +6,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use labchat_domain::{
-    ClientMessageId, Cursor, HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, MessageText, NewMessage,
-    ReceiptKind, Request, RequestId, RoomEvent, Seq, Unread, User,
+    Cursor, HistoryLimit, HistoryPage, HistoryQuery, Message, MessageId, ReceiptKind, Request, RequestId, RoomEvent,
+    Seq, Unread, User,
 };
 use tokio::sync::OwnedMutexGuard;
 
 use crate::access::RequestCache;
 use crate::{
-    Broadcaster, ChatError, ChatStore, Clock, InboxHub, Inserted, LeaveError, MembersPage, MessageIdGenerator,
-    Presence, SinkId,
+    Broadcaster, ChatError, ChatStore, Clock, InboxHub, LeaveError, MembersPage, MessageIdGenerator, Presence, SinkId,
 };
 
 mod admission;
 mod burst;
 mod catch_up;
 mod edit;
+mod follow_up;
 mod inbox;
 mod join;
 mod join_cache;
 mod order;
+mod post;
 mod presence;
 mod recount;
 
@@ -98,6 +99,7 @@ pub struct Chat {
     ids: MessageIdGenerator,
     order: Arc<order::RoomOrder>,
     recounts: Arc<recount::Recounts>,
+    follow_ups: Arc<follow_up::FollowUps>,
     history_limit: HistoryLimit,
     edit_window: Duration,
     requests: Arc<RequestCache>,
@@ -139,6 +141,11 @@ impl Chat {
         let order = Arc::new(order::RoomOrder::new());
         Self {
             recounts: Arc::new(recount::Recounts::new(Arc::clone(&store), Arc::clone(&order), Arc::clone(&inbox))),
+            follow_ups: Arc::new(follow_up::FollowUps::new(
+                Arc::clone(&store),
+                Arc::clone(&broadcaster),
+                Arc::clone(&order),
+            )),
             inbox,
             store,
             broadcaster,
@@ -257,48 +264,6 @@ impl Chat {
         self.unsubscribe_room(request, sink).await.map_err(LeaveError)?;
         self.depart(request, user.id(), sink).await;
         Ok(())
-    }
-
-    /// Stores a message from `user` and then broadcasts it to the room. With a client message id
-    /// already used by this user in this room, stores and broadcasts nothing: a repeat of that
-    /// send (the same text, [`Message::repeats`]) returns the original, another text fails with
-    /// [`ChatError::ClientMessageIdReused`].
-    pub async fn post(
-        &self,
-        user: &User,
-        request: RequestId,
-        text: MessageText,
-        client_message_id: Option<ClientMessageId>,
-    ) -> Result<Posted, ChatError> {
-        self.authorize(user, request).await?;
-        let _order = self.room_order(request).await;
-        let now = self.clock.now();
-        let message = Message::new(NewMessage {
-            id: self.ids.next(now),
-            request_id: request,
-            sender_id: user.id().clone(),
-            sender_role: user.role(),
-            text,
-            created_at: now,
-            client_message_id,
-        });
-        let inserted =
-            self.store.insert_message(&message).await.inspect_err(|e| self.may_have_counted(request, user, e));
-        match inserted.map_err(ChatError::store("posting a message"))? {
-            Inserted::Duplicate(original) if message.repeats(&original) => {
-                Ok(Posted { message: original, duplicate: true })
-            }
-            Inserted::Duplicate(_) => Err(ChatError::ClientMessageIdReused),
-            Inserted::New(seq) => {
-                let message = message.with_seq(seq);
-                // Stored is what counts: a failed count is recounted later (see `recount`).
-                if let Err(e) = self.store.count_posted(&message, seq).await {
-                    self.recounts.failed(request, user.id(), &e);
-                }
-                self.publish(RoomEvent::MessagePosted(message.clone())).await;
-                Ok(Posted { message, duplicate: false })
-            }
-        }
     }
 
     /// Marks the listed messages as delivered to (or read by) `user`, broadcasting what was newly

@@ -17,6 +17,7 @@ mod edit_delete;
 mod heal;
 mod inbox;
 mod join_reuse;
+mod late_insert;
 mod presence;
 mod redis_cluster;
 mod scale;

@@ -11,8 +11,8 @@ use mockall::predicate::eq;
 
 use super::*;
 use crate::{
-    BroadcastError, FailureKind, JoinError, Marked, MockBroadcaster, MockChatStore, MockClock, MockRoomSink, RoomSink,
-    StoreError,
+    BroadcastError, FailureKind, Inserted, JoinError, Marked, MockBroadcaster, MockChatStore, MockClock, MockRoomSink,
+    RoomSink, StoreError,
 };
 
 pub(super) fn rid(n: u32) -> RequestId {
@@ -146,6 +146,8 @@ async fn a_store_outage_fails_the_post_and_broadcasts_nothing() {
     store.expect_insert_message().returning(|_| Err(StoreError::unavailable("insert a message", "connection refused")));
     let mut b = MockBroadcaster::new();
     b.expect_publish().never();
+    // One node: a post whose outcome is unknown is not followed up (`follow_up.rs`).
+    b.expect_backplane().return_const(None);
     let err = chat(store, b).post(&user("lab", Role::Lab), rid(1), text("x"), None).await.unwrap_err();
     assert!(matches!(&err, ChatError::Store { source, .. } if source.is_retryable()), "{err:?}");
     assert_eq!(err.kind(), FailureKind::Unavailable);

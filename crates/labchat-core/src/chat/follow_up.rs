@@ -1,0 +1,169 @@
+//! Posts whose outcome is unknown. An insert that failed as retryable (it timed out, the
+//! connection broke mid-call) may still be written by the store afterwards, with its seq; then
+//! nobody publishes it. Other nodes find such a message by their own checks of quiet rooms only
+//! when it was written soon after its stamp, or at their next sweep of the room (minutes on a node
+//! with thousands of rooms): the members of a room that went quiet after it would miss it live.
+//!
+//! So with a backplane the node that took the post notes it, reads it back from the store at
+//! each of [`CHECKS`] after the failure (holding the room's order), publishes it if it is there,
+//! and forgets it once published or after the last check. A copy that reaches a receiver that
+//! already holds it is dropped there: by seq in the backplane's order of the room, and by the
+//! transport's join window for a connection whose history held it. Without a backplane no such
+//! filter exists, and nothing is followed up: a later message's seq shows the hole, and the
+//! client reads the history (docs/protocol.md).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use labchat_domain::{MessageId, RequestId, RoomEvent};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::order::RoomOrder;
+use crate::{Broadcaster, ChatStore, StoreError};
+
+/// When a post whose outcome is unknown is read back, counted from its failure.
+pub(super) const CHECKS: [Duration; 3] = [Duration::from_secs(2), Duration::from_secs(10), Duration::from_secs(30)];
+
+/// How often the background task looks for posts due for a check.
+const TICK: Duration = Duration::from_millis(500);
+
+/// How long after the failure a post whose reads keep failing is given up.
+const GIVE_UP: Duration = Duration::from_secs(60);
+
+/// Most posts read back at once.
+const AT_ONCE: usize = 8;
+
+/// The most posts followed up at once; past it a failure is only logged.
+const MAX_PENDING: usize = 10_000;
+
+/// A post followed up.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    request: RequestId,
+    /// When its insert failed.
+    since: Instant,
+    /// The index in [`CHECKS`] of its next check.
+    next: usize,
+}
+
+/// The posts of this node whose outcome is unknown, and the task that follows them up.
+pub(super) struct FollowUps {
+    store: Arc<dyn ChatStore>,
+    broadcaster: Arc<dyn Broadcaster>,
+    order: Arc<RoomOrder>,
+    pending: Mutex<HashMap<MessageId, Pending>>,
+    running: AtomicBool,
+}
+
+impl FollowUps {
+    pub(super) fn new(store: Arc<dyn ChatStore>, broadcaster: Arc<dyn Broadcaster>, order: Arc<RoomOrder>) -> Self {
+        Self { store, broadcaster, order, pending: Mutex::default(), running: AtomicBool::new(false) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<MessageId, Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The insert of message `id` in `request` failed with `error`: if the store may still write
+    /// it and a backplane carries the room, follow it up.
+    pub(super) fn failed(self: &Arc<Self>, request: RequestId, id: MessageId, error: &StoreError) {
+        if !error.is_retryable() || self.broadcaster.backplane().is_none() {
+            return;
+        }
+        {
+            let mut pending = self.lock();
+            if pending.len() >= MAX_PENDING {
+                tracing::warn!(error = %error, request_id = %request, message_id = %id, "a post's outcome is unknown and too many already are: not followed up");
+                return;
+            }
+            pending.insert(id, Pending { request, since: Instant::now(), next: 0 });
+        }
+        if !self.running.swap(true, Ordering::AcqRel) {
+            tokio::spawn(background(Arc::downgrade(self)));
+        }
+    }
+
+    /// How many posts are followed up.
+    pub(super) fn pending(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// One round: reads back the posts due for a check, [`AT_ONCE`] at a time. Returns whether
+    /// posts remain.
+    async fn round(self: &Arc<Self>) -> bool {
+        let now = Instant::now();
+        let due: Vec<(MessageId, Pending)> = self
+            .lock()
+            .iter()
+            .filter(|(_, p)| CHECKS.get(p.next).is_some_and(|after| p.since + *after <= now))
+            .map(|(id, p)| (*id, *p))
+            .collect();
+        let mut checks = JoinSet::new();
+        for (id, p) in due {
+            while checks.len() >= AT_ONCE {
+                let _ = checks.join_next().await;
+            }
+            let this = Arc::clone(self);
+            checks.spawn(async move { this.check(id, p).await });
+        }
+        while checks.join_next().await.is_some() {}
+        !self.lock().is_empty()
+    }
+
+    /// Reads the post back: publishes and forgets it if it is stored, else moves it to its next
+    /// check. A failed read is tried again at the next round, until [`GIVE_UP`] after the failure.
+    async fn check(&self, id: MessageId, p: Pending) {
+        let _order = self.order.lock(p.request).await;
+        match self.store.message(p.request, id).await {
+            Ok(Some(message)) if message.seq.is_some() => {
+                tracing::info!(request_id = %p.request, message_id = %id, "a post answered as failed was stored after all: publishing it");
+                if let Err(e) = self.broadcaster.publish(RoomEvent::MessagePosted(message)).await {
+                    tracing::error!(error = %e, request_id = %p.request, "broadcast of a stored change failed");
+                }
+                self.lock().remove(&id);
+            }
+            Ok(_) => self.advance(id),
+            Err(e) => {
+                let give_up = p.since.elapsed() >= GIVE_UP;
+                tracing::warn!(error = %e, request_id = %p.request, message_id = %id, give_up, "reading back a post whose outcome is unknown failed");
+                if give_up {
+                    self.lock().remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Moves the post to its next check, or forgets it after its last.
+    fn advance(&self, id: MessageId) {
+        let mut pending = self.lock();
+        if let Some(p) = pending.get_mut(&id) {
+            p.next += 1;
+            if p.next >= CHECKS.len() {
+                pending.remove(&id);
+            }
+        }
+    }
+}
+
+/// Follows up the pending posts until none is left (or the use cases are gone).
+async fn background(follow_ups: Weak<FollowUps>) {
+    loop {
+        tokio::time::sleep(TICK).await;
+        let Some(f) = follow_ups.upgrade() else { return };
+        if f.round().await {
+            continue;
+        }
+        f.running.store(false, Ordering::Release);
+        // A failure noted between the round and the flag finds the flag set and no task: take it.
+        if f.lock().is_empty() || f.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "follow_up_tests.rs"]
+mod tests;
