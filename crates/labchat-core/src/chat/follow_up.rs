@@ -119,7 +119,7 @@ impl FollowUps {
         let _order = self.order.lock(p.request).await;
         match self.store.message(p.request, id).await {
             Ok(Some(message)) if message.seq.is_some() => {
-                tracing::info!(request_id = %p.request, message_id = %id, "a post answered as failed was stored after all: publishing it");
+                tracing::warn!(request_id = %p.request, message_id = %id, "a post answered as failed was stored after all: publishing it");
                 if let Err(e) = self.broadcaster.publish(RoomEvent::MessagePosted(message)).await {
                     tracing::error!(error = %e, request_id = %p.request, "broadcast of a stored change failed");
                 }
