@@ -179,7 +179,7 @@ jq -s '{opened: (map(.opened) | add), connections: (map(.connections) | add), ga
         duplicates: (map(.duplicates) | add), lost: (map(.lost) | add), back: (map(.back) | add),
         back_after_s: (map(.back_after_s // 0) | max), connect_join_p99_ms_max: (map(.connect_join.p99_ms) | max),
         steady_p99_ms_max: (map(.steady.p99_ms) | max), storm_p99_ms_max: (map(.storm.p99_ms) | max),
-        peak_rejoins_per_s_sum: (map(.peak_rejoins_per_s) | add), server_errors: (map(.server_errors) | add), settle_s: (map(.settle_s) | max)}' \
+        peak_rejoins_per_s_sum: (map(.peak_rejoins_per_s) | add), server_errors: (map(.server_errors) | add), settle_s: (map(.settle_s) | max), gap_sample: (map(.gap_sample) | add | .[:10])}' \
     "$WORK"/gen-*.json
 echo "Redis: $(redis_stats | grep -E 'publish|subscribe' | awk -F'[=,:]' '{n[$1] += $3} END {for (k in n) printf "%s=%d ", k, n[k]}')"
 echo "store calls by operation, nodes 0..$((NODES - 2)) together:"

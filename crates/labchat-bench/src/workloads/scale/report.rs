@@ -50,6 +50,9 @@ pub struct ScaleReport {
     pub gaps_held_by_a_member_that_stayed: u64,
     /// Of `gaps`, those of members that lost their connection and came back.
     pub gaps_of_members_that_came_back: u64,
+    /// The first few missing seqs, each with the message's id as another member holds it (its
+    /// first bytes are the time the node took the post), to look up in the nodes' logs and store.
+    pub gap_sample: Vec<String>,
     pub duplicates: u64,
     pub server_errors: u64,
     pub first_error: Option<String>,
@@ -88,14 +91,20 @@ pub(super) fn finish(
     r.rooms_checked = run.store_last.iter().filter(|s| s.load(Ordering::Relaxed) != u64::MAX).count();
     // Per room: every seq some member holds, and those some member that stayed connected holds.
     let mut held_in_room: HashMap<usize, [BTreeSet<u64>; 2]> = HashMap::new();
+    // Per room: the message id of each seq some member holds (for the sample of missing seqs).
+    let mut held_ids: HashMap<usize, HashMap<u64, &str>> = HashMap::new();
     for ((local, _, _), out) in plan.iter().zip(outcomes) {
+        let ids = held_ids.entry(*local).or_default();
+        for (seq, id) in &out.seqs {
+            ids.entry(*seq).or_insert(id);
+        }
         let [any, stayed] = held_in_room.entry(*local).or_default();
         any.extend(out.seqs.keys().copied());
         if !out.lost {
             stayed.extend(out.seqs.keys().copied());
         }
     }
-    for ((local, _, _), out) in plan.iter().zip(outcomes) {
+    for ((local, global, _), out) in plan.iter().zip(outcomes) {
         r.duplicates += out.duplicates;
         let Some(last) = run.store_last.get(*local).map(|s| s.load(Ordering::Relaxed)).filter(|l| *l != u64::MAX)
         else {
@@ -110,9 +119,20 @@ pub(super) fn finish(
         }
         r.gaps_held_by_another_member += held_by_another;
         r.gaps_held_by_a_member_that_stayed += gaps(base, last, out, stayed).1;
+        if missing > 0 && r.gap_sample.len() < GAP_SAMPLE {
+            for seq in (base + 1..=last).filter(|s| !out.seqs.contains_key(s)).take(GAP_SAMPLE - r.gap_sample.len()) {
+                let id = held_ids.get(local).and_then(|ids| ids.get(&seq)).map_or("held by no member", |id| id);
+                let who = if out.lost { "came back" } else { "stayed" };
+                r.gap_sample
+                    .push(format!("room {local} seq {seq} (message {id}): missing from member {global} ({who})"));
+            }
+        }
     }
     r.load1 = crate::workloads::load1();
 }
+
+/// How many missing seqs the report names.
+const GAP_SAMPLE: usize = 10;
 
 /// The seqs in `base + 1..=last` that `out` lacks, and how many of those another member of
 /// its room holds (`room`: every seq any member holds). A member that joined at or past the
