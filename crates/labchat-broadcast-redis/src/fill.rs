@@ -187,6 +187,10 @@ impl Shared {
     /// store holds a message created since `since` that this node has not delivered. Returns
     /// whether the store answered for every room (when not, the next check looks back as far).
     ///
+    /// A room whose last fill failed is filled again at each check until one succeeds: the
+    /// look-back moves on with every check the store answered, so a message found behind but not
+    /// read might otherwise wait for the sweep.
+    ///
     /// A room that keeps hearing messages needs no check: a lost message is revealed by the seq
     /// of the next one. Only the last message before a room goes quiet can be lost unnoticed, and
     /// the room is checked once it has been quiet for `quiet`, then every `quiet` while it stays
@@ -217,7 +221,12 @@ impl Shared {
                     .iter()
                     .filter(|r| {
                         let state = r.lock();
-                        state.order.needs_fill() || latest.get(&r.id).is_some_and(|s| s.get() > state.order.last_seq())
+                        // A room whose last fill failed is filled again whatever the store's
+                        // answer: the message that made it behind may have left the look-back
+                        // since, and no later message may come to show the hole.
+                        state.order.needs_fill()
+                            || state.failed_fills > 0
+                            || latest.get(&r.id).is_some_and(|s| s.get() > state.order.last_seq())
                     })
                     .cloned(),
             );

@@ -7,9 +7,12 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use labchat_broadcast_redis::RedisBroadcaster;
 use labchat_core::{Broadcaster, ChatStore, Clock, SystemClock};
 use labchat_domain::{RequestId, RoomEvent, Timestamp};
-use support::{Nodes, Recorder, Redis, message, read_receipt, room};
+use labchat_memory::MemoryStore;
+use support::flaky::failing_history;
+use support::{Nodes, Recorder, Redis, message, read_receipt, room, settings};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -184,5 +187,42 @@ async fn concurrent_posts_on_both_nodes_arrive_in_one_dense_order_everywhere() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sinks.iter().all(|s| s.seqs().len() == 200), "no duplicate afterwards");
+    nodes.shutdown();
+}
+
+/// A fill the quiet-room check asked for that failed is tried again at the next checks until
+/// the store answers, even once the message's stamp has left the checks' look-back (the check
+/// interval plus 30 s). Node b holds 3,000 rooms made before the room, so the sweep (25 rooms per
+/// check, in id order) comes to it only after some 120 checks, 24 s at 200 ms: a delivery
+/// within [`SOON`] of the store's recovery comes from the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fill_of_a_quiet_room_is_retried_after_its_message_left_the_look_back() {
+    const SOON: Duration = Duration::from_secs(4);
+    let Some(redis) = Redis::start().await else { return };
+    let store = Arc::new(MemoryStore::new());
+    let flaky = failing_history(store.clone());
+    let start = |id: &str, s: Arc<dyn ChatStore>| {
+        let mut settings = settings(&redis, id);
+        settings.check_interval = Duration::from_millis(200);
+        RedisBroadcaster::start(settings, s).unwrap()
+    };
+    let nodes = Nodes { a: start("node-a", store.clone()), b: start("node-b", flaky.clone()), store };
+    nodes.wait_connected(true).await;
+    let others = Recorder::new(3);
+    for _ in 0..3_000 {
+        nodes.b.subscribe(room(), others.clone()).await.unwrap();
+    }
+    let r = room();
+    let on_b = Recorder::new(2);
+    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
+    // Stored, never published, stamped 29 s ago: inside the look-back for about a second.
+    flaky.hook().fail(true);
+    let mut late = message(r);
+    late.created_at = Timestamp::from_unix_millis(SystemClock.now().unix_millis() - 29_000);
+    nodes.store.insert_message(&late).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(on_b.seqs().is_empty(), "nothing can be filled while the store fails");
+    flaky.hook().fail(false);
+    on_b.expect_seqs("node b, once the store answers again", 1, SOON).await;
     nodes.shutdown();
 }

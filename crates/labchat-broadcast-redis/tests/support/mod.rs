@@ -16,6 +16,7 @@ use labchat_domain::{
 use labchat_memory::MemoryStore;
 use tokio::process::{Child, Command};
 
+pub mod flaky;
 pub mod gate;
 
 /// A redis-server on a free loopback port, killed on drop.
