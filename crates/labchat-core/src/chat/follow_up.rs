@@ -116,6 +116,13 @@ impl FollowUps {
     /// Reads the post back: publishes and forgets it if it is stored, else moves it to its next
     /// check. A failed read is tried again at the next round, until [`GIVE_UP`] after the failure.
     async fn check(&self, id: MessageId, p: Pending) {
+        // A round may come long after the post's checks were due (a store down for minutes):
+        // a post past its time is forgotten without a read.
+        if p.since.elapsed() >= GIVE_UP {
+            tracing::warn!(request_id = %p.request, message_id = %id, "a post whose outcome is unknown was not read back in time: given up");
+            self.lock().remove(&id);
+            return;
+        }
         let _order = self.order.lock(p.request).await;
         match self.store.message(p.request, id).await {
             Ok(Some(message)) if message.seq.is_some() => {
