@@ -10,7 +10,8 @@
 //! - `resync`: the rooms of envelopes dropped past a bound; once the connection is back one
 //!   resync notice names them, and every node re-reads them from the store. The notice is then
 //!   kept in `sent` like any envelope, so a node whose subscriber was away when it was published
-//!   hears it in the replay.
+//!   hears it in the replay (a notice for every room is not kept: a replay that needs one makes
+//!   a new one).
 //!
 //! Each queue holds at most `max_entries` envelopes and `max_bytes` payload bytes; an envelope
 //! older than `max_age` is dropped. What is dropped from `pending` has its room resynced; what
@@ -41,9 +42,11 @@ impl Default for OutboxBounds {
 /// How an envelope is treated when it cannot be published at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Keep {
-    /// Published again after a failure, and replayed (room events, inbox and resync notices).
+    /// Published again after a failure, and replayed (room events, inbox notices, resync notices
+    /// naming rooms).
     Always,
-    /// Published again after a failure, never replayed (a node's announcement that it is back).
+    /// Published again after a failure, never replayed (a node's announcement that it is back, a
+    /// resync notice for every room).
     UntilSent,
     /// Dropped on failure and never replayed (typing: stale at once).
     Never,

@@ -314,7 +314,10 @@ impl Publisher<'_> {
                     channel: inbox::CHANNEL.to_owned(),
                     payload,
                     room: None,
-                    keep: Keep::Always,
+                    // A notice naming rooms is replayed to a node that was away when it was
+                    // published. One for every room is not: a replay that needs it makes a new
+                    // one (`Outbox::replay`), so replaying old ones would only multiply fills.
+                    keep: if matches!(ask, Ask::All) { Keep::UntilSent } else { Keep::Always },
                     at: std::time::Instant::now(),
                 }),
                 Err(e) => {

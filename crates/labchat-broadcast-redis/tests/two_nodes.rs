@@ -215,12 +215,13 @@ async fn a_failed_fill_of_a_quiet_room_is_retried_after_its_message_left_the_loo
     let r = room();
     let on_b = Recorder::new(2);
     nodes.b.subscribe(r, on_b.clone()).await.unwrap();
-    // Stored, never published, stamped 29 s ago: inside the look-back for about a second.
+    // Stored, never published, stamped 27 s ago: inside the look-back for about 3 s, during which
+    // node b's checks find the room behind and fail to fill it; outside it when the store heals.
     flaky.hook().fail(true);
     let mut late = message(r);
-    late.created_at = Timestamp::from_unix_millis(SystemClock.now().unix_millis() - 29_000);
+    late.created_at = Timestamp::from_unix_millis(SystemClock.now().unix_millis() - 27_000);
     nodes.store.insert_message(&late).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(on_b.seqs().is_empty(), "nothing can be filled while the store fails");
     flaky.hook().fail(false);
     on_b.expect_seqs("node b, once the store answers again", 1, SOON).await;

@@ -5,8 +5,8 @@
 //! with thousands of rooms): the members of a room that went quiet after it would miss it live.
 //!
 //! So with a backplane the node that took the post notes it, reads it back from the store at
-//! each of [`CHECKS`] after the failure (holding the room's order), publishes it if it is there,
-//! and forgets it once published or after the last check. A copy that reaches a receiver that
+//! each of [`CHECKS`] after the failure (a failed read counts as a check), publishes it (holding
+//! the room's order) if it is there, and forgets it once published or after the last check. A copy that reaches a receiver that
 //! already holds it is dropped there: by seq in the backplane's order of the room, and by the
 //! transport's join window for a connection whose history held it. Without a backplane no such
 //! filter exists, and nothing is followed up: a later message's seq shows the hole, and the
@@ -30,7 +30,7 @@ pub(super) const CHECKS: [Duration; 3] = [Duration::from_secs(2), Duration::from
 /// How often the background task looks for posts due for a check.
 const TICK: Duration = Duration::from_millis(500);
 
-/// How long after the failure a post whose reads keep failing is given up.
+/// How long after the failure a post not yet read back at its last check is given up.
 const GIVE_UP: Duration = Duration::from_secs(60);
 
 /// Most posts read back at once.
@@ -114,7 +114,9 @@ impl FollowUps {
     }
 
     /// Reads the post back: publishes and forgets it if it is stored, else moves it to its next
-    /// check. A failed read is tried again at the next round, until [`GIVE_UP`] after the failure.
+    /// check (a failed read counts as one: at most [`CHECKS`] reads per post, however the store
+    /// fares). Only the publish holds the room's order: a connection whose join read the message
+    /// in its history meanwhile drops the copy (the transport's join window, with a backplane).
     async fn check(&self, id: MessageId, p: Pending) {
         // A round may come long after the post's checks were due (a store down for minutes):
         // a post past its time is forgotten without a read.
@@ -123,10 +125,10 @@ impl FollowUps {
             self.lock().remove(&id);
             return;
         }
-        let _order = self.order.lock(p.request).await;
         match self.store.message(p.request, id).await {
             Ok(Some(message)) if message.seq.is_some() => {
                 tracing::warn!(request_id = %p.request, message_id = %id, "a post answered as failed was stored after all: publishing it");
+                let _order = self.order.lock(p.request).await;
                 if let Err(e) = self.broadcaster.publish(RoomEvent::MessagePosted(message)).await {
                     tracing::error!(error = %e, request_id = %p.request, "broadcast of a stored change failed");
                 }
@@ -134,11 +136,8 @@ impl FollowUps {
             }
             Ok(_) => self.advance(id),
             Err(e) => {
-                let give_up = p.since.elapsed() >= GIVE_UP;
-                tracing::warn!(error = %e, request_id = %p.request, message_id = %id, give_up, "reading back a post whose outcome is unknown failed");
-                if give_up {
-                    self.lock().remove(&id);
-                }
+                tracing::warn!(error = %e, request_id = %p.request, message_id = %id, check = p.next, "reading back a post whose outcome is unknown failed");
+                self.advance(id);
             }
         }
     }

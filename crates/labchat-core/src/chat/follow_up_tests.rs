@@ -95,18 +95,23 @@ async fn without_a_backplane_nothing_is_followed_up() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_post_whose_reads_keep_failing_is_given_up_after_a_minute() {
+async fn a_post_whose_reads_keep_failing_is_read_once_per_check_and_then_forgotten() {
+    let reads = Arc::new(Mutex::new(0));
     let mut store = store_with_request();
     store.expect_insert_message().returning(|_| Err(StoreError::unavailable("insert a message", "timed out")));
     store.expect_recount().returning(|_, _| Ok(()));
-    store.expect_message().returning(|_, _| Err(StoreError::unavailable("read a message", "down")));
+    let r = Arc::clone(&reads);
+    store.expect_message().returning(move |_, _| {
+        *r.lock().unwrap() += 1;
+        Err(StoreError::unavailable("read a message", "down"))
+    });
     let mut b = MockBroadcaster::new();
     b.expect_backplane().returning(|| backplane(true));
     b.expect_publish().never();
     let chat = chat(store, b);
     post(&chat).await;
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    assert_eq!(chat.posts_followed_up(), 1, "still tried while the store fails");
-    tokio::time::sleep(Duration::from_secs(32)).await;
-    assert_eq!(chat.posts_followed_up(), 0, "given up a minute after the failure");
+    tokio::time::sleep(CHECKS[1] + Duration::from_secs(1)).await;
+    assert_eq!((*reads.lock().unwrap(), chat.posts_followed_up()), (2, 1), "one read per check so far");
+    tokio::time::sleep(CHECKS[2]).await;
+    assert_eq!((*reads.lock().unwrap(), chat.posts_followed_up()), (3, 0), "forgotten after its last check");
 }
