@@ -28,6 +28,7 @@ mod order;
 mod post;
 mod presence;
 mod recount;
+mod rounds;
 
 pub use admission::{JoinAdmission, MAX_JOIN_RETRY_AFTER};
 pub use burst::PresenceBurst;

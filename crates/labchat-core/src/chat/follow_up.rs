@@ -6,15 +6,16 @@
 //!
 //! So with a backplane the node that took the post notes it, reads it back from the store at
 //! each of [`CHECKS`] after the failure (a failed read counts as a check), publishes it (holding
-//! the room's order) if it is there, and forgets it once published or after the last check. A copy that reaches a receiver that
-//! already holds it is dropped there: by seq in the backplane's order of the room, and by the
-//! transport's join window for a connection whose history held it. Without a backplane no such
+//! the room's order) if it is there, and forgets it once published or after the last check. A
+//! copy that reaches a receiver that already holds it is dropped there: by seq in the
+//! backplane's order of the room, and by the transport's join window for a connection whose
+//! history held it. The background task is `rounds.rs`'s, as for recounts. Without a backplane no such
 //! filter exists, and nothing is followed up: a later message's seq shows the hole, and the
 //! client reads the history (docs/protocol.md).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use labchat_domain::{MessageId, RequestId, RoomEvent};
@@ -22,6 +23,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::order::RoomOrder;
+use super::rounds::{self, Rounds};
 use crate::{Broadcaster, ChatStore, StoreError};
 
 /// When a post whose outcome is unknown is read back, counted from its failure.
@@ -81,9 +83,7 @@ impl FollowUps {
             }
             pending.insert(id, Pending { request, since: Instant::now(), next: 0 });
         }
-        if !self.running.swap(true, Ordering::AcqRel) {
-            tokio::spawn(background(Arc::downgrade(self)));
-        }
+        rounds::start(self, TICK);
     }
 
     /// How many posts are followed up.
@@ -154,19 +154,15 @@ impl FollowUps {
     }
 }
 
-/// Follows up the pending posts until none is left (or the use cases are gone).
-async fn background(follow_ups: Weak<FollowUps>) {
-    loop {
-        tokio::time::sleep(TICK).await;
-        let Some(f) = follow_ups.upgrade() else { return };
-        if f.round().await {
-            continue;
-        }
-        f.running.store(false, Ordering::Release);
-        // A failure noted between the round and the flag finds the flag set and no task: take it.
-        if f.lock().is_empty() || f.running.swap(true, Ordering::AcqRel) {
-            return;
-        }
+impl Rounds for FollowUps {
+    fn running(&self) -> &AtomicBool {
+        &self.running
+    }
+    fn idle(&self) -> bool {
+        self.lock().is_empty()
+    }
+    async fn run_round(self: Arc<Self>) -> bool {
+        self.round().await
     }
 }
 

@@ -10,13 +10,14 @@
 //! no post or receipt of the room on this node runs beside it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use labchat_domain::{RequestId, UserId};
 
 use super::order::RoomOrder;
+use super::rounds::{self, Rounds};
 use crate::{ChatStore, InboxHub, InboxListener, InboxNotice, StoreError};
 
 /// How old a failure must be before the background recount that forgets it.
@@ -71,9 +72,7 @@ impl Recounts {
             pending.insert((room, user.clone()), Pending { since: Instant::now(), recounted: false });
         }
         tracing::warn!(error = %error, request_id = %room, user_id = %user, "an unread count write failed; the count will be recounted");
-        if !self.running.swap(true, Ordering::AcqRel) {
-            tokio::spawn(background(Arc::downgrade(self)));
-        }
+        rounds::start(self, RETRY);
     }
 
     /// How many pairs wait for a recount.
@@ -143,18 +142,14 @@ impl Recounts {
     }
 }
 
-/// Heals the pending pairs until none is left (or the use cases are gone).
-async fn background(recounts: Weak<Recounts>) {
-    loop {
-        tokio::time::sleep(RETRY).await;
-        let Some(r) = recounts.upgrade() else { return };
-        if r.round().await {
-            continue;
-        }
-        r.running.store(false, Ordering::Release);
-        // A failure noted between the round and the flag finds the flag set and no task: take it.
-        if r.lock().is_empty() || r.running.swap(true, Ordering::AcqRel) {
-            return;
-        }
+impl Rounds for Recounts {
+    fn running(&self) -> &AtomicBool {
+        &self.running
+    }
+    fn idle(&self) -> bool {
+        self.lock().is_empty()
+    }
+    async fn run_round(self: Arc<Self>) -> bool {
+        self.round().await
     }
 }
