@@ -159,7 +159,12 @@ impl Rounds for FollowUps {
         &self.running
     }
     fn idle(&self) -> bool {
-        self.lock().is_empty()
+        let mut pending = self.lock();
+        if pending.is_empty() {
+            // A storm may have noted thousands: keep none of that capacity.
+            *pending = HashMap::new();
+        }
+        pending.is_empty()
     }
     async fn run_round(self: Arc<Self>) -> bool {
         self.round().await

@@ -77,6 +77,7 @@ async fn a_post_never_stored_is_forgotten_after_the_last_check_and_never_publish
     post(&chat).await;
     tokio::time::sleep(CHECKS[CHECKS.len() - 1] + Duration::from_secs(1)).await;
     assert_eq!(chat.posts_followed_up(), 0);
+    assert_eq!(chat.follow_ups.lock().capacity(), 0, "the task ended and gave the map's memory back");
 }
 
 #[tokio::test(start_paused = true)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 pub(super) trait Rounds: Send + Sync + Sized + 'static {
     /// Whether the task runs.
     fn running(&self) -> &AtomicBool;
-    /// Whether no work is left.
+    /// Whether no work is left; when none is, gives back the memory a burst of work grew.
     fn idle(&self) -> bool;
     /// One round; returns whether work remains.
     fn run_round(self: Arc<Self>) -> impl Future<Output = bool> + Send;
