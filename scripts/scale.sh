@@ -7,15 +7,16 @@
 # node while messages flow (its clients reconnect to the others and catch up).
 #
 # Prints each generator's report (JSON), the nodes' RSS and idle CPU, Redis commands/s
-# (INFO commandstats) and store operations/s (the nodes' labchat_store_op_seconds) per phase, and
-# the machine's load. Everything is bounded (the whole run by `timeout`), and everything started
-# is stopped on exit. Sizes (environment): NODES=6 GENERATORS=6 SMALL_ROOMS=20000 SMALL_MEMBERS=5
-# BIG_MEMBERS=1000 RATE=200 OPEN_SECS=420 (time allowed to open every connection). REDIS_CLUSTER=1
-# runs the backplane on a local Redis Cluster (three masters, three replicas; --redis-cluster)
-# instead of one redis-server; Redis figures are then summed over its six servers. KEEP_LOGS=DIR
-# keeps every process's log in DIR. SETTLE=20s waits that long after traffic before each
-# generator checks its rooms against the store (default 2s; past the nodes' quiet-room check,
-# 5 s, a message delivered late is told from one never delivered).
+# (INFO commandstats) and CPU (INFO cpu) and store operations/s (the nodes'
+# labchat_store_op_seconds) per phase, and the machine's load. Everything is bounded (the whole
+# run by `timeout`), and everything started is stopped on exit. Sizes (environment): NODES=6
+# GENERATORS=6 SMALL_ROOMS=20000 SMALL_MEMBERS=5 BIG_MEMBERS=1000 RATE=200 OPEN_SECS=420 (time
+# allowed to open every connection). REDIS_CLUSTER=1 runs the backplane on a local Redis Cluster
+# (three masters, three replicas; --redis-cluster) instead of one redis-server; Redis figures
+# are then summed over its six servers. KEEP_LOGS=DIR keeps every process's log in DIR.
+# SETTLE=20s waits that long after traffic before each generator checks its rooms against the
+# store (default 2s; past the nodes' quiet-room check, 5 s, a message delivered late is told from
+# one never delivered).
 #
 #   scripts/scale.sh                                  # the full run: 101,000 connections
 #   NODES=3 GENERATORS=1 SMALL_ROOMS=200 BIG_MEMBERS=100 scripts/scale.sh   # a small one
@@ -132,15 +133,24 @@ metric_sum() { # metric_sum NAME_SUFFIX: the store-op metric summed over those n
 }
 redis_stats() { for p in "${REDIS_PORTS[@]}"; do redis-cli -p "$p" info commandstats; done; }
 redis_calls() { redis_stats | awk -F'[=,:]' '/^cmdstat_/ {s += $3} END {print s}'; }
+redis_by_command() { redis_stats | awk -F'[=,:]' '/^cmdstat_/ {n[$1] += $3} END {for (k in n) print k, n[k]}' | sort; }
+redis_cpu() { # CPU seconds of every Redis server (user + system, main thread and children)
+    for p in "${REDIS_PORTS[@]}"; do redis-cli -p "$p" info cpu; done \
+        | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.3f", s}'
+}
 cpu_ticks() { local s=0; for p in "$@"; do [[ -r /proc/$p/stat ]] && s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$s"; }
-phase() { # phase LABEL SECONDS: Redis commands/s, store ops/s and mean latency over the next SECONDS
-    local r0 c0 s0 t0 r1 c1 s1 t1
-    r0="$(redis_calls)"; c0="$(metric_sum count)"; s0="$(metric_sum sum)"; t0="$(cpu_ticks "${NODE_PIDS[@]:0:NODES-1}")"
+phase() { # phase LABEL SECONDS: Redis commands/s and CPU, store ops/s and mean latency over the next SECONDS
+    local r0 c0 s0 t0 u0 r1 c1 s1 t1 u1
+    r0="$(redis_calls)"; c0="$(metric_sum count)"; s0="$(metric_sum sum)"; t0="$(cpu_ticks "${NODE_PIDS[@]:0:NODES-1}")"; u0="$(redis_cpu)"
+    redis_by_command >"$WORK/redis-$1-0"
     sleep "$2"
-    r1="$(redis_calls)"; c1="$(metric_sum count)"; s1="$(metric_sum sum)"; t1="$(cpu_ticks "${NODE_PIDS[@]:0:NODES-1}")"
-    echo "phase $1 (${2}s): redis $(echo "($r1 - $r0) / $2" | bc) cmd/s; store $(echo "($c1 - $c0) / $2" | bc) ops/s," \
+    r1="$(redis_calls)"; c1="$(metric_sum count)"; s1="$(metric_sum sum)"; t1="$(cpu_ticks "${NODE_PIDS[@]:0:NODES-1}")"; u1="$(redis_cpu)"
+    redis_by_command >"$WORK/redis-$1-1"
+    echo "phase $1 (${2}s): redis $(echo "($r1 - $r0) / $2" | bc) cmd/s, $(echo "($u1 - $u0) / $2 * 100" | bc -l | cut -c1-5) % of a core; store $(echo "($c1 - $c0) / $2" | bc) ops/s," \
         "mean $(echo "if ($c1 > $c0) ($s1 - $s0) * 1000 / ($c1 - $c0) else 0" | bc -l | cut -c1-6) ms;" \
         "node CPU $(echo "($t1 - $t0) / $(getconf CLK_TCK) / $2 * 100" | bc -l | cut -c1-6) % of a core (nodes 0..$((NODES - 2))); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "  redis commands/s: $(join -a 2 "$WORK/redis-$1-0" "$WORK/redis-$1-1" \
+        | awk -v s="$2" '{d = (NF == 3 ? $3 - $2 : $2) / s} d >= 1 {printf "%s=%d ", substr($1, 9), d}')"
 }
 
 TRAFFIC_AT=$(($(date +%s) + OPEN_SECS))

@@ -113,6 +113,54 @@ async fn a_node_that_stops_refreshing_has_its_members_announced_gone_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_own_entry_swept_while_its_node_was_away_is_written_and_listed_again_once() {
+    let Some(redis) = Redis::start().await else { return };
+    let room = room();
+    let (a, on_a) = node(&redis, "a", room, FAST).await;
+    let (b, _) = node(&redis, "b", room, FAST).await;
+    assert!(a.enter(room, &user("t1", Role::Teacher)).await.unwrap());
+    assert!(a.enter(room, &user("lab", Role::Lab)).await.unwrap());
+    // What another node's sweep does to an entry that expired while its node could not reach
+    // Redis: the entry removed, and its user unlisted (no other live entry).
+    let hex = room.to_hex();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::pipe()
+        .cmd("ZREM")
+        .arg(format!("labchat:presence:{hex}"))
+        .arg("2:t1|TEACHER|a")
+        .ignore()
+        .cmd("ZREM")
+        .arg(format!("labchat:presence-users:{hex}"))
+        .arg("t1")
+        .ignore()
+        .cmd("HDEL")
+        .arg(format!("labchat:presence-roles:{hex}"))
+        .arg("t1")
+        .ignore()
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(b.members(room, None, 100).await.unwrap().count, 1, "the sweep as another node does it");
+    // The node's next refresh finds its entry missing: written, listed and announced again.
+    wait_for("t1 listed again", Duration::from_secs(10), || async {
+        b.members(room, None, 100).await.is_ok_and(|p| p.count == 2)
+    })
+    .await;
+    let page = b.members(room, None, 100).await.unwrap();
+    let listed: Vec<(String, Role)> = page.members.iter().map(|m| (m.user_id.to_string(), m.role)).collect();
+    assert_eq!(listed, [("lab".to_owned(), Role::Lab), ("t1".to_owned(), Role::Teacher)]);
+    // A few more refreshes find both entries there: nobody is announced again.
+    tokio::time::sleep(FAST.refresh * 4).await;
+    let joined: Vec<String> = on_a
+        .events()
+        .iter()
+        .filter_map(|e| if let RoomEvent::MemberJoined { user_id, .. } = e { Some(user_id.to_string()) } else { None })
+        .collect();
+    assert_eq!(joined, ["t1"], "only the entry written again is announced, once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_fails_the_calls_and_a_restart_gets_the_entries_written_again() {
     let Some(mut redis) = Redis::start().await else { return };
     let room = room();

@@ -8,8 +8,8 @@ const PRELUDE: &str = "local t = redis.call('TIME') local now = tonumber(t[1]) *
 local function owner(m) local d = string.match(m, '^%d+') return string.sub(m, 1, #d + tonumber(d) + 2) end \
 local function user_of(m) local d = string.match(m, '^%d+') return string.sub(m, #d + 2, #d + 1 + tonumber(d)) end \
 local function role_of(m) local d = string.match(m, '^%d+') return string.match(string.sub(m, #d + tonumber(d) + 3), '^[^|]*') end \
-local function live_of(K, p) for _, l in ipairs(redis.call('ZRANGEBYSCORE', K, now, '+inf')) do \
-if string.sub(l, 1, #p) == p then return true end end return false end \
+local function live_of(K, p, but) for _, l in ipairs(redis.call('ZRANGEBYSCORE', K, now, '+inf')) do \
+if l ~= but and string.sub(l, 1, #p) == p then return true end end return false end \
 local function drop_stale(K, p) for _, s in ipairs(redis.call('ZRANGEBYSCORE', K, '-inf', '(' .. now)) do \
 if string.sub(s, 1, #p) == p then redis.call('ZREM', K, s) end end end \
 local function listed(X, R, e) redis.call('ZADD', X, 0, user_of(e)) redis.call('HSET', R, user_of(e), role_of(e)) end \
@@ -37,12 +37,17 @@ if #users > 0 then roles = redis.call('HMGET', KEYS[2], unpack(users)) end retur
 /// KEYS: K, X, R of each room. ARGV: ttl ms, then for each room how many of its entries this
 /// node holds and those entries. Returns, per room, {entries re-added for users with no other
 /// live entry, swept entries of users with no live entry left (one per user)}.
+///
+/// An entry's `ZADD` says whether it was missing (expired and swept, or a Redis that lost it);
+/// only then is its user listed again in `X` and `R`. An entry that was there was listed when it
+/// was written, and the three keys live and expire together, so a refresh of a room whose entries
+/// are all there costs one `ZADD` per entry, three `PEXPIRE`s and the sweep's `ZRANGEBYSCORE`.
 pub(super) const REFRESH: &str = "local ttl = tonumber(ARGV[1]) local out = {} local a = 2 \
 for r = 0, #KEYS / 3 - 1 do local K, X, R = KEYS[3 * r + 1], KEYS[3 * r + 2], KEYS[3 * r + 3] \
 local n = tonumber(ARGV[a]) a = a + 1 local back = {} \
 for i = a, a + n - 1 do local e = ARGV[i] \
-if not redis.call('ZSCORE', K, e) and not live_of(K, owner(e)) then table.insert(back, e) end \
-redis.call('ZADD', K, now + ttl, e) listed(X, R, e) end \
+if redis.call('ZADD', K, now + ttl, e) == 1 then \
+if not live_of(K, owner(e), e) then table.insert(back, e) end listed(X, R, e) end end \
 a = a + n if n > 0 then expire(K, X, R, ttl) end \
 local left = {} local seen = {} \
 for _, s in ipairs(redis.call('ZRANGEBYSCORE', K, '-inf', '(' .. now)) do \
