@@ -134,7 +134,7 @@ metric_sum() { # metric_sum NAME_SUFFIX: the store-op metric summed over those n
 redis_stats() { for p in "${REDIS_PORTS[@]}"; do redis-cli -p "$p" info commandstats; done; }
 redis_calls() { redis_stats | awk -F'[=,:]' '/^cmdstat_/ {s += $3} END {print s}'; }
 redis_by_command() { redis_stats | awk -F'[=,:]' '/^cmdstat_/ {n[$1] += $3} END {for (k in n) print k, n[k]}' | sort; }
-redis_cpu() { # CPU seconds of every Redis server (user + system, main thread and children)
+redis_cpu() { # CPU seconds of every Redis server so far (used_cpu_user + used_cpu_sys)
     for p in "${REDIS_PORTS[@]}"; do redis-cli -p "$p" info cpu; done \
         | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.3f", s}'
 }
