@@ -147,12 +147,7 @@ impl Rounds for Recounts {
         &self.running
     }
     fn idle(&self) -> bool {
-        let mut pending = self.lock();
-        if pending.is_empty() {
-            // A storm may have noted thousands: keep none of that capacity.
-            *pending = HashMap::new();
-        }
-        pending.is_empty()
+        rounds::emptied(&mut self.lock())
     }
     async fn run_round(self: Arc<Self>) -> bool {
         self.round().await

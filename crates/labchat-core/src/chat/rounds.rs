@@ -4,6 +4,7 @@
 //! A note made while the task ends finds the flag set and no task, and the ending task takes it
 //! up again, so noted work is never left without a task.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -17,6 +18,15 @@ pub(super) trait Rounds: Send + Sync + Sized + 'static {
     fn idle(&self) -> bool;
     /// One round; returns whether work remains.
     fn run_round(self: Arc<Self>) -> impl Future<Output = bool> + Send;
+}
+
+/// Whether a task's map of pending work is empty; an empty one gives its capacity back (a storm
+/// may have noted thousands), for [`Rounds::idle`].
+pub(super) fn emptied<K, V>(pending: &mut HashMap<K, V>) -> bool {
+    if pending.is_empty() {
+        *pending = HashMap::new();
+    }
+    pending.is_empty()
 }
 
 /// Starts the task unless it runs.
