@@ -117,3 +117,23 @@ async fn deleting_a_tombstone_again_answers_with_it_and_does_nothing() {
     let again = chat(s, b).delete(&user("lab-1", Role::Lab), rid(), mid()).await.unwrap();
     assert_eq!(again, tombstone);
 }
+
+#[tokio::test]
+async fn a_failed_count_is_recounted_in_the_background_and_the_task_gives_its_memory_back() {
+    let mut s = store(stored(1_000));
+    s.expect_update_message().times(1).returning(|_| Ok(true));
+    s.expect_count_deleted().times(1).returning(|_| Err(StoreError::unavailable("count", "timed out")));
+    s.expect_recount().times(1).returning(|_, _| Ok(()));
+    let mut b = MockBroadcaster::new();
+    b.expect_publish().returning(|_| Ok(()));
+    let chat = chat(s, b);
+    chat.delete(&user("lab-1", Role::Lab), rid(), mid()).await.unwrap();
+    assert_eq!(chat.recounts_waiting(), 1);
+    // The recount runs once the failure settled (real time: the recounts use std's clock).
+    let deadline = std::time::Instant::now() + recount::SETTLE + Duration::from_secs(5);
+    while chat.recounts.capacity() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(chat.recounts_waiting(), 0, "recounted and forgotten");
+    assert_eq!(chat.recounts.capacity(), 0, "the task ended and gave the map's memory back");
+}

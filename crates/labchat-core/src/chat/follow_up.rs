@@ -9,9 +9,9 @@
 //! the room's order) if it is there, and forgets it once published or after the last check. A
 //! copy that reaches a receiver that already holds it is dropped there: by seq in the
 //! backplane's order of the room, and by the transport's join window for a connection whose
-//! history held it. The background task is `rounds.rs`'s, as for recounts. Without a backplane no such
-//! filter exists, and nothing is followed up: a later message's seq shows the hole, and the
-//! client reads the history (docs/protocol.md).
+//! history held it. The background task is `rounds.rs`'s, as for recounts. Without a backplane
+//! no such filter exists, and nothing is followed up: a later message's seq shows the hole, and
+//! the client reads the history (docs/protocol.md).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;

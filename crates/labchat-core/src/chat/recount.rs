@@ -57,6 +57,12 @@ impl Recounts {
         Self { store, order, inbox, pending: Mutex::default(), running: AtomicBool::new(false) }
     }
 
+    /// How many pairs the map has room for without growing (tests: it gives its memory back).
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        self.lock().capacity()
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<Key, Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
