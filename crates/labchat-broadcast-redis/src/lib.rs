@@ -63,6 +63,7 @@ mod rejects;
 mod resync;
 mod rooms;
 mod shards;
+mod start;
 mod topology;
 
 use std::sync::Arc;

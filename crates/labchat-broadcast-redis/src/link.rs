@@ -15,6 +15,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// The longest back-off between two connection attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Most channels subscribed in one command (as many as wait in turn, up to this): the same
+/// chunk as the resubscription after a reconnect.
+const SUBSCRIBE_AT_ONCE: usize = 512;
 
 /// A change of the subscribed channels, sent by the broadcaster in the order it decided them.
 #[derive(Debug)]
@@ -129,7 +132,7 @@ async fn serve(
         }
     }
     let channels = handler.channels();
-    for chunk in channels.chunks(512) {
+    for chunk in channels.chunks(SUBSCRIBE_AT_ONCE) {
         if let Err(e) = timed(op_timeout, "resubscribe", false, sink.subscribe(chunk)).await {
             return e;
         }
@@ -159,28 +162,37 @@ async fn serve(
             },
             cmd = cmds.recv() => match cmd {
                 Some(LinkCmd::Subscribe(channel, ack)) => {
-                    if let Err(e) = timed(op_timeout, "subscribe", true, sink.subscribe(&channel)).await {
+                    // The SUBSCRIBEs waiting behind this one go with it, in one command: a join
+                    // storm's new rooms are confirmed in a few round trips, not one each.
+                    let (mut channels, mut acks) = (vec![channel], vec![ack]);
+                    let mut next = None;
+                    while channels.len() < SUBSCRIBE_AT_ONCE {
+                        match cmds.try_recv() {
+                            Ok(LinkCmd::Subscribe(channel, ack)) => {
+                                channels.push(channel);
+                                acks.push(ack);
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(e) = timed(op_timeout, "subscribe", true, sink.subscribe(&channels)).await {
                         return e;
                     }
-                    if let Some(ack) = ack {
+                    for ack in acks.into_iter().flatten() {
                         let _ = ack.send(());
                     }
-                }
-                Some(LinkCmd::Unsubscribe(channel)) => {
-                    if let Err(e) = timed(op_timeout, "unsubscribe", true, sink.unsubscribe(&channel)).await {
+                    if let Some(cmd) = next
+                        && let Err(e) = apply(&mut sink, cmd, op_timeout).await
+                    {
                         return e;
                     }
                 }
-                Some(LinkCmd::PSubscribe(pattern, ack)) => {
-                    if let Err(e) = timed(op_timeout, "psubscribe", true, sink.psubscribe(&pattern)).await {
-                        return e;
-                    }
-                    if let Some(ack) = ack {
-                        let _ = ack.send(());
-                    }
-                }
-                Some(LinkCmd::PUnsubscribe(pattern)) => {
-                    if let Err(e) = timed(op_timeout, "punsubscribe", true, sink.punsubscribe(&pattern)).await {
+                Some(cmd) => {
+                    if let Err(e) = apply(&mut sink, cmd, op_timeout).await {
                         return e;
                     }
                 }
@@ -189,4 +201,25 @@ async fn serve(
             _ = stop.changed() => return Ended::Stop,
         }
     }
+}
+
+/// Carries out one change of the subscriptions on a connected link.
+async fn apply(sink: &mut redis::aio::PubSubSink, cmd: LinkCmd, op_timeout: Duration) -> Result<(), Ended> {
+    match cmd {
+        LinkCmd::Subscribe(channel, ack) => {
+            timed(op_timeout, "subscribe", true, sink.subscribe(&channel)).await?;
+            if let Some(ack) = ack {
+                let _ = ack.send(());
+            }
+        }
+        LinkCmd::Unsubscribe(channel) => timed(op_timeout, "unsubscribe", true, sink.unsubscribe(&channel)).await?,
+        LinkCmd::PSubscribe(pattern, ack) => {
+            timed(op_timeout, "psubscribe", true, sink.psubscribe(&pattern)).await?;
+            if let Some(ack) = ack {
+                let _ = ack.send(());
+            }
+        }
+        LinkCmd::PUnsubscribe(pattern) => timed(op_timeout, "punsubscribe", true, sink.punsubscribe(&pattern)).await?,
+    }
+    Ok(())
 }

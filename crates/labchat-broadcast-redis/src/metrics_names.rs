@@ -27,6 +27,9 @@ pub(crate) const RESYNCS: &str = "labchat_backplane_resyncs_total";
 /// Counter: reorder buffers dropped past a bound, by `bound` (`room`: the room's own, `node`: the
 /// node's, all rooms together); the room is then re-read from the store.
 pub(crate) const REORDER_OVERFLOWS: &str = "labchat_backplane_reorder_overflows_total";
+/// Counter: rooms started before Redis confirmed their subscription within the operation
+/// timeout; each is filled from the store once the confirmation comes.
+pub(crate) const LATE_SUBSCRIPTIONS: &str = "labchat_backplane_late_subscriptions_total";
 /// Gauge: messages the node holds ahead of gaps, all rooms together.
 pub(crate) const REORDER_HELD: &str = "labchat_backplane_reorder_held";
 /// Counter: holes the store could not fill after three complete fills, moved past.

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use labchat_core::{BackplaneStatus, BroadcastError, ChatStore, Published, RoomSink, SinkId};
-use labchat_domain::{Cursor, HistoryLimit, HistoryQuery, RequestId, RoomEvent};
+use labchat_core::{BackplaneStatus, ChatStore, Published, RoomSink, SinkId};
+use labchat_domain::{RequestId, RoomEvent};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audience::{Interest, Pending};
@@ -30,7 +30,7 @@ pub(crate) struct Room {
     pub(crate) id: RequestId,
     pub(crate) state: Mutex<RoomState>,
     /// Held while the room's starting point is read; `true` once it is known.
-    started: tokio::sync::Mutex<bool>,
+    pub(crate) started: tokio::sync::Mutex<bool>,
 }
 
 /// A room's mutable state; events are delivered while it is locked, so every sink sees the
@@ -238,41 +238,6 @@ impl Shared {
                 None => self.link.send(LinkCmd::Unsubscribe(channel)).is_ok(),
             };
         }
-    }
-
-    /// Makes sure the room's starting point is known: waits for the subscription's confirmation
-    /// (bounded), then reads the store's latest message once.
-    pub(crate) async fn start_room(
-        self: &Arc<Self>,
-        room: &Arc<Room>,
-        ack: Option<oneshot::Receiver<()>>,
-    ) -> Result<(), BroadcastError> {
-        let mut started = room.started.lock().await;
-        if *started {
-            return Ok(());
-        }
-        if let Some(ack) = ack {
-            let _ = tokio::time::timeout(self.op_timeout, ack).await;
-        }
-        let query =
-            HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::new(1).unwrap_or(HistoryLimit::DEFAULT) };
-        let page = self
-            .store
-            .history(room.id, query)
-            .await
-            .map_err(|e| BroadcastError(format!("reading the latest message of room {}: {e}", room.id.to_hex())))?;
-        let latest = page.and_then(|p| p.messages.last().and_then(|m| m.seq.map(|s| (s, m.id))));
-        let fill = {
-            let mut state = room.lock();
-            let Step { deliver, fill } = state.order.start(latest);
-            state.deliver(deliver);
-            self.count_held(&mut state);
-            fill
-        };
-        *started = true;
-        drop(started);
-        self.follow_up(room, fill);
-        Ok(())
     }
 
     /// Orders one event of the room and delivers what it lets out.

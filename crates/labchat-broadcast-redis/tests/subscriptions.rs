@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use labchat_broadcast_redis::{RedisBroadcaster, RedisSettings};
-use labchat_core::{Broadcaster, ChatStore, SinkId};
+use labchat_core::{Broadcaster, ChatStore, RoomSink, SinkId};
 use labchat_domain::RequestId;
 use labchat_memory::MemoryStore;
+use support::gate::Gate;
 use support::{Nodes, Recorder, Redis, room, settings, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -81,6 +82,72 @@ async fn a_node_started_while_redis_is_down_serves_locally_then_joins_the_backpl
     nodes.shutdown();
     // After shutdown the backplane reports down.
     wait_for("node a to report stopped", LIMIT, || async { !nodes.a.backplane().unwrap().connected }).await;
+}
+
+/// Two nodes over one store, node b behind a gate, the quiet-room check kept away (10 minutes)
+/// and an operation timeout of 1 s.
+async fn behind_a_gate(redis: &Redis, gate: &Gate) -> Nodes {
+    let store = Arc::new(MemoryStore::new());
+    let start = |id: &str, url: String| {
+        let mut s = settings(redis, id);
+        s.url = url;
+        s.op_timeout = Duration::from_secs(1);
+        s.check_interval = Duration::from_secs(600);
+        RedisBroadcaster::start(s, store.clone() as Arc<dyn ChatStore>).unwrap()
+    };
+    let nodes = Nodes { a: start("node-a", redis.url()), b: start("node-b", gate.url()), store: store.clone() };
+    nodes.wait_connected(true).await;
+    nodes
+}
+
+/// Subscribes a recording sink (ids from `first`) to each of `n` new rooms on `node`, all at once.
+async fn subscribe_all(node: &RedisBroadcaster, n: u64, first: u64) -> Vec<(RequestId, Arc<Recorder>)> {
+    let rooms: Vec<(RequestId, Arc<Recorder>)> = (first..first + n).map(|i| (room(), Recorder::new(i))).collect();
+    let results = futures_util::future::join_all(rooms.iter().map(|(r, sink)| node.subscribe(*r, sink.clone()))).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    rooms
+}
+
+/// Rooms asked for together while the link is busy are subscribed in one command: with each
+/// command taking 100 ms to reach Redis, 30 rooms one SUBSCRIBE each would need 3 s, and all
+/// are confirmed within `subscribe`'s wait (the 1 s operation timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_asked_for_together_are_subscribed_in_one_command() {
+    let Some(redis) = Redis::start().await else { return };
+    let gate = Gate::start(redis.port).await;
+    let nodes = behind_a_gate(&redis, &gate).await;
+    gate.slow(Duration::from_millis(100));
+    let rooms = subscribe_all(&nodes.b, 30, 1).await;
+    for (r, _) in &rooms {
+        assert_eq!(subscribers(&redis, *r).await, 1, "every room confirmed when subscribe returned");
+    }
+    nodes.shutdown();
+}
+
+/// A room's subscription confirmed later than the operation timeout (its SUBSCRIBE waits in
+/// turn behind other commands of the node, as in a join storm): `subscribe` returns and the
+/// room starts from the store's latest while Redis does not deliver its channel to the node
+/// yet. A message stored and published in that window reaches no subscriber there, and nothing
+/// later shows it; the node fills the room once Redis confirms. Only that fill can deliver the
+/// message within the limit (no gap to wait for, the quiet-room check 10 minutes away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_whose_subscription_was_confirmed_after_the_timeout_is_filled_once_it_is() {
+    let Some(redis) = Redis::start().await else { return };
+    let gate = Gate::start(redis.port).await;
+    let nodes = behind_a_gate(&redis, &gate).await;
+    let others = subscribe_all(&nodes.b, 30, 100).await;
+    // Each command of node b now takes 100 ms to reach Redis. 30 UNSUBSCRIBEs, one per room
+    // left, queue ahead of the room's SUBSCRIBE: it is confirmed about 3 s later.
+    gate.slow(Duration::from_millis(100));
+    for (r, sink) in &others {
+        nodes.b.unsubscribe(*r, sink.id()).await.unwrap();
+    }
+    let (r, on_b) = (room(), Recorder::new(1));
+    nodes.b.subscribe(r, on_b.clone()).await.unwrap();
+    nodes.post(&nodes.a, r).await;
+    assert_eq!(subscribers(&redis, r).await, 0, "published before node b's subscription was active");
+    on_b.expect_seqs("node b, once Redis confirmed the room", 1, LIMIT).await;
+    nodes.shutdown();
 }
 
 #[tokio::test]

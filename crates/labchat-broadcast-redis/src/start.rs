@@ -1,0 +1,73 @@
+//! A room's start on this node: the wait for Redis to confirm its subscription, the read of its
+//! starting point from the store, and the fill once a late confirmation comes.
+
+use std::sync::Arc;
+
+use labchat_core::BroadcastError;
+use labchat_domain::{Cursor, HistoryLimit, HistoryQuery};
+use tokio::sync::oneshot;
+
+use crate::metrics_names::LATE_SUBSCRIPTIONS;
+use crate::order::Step;
+use crate::rooms::{Room, Shared};
+
+impl Shared {
+    /// Makes sure the room's starting point is known: waits for the subscription's confirmation
+    /// (bounded), then reads the store's latest message once.
+    ///
+    /// A confirmation later than the operation timeout (the link's commands queued behind a join
+    /// storm's) leaves the room started while Redis does not deliver its channel here yet: a
+    /// message stored after the read and published before the confirmation reaches no
+    /// subscriber on this node, and no later message need come to show it. So once the late
+    /// confirmation comes, the room is filled from the store (everything published before it
+    /// was stored before it). A confirmation that never comes (the link failed) is covered by
+    /// the reconnection's fill of every room.
+    pub(crate) async fn start_room(
+        self: &Arc<Self>,
+        room: &Arc<Room>,
+        ack: Option<oneshot::Receiver<()>>,
+    ) -> Result<(), BroadcastError> {
+        let mut started = room.started.lock().await;
+        if *started {
+            return Ok(());
+        }
+        let late = match ack {
+            Some(mut ack) => tokio::time::timeout(self.op_timeout, &mut ack).await.is_err().then_some(ack),
+            None => None,
+        };
+        let query =
+            HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::new(1).unwrap_or(HistoryLimit::DEFAULT) };
+        let page = self
+            .store
+            .history(room.id, query)
+            .await
+            .map_err(|e| BroadcastError(format!("reading the latest message of room {}: {e}", room.id.to_hex())))?;
+        let latest = page.and_then(|p| p.messages.last().and_then(|m| m.seq.map(|s| (s, m.id))));
+        let fill = {
+            let mut state = room.lock();
+            let Step { deliver, fill } = state.order.start(latest);
+            state.deliver(deliver);
+            self.count_held(&mut state);
+            fill
+        };
+        *started = true;
+        drop(started);
+        self.follow_up(room, fill);
+        if let Some(ack) = late {
+            self.fill_once_confirmed(room, ack);
+        }
+        Ok(())
+    }
+
+    /// Fills the room once Redis confirms its subscription (see [`Shared::start_room`]).
+    fn fill_once_confirmed(self: &Arc<Self>, room: &Arc<Room>, ack: oneshot::Receiver<()>) {
+        metrics::counter!(LATE_SUBSCRIPTIONS, "node" => self.node_id.clone()).increment(1);
+        tracing::debug!(node = %self.node_id, request_id = %room.id, "a room started before Redis confirmed its subscription");
+        let (shared, room) = (Arc::clone(self), Arc::clone(room));
+        tokio::spawn(async move {
+            if ack.await.is_ok() {
+                shared.fill(&room).await;
+            }
+        });
+    }
+}
