@@ -186,6 +186,7 @@ phase storm 30
 for p in "${GEN_PIDS[@]}"; do wait "$p" || echo "a generator failed (exit $?)"; done
 for g in $(seq 0 $((GENERATORS - 1))); do cat "$WORK/gen-$g.json"; tail -3 "$WORK/gen-$g.err" >&2; done
 jq -s '{opened: (map(.opened) | add), connections: (map(.connections) | add), gaps: (map(.gaps) | add), gaps_held_by_another_member: (map(.gaps_held_by_another_member) | add), gaps_held_by_a_member_that_stayed: (map(.gaps_held_by_a_member_that_stayed) | add), gaps_of_members_that_came_back: (map(.gaps_of_members_that_came_back) | add),
+        not_caught_up_at_end: (map(.not_caught_up_at_end) | add),
         duplicates: (map(.duplicates) | add), lost: (map(.lost) | add), back: (map(.back) | add),
         back_after_s: (map(.back_after_s // 0) | max), connect_join_p99_ms_max: (map(.connect_join.p99_ms) | max),
         steady_p99_ms_max: (map(.steady.p99_ms) | max), storm_p99_ms_max: (map(.storm.p99_ms) | max),

@@ -62,6 +62,7 @@ async fn a_node_killed_under_load_its_clients_come_back_elsewhere_with_no_gap_an
     assert_eq!(r.back, r.lost, "every client of the killed node came back: {report}");
     assert_eq!(r.rooms_checked, SMALL_ROOMS + 1, "every room's last seq read from the store: {report}");
     assert!(r.posted > 0 && r.fanout_messages > 0, "messages flowed: {report}");
+    assert_eq!(r.not_caught_up_at_end, 0, "every client joined and caught up at the end: {report}");
     assert_eq!(r.gaps, 0, "no client misses a message the store holds: {report}");
     assert_eq!(r.duplicates, 0, "no client gets a message twice: {report}");
     assert_eq!(r.fanout_missing, 0, "every fan-out message reached every member of the large room: {report}");

@@ -62,6 +62,9 @@ pub(crate) struct Outcome {
     pub(crate) duplicates: u64,
     /// Lost its connection at least once.
     pub(crate) lost: bool,
+    /// Joined and caught up on a connection when the run stopped (a member still reconnecting
+    /// then cannot hold what was posted while it was away).
+    pub(crate) caught_up_at_end: bool,
 }
 
 fn frame(event: &str, data: &Value, id: u64) -> Message {
@@ -103,11 +106,15 @@ pub(crate) async fn run(me: Identity, run: Arc<Run>, mut commands: mpsc::Unbound
         let mut session =
             Session { me: &me, run: &run, out: &mut out, forward, caught_up: false, filling: false, later: None };
         let ended = session.serve(&mut ws, &mut commands, started, lost_at, permit, first).await;
+        let caught_up = session.caught_up;
         first = false;
         match ended {
-            Ended::Stop => return out,
+            Ended::Stop => {
+                out.caught_up_at_end = caught_up;
+                return out;
+            }
             Ended::Lost => {
-                if session.caught_up {
+                if caught_up {
                     attempt = 0;
                 }
                 if !out.lost {

@@ -50,6 +50,10 @@ pub struct ScaleReport {
     pub gaps_held_by_a_member_that_stayed: u64,
     /// Of `gaps`, those of members that lost their connection and came back.
     pub gaps_of_members_that_came_back: u64,
+    /// Members not joined and caught up when the run stopped (lost and not back yet, or never
+    /// opened): what they lack is not counted in `gaps`, since a client that is away cannot
+    /// hold what was posted meanwhile.
+    pub not_caught_up_at_end: usize,
     /// The first few missing seqs, each with the message's id as another member holds it (its
     /// first bytes are the time the node took the post), to look up in the nodes' logs and store.
     pub gap_sample: Vec<String>,
@@ -106,6 +110,10 @@ pub(super) fn finish(
     }
     for ((local, global, _), out) in plan.iter().zip(outcomes) {
         r.duplicates += out.duplicates;
+        if !out.caught_up_at_end {
+            r.not_caught_up_at_end += 1;
+            continue;
+        }
         let Some(last) = run.store_last.get(*local).map(|s| s.load(Ordering::Relaxed)).filter(|l| *l != u64::MAX)
         else {
             continue;
