@@ -153,6 +153,16 @@ phase() { # phase LABEL SECONDS: Redis commands/s and CPU, store ops/s and mean 
         | awk -v s="$2" '{d = (NF == 3 ? $3 - $2 : $2) / s} d >= 1 {printf "%s=%d ", substr($1, 9), d}')"
 }
 
+# closed WHEN: the connections the live nodes closed or lost so far, by how each ended
+# (labchat_connections_closed_total{code}: a close code the server sent, `peer`, `gone`).
+closed() {
+    echo "connections closed $1 (nodes 0..$((NODES - 2)) together): $(for i in $LIVE; do
+        curl -sf "$(echo "${URLS[$i]}" | sed 's#^ws://#http://#; s#/ws$#/metrics#')" 2>/dev/null \
+            | grep '^labchat_connections_closed_total' || true
+    done | sed -E 's/^labchat_connections_closed_total\{code="([^"]*)"\} /\1 /' \
+        | awk '{n[$1] += $2} END {for (k in n) printf "%s=%d ", k, n[k]}')"
+}
+
 TRAFFIC_AT=$(($(date +%s) + OPEN_SECS))
 URL_LIST="$(IFS=,; echo "${URLS[*]}")"
 PID_LIST="$(IFS=,; echo "${NODE_PIDS[*]}")"
@@ -181,8 +191,10 @@ echo "opened after $(( $(date +%s) - TRAFFIC_AT + OPEN_SECS )) s (open files of 
 echo "nodes' RSS (KiB): $(for p in "${NODE_PIDS[@]}"; do awk '/VmRSS/ {printf "%s ", $2}' "/proc/$p/status"; done)"
 left=$((TRAFFIC_AT - $(date +%s) - 2))
 ((left > 3)) && phase idle "$left"
+closed "by the end of the idle phase"
 phase traffic 10
 phase storm 30
+closed "by the end of the storm phase"
 for p in "${GEN_PIDS[@]}"; do wait "$p" || echo "a generator failed (exit $?)"; done
 for g in $(seq 0 $((GENERATORS - 1))); do cat "$WORK/gen-$g.json"; tail -3 "$WORK/gen-$g.err" >&2; done
 jq -s '{opened: (map(.opened) | add), connections: (map(.connections) | add), gaps: (map(.gaps) | add), gaps_held_by_another_member: (map(.gaps_held_by_another_member) | add), gaps_held_by_a_member_that_stayed: (map(.gaps_held_by_a_member_that_stayed) | add), gaps_of_members_that_came_back: (map(.gaps_of_members_that_came_back) | add),
