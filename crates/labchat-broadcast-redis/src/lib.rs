@@ -279,8 +279,8 @@ impl Drop for RedisBroadcaster {
 impl Broadcaster for RedisBroadcaster {
     async fn subscribe(&self, room: RequestId, sink: Arc<dyn RoomSink>) -> Result<(), BroadcastError> {
         let sink_id = sink.id();
-        let (entry, ack) = self.shared.subscribe_sink(room, sink);
-        if let Err(e) = self.shared.start_room(&entry, ack).await {
+        let entry = self.shared.subscribe_sink(room, sink);
+        if let Err(e) = self.shared.start_room(&entry).await {
             self.shared.unsubscribe_sink(room, sink_id);
             return Err(e);
         }

@@ -29,8 +29,27 @@ use crate::topology::Topology;
 pub(crate) struct Room {
     pub(crate) id: RequestId,
     pub(crate) state: Mutex<RoomState>,
-    /// Held while the room's starting point is read; `true` once it is known.
-    pub(crate) started: tokio::sync::Mutex<bool>,
+    /// Held while the room's starting point is read (see [`Start`]).
+    pub(crate) start: tokio::sync::Mutex<Start>,
+}
+
+/// A room's start (`start.rs`): whether its starting point is known and, until it is, the
+/// confirmation of its subscription that the node still awaits (`None` once confirmed, or when
+/// the link was down: the reconnection subscribes the room and fills it). The confirmation stays
+/// with the room until a start succeeds, so a start that failed (the store did not answer) does
+/// not lose it for the next one.
+pub(crate) struct Start {
+    pub(crate) started: bool,
+    pub(crate) ack: Option<oneshot::Receiver<()>>,
+    /// The confirmation did not come within a start's wait.
+    pub(crate) late: bool,
+}
+
+impl Start {
+    /// A room not started yet, its subscription confirmed through `ack`.
+    pub(crate) fn awaiting(ack: Option<oneshot::Receiver<()>>) -> Self {
+        Self { started: false, ack, late: false }
+    }
 }
 
 /// A room's mutable state; events are delivered while it is locked, so every sink sees the
@@ -175,24 +194,18 @@ impl Shared {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub(crate) fn subscribe_sink(
-        &self,
-        id: RequestId,
-        sink: Arc<dyn RoomSink>,
-    ) -> (Arc<Room>, Option<oneshot::Receiver<()>>) {
+    pub(crate) fn subscribe_sink(&self, id: RequestId, sink: Arc<dyn RoomSink>) -> Arc<Room> {
         let mut rooms = self.rooms();
-        let mut ack = None;
         let room = rooms
             .entry(id)
             .or_insert_with(|| {
                 // Wait for the server's confirmation only when the link is up; while it is down
                 // the room is subscribed at the next connection.
-                let tx = if self.status().connected {
+                let (tx, ack) = if self.status().connected {
                     let (tx, rx) = oneshot::channel();
-                    ack = Some(rx);
-                    Some(tx)
+                    (Some(tx), Some(rx))
                 } else {
-                    None
+                    (None, None)
                 };
                 let channel = self.topology.room_channel(id);
                 let _ = match &self.shards {
@@ -211,7 +224,7 @@ impl Shared {
                         heard: None,
                         counted: 0,
                     }),
-                    started: tokio::sync::Mutex::new(false),
+                    start: tokio::sync::Mutex::new(Start::awaiting(ack)),
                 })
             })
             .clone();
@@ -220,7 +233,7 @@ impl Shared {
             state.sinks.push(sink);
         }
         drop(state);
-        (room, ack)
+        room
     }
 
     pub(crate) fn unsubscribe_sink(&self, id: RequestId, sink: SinkId) {

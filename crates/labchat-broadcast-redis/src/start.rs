@@ -13,7 +13,7 @@ use crate::rooms::{Room, Shared};
 
 impl Shared {
     /// Makes sure the room's starting point is known: waits for the subscription's confirmation
-    /// (bounded), then reads the store's latest message once.
+    /// (bounded, once), then reads the store's latest message once.
     ///
     /// A confirmation later than the operation timeout (the link's commands queued behind a join
     /// storm's) leaves the room started while Redis does not deliver its channel here yet: a
@@ -22,19 +22,19 @@ impl Shared {
     /// confirmation comes, the room is filled from the store (everything published before it
     /// was stored before it). A confirmation that never comes (the link failed) is covered by
     /// the reconnection's fill of every room.
-    pub(crate) async fn start_room(
-        self: &Arc<Self>,
-        room: &Arc<Room>,
-        ack: Option<oneshot::Receiver<()>>,
-    ) -> Result<(), BroadcastError> {
-        let mut started = room.started.lock().await;
-        if *started {
+    pub(crate) async fn start_room(self: &Arc<Self>, room: &Arc<Room>) -> Result<(), BroadcastError> {
+        let mut start = room.start.lock().await;
+        if start.started {
             return Ok(());
         }
-        let late = match ack {
-            Some(mut ack) => tokio::time::timeout(self.op_timeout, &mut ack).await.is_err().then_some(ack),
-            None => None,
-        };
+        if !start.late
+            && let Some(ack) = start.ack.as_mut()
+        {
+            match tokio::time::timeout(self.op_timeout, ack).await {
+                Ok(_) => start.ack = None,
+                Err(_) => start.late = true,
+            }
+        }
         let query =
             HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::new(1).unwrap_or(HistoryLimit::DEFAULT) };
         let page = self
@@ -50,8 +50,9 @@ impl Shared {
             self.count_held(&mut state);
             fill
         };
-        *started = true;
-        drop(started);
+        start.started = true;
+        let late = if start.late { start.ack.take() } else { None };
+        drop(start);
         self.follow_up(room, fill);
         if let Some(ack) = late {
             self.fill_once_confirmed(room, ack);

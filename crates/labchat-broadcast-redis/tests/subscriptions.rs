@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use labchat_broadcast_redis::{RedisBroadcaster, RedisSettings};
-use labchat_core::{Broadcaster, ChatStore, RoomSink, SinkId};
+use labchat_core::{Broadcaster, ChatStore, Hooked, RoomSink, SinkId};
 use labchat_domain::RequestId;
 use labchat_memory::MemoryStore;
+use support::flaky::{FailHistory, failing_history};
 use support::gate::Gate;
 use support::{Nodes, Recorder, Redis, room, settings, wait_for};
 
@@ -84,20 +85,26 @@ async fn a_node_started_while_redis_is_down_serves_locally_then_joins_the_backpl
     wait_for("node a to report stopped", LIMIT, || async { !nodes.a.backplane().unwrap().connected }).await;
 }
 
-/// Two nodes over one store, node b behind a gate, the quiet-room check kept away (10 minutes)
-/// and an operation timeout of 1 s.
-async fn behind_a_gate(redis: &Redis, gate: &Gate) -> Nodes {
+/// Two nodes over one store, node b behind a gate and reading the store through a hook that can
+/// fail its history reads, the quiet-room check kept away (10 minutes) and an operation timeout
+/// of 1 s.
+async fn behind_a_gate(redis: &Redis, gate: &Gate) -> (Nodes, Arc<Hooked<FailHistory>>) {
     let store = Arc::new(MemoryStore::new());
-    let start = |id: &str, url: String| {
-        let mut s = settings(redis, id);
-        s.url = url;
-        s.op_timeout = Duration::from_secs(1);
-        s.check_interval = Duration::from_secs(600);
-        RedisBroadcaster::start(s, store.clone() as Arc<dyn ChatStore>).unwrap()
+    let hooked = failing_history(store.clone());
+    let start = |id: &str, url: String, s: Arc<dyn ChatStore>| {
+        let mut settings = settings(redis, id);
+        settings.url = url;
+        settings.op_timeout = Duration::from_secs(1);
+        settings.check_interval = Duration::from_secs(600);
+        RedisBroadcaster::start(settings, s).unwrap()
     };
-    let nodes = Nodes { a: start("node-a", redis.url()), b: start("node-b", gate.url()), store: store.clone() };
+    let nodes = Nodes {
+        a: start("node-a", redis.url(), store.clone()),
+        b: start("node-b", gate.url(), hooked.clone()),
+        store: store.clone(),
+    };
     nodes.wait_connected(true).await;
-    nodes
+    (nodes, hooked)
 }
 
 /// Subscribes a recording sink (ids from `first`) to each of `n` new rooms on `node`, all at once.
@@ -108,6 +115,16 @@ async fn subscribe_all(node: &RedisBroadcaster, n: u64, first: u64) -> Vec<(Requ
     rooms
 }
 
+/// Slows each command of `node` to 100 ms and queues 30 UNSUBSCRIBEs (30 rooms subscribed, then
+/// left): whatever the node asks Redis next waits about 3 s behind them.
+async fn keep_the_link_busy(node: &RedisBroadcaster, gate: &Gate) {
+    let others = subscribe_all(node, 30, 100).await;
+    gate.slow(Duration::from_millis(100));
+    for (r, sink) in &others {
+        node.unsubscribe(*r, sink.id()).await.unwrap();
+    }
+}
+
 /// Rooms asked for together while the link is busy are subscribed in one command: with each
 /// command taking 100 ms to reach Redis, 30 rooms one SUBSCRIBE each would need 3 s, and all
 /// are confirmed within `subscribe`'s wait (the 1 s operation timeout).
@@ -115,7 +132,7 @@ async fn subscribe_all(node: &RedisBroadcaster, n: u64, first: u64) -> Vec<(Requ
 async fn rooms_asked_for_together_are_subscribed_in_one_command() {
     let Some(redis) = Redis::start().await else { return };
     let gate = Gate::start(redis.port).await;
-    let nodes = behind_a_gate(&redis, &gate).await;
+    let (nodes, _) = behind_a_gate(&redis, &gate).await;
     gate.slow(Duration::from_millis(100));
     let rooms = subscribe_all(&nodes.b, 30, 1).await;
     for (r, _) in &rooms {
@@ -134,19 +151,33 @@ async fn rooms_asked_for_together_are_subscribed_in_one_command() {
 async fn a_room_whose_subscription_was_confirmed_after_the_timeout_is_filled_once_it_is() {
     let Some(redis) = Redis::start().await else { return };
     let gate = Gate::start(redis.port).await;
-    let nodes = behind_a_gate(&redis, &gate).await;
-    let others = subscribe_all(&nodes.b, 30, 100).await;
-    // Each command of node b now takes 100 ms to reach Redis. 30 UNSUBSCRIBEs, one per room
-    // left, queue ahead of the room's SUBSCRIBE: it is confirmed about 3 s later.
-    gate.slow(Duration::from_millis(100));
-    for (r, sink) in &others {
-        nodes.b.unsubscribe(*r, sink.id()).await.unwrap();
-    }
+    let (nodes, _) = behind_a_gate(&redis, &gate).await;
+    keep_the_link_busy(&nodes.b, &gate).await;
     let (r, on_b) = (room(), Recorder::new(1));
     nodes.b.subscribe(r, on_b.clone()).await.unwrap();
     nodes.post(&nodes.a, r).await;
     assert_eq!(subscribers(&redis, r).await, 0, "published before node b's subscription was active");
     on_b.expect_seqs("node b, once Redis confirmed the room", 1, LIMIT).await;
+    nodes.shutdown();
+}
+
+/// The same window when the first start of the room fails (its read of the store does) while a
+/// second join of the room waits for it: the confirmation the first one awaited stays with the
+/// room, so the second start, which succeeds, still fills the room once Redis confirms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_confirmation_outlives_a_start_that_failed() {
+    let Some(redis) = Redis::start().await else { return };
+    let gate = Gate::start(redis.port).await;
+    let (nodes, hooked) = behind_a_gate(&redis, &gate).await;
+    keep_the_link_busy(&nodes.b, &gate).await;
+    let (r, first, second) = (room(), Recorder::new(1), Recorder::new(2));
+    hooked.hook().fail_next(1);
+    let (failed, joined) = tokio::join!(nodes.b.subscribe(r, first.clone()), nodes.b.subscribe(r, second.clone()));
+    assert!(failed.is_err() && joined.is_ok(), "the first start fails, the second succeeds: {failed:?} {joined:?}");
+    nodes.post(&nodes.a, r).await;
+    assert_eq!(subscribers(&redis, r).await, 0, "published before node b's subscription was active");
+    second.expect_seqs("node b, once Redis confirmed the room", 1, LIMIT).await;
+    assert!(first.seqs().is_empty(), "the sink of the failed join was unsubscribed");
     nodes.shutdown();
 }
 
