@@ -160,57 +160,55 @@ async fn serve(
                 Some(m) => handler.on_payload(m.get_channel_name(), m.get_payload_bytes()),
                 None => return failed("connection", "closed by the server or lost", true),
             },
-            cmd = cmds.recv() => match cmd {
-                Some(LinkCmd::Subscribe(channel, ack)) => {
-                    // The SUBSCRIBEs waiting behind this one go with it, in one command: a join
-                    // storm's new rooms are confirmed in a few round trips, not one each.
-                    let (mut channels, mut acks) = (vec![channel], vec![ack]);
-                    let mut next = None;
-                    while channels.len() < SUBSCRIBE_AT_ONCE {
-                        match cmds.try_recv() {
-                            Ok(LinkCmd::Subscribe(channel, ack)) => {
-                                channels.push(channel);
-                                acks.push(ack);
-                            }
-                            Ok(other) => {
-                                next = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    if let Err(e) = timed(op_timeout, "subscribe", true, sink.subscribe(&channels)).await {
-                        return e;
-                    }
-                    for ack in acks.into_iter().flatten() {
-                        let _ = ack.send(());
-                    }
-                    if let Some(cmd) = next
-                        && let Err(e) = apply(&mut sink, cmd, op_timeout).await
-                    {
-                        return e;
-                    }
+            cmd = cmds.recv() => {
+                let mut next = match cmd {
+                    Some(cmd) => Some(cmd),
+                    None => return Ended::Stop,
+                };
+                while let Some(cmd) = next.take() {
+                    next = match apply(&mut sink, cmd, cmds, op_timeout).await {
+                        Ok(next) => next,
+                        Err(e) => return e,
+                    };
                 }
-                Some(cmd) => {
-                    if let Err(e) = apply(&mut sink, cmd, op_timeout).await {
-                        return e;
-                    }
-                }
-                None => return Ended::Stop,
-            },
+            }
             _ = stop.changed() => return Ended::Stop,
         }
     }
 }
 
-/// Carries out one change of the subscriptions on a connected link.
-async fn apply(sink: &mut redis::aio::PubSubSink, cmd: LinkCmd, op_timeout: Duration) -> Result<(), Ended> {
+/// Carries out one change of the subscriptions on a connected link. A SUBSCRIBE takes the ones
+/// waiting behind it (up to [`SUBSCRIBE_AT_ONCE`]), in one command: a join storm's new rooms are
+/// confirmed in a few round trips, not one each. Returns the command that ended the run of
+/// SUBSCRIBEs, to carry out next (the order of changes is kept).
+async fn apply(
+    sink: &mut redis::aio::PubSubSink,
+    cmd: LinkCmd,
+    cmds: &mut mpsc::UnboundedReceiver<LinkCmd>,
+    op_timeout: Duration,
+) -> Result<Option<LinkCmd>, Ended> {
     match cmd {
         LinkCmd::Subscribe(channel, ack) => {
-            timed(op_timeout, "subscribe", true, sink.subscribe(&channel)).await?;
-            if let Some(ack) = ack {
+            let (mut channels, mut acks) = (vec![channel], vec![ack]);
+            let mut next = None;
+            while channels.len() < SUBSCRIBE_AT_ONCE {
+                match cmds.try_recv() {
+                    Ok(LinkCmd::Subscribe(channel, ack)) => {
+                        channels.push(channel);
+                        acks.push(ack);
+                    }
+                    Ok(other) => {
+                        next = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            timed(op_timeout, "subscribe", true, sink.subscribe(&channels)).await?;
+            for ack in acks.into_iter().flatten() {
                 let _ = ack.send(());
             }
+            return Ok(next);
         }
         LinkCmd::Unsubscribe(channel) => timed(op_timeout, "unsubscribe", true, sink.unsubscribe(&channel)).await?,
         LinkCmd::PSubscribe(pattern, ack) => {
@@ -221,5 +219,5 @@ async fn apply(sink: &mut redis::aio::PubSubSink, cmd: LinkCmd, op_timeout: Dura
         }
         LinkCmd::PUnsubscribe(pattern) => timed(op_timeout, "punsubscribe", true, sink.punsubscribe(&pattern)).await?,
     }
-    Ok(())
+    Ok(None)
 }
