@@ -139,18 +139,28 @@ redis_cpu() { # CPU seconds of every Redis server so far (used_cpu_user + used_c
         | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.3f", s}'
 }
 cpu_ticks() { local s=0; for p in "$@"; do [[ -r /proc/$p/stat ]] && s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$s"; }
+# store_by_op: the live nodes' store calls so far, one "op:outcome count" line each.
+store_by_op() {
+    for i in $LIVE; do
+        curl -sf "$(echo "${URLS[$i]}" | sed 's#^ws://#http://#; s#/ws$#/metrics#')" 2>/dev/null \
+            | grep '^labchat_store_op_seconds_count' || true
+    done | sed -E 's/^labchat_store_op_seconds_count\{op="([^"]*)",outcome="([^"]*)"\} /\1:\2 /' \
+        | awk '{n[$1] += $2} END {for (k in n) print k, n[k]}' | sort
+}
 phase() { # phase LABEL SECONDS: Redis commands/s and CPU, store ops/s and mean latency over the next SECONDS
     local r0 c0 s0 t0 u0 r1 c1 s1 t1 u1
     r0="$(redis_calls)"; c0="$(metric_sum count)"; s0="$(metric_sum sum)"; t0="$(cpu_ticks "${NODE_PIDS[@]:0:NODES-1}")"; u0="$(redis_cpu)"
-    redis_by_command >"$WORK/redis-$1-0"
+    redis_by_command >"$WORK/redis-$1-0"; store_by_op >"$WORK/store-$1-0"
     sleep "$2"
     r1="$(redis_calls)"; c1="$(metric_sum count)"; s1="$(metric_sum sum)"; t1="$(cpu_ticks "${NODE_PIDS[@]:0:NODES-1}")"; u1="$(redis_cpu)"
-    redis_by_command >"$WORK/redis-$1-1"
+    redis_by_command >"$WORK/redis-$1-1"; store_by_op >"$WORK/store-$1-1"
     echo "phase $1 (${2}s): redis $(echo "($r1 - $r0) / $2" | bc) cmd/s, $(echo "($u1 - $u0) / $2 * 100" | bc -l | cut -c1-5) % of a core; store $(echo "($c1 - $c0) / $2" | bc) ops/s," \
         "mean $(echo "if ($c1 > $c0) ($s1 - $s0) * 1000 / ($c1 - $c0) else 0" | bc -l | cut -c1-6) ms;" \
         "node CPU $(echo "($t1 - $t0) / $(getconf CLK_TCK) / $2 * 100" | bc -l | cut -c1-6) % of a core (nodes 0..$((NODES - 2))); load $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "  redis commands/s: $(join -a 2 "$WORK/redis-$1-0" "$WORK/redis-$1-1" \
         | awk -v s="$2" '{d = (NF == 3 ? $3 - $2 : $2) / s} d >= 1 {printf "%s=%d ", substr($1, 9), d}')"
+    echo "  store calls/s by operation: $(join -a 2 "$WORK/store-$1-0" "$WORK/store-$1-1" \
+        | awk -v s="$2" '{d = (NF == 3 ? $3 - $2 : $2) / s} d >= 0.5 {printf "%s=%.0f ", $1, d}')"
 }
 
 # closed WHEN: the connections the live nodes closed or lost so far, by how each ended
@@ -206,9 +216,5 @@ jq -s '{opened: (map(.opened) | add), connections: (map(.connections) | add), ga
     "$WORK"/gen-*.json
 echo "Redis: $(redis_stats | grep -E 'publish|subscribe' | awk -F'[=,:]' '{n[$1] += $3} END {for (k in n) printf "%s=%d ", k, n[k]}')"
 echo "store calls by operation, nodes 0..$((NODES - 2)) together:"
-for i in $LIVE; do
-    curl -sf "$(echo "${URLS[$i]}" | sed 's#^ws://#http://#; s#/ws$#/metrics#')" 2>/dev/null \
-        | grep '^labchat_store_op_seconds_count' || true
-done | sed -E 's/^labchat_store_op_seconds_count\{op="([^"]*)",outcome="([^"]*)"\} /\1 \2 /' \
-    | awk '{n[$1 " " $2] += $3} END {for (k in n) printf "  %s %d\n", k, n[k]}' | sort
+store_by_op | tr ':' ' ' | sed 's/^/  /'
 echo "load after: $(uptime)"
