@@ -59,12 +59,12 @@ impl MongoStore {
             forms.push(Bson::ObjectId(oid));
         }
         let mut filter = Document::new();
-        filter.insert(self.creator_field.as_str(), doc! {"$in": forms});
-        let top = self.creator_field.split('.').next().unwrap_or_default();
+        filter.insert(self.requests.creator_field.as_str(), doc! {"$in": forms});
+        let top = self.requests.creator_field.split('.').next().unwrap_or_default();
         let mut projection = doc! {"_id": 1};
         projection.insert(top, 1);
         let found: Vec<Document> = bounded(self.op_timeout, "find a teacher's requests", async {
-            self.requests.find(filter).projection(projection).await?.try_collect().await
+            self.requests.collection.find(filter).projection(projection).await?.try_collect().await
         })
         .await?;
         Ok(found
@@ -72,7 +72,7 @@ impl MongoStore {
             .filter_map(|d| {
                 let oid = d.get_object_id("_id").ok()?;
                 let room = RequestId::from_object_id(ObjectIdBytes::from_bytes(oid.bytes()));
-                let request = request_quietly(room, d, &self.creator_field);
+                let request = request_quietly(room, d, &self.requests.creator_field);
                 request.authorize(teacher).is_ok().then(|| Bson::String(oid.to_hex()))
             })
             .collect())
@@ -82,7 +82,7 @@ impl MongoStore {
     async fn existing(&self, rooms: &[RoomSummary]) -> Result<HashSet<String>, StoreError> {
         let ids: Vec<Bson> = rooms.iter().filter_map(|s| ObjectId::parse_str(&s.id).ok()).map(Bson::ObjectId).collect();
         let found: Vec<IdOnly> = bounded(self.op_timeout, "check that inbox requests exist", async {
-            let coll = self.requests.clone_with_type::<IdOnly>();
+            let coll = self.requests.collection.clone_with_type::<IdOnly>();
             coll.find(doc! {"_id": {"$in": ids}}).projection(doc! {"_id": 1}).await?.try_collect().await
         })
         .await?;
@@ -244,12 +244,9 @@ impl MongoStore {
     }
 
     /// [`labchat_core::ChatStore::unread_count`].
+    /// Coalesced with the other counts asked for at the same time (see `gather.rs`).
     pub(crate) async fn unread_of(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError> {
-        let (summary, seen) =
-            futures_util::future::join(self.summary_of(request), self.seen_of(vec![seen_key(request, user)])).await;
-        let Some(summary) = summary? else { return Ok(0) };
-        let seen = u64::try_from(seen?.values().next().copied().unwrap_or(0)).unwrap_or(0);
-        Ok(summary.live().saturating_sub(seen))
+        Ok(self.unread_reads.get((request, user.clone())).await?.unwrap_or(0))
     }
 
     /// [`labchat_core::ChatStore::first_unread`]: a lookup by seq. The user's counter holds

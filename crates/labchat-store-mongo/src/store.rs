@@ -11,17 +11,18 @@ use labchat_domain::{
     CatchUp, Cursor, HistoryLimit, HistoryPage, HistoryQuery, InboxPage, InboxQuery, InboxRow, Message, MessageId,
     ReceiptKind, Request, RequestId, Seq, Timestamp, User, UserId,
 };
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Bson, doc};
 use mongodb::error::ErrorKind;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Database};
 
 use crate::batch::Batcher;
-use crate::documents::{
-    IdOnly, MessageDoc, ReceiptDoc, SeqOnly, attach_receipts, idem_key, message_id, object_id, parse_seq, stored_seq,
-};
+use crate::cursors::Cursors;
+use crate::documents::{IdOnly, MessageDoc, ReceiptDoc, attach_receipts, idem_key, message_id, object_id, stored_seq};
 use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
+use crate::gather::Gather;
 use crate::migrate::{assign_missing_seqs, has_seq_index};
+use crate::requests::Requests;
 use crate::sequence::{Outcome, Sequencer};
 use crate::summary::{ROOMS_COLLECTION, SEEN_COLLECTION, Summaries, build_missing};
 
@@ -74,11 +75,17 @@ impl Default for MongoSettings {
 /// Cheap to share behind an `Arc`; the driver keeps a connection pool inside.
 pub struct MongoStore {
     db: Database,
-    pub(crate) requests: Collection<Document>,
+    /// The lab system's requests, read only.
+    pub(crate) requests: Requests,
     pub(crate) messages: Collection<MessageDoc>,
     pub(crate) receipts: Collection<ReceiptDoc>,
-    pub(crate) creator_field: String,
     pub(crate) op_timeout: Duration,
+    /// Single request lookups, coalesced (see `gather.rs`).
+    pub(crate) request_reads: Gather<RequestId, Request>,
+    /// Unread counts, coalesced.
+    pub(crate) unread_reads: Gather<(RequestId, UserId), u64>,
+    /// History cursors' seqs, coalesced.
+    cursors: Cursors,
     /// The room summaries and per-user counters the inbox reads.
     pub(crate) summaries: Summaries,
     /// Assigns seqs and stores messages.
@@ -91,8 +98,8 @@ impl std::fmt::Debug for MongoStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MongoStore")
             .field("database", &self.db.name())
-            .field("requests", &self.requests.name())
-            .field("creator_field", &self.creator_field)
+            .field("requests", &self.requests.collection.name())
+            .field("creator_field", &self.requests.creator_field)
             .field("op_timeout", &self.op_timeout)
             .field("batch_inserts", &self.batcher.is_some())
             .finish_non_exhaustive()
@@ -121,19 +128,27 @@ impl MongoStore {
         let db = client.database(&settings.database);
         let messages = db.collection(MESSAGES_COLLECTION);
         let sequencer = Arc::new(Sequencer::new(messages.clone(), limit));
+        let requests = Requests {
+            collection: db.collection(&settings.requests_collection),
+            creator_field: settings.creator_field,
+            op_timeout: limit,
+        };
+        let summaries = Summaries {
+            rooms: db.collection(ROOMS_COLLECTION),
+            seen: db.collection(SEEN_COLLECTION),
+            op_timeout: limit,
+        };
         let store = Self {
             batcher: settings.batch_inserts.then(|| Batcher::start(Arc::clone(&sequencer), limit)),
             sequencer,
-            requests: db.collection(&settings.requests_collection),
+            request_reads: requests.gather(),
+            unread_reads: summaries.unread_gather(),
+            cursors: Cursors::start(messages.clone(), limit),
+            requests,
             messages,
             receipts: db.collection(RECEIPTS_COLLECTION),
-            summaries: Summaries {
-                rooms: db.collection(ROOMS_COLLECTION),
-                seen: db.collection(SEEN_COLLECTION),
-                op_timeout: limit,
-            },
+            summaries,
             db,
-            creator_field: settings.creator_field,
             op_timeout: limit,
         };
         if !has_seq_index(&store.messages, limit).await? {
@@ -167,20 +182,6 @@ impl MongoStore {
         .await?;
         attach_receipts(&mut messages, receipts).map_err(|e| bad_data(context, e))?;
         Ok(messages)
-    }
-
-    /// The stored seq of message `id` of `room`, or `None` when it is not a message of that room.
-    async fn seq_of(&self, room: &str, id: MessageId) -> Result<Option<i64>, StoreError> {
-        let context = "find a history cursor's message";
-        let filter = doc! {"_id": object_id(id.object_id()), "requestId": room};
-        let found = bounded(self.op_timeout, context, async {
-            self.messages.clone_with_type::<SeqOnly>().find_one(filter).projection(doc! {"seq": 1}).await
-        })
-        .await?;
-        found
-            .map(|d| parse_seq(d.seq).map(stored_seq))
-            .transpose()
-            .map_err(|e| bad_data(context, format!("message {id}: {e}")))
     }
 
     /// The original of a message whose insert hit the unique idempotency key.
@@ -241,11 +242,11 @@ impl ChatStore for MongoStore {
         let (filter, ascending) = match query.cursor {
             Cursor::Latest => (doc! {"requestId": &room, "seq": {"$exists": true}}, false),
             Cursor::Before(id) => {
-                let Some(seq) = self.seq_of(&room, id).await? else { return Ok(None) };
+                let Some(seq) = self.cursors.seq_of(request, id).await? else { return Ok(None) };
                 (doc! {"requestId": &room, "seq": {"$exists": true, "$lt": seq}}, false)
             }
             Cursor::After(id) => {
-                let Some(seq) = self.seq_of(&room, id).await? else { return Ok(None) };
+                let Some(seq) = self.cursors.seq_of(request, id).await? else { return Ok(None) };
                 (doc! {"requestId": &room, "seq": {"$exists": true, "$gt": seq}}, true)
             }
         };

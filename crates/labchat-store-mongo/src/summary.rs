@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use crate::documents::{IdOnly, MessageDoc, ReceiptDoc, object_id, stored_seq};
 use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
+use crate::gather::{Fetched, Gather};
 
 /// The collection of room summaries (in [`crate::MongoSettings::database`]).
 pub const ROOMS_COLLECTION: &str = "chatRooms";
@@ -114,6 +115,42 @@ impl Summaries {
             Err(e) if is_duplicate(&e) => Ok(()),
             Err(e) => Err(store_error(context, e)),
         }
+    }
+
+    /// The coalesced unread counts (see `gather.rs`): for each (room, user), the room's live
+    /// messages less those the user's counter holds, with one query for the rooms' summaries and
+    /// one for the users' counters; a room without a summary has nothing unread.
+    pub(crate) fn unread_gather(&self) -> Gather<(RequestId, UserId), u64> {
+        let summaries = self.clone();
+        Gather::start("count a user's unread messages", self.op_timeout, move |keys| {
+            let summaries = summaries.clone();
+            async move { summaries.unread_counts(keys).await }
+        })
+    }
+
+    async fn unread_counts(&self, keys: Vec<(RequestId, UserId)>) -> Fetched<(RequestId, UserId), u64> {
+        let rooms: HashSet<String> = keys.iter().map(|(room, _)| room.to_hex()).collect();
+        let rooms: Vec<Bson> = rooms.into_iter().map(Bson::String).collect();
+        let counters: Vec<Bson> = keys.iter().map(|(room, user)| Bson::String(seen_key(*room, user))).collect();
+        let (rooms, counters) = futures_util::future::join(
+            bounded(self.op_timeout, "read the summaries of rooms", async {
+                self.rooms.find(doc! {"_id": {"$in": rooms}}).await?.try_collect::<Vec<_>>().await
+            }),
+            bounded(self.op_timeout, "read unread counters", async {
+                self.seen.find(doc! {"_id": {"$in": counters}}).await?.try_collect::<Vec<_>>().await
+            }),
+        )
+        .await;
+        let live: HashMap<String, u64> = rooms?.into_iter().map(|s| (s.id.clone(), s.live())).collect();
+        let seen: HashMap<String, i64> = counters?.into_iter().map(|d| (d.id, d.seen)).collect();
+        Ok(keys
+            .into_iter()
+            .map(|(room, user)| {
+                let total = live.get(&room.to_hex()).copied().unwrap_or(0);
+                let seen = u64::try_from(seen.get(&seen_key(room, &user)).copied().unwrap_or(0)).unwrap_or(0);
+                ((room, user), total.saturating_sub(seen))
+            })
+            .collect())
     }
 
     /// Adds `n` to the counter of `user` in `room`.

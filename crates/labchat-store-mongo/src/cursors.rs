@@ -1,0 +1,84 @@
+//! History cursors: the stored seq of the message a page is asked before or after, looked up
+//! with the other cursors in flight in one query (see `gather.rs`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use labchat_domain::{MessageId, RequestId};
+use mongodb::Collection;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{Bson, doc};
+
+use labchat_core::StoreError;
+
+use crate::documents::{MessageDoc, object_id, parse_seq, stored_seq};
+use crate::errors::{bad_data, bounded};
+use crate::gather::{Fetched, Gather};
+
+/// What a cursor lookup is called in errors.
+const CURSOR_CONTEXT: &str = "find a history cursor's message";
+
+/// A message as a cursor lookup reads it: its room and its stored seq.
+#[derive(serde::Deserialize)]
+struct Cursor {
+    #[serde(rename = "_id")]
+    id: ObjectId,
+    #[serde(rename = "requestId")]
+    room: String,
+    #[serde(default)]
+    seq: Option<i64>,
+}
+
+/// The coalesced lookup of cursors.
+pub(crate) struct Cursors(Gather<(RequestId, MessageId), Option<i64>>);
+
+impl Cursors {
+    /// Starts the lookup task; it ends when the `Cursors` is dropped.
+    pub(crate) fn start(messages: Collection<MessageDoc>, op_timeout: Duration) -> Self {
+        Self(cursor_gather(messages, op_timeout))
+    }
+
+    /// The stored seq of message `id` of `room`, or `None` when it is not a message of that
+    /// room (looked up with the other cursors asked for at the same time).
+    pub(crate) async fn seq_of(&self, room: RequestId, id: MessageId) -> Result<Option<i64>, StoreError> {
+        let found = self.0.get((room, id)).await?;
+        found
+            .map(|seq| parse_seq(seq).map(stored_seq))
+            .transpose()
+            .map_err(|e| bad_data(CURSOR_CONTEXT, format!("message {id}: {e}")))
+    }
+}
+
+/// For each (room, message) the message's stored seq (`None` when it has none); a message of
+/// another room is not found.
+fn cursor_gather(
+    messages: Collection<MessageDoc>,
+    op_timeout: Duration,
+) -> Gather<(RequestId, MessageId), Option<i64>> {
+    let messages = messages.clone_with_type::<Cursor>();
+    Gather::start(CURSOR_CONTEXT, op_timeout, move |keys: Vec<(RequestId, MessageId)>| {
+        let messages = messages.clone();
+        async move {
+            let ids: Vec<Bson> = keys.iter().map(|(_, id)| Bson::ObjectId(object_id(id.object_id()))).collect();
+            let found: Vec<Cursor> = bounded(op_timeout, CURSOR_CONTEXT, async {
+                messages
+                    .find(doc! {"_id": {"$in": ids}})
+                    .projection(doc! {"requestId": 1, "seq": 1})
+                    .await?
+                    .try_collect()
+                    .await
+            })
+            .await?;
+            let by_id: HashMap<ObjectId, Cursor> = found.into_iter().map(|c| (c.id, c)).collect();
+            let values: Fetched<(RequestId, MessageId), Option<i64>> = Ok(keys
+                .into_iter()
+                .filter_map(|(room, id)| {
+                    let c = by_id.get(&object_id(id.object_id()))?;
+                    (c.room == room.to_hex()).then_some(((room, id), c.seq))
+                })
+                .collect());
+            values
+        }
+    })
+}
