@@ -17,7 +17,6 @@
 //! cargo run --release -p labchat-store-mongo --example insert_throughput -- mongodb://127.0.0.1:27017 --rooms 100 --messages 50 --rounds 2
 //! ```
 
-use std::error::Error;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,11 +28,10 @@ use labchat_domain::{
 };
 use labchat_store_mongo::{MongoSettings, MongoStore};
 
-type BoxError = Box<dyn Error + Send + Sync>;
+#[path = "support/args.rs"]
+mod args;
 
-const MAX_ROOMS: usize = 1000;
-const MAX_MESSAGES: usize = 1000;
-const MAX_ROUNDS: usize = 10;
+use args::{BoxError, Flag};
 
 struct Args {
     uri: String,
@@ -43,31 +41,13 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, BoxError> {
-    let mut uri = std::env::var("LABCHAT_TEST_MONGO_URI").ok().filter(|u| !u.trim().is_empty());
-    let (mut rooms, mut messages, mut rounds) = (100, 50, 2);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |name: &str, max: usize| -> Result<usize, BoxError> {
-            let v = args.next().ok_or_else(|| format!("{name} needs a value"))?;
-            let n: usize = v.parse().map_err(|e| format!("{name} {v}: {e}"))?;
-            if (1..=max).contains(&n) { Ok(n) } else { Err(format!("{name} must be 1 to {max}, got {n}").into()) }
-        };
-        match arg.as_str() {
-            "--rooms" => rooms = number("--rooms", MAX_ROOMS)?,
-            "--messages" => messages = number("--messages", MAX_MESSAGES)?,
-            "--rounds" => rounds = number("--rounds", MAX_ROUNDS)?,
-            s if s.starts_with("mongodb://") || s.starts_with("mongodb+srv://") => uri = Some(s.to_owned()),
-            other => {
-                return Err(format!(
-                    "unknown argument {other:?}; usage: insert_throughput [MONGODB_URI] [--rooms N] [--messages N] [--rounds N]"
-                )
-                .into());
-            }
-        }
-    }
-    let uri =
-        uri.ok_or("no MongoDB URI: pass one, or set LABCHAT_TEST_MONGO_URI (scripts/mongo-test-server.sh uri)")?;
-    Ok(Args { uri, rooms, messages, rounds })
+    let flags = [
+        Flag { name: "--rooms", default: 100, max: 1000 },
+        Flag { name: "--messages", default: 50, max: 1000 },
+        Flag { name: "--rounds", default: 2, max: 10 },
+    ];
+    let (uri, v) = args::parse("insert_throughput", &flags)?;
+    Ok(Args { uri, rooms: v[0], messages: v[1], rounds: v[2] })
 }
 
 fn room(n: usize) -> Result<RequestId, BoxError> {
