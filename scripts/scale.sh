@@ -6,17 +6,17 @@
 # fan-out in the large room while RATE msg/s flow over the small rooms, and `kill -9` of the last
 # node while messages flow (its clients reconnect to the others and catch up).
 #
-# Prints each generator's report (JSON), the nodes' RSS and idle CPU, Redis commands/s
-# (INFO commandstats) and CPU (INFO cpu) and store operations/s (the nodes'
-# labchat_store_op_seconds) per phase, and the machine's load. Everything is bounded (the whole
-# run by `timeout`), and everything started is stopped on exit. Sizes (environment): NODES=6
-# GENERATORS=6 SMALL_ROOMS=20000 SMALL_MEMBERS=5 BIG_MEMBERS=1000 RATE=200 OPEN_SECS=420 (time
-# allowed to open every connection). REDIS_CLUSTER=1 runs the backplane on a local Redis Cluster
-# (three masters, three replicas; --redis-cluster) instead of one redis-server; Redis figures
-# are then summed over its six servers. KEEP_LOGS=DIR keeps every process's log in DIR.
-# SETTLE=20s waits that long after traffic before each generator checks its rooms against the
-# store (default 2s; past the nodes' quiet-room check, 5 s, a message delivered late is told from
-# one never delivered).
+# Prints each generator's report (JSON), the nodes' RSS and idle CPU, Redis commands/s (INFO
+# commandstats) and CPU (INFO cpu), store operations/s (the nodes' labchat_store_op_seconds), and
+# the CPU of the test MongoDB and of each generator per phase, and the machine's load. Everything
+# is bounded (the whole run by `timeout`), and everything started is stopped on exit. Sizes
+# (environment): NODES=6 GENERATORS=6 SMALL_ROOMS=20000 SMALL_MEMBERS=5 BIG_MEMBERS=1000 RATE=200
+# OPEN_SECS=420 (time allowed to open every connection). REDIS_CLUSTER=1 runs the backplane on a
+# local Redis Cluster (three masters, three replicas; --redis-cluster) instead of one
+# redis-server; Redis figures are then summed over its six servers. KEEP_LOGS=DIR keeps every
+# process's log in DIR. SETTLE=20s waits that long after traffic before each generator checks its
+# rooms against the store (default 2s; past the nodes' quiet-room check, 5 s, a message delivered
+# late is told from one never delivered).
 #
 #   scripts/scale.sh                                  # the full run: 101,000 connections
 #   NODES=3 GENERATORS=1 SMALL_ROOMS=200 BIG_MEMBERS=100 scripts/scale.sh   # a small one
@@ -88,6 +88,7 @@ else
 fi
 bash "$ROOT/scripts/mongo-test-server.sh" start >&2
 MONGO_URI="$(bash "$ROOT/scripts/mongo-test-server.sh" uri)"
+MONGO_PID="$(cat "$ROOT/.ci-state/mongo-test-server.pid" 2>/dev/null || true)"
 DB="scale_$(date +%s)"
 
 # The requests, as the lab system stores them.
@@ -139,6 +140,14 @@ redis_cpu() { # CPU seconds of every Redis server so far (used_cpu_user + used_c
         | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.3f", s}'
 }
 cpu_ticks() { local s=0; for p in "$@"; do [[ -r /proc/$p/stat ]] && s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$s"; }
+# cpu_each PIDS...: each process's CPU ticks so far, space-separated (0 for one gone).
+cpu_each() { local p out=(); for p in "$@"; do out+=("$(cpu_ticks "$p")"); done; echo "${out[*]}"; }
+# percent_each BEFORE AFTER SECONDS: per process, the % of a core between two cpu_each lines
+# (`ended` for one that ended meanwhile).
+percent_each() {
+    paste -d' ' <(tr ' ' '\n' <<<"$1") <(tr ' ' '\n' <<<"$2") \
+        | awk -v hz="$(getconf CLK_TCK)" -v s="$3" '$2 < $1 {printf "ended "; next} {printf "%.0f ", ($2 - $1) / hz / s * 100}'
+}
 # store_by_op: the live nodes' store calls so far, one "op:outcome count" line each.
 store_by_op() {
     for i in $LIVE; do
@@ -150,8 +159,12 @@ store_by_op() {
 phase() { # phase LABEL SECONDS: Redis commands/s and CPU, store ops/s and mean latency over the next SECONDS
     local r0 c0 s0 t0 u0 r1 c1 s1 t1 u1
     r0="$(redis_calls)"; c0="$(metric_sum count)"; s0="$(metric_sum sum)"; t0="$(cpu_ticks "${NODE_PIDS[@]:0:NODES-1}")"; u0="$(redis_cpu)"
+    local g0 g1 m0 m1
+    local gens; read -ra gens <<<"$(for p in "${GEN_PIDS[@]}"; do pgrep -P "$p" || echo 0; done | tr '\n' ' ')"
+    g0="$(cpu_each "${gens[@]}")"; m0="$(cpu_ticks $MONGO_PID)"
     redis_by_command >"$WORK/redis-$1-0"; store_by_op >"$WORK/store-$1-0"
     sleep "$2"
+    g1="$(cpu_each "${gens[@]}")"; m1="$(cpu_ticks $MONGO_PID)"
     r1="$(redis_calls)"; c1="$(metric_sum count)"; s1="$(metric_sum sum)"; t1="$(cpu_ticks "${NODE_PIDS[@]:0:NODES-1}")"; u1="$(redis_cpu)"
     redis_by_command >"$WORK/redis-$1-1"; store_by_op >"$WORK/store-$1-1"
     echo "phase $1 (${2}s): redis $(echo "($r1 - $r0) / $2" | bc) cmd/s, $(echo "($u1 - $u0) / $2 * 100" | bc -l | cut -c1-5) % of a core; store $(echo "($c1 - $c0) / $2" | bc) ops/s," \
@@ -161,6 +174,8 @@ phase() { # phase LABEL SECONDS: Redis commands/s and CPU, store ops/s and mean 
         | awk -v s="$2" '{d = (NF == 3 ? $3 - $2 : $2) / s} d >= 1 {printf "%s=%d ", substr($1, 9), d}')"
     echo "  store calls/s by operation: $(join -a 2 "$WORK/store-$1-0" "$WORK/store-$1-1" \
         | awk -v s="$2" '{d = (NF == 3 ? $3 - $2 : $2) / s} d >= 0.5 {printf "%s=%.0f ", $1, d}')"
+    echo "  CPU, % of a core: test MongoDB $(echo "($m1 - $m0) / $(getconf CLK_TCK) / $2 * 100" | bc -l | cut -c1-5);" \
+        "each generator $(percent_each "$g0" "$g1" "$2")"
 }
 
 # closed WHEN: the connections the live nodes closed or lost so far, by how each ended
@@ -212,7 +227,8 @@ jq -s '{opened: (map(.opened) | add), connections: (map(.connections) | add), ga
         duplicates: (map(.duplicates) | add), lost: (map(.lost) | add), back: (map(.back) | add),
         back_after_s: (map(.back_after_s // 0) | max), connect_join_p99_ms_max: (map(.connect_join.p99_ms) | max),
         steady_p99_ms_max: (map(.steady.p99_ms) | max), storm_p99_ms_max: (map(.storm.p99_ms) | max),
-        peak_rejoins_per_s_sum: (map(.peak_rejoins_per_s) | add), server_errors: (map(.server_errors) | add), settle_s: (map(.settle_s) | max), gap_sample: (map(.gap_sample) | add | .[:10])}' \
+        peak_rejoins_per_s_sum: (map(.peak_rejoins_per_s) | add), server_errors: (map(.server_errors) | add), settle_s: (map(.settle_s) | max),
+        loop_lag_max_ms_from_traffic: (map(.loop_lag_max_ms_from_traffic) | max), loop_stalls: (map(.loop_stalls) | add), gap_sample: (map(.gap_sample) | add | .[:10])}' \
     "$WORK"/gen-*.json
 echo "Redis: $(redis_stats | grep -E 'publish|subscribe' | awk -F'[=,:]' '{n[$1] += $3} END {for (k in n) printf "%s=%d ", k, n[k]}')"
 echo "store calls by operation, nodes 0..$((NODES - 2)) together:"

@@ -376,6 +376,13 @@ impl Table for crate::ScaleReport {
                 format!("{} rooms: {} gaps, {} duplicates", self.rooms_checked, self.gaps, self.duplicates),
             ),
             ("server errors", format!("{} {:?}", self.server_errors, self.first_error)),
+            (
+                "generator's own lateness",
+                format!(
+                    "at worst {:.0} ms before traffic, {:.0} ms from it; {} wakes a second late",
+                    self.loop_lag_max_ms_before_traffic, self.loop_lag_max_ms_from_traffic, self.loop_stalls
+                ),
+            ),
         ]
     }
 }

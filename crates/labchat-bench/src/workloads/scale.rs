@@ -4,6 +4,7 @@
 //! ([`member`]) and catch up. At the end every client's `seq`s are checked against the store's
 //! last `seq` of its room: no gap, no duplicate.
 
+mod lag;
 pub(crate) mod member;
 mod report;
 
@@ -95,6 +96,7 @@ pub(crate) struct Run {
     t: Mutex<Tallies>,
     store_last: Vec<AtomicU64>,
     checked: AtomicUsize,
+    lag: Arc<lag::Lag>,
 }
 
 struct Tallies {
@@ -249,6 +251,7 @@ pub async fn scale(target: &Target, mut opts: ScaleOptions) -> Result<ScaleRepor
         }),
         store_last: (0..local_rooms).map(|_| AtomicU64::new(u64::MAX)).collect(),
         checked: AtomicUsize::new(0),
+        lag: lag::Lag::watch(),
     });
     // Members: (local room, global member index, member within its room).
     let mut plan: Vec<(usize, usize, usize)> = Vec::with_capacity(total);
@@ -304,6 +307,7 @@ pub async fn scale(target: &Target, mut opts: ScaleOptions) -> Result<ScaleRepor
     if let Some(at) = opts.traffic_at {
         tokio::time::sleep(at.duration_since(SystemTime::now()).unwrap_or_default()).await;
     }
+    run.lag.traffic_started();
     let traffic = traffic(&run, &senders, &plan, &opts, mine.len(), big);
     let flow = async {
         tokio::time::sleep(opts.steady).await;

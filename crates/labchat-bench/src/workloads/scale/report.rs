@@ -61,6 +61,13 @@ pub struct ScaleReport {
     pub server_errors: u64,
     pub first_error: Option<String>,
     pub load1: Option<f64>,
+    /// How late this generator's own runtime woke at worst, before traffic and from its start,
+    /// in milliseconds: a generator this far behind answered its pings this late (the nodes
+    /// close a connection silent for two ping intervals).
+    pub loop_lag_max_ms_before_traffic: f64,
+    pub loop_lag_max_ms_from_traffic: f64,
+    /// Wakes a second or more late.
+    pub loop_stalls: u64,
 }
 
 pub(super) fn finish(
@@ -137,6 +144,7 @@ pub(super) fn finish(
         }
     }
     r.load1 = crate::workloads::load1();
+    (r.loop_lag_max_ms_before_traffic, r.loop_lag_max_ms_from_traffic, r.loop_stalls) = run.lag.figures();
 }
 
 /// How many missing seqs the report names.
