@@ -132,6 +132,7 @@ macro_rules! for_each_contract_check {
             edits_and_deletions_keep_seq_and_receipts,
             a_deletion_is_unread_for_no_one,
             the_catch_up_reads_exactly_what_changed,
+            reads_asked_together_answer_each_as_alone,
         }
     };
 }
@@ -148,6 +149,9 @@ pub use self::inbox::{
     reassigned_and_deleted_requests_leave_the_inbox, recount_makes_missed_or_doubled_counts_exact,
     unread_counts_follow_posts_and_reads,
 };
+
+mod together;
+pub use self::together::reads_asked_together_answer_each_as_alone;
 
 mod seq;
 pub use self::seq::{

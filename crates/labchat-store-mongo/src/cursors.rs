@@ -8,30 +8,26 @@ use futures_util::TryStreamExt;
 use labchat_domain::{MessageId, RequestId};
 use mongodb::Collection;
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{Bson, doc};
+use mongodb::bson::{Bson, Document, doc};
 
 use labchat_core::StoreError;
 
 use crate::documents::{MessageDoc, object_id, parse_seq, stored_seq};
 use crate::errors::{bad_data, bounded};
-use crate::gather::{Fetched, Gather};
+use crate::gather::{Fetched, Gather, batch_of};
 
 /// What a cursor lookup is called in errors.
 const CURSOR_CONTEXT: &str = "find a history cursor's message";
 
-/// A message as a cursor lookup reads it: its room and its stored seq.
+/// A message's stored seq, as a cursor lookup reads it (its room is compared first).
 #[derive(serde::Deserialize)]
 struct Cursor {
-    #[serde(rename = "_id")]
-    id: ObjectId,
-    #[serde(rename = "requestId")]
-    room: String,
     #[serde(default)]
     seq: Option<i64>,
 }
 
 /// The coalesced lookup of cursors.
-pub(crate) struct Cursors(Gather<(RequestId, MessageId), Option<i64>>);
+pub(crate) struct Cursors(Gather<(RequestId, MessageId), Result<Option<i64>, String>>);
 
 impl Cursors {
     /// Starts the lookup task; it ends when the `Cursors` is dropped.
@@ -42,40 +38,47 @@ impl Cursors {
     /// The stored seq of message `id` of `room`, or `None` when it is not a message of that
     /// room (looked up with the other cursors asked for at the same time).
     pub(crate) async fn seq_of(&self, room: RequestId, id: MessageId) -> Result<Option<i64>, StoreError> {
-        let found = self.0.get((room, id)).await?;
+        let Some(found) = self.0.get((room, id)).await? else { return Ok(None) };
         found
-            .map(|seq| parse_seq(seq).map(stored_seq))
-            .transpose()
+            .and_then(|seq| parse_seq(seq).map(stored_seq))
+            .map(Some)
             .map_err(|e| bad_data(CURSOR_CONTEXT, format!("message {id}: {e}")))
     }
 }
 
 /// For each (room, message) the message's stored seq (`None` when it has none); a message of
-/// another room is not found.
+/// another room is not found. A message that cannot be read fails its own lookups only.
 fn cursor_gather(
     messages: Collection<MessageDoc>,
     op_timeout: Duration,
-) -> Gather<(RequestId, MessageId), Option<i64>> {
-    let messages = messages.clone_with_type::<Cursor>();
+) -> Gather<(RequestId, MessageId), Result<Option<i64>, String>> {
+    let messages = messages.clone_with_type::<Document>();
     Gather::start(CURSOR_CONTEXT, op_timeout, move |keys: Vec<(RequestId, MessageId)>| {
         let messages = messages.clone();
         async move {
             let ids: Vec<Bson> = keys.iter().map(|(_, id)| Bson::ObjectId(object_id(id.object_id()))).collect();
-            let found: Vec<Cursor> = bounded(op_timeout, CURSOR_CONTEXT, async {
+            let batch = batch_of(ids.len());
+            let found: Vec<Document> = bounded(op_timeout, CURSOR_CONTEXT, async {
                 messages
                     .find(doc! {"_id": {"$in": ids}})
                     .projection(doc! {"requestId": 1, "seq": 1})
+                    .batch_size(batch)
                     .await?
                     .try_collect()
                     .await
             })
             .await?;
-            let by_id: HashMap<ObjectId, Cursor> = found.into_iter().map(|c| (c.id, c)).collect();
-            let values: Fetched<(RequestId, MessageId), Option<i64>> = Ok(keys
+            let by_id: HashMap<ObjectId, Document> =
+                found.into_iter().filter_map(|d| Some((d.get_object_id("_id").ok()?, d))).collect();
+            let values: Fetched<(RequestId, MessageId), Result<Option<i64>, String>> = Ok(keys
                 .into_iter()
                 .filter_map(|(room, id)| {
-                    let c = by_id.get(&object_id(id.object_id()))?;
-                    (c.room == room.to_hex()).then_some(((room, id), c.seq))
+                    let doc = by_id.get(&object_id(id.object_id()))?;
+                    // Of another room: not found, whatever else it holds.
+                    (doc.get_str("requestId").ok()? == room.to_hex()).then_some(())?;
+                    let seq =
+                        mongodb::bson::from_document::<Cursor>(doc.clone()).map(|c| c.seq).map_err(|e| e.to_string());
+                    Some(((room, id), seq))
                 })
                 .collect());
             values

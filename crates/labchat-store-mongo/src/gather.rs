@@ -32,8 +32,15 @@ pub(crate) const MAX_KEYS: usize = 500;
 /// The most reads of one kind in flight at once.
 pub(crate) const IN_FLIGHT: usize = 4;
 
-/// How many keys may wait for a read before callers wait to queue theirs.
-const QUEUE: usize = 8 * MAX_KEYS;
+/// How many keys may wait for a read before callers wait to queue theirs: as many as the reads
+/// in flight take, so that a queued key waits for one round of reads at most.
+const QUEUE: usize = IN_FLIGHT * MAX_KEYS;
+
+/// The cursor batch size for a query of `n` keys: all in the first reply (a server's default
+/// first batch is 101 documents, and each further batch is another round trip).
+pub(crate) fn batch_of(n: usize) -> u32 {
+    u32::try_from(n.max(1)).unwrap_or(u32::MAX)
+}
 
 /// One read of many keys: the values found, by key (a key absent from the map was not found).
 pub(crate) type Fetched<K, V> = Result<HashMap<K, V>, StoreError>;
@@ -75,10 +82,10 @@ where
     }
 
     /// The value of `key`, `None` when the store has none. Waits for a read to take the key
-    /// (at most the operation timeout: the reads in flight are each bounded by it) and for that
-    /// read's answer: at most twice the operation timeout in all.
+    /// (at most one round of the reads in flight, each bounded by the operation timeout) and for
+    /// that read's answer: at most twice the operation timeout in all.
     pub(crate) async fn get(&self, key: K) -> Result<Option<V>, StoreError> {
-        let limit = self.op_timeout * 2;
+        let limit = self.op_timeout.saturating_mul(2);
         let (reply, answer) = oneshot::channel();
         let waited = tokio::time::timeout(limit, async {
             self.jobs.send(Job { key, reply }).await.map_err(|_| self.stopped())?;
@@ -93,8 +100,10 @@ where
         }
     }
 
+    /// The read's task ended without an answer: it panicked (a bug, reported by the panic), or
+    /// the runtime is shutting down.
     fn stopped(&self) -> StoreError {
-        StoreError::unavailable(self.context, "the task of coalesced reads has stopped")
+        StoreError::internal(self.context, "the task of coalesced reads ended without an answer")
     }
 
     /// This caller's error for a fetch that failed: the same kind, with this read's context.
@@ -217,7 +226,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn concurrent_reads_share_a_few_queries_and_each_gets_its_own_answer() {
         let (gather, calls) = doubling(Duration::from_millis(100), None);
-        let keys: Vec<u32> = (0..1_000).map(|k| k % 700).collect();
+        // Every key four times: duplicates wait in the queue together.
+        let keys: Vec<u32> = (0..1_000).map(|k| k % 250).collect();
         let answers = get_all(&gather, keys.clone()).await;
         for (k, a) in keys.iter().zip(&answers) {
             assert_eq!(*a, (k % 2 == 0).then_some(k * 2), "key {k}");
@@ -225,6 +235,8 @@ mod tests {
         let calls = calls.lock().unwrap();
         assert!(calls.len() <= IN_FLIGHT + 1000 / MAX_KEYS + 1, "1,000 reads took {} queries", calls.len());
         assert!(calls.iter().all(|c| c.len() <= MAX_KEYS), "a query asked for more than {MAX_KEYS} keys");
+        let asked: usize = calls.iter().map(Vec::len).sum();
+        assert!(asked < 1_000, "duplicates were asked for again: {asked} keys for 1,000 reads of 250");
         for c in calls.iter() {
             let distinct: HashSet<_> = c.iter().collect();
             assert_eq!(distinct.len(), c.len(), "a key asked for twice in one query");
@@ -234,12 +246,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_read_fails_each_of_its_callers_with_the_same_kind() {
         for retryable in [true, false] {
-            let (gather, _) = doubling(Duration::from_millis(10), Some(retryable));
-            let a = Arc::clone(&gather);
-            let first = tokio::spawn(async move { a.get(1).await });
-            let second = gather.get(2).await.unwrap_err();
-            let first = first.await.unwrap().unwrap_err();
-            for e in [first, second] {
+            let (gather, calls) = doubling(Duration::from_millis(10), Some(retryable));
+            let tasks: Vec<_> = (0..50)
+                .map(|k| {
+                    let g = Arc::clone(&gather);
+                    tokio::spawn(async move { g.get(k).await })
+                })
+                .collect();
+            let mut errors = Vec::new();
+            for t in tasks {
+                errors.push(t.await.unwrap().unwrap_err());
+            }
+            let reads = calls.lock().unwrap().len();
+            assert!(reads < 50, "50 callers, {reads} reads: no read failed several callers");
+            for e in errors {
                 assert_eq!(e.is_retryable(), retryable);
                 assert!(e.to_string().contains("read numbers"), "{e}");
                 let cause = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();

@@ -135,28 +135,15 @@ impl MongoStore {
     async fn rows_for(&self, rooms: &[RoomSummary], user: &UserId) -> Result<Vec<InboxRow>, StoreError> {
         let keys: Vec<(String, &RoomSummary)> =
             rooms.iter().map(|s| (format!("{}:{}", s.id, user.as_str()), s)).collect();
-        let seen = self.seen_of(keys.iter().map(|(k, _)| k.clone()).collect()).await?;
+        let seen = self.summaries.seen_of(keys.iter().map(|(k, _)| k.clone()).collect()).await?;
         let messages = self.messages_by_id(rooms.iter().map(|s| s.last_message_id).collect()).await?;
         Ok(keys
             .iter()
             .filter_map(|(k, s)| {
                 let last = messages.get(&s.last_message_id)?.clone();
-                let seen = u64::try_from(seen.get(k).copied().unwrap_or(0)).unwrap_or(0);
-                Some(InboxRow { last_message: last, unread: s.live().saturating_sub(seen) })
+                Some(InboxRow { last_message: last, unread: s.unread(seen.get(k).copied()) })
             })
             .collect())
-    }
-
-    /// Counters by key.
-    async fn seen_of(&self, keys: Vec<String>) -> Result<HashMap<String, i64>, StoreError> {
-        if keys.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let found = bounded(self.op_timeout, "read unread counters", async {
-            self.summaries.seen.find(doc! {"_id": {"$in": keys}}).await?.try_collect::<Vec<_>>().await
-        })
-        .await?;
-        Ok(found.into_iter().map(|d| (d.id, d.seen)).collect())
     }
 
     /// Messages by id, with their receipts.
@@ -230,15 +217,14 @@ impl MongoStore {
         users: &[UserId],
     ) -> Result<Vec<InboxRow>, StoreError> {
         let Some(summary) = self.summary_of(request).await? else { return Ok(Vec::new()) };
-        let seen = self.seen_of(users.iter().map(|u| seen_key(request, u)).collect()).await?;
+        let seen = self.summaries.seen_of(users.iter().map(|u| seen_key(request, u)).collect()).await?;
         let messages = self.messages_by_id(vec![summary.last_message_id]).await?;
         let Some(last) = messages.get(&summary.last_message_id) else { return Ok(Vec::new()) };
-        let total = summary.live();
         Ok(users
             .iter()
-            .map(|u| {
-                let seen = u64::try_from(seen.get(&seen_key(request, u)).copied().unwrap_or(0)).unwrap_or(0);
-                InboxRow { last_message: last.clone(), unread: total.saturating_sub(seen) }
+            .map(|u| InboxRow {
+                last_message: last.clone(),
+                unread: summary.unread(seen.get(&seen_key(request, u)).copied()),
             })
             .collect())
     }
@@ -246,7 +232,10 @@ impl MongoStore {
     /// [`labchat_core::ChatStore::unread_count`].
     /// Coalesced with the other counts asked for at the same time (see `gather.rs`).
     pub(crate) async fn unread_of(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError> {
-        Ok(self.unread_reads.get((request, user.clone())).await?.unwrap_or(0))
+        match self.unread_reads.get((request, user.clone())).await? {
+            None => Ok(0),
+            Some(count) => count.map_err(|e| bad_data("count a user's unread messages", e)),
+        }
     }
 
     /// [`labchat_core::ChatStore::first_unread`]: a lookup by seq. The user's counter holds

@@ -159,11 +159,14 @@
 //! The reads that many connections make at once when a node's clients come back together (a
 //! join's request, a room's unread count, a history cursor's seq) are each one background task
 //! (`gather.rs`): callers queue their key, and every read waiting when a query can start is
-//! answered by one `$in` query on `_id` (up to 500 keys, at most 4 such queries in flight). There
-//! is no timer: a lone read is sent at once, as before. A caller's wait, queueing included, is
-//! bounded by twice the operation timeout (then [`StoreError::Unavailable`](labchat_core::StoreError));
-//! a failed query fails each of its callers with the same kind. A request read this way is
-//! decided exactly as a lone one (`requests.rs`); a cursor of another room is not found, as before.
+//! answered by one `$in` query on `_id` (up to 500 keys, all in the first reply; at most 4 such
+//! reads of a kind in flight, an unread count's read being two queries: summaries and counters).
+//! There is no timer: a lone read is sent at once, as before. A caller's wait, queueing included,
+//! is bounded by twice the operation timeout (then
+//! [`StoreError::Unavailable`](labchat_core::StoreError)); a failed query fails each of its callers
+//! with the same kind, while a document that cannot be read (a summary, a cursor's message) fails
+//! only the reads of its own key. A request read this way is decided exactly as a lone one
+//! (`requests.rs`); a cursor of another room is not found, as before.
 
 mod batch;
 mod catch_up;

@@ -14,7 +14,7 @@ use mongodb::bson::{Bson, Document, doc};
 use crate::MongoStore;
 use crate::documents::{object_id, request_of};
 use crate::errors::bounded;
-use crate::gather::{Fetched, Gather};
+use crate::gather::{Fetched, Gather, batch_of};
 
 /// Where the requests are read from: the lab system's collection and its creator field.
 #[derive(Clone, Debug)]
@@ -46,6 +46,7 @@ impl Requests {
             self.collection
                 .find(doc! {"_id": {"$in": wanted}})
                 .projection(self.creator_projection())
+                .batch_size(batch_of(ids.len()))
                 .await?
                 .try_collect()
                 .await

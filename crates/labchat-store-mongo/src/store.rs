@@ -83,7 +83,7 @@ pub struct MongoStore {
     /// Single request lookups, coalesced (see `gather.rs`).
     pub(crate) request_reads: Gather<RequestId, Request>,
     /// Unread counts, coalesced.
-    pub(crate) unread_reads: Gather<(RequestId, UserId), u64>,
+    pub(crate) unread_reads: Gather<(RequestId, UserId), Result<u64, String>>,
     /// History cursors' seqs, coalesced.
     cursors: Cursors,
     /// The room summaries and per-user counters the inbox reads.

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::documents::{IdOnly, MessageDoc, ReceiptDoc, object_id, stored_seq};
 use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
-use crate::gather::{Fetched, Gather};
+use crate::gather::{Fetched, Gather, batch_of};
 
 /// The collection of room summaries (in [`crate::MongoSettings::database`]).
 pub const ROOMS_COLLECTION: &str = "chatRooms";
@@ -49,6 +49,11 @@ impl RoomSummary {
     /// The room's messages that may be unread: all but the deleted ones.
     pub(crate) fn live(&self) -> u64 {
         u64::try_from(self.last_seq.saturating_sub(self.deleted)).unwrap_or(0)
+    }
+
+    /// A user's unread count in the room, given their counter (`None`: none yet).
+    pub(crate) fn unread(&self, seen: Option<i64>) -> u64 {
+        self.live().saturating_sub(u64::try_from(seen.unwrap_or(0)).unwrap_or(0))
     }
 }
 
@@ -119,8 +124,9 @@ impl Summaries {
 
     /// The coalesced unread counts (see `gather.rs`): for each (room, user), the room's live
     /// messages less those the user's counter holds, with one query for the rooms' summaries and
-    /// one for the users' counters; a room without a summary has nothing unread.
-    pub(crate) fn unread_gather(&self) -> Gather<(RequestId, UserId), u64> {
+    /// one for the users' counters; a room without a summary has nothing unread. A summary that
+    /// cannot be read fails the counts of its room only (`Err`: what is wrong with it).
+    pub(crate) fn unread_gather(&self) -> Gather<(RequestId, UserId), Result<u64, String>> {
         let summaries = self.clone();
         Gather::start("count a user's unread messages", self.op_timeout, move |keys| {
             let summaries = summaries.clone();
@@ -128,29 +134,51 @@ impl Summaries {
         })
     }
 
-    async fn unread_counts(&self, keys: Vec<(RequestId, UserId)>) -> Fetched<(RequestId, UserId), u64> {
+    async fn unread_counts(&self, keys: Vec<(RequestId, UserId)>) -> Fetched<(RequestId, UserId), Result<u64, String>> {
         let rooms: HashSet<String> = keys.iter().map(|(room, _)| room.to_hex()).collect();
+        let batch = batch_of(rooms.len());
         let rooms: Vec<Bson> = rooms.into_iter().map(Bson::String).collect();
-        let counters: Vec<Bson> = keys.iter().map(|(room, user)| Bson::String(seen_key(*room, user))).collect();
-        let (rooms, counters) = futures_util::future::join(
+        let counters: Vec<String> = keys.iter().map(|(room, user)| seen_key(*room, user)).collect();
+        let summaries = self.rooms.clone_with_type::<Document>();
+        let (rooms, seen) = futures_util::future::join(
             bounded(self.op_timeout, "read the summaries of rooms", async {
-                self.rooms.find(doc! {"_id": {"$in": rooms}}).await?.try_collect::<Vec<_>>().await
+                summaries.find(doc! {"_id": {"$in": rooms}}).batch_size(batch).await?.try_collect::<Vec<_>>().await
             }),
-            bounded(self.op_timeout, "read unread counters", async {
-                self.seen.find(doc! {"_id": {"$in": counters}}).await?.try_collect::<Vec<_>>().await
-            }),
+            self.seen_of(counters),
         )
         .await;
-        let live: HashMap<String, u64> = rooms?.into_iter().map(|s| (s.id.clone(), s.live())).collect();
-        let seen: HashMap<String, i64> = counters?.into_iter().map(|d| (d.id, d.seen)).collect();
+        let summaries: HashMap<String, Result<RoomSummary, String>> = rooms?
+            .into_iter()
+            .filter_map(|d| {
+                let id = d.get_str("_id").ok()?.to_owned();
+                Some((id, mongodb::bson::from_document::<RoomSummary>(d).map_err(|e| e.to_string())))
+            })
+            .collect();
+        let seen = seen?;
         Ok(keys
             .into_iter()
             .map(|(room, user)| {
-                let total = live.get(&room.to_hex()).copied().unwrap_or(0);
-                let seen = u64::try_from(seen.get(&seen_key(room, &user)).copied().unwrap_or(0)).unwrap_or(0);
-                ((room, user), total.saturating_sub(seen))
+                let count = match summaries.get(&room.to_hex()) {
+                    None => Ok(0),
+                    Some(Ok(summary)) => Ok(summary.unread(seen.get(&seen_key(room, &user)).copied())),
+                    Some(Err(e)) => Err(format!("the summary of room {room}: {e}")),
+                };
+                ((room, user), count)
             })
             .collect())
+    }
+
+    /// Counters by key, with one query.
+    pub(crate) async fn seen_of(&self, keys: Vec<String>) -> Result<HashMap<String, i64>, StoreError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let batch = batch_of(keys.len());
+        let found = bounded(self.op_timeout, "read unread counters", async {
+            self.seen.find(doc! {"_id": {"$in": keys}}).batch_size(batch).await?.try_collect::<Vec<_>>().await
+        })
+        .await?;
+        Ok(found.into_iter().map(|d| (d.id, d.seen)).collect())
     }
 
     /// Adds `n` to the counter of `user` in `room`.
