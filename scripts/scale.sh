@@ -14,9 +14,10 @@
 # OPEN_SECS=420 (time allowed to open every connection). REDIS_CLUSTER=1 runs the backplane on a
 # local Redis Cluster (three masters, three replicas; --redis-cluster) instead of one
 # redis-server; Redis figures are then summed over its six servers. KEEP_LOGS=DIR keeps every
-# process's log in DIR. SETTLE=20s waits that long after traffic before each generator checks its
-# rooms against the store (default 2s; past the nodes' quiet-room check, 5 s, a message delivered
-# late is told from one never delivered).
+# process's log in DIR. GEN_NICE=-5 (the default) runs the generators ahead of the servers.
+# SETTLE=20s waits that long after traffic before each generator checks its rooms against the
+# store (default 2s; past the nodes' quiet-room check, 5 s, a message delivered late is told from
+# one never delivered).
 #
 #   scripts/scale.sh                                  # the full run: 101,000 connections
 #   NODES=3 GENERATORS=1 SMALL_ROOMS=200 BIG_MEMBERS=100 scripts/scale.sh   # a small one
@@ -40,6 +41,11 @@ RATE="${RATE:-200}"
 SETTLE="${SETTLE:-2s}"
 OPEN_SECS="${OPEN_SECS:-420}"
 STEADY="${STEADY:-15s}"
+# The generators' niceness: ahead of the servers by default, standing in for clients on their own
+# machines (a generator left waiting for a core answers its pings late, and the nodes rightly
+# close it as silent; docs/benchmarks.md, "Coalesced point reads"). Below 0 needs root; without
+# it `nice` says so and runs them at 0. GEN_NICE=0 runs everything alike.
+GEN_NICE="${GEN_NICE:--5}"
 SECRET="scale-run-secret-0123456789abcdef"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 WORK="$(mktemp -d /tmp/labchat-scale.XXXXXX)"
@@ -196,7 +202,7 @@ for g in $(seq 0 $((GENERATORS - 1))); do
     kill_args=(--other-kills "$VICTIM")
     [[ "$g" == 0 ]] && kill_args=(--kill-node "$VICTIM" --kill-pid "${NODE_PIDS[$VICTIM]}")
     sources="127.0.0.$((2 + g % 8))"
-    LABCHAT_JWT_SECRET="$SECRET" timeout $((OPEN_SECS + 400)) "$TARGET/labchat-bench" scale --json \
+    LABCHAT_JWT_SECRET="$SECRET" nice -n "$GEN_NICE" timeout $((OPEN_SECS + 400)) "$TARGET/labchat-bench" scale --json \
         --url "$URL_LIST" --seed-file "$WORK/seed.json" --server-pid "$PID_LIST" \
         --small-rooms "$SMALL_ROOMS" --small-members "$SMALL_MEMBERS" --big-members "$BIG_MEMBERS" \
         --shard "$g" --shards "$GENERATORS" --source "$sources" --traffic-at "$TRAFFIC_AT" \
