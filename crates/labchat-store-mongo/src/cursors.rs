@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
+use labchat_core::StoreError;
 use labchat_domain::{MessageId, RequestId};
 use mongodb::Collection;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{Bson, Document, doc};
-
-use labchat_core::StoreError;
 
 use crate::documents::{MessageDoc, object_id, parse_seq, stored_seq};
 use crate::errors::{bad_data, bounded};
@@ -19,11 +18,14 @@ use crate::gather::{Fetched, Gather, batch_of};
 /// What a cursor lookup is called in errors.
 const CURSOR_CONTEXT: &str = "find a history cursor's message";
 
-/// A message's stored seq, as a cursor lookup reads it (its room is compared first).
-#[derive(serde::Deserialize)]
-struct Cursor {
-    #[serde(default)]
-    seq: Option<i64>,
+/// A message's stored seq: `None` when it has none, an error when it is not an integer.
+fn seq_in(doc: &Document) -> Result<Option<i64>, String> {
+    match doc.get("seq") {
+        None | Some(Bson::Null) => Ok(None),
+        Some(Bson::Int64(n)) => Ok(Some(*n)),
+        Some(Bson::Int32(n)) => Ok(Some(i64::from(*n))),
+        Some(other) => Err(format!("seq is {other}, not an integer")),
+    }
 }
 
 /// The coalesced lookup of cursors.
@@ -76,9 +78,7 @@ fn cursor_gather(
                     let doc = by_id.get(&object_id(id.object_id()))?;
                     // Of another room: not found, whatever else it holds.
                     (doc.get_str("requestId").ok()? == room.to_hex()).then_some(())?;
-                    let seq =
-                        mongodb::bson::from_document::<Cursor>(doc.clone()).map(|c| c.seq).map_err(|e| e.to_string());
-                    Some(((room, id), seq))
+                    Some(((room, id), seq_in(doc)))
                 })
                 .collect());
             values

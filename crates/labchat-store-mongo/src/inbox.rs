@@ -17,7 +17,7 @@ use mongodb::bson::{Bson, Document, doc};
 use crate::MongoStore;
 use crate::documents::{IdOnly, MessageDoc, kind_name, message_id, request_quietly};
 use crate::errors::{bad_data, bounded};
-use crate::summary::{RoomSummary, seen_key};
+use crate::summary::{RoomSummary, UNREAD_CONTEXT, seen_key};
 
 /// The most summary queries one LAB page makes while skipping rooms whose request was deleted,
 /// once it holds a room; past it the page is returned short, with a cursor after its last room
@@ -234,7 +234,7 @@ impl MongoStore {
     pub(crate) async fn unread_of(&self, request: RequestId, user: &UserId) -> Result<u64, StoreError> {
         match self.unread_reads.get((request, user.clone())).await? {
             None => Ok(0),
-            Some(count) => count.map_err(|e| bad_data("count a user's unread messages", e)),
+            Some(count) => count.map_err(|e| bad_data(UNREAD_CONTEXT, e)),
         }
     }
 

@@ -57,6 +57,9 @@ impl RoomSummary {
     }
 }
 
+/// What an unread count is called in errors.
+pub(crate) const UNREAD_CONTEXT: &str = "count a user's unread messages";
+
 /// A counter as stored.
 #[derive(Clone, Debug, Deserialize)]
 pub(crate) struct SeenDoc {
@@ -128,7 +131,7 @@ impl Summaries {
     /// cannot be read fails the counts of its room only (`Err`: what is wrong with it).
     pub(crate) fn unread_gather(&self) -> Gather<(RequestId, UserId), Result<u64, String>> {
         let summaries = self.clone();
-        Gather::start("count a user's unread messages", self.op_timeout, move |keys| {
+        Gather::start(UNREAD_CONTEXT, self.op_timeout, move |keys| {
             let summaries = summaries.clone();
             async move { summaries.unread_counts(keys).await }
         })

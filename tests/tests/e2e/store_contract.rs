@@ -122,6 +122,59 @@ async fn mongodb_silent_or_gone_server_is_unavailable_in_bounded_time() {
     every_operation_is_unavailable(&store, "gone server").await;
 }
 
+/// The coalesced reads (a request, an unread count, a history cursor) fail together while the
+/// server is silent, each caller within the bound, and after the server is back and nothing
+/// has happened since, the first read of each kind is answered, right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_coalesced_reads_after_a_quiet_heal_answer_the_first_caller() {
+    use futures_util::future::join_all;
+    use labchat_core::Inserted;
+    use labchat_tests::contract::Creator;
+
+    let proxy = TcpProxy::start(mongo::test_mongo_host()).await;
+    let fixture = MongoFixture::with("coalesced_quiet_heal", |s| {
+        s.uri = format!("mongodb://{}/?directConnection=true", proxy.addr());
+        s.op_timeout = SHORT;
+    })
+    .await;
+    contract::StoreFixture::add_request(&fixture, rid(1), Creator::Text("t1".into())).await;
+    let store = contract::StoreFixture::store(&fixture);
+    let m = sample_message();
+    let Inserted::New(seq) = store.insert_message(&m).await.unwrap() else { panic!("the message is new") };
+    store.count_posted(&m, seq).await.unwrap();
+    let lab = UserId::parse("lab-1").unwrap();
+    let before = HistoryQuery { cursor: Cursor::Before(m.id), limit: HistoryLimit::DEFAULT };
+
+    proxy.freeze();
+    // Many at once, so that they share reads, and every one fails in bounded time.
+    let started = Instant::now();
+    let requests = join_all((0..20).map(|_| store.find_request(rid(1)))).await;
+    let counts = join_all((0..20).map(|_| store.unread_count(rid(1), &lab))).await;
+    let pages = join_all((0..20).map(|_| store.history(rid(1), before))).await;
+    let took = started.elapsed();
+    for r in requests {
+        assert!(r.as_ref().is_err_and(StoreError::is_retryable), "{r:?}");
+    }
+    for r in counts {
+        assert!(r.as_ref().is_err_and(StoreError::is_retryable), "{r:?}");
+    }
+    for r in pages {
+        assert!(r.as_ref().is_err_and(StoreError::is_retryable), "{r:?}");
+    }
+    assert!(took < 3 * mongo::generous_bound(2 * SHORT), "three rounds of failures took {took:?}");
+
+    // Back, and quiet for a while: nothing is asked until the first read of each kind.
+    proxy.restore();
+    tokio::time::sleep(4 * SHORT).await;
+    let found =
+        store.find_request(rid(1)).await.unwrap().unwrap_or_else(|| panic!("the request, not found after the heal"));
+    assert_eq!(found.created_by().map(UserId::as_str), Some("t1"));
+    assert_eq!(store.unread_count(rid(1), &lab).await.unwrap(), 1, "the first count after the heal");
+    let page =
+        store.history(rid(1), before).await.unwrap().unwrap_or_else(|| panic!("the cursor, not found after the heal"));
+    assert!(page.messages.is_empty(), "nothing before the room's first message: {page:?}");
+}
+
 async fn every_operation_is_unavailable(store: &MongoStore, phase: &str) {
     let m = sample_message();
     let query = HistoryQuery { cursor: Cursor::Latest, limit: HistoryLimit::DEFAULT };
