@@ -31,6 +31,7 @@ NAME=scale
 source "$ROOT/scripts/lib/common.sh"
 command -v redis-server >/dev/null || apt_install redis-server
 command -v jq >/dev/null || apt_install jq
+command -v pgrep >/dev/null || apt_install procps
 
 NODES="${NODES:-6}"
 GENERATORS="${GENERATORS:-6}"
