@@ -121,6 +121,7 @@ macro_rules! for_each_contract_check {
             seqs_are_dense_per_room,
             concurrent_inserts_into_one_room_are_dense,
             latest_since_gives_each_rooms_highest_seq_since_an_instant,
+            latest_since_of_many_rooms_answers_as_room_by_room,
             a_duplicate_keeps_its_seq_and_leaves_no_hole,
             a_cursor_outside_the_room_is_reported,
             unread_counts_follow_posts_and_reads,
@@ -157,7 +158,7 @@ mod seq;
 pub use self::seq::{
     a_cursor_outside_the_room_is_reported, a_duplicate_keeps_its_seq_and_leaves_no_hole,
     concurrent_inserts_into_one_room_are_dense, latest_since_gives_each_rooms_highest_seq_since_an_instant,
-    seqs_are_dense_per_room,
+    latest_since_of_many_rooms_answers_as_room_by_room, seqs_are_dense_per_room,
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -24,9 +24,6 @@ const PAGE: usize = 500;
 /// Most rooms filled at once by [`Shared::fill_all`] and the quiet-room check.
 const FILLS_AT_ONCE: usize = 8;
 
-/// Most rooms the quiet-room check asks the store about in one read.
-const LATEST_AT_ONCE: usize = 1_000;
-
 /// Rooms each quiet-room check also fills in turn, whatever they heard (the sweep).
 const SWEPT_PER_CHECK: usize = 25;
 
@@ -185,7 +182,8 @@ impl Shared {
 
     /// The quiet-room check: fills the rooms where no message was heard for `quiet` and the
     /// store holds a message created since `since` that this node has not delivered. Returns
-    /// whether the store answered for every room (when not, the next check looks back as far).
+    /// whether the store answered (when not, no room is filled by this check, and the next one
+    /// looks back as far).
     ///
     /// A room whose last fill failed is filled again at each check until one succeeds: the
     /// look-back moves on with every check the store answered, so a message found behind but not
@@ -194,9 +192,9 @@ impl Shared {
     /// A room that keeps hearing messages needs no check: a lost message is revealed by the seq
     /// of the next one. Only the last message before a room goes quiet can be lost unnoticed, and
     /// the room is checked once it has been quiet for `quiet`, then every `quiet` while it stays
-    /// so. The store is asked about a thousand rooms at a time (`latest_since`) and only the rooms
-    /// it shows behind are read, so a node with many quiet rooms costs the store a few reads per
-    /// check, not one per room.
+    /// so. The store is asked about every quiet room with one call (`latest_since`, which reads
+    /// them in as few reads as it can) and only the rooms it shows behind are read, so a node
+    /// with many quiet rooms costs the store a few reads per check, not one per room.
     async fn fill_quiet(self: &Arc<Self>, quiet: Duration, since: Timestamp) -> bool {
         let now = Instant::now();
         let rooms: Vec<Arc<Room>> = self
@@ -204,35 +202,31 @@ impl Shared {
             .into_iter()
             .filter(|r| r.lock().heard.is_none_or(|t| now.duration_since(t) >= quiet))
             .collect();
-        let mut behind = Vec::new();
-        let mut answered = true;
-        for chunk in rooms.chunks(LATEST_AT_ONCE) {
-            let ids: Vec<RequestId> = chunk.iter().map(|r| r.id).collect();
-            let latest = match self.store.latest_since(&ids, since).await {
-                Ok(latest) => latest.into_iter().collect::<HashMap<_, _>>(),
-                Err(e) => {
-                    tracing::warn!(node = %self.node_id, error = %e, rooms = ids.len(), "the quiet-room check could not read the rooms' latest seqs");
-                    answered = false;
-                    continue;
-                }
-            };
-            behind.extend(
-                chunk
-                    .iter()
-                    .filter(|r| {
-                        let state = r.lock();
-                        // A room whose last fill failed is filled again whatever the store's
-                        // answer: the message that made it behind may have left the look-back
-                        // since, and no later message may come to show the hole.
-                        state.order.needs_fill()
-                            || state.failed_fills > 0
-                            || latest.get(&r.id).is_some_and(|s| s.get() > state.order.last_seq())
-                    })
-                    .cloned(),
-            );
+        if rooms.is_empty() {
+            return true;
         }
+        let ids: Vec<RequestId> = rooms.iter().map(|r| r.id).collect();
+        let latest = match self.store.latest_since(&ids, since).await {
+            Ok(latest) => latest.into_iter().collect::<HashMap<_, _>>(),
+            Err(e) => {
+                tracing::warn!(node = %self.node_id, error = %e, rooms = ids.len(), "the quiet-room check could not read the rooms' latest seqs");
+                return false;
+            }
+        };
+        let behind = rooms
+            .into_iter()
+            .filter(|r| {
+                let state = r.lock();
+                // A room whose last fill failed is filled again whatever the store's answer: the
+                // message that made it behind may have left the look-back since, and no later
+                // message may come to show the hole.
+                state.order.needs_fill()
+                    || state.failed_fills > 0
+                    || latest.get(&r.id).is_some_and(|s| s.get() > state.order.last_seq())
+            })
+            .collect();
         self.fill_each(behind).await;
-        answered
+        true
     }
 
     /// Every `interval`, checks the quiet rooms: repairs a silent loss even when no new event

@@ -215,9 +215,11 @@ pub trait ChatStore: Send + Sync + 'static {
     async fn count_deleted(&self, message: &Message) -> Result<(), StoreError>;
 
     /// The highest seq of each of `rooms` among its messages created at or after `since`, for
-    /// the rooms that have such a message (the others are left out), in any order. One read for
-    /// many rooms whatever the length of their histories: what a node with thousands of quiet
-    /// rooms asks the store to learn which of them hold a message it has not heard of. Read-only.
+    /// the rooms that have such a message (the others are left out), in any order. Any number
+    /// of rooms, answered with few reads whatever the length of their histories (a store may
+    /// read the messages created since `since` instead of each room, when they are fewer): what
+    /// a node with thousands of quiet rooms asks the store, with one call per check, to learn
+    /// which of them hold a message it has not heard of. Read-only.
     async fn latest_since(&self, rooms: &[RequestId], since: Timestamp) -> Result<Vec<(RequestId, Seq)>, StoreError>;
 
     /// Checks that the store answers (for readiness probes).

@@ -109,8 +109,10 @@
 //! server compares dates only to the second.
 //!
 //! The quiet-room check of a node with a backplane asks for many rooms' highest seqs since an
-//! instant at once (`latest.rs`): one read covered by `requestId_1_createdAt_1_seq_1`, the
-//! maximum taken here (past 20,000 messages, a `$group` on the server).
+//! instant at once (`latest.rs`): for many rooms, the stamps of the deployment's messages since
+//! that instant (covered by `createdAt_1_requestId_1_seq_1`) while they are fewer than the
+//! rooms, otherwise reads of the rooms (covered by `requestId_1_createdAt_1_seq_1`). The maximum
+//! is taken here.
 //!
 //! ## Failures and time bounds
 //!

@@ -138,9 +138,10 @@ impl MongoStore {
             // edited and the deleted messages are indexed.
             changed_since("editedAt"),
             changed_since("deletedAt"),
-            // The rooms' latest seqs since an instant (`latest.rs`, a covered read), for the
-            // quiet-room check.
+            // The rooms' latest seqs since an instant (`latest.rs`, covered reads), for the
+            // quiet-room check: per room, and the deployment's messages since the instant.
             index(doc! {"requestId": 1, "createdAt": 1, "seq": 1}, "requestId_1_createdAt_1_seq_1", false),
+            index(doc! {"createdAt": 1, "requestId": 1, "seq": 1}, "createdAt_1_requestId_1_seq_1", false),
         ];
         bounded(self.op_timeout, "create the indexes of the messages", self.messages.create_indexes(messages)).await?;
         let receipts = [

@@ -1,12 +1,14 @@
 //! The checks of the room order: every store gives each room's messages the seqs 1, 2, 3, …
 //! (no holes, no repeats, also under concurrent inserts), history follows them, a history
-//! cursor must be a message of the room, and `latest_since` reads rooms' highest seqs at once.
+//! cursor must be a message of the room, and `latest_since` reads rooms' highest seqs at once,
+//! for a few rooms as for many.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
 use labchat_core::Inserted;
-use labchat_domain::{Cursor, HistoryLimit, HistoryPage, Message, MessageId, Seq, Timestamp};
+use labchat_domain::{Cursor, HistoryLimit, HistoryPage, Message, MessageId, RequestId, Seq, Timestamp};
 
 use super::{StoreFixture, assert_room_matches, history, history_at, insert_new, open, rid, seq, seqs};
 
@@ -134,4 +136,54 @@ pub async fn latest_since_gives_each_rooms_highest_seq_since_an_instant<F: Store
     assert_eq!(latest(25).await, vec![], "nothing since, and the other room is not asked about");
     let none = store.latest_since(&[], at(0)).await.unwrap_or_else(|e| panic!("latest_since of no room: {e}"));
     assert!(none.is_empty(), "no room asked, no answer: {none:?}");
+}
+
+/// `latest_since` of many rooms, some quiet, some not asked about, answers as room by room: for
+/// 80, 64 and 10 rooms asked about, at instants before, among and after 83 messages (created in
+/// another order than their seqs, 5 of them in a room not asked about). On the MongoDB store
+/// (which reads the messages created since the instant for 64 rooms or more, while they are no
+/// more than the rooms, and else reads the rooms) these take both reads: the rooms' for 10 rooms,
+/// and for 80 and 64 rooms since the first message (83 created since); the recent messages' for
+/// 80 and 64 rooms from the 19th second on (64 created since: for 64 rooms, the boundary).
+pub async fn latest_since_of_many_rooms_answers_as_room_by_room<F: StoreFixture>(f: &F) {
+    let asked: Vec<RequestId> = (1..=80).map(rid).collect();
+    let not_asked = rid(81);
+    let mut rooms = asked.clone();
+    rooms.push(not_asked);
+    let (store, mk, mut model) = open(f, "t", &rooms).await;
+    let t0 = mk.now().unix_millis();
+    // Seconds apart: a store may compare dates to the second.
+    let at = |s: i64| Timestamp::from_unix_millis(t0 + s * 1_000);
+    // Room i of the first 12 gets i messages, the room not asked about 5: 83 in all, created
+    // in a shuffled order of seconds (7 is prime to 83).
+    let posts: Vec<RequestId> = (1..=12)
+        .flat_map(|i| std::iter::repeat_n(rid(i), i as usize))
+        .chain(std::iter::repeat_n(not_asked, 5))
+        .collect();
+    let n = i64::try_from(posts.len()).unwrap_or(i64::MAX);
+    let mut stamps: Vec<(RequestId, u64, i64)> = Vec::new();
+    for (k, room) in (0_i64..).zip(posts) {
+        let secs = (k * 7) % n;
+        let mut m = mk.message(room, "t", &format!("at {secs}"), None);
+        m.created_at = at(secs);
+        insert_new(&*store, &mut model, m).await;
+        stamps.push((room, model.room(room).len() as u64, secs));
+    }
+    for ask in [&asked[..], &asked[..64], &asked[..10]] {
+        for since in [0, 19, 40, 70, n] {
+            let mut highest: BTreeMap<RequestId, u64> = BTreeMap::new();
+            for &(room, seq, _) in stamps.iter().filter(|s| s.2 >= since && ask.contains(&s.0)) {
+                let h = highest.entry(room).or_default();
+                *h = (*h).max(seq);
+            }
+            let want: Vec<(RequestId, u64)> = highest.into_iter().collect();
+            let mut got = store
+                .latest_since(ask, at(since))
+                .await
+                .unwrap_or_else(|e| panic!("latest_since of {} rooms since {since} s: {e}", ask.len()));
+            got.sort();
+            let got: Vec<(RequestId, u64)> = got.into_iter().map(|(r, s)| (r, s.get())).collect();
+            assert_eq!(got, want, "{} rooms asked about, since {since} s", ask.len());
+        }
+    }
 }
