@@ -1,11 +1,13 @@
 //! Admission of joins: a node-wide bound on the joins in progress (each reads the store several
 //! times), so that a reconnect storm waits at the door, briefly, and is then refused with a time
-//! to come back, instead of queueing in the store past its timeout.
+//! to come back, instead of queueing in the store past its timeout. The time to come back is
+//! what the joins waiting ahead will take at the pace the node's joins end now.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::time::Instant;
 
 use super::Chat;
 
@@ -45,10 +47,16 @@ impl Chat {
 /// The longest time a refused join is told to wait before it comes back.
 pub const MAX_JOIN_RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// The slots of the joins in progress, and how many joins wait for one.
+/// The weight of a join's time in a slot in the running mean of those times: 1/16.
+const SERVICE_WEIGHT: u64 = 16;
+
+/// The slots of the joins in progress, how many joins wait for one, and how long the recent
+/// joins held one.
 pub(super) struct Admission {
     slots: Semaphore,
     waiting: AtomicUsize,
+    /// The running mean of the joins' times in a slot, in microseconds; 0 until a join ended.
+    service_us: AtomicU64,
     policy: JoinAdmission,
 }
 
@@ -58,15 +66,16 @@ impl Admission {
         Self {
             slots: Semaphore::new(slots),
             waiting: AtomicUsize::new(0),
+            service_us: AtomicU64::new(0),
             policy: JoinAdmission { max_in_flight: slots, ..policy },
         }
     }
 
-    /// A slot for one join, held until the permit is dropped; or, when none freed up within the
-    /// wait, how long the refused join should wait before it comes back.
-    pub(super) async fn enter(&self) -> Result<SemaphorePermit<'_>, Duration> {
+    /// A slot for one join, held until the [`Slot`] is dropped; or, when none freed up within
+    /// the wait, how long the refused join should wait before it comes back.
+    pub(super) async fn enter(&self) -> Result<Slot<'_>, Duration> {
         if let Ok(permit) = self.slots.try_acquire() {
-            return Ok(permit);
+            return Ok(self.slot(permit));
         }
         let counted = Waiting::new(&self.waiting);
         let acquired = tokio::time::timeout(self.policy.wait, self.slots.acquire()).await;
@@ -74,10 +83,53 @@ impl Admission {
         let waiting = counted.now();
         drop(counted);
         match acquired {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => Ok(self.slot(permit)),
             // The wait ran out (the semaphore is never closed).
-            Ok(Err(_)) | Err(_) => Err(retry_after(self.policy, waiting, jitter())),
+            Ok(Err(_)) | Err(_) => Err(retry_after(self.policy, self.service(), waiting, jitter())),
         }
+    }
+
+    fn slot<'a>(&'a self, permit: SemaphorePermit<'a>) -> Slot<'a> {
+        Slot { _permit: permit, admission: self, since: Instant::now() }
+    }
+
+    /// The recent joins' mean time in a slot; `None` until a join ended.
+    fn service(&self) -> Option<Duration> {
+        match self.service_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// Counts a join's time in a slot into the running mean.
+    fn served(&self, took: Duration) {
+        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = self.service_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mean| {
+            Some(if mean == 0 {
+                took
+            } else {
+                (mean - mean / SERVICE_WEIGHT).saturating_add(took / SERVICE_WEIGHT).max(1)
+            })
+        });
+    }
+}
+
+/// One join's slot: freed, and its time counted into the mean, when dropped.
+pub(super) struct Slot<'a> {
+    _permit: SemaphorePermit<'a>,
+    admission: &'a Admission,
+    since: Instant,
+}
+
+impl std::fmt::Debug for Slot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot").field("since", &self.since).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.admission.served(self.since.elapsed());
     }
 }
 
@@ -103,12 +155,14 @@ impl Drop for Waiting<'_> {
 }
 
 /// How long a join refused while `waiting` joins (itself included) waited for a slot should wait
-/// before it comes back: the admission wait, times one plus how many times the bound the queue
-/// is (`waiting / max_in_flight`), at most [`MAX_JOIN_RETRY_AFTER`], then spread by `jitter`
-/// (in `[0, 1)`) over its upper half, so that the joins refused together come back apart.
-pub(super) fn retry_after(policy: JoinAdmission, waiting: usize, jitter: f64) -> Duration {
+/// before it comes back: what the queue takes to pass through the slots, that is the recent
+/// joins' mean time in a slot (`service`; the admission wait until a join ended) times one plus
+/// how many times the bound the queue is (`waiting / max_in_flight`), at most
+/// [`MAX_JOIN_RETRY_AFTER`], then spread by `jitter` (in `[0, 1)`) over its upper half, so that
+/// the joins refused together come back apart.
+pub(super) fn retry_after(policy: JoinAdmission, service: Option<Duration>, waiting: usize, jitter: f64) -> Duration {
     let over = waiting as f64 / policy.max_in_flight.max(1) as f64;
-    let base = policy.wait.mul_f64(1.0 + over).min(MAX_JOIN_RETRY_AFTER);
+    let base = service.unwrap_or(policy.wait).mul_f64(1.0 + over).min(MAX_JOIN_RETRY_AFTER);
     base.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0)).max(Duration::from_millis(1))
 }
 
@@ -125,17 +179,53 @@ mod tests {
 
     #[test]
     fn the_wait_grows_with_the_queue_and_stops_at_the_cap() {
-        assert_eq!(retry_after(POLICY, 10, 1.0), Duration::from_secs(2));
-        assert_eq!(retry_after(POLICY, 40, 1.0), Duration::from_secs(5));
-        assert_eq!(retry_after(POLICY, 1_000_000, 1.0), MAX_JOIN_RETRY_AFTER);
-        assert!(retry_after(POLICY, 1, 1.0) < retry_after(POLICY, 11, 1.0));
+        assert_eq!(retry_after(POLICY, None, 10, 1.0), Duration::from_secs(2));
+        assert_eq!(retry_after(POLICY, None, 40, 1.0), Duration::from_secs(5));
+        assert_eq!(retry_after(POLICY, None, 1_000_000, 1.0), MAX_JOIN_RETRY_AFTER);
+        assert!(retry_after(POLICY, None, 1, 1.0) < retry_after(POLICY, None, 11, 1.0));
+    }
+
+    #[test]
+    fn once_joins_ended_the_wait_follows_their_time_in_a_slot() {
+        let fast = Some(Duration::from_millis(50));
+        assert_eq!(retry_after(POLICY, fast, 10, 1.0), Duration::from_millis(100));
+        assert_eq!(retry_after(POLICY, fast, 640, 1.0), Duration::from_millis(3_250));
+        let slow = Some(Duration::from_secs(3));
+        assert_eq!(retry_after(POLICY, slow, 10, 1.0), Duration::from_secs(6), "slower than the admission wait");
+        assert_eq!(retry_after(POLICY, slow, 1_000, 1.0), MAX_JOIN_RETRY_AFTER);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_mean_time_in_a_slot_follows_the_joins_that_ended() {
+        let admission = Admission::new(JoinAdmission { max_in_flight: 1, wait: Duration::from_secs(1) });
+        assert_eq!(admission.service(), None, "no join ended yet");
+        let hold = |ms| {
+            let admission = &admission;
+            async move {
+                let slot = admission.enter().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                drop(slot);
+            }
+        };
+        hold(200).await;
+        assert_eq!(admission.service(), Some(Duration::from_millis(200)), "the first join sets it");
+        for _ in 0..200 {
+            hold(40).await;
+        }
+        let mean = admission.service().unwrap();
+        assert!((Duration::from_millis(40)..Duration::from_millis(41)).contains(&mean), "{mean:?}");
+        // A join refused now is told the queue's time at 40 ms a join, not the admission wait.
+        let held = admission.enter().await.unwrap();
+        let refused = admission.enter().await.unwrap_err();
+        assert!((Duration::from_millis(40)..=Duration::from_millis(80)).contains(&refused), "{refused:?}");
+        drop(held);
     }
 
     #[test]
     fn jitter_spreads_the_wait_over_its_upper_half() {
-        assert_eq!(retry_after(POLICY, 10, 0.0), Duration::from_secs(1));
-        assert_eq!(retry_after(POLICY, 10, 0.5), Duration::from_millis(1500));
-        assert_eq!(retry_after(POLICY, 1_000_000, 0.0), MAX_JOIN_RETRY_AFTER / 2);
+        assert_eq!(retry_after(POLICY, None, 10, 0.0), Duration::from_secs(1));
+        assert_eq!(retry_after(POLICY, None, 10, 0.5), Duration::from_millis(1500));
+        assert_eq!(retry_after(POLICY, None, 1_000_000, 0.0), MAX_JOIN_RETRY_AFTER / 2);
         for _ in 0..100 {
             let j = jitter();
             assert!((0.0..1.0).contains(&j), "{j}");
@@ -145,7 +235,7 @@ mod tests {
     #[test]
     fn a_zero_wait_still_tells_a_wait() {
         let now = JoinAdmission { max_in_flight: 0, wait: Duration::ZERO };
-        assert_eq!(retry_after(now, 5, 0.0), Duration::from_millis(1));
+        assert_eq!(retry_after(now, None, 5, 0.0), Duration::from_millis(1));
     }
 
     #[tokio::test]
