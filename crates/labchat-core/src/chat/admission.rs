@@ -157,12 +157,14 @@ impl Drop for Waiting<'_> {
 /// How long a join refused while `waiting` joins (itself included) waited for a slot should wait
 /// before it comes back: what the queue takes to pass through the slots, that is the recent
 /// joins' mean time in a slot (`service`; the admission wait until a join ended) times one plus
-/// how many times the bound the queue is (`waiting / max_in_flight`), at most
-/// [`MAX_JOIN_RETRY_AFTER`], then spread by `jitter` (in `[0, 1)`) over its upper half, so that
-/// the joins refused together come back apart.
+/// how many times the bound the queue is (`waiting / max_in_flight`); never less than the
+/// admission wait (the refused join waited that long and no slot came: the mean may be of
+/// quicker joins, before the slots stuck), at most [`MAX_JOIN_RETRY_AFTER`]; then spread by
+/// `jitter` (in `[0, 1)`) over its upper half, so that the joins refused together come back
+/// apart.
 pub(super) fn retry_after(policy: JoinAdmission, service: Option<Duration>, waiting: usize, jitter: f64) -> Duration {
     let over = waiting as f64 / policy.max_in_flight.max(1) as f64;
-    let base = service.unwrap_or(policy.wait).mul_f64(1.0 + over).min(MAX_JOIN_RETRY_AFTER);
+    let base = service.unwrap_or(policy.wait).mul_f64(1.0 + over).max(policy.wait).min(MAX_JOIN_RETRY_AFTER);
     base.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0)).max(Duration::from_millis(1))
 }
 
@@ -188,8 +190,8 @@ mod tests {
     #[test]
     fn once_joins_ended_the_wait_follows_their_time_in_a_slot() {
         let fast = Some(Duration::from_millis(50));
-        assert_eq!(retry_after(POLICY, fast, 10, 1.0), Duration::from_millis(100));
         assert_eq!(retry_after(POLICY, fast, 640, 1.0), Duration::from_millis(3_250));
+        assert_eq!(retry_after(POLICY, fast, 10, 1.0), POLICY.wait, "never less than the admission wait");
         let slow = Some(Duration::from_secs(3));
         assert_eq!(retry_after(POLICY, slow, 10, 1.0), Duration::from_secs(6), "slower than the admission wait");
         assert_eq!(retry_after(POLICY, slow, 1_000, 1.0), MAX_JOIN_RETRY_AFTER);
@@ -197,7 +199,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_mean_time_in_a_slot_follows_the_joins_that_ended() {
-        let admission = Admission::new(JoinAdmission { max_in_flight: 1, wait: Duration::from_secs(1) });
+        // An admission wait short enough that the queue's time at 40 ms a join is above it.
+        let admission = Admission::new(JoinAdmission { max_in_flight: 1, wait: Duration::from_millis(10) });
         assert_eq!(admission.service(), None, "no join ended yet");
         let hold = |ms| {
             let admission = &admission;
@@ -214,11 +217,17 @@ mod tests {
         }
         let mean = admission.service().unwrap();
         assert!((Duration::from_millis(40)..Duration::from_millis(41)).contains(&mean), "{mean:?}");
-        // A join refused now is told the queue's time at 40 ms a join, not the admission wait.
+        // A join refused now is told the queue's time at that pace: one waiting for one slot,
+        // twice the mean, spread over its upper half.
         let held = admission.enter().await.unwrap();
         let refused = admission.enter().await.unwrap_err();
-        assert!((Duration::from_millis(40)..=Duration::from_millis(80)).contains(&refused), "{refused:?}");
+        assert!((mean..=mean * 2).contains(&refused), "{refused:?} at a mean of {mean:?}");
         drop(held);
+        // One more join counts for a sixteenth (integer microseconds, rounded down).
+        let before = admission.service().unwrap().as_micros();
+        hold(200).await;
+        let after = admission.service().unwrap().as_micros();
+        assert_eq!(after, before - before / 16 + 200_000 / 16, "{before} µs, then a join of 200 ms");
     }
 
     #[test]
