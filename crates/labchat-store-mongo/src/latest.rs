@@ -78,6 +78,17 @@ fn highest(stamps: Vec<Stamp>, after: DateTime, asked: impl Fn(&str) -> bool) ->
     latest
 }
 
+/// The keys of the index the rooms' reads go through (`requestId_1_createdAt_1_seq_1`), as
+/// `migrate.rs` creates it and the reads name it.
+pub(crate) fn by_room_keys() -> Document {
+    doc! {"requestId": 1, "createdAt": 1, "seq": 1}
+}
+
+/// The keys of the index the window's read goes through (`createdAt_1_requestId_1_seq_1`).
+pub(crate) fn by_time_keys() -> Document {
+    doc! {"createdAt": 1, "requestId": 1, "seq": 1}
+}
+
 /// The projection of the covered reads.
 fn stamp_fields() -> Document {
     doc! {"_id": 0, "requestId": 1, "createdAt": 1, "seq": 1}
@@ -132,7 +143,7 @@ impl MongoStore {
         let most = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
         let listed: Vec<Stamp> = bounded(self.op_timeout, CONTEXT, async {
             let batch = batch_of(limit.saturating_add(1));
-            let hint = Hint::Keys(doc! {"createdAt": 1, "requestId": 1, "seq": 1});
+            let hint = Hint::Keys(by_time_keys());
             stamps
                 .find(filter)
                 .projection(stamp_fields())
@@ -157,7 +168,7 @@ impl MongoStore {
         let filter = doc! {"requestId": {"$in": ids}, "createdAt": {"$gte": after}, "seq": {"$gte": 1_i64}};
         let stamps = self.messages.clone_with_type::<Stamp>();
         let listed: Vec<Stamp> = bounded(self.op_timeout, CONTEXT, async {
-            let hint = Hint::Keys(doc! {"requestId": 1, "createdAt": 1, "seq": 1});
+            let hint = Hint::Keys(by_room_keys());
             stamps.find(filter.clone()).projection(stamp_fields()).hint(hint).limit(MAX_READ).await?.try_collect().await
         })
         .await?;

@@ -140,8 +140,8 @@ impl MongoStore {
             changed_since("deletedAt"),
             // The rooms' latest seqs since an instant (`latest.rs`, covered reads), for the
             // quiet-room check: per room, and the deployment's messages since the instant.
-            index(doc! {"requestId": 1, "createdAt": 1, "seq": 1}, "requestId_1_createdAt_1_seq_1", false),
-            index(doc! {"createdAt": 1, "requestId": 1, "seq": 1}, "createdAt_1_requestId_1_seq_1", false),
+            index(crate::latest::by_room_keys(), "requestId_1_createdAt_1_seq_1", false),
+            index(crate::latest::by_time_keys(), "createdAt_1_requestId_1_seq_1", false),
         ];
         bounded(self.op_timeout, "create the indexes of the messages", self.messages.create_indexes(messages)).await?;
         let receipts = [
