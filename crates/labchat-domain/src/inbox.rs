@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use crate::{Message, MessageId, RequestId, Timestamp};
+use crate::{Message, MessageId, RequestId, Timestamp, UserId};
 
 /// An inbox limit out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -175,6 +175,18 @@ pub struct Unread {
     pub first: Option<MessageId>,
 }
 
+impl Unread {
+    /// `user`'s unread messages of a room whose messages are all in `in_seq_order` (oldest
+    /// first), each decided by [`Message::is_unread_for`]: what the store's count tells, when a
+    /// join's history page already holds the whole room.
+    pub fn of_whole_room(in_seq_order: &[Message], user: &UserId) -> Self {
+        let mut unread = in_seq_order.iter().filter(|m| m.is_unread_for(user));
+        let first = unread.next().map(|m| m.id);
+        let rest = u64::try_from(unread.count()).unwrap_or(u64::MAX);
+        Self { count: first.map_or(0, |_| rest.saturating_add(1)), first }
+    }
+}
+
 /// Picks an inbox page from `rows` (any order, each room once): the rooms after `query.before`
 /// in the inbox order, at most `query.limit`, and the cursor of the following page. The paging
 /// decision that every store's inbox must agree with.
@@ -236,6 +248,45 @@ mod tests {
         for s in bad {
             assert_eq!(InboxCursor::parse(&s), Err(InboxCursorError), "{s:?}");
         }
+    }
+
+    #[test]
+    fn the_unread_of_a_whole_room_leaves_out_own_read_and_deleted_messages() {
+        use crate::{MessageRecord, Receipt, Role, Seq};
+        let user = |s: &str| UserId::parse(s).unwrap();
+        let at = Timestamp::from_unix_millis(1);
+        let message = |n: u32, sender: &str, read_by: &[&str], deleted: bool| {
+            Message::restore(MessageRecord {
+                id: MessageId::parse(&format!("{n:024x}")).unwrap(),
+                request_id: rid(1),
+                seq: Some(Seq::new(u64::from(n)).unwrap()),
+                sender_id: user(sender),
+                sender_role: Role::Lab,
+                text: (!deleted).then(|| crate::MessageText::restore("m").unwrap()),
+                created_at: at,
+                client_message_id: None,
+                edited_at: None,
+                deleted_at: deleted.then_some(at),
+                deleted_by: deleted.then(|| user(sender)),
+                delivered_to: vec![],
+                read_by: read_by.iter().map(|u| Receipt { user: user(u), at }).collect(),
+            })
+            .unwrap()
+        };
+        let room = [
+            message(1, "t1", &[], false),
+            message(2, "lab", &["t1"], false),
+            message(3, "lab", &[], true),
+            message(4, "lab", &["lab2"], false),
+            message(5, "lab2", &[], false),
+        ];
+        let t1 = Unread::of_whole_room(&room, &user("t1"));
+        assert_eq!(t1, Unread { count: 2, first: Some(room[3].id) });
+        let lab = Unread::of_whole_room(&room, &user("lab"));
+        assert_eq!(lab, Unread { count: 2, first: Some(room[0].id) });
+        assert_eq!(Unread::of_whole_room(&room[..4], &user("lab")), Unread { count: 1, first: Some(room[0].id) });
+        assert_eq!(Unread::of_whole_room(&room[1..3], &user("t1")), Unread::default());
+        assert_eq!(Unread::of_whole_room(&[], &user("t1")), Unread::default());
     }
 
     #[test]

@@ -39,7 +39,10 @@ impl Chat {
         let sink = self.joins.watch(request, sink);
         self.broadcaster.subscribe(request, sink).await.map_err(JoinError::Subscribe)?;
         let joined = match self.join_view(request, after).await {
-            Ok(view) => self.unread_of(user.id(), request, &view.history).await.map(|unread| (view, unread)),
+            Ok(view) => {
+                let whole = after.is_none() && !view.history.has_more;
+                self.unread_of(user.id(), request, &view.history, whole).await.map(|unread| (view, unread))
+            }
             Err(e) => Err(e),
         };
         match joined {

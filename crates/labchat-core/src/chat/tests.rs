@@ -488,16 +488,19 @@ async fn a_missing_request_is_looked_up_every_time() {
     }
 }
 
+/// Messages 1..=4 of room 1: 1 by t1 (the joining teacher), 2 read by t1, 3 and 4 unread.
+fn page_with_two_unread_for_t1(has_more: bool) -> HistoryPage {
+    let mut messages: Vec<Message> = (1..=4).map(|n| message(n, u64::from(n))).collect();
+    messages[0].sender_id = UserId::parse("t1").unwrap();
+    let at = Timestamp::from_unix_millis(5);
+    messages[1].mark(rid(1), &UserId::parse("t1").unwrap(), ReceiptKind::Read, at);
+    HistoryPage { messages, has_more }
+}
+
 #[tokio::test]
 async fn a_join_tells_the_unread_count_and_finds_the_first_unread_in_its_page_when_it_holds_them_all() {
-    // Messages 1..=4 of the room: 1 by t1 (the joining teacher), 2 read by t1, 3 and 4 unread.
-    let page = || {
-        let mut messages: Vec<Message> = (1..=4).map(|n| message(n, u64::from(n))).collect();
-        messages[0].sender_id = UserId::parse("t1").unwrap();
-        let at = Timestamp::from_unix_millis(5);
-        messages[1].mark(rid(1), &UserId::parse("t1").unwrap(), ReceiptKind::Read, at);
-        HistoryPage { messages, has_more: false }
-    };
+    // Older messages exist before the page: the count is the store's.
+    let page = || page_with_two_unread_for_t1(true);
     for (count, from_store, want) in [(2, None, Some(mid(3))), (3, Some(mid(9)), Some(mid(9))), (0, None, None)] {
         let mut store = store_with_request();
         store.expect_history().returning(move |_, _| Ok(Some(page())));
@@ -511,4 +514,45 @@ async fn a_join_tells_the_unread_count_and_finds_the_first_unread_in_its_page_wh
         let joined = chat(store, b).join(&user("t1", Role::Teacher), rid(1), None, quiet_sink(1), false).await.unwrap();
         assert_eq!(joined.unread, Unread { count, first: want }, "count {count}");
     }
+}
+
+#[tokio::test]
+async fn a_join_whose_latest_page_holds_the_whole_room_tells_its_unread_from_the_page_alone() {
+    for page in [page_with_two_unread_for_t1(false), HistoryPage::default()] {
+        let want = Unread::of_whole_room(&page.messages, &UserId::parse("t1").unwrap());
+        let mut store = store_with_request();
+        store.expect_history().times(1).returning(move |_, _| Ok(Some(page.clone())));
+        store.expect_unread_count().never();
+        store.expect_first_unread().never();
+        let mut b = MockBroadcaster::new();
+        b.expect_subscribe().returning(|_, _| Ok(()));
+        b.expect_publish().returning(|_| Ok(()));
+        let joined = chat(store, b).join(&user("t1", Role::Teacher), rid(1), None, quiet_sink(1), false).await.unwrap();
+        assert_eq!(joined.unread, want);
+    }
+    assert_eq!(
+        Unread::of_whole_room(&page_with_two_unread_for_t1(false).messages, &UserId::parse("t1").unwrap()),
+        Unread { count: 2, first: Some(mid(3)) },
+        "the premise: the page tells two unread"
+    );
+}
+
+#[tokio::test]
+async fn a_join_after_a_message_asks_the_store_for_the_unread_count_even_when_its_page_is_the_last() {
+    let mut store = store_with_request();
+    store
+        .expect_history()
+        .withf(|_, q| q.cursor == Cursor::After(mid(3)))
+        .times(1)
+        .returning(|_, _| Ok(Some(HistoryPage { messages: vec![message(4, 4)], has_more: false })));
+    nothing_changed(&mut store, 3, 3);
+    // Messages before `after` may be unread: the page does not tell them.
+    store.expect_unread_count().times(1).returning(|_, _| Ok(5));
+    store.expect_first_unread().times(1).returning(|_, _| Ok(Some(mid(1))));
+    let mut b = MockBroadcaster::new();
+    b.expect_subscribe().returning(|_, _| Ok(()));
+    b.expect_publish().returning(|_| Ok(()));
+    let joined =
+        chat(store, b).join(&user("t1", Role::Teacher), rid(1), Some(mid(3)), quiet_sink(1), false).await.unwrap();
+    assert_eq!(joined.unread, Unread { count: 5, first: Some(mid(1)) });
 }
