@@ -234,7 +234,10 @@ jq -s '{opened: (map(.opened) | add), connections: (map(.connections) | add), ga
         duplicates: (map(.duplicates) | add), lost: (map(.lost) | add), back: (map(.back) | add),
         back_after_s: (map(.back_after_s // 0) | max), connect_join_p99_ms_max: (map(.connect_join.p99_ms) | max),
         steady_p99_ms_max: (map(.steady.p99_ms) | max), storm_p99_ms_max: (map(.storm.p99_ms) | max),
-        peak_rejoins_per_s_sum: (map(.peak_rejoins_per_s) | add), server_errors: (map(.server_errors) | add), settle_s: (map(.settle_s) | max),
+        peak_rejoins_per_s_sum: (map(.peak_rejoins_per_s) | add),
+        back_by_s: (map(.rejoins_by_second // []) | transpose | map(map(. // 0) | add) as $per | ($per | add // 0) as $n
+          | [foreach $per[] as $x (0; . + $x)] as $cum | [0.5, 0.9, 0.99, 1] | map(. as $q | ($cum | map(. >= $n * $q) | index(true)) as $i | if $i == null then null else $i + 1 end)
+          | {half: .[0], "90%": .[1], "99%": .[2], all: .[3]}), server_errors: (map(.server_errors) | add), settle_s: (map(.settle_s) | max),
         loop_lag_max_ms_from_traffic: (map(.loop_lag_max_ms_from_traffic) | max), loop_stalls: (map(.loop_stalls) | add), gap_sample: (map(.gap_sample) | add | .[:10])}' \
     "$WORK"/gen-*.json
 echo "Redis: $(redis_stats | grep -E 'publish|subscribe' | awk -F'[=,:]' '{n[$1] += $3} END {for (k in n) printf "%s=%d ", k, n[k]}')"

@@ -1,9 +1,11 @@
 //! Admission of joins: a node-wide bound on the joins in progress (each reads the store several
 //! times), so that a reconnect storm waits at the door, briefly, and is then refused with a time
-//! to come back, instead of queueing in the store past its timeout. The time to come back is
-//! what the joins waiting ahead will take at the pace the node's joins end now.
+//! to come back, instead of queueing in the store past its timeout. The times told are booked:
+//! each refused join is told one *pace* (the time one more join adds to the queue at the pace the
+//! node's joins end now) after the one refused before it, so the joins refused in a storm come
+//! back one after the other as fast as the node serves them, rather than all at once again.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -50,13 +52,15 @@ pub const MAX_JOIN_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// The weight of a join's time in a slot in the running mean of those times: 1/16.
 const SERVICE_WEIGHT: u64 = 16;
 
-/// The slots of the joins in progress, how many joins wait for one, and how long the recent
-/// joins held one.
+/// The slots of the joins in progress, how long the recent joins held one, and the last time a
+/// refused join was told to come back.
 pub(super) struct Admission {
     slots: Semaphore,
-    waiting: AtomicUsize,
     /// The running mean of the joins' times in a slot, in microseconds; 0 until a join ended.
     service_us: AtomicU64,
+    /// The latest time a refused join was told to come back, in microseconds since `epoch`.
+    booked_us: AtomicU64,
+    epoch: Instant,
     policy: JoinAdmission,
 }
 
@@ -65,27 +69,23 @@ impl Admission {
         let slots = policy.max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             slots: Semaphore::new(slots),
-            waiting: AtomicUsize::new(0),
             service_us: AtomicU64::new(0),
+            booked_us: AtomicU64::new(0),
+            epoch: Instant::now(),
             policy: JoinAdmission { max_in_flight: slots, ..policy },
         }
     }
 
     /// A slot for one join, held until the [`Slot`] is dropped; or, when none freed up within
-    /// the wait, how long the refused join should wait before it comes back.
+    /// the wait, how long the refused join should wait before it comes back (see [`booking`]).
     pub(super) async fn enter(&self) -> Result<Slot<'_>, Duration> {
         if let Ok(permit) = self.slots.try_acquire() {
             return Ok(self.slot(permit));
         }
-        let counted = Waiting::new(&self.waiting);
-        let acquired = tokio::time::timeout(self.policy.wait, self.slots.acquire()).await;
-        // This join included: how many were waiting when it gave up.
-        let waiting = counted.now();
-        drop(counted);
-        match acquired {
+        match tokio::time::timeout(self.policy.wait, self.slots.acquire()).await {
             Ok(Ok(permit)) => Ok(self.slot(permit)),
             // The wait ran out (the semaphore is never closed).
-            Ok(Err(_)) | Err(_) => Err(retry_after(self.policy, self.service(), waiting, jitter())),
+            Ok(Err(_)) | Err(_) => Err(self.book()),
         }
     }
 
@@ -103,7 +103,7 @@ impl Admission {
 
     /// Counts a join's time in a slot into the running mean.
     fn served(&self, took: Duration) {
-        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        let took = micros(took).max(1);
         let _ = self.service_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mean| {
             Some(if mean == 0 {
                 took
@@ -112,6 +112,42 @@ impl Admission {
             })
         });
     }
+
+    /// Books the time a join refused now comes back, and tells how long it should wait.
+    fn book(&self) -> Duration {
+        let now = micros(self.epoch.elapsed());
+        let pace = micros(pace(self.policy, self.service()));
+        let (wait, cap) = (micros(self.policy.wait), micros(MAX_JOIN_RETRY_AFTER));
+        let mut told = cap;
+        let _ = self.booked_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |booked| {
+            let (at, keep) = booking(booked, now, pace, wait, cap);
+            told = at - now;
+            keep.then_some(at)
+        });
+        Duration::from_micros(told).max(Duration::from_millis(1))
+    }
+}
+
+/// The time one more join adds to the queue at the pace the node's joins end now: the recent
+/// joins' mean time in a slot (`service`; the admission wait until a join ended) over the slots.
+pub(super) fn pace(policy: JoinAdmission, service: Option<Duration>) -> Duration {
+    let slots = u32::try_from(policy.max_in_flight.max(1)).unwrap_or(u32::MAX);
+    service.unwrap_or(policy.wait) / slots
+}
+
+/// The booking decision, in microseconds on one clock: a join refused at `now`, when the last
+/// refused join was told `booked`, comes back one `pace` after it, and never sooner than the
+/// admission `wait` from now (the refused join waited that long and no slot came: the queue is
+/// at least that long, whatever the mean says) nor later than `cap` from now. Returns the time
+/// told and whether it is booked: a join told the cap books nothing, so that the times told
+/// never run further ahead than the cap.
+pub(super) fn booking(booked: u64, now: u64, pace: u64, wait: u64, cap: u64) -> (u64, bool) {
+    let at = booked.saturating_add(pace).max(now.saturating_add(wait.min(cap)));
+    if at - now > cap { (now.saturating_add(cap), false) } else { (at, true) }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// One join's slot: freed, and its time counted into the mean, when dropped.
@@ -133,73 +169,59 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// One join counted among those waiting for a slot while this lives (a join dropped while it
-/// waits, its connection gone, is counted out too).
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(count)
-    }
-
-    fn now(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// How long a join refused while `waiting` joins (itself included) waited for a slot should wait
-/// before it comes back: what the queue takes to pass through the slots, that is the recent
-/// joins' mean time in a slot (`service`; the admission wait until a join ended) times one plus
-/// how many times the bound the queue is (`waiting / max_in_flight`); never less than the
-/// admission wait (the refused join waited that long and no slot came: the mean may be of
-/// quicker joins, before the slots stuck), at most [`MAX_JOIN_RETRY_AFTER`]; then spread by
-/// `jitter` (in `[0, 1)`) over its upper half, so that the joins refused together come back
-/// apart.
-pub(super) fn retry_after(policy: JoinAdmission, service: Option<Duration>, waiting: usize, jitter: f64) -> Duration {
-    let over = waiting as f64 / policy.max_in_flight.max(1) as f64;
-    let base = service.unwrap_or(policy.wait).mul_f64(1.0 + over).max(policy.wait).min(MAX_JOIN_RETRY_AFTER);
-    base.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0)).max(Duration::from_millis(1))
-}
-
-/// A random number in `[0, 1)`; 0.5 if the system has no randomness to give.
-fn jitter() -> f64 {
-    getrandom::u32().map_or(0.5, |r| f64::from(r) / (f64::from(u32::MAX) + 1.0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const POLICY: JoinAdmission = JoinAdmission { max_in_flight: 10, wait: Duration::from_secs(1) };
 
+    const MS: u64 = 1_000;
+    const WAIT: u64 = 1_000 * MS;
+    const CAP: u64 = 30_000 * MS;
+
     #[test]
-    fn the_wait_grows_with_the_queue_and_stops_at_the_cap() {
-        assert_eq!(retry_after(POLICY, None, 10, 1.0), Duration::from_secs(2));
-        assert_eq!(retry_after(POLICY, None, 40, 1.0), Duration::from_secs(5));
-        assert_eq!(retry_after(POLICY, None, 1_000_000, 1.0), MAX_JOIN_RETRY_AFTER);
-        assert!(retry_after(POLICY, None, 1, 1.0) < retry_after(POLICY, None, 11, 1.0));
+    fn refused_joins_are_told_one_pace_apart_from_the_admission_wait_on() {
+        let now = 500_000 * MS;
+        // Nothing booked yet (or long ago): the admission wait.
+        assert_eq!(booking(0, now, 10 * MS, WAIT, CAP), (now + WAIT, true));
+        assert_eq!(booking(now - 40_000 * MS, now, 10 * MS, WAIT, CAP), (now + WAIT, true));
+        // Then one pace after the last one told, however many came before.
+        let mut booked = 0;
+        let told: Vec<u64> = (0..100)
+            .map(|_| {
+                let (at, keep) = booking(booked, now, 10 * MS, WAIT, CAP);
+                assert!(keep);
+                booked = at;
+                at - now
+            })
+            .collect();
+        assert_eq!(told[..3], [WAIT, WAIT + 10 * MS, WAIT + 20 * MS]);
+        assert_eq!(told[99], WAIT + 990 * MS);
+        // A second later, the queue told is a second shorter.
+        assert_eq!(booking(booked, now + 1_000 * MS, 10 * MS, WAIT, CAP), (booked + 10 * MS, true));
     }
 
     #[test]
-    fn once_joins_ended_the_wait_follows_their_time_in_a_slot() {
-        let fast = Some(Duration::from_millis(50));
-        assert_eq!(retry_after(POLICY, fast, 640, 1.0), Duration::from_millis(3_250));
-        assert_eq!(retry_after(POLICY, fast, 10, 1.0), POLICY.wait, "never less than the admission wait");
-        let slow = Some(Duration::from_secs(3));
-        assert_eq!(retry_after(POLICY, slow, 10, 1.0), Duration::from_secs(6), "slower than the admission wait");
-        assert_eq!(retry_after(POLICY, slow, 1_000, 1.0), MAX_JOIN_RETRY_AFTER);
+    fn past_the_cap_a_join_is_told_the_cap_and_books_nothing() {
+        let now = 500_000 * MS;
+        let last = now + CAP - 5 * MS;
+        assert_eq!(booking(last, now, 5 * MS, WAIT, CAP), (now + CAP, true), "exactly the cap is booked");
+        assert_eq!(booking(last, now, 6 * MS, WAIT, CAP), (now + CAP, false));
+        assert_eq!(booking(u64::MAX - 1, now, 6 * MS, WAIT, CAP), (now + CAP, false));
+        // An admission wait longer than the cap: the cap.
+        assert_eq!(booking(0, now, 1, 60_000 * MS, CAP), (now + CAP, true));
+    }
+
+    #[test]
+    fn the_pace_is_the_mean_time_in_a_slot_over_the_slots() {
+        assert_eq!(pace(POLICY, None), Duration::from_millis(100), "the admission wait until a join ended");
+        assert_eq!(pace(POLICY, Some(Duration::from_millis(640))), Duration::from_millis(64));
+        let one = JoinAdmission { max_in_flight: 1, ..POLICY };
+        assert_eq!(pace(one, Some(Duration::from_secs(3))), Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_mean_time_in_a_slot_follows_the_joins_that_ended() {
-        // An admission wait short enough that the queue's time at 40 ms a join is above it.
         let admission = Admission::new(JoinAdmission { max_in_flight: 1, wait: Duration::from_millis(10) });
         assert_eq!(admission.service(), None, "no join ended yet");
         let hold = |ms| {
@@ -217,11 +239,17 @@ mod tests {
         }
         let mean = admission.service().unwrap();
         assert!((Duration::from_millis(40)..Duration::from_millis(41)).contains(&mean), "{mean:?}");
-        // A join refused now is told the queue's time at that pace: one waiting for one slot,
-        // twice the mean, spread over its upper half.
+        // Joins refused now, while the slot is held: the first told the admission wait (the
+        // queue is at least that long), each next one a mean later than the one before.
         let held = admission.enter().await.unwrap();
-        let refused = admission.enter().await.unwrap_err();
-        assert!((mean..=mean * 2).contains(&refused), "{refused:?} at a mean of {mean:?}");
+        let first = admission.enter().await.unwrap_err();
+        assert_eq!(first, Duration::from_millis(10));
+        // Each refusal waited the admission wait (10 ms on the paused clock) before it was told:
+        // the next is told a mean after the last one told, from 10 ms later.
+        let second = admission.enter().await.unwrap_err();
+        assert_eq!(second, mean);
+        let third = admission.enter().await.unwrap_err();
+        assert_eq!(third, mean * 2 - Duration::from_millis(10));
         drop(held);
         // One more join counts for a sixteenth (integer microseconds, rounded down).
         let before = admission.service().unwrap().as_micros();
@@ -231,20 +259,9 @@ mod tests {
     }
 
     #[test]
-    fn jitter_spreads_the_wait_over_its_upper_half() {
-        assert_eq!(retry_after(POLICY, None, 10, 0.0), Duration::from_secs(1));
-        assert_eq!(retry_after(POLICY, None, 10, 0.5), Duration::from_millis(1500));
-        assert_eq!(retry_after(POLICY, None, 1_000_000, 0.0), MAX_JOIN_RETRY_AFTER / 2);
-        for _ in 0..100 {
-            let j = jitter();
-            assert!((0.0..1.0).contains(&j), "{j}");
-        }
-    }
-
-    #[test]
     fn a_zero_wait_still_tells_a_wait() {
-        let now = JoinAdmission { max_in_flight: 0, wait: Duration::ZERO };
-        assert_eq!(retry_after(now, None, 5, 0.0), Duration::from_millis(1));
+        let admission = Admission::new(JoinAdmission { max_in_flight: 0, wait: Duration::ZERO });
+        assert_eq!(admission.book(), Duration::from_millis(1));
     }
 
     #[tokio::test]
@@ -252,11 +269,10 @@ mod tests {
         let admission = Admission::new(JoinAdmission { max_in_flight: 1, wait: Duration::from_millis(10) });
         let held = admission.enter().await.unwrap();
         let refused = admission.enter().await.unwrap_err();
-        // One waiting for one slot: one to two times the wait, the upper half of it.
+        // The first refused: the admission wait (no join ended yet, so the pace is the wait too).
         assert!((Duration::from_millis(10)..=Duration::from_millis(20)).contains(&refused), "{refused:?}");
         drop(held);
         assert!(admission.enter().await.is_ok());
-        assert_eq!(admission.waiting.load(Ordering::Relaxed), 0);
     }
 
     /// A store hook: every call reaches the store, says so, and never returns.
@@ -315,14 +331,6 @@ mod tests {
         );
         assert_eq!(refused.kind(), FailureKind::Unavailable);
         first.abort();
-    }
-
-    #[tokio::test]
-    async fn a_join_dropped_while_it_waits_is_counted_out() {
-        let admission = Admission::new(JoinAdmission { max_in_flight: 1, wait: Duration::from_secs(60) });
-        let _held = admission.enter().await.unwrap();
-        assert!(tokio::time::timeout(Duration::from_millis(5), admission.enter()).await.is_err());
-        assert_eq!(admission.waiting.load(Ordering::Relaxed), 0);
     }
 
     #[test]

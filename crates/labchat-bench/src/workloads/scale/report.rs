@@ -35,6 +35,9 @@ pub struct ScaleReport {
     pub back: usize,
     pub back_after_s: Option<f64>,
     pub peak_rejoins_per_s: u64,
+    /// Rejoins completed (back and caught up) in each second after the kill: element `i` counts
+    /// those of second `i` (so `scripts/scale.sh` tells when half, 90% and 99% were back).
+    pub rejoins_by_second: Vec<u64>,
     pub storm: Latency,
     /// Seconds between the end of traffic and the check against the store (`--settle`).
     pub settle_s: f64,
@@ -97,6 +100,8 @@ pub(super) fn finish(
     r.back = run.back.load(Ordering::Relaxed);
     r.back_after_s = t.kill_at.map(|_| t.back_after.as_secs_f64());
     r.peak_rejoins_per_s = t.rejoins.values().copied().max().unwrap_or(0);
+    let seconds = t.rejoins.keys().max().map_or(0, |last| last + 1);
+    r.rejoins_by_second = (0..seconds).map(|s| t.rejoins.get(&s).copied().unwrap_or(0)).collect();
     r.server_errors = run.errors.load(Ordering::Relaxed);
     r.first_error.clone_from(&t.first_error);
     r.rooms_checked = run.store_last.iter().filter(|s| s.load(Ordering::Relaxed) != u64::MAX).count();
