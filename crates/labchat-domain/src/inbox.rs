@@ -176,10 +176,10 @@ pub struct Unread {
 }
 
 impl Unread {
-    /// `user`'s unread messages of a room whose messages are all in `in_seq_order` (oldest
-    /// first), each decided by [`Message::is_unread_for`]: what the store's count tells, when a
-    /// join's history page already holds the whole room.
-    pub fn of_whole_room(in_seq_order: &[Message], user: &UserId) -> Self {
+    /// `user`'s unread messages among `in_seq_order` (a room's messages in seq order, oldest
+    /// first), each decided by [`Message::is_unread_for`]. When they are all of the room's
+    /// messages, what the store's unread count and first unread tell; else a lower bound.
+    pub fn among(in_seq_order: &[Message], user: &UserId) -> Self {
         let mut unread = in_seq_order.iter().filter(|m| m.is_unread_for(user));
         let first = unread.next().map(|m| m.id);
         let rest = u64::try_from(unread.count()).unwrap_or(u64::MAX);
@@ -251,7 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn the_unread_of_a_whole_room_leaves_out_own_read_and_deleted_messages() {
+    fn the_unread_among_messages_leaves_out_own_read_and_deleted_ones() {
         use crate::{MessageRecord, Receipt, Role, Seq};
         let user = |s: &str| UserId::parse(s).unwrap();
         let at = Timestamp::from_unix_millis(1);
@@ -280,13 +280,13 @@ mod tests {
             message(4, "lab", &["lab2"], false),
             message(5, "lab2", &[], false),
         ];
-        let t1 = Unread::of_whole_room(&room, &user("t1"));
+        let t1 = Unread::among(&room, &user("t1"));
         assert_eq!(t1, Unread { count: 2, first: Some(room[3].id) });
-        let lab = Unread::of_whole_room(&room, &user("lab"));
+        let lab = Unread::among(&room, &user("lab"));
         assert_eq!(lab, Unread { count: 2, first: Some(room[0].id) });
-        assert_eq!(Unread::of_whole_room(&room[..4], &user("lab")), Unread { count: 1, first: Some(room[0].id) });
-        assert_eq!(Unread::of_whole_room(&room[1..3], &user("t1")), Unread::default());
-        assert_eq!(Unread::of_whole_room(&[], &user("t1")), Unread::default());
+        assert_eq!(Unread::among(&room[..4], &user("lab")), Unread { count: 1, first: Some(room[0].id) });
+        assert_eq!(Unread::among(&room[1..3], &user("t1")), Unread::default());
+        assert_eq!(Unread::among(&[], &user("t1")), Unread::default());
     }
 
     #[test]

@@ -116,15 +116,20 @@ impl Admission {
     /// Books the time a join refused now comes back, and tells how long it should wait.
     fn book(&self) -> Duration {
         let now = micros(self.epoch.elapsed());
-        let pace = micros(pace(self.policy, self.service()));
+        let pace = micros(pace(self.policy, self.service())).max(1);
         let (wait, cap) = (micros(self.policy.wait), micros(MAX_JOIN_RETRY_AFTER));
-        let mut told = cap;
+        let mut told = None;
         let _ = self.booked_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |booked| {
             let (at, keep) = booking(booked, now, pace, wait, cap);
-            told = at - now;
+            told = keep.then_some(at - now);
             keep.then_some(at)
         });
-        Duration::from_micros(told).max(Duration::from_millis(1))
+        match told {
+            Some(us) => Duration::from_micros(us).max(Duration::from_millis(1)),
+            // Past the cap: spread over the cap's upper half, so that these do not come back
+            // together either (they are refused again then, and booked after the queue).
+            None => MAX_JOIN_RETRY_AFTER.mul_f64(0.5 + 0.5 * jitter()),
+        }
     }
 }
 
@@ -138,12 +143,18 @@ pub(super) fn pace(policy: JoinAdmission, service: Option<Duration>) -> Duration
 /// The booking decision, in microseconds on one clock: a join refused at `now`, when the last
 /// refused join was told `booked`, comes back one `pace` after it, and never sooner than the
 /// admission `wait` from now (the refused join waited that long and no slot came: the queue is
-/// at least that long, whatever the mean says) nor later than `cap` from now. Returns the time
-/// told and whether it is booked: a join told the cap books nothing, so that the times told
-/// never run further ahead than the cap.
+/// at least that long, whatever the mean says). Returns the time and whether it is booked: a
+/// join whose time would fall past `cap` from now books nothing (it is told the cap here, and
+/// [`Admission::book`] spreads those over the cap's upper half), so that the times booked never
+/// run further ahead than the cap.
 pub(super) fn booking(booked: u64, now: u64, pace: u64, wait: u64, cap: u64) -> (u64, bool) {
     let at = booked.saturating_add(pace).max(now.saturating_add(wait.min(cap)));
     if at - now > cap { (now.saturating_add(cap), false) } else { (at, true) }
+}
+
+/// A random number in `[0, 1)`; 0.5 if the system has no randomness to give.
+fn jitter() -> f64 {
+    getrandom::u32().map_or(0.5, |r| f64::from(r) / (f64::from(u32::MAX) + 1.0))
 }
 
 fn micros(d: Duration) -> u64 {
@@ -258,6 +269,19 @@ mod tests {
         assert_eq!(after, before - before / 16 + 200_000 / 16, "{before} µs, then a join of 200 ms");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn joins_past_the_cap_are_spread_over_its_upper_half_and_book_nothing() {
+        // One slot and a 20 s wait: until a join ended, a pace of 20 s.
+        let admission = Admission::new(JoinAdmission { max_in_flight: 1, wait: Duration::from_secs(20) });
+        assert_eq!(admission.book(), Duration::from_secs(20));
+        let booked = admission.booked_us.load(Ordering::Relaxed);
+        let told: Vec<Duration> = (0..50).map(|_| admission.book()).collect();
+        let half = MAX_JOIN_RETRY_AFTER / 2;
+        assert!(told.iter().all(|t| (half..MAX_JOIN_RETRY_AFTER).contains(t)), "{told:?}");
+        assert!(told.iter().any(|t| *t != told[0]), "spread: {told:?}");
+        assert_eq!(admission.booked_us.load(Ordering::Relaxed), booked, "nothing booked past the cap");
+    }
+
     #[test]
     fn a_zero_wait_still_tells_a_wait() {
         let admission = Admission::new(JoinAdmission { max_in_flight: 0, wait: Duration::ZERO });
@@ -269,8 +293,8 @@ mod tests {
         let admission = Admission::new(JoinAdmission { max_in_flight: 1, wait: Duration::from_millis(10) });
         let held = admission.enter().await.unwrap();
         let refused = admission.enter().await.unwrap_err();
-        // The first refused: the admission wait (no join ended yet, so the pace is the wait too).
-        assert!((Duration::from_millis(10)..=Duration::from_millis(20)).contains(&refused), "{refused:?}");
+        // The first refused: the admission wait, to the microsecond.
+        assert_eq!(refused, Duration::from_millis(10));
         drop(held);
         assert!(admission.enter().await.is_ok());
     }

@@ -3,18 +3,19 @@
 
 use std::sync::Arc;
 
-use labchat_domain::{HistoryPage, InboxCursor, InboxPage, InboxQuery, Message, RequestId, Unread, User, UserId};
+use labchat_domain::{HistoryPage, InboxCursor, InboxPage, InboxQuery, RequestId, Unread, User, UserId};
 
 use super::Chat;
 use crate::{ChatError, InboxListener, InboxSink, SinkId};
 
 impl Chat {
     /// `user`'s unread messages in the room. When the join's page is `whole` (it holds every
-    /// message of the room: the latest page with nothing older), from the page alone, with no
-    /// store read: in a storm of rejoins most rooms are small, and this is half of each rejoin's
-    /// reads. Else the count from the store (recounted first when a count write of the room
-    /// failed, see `recount`), and the oldest from the page when the page holds all of them (else
-    /// from the store). Called with the room's order held.
+    /// message of the room: the latest page with nothing older, read by this join rather than
+    /// kept from an earlier one), from the page alone, with no store read: in a storm of rejoins
+    /// most rooms are small, and this was half of each rejoin's reads. Else the count from the
+    /// store (recounted first when a count write of the room failed, see `recount`), and the
+    /// oldest from the page when the page holds all of them (else from the store). Called with
+    /// the room's order held.
     pub(super) async fn unread_of(
         &self,
         user: &UserId,
@@ -23,17 +24,17 @@ impl Chat {
         whole: bool,
     ) -> Result<Unread, ChatError> {
         self.recounts.before_read(Some(request), true).await;
+        let in_page = Unread::among(&page.messages, user);
         if whole {
-            return Ok(Unread::of_whole_room(&page.messages, user));
+            return Ok(in_page);
         }
         let count =
             self.store.unread_count(request, user).await.map_err(ChatError::store("counting unread messages"))?;
         if count == 0 {
             return Ok(Unread::default());
         }
-        let unread_in_page: Vec<&Message> = page.messages.iter().filter(|m| m.is_unread_for(user)).collect();
-        let first = match unread_in_page.first() {
-            Some(m) if u64::try_from(unread_in_page.len()).unwrap_or(u64::MAX) >= count => Some(m.id),
+        let first = match in_page.first {
+            Some(id) if in_page.count >= count => Some(id),
             _ => self
                 .store
                 .first_unread(request, user)

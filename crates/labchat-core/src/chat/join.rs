@@ -40,13 +40,13 @@ impl Chat {
         self.broadcaster.subscribe(request, sink).await.map_err(JoinError::Subscribe)?;
         let joined = match self.join_view(request, after).await {
             Ok(view) => {
-                let whole = after.is_none() && !view.history.has_more;
+                let whole = after.is_none() && !view.history.has_more && !view.reused;
                 self.unread_of(user.id(), request, &view.history, whole).await.map(|unread| (view, unread))
             }
             Err(e) => Err(e),
         };
         match joined {
-            Ok((View { history, covered, catch_up }, unread)) => {
+            Ok((View { history, covered, catch_up, .. }, unread)) => {
                 let members = self.arrive(request, user, sink_id).await;
                 Ok(Joined { history, covered, catch_up, unread, members, _order: order })
             }

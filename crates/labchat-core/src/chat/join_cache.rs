@@ -23,7 +23,8 @@
 //!   then wait for the reconnection's replay and fill, which a fresh read would not).
 //!
 //! Joins of a room already run one after another under the room's order, so a cache, not a
-//! single flight, is what saves the reads. The unread counts are the user's own: read per join.
+//! single flight, is what saves the reads. The unread counts are the user's own: read per join,
+//! but from the page itself when the join read a page that holds the whole room (`inbox.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,6 +53,9 @@ pub(super) struct View {
     pub(super) history: HistoryPage,
     pub(super) covered: Option<Seq>,
     pub(super) catch_up: CaughtUp,
+    /// Kept from an earlier join rather than read for this one: its receipts are as the store
+    /// held them at that read (a receipt stored but never published would not lapse it).
+    pub(super) reused: bool,
 }
 
 /// A room's "events seen" version on this node.
@@ -262,11 +266,11 @@ impl Chat {
             && backplane_up()
         {
             self.joins.reuses.fetch_add(1, Ordering::Relaxed);
-            return Ok(view);
+            return Ok(View { reused: true, ..view });
         }
         let (history, covered, last_held) = self.joined_history(request, after).await?;
         let (catch_up, complete) = self.caught_up(request, last_held.as_ref()).await;
-        let view = View { history, covered, catch_up };
+        let view = View { history, covered, catch_up, reused: false };
         if complete {
             self.joins.put(request, after, stamp, &view, Instant::now());
         }

@@ -87,6 +87,27 @@ async fn a_burst_of_joins_with_the_same_query_reads_the_history_once() {
 }
 
 #[tokio::test]
+async fn a_join_served_a_kept_page_asks_the_store_for_its_unread_even_when_the_page_is_the_whole_room() {
+    let (b, _sinks) = keeping_broadcaster(None);
+    let mut store = store_with_request();
+    store
+        .expect_history()
+        .times(1)
+        .returning(|_, _| Ok(Some(HistoryPage { messages: vec![message(4, 4), message(5, 5)], has_more: false })));
+    // The first join read the page: its unread (both messages) from the page. The second is
+    // served the kept page, whose receipts are as of the first read: its unread from the store.
+    store.expect_unread_count().times(1).returning(|_, _| Ok(1));
+    store.expect_first_unread().times(0);
+    let chat = chat(store, b);
+    let first = chat.join(&user("lab1", Role::Lab), rid(1), None, sink(1), false).await.unwrap();
+    assert_eq!((first.unread.count, first.unread.first), (2, Some(mid(4))));
+    drop(first);
+    let second = chat.join(&user("lab2", Role::Lab), rid(1), None, sink(2), false).await.unwrap();
+    assert_eq!(chat.history_reuses(), 1);
+    assert_eq!(second.unread.count, 1, "the store's count, not the page's 2");
+}
+
+#[tokio::test]
 async fn the_pages_of_a_burst_are_given_back_after_their_lifetime_with_nothing_else_happening() {
     let (b, _sinks) = keeping_broadcaster(None);
     let chat = chat(store_reading_latest(1), b).with_join_reuse(Duration::from_millis(50));

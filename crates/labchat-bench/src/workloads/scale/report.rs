@@ -36,7 +36,7 @@ pub struct ScaleReport {
     pub back_after_s: Option<f64>,
     pub peak_rejoins_per_s: u64,
     /// Rejoins completed (back and caught up) in each second after the kill: element `i` counts
-    /// those of second `i` (so `scripts/scale.sh` tells when half, 90% and 99% were back).
+    /// those of second `i` (so `scripts/scale.sh` tells when half, 90%, 99% and all of them were back).
     pub rejoins_by_second: Vec<u64>,
     pub storm: Latency,
     /// Seconds between the end of traffic and the check against the store (`--settle`).
