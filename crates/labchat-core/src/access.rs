@@ -1,10 +1,12 @@
 //! A small time-bounded cache of the requests the use cases authorize against, so that a busy
 //! room does not cost one store lookup per frame, and whose entries in use are looked up again
 //! many at a time before they expire, so that a node serving thousands of rooms does not cost
-//! one store lookup per room per lifetime either.
+//! one store lookup per room per lifetime either. While the store's lookups fail, an entry past
+//! its lifetime still allows, for one lifetime more, rather than send every join and re-check of
+//! its room to a store that is failing (stale-if-error).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -28,13 +30,27 @@ const REFRESH_GATHER: Duration = Duration::from_secs(1);
 /// An entry used past half its lifetime is due: a refresh ([`RequestCache::refresh`]) reads it
 /// again with the others due, a thousand per store read, and a request gone or reassigned
 /// meanwhile leaves the cache or changes in it then.
+///
+/// While a lookup (a refresh's or one of `Chat::authorize`'s) failed less than [`FAILING_FOR`]
+/// ago, an entry past its lifetime is still given, up to twice the TTL after it was found, and
+/// stays due: a store that is failing under a reconnect storm is then asked once per thousand
+/// rooms a second by the refresh, not once per room by every join and access re-check (whose
+/// lookups would time out too, and keep it failing). So an allowed action rests on a lookup at
+/// most the TTL old, or twice the TTL while the store's lookups fail.
 pub(crate) struct RequestCache {
     ttl: Duration,
     capacity: usize,
     entries: Mutex<HashMap<RequestId, (Request, Instant)>>,
     due: Mutex<HashSet<RequestId>>,
     refreshing: AtomicBool,
+    /// When a lookup last failed, in milliseconds since `epoch`, plus one (0: never).
+    failed_ms: AtomicU64,
+    epoch: Instant,
 }
+
+/// How long after a failed lookup entries past their lifetime are still given (a refresh reads
+/// them again about every second meanwhile).
+pub(crate) const FAILING_FOR: Duration = Duration::from_secs(10);
 
 impl RequestCache {
     /// A cache keeping entries for `ttl` (zero turns it off), at most `capacity` of them.
@@ -45,6 +61,8 @@ impl RequestCache {
             entries: Mutex::new(HashMap::new()),
             due: Mutex::new(HashSet::new()),
             refreshing: AtomicBool::new(false),
+            failed_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
@@ -61,22 +79,38 @@ impl RequestCache {
         self.due.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The request, if it was found no longer than the TTL before `now`; past half the TTL the
-    /// entry becomes due for a refresh.
+    /// The request, if it was found no longer than the TTL before `now` (twice the TTL while
+    /// the last lookup failed); past half the TTL the entry becomes due for a refresh. An entry
+    /// twice the TTL old is dropped.
     pub(crate) fn get(&self, id: RequestId, now: Instant) -> Option<Request> {
         let mut entries = self.lock();
-        match entries.get(&id) {
-            Some((request, at)) if now.saturating_duration_since(*at) < self.ttl => {
-                if now.saturating_duration_since(*at) >= self.ttl / 2 {
-                    self.due().insert(id);
-                }
-                Some(request.clone())
+        let (request, at) = entries.get(&id)?;
+        let age = now.saturating_duration_since(*at);
+        let lifetime = if self.failing(now) { self.ttl.saturating_mul(2) } else { self.ttl };
+        if age < lifetime {
+            if age >= self.ttl / 2 {
+                self.due().insert(id);
             }
-            Some(_) => {
-                entries.remove(&id);
-                None
-            }
-            None => None,
+            return Some(request.clone());
+        }
+        if age >= self.ttl.saturating_mul(2) {
+            entries.remove(&id);
+        }
+        None
+    }
+
+    /// Tells the cache a lookup of the store failed at `now`: for [`FAILING_FOR`], entries past
+    /// their lifetime are still given (see [`RequestCache`]).
+    pub(crate) fn lookup_failed(&self, now: Instant) {
+        let ms = u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
+        self.failed_ms.fetch_max(ms.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Whether a lookup failed less than [`FAILING_FOR`] before `now`.
+    fn failing(&self, now: Instant) -> bool {
+        match self.failed_ms.load(Ordering::Relaxed) {
+            0 => false,
+            ms => self.epoch + Duration::from_millis(ms - 1) + FAILING_FOR > now,
         }
     }
 
@@ -143,7 +177,8 @@ impl RequestCache {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, requests = ids.len(), "looking requests up again failed; they expire as they are");
+                        self.lookup_failed(Instant::now());
+                        tracing::warn!(error = %e, requests = ids.len(), "looking requests up again failed; kept while lookups fail, up to twice their lifetime");
                     }
                 }
             }
@@ -204,13 +239,49 @@ mod tests {
     }
 
     #[test]
+    fn after_a_failed_lookup_entries_are_given_for_one_lifetime_more_for_a_while() {
+        let cache = RequestCache::new(Duration::from_secs(60), 10);
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        cache.put(rid(1), Some(&request(1, "t1")), t0);
+        assert_eq!(cache.get(rid(1), t0 + s(61)), None, "past its lifetime, the store answering");
+        cache.lookup_failed(t0 + s(61));
+        assert_eq!(cache.get(rid(1), t0 + s(62)), Some(request(1, "t1")), "kept, not dropped, and given now");
+        assert!(cache.due().contains(&rid(1)), "and still due, to be read again");
+        assert_eq!(cache.get(rid(1), t0 + s(61) + FAILING_FOR), None, "no lookup failed lately");
+        cache.lookup_failed(t0 + s(115));
+        assert_eq!(cache.get(rid(1), t0 + s(119)), Some(request(1, "t1")));
+        assert_eq!(cache.get(rid(1), t0 + s(120)), None, "twice the TTL old: never");
+        assert_eq!(cache.len(), 0, "and dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_that_fails_keeps_its_entries_given_past_their_lifetime() {
+        let cache = Arc::new(RequestCache::new(Duration::from_secs(60), 10));
+        let t0 = Instant::now();
+        cache.put(rid(1), Some(&request(1, "t1")), t0.checked_sub(Duration::from_secs(59)).unwrap());
+        assert!(cache.get(rid(1), t0).is_some(), "used past half its lifetime: due");
+        let mut store = crate::MockChatStore::new();
+        store
+            .expect_find_requests()
+            .times(1)
+            .returning(|_| Err(crate::StoreError::unavailable("find requests", "timeout")));
+        let store: Arc<dyn ChatStore> = Arc::new(store);
+        cache.refresh_if_due(&store);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(cache.get(rid(1), t0 + Duration::from_secs(2)), Some(request(1, "t1")), "61 s old, lookups failing");
+    }
+
+    #[test]
     fn entries_last_for_the_ttl_only() {
         let cache = RequestCache::new(Duration::from_secs(60), 10);
         let t0 = Instant::now();
         cache.put(rid(1), Some(&request(1, "t1")), t0);
         assert_eq!(cache.get(rid(1), t0 + Duration::from_secs(59)), Some(request(1, "t1")));
         assert_eq!(cache.get(rid(1), t0 + Duration::from_secs(60)), None);
-        assert_eq!(cache.len(), 0, "an expired entry is dropped when met");
+        assert_eq!(cache.len(), 1, "kept for a second lifetime, in case lookups fail");
+        assert_eq!(cache.get(rid(1), t0 + Duration::from_secs(120)), None);
+        assert_eq!(cache.len(), 0, "twice the TTL old: dropped when met");
     }
 
     #[test]

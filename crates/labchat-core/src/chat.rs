@@ -91,8 +91,10 @@ const ACCESS_CACHE_CAPACITY: usize = 100_000;
 /// Requests are looked up in the store and kept for the access TTL (default
 /// [`DEFAULT_ACCESS_TTL`]; see [`Chat::with_access_ttl`]). A kept request is used only to allow
 /// an action: a refusal is confirmed with a fresh lookup. So a user who lost access to a request
-/// (it was reassigned or deleted) may still be allowed for at most the TTL, and one who gained
-/// access is allowed at once.
+/// (it was reassigned or deleted) may still be allowed for at most the TTL (twice the TTL while
+/// the store's lookups fail: a kept request is then used past its lifetime rather than ask a
+/// failing store again for every join and re-check), and one who gained access is allowed at
+/// once.
 pub struct Chat {
     store: Arc<dyn ChatStore>,
     broadcaster: Arc<dyn Broadcaster>,
@@ -214,7 +216,10 @@ impl Chat {
             self.requests.refresh_if_due(&self.store);
             return Ok(r);
         }
-        let found = self.store.find_request(request).await.map_err(ChatError::store("looking up the request"))?;
+        let found = self.store.find_request(request).await.map_err(|e| {
+            self.requests.lookup_failed(Instant::now());
+            ChatError::store("looking up the request")(e)
+        })?;
         self.requests.put(request, found.as_ref(), Instant::now());
         match found {
             Some(r) if r.authorize(user).is_ok() => Ok(r),

@@ -477,6 +477,30 @@ async fn a_refusal_is_confirmed_with_a_fresh_lookup_which_refreshes_the_cache() 
     assert_eq!(err.kind(), FailureKind::Forbidden);
 }
 
+/// While the store's lookups fail, a request kept past its lifetime (up to twice it) still
+/// allows, without a lookup that would fail too; past twice the lifetime the store is asked.
+#[tokio::test]
+async fn while_lookups_fail_a_kept_request_allows_for_one_lifetime_more() {
+    let ttl = std::time::Duration::from_secs(1);
+    let mut seq = Sequence::new();
+    let mut store = MockChatStore::new();
+    let by = |u: &str| Ok(Some(Request::new(rid(1), UserId::parse(u).unwrap())));
+    store.expect_find_request().with(eq(rid(1))).times(1).in_sequence(&mut seq).returning(move |_| by("t1"));
+    let down = || Err(StoreError::unavailable("find a request", "timeout"));
+    store.expect_find_request().with(eq(rid(2))).times(1).in_sequence(&mut seq).returning(move |_| down());
+    store.expect_find_request().with(eq(rid(1))).times(1).in_sequence(&mut seq).returning(move |_| by("t1"));
+    // The refresh of the entry used past half its lifetime fails too.
+    store.expect_find_requests().returning(|_| Err(StoreError::unavailable("find requests", "timeout")));
+    let chat = chat(store, MockBroadcaster::new()).with_access_ttl(ttl);
+    let t1 = user("t1", Role::Teacher);
+    chat.check_access(&t1, rid(1)).await.unwrap();
+    assert_eq!(chat.check_access(&t1, rid(2)).await.unwrap_err().kind(), FailureKind::Unavailable);
+    tokio::time::sleep(ttl.mul_f64(1.3)).await;
+    chat.check_access(&t1, rid(1)).await.unwrap(); // past its lifetime: no lookup
+    tokio::time::sleep(ttl).await;
+    chat.check_access(&t1, rid(1)).await.unwrap(); // twice its lifetime: looked up
+}
+
 #[tokio::test]
 async fn a_missing_request_is_looked_up_every_time() {
     let mut store = MockChatStore::new();
