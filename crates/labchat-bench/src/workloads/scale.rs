@@ -4,13 +4,14 @@
 //! ([`member`]) and catch up. At the end every client's `seq`s are checked against the store's
 //! last `seq` of its room: no gap, no duplicate.
 
+mod check;
 mod lag;
 pub(crate) mod member;
 mod report;
 
 pub use report::ScaleReport;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -110,6 +111,8 @@ struct Tallies {
     rejoins: HashMap<u64, u64>,
     back_after: Duration,
     first_error: Option<String>,
+    /// Error frames by code.
+    error_codes: BTreeMap<String, u64>,
 }
 
 const FANOUT_PHASE: usize = 1;
@@ -154,6 +157,7 @@ impl Run {
         if t.first_error.is_none() {
             t.first_error = Some(v.to_string().chars().take(300).collect());
         }
+        *t.error_codes.entry(v["data"]["code"].as_str().unwrap_or("no code").to_owned()).or_default() += 1;
     }
 
     fn joined(&self, started: Instant, lost_at: Option<Instant>, first: bool) {
@@ -248,6 +252,7 @@ pub async fn scale(target: &Target, mut opts: ScaleOptions) -> Result<ScaleRepor
             rejoins: HashMap::new(),
             back_after: Duration::ZERO,
             first_error: None,
+            error_codes: BTreeMap::new(),
         }),
         store_last: (0..local_rooms).map(|_| AtomicU64::new(u64::MAX)).collect(),
         checked: AtomicUsize::new(0),
@@ -328,17 +333,8 @@ pub async fn scale(target: &Target, mut opts: ScaleOptions) -> Result<ScaleRepor
         () = flow => {},
     }
     tokio::time::sleep(opts.settle).await;
-    // The store's last seq of each room, read by one member of it.
-    let mut asked = vec![false; local_rooms];
-    for ((local, _, _), tx) in plan.iter().zip(&senders) {
-        if !asked[*local] && tx.send(Command::Check).is_ok() {
-            asked[*local] = true;
-        }
-    }
-    let until = Instant::now() + Duration::from_secs(60);
-    while run.checked.load(Ordering::Relaxed) < local_rooms && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    check::against_store(&run, &plan, &senders, local_rooms).await;
+    report.rooms = local_rooms;
     tokio::time::sleep(Duration::from_secs(1)).await;
     drop(senders);
     let mut outcomes = Vec::with_capacity(total);

@@ -1,7 +1,7 @@
 //! What one `scale` load-generator process reports, and how it is totted up from the run's
 //! tallies and the clients' outcomes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
@@ -41,6 +41,10 @@ pub struct ScaleReport {
     pub storm: Latency,
     /// Seconds between the end of traffic and the check against the store (`--settle`).
     pub settle_s: f64,
+    /// The rooms this generator's members are in (the large room counted by each generator),
+    /// and those whose last `seq` the store told at the end (only their members are checked
+    /// for gaps).
+    pub rooms: usize,
     pub rooms_checked: usize,
     pub gaps: u64,
     /// Of `gaps`, the seqs another member of the same room holds: stored and delivered to
@@ -57,11 +61,19 @@ pub struct ScaleReport {
     /// opened): what they lack is not counted in `gaps`, since a client that is away cannot
     /// hold what was posted meanwhile.
     pub not_caught_up_at_end: usize,
+    /// Of the members that lost their connection and were not back when the run stopped, how
+    /// many ended each way: the last thing that happened to them before the stop, then where
+    /// they stood at the stop (numbers written `#`).
+    pub not_back_why: BTreeMap<String, usize>,
+    /// The whole trail of the first few of them (seconds since the loss: what happened).
+    pub not_back_sample: Vec<Vec<String>>,
     /// The first few missing seqs, each with the message's id as another member holds it (its
     /// first bytes are the time the node took the post), to look up in the nodes' logs and store.
     pub gap_sample: Vec<String>,
     pub duplicates: u64,
     pub server_errors: u64,
+    /// Error frames received, by code.
+    pub server_errors_by_code: BTreeMap<String, u64>,
     pub first_error: Option<String>,
     pub load1: Option<f64>,
     /// How late this generator's own runtime woke at worst, before traffic and from its start,
@@ -103,6 +115,7 @@ pub(super) fn finish(
     let seconds = t.rejoins.keys().max().map_or(0, |last| last + 1);
     r.rejoins_by_second = (0..seconds).map(|s| t.rejoins.get(&s).copied().unwrap_or(0)).collect();
     r.server_errors = run.errors.load(Ordering::Relaxed);
+    r.server_errors_by_code.clone_from(&t.error_codes);
     r.first_error.clone_from(&t.first_error);
     r.rooms_checked = run.store_last.iter().filter(|s| s.load(Ordering::Relaxed) != u64::MAX).count();
     // Per room: every seq some member holds, and those some member that stayed connected holds.
@@ -124,6 +137,12 @@ pub(super) fn finish(
         r.duplicates += out.duplicates;
         if !out.caught_up_at_end {
             r.not_caught_up_at_end += 1;
+            if out.lost {
+                *r.not_back_why.entry(why_not_back(out)).or_default() += 1;
+                if r.not_back_sample.len() < NOT_BACK_SAMPLE {
+                    r.not_back_sample.push(out.trail.iter().map(|e| format!("{} s: {}", e.at_s, e.what)).collect());
+                }
+            }
             continue;
         }
         let Some(last) = run.store_last.get(*local).map(|s| s.load(Ordering::Relaxed)).filter(|l| *l != u64::MAX)
@@ -154,6 +173,24 @@ pub(super) fn finish(
 
 /// How many missing seqs the report names.
 const GAP_SAMPLE: usize = 10;
+/// How many trails of members not back the report gives.
+const NOT_BACK_SAMPLE: usize = 5;
+
+/// A member's last two events (the last one before the stop, and the stop), numbers written `#`
+/// so that members alike count together.
+fn why_not_back(out: &Outcome) -> String {
+    let last: Vec<&str> = out.trail.iter().rev().take(2).map(|e| e.what.as_str()).collect();
+    let text = last.into_iter().rev().collect::<Vec<_>>().join(" / then ");
+    let mut key = String::with_capacity(text.len());
+    for c in text.chars() {
+        if !c.is_ascii_digit() {
+            key.push(c);
+        } else if !key.ends_with('#') {
+            key.push('#');
+        }
+    }
+    key
+}
 
 /// The seqs in `base + 1..=last` that `out` lacks, and how many of those another member of
 /// its room holds (`room`: every seq any member holds). A member that joined at or past the
@@ -171,9 +208,27 @@ fn gaps(base: u64, last: u64, out: &Outcome, room: &BTreeSet<u64>) -> (u64, u64)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workloads::scale::member::Event;
 
     fn holding(seqs: &[u64]) -> Outcome {
         Outcome { seqs: seqs.iter().map(|s| (*s, Box::from("m"))).collect(), ..Outcome::default() }
+    }
+
+    #[test]
+    fn members_not_back_count_together_by_their_last_two_events_whatever_the_numbers() {
+        let trail = |events: &[(u64, &str)]| Outcome {
+            trail: events.iter().map(|(at_s, what)| Event { at_s: *at_s, what: (*what).into() }).collect(),
+            ..Outcome::default()
+        };
+        let a = trail(&[
+            (0, "node 5: connection ended"),
+            (3, "node 2: handshake timed out"),
+            (9, "stopped on node 1: x 12 s"),
+        ]);
+        let b = trail(&[(4, "node 3: handshake timed out"), (20, "stopped on node 4: x 7 s")]);
+        assert_eq!(why_not_back(&a), "node #: handshake timed out / then stopped on node #: x # s");
+        assert_eq!(why_not_back(&a), why_not_back(&b));
+        assert_eq!(why_not_back(&trail(&[(1, "stopped on node 0: y")])), "stopped on node #: y");
     }
 
     #[test]
