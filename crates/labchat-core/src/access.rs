@@ -25,14 +25,15 @@ const REFRESH_GATHER: Duration = Duration::from_secs(1);
 /// Only requests that exist are kept: a request created a moment ago must not be refused
 /// because an earlier lookup missed it. The use cases consult an entry only to *allow* an
 /// action; a refusal is always confirmed with a fresh lookup (see `Chat::authorize`), so a
-/// cached entry can be stale only in the permissive direction, and for at most `ttl`.
+/// cached entry can be stale only in the permissive direction, and for at most `ttl` (twice
+/// `ttl` while lookups fail, below).
 ///
 /// An entry used past half its lifetime is due: a refresh ([`RequestCache::refresh`]) reads it
 /// again with the others due, a thousand per store read, and a request gone or reassigned
 /// meanwhile leaves the cache or changes in it then.
 ///
-/// While a lookup (a refresh's or one of `Chat::authorize`'s) failed less than [`FAILING_FOR`]
-/// ago, an entry past its lifetime is still given, up to twice the TTL after it was found, and
+/// While a lookup (a refresh's or one of `Chat::authorize`'s) failed as unavailable less than
+/// [`FAILING_FOR`] ago (whatever succeeded since), an entry past its lifetime is still given, up to twice the TTL after it was found, and
 /// stays due: a store that is failing under a reconnect storm is then asked once per thousand
 /// rooms a second by the refresh, not once per room by every join and access re-check (whose
 /// lookups would time out too, and keep it failing). So an allowed action rests on a lookup at
@@ -99,8 +100,9 @@ impl RequestCache {
         None
     }
 
-    /// Tells the cache a lookup of the store failed at `now`: for [`FAILING_FOR`], entries past
-    /// their lifetime are still given (see [`RequestCache`]).
+    /// Tells the cache a lookup of the store failed as unavailable at `now`: for [`FAILING_FOR`],
+    /// entries past their lifetime are still given (see [`RequestCache`]). Not for other
+    /// failures (a request that cannot be read is no sign of a store under load).
     pub(crate) fn lookup_failed(&self, now: Instant) {
         let ms = u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
         self.failed_ms.fetch_max(ms.saturating_add(1), Ordering::Relaxed);
@@ -125,8 +127,9 @@ impl RequestCache {
             return;
         }
         if entries.len() >= self.capacity && !entries.contains_key(&id) {
-            let ttl = self.ttl;
-            entries.retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
+            // Expired entries go first; while lookups fail, only those no longer given.
+            let keep = if self.failing(now) { self.ttl.saturating_mul(2) } else { self.ttl };
+            entries.retain(|_, (_, at)| now.saturating_duration_since(*at) < keep);
             // Still full of fresh entries: make room by dropping any one of them.
             if entries.len() >= self.capacity
                 && let Some(victim) = entries.keys().next().copied()
@@ -152,8 +155,9 @@ impl RequestCache {
 
     /// Reads the due entries again, [`REFRESH_AT_ONCE`] per store read, after gathering them
     /// for up to [`REFRESH_GATHER`] (at most a quarter of the TTL), until none is due. A
-    /// request not found any more leaves the cache; a read that fails leaves its entries to
-    /// expire. Started by [`RequestCache::refresh_if_due`].
+    /// request not found any more leaves the cache; a read that fails as unavailable leaves its
+    /// entries as they are, given past their lifetime for a while (see [`RequestCache`]) and
+    /// due again when used. One read at a time. Started by [`RequestCache::refresh_if_due`].
     async fn refresh(self: Arc<Self>, store: Arc<dyn ChatStore>) {
         loop {
             tokio::time::sleep(REFRESH_GATHER.min(self.ttl / 4)).await;
@@ -177,7 +181,9 @@ impl RequestCache {
                         }
                     }
                     Err(e) => {
-                        self.lookup_failed(Instant::now());
+                        if e.is_retryable() {
+                            self.lookup_failed(Instant::now());
+                        }
                         tracing::warn!(error = %e, requests = ids.len(), "looking requests up again failed; kept while lookups fail, up to twice their lifetime");
                     }
                 }
@@ -253,6 +259,23 @@ mod tests {
         assert_eq!(cache.get(rid(1), t0 + s(119)), Some(request(1, "t1")));
         assert_eq!(cache.get(rid(1), t0 + s(120)), None, "twice the TTL old: never");
         assert_eq!(cache.len(), 0, "and dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_that_fails_other_than_unavailable_gives_nothing_past_its_lifetime() {
+        let cache = Arc::new(RequestCache::new(Duration::from_secs(60), 10));
+        let t0 = Instant::now();
+        cache.put(rid(1), Some(&request(1, "t1")), t0.checked_sub(Duration::from_secs(59)).unwrap());
+        assert!(cache.get(rid(1), t0).is_some());
+        let mut store = crate::MockChatStore::new();
+        store
+            .expect_find_requests()
+            .times(1)
+            .returning(|_| Err(crate::StoreError::internal("find requests", "bad document")));
+        let store: Arc<dyn ChatStore> = Arc::new(store);
+        cache.refresh_if_due(&store);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(cache.get(rid(1), t0 + Duration::from_secs(2)), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -217,7 +217,9 @@ impl Chat {
             return Ok(r);
         }
         let found = self.store.find_request(request).await.map_err(|e| {
-            self.requests.lookup_failed(Instant::now());
+            if e.is_retryable() {
+                self.requests.lookup_failed(Instant::now());
+            }
             ChatError::store("looking up the request")(e)
         })?;
         self.requests.put(request, found.as_ref(), Instant::now());

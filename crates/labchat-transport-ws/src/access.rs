@@ -6,8 +6,9 @@
 //! [`Chat::check_access`], whose cache of requests lives for the same interval, so the store is
 //! asked about a room at most once per interval whatever the number of its members (and the
 //! rooms in use are looked up again a thousand per store read, before they expire). A user who
-//! lost access stops receiving the room's events within two intervals at most, or at once when
-//! a frame of theirs for that room is refused. Either way the room is left and the client is
+//! lost access stops receiving the room's events within two intervals at most (three while the
+//! store's lookups fail, when a kept request allows for one interval more), or at once when a
+//! frame of theirs for that room is refused. Either way the room is left and the client is
 //! told with an `error` frame ([`removal_notice`]).
 
 use labchat_core::{Chat, FailureKind, SinkId};

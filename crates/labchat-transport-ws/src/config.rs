@@ -73,7 +73,8 @@ pub struct WsConfig {
     pub close_grace: Duration,
     /// How often a connection re-checks that its user may still access each room it joined
     /// (default 60 s); also how long the use cases trust a request found in the store. A user
-    /// who lost access is removed from the room within two intervals. Zero turns the periodic
+    /// who lost access is removed from the room within two intervals (three while the store's
+    /// lookups fail: a kept request then allows for one interval more). Zero turns the periodic
     /// re-check off (refused frames still end a subscription).
     pub access_recheck_interval: Duration,
     /// How long after sending a sender may edit a message (default 15 min; zero: never). The

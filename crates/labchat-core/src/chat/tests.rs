@@ -488,6 +488,8 @@ async fn while_lookups_fail_a_kept_request_allows_for_one_lifetime_more() {
     store.expect_find_request().with(eq(rid(1))).times(1).in_sequence(&mut seq).returning(move |_| by("t1"));
     let down = || Err(StoreError::unavailable("find a request", "timeout"));
     store.expect_find_request().with(eq(rid(2))).times(1).in_sequence(&mut seq).returning(move |_| down());
+    // A refusal by the kept request is still confirmed in the store, which fails.
+    store.expect_find_request().with(eq(rid(1))).times(1).in_sequence(&mut seq).returning(move |_| down());
     store.expect_find_request().with(eq(rid(1))).times(1).in_sequence(&mut seq).returning(move |_| by("t1"));
     // The refresh of the entry used past half its lifetime fails too.
     store.expect_find_requests().returning(|_| Err(StoreError::unavailable("find requests", "timeout")));
@@ -497,6 +499,8 @@ async fn while_lookups_fail_a_kept_request_allows_for_one_lifetime_more() {
     assert_eq!(chat.check_access(&t1, rid(2)).await.unwrap_err().kind(), FailureKind::Unavailable);
     tokio::time::sleep(ttl.mul_f64(1.3)).await;
     chat.check_access(&t1, rid(1)).await.unwrap(); // past its lifetime: no lookup
+    let t2 = user("t2", Role::Teacher);
+    assert_eq!(chat.check_access(&t2, rid(1)).await.unwrap_err().kind(), FailureKind::Unavailable);
     tokio::time::sleep(ttl).await;
     chat.check_access(&t1, rid(1)).await.unwrap(); // twice its lifetime: looked up
 }

@@ -177,6 +177,16 @@ enum Ask {
     Check,
 }
 
+impl Ask {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Join => "the join",
+            Self::Page => "a catch-up page",
+            Self::Check => "the store check",
+        }
+    }
+}
+
 impl Session<'_> {
     async fn serve(
         &mut self,
@@ -209,6 +219,7 @@ impl Session<'_> {
                         Ask::Page => match self.after() {
                             Some(after) => {
                                 let data = json!({"requestId": &*self.me.room_id, "after": after});
+                                self.asked = Some(("a catch-up page", Instant::now()));
                                 ws.send(frame("history", &data, PAGE_ID)).await
                             }
                             None => {
@@ -247,14 +258,14 @@ impl Session<'_> {
                             self.asked = Some(("a catch-up page", Instant::now()));
                         }
                         Some(Step::Retry(code)) => return Ended::Lost(format!("refused ({code}), not retryable")),
-                        Some(Step::Rejoin(code, wait)) => {
-                            // A join refused for now (a node busy with other joins, or a store
-                            // that timed out): the same join again on the same connection, after
-                            // its retryAfterMs or a pause (the library's rule); meanwhile the
-                            // connection is served (pings answered).
-                            let ms = wait.as_millis();
-                            self.out.note(self.away_since, format!("join refused ({code}), asked again in {ms} ms"));
-                            self.later = Some((Instant::now() + wait, Ask::Join));
+                        Some(Step::AskAgain(code, wait, ask)) => {
+                            // A join or catch-up page refused for now (a node busy with other
+                            // joins, or a store that timed out): the same again on the same
+                            // connection, after its retryAfterMs or a pause (the library's
+                            // rule); meanwhile the connection is served (pings answered).
+                            let (ms, what) = (wait.as_millis(), ask.name());
+                            self.out.note(self.away_since, format!("{what} refused ({code}), asked again in {ms} ms"));
+                            self.later = Some((Instant::now() + wait, ask));
                         }
                         None => {}
                     }
@@ -287,7 +298,7 @@ enum Step {
     Page(String),
     /// The join or a catch-up page was refused with this code, not retryable: reconnect.
     Retry(String),
-    /// The join (or its catch-up page) was refused for now, with this code: send the join again
+    /// The join or its catch-up page was refused for now, with this code: ask the same again
     /// after this long.
-    Rejoin(String, Duration),
+    AskAgain(String, Duration, Ask),
 }

@@ -41,9 +41,9 @@ pub struct ScaleReport {
     pub storm: Latency,
     /// Seconds between the end of traffic and the check against the store (`--settle`).
     pub settle_s: f64,
-    /// The rooms this generator's members are in (the large room counted by each generator),
-    /// and those whose last `seq` the store told at the end (only their members are checked
-    /// for gaps).
+    /// The rooms this generator's members are in (the large room by the generator that holds
+    /// it), and those whose last `seq` the store told at the end (only their members are
+    /// checked for gaps).
     pub rooms: usize,
     pub rooms_checked: usize,
     pub gaps: u64,

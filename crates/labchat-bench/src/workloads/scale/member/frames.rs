@@ -88,7 +88,9 @@ impl Session<'_> {
                     return Some(Step::Retry(code));
                 }
                 let wait = data["retryAfterMs"].as_u64().map_or_else(retry_pause, Duration::from_millis);
-                Some(Step::Rejoin(code, wait))
+                // The library asks the same again: the join, or the catch-up page.
+                let ask = if v["id"].as_u64() == Some(PAGE_ID) { Ask::Page } else { Ask::Join };
+                Some(Step::AskAgain(code, wait, ask))
             }
             _ => None,
         }
@@ -98,6 +100,7 @@ impl Session<'_> {
     pub(super) fn standing(&self) -> String {
         match (self.caught_up, self.asked) {
             (true, _) => ", caught up".into(),
+            (false, None) if self.later.is_some() => ", a refused request waiting to be asked again".into(),
             (false, Some((what, at))) => format!(", {what} unanswered for {} s", at.elapsed().as_secs()),
             (false, None) => ", not caught up, nothing asked".into(),
         }
