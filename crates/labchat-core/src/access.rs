@@ -261,38 +261,31 @@ mod tests {
         assert_eq!(cache.len(), 0, "and dropped");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_refresh_that_fails_other_than_unavailable_gives_nothing_past_its_lifetime() {
-        let cache = Arc::new(RequestCache::new(Duration::from_secs(60), 10));
-        let t0 = Instant::now();
-        cache.put(rid(1), Some(&request(1, "t1")), t0.checked_sub(Duration::from_secs(59)).unwrap());
-        assert!(cache.get(rid(1), t0).is_some());
-        let mut store = crate::MockChatStore::new();
-        store
-            .expect_find_requests()
-            .times(1)
-            .returning(|_| Err(crate::StoreError::internal("find requests", "bad document")));
-        let store: Arc<dyn ChatStore> = Arc::new(store);
-        cache.refresh_if_due(&store);
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(cache.get(rid(1), t0 + Duration::from_secs(2)), None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_refresh_that_fails_keeps_its_entries_given_past_their_lifetime() {
+    /// A request used 59 s into a 60 s lifetime, whose refresh fails with `error`: what the
+    /// cache gives 2 s later (61 s after it was found).
+    async fn after_a_failed_refresh(error: fn() -> crate::StoreError) -> Option<Request> {
         let cache = Arc::new(RequestCache::new(Duration::from_secs(60), 10));
         let t0 = Instant::now();
         cache.put(rid(1), Some(&request(1, "t1")), t0.checked_sub(Duration::from_secs(59)).unwrap());
         assert!(cache.get(rid(1), t0).is_some(), "used past half its lifetime: due");
         let mut store = crate::MockChatStore::new();
-        store
-            .expect_find_requests()
-            .times(1)
-            .returning(|_| Err(crate::StoreError::unavailable("find requests", "timeout")));
+        store.expect_find_requests().times(1).returning(move |_| Err(error()));
         let store: Arc<dyn ChatStore> = Arc::new(store);
         cache.refresh_if_due(&store);
         tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(cache.get(rid(1), t0 + Duration::from_secs(2)), Some(request(1, "t1")), "61 s old, lookups failing");
+        cache.get(rid(1), t0 + Duration::from_secs(2))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_that_fails_as_unavailable_keeps_its_entries_given_past_their_lifetime() {
+        let unavailable = || crate::StoreError::unavailable("find requests", "timeout");
+        assert_eq!(after_a_failed_refresh(unavailable).await, Some(request(1, "t1")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_that_fails_other_than_unavailable_gives_nothing_past_its_lifetime() {
+        let internal = || crate::StoreError::internal("find requests", "bad document");
+        assert_eq!(after_a_failed_refresh(internal).await, None);
     }
 
     #[test]
