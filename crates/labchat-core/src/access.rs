@@ -33,11 +33,12 @@ const REFRESH_GATHER: Duration = Duration::from_secs(1);
 /// meanwhile leaves the cache or changes in it then.
 ///
 /// While a lookup (a refresh's or one of `Chat::authorize`'s) failed as unavailable less than
-/// [`FAILING_FOR`] ago (whatever succeeded since), an entry past its lifetime is still given, up to twice the TTL after it was found, and
-/// stays due: a store that is failing under a reconnect storm is then asked once per thousand
-/// rooms a second by the refresh, not once per room by every join and access re-check (whose
-/// lookups would time out too, and keep it failing). So an allowed action rests on a lookup at
-/// most the TTL old, or twice the TTL while the store's lookups fail.
+/// [`FAILING_FOR`] ago (whatever succeeded since), an entry past its lifetime is still given,
+/// up to twice the TTL after it was found, and stays due: a store failing under a reconnect
+/// storm is then asked by the refresh, one read per thousand rooms at a time, not once per room
+/// by every join and access re-check (whose lookups would time out too, and keep it failing).
+/// So an allowed action rests on a lookup at most the TTL old, or twice the TTL while the
+/// store's lookups fail.
 pub(crate) struct RequestCache {
     ttl: Duration,
     capacity: usize,
@@ -49,8 +50,8 @@ pub(crate) struct RequestCache {
     epoch: Instant,
 }
 
-/// How long after a failed lookup entries past their lifetime are still given (a refresh reads
-/// them again about every second meanwhile).
+/// How long after a lookup failed as unavailable entries past their lifetime are still given
+/// (the refresh reads those used meanwhile again, one read at a time).
 pub(crate) const FAILING_FOR: Duration = Duration::from_secs(10);
 
 impl RequestCache {
@@ -81,8 +82,8 @@ impl RequestCache {
     }
 
     /// The request, if it was found no longer than the TTL before `now` (twice the TTL while
-    /// the last lookup failed); past half the TTL the entry becomes due for a refresh. An entry
-    /// twice the TTL old is dropped.
+    /// lookups fail: one failed as unavailable less than [`FAILING_FOR`] before); past half the
+    /// TTL the entry becomes due for a refresh. An entry twice the TTL old is dropped.
     pub(crate) fn get(&self, id: RequestId, now: Instant) -> Option<Request> {
         let mut entries = self.lock();
         let (request, at) = entries.get(&id)?;
@@ -108,7 +109,7 @@ impl RequestCache {
         self.failed_ms.fetch_max(ms.saturating_add(1), Ordering::Relaxed);
     }
 
-    /// Whether a lookup failed less than [`FAILING_FOR`] before `now`.
+    /// Whether a lookup failed as unavailable less than [`FAILING_FOR`] before `now`.
     fn failing(&self, now: Instant) -> bool {
         match self.failed_ms.load(Ordering::Relaxed) {
             0 => false,
