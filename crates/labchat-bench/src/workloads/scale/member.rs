@@ -64,6 +64,11 @@ fn frame(event: &str, data: &Value, id: u64) -> Message {
     Message::text(json!({"event": event, "data": data, "id": id}).to_string())
 }
 
+/// The join of `room`, catching up after the message `after` when given.
+fn join(room: &str, after: Option<String>) -> Message {
+    frame("joinRoom", &json!({"requestId": room, "after": after}), JOIN_ID)
+}
+
 /// A member's task: runs until its command channel closes, then returns what it saw.
 pub(crate) async fn run(me: Identity, run: Arc<Run>, mut commands: mpsc::UnboundedReceiver<Command>) -> Outcome {
     let mut out = Outcome::default();
@@ -98,13 +103,12 @@ pub(crate) async fn run(me: Identity, run: Arc<Run>, mut commands: mpsc::Unbound
             }
         };
         let after = contiguous_id(&out).or_else(|| out.base_id.as_deref().map(str::to_owned));
-        let join = json!({"requestId": &*me.room_id, "after": after});
-        if ws.send(frame("joinRoom", &join, JOIN_ID)).await.is_err() {
+        let forward = after.is_some();
+        if ws.send(join(&me.room_id, after)).await.is_err() {
             out.note(away_since, format!("node {node}: the join could not be sent"));
             first = false;
             continue;
         }
-        let forward = after.is_some();
         let mut session = Session {
             me: &me,
             run: &run,
@@ -113,7 +117,7 @@ pub(crate) async fn run(me: Identity, run: Arc<Run>, mut commands: mpsc::Unbound
             caught_up: false,
             filling: false,
             later: None,
-            asked: Some(("the join", Instant::now())),
+            asked: Some((Ask::Join, Instant::now())),
             away_since,
         };
         let ended = session.serve(&mut ws, &mut commands, started, lost_at, permit, first).await;
@@ -161,7 +165,7 @@ struct Session<'a> {
     /// retryable failure is asked again after its `retryAfterMs`, or a pause).
     later: Option<(Instant, Ask)>,
     /// The join or page sent and not answered yet, and when.
-    asked: Option<(&'static str, Instant)>,
+    asked: Option<(Ask, Instant)>,
     /// When the member first lost its connection (its trail is kept from then).
     away_since: Option<Instant>,
 }
@@ -212,14 +216,13 @@ impl Session<'_> {
                     let Some((_, ask)) = self.later.take() else { continue };
                     let sent = match ask {
                         Ask::Join => {
-                            let join = json!({"requestId": &*self.me.room_id, "after": self.after()});
-                            self.asked = Some(("the join", Instant::now()));
-                            ws.send(frame("joinRoom", &join, JOIN_ID)).await
+                            self.asked = Some((Ask::Join, Instant::now()));
+                            ws.send(join(&self.me.room_id, self.after())).await
                         }
                         Ask::Page => match self.after() {
                             Some(after) => {
                                 let data = json!({"requestId": &*self.me.room_id, "after": after});
-                                self.asked = Some(("a catch-up page", Instant::now()));
+                                self.asked = Some((Ask::Page, Instant::now()));
                                 ws.send(frame("history", &data, PAGE_ID)).await
                             }
                             None => {
@@ -238,10 +241,10 @@ impl Session<'_> {
                         Some(Ok(Message::Text(t))) => t,
                         Some(Ok(Message::Close(close))) => {
                             let why = close.map_or_else(|| "no code".into(), |c| format!("{} {}", c.code, c.reason));
-                            return Ended::Lost(format!("closed by the server ({why}){}", self.standing()));
+                            return Ended::Lost(format!("closed by the server ({why}), {}", self.standing()));
                         }
-                        Some(Err(e)) => return Ended::Lost(format!("connection failed ({e}){}", self.standing())),
-                        None => return Ended::Lost(format!("connection ended{}", self.standing())),
+                        Some(Err(e)) => return Ended::Lost(format!("connection failed ({e}), {}", self.standing())),
+                        None => return Ended::Lost(format!("connection ended, {}", self.standing())),
                         Some(Ok(_)) => continue,
                     };
                     let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else { continue };
@@ -255,7 +258,7 @@ impl Session<'_> {
                             if ws.send(frame("history", &data, PAGE_ID)).await.is_err() {
                                 return Ended::Lost("a page could not be asked for".into());
                             }
-                            self.asked = Some(("a catch-up page", Instant::now()));
+                            self.asked = Some((Ask::Page, Instant::now()));
                         }
                         Some(Step::Retry(code)) => return Ended::Lost(format!("refused ({code}), not retryable")),
                         Some(Step::AskAgain(code, wait, ask)) => {
@@ -271,7 +274,7 @@ impl Session<'_> {
                     }
                 }
                 cmd = commands.recv() => match cmd {
-                    None => return Ended::Stop(self.standing().trim_start_matches(", ").to_owned()),
+                    None => return Ended::Stop(self.standing()),
                     Some(Command::Post(text, at)) if self.caught_up && at.elapsed() < STALE => {
                         let data = json!({"requestId": &*self.me.room_id, "message": text});
                         let frame = json!({"event": "message", "data": data}).to_string();

@@ -99,10 +99,10 @@ impl Session<'_> {
     /// Where the session stood, for the trail: caught up, or the request not answered yet.
     pub(super) fn standing(&self) -> String {
         match (self.caught_up, self.asked) {
-            (true, _) => ", caught up".into(),
-            (false, None) if self.later.is_some() => ", a refused request waiting to be asked again".into(),
-            (false, Some((what, at))) => format!(", {what} unanswered for {} s", at.elapsed().as_secs()),
-            (false, None) => ", not caught up, nothing asked".into(),
+            (true, _) => "caught up".into(),
+            (false, None) if self.later.is_some() => "a refused request waiting to be asked again".into(),
+            (false, Some((ask, at))) => format!("{} unanswered for {} s", ask.name(), at.elapsed().as_secs()),
+            (false, None) => "not caught up, nothing asked".into(),
         }
     }
 
