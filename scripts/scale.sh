@@ -229,7 +229,9 @@ phase storm 30
 closed "by the end of the storm phase"
 for p in "${GEN_PIDS[@]}"; do wait "$p" || echo "a generator failed (exit $?)"; done
 for g in $(seq 0 $((GENERATORS - 1))); do cat "$WORK/gen-$g.json"; tail -3 "$WORK/gen-$g.err" >&2; done
-jq -s '{opened: (map(.opened) | add), connections: (map(.connections) | add), gaps: (map(.gaps) | add), gaps_held_by_another_member: (map(.gaps_held_by_another_member) | add), gaps_held_by_a_member_that_stayed: (map(.gaps_held_by_a_member_that_stayed) | add), gaps_of_members_that_came_back: (map(.gaps_of_members_that_came_back) | add),
+# sum_maps(f): the generators' maps of counts at f, summed key by key.
+jq -s 'def sum_maps(f): map(f // {} | to_entries) | add // [] | group_by(.key) | map({key: .[0].key, value: (map(.value) | add)}) | from_entries;
+    {opened: (map(.opened) | add), connections: (map(.connections) | add), gaps: (map(.gaps) | add), gaps_held_by_another_member: (map(.gaps_held_by_another_member) | add), gaps_held_by_a_member_that_stayed: (map(.gaps_held_by_a_member_that_stayed) | add), gaps_of_members_that_came_back: (map(.gaps_of_members_that_came_back) | add),
         not_caught_up_at_end: (map(.not_caught_up_at_end) | add), rooms: (map(.rooms) | add), rooms_checked: (map(.rooms_checked) | add),
         duplicates: (map(.duplicates) | add), lost: (map(.lost) | add), back: (map(.back) | add),
         back_after_s: (map(.back_after_s // 0) | max), connect_join_p99_ms_max: (map(.connect_join.p99_ms) | max),
@@ -238,8 +240,8 @@ jq -s '{opened: (map(.opened) | add), connections: (map(.connections) | add), ga
         back_by_s: (map(.rejoins_by_second // []) | transpose | map(map(. // 0) | add) as $per | ($per | add // 0) as $n
           | [foreach $per[] as $x (0; . + $x)] as $cum | [0.5, 0.9, 0.99, 1] | map(. as $q | ($cum | map(. >= $n * $q) | index(true)) as $i | if $i == null then null else $i + 1 end)
           | {half: .[0], "90%": .[1], "99%": .[2], all: .[3]}), server_errors: (map(.server_errors) | add),
-        server_errors_by_code: (map(.server_errors_by_code // {} | to_entries) | add | group_by(.key) | map({key: .[0].key, value: (map(.value) | add)}) | from_entries),
-        not_back_why: (map(.not_back_why // {} | to_entries) | add | group_by(.key) | map({key: .[0].key, value: (map(.value) | add)}) | from_entries),
+        server_errors_by_code: sum_maps(.server_errors_by_code),
+        not_back_why: sum_maps(.not_back_why),
         not_back_sample: (map(.not_back_sample // []) | add | .[:5]), settle_s: (map(.settle_s) | max),
         loop_lag_max_ms_from_traffic: (map(.loop_lag_max_ms_from_traffic) | max), loop_stalls: (map(.loop_stalls) | add), gap_sample: (map(.gap_sample) | add | .[:10])}' \
     "$WORK"/gen-*.json
