@@ -134,6 +134,7 @@ macro_rules! for_each_contract_check {
             a_deletion_is_unread_for_no_one,
             the_catch_up_reads_exactly_what_changed,
             reads_asked_together_answer_each_as_alone,
+            posts_counted_together_count_as_alone,
         }
     };
 }
@@ -152,7 +153,7 @@ pub use self::inbox::{
 };
 
 mod together;
-pub use self::together::reads_asked_together_answer_each_as_alone;
+pub use self::together::{posts_counted_together_count_as_alone, reads_asked_together_answer_each_as_alone};
 
 mod seq;
 pub use self::seq::{

@@ -1,6 +1,7 @@
 //! Mapping driver errors into [`StoreError`], and bounding calls in time.
 
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::Duration;
 
 use labchat_core::StoreError;
@@ -123,6 +124,30 @@ impl std::fmt::Display for TimedOut {
 }
 
 impl std::error::Error for TimedOut {}
+
+/// One caller's error for a call it shared with other callers (a coalesced read, a batch of
+/// writes) that failed with `cause`: the same kind, with this caller's context.
+pub(crate) fn shared(context: &str, cause: Arc<StoreError>) -> StoreError {
+    let retryable = cause.is_retryable();
+    let source = Shared(cause);
+    if retryable { StoreError::unavailable(context, source) } else { StoreError::internal(context, source) }
+}
+
+/// A shared call's error, shared by every caller it failed.
+#[derive(Debug)]
+struct Shared(Arc<StoreError>);
+
+impl std::fmt::Display for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a call shared with other callers failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for Shared {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
 
 /// Runs `call`, giving up after `limit`. The outer error is the timeout (already a
 /// [`StoreError::Unavailable`]); the inner result is the driver's, for callers that look at

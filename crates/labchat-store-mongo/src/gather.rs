@@ -24,7 +24,7 @@ use std::time::Duration;
 use labchat_core::StoreError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::errors::TimedOut;
+use crate::errors::{TimedOut, shared};
 
 /// The most keys one read asks for.
 pub(crate) const MAX_KEYS: usize = 500;
@@ -108,29 +108,7 @@ where
 
     /// This caller's error for a fetch that failed: the same kind, with this read's context.
     fn failed(&self, cause: Arc<StoreError>) -> StoreError {
-        let retryable = cause.is_retryable();
-        let source = Shared(cause);
-        if retryable {
-            StoreError::unavailable(self.context, source)
-        } else {
-            StoreError::internal(self.context, source)
-        }
-    }
-}
-
-/// A fetch's error, shared by every caller it failed.
-#[derive(Debug)]
-struct Shared(Arc<StoreError>);
-
-impl fmt::Display for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a read shared with other callers failed: {}", self.0)
-    }
-}
-
-impl std::error::Error for Shared {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.0)
+        shared(self.context, cause)
     }
 }
 

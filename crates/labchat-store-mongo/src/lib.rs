@@ -156,6 +156,13 @@
 //! a room is kept. With many rooms posting at once this stores several times as many messages
 //! per second as one insert per message (see `examples/insert_throughput.rs`).
 //!
+//! The counts each stored message then needs (its room's summary moved to it, its sender's
+//! counter grown by one) are written together the same way: the posts waiting share one
+//! unordered `update` command of the summaries, one statement per room at its latest post, and
+//! one of the counters, one statement per counter by the posts it counts; each caller is answered
+//! from its own statements. So a post costs one insert shared by its batch and two updates shared
+//! by its batch, where it cost one insert and two writes of its own.
+//!
 //! ## Coalesced point reads
 //!
 //! The reads that many connections make at once when a node's clients come back together (a
@@ -182,8 +189,12 @@ mod latest;
 mod migrate;
 mod requests;
 mod sequence;
+mod settings;
 mod store;
 mod summary;
+mod summary_writes;
+mod tally;
 
-pub use store::{MESSAGES_COLLECTION, MongoSettings, MongoStore, RECEIPTS_COLLECTION};
+pub use settings::MongoSettings;
+pub use store::{MESSAGES_COLLECTION, MongoStore, RECEIPTS_COLLECTION};
 pub use summary::{ROOMS_COLLECTION, SEEN_COLLECTION};

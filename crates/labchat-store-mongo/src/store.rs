@@ -24,51 +24,14 @@ use crate::gather::Gather;
 use crate::migrate::{assign_missing_seqs, has_seq_index};
 use crate::requests::Requests;
 use crate::sequence::{Outcome, Sequencer};
+use crate::settings::MongoSettings;
 use crate::summary::{ROOMS_COLLECTION, SEEN_COLLECTION, Summaries, build_missing};
+use crate::tally::{Post, Tally};
 
 /// The collection of labchat's messages (in [`MongoSettings::database`]).
 pub const MESSAGES_COLLECTION: &str = "chatMessages";
 /// The collection of labchat's receipts (in [`MongoSettings::database`]).
 pub const RECEIPTS_COLLECTION: &str = "chatReceipts";
-
-/// Where and how [`MongoStore`] reaches MongoDB.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct MongoSettings {
-    /// The connection string, e.g. `mongodb://127.0.0.1:27017` (default). Its own
-    /// `serverSelectionTimeoutMS` and `connectTimeoutMS`, when given, apply only if shorter than
-    /// [`Self::op_timeout`].
-    pub uri: String,
-    /// The database holding the requests and labchat's collections (default `labchat`).
-    pub database: String,
-    /// The collection of requests, owned by the lab system and only read (default `requests`).
-    pub requests_collection: String,
-    /// The field of a request holding its creator's user id, an ObjectId or a string (default
-    /// `createdBy`). A dotted path reaches into sub-documents.
-    pub creator_field: String,
-    /// The longest any single call to MongoDB may take, including finding a server to talk to
-    /// (default 5 s; must not be zero). A call that takes longer fails with
-    /// [`StoreError::Unavailable`]. A store operation makes a few calls, each bounded; an insert
-    /// waits at most this long in all.
-    pub op_timeout: Duration,
-    /// Whether concurrent message inserts share one batched insert (default `true`): while one
-    /// batch is in flight, the messages that arrive are gathered (up to 256) and stored together
-    /// by the next one, with one round trip. Each caller still gets its own answer only after its
-    /// message is stored. `false` stores each message with its own insert.
-    pub batch_inserts: bool,
-}
-
-impl Default for MongoSettings {
-    fn default() -> Self {
-        Self {
-            uri: "mongodb://127.0.0.1:27017".to_owned(),
-            database: "labchat".to_owned(),
-            requests_collection: "requests".to_owned(),
-            creator_field: "createdBy".to_owned(),
-            op_timeout: Duration::from_secs(5),
-            batch_inserts: true,
-        }
-    }
-}
 
 /// A [`ChatStore`] on MongoDB. See the crate docs for the collections, documents and indexes.
 ///
@@ -90,8 +53,9 @@ pub struct MongoStore {
     pub(crate) summaries: Summaries,
     /// Assigns seqs and stores messages.
     sequencer: Arc<Sequencer>,
-    /// The group commit of message inserts, when [`MongoSettings::batch_inserts`] is on.
-    batcher: Option<Batcher>,
+    /// The group commit of message inserts, and the counts of posts written together
+    /// (`tally.rs`), when [`MongoSettings::batch_inserts`] is on.
+    batcher: Option<(Batcher, Tally)>,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -139,7 +103,9 @@ impl MongoStore {
             op_timeout: limit,
         };
         let store = Self {
-            batcher: settings.batch_inserts.then(|| Batcher::start(Arc::clone(&sequencer), limit)),
+            batcher: settings
+                .batch_inserts
+                .then(|| (Batcher::start(Arc::clone(&sequencer), limit), Tally::start(db.clone(), limit))),
             sequencer,
             request_reads: requests.gather(),
             unread_reads: summaries.unread_gather(),
@@ -223,7 +189,7 @@ impl ChatStore for MongoStore {
         let mut doc = MessageDoc::from_message(message);
         doc.seq = None;
         let outcome = match &self.batcher {
-            Some(batcher) => batcher.insert(doc).await,
+            Some((batcher, _)) => batcher.insert(doc).await,
             None => self.sequencer.store_one(doc).await,
         };
         match outcome {
@@ -358,7 +324,10 @@ impl ChatStore for MongoStore {
     }
 
     async fn count_posted(&self, message: &Message, seq: Seq) -> Result<(), StoreError> {
-        self.summaries.posted(message, seq).await
+        match &self.batcher {
+            Some((_, tally)) => tally.count(Post::of(message, seq)).await,
+            None => self.summaries.posted(message, seq).await,
+        }
     }
 
     async fn count_read(&self, request: RequestId, user: &UserId, n: u64) -> Result<(), StoreError> {

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use crate::documents::{IdOnly, MessageDoc, ReceiptDoc, object_id, stored_seq};
 use crate::errors::{DUPLICATE_KEY, bad_data, bounded, store_error, within};
 use crate::gather::{Fetched, Gather, batch_of};
+use crate::summary_writes::{advance_write, seen_key_of, seen_write};
 
 /// The collection of room summaries (in [`crate::MongoSettings::database`]).
 pub const ROOMS_COLLECTION: &str = "chatRooms";
@@ -72,7 +73,7 @@ pub(crate) struct SeenDoc {
 /// The `_id` of the counter of `user` in `room`: `<requestId>:<userId>` (the request id has a
 /// fixed length, so the key is unambiguous).
 pub(crate) fn seen_key(room: RequestId, user: &UserId) -> String {
-    format!("{}:{}", room.to_hex(), user.as_str())
+    seen_key_of(&room.to_hex(), user.as_str())
 }
 
 /// The two collections, as the store holds them.
@@ -114,8 +115,7 @@ impl Summaries {
     /// one.
     async fn advance(&self, room: &str, seq: i64, at: i64, id: ObjectId) -> Result<(), StoreError> {
         let context = "update a room's summary";
-        let filter = doc! {"_id": room, "lastSeq": {"$lt": seq}};
-        let update = doc! {"$set": {"requestId": room, "lastSeq": seq, "lastActivityAt": at, "lastMessageId": id, "gone": false}};
+        let (filter, update) = advance_write(room, seq, at, id);
         let rooms = self.rooms.clone_with_type::<Document>();
         match within(self.op_timeout, context, rooms.update_one(filter, update).upsert(true)).await? {
             Ok(_) => Ok(()),
@@ -188,11 +188,7 @@ impl Summaries {
     pub(crate) async fn add_seen(&self, room: RequestId, user: &UserId, n: u64) -> Result<(), StoreError> {
         let context = "count messages sent or read";
         let n = i64::try_from(n).map_err(|e| bad_data(context, e.to_string()))?;
-        let filter = doc! {"_id": seen_key(room, user)};
-        let update = doc! {
-            "$inc": {"seen": n},
-            "$setOnInsert": {"requestId": room.to_hex(), "userId": user.as_str()},
-        };
+        let (filter, update) = seen_write(&room.to_hex(), user.as_str(), n);
         let seen = self.seen.clone_with_type::<Document>();
         bounded(self.op_timeout, context, seen.update_one(filter, update).upsert(true)).await.map(drop)
     }

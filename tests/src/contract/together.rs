@@ -1,12 +1,12 @@
-//! Reads asked for all at once: each caller gets what it would get alone (a store may answer
-//! many such reads with one query: the MongoDB store does, for requests, unread counts and
-//! history cursors).
+//! Reads asked for, and posts counted, all at once: each caller gets what it would get alone (a
+//! store may answer many such reads with one query, and write many posts' counts with one write:
+//! the MongoDB store does, for requests, unread counts and history cursors, and for counts).
 
 use futures_util::future::join_all;
-use labchat_core::ChatStore;
-use labchat_domain::{Cursor, HistoryPage, Request, RequestId, UserId};
+use labchat_core::{ChatStore, Inserted};
+use labchat_domain::{Cursor, HistoryPage, Message, Request, RequestId, Seq, UserId};
 
-use super::inbox::unread_in;
+use super::inbox::{assert_unread, unread_in};
 use super::{Creator, Gen, Model, StoreFixture, history_at, insert_new, rid, uid};
 
 /// One read of a join, and its answer.
@@ -85,4 +85,67 @@ pub async fn reads_asked_together_answer_each_as_alone<F: StoreFixture>(f: &F) {
     assert!(alone.contains(&Answer::Request(None)), "the missing request is not found");
     assert!(alone.contains(&Answer::Page(None)), "a cursor of another room is reported");
     assert!(alone.iter().any(|a| matches!(a, Answer::Unread(n) if *n > 0)), "someone has unread messages");
+}
+
+async fn stored(store: &dyn ChatStore, m: &Message) -> Seq {
+    match store.insert_message(m).await.unwrap_or_else(|e| panic!("insert {:?}: {e:?}", m.id)) {
+        Inserted::New(seq) => seq,
+        other => panic!("insert {:?}: {other:?}", m.id),
+    }
+}
+
+/// Posts in many rooms at once, each room's one after the other as the chat use case makes them
+/// (the insert, then its count), then posts of one room counted all at once, not in the order
+/// stored: every user's unread count, first unread message and inbox row (the room's last
+/// message) are the domain's.
+pub async fn posts_counted_together_count_as_alone<F: StoreFixture>(f: &F) {
+    let rooms: Vec<RequestId> = (1..=24).map(rid).collect();
+    for room in &rooms {
+        f.add_request(*room, Creator::Text("t1".into())).await;
+    }
+    let (store, mk, mut model) = (f.store(), Gen::new(), Model::default());
+    let senders = ["t1", "lab1", "lab:2"];
+    let messages: Vec<Vec<Message>> = rooms
+        .iter()
+        .map(|room| (0..5).map(|i| mk.message(*room, senders[i % senders.len()], &format!("m{i}"), None)).collect())
+        .collect();
+    let seqs = join_all(messages.iter().map(|posts| {
+        let store = &store;
+        async move {
+            let mut seqs = Vec::new();
+            for m in posts {
+                let seq = stored(&**store, m).await;
+                store.count_posted(m, seq).await.unwrap_or_else(|e| panic!("count {:?}: {e:?}", m.id));
+                seqs.push(seq);
+            }
+            seqs
+        }
+    }))
+    .await;
+    for (posts, seqs) in messages.into_iter().zip(seqs) {
+        for (m, seq) in posts.into_iter().zip(seqs) {
+            assert_eq!(seq, model.add(m), "each room's seqs in the order posted");
+        }
+    }
+    // Then a dozen posts of one room stored, and counted all at once, the latest last but one.
+    let late: Vec<Message> =
+        (0..12).map(|i| mk.message(rooms[0], senders[i % senders.len()], &format!("late {i}"), None)).collect();
+    let mut seqs = Vec::new();
+    for m in &late {
+        seqs.push(stored(&*store, m).await);
+    }
+    let mut order: Vec<usize> = (0..late.len()).collect();
+    order.swap(late.len() - 2, late.len() - 1);
+    let counted = join_all(order.iter().map(|&i| store.count_posted(&late[i], seqs[i]))).await;
+    for (i, c) in order.iter().zip(counted) {
+        c.unwrap_or_else(|e| panic!("late post {i} counted with the others: {e:?}"));
+    }
+    for (m, seq) in late.into_iter().zip(seqs) {
+        assert_eq!(seq, model.add(m), "the late posts' seqs in the order stored");
+    }
+    for room in &rooms {
+        for who in ["t1", "lab1", "lab:2", "lab3"] {
+            assert_unread(&*store, &model, *room, who, "posts counted together").await;
+        }
+    }
 }

@@ -1,0 +1,83 @@
+//! The unit tests of `tally.rs`: how a batch of posts becomes statements, and how each
+//! statement's outcome is read from the reply of its `update` command.
+
+use mongodb::bson::{self, doc};
+
+use super::*;
+
+fn post(room: &str, seq: i64, sender: &str) -> Post {
+    Post { room: room.to_owned(), seq, at: 1_000 + seq, id: ObjectId::from_bytes([0; 12]), sender: sender.to_owned() }
+}
+
+fn seq_of(statement: &Document) -> i64 {
+    statement.get_document("q").and_then(|q| q.get_document("lastSeq")).and_then(|s| s.get_i64("$lt")).unwrap()
+}
+
+fn inc_of(statement: &Document) -> (String, i64) {
+    let id = statement.get_document("q").and_then(|q| q.get_str("_id")).unwrap().to_owned();
+    let n = statement.get_document("u").and_then(|u| u.get_document("$inc")).and_then(|i| i.get_i64("seen")).unwrap();
+    (id, n)
+}
+
+#[test]
+fn a_batch_writes_each_room_once_at_its_latest_post_and_each_counter_once_by_its_posts() {
+    let (a, b) = ("a".repeat(24), "b".repeat(24));
+    // Room a's posts out of seq order (two nodes' posts may be), one sender twice.
+    let posts = [post(&a, 5, "t1"), post(&b, 1, "t1"), post(&a, 3, "t1"), post(&a, 4, "lab:1")];
+    let p = plan(&posts);
+    assert_eq!(p.summaries.len(), 2, "one statement per room");
+    assert_eq!(seq_of(&p.summaries[0]), 5, "room a moves to its latest post, whatever the order");
+    assert_eq!(seq_of(&p.summaries[1]), 1);
+    assert!(p.summaries.iter().all(|s| s.get_bool("upsert") == Ok(true)));
+    let counters: Vec<(String, i64)> = p.counters.iter().map(inc_of).collect();
+    assert_eq!(counters, [(format!("{a}:t1"), 2), (format!("{b}:t1"), 1), (format!("{a}:lab:1"), 1)]);
+    assert_eq!(p.of_post, [(0, 0), (1, 1), (0, 0), (0, 2)], "each post names its two statements");
+}
+
+#[test]
+fn a_lone_post_is_one_statement_of_each_as_the_single_writes() {
+    let room = "c".repeat(24);
+    let p = plan(&[post(&room, 7, "t1")]);
+    let (q, u) = crate::summary_writes::advance_write(&room, 7, 1_007, ObjectId::from_bytes([0; 12]));
+    assert_eq!(p.summaries, [doc! {"q": q, "u": u, "upsert": true}]);
+    let (q, u) = crate::summary_writes::seen_write(&room, "t1", 1);
+    assert_eq!(p.counters, [doc! {"q": q, "u": u, "upsert": true}]);
+}
+
+fn reply(d: Document) -> UpdateReply {
+    bson::from_document(d).unwrap()
+}
+
+fn kinds(out: &[Option<Arc<StoreError>>]) -> Vec<&'static str> {
+    out.iter()
+        .map(|o| match o {
+            None => "ok",
+            Some(e) if e.is_retryable() => "unavailable",
+            Some(_) => "internal",
+        })
+        .collect()
+}
+
+#[test]
+fn each_statement_is_answered_from_its_own_write_error() {
+    let r = reply(doc! {"ok": 1, "n": 2, "writeErrors": [
+        {"index": 1, "code": 11000, "errmsg": "E11000 duplicate key"},
+        {"index": 2, "code": 2, "errmsg": "bad value"},
+        {"index": 3, "code": 91, "errmsg": "shutting down"},
+    ]});
+    assert_eq!(
+        kinds(&outcomes(4, &r, true)),
+        ["ok", "ok", "internal", "unavailable"],
+        "a summary's duplicate key is fine"
+    );
+    assert_eq!(kinds(&outcomes(4, &r, false)), ["ok", "internal", "internal", "unavailable"], "a counter's is not");
+    assert_eq!(kinds(&outcomes(2, &reply(doc! {"ok": 1, "n": 2}), true)), ["ok", "ok"]);
+}
+
+#[test]
+fn a_write_concern_failure_or_a_reply_naming_no_statement_fails_them_all() {
+    let r = reply(doc! {"ok": 1, "writeConcernError": {"code": 64, "errmsg": "waiting for replication timed out"}});
+    assert_eq!(kinds(&outcomes(2, &r, true)), ["unavailable", "unavailable"]);
+    let r = reply(doc! {"ok": 1, "writeErrors": [{"index": 9, "code": 2, "errmsg": "?"}]});
+    assert_eq!(kinds(&outcomes(2, &r, true)), ["internal", "internal"]);
+}
