@@ -4,11 +4,11 @@
 //!
 //! Each of `--rooms` rooms (default 100) posts `--messages` messages (default 50) one after the
 //! other, each through [`ChatStore::insert_message`] then [`ChatStore::count_posted`], as the
-//! chat use case does (one write per room in flight); all rooms run at once. Each mode runs `--rounds` times (default 2), the two
-//! modes alternating, each run in a fresh database that is dropped afterwards. It prints the
-//! messages stored per second of each run and the best of each mode, and checks only
-//! correctness: every insert is new, and every room's history holds exactly its messages, in
-//! order. Timing is reported, never asserted.
+//! chat use case does (one write per room in flight); all rooms run at once. Each mode runs
+//! `--rounds` times (default 2), the two modes alternating, each run in a fresh database that is
+//! dropped afterwards. It prints the messages stored per second of each run and the best of each
+//! mode, and checks only correctness: every insert is new, and every room's history holds
+//! exactly its messages, in order. Timing is reported, never asserted.
 //!
 //! ```text
 //! scripts/mongo-test-server.sh start

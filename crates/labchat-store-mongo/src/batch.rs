@@ -24,12 +24,12 @@
 //! the room's history, with its seq, that nobody was told of.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use labchat_core::StoreError;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::claim::{Claim, Waited, queue_and_wait};
 use crate::documents::MessageDoc;
 use crate::errors::TimedOut;
 use crate::sequence::{Outcome, Sequencer};
@@ -46,22 +46,6 @@ struct Job {
     doc: MessageDoc,
     reply: oneshot::Sender<Outcome>,
     claim: Arc<Claim>,
-}
-
-/// Who settled a queued job first: the batching task, which takes it into a batch, or its
-/// caller, who gives up waiting for one.
-#[derive(Debug, Default)]
-struct Claim(AtomicU8);
-
-impl Claim {
-    const QUEUED: u8 = 0;
-    const TAKEN: u8 = 1;
-    const ABANDONED: u8 = 2;
-
-    /// Moves a queued job to `to`; false when the other side settled it first.
-    fn settle(&self, to: u8) -> bool {
-        self.0.compare_exchange(Self::QUEUED, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
-    }
 }
 
 /// The handle on the batching task; the task ends when the handle is dropped (after answering
@@ -85,22 +69,10 @@ impl Batcher {
     /// too), or it is left out and the answer is a timeout; once taken, the answer is its batch's
     /// (see the module docs).
     pub(crate) async fn insert(&self, doc: MessageDoc) -> Outcome {
-        let (reply, mut answer) = oneshot::channel();
-        let claim = Arc::new(Claim::default());
-        let job = Job { doc, reply, claim: Arc::clone(&claim) };
-        let waited = tokio::time::timeout(self.op_timeout, async {
-            self.jobs.send(job).await.map_err(|_| stopped())?;
-            (&mut answer).await.map_err(|_| stopped())
-        })
-        .await;
-        match waited {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(e)) => Outcome::Failed(e),
-            Err(_) if claim.settle(Claim::ABANDONED) => {
-                Outcome::Failed(StoreError::unavailable(CONTEXT, TimedOut(self.op_timeout)))
-            }
-            // Its batch is in flight: what the store does with it is the answer.
-            Err(_) => answer.await.unwrap_or_else(|_| Outcome::Failed(stopped())),
+        match queue_and_wait(&self.jobs, self.op_timeout, |reply, claim| Job { doc, reply, claim }).await {
+            Waited::Answer(outcome) => outcome,
+            Waited::TimedOut => Outcome::Failed(StoreError::unavailable(CONTEXT, TimedOut(self.op_timeout))),
+            Waited::Stopped => Outcome::Failed(stopped()),
         }
     }
 }

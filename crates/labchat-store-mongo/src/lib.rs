@@ -157,11 +157,14 @@
 //! per second as one insert per message (see `examples/insert_throughput.rs`).
 //!
 //! The counts each stored message then needs (its room's summary moved to it, its sender's
-//! counter grown by one) are written together the same way: the posts waiting share one
-//! unordered `update` command of the summaries, one statement per room at its latest post, and
-//! one of the counters, one statement per counter by the posts it counts; each caller is answered
-//! from its own statements. So a post costs one insert shared by its batch and two updates shared
-//! by its batch, where it cost one insert and two writes of its own.
+//! counter grown by one) are written together the same way (`tally.rs`): the posts waiting share
+//! one unordered `update` command of the summaries, one statement per room at its latest post,
+//! and one of the counters, one statement per counter by the posts it counts. Each caller is
+//! answered from its own statements, and its wait is bounded as an insert's: a count whose
+//! caller gave up before its batch was sent is not written. So a batch of posts costs one insert
+//! and two updates. These `update` commands carry the database's write concern but, unlike the
+//! driver's writes, are not retried after a failover: their posts' counts fail, and the chat use
+//! case recounts them (`ChatStore::recount`).
 //!
 //! ## Coalesced point reads
 //!
@@ -179,6 +182,7 @@
 
 mod batch;
 mod catch_up;
+mod claim;
 mod cursors;
 mod documents;
 mod edits;

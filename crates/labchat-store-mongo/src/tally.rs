@@ -3,23 +3,28 @@
 //! the rooms' summaries and one of the senders' counters.
 //!
 //! After a message is stored, its room's summary moves to it and its sender's counter grows by
-//! one (`summary.rs`): a write each, so that with inserts stored in batches (`batch.rs`) the
-//! counts were two of every three writes a post cost. A background task owns these writes: it
+//! one (`summary.rs`). A background task owns these writes, as `batch.rs` owns the inserts: it
 //! waits for the first post, takes every other post already queued (at most [`MAX_POSTS`]) and
 //! sends two `update` commands at once, unordered, with one statement per document: a room's
 //! summary moved to the batch's latest post in that room (a summary only moves forward, so the
-//! earlier ones change nothing), a counter grown by the batch's posts it counts. At most
-//! [`IN_FLIGHT`] batches are in flight; while they are, the next posts gather. There is no timer:
-//! a lone post is counted at once, with one round trip as before.
+//! earlier ones would change nothing), a counter grown by the batch's posts it counts. So a batch
+//! of posts costs two commands, not two writes per post. At most [`IN_FLIGHT`] batches are in
+//! flight; while they are, the next posts gather. There is no timer: a lone post is counted at
+//! once, with one round trip.
 //!
 //! Each caller is answered from its own two statements: a summary refused as a duplicate key
 //! means a later message is there (as for one write); another write error fails the posts of
 //! its statement; a command that fails or does not answer in time fails every post of its
-//! batch. A caller waits at most twice the operation timeout (queueing included). A failed
-//! count is recounted by the use case (`ChatStore::recount` sets it from the messages), as when
-//! the writes went one by one.
+//! batch. As with the inserts, a caller waits for a batch to take its post within the operation
+//! timeout, and the caller and the task settle on the job's [`Claim`] which came first: a post
+//! whose caller gave up is left out (its caller told it timed out), one taken is answered with
+//! what its batch did (each command bounded by the timeout), never counted after its caller was
+//! told it failed. The commands carry the database's write concern, but unlike the driver's own
+//! writes they are not retried after a failover: the batch's posts fail. A failed count is
+//! recounted by the use case (`ChatStore::recount` sets it from the messages).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +37,7 @@ use mongodb::error::{IndexedWriteError, WriteConcernError};
 use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::claim::{Claim, Waited, queue_and_wait};
 use crate::documents::{object_id, stored_seq};
 use crate::errors::{DUPLICATE_KEY, TimedOut, bad_data, bounded, shared, write_error};
 use crate::summary::{ROOMS_COLLECTION, SEEN_COLLECTION};
@@ -155,7 +161,11 @@ async fn update(
     duplicate_ok: bool,
 ) -> Outcomes {
     let n = statements.len();
-    let command = doc! {"update": collection, "updates": statements, "ordered": false};
+    let mut command = doc! {"update": collection, "updates": statements, "ordered": false};
+    if let Some(concern) = db.write_concern() {
+        let concern = mongodb::bson::to_document(concern).map_err(|e| Arc::new(bad_data(CONTEXT, e.to_string())))?;
+        command.insert("writeConcern", concern);
+    }
     let reply = bounded(limit, CONTEXT, db.run_command(command)).await.map_err(Arc::new)?;
     let reply: UpdateReply =
         mongodb::bson::from_document(reply).map_err(|e| Arc::new(bad_data(CONTEXT, e.to_string())))?;
@@ -167,6 +177,7 @@ type Answer = Result<(), Arc<StoreError>>;
 struct Job {
     post: Post,
     reply: oneshot::Sender<Answer>,
+    claim: Arc<Claim>,
 }
 
 /// The handle on the counting task; the task ends when the handle is dropped (after answering
@@ -180,25 +191,32 @@ pub(crate) struct Tally {
 impl Tally {
     /// Starts the task on the current tokio runtime.
     pub(crate) fn start(db: Database, op_timeout: Duration) -> Self {
+        Self::start_with(op_timeout, move |posts| {
+            let db = db.clone();
+            async move { count_batch(&db, op_timeout, &posts).await }
+        })
+    }
+
+    /// Starts the task with `write`, which writes one batch's counts and answers each post.
+    fn start_with<F, Fut>(op_timeout: Duration, write: F) -> Self
+    where
+        F: Fn(Vec<Post>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Answer>> + Send + 'static,
+    {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, op_timeout, queue));
+        tokio::spawn(run(queue, Arc::new(write)));
         Self { jobs, op_timeout }
     }
 
-    /// Counts `post` in the next batch (see the module docs).
+    /// Counts `post` in the next batch. A batch must take it within the operation timeout
+    /// (waiting for the batches in flight counts too), or it is left out and the answer is a
+    /// timeout; once taken, the answer is its batch's (see the module docs).
     pub(crate) async fn count(&self, post: Post) -> Result<(), StoreError> {
-        let limit = self.op_timeout.saturating_mul(2);
-        let (reply, answer) = oneshot::channel();
-        let waited = tokio::time::timeout(limit, async {
-            self.jobs.send(Job { post, reply }).await.map_err(|_| stopped())?;
-            answer.await.map_err(|_| stopped())
-        })
-        .await;
-        match waited {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(shared(CONTEXT, e)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(StoreError::unavailable(CONTEXT, TimedOut(limit))),
+        match queue_and_wait(&self.jobs, self.op_timeout, |reply, claim| Job { post, reply, claim }).await {
+            // An error of this post's own statement is its own; one of a whole command, shared.
+            Waited::Answer(answer) => answer.map_err(|e| Arc::try_unwrap(e).unwrap_or_else(|e| shared(CONTEXT, e))),
+            Waited::TimedOut => Err(StoreError::unavailable(CONTEXT, TimedOut(self.op_timeout))),
+            Waited::Stopped => Err(stopped()),
         }
     }
 }
@@ -207,7 +225,11 @@ fn stopped() -> StoreError {
     StoreError::unavailable(CONTEXT, "the counting task of posted messages has stopped")
 }
 
-async fn run(db: Database, limit: Duration, mut queue: mpsc::Receiver<Job>) {
+async fn run<F, Fut>(mut queue: mpsc::Receiver<Job>, write: Arc<F>)
+where
+    F: Fn(Vec<Post>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Vec<Answer>> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
         // A slot first: while every slot is busy, the posts gather in the queue.
@@ -216,11 +238,16 @@ async fn run(db: Database, limit: Duration, mut queue: mpsc::Receiver<Job>) {
         if queue.recv_many(&mut jobs, MAX_POSTS).await == 0 {
             return;
         }
-        let db = db.clone();
+        // Callers that already gave up are told nothing, so nothing is written for them.
+        jobs.retain(|j| !j.reply.is_closed() && j.claim.settle(Claim::TAKEN));
+        if jobs.is_empty() {
+            continue;
+        }
+        let write = Arc::clone(&write);
         tokio::spawn(async move {
             let (posts, replies): (Vec<Post>, Vec<oneshot::Sender<Answer>>) =
                 jobs.into_iter().map(|j| (j.post, j.reply)).unzip();
-            let answers = count_batch(&db, limit, &posts).await;
+            let answers = write(posts).await;
             drop(slot);
             for (reply, answer) in replies.into_iter().zip(answers) {
                 // A caller that went away in the meantime no longer listens.
@@ -238,11 +265,17 @@ async fn count_batch(db: &Database, limit: Duration, posts: &[Post]) -> Vec<Answ
         update(db, SEEN_COLLECTION, counters, limit, false),
     )
     .await;
+    answers(&of_post, &s, &c)
+}
+
+/// Each post's answer, from its summary's statement in `s` and its counter's in `c` (a failed
+/// command fails every post of the batch).
+fn answers(of_post: &[(usize, usize)], s: &Outcomes, c: &Outcomes) -> Vec<Answer> {
     let failed = |r: &Outcomes, i: usize| match r {
         Err(e) => Some(Arc::clone(e)),
         Ok(each) => each.get(i).cloned().flatten(),
     };
-    of_post.into_iter().map(|(si, ci)| failed(&s, si).or_else(|| failed(&c, ci)).map_or(Ok(()), Err)).collect()
+    of_post.iter().map(|&(si, ci)| failed(s, si).or_else(|| failed(c, ci)).map_or(Ok(()), Err)).collect()
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
-//! The unit tests of `tally.rs`: how a batch of posts becomes statements, and how each
-//! statement's outcome is read from the reply of its `update` command.
+//! The unit tests of `tally.rs`: how a batch of posts becomes statements, how each statement's
+//! outcome is read from the reply of its `update` command and reaches its posts, and which posts
+//! are written when callers give up.
+
+use std::sync::Mutex;
 
 use mongodb::bson::{self, doc};
 
@@ -80,4 +83,81 @@ fn a_write_concern_failure_or_a_reply_naming_no_statement_fails_them_all() {
     assert_eq!(kinds(&outcomes(2, &r, true)), ["unavailable", "unavailable"]);
     let r = reply(doc! {"ok": 1, "writeErrors": [{"index": 9, "code": 2, "errmsg": "?"}]});
     assert_eq!(kinds(&outcomes(2, &r, true)), ["internal", "internal"]);
+}
+
+#[test]
+fn each_post_is_answered_from_its_own_two_statements() {
+    let (summary, counter) =
+        (Arc::new(StoreError::internal("s", "summary 1")), Arc::new(StoreError::internal("c", "counter 1")));
+    let s: Outcomes = Ok(vec![None, Some(Arc::clone(&summary))]);
+    let c: Outcomes = Ok(vec![None, Some(Arc::clone(&counter)), None]);
+    let got = answers(&[(0, 0), (0, 1), (1, 2), (0, 2)], &s, &c);
+    let which = |a: &Answer| match a {
+        Ok(()) => "ok",
+        Err(e) if Arc::ptr_eq(e, &summary) => "summary",
+        Err(e) if Arc::ptr_eq(e, &counter) => "counter",
+        Err(_) => "other",
+    };
+    assert_eq!(got.iter().map(which).collect::<Vec<_>>(), ["ok", "counter", "summary", "ok"]);
+    let failed = Arc::new(StoreError::unavailable("c", "no answer"));
+    let got = answers(&[(0, 0), (1, 2)], &Ok(vec![None, None]), &Err(Arc::clone(&failed)));
+    assert!(got.iter().all(|a| matches!(a, Err(e) if Arc::ptr_eq(e, &failed))), "a failed command fails every post");
+}
+
+/// The seqs of each batch written, in the order the batches were taken.
+type Written = Arc<Mutex<Vec<Vec<i64>>>>;
+
+/// A tally with an operation timeout of 1 s whose writes each take `takes` and succeed.
+fn slow_tally(takes: Duration) -> (Arc<Tally>, Written) {
+    let written: Written = Arc::default();
+    let seen = Arc::clone(&written);
+    let tally = Tally::start_with(Duration::from_secs(1), move |posts: Vec<Post>| {
+        seen.lock().unwrap().push(posts.iter().map(|p| p.seq).collect());
+        async move {
+            tokio::time::sleep(takes).await;
+            posts.iter().map(|_| Ok(())).collect()
+        }
+    });
+    (Arc::new(tally), written)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_whose_caller_gave_up_before_a_batch_took_it_is_never_written() {
+    let (tally, written) = slow_tally(Duration::from_secs(10));
+    let count = |seq| {
+        let tally = Arc::clone(&tally);
+        tokio::spawn(async move { tally.count(post(&"a".repeat(24), seq, "t1")).await })
+    };
+    let first = count(1);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let second = count(2);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // Both batches in flight: the third waits for a slot, and its caller gives up first.
+    let started = tokio::time::Instant::now();
+    let third = count(3).await.unwrap();
+    assert!(third.is_err_and(|e| e.is_retryable()), "told it timed out");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    // The first two were taken: each is answered with what its batch did, past the timeout.
+    assert!(first.await.unwrap().is_ok());
+    assert!(second.await.unwrap().is_ok());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(*written.lock().unwrap(), [vec![1], vec![2]], "the third post is never written");
+}
+
+#[tokio::test(start_paused = true)]
+async fn posts_queued_while_the_batches_are_in_flight_go_together() {
+    let (tally, written) = slow_tally(Duration::from_millis(100));
+    let tasks: Vec<_> = (1..=600)
+        .map(|seq| {
+            let tally = Arc::clone(&tally);
+            tokio::spawn(async move { tally.count(post(&"b".repeat(24), seq, "t1")).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().is_ok());
+    }
+    let written = written.lock().unwrap();
+    assert_eq!(written.iter().map(Vec::len).sum::<usize>(), 600, "every post written once");
+    assert!(written.len() <= 600 / MAX_POSTS + IN_FLIGHT + 1, "600 posts took {} batches", written.len());
+    assert!(written.iter().all(|b| b.len() <= MAX_POSTS));
 }
