@@ -3,8 +3,11 @@
 //! Also the start-up step that builds them for rooms stored before they existed.
 //!
 //! A summary only ever moves forward: it is replaced only by a message with a higher seq (an
-//! upsert filtered on `lastSeq < seq`, whose duplicate-key refusal means "a newer one is there"),
-//! so concurrent nodes cannot move it back. A counter moves by `$inc` only.
+//! upsert filtered on `lastSeq < seq`), so concurrent nodes cannot move it back. A duplicate-key
+//! refusal of that upsert means "a newer one is there", or that another node created the room's
+//! first summary between this upsert's look and its insert (the server retries an upsert only
+//! when its filter is equality on the unique key): the upsert is sent once more, and then either
+//! applies or is refused for the first reason. A counter moves by `$inc` only.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -117,12 +120,18 @@ impl Summaries {
         let context = "update a room's summary";
         let (filter, update) = advance_write(room, seq, at, id);
         let rooms = self.rooms.clone_with_type::<Document>();
-        match within(self.op_timeout, context, rooms.update_one(filter, update).upsert(true)).await? {
-            Ok(_) => Ok(()),
-            // The summary exists with a later message.
-            Err(e) if is_duplicate(&e) => Ok(()),
-            Err(e) => Err(store_error(context, e)),
+        // A duplicate key: the summary exists with a later message, or another writer created
+        // it meanwhile (see the module docs); once more tells which.
+        for _ in 0..2 {
+            match within(self.op_timeout, context, rooms.update_one(filter.clone(), update.clone()).upsert(true))
+                .await?
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if is_duplicate(&e) => {}
+                Err(e) => return Err(store_error(context, e)),
+            }
         }
+        Ok(())
     }
 
     /// The coalesced unread counts (see `gather.rs`): for each (room, user), the room's live

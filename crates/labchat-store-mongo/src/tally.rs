@@ -12,9 +12,9 @@
 //! flight; while they are, the next posts gather. There is no timer: a lone post is counted at
 //! once, with one round trip.
 //!
-//! Each caller is answered from its own two statements: a summary refused as a duplicate key
-//! means a later message is there (as for one write); another write error fails the posts of
-//! its statement; a command that fails or does not answer in time fails every post of its
+//! Each caller is answered from its own two statements: a summary refused as a duplicate key is
+//! sent once more (`advance_all`), and a second refusal means a later message is there (as for
+//! one write); another write error fails the posts of its statement; a command that fails or does not answer in time fails every post of its
 //! batch. As with the inserts, a caller waits for a batch to take its post within the operation
 //! timeout, and the caller and the task settle on the job's [`Claim`] which came first: a post
 //! whose caller gave up is left out (its caller told it timed out), one taken is answered with
@@ -128,40 +128,40 @@ struct UpdateReply {
 /// Each statement's error, `None` for one applied (or refused as a duplicate key where
 /// `duplicate_ok`: a later summary is there). A write concern failure leaves every statement
 /// unknown.
-fn outcomes(n: usize, reply: &UpdateReply, duplicate_ok: bool) -> Vec<Option<Arc<StoreError>>> {
+fn outcomes(n: usize, reply: &UpdateReply, duplicate_ok: bool) -> (Vec<Option<Arc<StoreError>>>, Vec<usize>) {
     let all = |e: StoreError| {
         let e = Arc::new(e);
-        (0..n).map(|_| Some(Arc::clone(&e))).collect()
+        ((0..n).map(|_| Some(Arc::clone(&e))).collect(), Vec::new())
     };
     if let Some(wc) = &reply.write_concern_error {
         return all(StoreError::unavailable(CONTEXT, format!("write concern failed: {}", wc.message)));
     }
     let mut out: Vec<Option<Arc<StoreError>>> = vec![None; n];
+    let mut duplicates = Vec::new();
     for w in &reply.write_errors {
-        if duplicate_ok && w.code == DUPLICATE_KEY {
-            continue;
-        }
         match out.get_mut(w.index) {
+            Some(_) if duplicate_ok && w.code == DUPLICATE_KEY => duplicates.push(w.index),
             Some(slot) => *slot = Some(Arc::new(write_error(CONTEXT, w))),
             None => return all(bad_data(CONTEXT, format!("a write error names statement {} of {n}", w.index))),
         }
     }
-    out
+    (out, duplicates)
 }
 
 /// What one `update` command did to each of its statements.
 type Outcomes = Result<Vec<Option<Arc<StoreError>>>, Arc<StoreError>>;
 
-/// Runs one `update` command of `statements` on `collection`, unordered.
+/// Runs one `update` command of `statements` on `collection`, unordered: each statement's
+/// error, and (where `duplicate_ok`, not among the errors) those refused as a duplicate key.
 async fn update(
     db: &Database,
     collection: &str,
-    statements: Vec<Document>,
+    statements: &[Document],
     limit: Duration,
     duplicate_ok: bool,
-) -> Outcomes {
+) -> Result<(Vec<Option<Arc<StoreError>>>, Vec<usize>), Arc<StoreError>> {
     let n = statements.len();
-    let mut command = doc! {"update": collection, "updates": statements, "ordered": false};
+    let mut command = doc! {"update": collection, "updates": statements.to_vec(), "ordered": false};
     if let Some(concern) = db.write_concern() {
         let concern = mongodb::bson::to_document(concern).map_err(|e| Arc::new(bad_data(CONTEXT, e.to_string())))?;
         command.insert("writeConcern", concern);
@@ -170,6 +170,30 @@ async fn update(
     let reply: UpdateReply =
         mongodb::bson::from_document(reply).map_err(|e| Arc::new(bad_data(CONTEXT, e.to_string())))?;
     Ok(outcomes(n, &reply, duplicate_ok))
+}
+
+/// The summaries' statements, and once more those refused as a duplicate key. A refusal means
+/// a later summary is there, or another writer created the room's summary between this upsert's
+/// look and its insert (an upsert whose filter is not only on `_id` is not retried by the
+/// server); sent again, the statement finds the summary and applies, or is refused for the first
+/// reason.
+async fn advance_all(db: &Database, statements: &[Document], limit: Duration) -> Outcomes {
+    let (mut each, again) = update(db, ROOMS_COLLECTION, statements, limit, true).await?;
+    if again.is_empty() {
+        return Ok(each);
+    }
+    let retried: Vec<Document> = again.iter().filter_map(|&i| statements.get(i).cloned()).collect();
+    let second = update(db, ROOMS_COLLECTION, &retried, limit, true).await;
+    for (k, &i) in again.iter().enumerate() {
+        let e = match &second {
+            Ok((errors, _)) => errors.get(k).cloned().flatten(),
+            Err(e) => Some(Arc::clone(e)),
+        };
+        if let Some(slot) = each.get_mut(i) {
+            *slot = e;
+        }
+    }
+    Ok(each)
 }
 
 type Answer = Result<(), Arc<StoreError>>;
@@ -261,11 +285,11 @@ where
 async fn count_batch(db: &Database, limit: Duration, posts: &[Post]) -> Vec<Answer> {
     let Plan { summaries, counters, of_post } = plan(posts);
     let (s, c) = futures_util::future::join(
-        update(db, ROOMS_COLLECTION, summaries, limit, true),
-        update(db, SEEN_COLLECTION, counters, limit, false),
+        advance_all(db, &summaries, limit),
+        update(db, SEEN_COLLECTION, &counters, limit, false),
     )
     .await;
-    answers(&of_post, &s, &c)
+    answers(&of_post, &s, &c.map(|(each, _)| each))
 }
 
 /// Each post's answer, from its summary's statement in `s` and its counter's in `c` (a failed

@@ -68,21 +68,23 @@ fn each_statement_is_answered_from_its_own_write_error() {
         {"index": 2, "code": 2, "errmsg": "bad value"},
         {"index": 3, "code": 91, "errmsg": "shutting down"},
     ]});
-    assert_eq!(
-        kinds(&outcomes(4, &r, true)),
-        ["ok", "ok", "internal", "unavailable"],
-        "a summary's duplicate key is fine"
-    );
-    assert_eq!(kinds(&outcomes(4, &r, false)), ["ok", "internal", "internal", "unavailable"], "a counter's is not");
-    assert_eq!(kinds(&outcomes(2, &reply(doc! {"ok": 1, "n": 2}), true)), ["ok", "ok"]);
+    let (each, duplicates) = outcomes(4, &r, true);
+    assert_eq!(kinds(&each), ["ok", "ok", "internal", "unavailable"], "a summary's duplicate key is no error");
+    assert_eq!(duplicates, [1], "but is told, to be sent again");
+    let (each, duplicates) = outcomes(4, &r, false);
+    assert_eq!(kinds(&each), ["ok", "internal", "internal", "unavailable"], "a counter's is an error");
+    assert!(duplicates.is_empty());
+    assert_eq!(kinds(&outcomes(2, &reply(doc! {"ok": 1, "n": 2}), true).0), ["ok", "ok"]);
 }
 
 #[test]
 fn a_write_concern_failure_or_a_reply_naming_no_statement_fails_them_all() {
     let r = reply(doc! {"ok": 1, "writeConcernError": {"code": 64, "errmsg": "waiting for replication timed out"}});
-    assert_eq!(kinds(&outcomes(2, &r, true)), ["unavailable", "unavailable"]);
-    let r = reply(doc! {"ok": 1, "writeErrors": [{"index": 9, "code": 2, "errmsg": "?"}]});
-    assert_eq!(kinds(&outcomes(2, &r, true)), ["internal", "internal"]);
+    assert_eq!(kinds(&outcomes(2, &r, true).0), ["unavailable", "unavailable"]);
+    for code in [2, 11000] {
+        let r = reply(doc! {"ok": 1, "writeErrors": [{"index": 9, "code": code, "errmsg": "?"}]});
+        assert_eq!(kinds(&outcomes(2, &r, true).0), ["internal", "internal"], "code {code}");
+    }
 }
 
 #[test]
