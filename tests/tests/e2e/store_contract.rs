@@ -74,14 +74,19 @@ fn assert_unavailable<T: std::fmt::Debug>(what: &str, r: Result<T, StoreError>, 
 }
 
 fn sample_message() -> Message {
+    message_at("6751b6df1ad14eaa13a03313", 1)
+}
+
+/// A message of teacher `t` in room 1 with the id `id`, created at `at` ms.
+fn message_at(id: &str, at: i64) -> Message {
     Message::restore(MessageRecord {
-        id: MessageId::parse("6751b6df1ad14eaa13a03313").unwrap(),
+        id: MessageId::parse(id).unwrap(),
         request_id: rid(1),
         seq: None,
         sender_id: UserId::parse("t").unwrap(),
         sender_role: Role::Teacher,
         text: Some(MessageText::parse("hello", 100).unwrap()),
-        created_at: Timestamp::from_unix_millis(1),
+        created_at: Timestamp::from_unix_millis(at),
         client_message_id: None,
         delivered_to: vec![],
         read_by: vec![],
@@ -122,26 +127,35 @@ async fn mongodb_silent_or_gone_server_is_unavailable_in_bounded_time() {
     every_operation_is_unavailable(&store, "gone server").await;
 }
 
+/// A store behind a [`TcpProxy`] (operation timeout [`SHORT`]), with room 1 of teacher `t`
+/// holding [`sample_message`], stored and counted.
+async fn one_message_behind_a_proxy(name: &str) -> (TcpProxy, MongoFixture, std::sync::Arc<dyn ChatStore>) {
+    use labchat_core::Inserted;
+    use labchat_tests::contract::Creator;
+
+    let proxy = TcpProxy::start(mongo::test_mongo_host()).await;
+    let fixture = MongoFixture::with(name, |s| {
+        s.uri = format!("mongodb://{}/?directConnection=true", proxy.addr());
+        s.op_timeout = SHORT;
+    })
+    .await;
+    contract::StoreFixture::add_request(&fixture, rid(1), Creator::Text("t".into())).await;
+    let store = contract::StoreFixture::store(&fixture);
+    let m = sample_message();
+    let Inserted::New(seq) = store.insert_message(&m).await.unwrap() else { panic!("the message is new") };
+    store.count_posted(&m, seq).await.unwrap();
+    (proxy, fixture, store)
+}
+
 /// The coalesced reads (a request, an unread count, a history cursor) fail together while the
 /// server is silent, each caller within the bound, and after the server is back and nothing
 /// has happened since, the first read of each kind is answered, right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongodb_coalesced_reads_after_a_quiet_heal_answer_the_first_caller() {
     use futures_util::future::join_all;
-    use labchat_core::Inserted;
-    use labchat_tests::contract::Creator;
 
-    let proxy = TcpProxy::start(mongo::test_mongo_host()).await;
-    let fixture = MongoFixture::with("coalesced_quiet_heal", |s| {
-        s.uri = format!("mongodb://{}/?directConnection=true", proxy.addr());
-        s.op_timeout = SHORT;
-    })
-    .await;
-    contract::StoreFixture::add_request(&fixture, rid(1), Creator::Text("t1".into())).await;
-    let store = contract::StoreFixture::store(&fixture);
+    let (proxy, _fixture, store) = one_message_behind_a_proxy("coalesced_quiet_heal").await;
     let m = sample_message();
-    let Inserted::New(seq) = store.insert_message(&m).await.unwrap() else { panic!("the message is new") };
-    store.count_posted(&m, seq).await.unwrap();
     let lab = UserId::parse("lab-1").unwrap();
     let before = HistoryQuery { cursor: Cursor::Before(m.id), limit: HistoryLimit::DEFAULT };
 
@@ -168,11 +182,47 @@ async fn mongodb_coalesced_reads_after_a_quiet_heal_answer_the_first_caller() {
     tokio::time::sleep(4 * SHORT).await;
     let found =
         store.find_request(rid(1)).await.unwrap().unwrap_or_else(|| panic!("the request, not found after the heal"));
-    assert_eq!(found.created_by().map(UserId::as_str), Some("t1"));
+    assert_eq!(found.created_by().map(UserId::as_str), Some("t"));
     assert_eq!(store.unread_count(rid(1), &lab).await.unwrap(), 1, "the first count after the heal");
     let page =
         store.history(rid(1), before).await.unwrap().unwrap_or_else(|| panic!("the cursor, not found after the heal"));
     assert!(page.messages.is_empty(), "nothing before the room's first message: {page:?}");
+}
+
+/// Counts after posts (written together) fail while the server is silent, each caller within
+/// the bound, and none is written; after the server is back and nothing has happened since, the
+/// first count is answered and counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_counts_after_a_quiet_heal_answer_the_first_caller() {
+    use futures_util::future::join_all;
+    use labchat_core::Inserted;
+    use mongodb::bson::{Document, doc};
+
+    let (proxy, fixture, store) = one_message_behind_a_proxy("counts_quiet_heal").await;
+    let second = message_at("6751b6df1ad14eaa13a03314", 2);
+    let Inserted::New(s2) = store.insert_message(&second).await.unwrap() else { panic!("the second is new") };
+    let lab = UserId::parse("lab-1").unwrap();
+
+    proxy.freeze();
+    let started = Instant::now();
+    for r in join_all((0..5).map(|_| store.count_posted(&second, s2))).await {
+        assert!(r.as_ref().is_err_and(StoreError::is_retryable), "{r:?}");
+    }
+    assert!(started.elapsed() < 2 * mongo::generous_bound(SHORT), "took {:?}", started.elapsed());
+
+    proxy.restore();
+    tokio::time::sleep(4 * SHORT).await;
+    assert_eq!(store.unread_count(rid(1), &lab).await.unwrap(), 1, "nothing counted while silent");
+    store.count_posted(&second, s2).await.unwrap_or_else(|e| panic!("the first count after the heal: {e:?}"));
+    assert_eq!(store.unread_count(rid(1), &lab).await.unwrap(), 2, "the room's summary at the second message");
+    let seen = fixture.database().collection::<Document>(labchat_store_mongo::SEEN_COLLECTION);
+    let key = format!("{}:t", rid(1).to_hex());
+    let counter = seen.find_one(doc! {"_id": &key}).await.unwrap().unwrap_or_else(|| panic!("no counter {key}"));
+    assert_eq!(
+        counter.get_i64("seen").or_else(|_| counter.get_i32("seen").map(i64::from)),
+        Ok(2),
+        "t's two posts, once each"
+    );
 }
 
 async fn every_operation_is_unavailable(store: &MongoStore, phase: &str) {
