@@ -162,7 +162,7 @@
 //! and one of the counters, one statement per counter by the posts it counts. Each caller is
 //! answered from its own statements, and its wait is bounded as an insert's: a count whose
 //! caller gave up before its batch was sent is not written. So a batch of posts costs one insert
-//! and two updates. These `update` commands carry the database's write concern but, unlike the
+//! and two updates (one more when a summary upsert is refused: see `summary.rs`). These `update` commands carry the database's write concern but, unlike the
 //! driver's writes, are not retried after a failover: their posts' counts fail, and the chat use
 //! case recounts them (`ChatStore::recount`).
 //!
