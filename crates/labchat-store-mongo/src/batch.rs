@@ -17,7 +17,7 @@
 //!
 //! A caller waits for a batch to take its document within the operation timeout; once taken, it
 //! waits for its batch's answer, whose round trips are each bounded by the operation timeout.
-//! The caller and the task settle which came first on the job's [`Claim`], so a document is
+//! The caller and the task settle which came first on the job's claim (`claim.rs`), so a document is
 //! either left out (the caller's answer is a timeout, and nothing was stored) or sent (the
 //! caller's answer is what the store did). Without that, a caller whose time ran out while its
 //! batch was in flight answered "unavailable" for a message the batch then stored: a message in
@@ -29,7 +29,7 @@ use std::time::Duration;
 use labchat_core::StoreError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::claim::{Claim, Waited, queue_and_wait};
+use crate::claim::{self, Waited, queue_and_wait};
 use crate::documents::MessageDoc;
 use crate::errors::TimedOut;
 use crate::sequence::{Outcome, Sequencer};
@@ -42,11 +42,7 @@ const QUEUE: usize = 4 * MAX_BATCH;
 
 const CONTEXT: &str = "insert a message";
 
-struct Job {
-    doc: MessageDoc,
-    reply: oneshot::Sender<Outcome>,
-    claim: Arc<Claim>,
-}
+type Job = claim::Job<MessageDoc, Outcome>;
 
 /// The handle on the batching task; the task ends when the handle is dropped (after answering
 /// what was queued).
@@ -69,7 +65,7 @@ impl Batcher {
     /// too), or it is left out and the answer is a timeout; once taken, the answer is its batch's
     /// (see the module docs).
     pub(crate) async fn insert(&self, doc: MessageDoc) -> Outcome {
-        match queue_and_wait(&self.jobs, self.op_timeout, |reply, claim| Job { doc, reply, claim }).await {
+        match queue_and_wait(&self.jobs, self.op_timeout, doc).await {
             Waited::Answer(outcome) => outcome,
             Waited::TimedOut => Outcome::Failed(StoreError::unavailable(CONTEXT, TimedOut(self.op_timeout))),
             Waited::Stopped => Outcome::Failed(stopped()),
@@ -86,14 +82,14 @@ async fn run(sequencer: Arc<Sequencer>, mut queue: mpsc::Receiver<Job>) {
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         // Callers that already gave up (timed out, or went away) are told nothing, so store
         // nothing for them; every other job is taken, and its caller waits for this batch.
-        jobs.retain(|j| !j.reply.is_closed() && j.claim.settle(Claim::TAKEN));
+        jobs.retain(Job::take);
         if jobs.is_empty() {
             continue;
         }
         let n = jobs.len();
         let started = std::time::Instant::now();
         let (mut docs, replies): (Vec<MessageDoc>, Vec<oneshot::Sender<Outcome>>) =
-            jobs.drain(..).map(|j| (j.doc, j.reply)).unzip();
+            jobs.drain(..).map(|j| (j.item, j.reply)).unzip();
         let outcomes = sequencer.store(&mut docs, &|i| replies.get(i).is_none_or(oneshot::Sender::is_closed)).await;
         tracing::trace!(batch = n, took_us = started.elapsed().as_micros(), "stored a batch of messages");
         for (reply, outcome) in replies.into_iter().zip(outcomes) {

@@ -11,16 +11,31 @@ use tokio::sync::{mpsc, oneshot};
 /// Who settled a queued job first: the task that batches, which takes it into a batch, or its
 /// caller, who gives up waiting for one.
 #[derive(Debug, Default)]
-pub(crate) struct Claim(AtomicU8);
+struct Claim(AtomicU8);
 
 impl Claim {
     const QUEUED: u8 = 0;
-    pub(crate) const TAKEN: u8 = 1;
-    pub(crate) const ABANDONED: u8 = 2;
+    const TAKEN: u8 = 1;
+    const ABANDONED: u8 = 2;
 
     /// Moves a queued job to `to`; false when the other side settled it first.
-    pub(crate) fn settle(&self, to: u8) -> bool {
+    fn settle(&self, to: u8) -> bool {
         self.0.compare_exchange(Self::QUEUED, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+}
+
+/// A write queued for a batching task: what to write, where its answer goes, and its claim.
+pub(crate) struct Job<T, A> {
+    pub(crate) item: T,
+    pub(crate) reply: oneshot::Sender<A>,
+    claim: Arc<Claim>,
+}
+
+impl<T, A> Job<T, A> {
+    /// Takes the job into a batch; false when its caller already gave up (timed out, or went
+    /// away): nothing is then written for it, and it is told nothing.
+    pub(crate) fn take(&self) -> bool {
+        !self.reply.is_closed() && self.claim.settle(Claim::TAKEN)
     }
 }
 
@@ -35,17 +50,13 @@ pub(crate) enum Waited<A> {
     Stopped,
 }
 
-/// Queues the job `make` builds (from the reply channel and the job's claim) and waits for a
-/// batch to take it within `limit`, counted from the call; once a batch took it, waits for that
-/// batch's answer, however long the batch takes (each of its round trips is bounded).
-pub(crate) async fn queue_and_wait<J, A>(
-    jobs: &mpsc::Sender<J>,
-    limit: Duration,
-    make: impl FnOnce(oneshot::Sender<A>, Arc<Claim>) -> J,
-) -> Waited<A> {
+/// Queues `item` and waits for a batch to take it within `limit`, counted from the call; once a
+/// batch took it ([`Job::take`]), waits for that batch's answer, however long the batch takes
+/// (each of its round trips is bounded).
+pub(crate) async fn queue_and_wait<T, A>(jobs: &mpsc::Sender<Job<T, A>>, limit: Duration, item: T) -> Waited<A> {
     let (reply, mut answer) = oneshot::channel();
     let claim = Arc::new(Claim::default());
-    let job = make(reply, Arc::clone(&claim));
+    let job = Job { item, reply, claim: Arc::clone(&claim) };
     let waited = tokio::time::timeout(limit, async {
         jobs.send(job).await.ok()?;
         (&mut answer).await.ok()

@@ -16,7 +16,7 @@
 //! sent once more (`advance_all`), and a second refusal means a later message is there (as for
 //! one write); another write error fails the posts of its statement; a command that fails or does not answer in time fails every post of its
 //! batch. As with the inserts, a caller waits for a batch to take its post within the operation
-//! timeout, and the caller and the task settle on the job's [`Claim`] which came first: a post
+//! timeout, and the caller and the task settle on the job's claim (`claim.rs`) which came first: a post
 //! whose caller gave up is left out (its caller told it timed out), one taken is answered with
 //! what its batch did (each command bounded by the timeout), never counted after its caller was
 //! told it failed. The commands carry the database's write concern, but unlike the driver's own
@@ -37,7 +37,7 @@ use mongodb::error::{IndexedWriteError, WriteConcernError};
 use serde::Deserialize;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::claim::{Claim, Waited, queue_and_wait};
+use crate::claim::{self, Waited, queue_and_wait};
 use crate::documents::{object_id, stored_seq};
 use crate::errors::{DUPLICATE_KEY, TimedOut, bad_data, bounded, shared, write_error};
 use crate::summary::{ROOMS_COLLECTION, SEEN_COLLECTION};
@@ -198,11 +198,7 @@ async fn advance_all(db: &Database, statements: &[Document], limit: Duration) ->
 
 type Answer = Result<(), Arc<StoreError>>;
 
-struct Job {
-    post: Post,
-    reply: oneshot::Sender<Answer>,
-    claim: Arc<Claim>,
-}
+type Job = claim::Job<Post, Answer>;
 
 /// The handle on the counting task; the task ends when the handle is dropped (after answering
 /// what was queued).
@@ -236,7 +232,7 @@ impl Tally {
     /// (waiting for the batches in flight counts too), or it is left out and the answer is a
     /// timeout; once taken, the answer is its batch's (see the module docs).
     pub(crate) async fn count(&self, post: Post) -> Result<(), StoreError> {
-        match queue_and_wait(&self.jobs, self.op_timeout, |reply, claim| Job { post, reply, claim }).await {
+        match queue_and_wait(&self.jobs, self.op_timeout, post).await {
             // An error of this post's own statement is its own; one of a whole command, shared.
             Waited::Answer(answer) => answer.map_err(|e| Arc::try_unwrap(e).unwrap_or_else(|e| shared(CONTEXT, e))),
             Waited::TimedOut => Err(StoreError::unavailable(CONTEXT, TimedOut(self.op_timeout))),
@@ -263,14 +259,14 @@ where
             return;
         }
         // Callers that already gave up are told nothing, so nothing is written for them.
-        jobs.retain(|j| !j.reply.is_closed() && j.claim.settle(Claim::TAKEN));
+        jobs.retain(Job::take);
         if jobs.is_empty() {
             continue;
         }
         let write = Arc::clone(&write);
         tokio::spawn(async move {
             let (posts, replies): (Vec<Post>, Vec<oneshot::Sender<Answer>>) =
-                jobs.into_iter().map(|j| (j.post, j.reply)).unzip();
+                jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
             let answers = write(posts).await;
             drop(slot);
             for (reply, answer) in replies.into_iter().zip(answers) {
