@@ -137,6 +137,13 @@ impl WsConfig {
     pub fn reply_budget(&self) -> usize {
         self.max_reply_bytes.min(self.outbound_max_bytes / 2)
     }
+
+    /// The most frames one reply may queue at once (a join's catch-up replay, its `roomHistory`
+    /// and its `ack`): half of [`WsConfig::outbound_max_frames`], for the same reason as
+    /// [`WsConfig::reply_budget`]; at least 2.
+    pub fn reply_frames(&self) -> usize {
+        (self.outbound_max_frames / 2).max(2)
+    }
 }
 
 #[cfg(test)]
@@ -144,7 +151,7 @@ mod tests {
     use super::WsConfig;
 
     #[test]
-    fn a_reply_never_takes_more_than_half_the_outbound_queue() {
+    fn a_reply_never_takes_more_than_half_the_outbound_queue_in_bytes_or_frames() {
         let default = WsConfig::default();
         assert_eq!(default.reply_budget(), 1024 * 1024);
         assert!(default.reply_budget() < default.outbound_max_bytes);
@@ -152,5 +159,7 @@ mod tests {
         assert_eq!(small_queue.reply_budget(), 128 * 1024);
         let small_reply = WsConfig { max_reply_bytes: 10_000, ..WsConfig::default() };
         assert_eq!(small_reply.reply_budget(), 10_000);
+        assert_eq!(default.reply_frames(), 512);
+        assert_eq!(WsConfig { outbound_max_frames: 1, ..WsConfig::default() }.reply_frames(), 2);
     }
 }

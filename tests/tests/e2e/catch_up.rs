@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use labchat_tests::client::Client;
-use labchat_tests::harness::{TestServer, token};
+use labchat_tests::harness::{TestServer, settings, token};
 use serde_json::{Value, json};
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -246,4 +246,58 @@ async fn a_replay_too_large_for_the_reply_keeps_the_newest_and_says_where_it_sta
     let want: Vec<u64> = (from..=POSTED as u64).collect();
     assert_eq!(edited, want);
     assert!(from > 1 && edited.len() >= 2, "{from}, {edited:?}");
+}
+
+/// Receipts marked one message at a time make a replay of many small frames: it is cut to what
+/// one reply may queue (half the outbound queue's frames), keeping the highest seqs, and the
+/// joining connection stays open, where the whole replay would overflow its queue (1013).
+#[tokio::test]
+async fn a_replay_of_more_frames_than_a_reply_may_queue_is_cut_and_the_connection_stays_open() {
+    const POSTED: usize = 40;
+    let mut s = settings();
+    s.ws.outbound_max_frames = 64;
+    (s.ws.rate_per_second, s.ws.rate_burst) = (100_000.0, 100_000.0);
+    let max_frames = s.ws.reply_frames();
+    let server = TestServer::start_with(s).await;
+    let rid = server.add_request("t1").await.to_hex();
+    let mut t = Client::connect(&server.url(), &token("t1", "TEACHER")).await;
+    let mut posted = Vec::new();
+    for i in 0..POSTED {
+        posted.push(t.post(&rid, &format!("sample {i}")).await);
+    }
+    drop(t);
+    // While the teacher is away, a LAB user reads each message alone: two receipts each.
+    let mut lab = Client::connect(&server.url(), &token("lab-1", "LAB")).await;
+    lab.join(&rid).await;
+    for m in &posted {
+        lab.ok("readMessages", json!({"requestId": rid, "messages": [m["id"]]})).await;
+        // Receipts of one instant (to the millisecond) are replayed together: one instant each.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let mut back = Client::connect(&server.url(), &token("t1", "TEACHER")).await;
+    let last = posted.last().unwrap()["id"].clone();
+    let frames = back.call("joinRoom", json!({"requestId": rid, "after": last})).await;
+    let n = frames.len();
+    assert!(n <= max_frames, "the reply queued {n} frames, past the {max_frames} a reply may");
+    assert_eq!((&frames[n - 2]["event"], &frames[n - 1]["event"]), (&json!("roomHistory"), &json!("ack")));
+    let history = &frames[n - 2]["data"];
+    assert_eq!(history["changesCut"], true, "{history}");
+    let from = history["changesFrom"].as_u64().expect("changesFrom");
+    // The receipts kept are those of every message from `changesFrom` on, delivered then read.
+    let seq_of = |id: &Value| posted.iter().position(|m| &m["id"] == id).map(|i| i as u64 + 1);
+    let replayed: Vec<(String, u64)> = frames[..n - 2]
+        .iter()
+        .map(|f| {
+            let ids = f["data"]["messages"].as_array().unwrap();
+            assert_eq!(ids.len(), 1, "{f}");
+            (f["event"].as_str().unwrap().to_owned(), seq_of(&ids[0]).unwrap())
+        })
+        .collect();
+    let want: Vec<(String, u64)> = (from..=POSTED as u64)
+        .flat_map(|seq| [("messagesDelivered".to_owned(), seq), ("messageReads".to_owned(), seq)])
+        .collect();
+    assert_eq!(replayed, want);
+    assert!(from > 1 && replayed.len() >= 2, "{from}, {replayed:?}");
+    // Still open: the connection answers the next call.
+    back.post(&rid, "and the rest?").await;
 }

@@ -160,15 +160,18 @@ impl Budget {
 }
 
 /// The frames that replay a join's catch-up (what changed on the messages up to its `after`),
-/// oldest change first, each with its server event, within `budget` bytes: the changes of as
-/// many of the changed messages as fit, keeping the highest seqs (those nearest `after`, the
-/// ones a client shows). Also the seq below which the held messages may be stale once the
-/// replay is sent (`changesFrom`), `None` when it left nothing out.
-pub fn replay(caught_up: &CaughtUp, budget: usize) -> (Vec<(ServerEvent, String)>, Option<Seq>) {
+/// oldest change first, each with its server event, within `budget` bytes and `max_frames`
+/// frames (receipts marked one at a time make many small frames): the changes of as many of the
+/// changed messages as fit, keeping the highest seqs (those nearest `after`, the ones a client
+/// shows). Also the seq below which the held messages may be stale once the replay is sent
+/// (`changesFrom`), `None` when it left nothing out.
+pub fn replay(caught_up: &CaughtUp, budget: usize, max_frames: usize) -> (Vec<(ServerEvent, String)>, Option<Seq>) {
     let frames = |from: usize| -> Vec<(ServerEvent, String)> {
         caught_up.events(from).iter().map(|e| (ServerEvent::of(e.kind()), room_event(e))).collect()
     };
-    let fits = |f: &[(ServerEvent, String)]| f.iter().map(|(_, frame)| frame.len()).sum::<usize>() <= budget;
+    let fits = |f: &[(ServerEvent, String)]| {
+        f.len() <= max_frames && f.iter().map(|(_, frame)| frame.len()).sum::<usize>() <= budget
+    };
     let all = frames(0);
     if fits(&all) {
         return (all, caught_up.stale_below_keeping(0));

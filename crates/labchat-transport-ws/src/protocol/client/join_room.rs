@@ -74,11 +74,12 @@ impl JoinRoom {
         // `after` (the replay: it concerns messages the client holds, and the page's unread
         // counts already include it), then the history, then live events. The replay is lossy
         // when cut (nothing pages it on), the page is not: the replay takes the reply's bytes
-        // first, up to three quarters of them, and the page the rest.
-        let (keep, budget) =
-            (Keep::for_cursor(after.map_or(Cursor::Latest, Cursor::After)), server.config().reply_budget());
-        let budget = budget.saturating_sub(protocol::join_fields_len(&joined.unread, after.is_some()));
-        let (replay, stale_below) = protocol::replay(&joined.catch_up, budget / 4 * 3);
+        // first, up to three quarters of them, and the page the rest; and the reply's frames
+        // but the page's and the ack's.
+        let (keep, config) = (Keep::for_cursor(after.map_or(Cursor::Latest, Cursor::After)), server.config());
+        let budget = config.reply_budget().saturating_sub(protocol::join_fields_len(&joined.unread, after.is_some()));
+        let (replay, stale_below) =
+            protocol::replay(&joined.catch_up, budget / 4 * 3, config.reply_frames().saturating_sub(2));
         let replayed: usize = replay.iter().map(|(_, frame)| frame.len()).sum();
         for (event, frame) in replay {
             session.sink.reply(event, frame);
