@@ -161,8 +161,8 @@ impl RoomOrder {
     pub(crate) fn offer(&mut self, event: RoomEvent) -> Step {
         match event.placement() {
             Placement::Sequenced(seq) => self.offer_sequenced(seq, event),
-            Placement::Follows(ids) => {
-                if self.ready && self.held.is_empty() && self.knows(ids) {
+            Placement::Follows { messages, up_to } => {
+                if self.ready && self.held.is_empty() && self.knows(messages, up_to) {
                     return self.step(vec![event]);
                 }
                 self.held.push_back(Held { event, epoch: self.epoch });
@@ -286,7 +286,7 @@ impl RoomOrder {
     /// complete fill of epoch `filled`, it was held before that fill started).
     fn release(&mut self, deliver: &mut Vec<RoomEvent>, filled: Option<u64>) {
         while let Some(first) = self.held.front() {
-            let satisfied = filled.is_some_and(|e| first.epoch < e) || self.knows(names(&first.event));
+            let satisfied = filled.is_some_and(|e| first.epoch < e) || self.knows_what_it_follows(&first.event);
             if !satisfied {
                 break;
             }
@@ -296,8 +296,18 @@ impl RoomOrder {
         }
     }
 
-    fn knows(&self, ids: &[MessageId]) -> bool {
-        ids.iter().all(|id| self.recent.contains(id))
+    /// Whether the messages a change follows were delivered here: all of them up to `up_to` (a
+    /// seq this room was delivered to, or started past), or each one among the recent ids.
+    fn knows(&self, ids: &[MessageId], up_to: Option<Seq>) -> bool {
+        up_to.is_some_and(|s| s.get() <= self.last_seq) || ids.iter().all(|id| self.recent.contains(id))
+    }
+
+    /// [`RoomOrder::knows`] of what `event` follows ([`Placement::Follows`]); true for the others.
+    fn knows_what_it_follows(&self, event: &RoomEvent) -> bool {
+        match event.placement() {
+            Placement::Follows { messages, up_to } => self.knows(messages, up_to),
+            Placement::Sequenced(_) | Placement::AsItComes => true,
+        }
     }
 
     fn remember(&mut self, id: MessageId) {
@@ -318,14 +328,6 @@ impl RoomOrder {
             Fill::No
         };
         Step { deliver, fill }
-    }
-}
-
-/// The messages an event must follow ([`Placement::Follows`]); none for the others.
-fn names(event: &RoomEvent) -> &[MessageId] {
-    match event.placement() {
-        Placement::Follows(ids) => ids,
-        Placement::Sequenced(_) | Placement::AsItComes => &[],
     }
 }
 

@@ -195,6 +195,36 @@ fn the_recent_ids_ring_is_bounded() {
     assert_eq!(o.offer(read(&[1])).fill, Fill::Now);
 }
 
+fn edited(n: u64) -> RoomEvent {
+    RoomEvent::MessageEdited(msg(n, "edited"))
+}
+
+#[test]
+fn an_edit_or_deletion_of_a_message_delivered_long_ago_or_before_the_start_goes_out_at_once() {
+    // Message 10 was stored before this node served the room (it started past 5000).
+    let mut o = started(5000);
+    assert_eq!(o.offer(edited(10)), step(vec![edited(10)], Fill::No));
+    let deleted = RoomEvent::MessageDeleted(msg(10, "gone"));
+    assert_eq!(o.offer(deleted.clone()), step(vec![deleted], Fill::No));
+    // Message 5001 was delivered here, more messages ago than the recent ids remember.
+    for n in 5001..=5001 + RECENT as u64 {
+        o.offer(posted(n));
+    }
+    assert_eq!(o.offer(edited(5001)), step(vec![edited(5001)], Fill::No));
+    // A receipt carries no seq: checked by its ids, which the ring forgot, so it needs a fill.
+    assert_eq!(o.offer(read(&[5001])), step(vec![], Fill::Now));
+}
+
+#[test]
+fn an_edit_of_a_message_not_delivered_yet_waits_for_it_and_keeps_its_place() {
+    let mut o = started(1);
+    assert_eq!(o.offer(edited(3)), step(vec![], Fill::Now));
+    // Behind a held change, even a change of a known message waits.
+    assert_eq!(o.offer(edited(1)), step(vec![], Fill::Now));
+    assert_eq!(o.offer(posted(2)), step(vec![posted(2)], Fill::Now));
+    assert_eq!(o.offer(posted(3)), step(vec![posted(3), edited(3), edited(1)], Fill::No));
+}
+
 #[test]
 fn typing_and_presence_pass_a_gap_and_held_receipts_and_never_ask_for_a_fill() {
     let ephemeral = [

@@ -228,7 +228,7 @@ impl RoomEvent {
     pub fn seq(&self) -> Option<Seq> {
         match self.placement() {
             Placement::Sequenced(seq) => Some(seq),
-            Placement::Follows(_) | Placement::AsItComes => None,
+            Placement::Follows { .. } | Placement::AsItComes => None,
         }
     }
 
@@ -236,8 +236,12 @@ impl RoomEvent {
     pub fn placement(&self) -> Placement<'_> {
         match self {
             Self::MessagePosted(m) => m.seq.map_or(Placement::AsItComes, Placement::Sequenced),
-            Self::MessageEdited(m) | Self::MessageDeleted(m) => Placement::Follows(std::slice::from_ref(&m.id)),
-            Self::Delivered { messages, .. } | Self::Read { messages, .. } => Placement::Follows(messages),
+            Self::MessageEdited(m) | Self::MessageDeleted(m) => {
+                Placement::Follows { messages: std::slice::from_ref(&m.id), up_to: m.seq }
+            }
+            Self::Delivered { messages, .. } | Self::Read { messages, .. } => {
+                Placement::Follows { messages, up_to: None }
+            }
             Self::Typing { .. } | Self::MemberJoined { .. } | Self::MemberLeft { .. } | Self::MembersChanged { .. } => {
                 Placement::AsItComes
             }
@@ -268,8 +272,16 @@ pub enum Placement<'a> {
     /// once; a hole waits to be filled from the store.
     Sequenced(Seq),
     /// A change to stored messages (receipts, an edit, a delete): delivered after the messages it
-    /// names, which the receiver must know first.
-    Follows(&'a [MessageId]),
+    /// names, which the receiver must know first: by their ids, or, when the event carries it,
+    /// by `up_to`, the highest seq among them (an edit or a deletion carries its message's seq;
+    /// a receipt does not): a receiver that delivered the room up to that seq knows them all,
+    /// however long ago they came.
+    Follows {
+        /// The messages it changes.
+        messages: &'a [MessageId],
+        /// The highest seq among them, when the event carries it.
+        up_to: Option<Seq>,
+    },
     /// Ephemeral (typing, presence) or not numbered by a store: delivered as it comes, never
     /// held and never filled from the store.
     AsItComes,
