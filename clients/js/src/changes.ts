@@ -13,7 +13,8 @@ export function applyChange(m: ChatMessage, change: Change): ChatMessage {
     if (m.deletedAt !== undefined) return m;
     return { ...m, message: change.data.message, editedAt: change.data.editedAt };
   }
-  const { message: _text, ...rest } = m;
+  // A tombstone keeps neither the text nor the time of an edit, as the server's.
+  const { message: _text, editedAt: _edited, ...rest } = m;
   return { ...rest, deletedAt: change.data.deletedAt, deletedBy: change.data.deletedBy };
 }
 

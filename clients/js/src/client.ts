@@ -169,7 +169,7 @@ export class Client extends Emitter<ClientEventMap> implements RoomHost {
     try {
       token = await this.opts.getToken();
     } catch (e) {
-      this.retry(0, `getToken failed: ${String(e)}`);
+      this.retry(this.attempt + 1, `getToken failed: ${String(e)}`);
       return;
     }
     if (this.finished) return;
@@ -181,7 +181,7 @@ export class Client extends Emitter<ClientEventMap> implements RoomHost {
     try {
       ws = new this.WS(this.opts.url, ['labchat.v1', `bearer.${token}`]);
     } catch (e) {
-      this.retry(0, `could not open the socket: ${String(e)}`);
+      this.retry(this.attempt + 1, `could not open the socket: ${String(e)}`);
       return;
     }
     this.ws = ws;

@@ -106,6 +106,12 @@ describe('edit and delete', () => {
     assert.equal(teacherDeleted.length, 2);
     assert.equal(lr.messages[0].message, 'one, fixed', 'refused edits changed nothing');
 
+    // A message edited, then deleted: the tombstone keeps no editedAt, as the store's.
+    await tr.delete(a.id);
+    await waitFor(() => deleted.length === 3, 'the lab user is told of the third delete');
+    assert.ok(!('editedAt' in lr.messages[0]), 'the tombstone of an edited message has no editedAt');
+    assert.ok(!('editedAt' in tr.messages[0]));
+
     // Both clients hold what the store holds.
     const stored = await storedHistory(node.url, teacherToken());
     assertSameAsStored(lr.messages, stored, 'lab');
@@ -116,7 +122,7 @@ describe('edit and delete', () => {
 
     // Past the edit window (3 s here) the sender may no longer edit.
     await sleep(3200);
-    assert.equal(await refused(tr.edit(a.id, 'too late')), 'FORBIDDEN');
+    assert.equal(await refused(lr.edit(mine.id, 'too late')), 'FORBIDDEN');
   });
   test('a client that was away gets the edits, deletes and receipts it missed on the messages it holds', async () => {
     const proxy = await startProxy(node.port);

@@ -1,6 +1,7 @@
 // Tokens against one real labchat node: a short token refreshed on the open socket (no reconnect,
 // no frame lost), a refused token ending the client with a clear error and no reconnect loop, a
-// token for another user closing with 4003.
+// failing getToken retried with backoff until maxAttempts, a token for another user closing with
+// 4003.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -75,6 +76,30 @@ describe('tokens', () => {
     assert.equal((await sendFailed).code, 'AUTH_REFUSED');
     await sleep(1500);
     assert.equal(calls, 2, 'one fresh token was tried, then no more');
+  });
+
+  test('a getToken that fails is retried with backoff, attempt after attempt, and given up after maxAttempts', async () => {
+    let calls = 0;
+    const c = client(
+      node.url,
+      async () => {
+        calls += 1;
+        throw new Error('the token service is down');
+      },
+      { reconnect: { minDelayMs: 50, maxDelayMs: 200, maxAttempts: 4 } },
+    );
+    clients.push(c);
+    const retries = [];
+    c.on('state', (s) => {
+      if (s.state === 'reconnecting') retries.push(s.attempt);
+    });
+    const closed = await waitState(c, 'closed', 10_000);
+    assert.equal(closed.error?.code, 'GAVE_UP');
+    assert.match(closed.error.message, /getToken failed: Error: the token service is down/);
+    assert.deepEqual(retries, [1, 2, 3, 4], 'each retry is one attempt further (a growing backoff window)');
+    assert.equal(calls, 5, 'the first try and four retries, then no more');
+    await sleep(500);
+    assert.equal(calls, 5);
   });
 
   test('refreshing with a token for another user closes with 4003 and ends the client', async () => {

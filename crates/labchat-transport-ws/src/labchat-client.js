@@ -142,7 +142,8 @@ const $changes = (() => {
               return m;
           return { ...m, message: change.data.message, editedAt: change.data.editedAt };
       }
-      const { message: _text, ...rest } = m;
+      // A tombstone keeps neither the text nor the time of an edit, as the server's.
+      const { message: _text, editedAt: _edited, ...rest } = m;
       return { ...rest, deletedAt: change.data.deletedAt, deletedBy: change.data.deletedBy };
   }
   /** Whether `m` counts as unread for `userId`: not sent by them, not read by them, not deleted. */
@@ -964,7 +965,7 @@ const $client = (() => {
               token = await this.opts.getToken();
           }
           catch (e) {
-              this.retry(0, `getToken failed: ${String(e)}`);
+              this.retry(this.attempt + 1, `getToken failed: ${String(e)}`);
               return;
           }
           if (this.finished)
@@ -979,7 +980,7 @@ const $client = (() => {
               ws = new this.WS(this.opts.url, ['labchat.v1', `bearer.${token}`]);
           }
           catch (e) {
-              this.retry(0, `could not open the socket: ${String(e)}`);
+              this.retry(this.attempt + 1, `could not open the socket: ${String(e)}`);
               return;
           }
           this.ws = ws;
