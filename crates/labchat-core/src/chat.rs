@@ -142,13 +142,15 @@ impl Chat {
         };
         let inbox = Arc::new(InboxHub::new(Arc::clone(&store)));
         let order = Arc::new(order::RoomOrder::new());
+        let recounts = Arc::new(recount::Recounts::new(Arc::clone(&store), Arc::clone(&order), Arc::clone(&inbox)));
         Self {
-            recounts: Arc::new(recount::Recounts::new(Arc::clone(&store), Arc::clone(&order), Arc::clone(&inbox))),
             follow_ups: Arc::new(follow_up::FollowUps::new(
                 Arc::clone(&store),
                 Arc::clone(&broadcaster),
                 Arc::clone(&order),
+                Arc::clone(&recounts),
             )),
+            recounts,
             inbox,
             store,
             broadcaster,

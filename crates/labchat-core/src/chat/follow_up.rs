@@ -4,14 +4,19 @@
 //! when it was written soon after its stamp, or at their next sweep of the room (minutes on a node
 //! with thousands of rooms): the members of a room that went quiet after it would miss it live.
 //!
-//! So with a backplane the node that took the post notes it, reads it back from the store at
-//! each of [`CHECKS`] after the failure (a failed read counts as a check), publishes it (holding
-//! the room's order) if it is there, and forgets it once published or after the last check. A
-//! copy that reaches a receiver that already holds it is dropped there: by seq in the
-//! backplane's order of the room, and by the transport's join window for a connection whose
-//! history held it. The background task is `rounds.rs`'s, as for recounts. Without a backplane
-//! no such filter exists, and nothing is followed up: a later message's seq shows the hole, and
-//! the client reads the history (docs/protocol.md).
+//! Such a message also escapes its counts: the recount that follows the failure (`recount.rs`)
+//! runs [`super::recount::SETTLE`] after it, and a message stored later is in no room summary
+//! and no sender's count (the sender would see their own message as unread, the room's last
+//! message would lag, a room's first message would leave the room out of every inbox).
+//!
+//! So the node that took the post notes it, reads it back from the store at each of [`CHECKS`]
+//! after the failure (a failed read counts as a check), and once it is there has its sender's
+//! counts recounted and, with a backplane, publishes it (holding the room's order); it forgets
+//! the post then, or after the last check. A copy that reaches a receiver that already holds it
+//! is dropped there: by seq in the backplane's order of the room, and by the transport's join
+//! window for a connection whose history held it. The background task is `rounds.rs`'s, as for
+//! recounts. Without a backplane no such filter exists, and nothing is published: a later
+//! message's seq shows the hole, and the client reads the history (docs/protocol.md).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -23,6 +28,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::order::RoomOrder;
+use super::recount::Recounts;
 use super::rounds::{self, Rounds};
 use crate::{Broadcaster, ChatStore, StoreError};
 
@@ -56,13 +62,19 @@ pub(super) struct FollowUps {
     store: Arc<dyn ChatStore>,
     broadcaster: Arc<dyn Broadcaster>,
     order: Arc<RoomOrder>,
+    recounts: Arc<Recounts>,
     pending: Mutex<HashMap<MessageId, Pending>>,
     running: AtomicBool,
 }
 
 impl FollowUps {
-    pub(super) fn new(store: Arc<dyn ChatStore>, broadcaster: Arc<dyn Broadcaster>, order: Arc<RoomOrder>) -> Self {
-        Self { store, broadcaster, order, pending: Mutex::default(), running: AtomicBool::new(false) }
+    pub(super) fn new(
+        store: Arc<dyn ChatStore>,
+        broadcaster: Arc<dyn Broadcaster>,
+        order: Arc<RoomOrder>,
+        recounts: Arc<Recounts>,
+    ) -> Self {
+        Self { store, broadcaster, order, recounts, pending: Mutex::default(), running: AtomicBool::new(false) }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<MessageId, Pending>> {
@@ -70,9 +82,9 @@ impl FollowUps {
     }
 
     /// The insert of message `id` in `request` failed with `error`: if the store may still write
-    /// it and a backplane carries the room, follow it up.
+    /// it, follow it up.
     pub(super) fn failed(self: &Arc<Self>, request: RequestId, id: MessageId, error: &StoreError) {
-        if !error.is_retryable() || self.broadcaster.backplane().is_none() {
+        if !error.is_retryable() {
             return;
         }
         {
@@ -113,10 +125,11 @@ impl FollowUps {
         !self.lock().is_empty()
     }
 
-    /// Reads the post back: publishes and forgets it if it is stored, else moves it to its next
-    /// check (a failed read counts as one: at most [`CHECKS`] reads per post, however the store
-    /// fares). Only the publish holds the room's order: a connection whose join read the message
-    /// in its history meanwhile drops the copy (the transport's join window, with a backplane).
+    /// Reads the post back: if it is stored, has its sender's counts recounted, publishes it with
+    /// a backplane, and forgets it; else moves it to its next check (a failed read counts as one:
+    /// at most [`CHECKS`] reads per post, however the store fares). Only the publish holds the
+    /// room's order: a connection whose join read the message in its history meanwhile drops the
+    /// copy (the transport's join window).
     async fn check(&self, id: MessageId, p: Pending) {
         // A round may come long after the post's checks were due (a store down for minutes):
         // a post past its time is forgotten without a read.
@@ -127,10 +140,13 @@ impl FollowUps {
         }
         match self.store.message(p.request, id).await {
             Ok(Some(message)) if message.seq.is_some() => {
-                tracing::warn!(request_id = %p.request, message_id = %id, "a post answered as failed was stored after all: publishing it");
-                let _order = self.order.lock(p.request).await;
-                if let Err(e) = self.broadcaster.publish(RoomEvent::MessagePosted(message)).await {
-                    tracing::error!(error = %e, request_id = %p.request, "broadcast of a stored change failed");
+                tracing::warn!(request_id = %p.request, message_id = %id, "a post answered as failed was stored after all");
+                self.recounts.stored_late(p.request, &message.sender_id);
+                if self.broadcaster.backplane().is_some() {
+                    let _order = self.order.lock(p.request).await;
+                    if let Err(e) = self.broadcaster.publish(RoomEvent::MessagePosted(message)).await {
+                        tracing::error!(error = %e, request_id = %p.request, "broadcast of a stored change failed");
+                    }
                 }
                 self.lock().remove(&id);
             }

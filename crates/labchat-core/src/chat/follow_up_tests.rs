@@ -14,15 +14,28 @@ fn backplane(present: bool) -> Option<BackplaneStatus> {
 }
 
 /// A store whose insert times out (keeping the message it was given), and whose reads of that
-/// message answer `found` in turn (`true`: stored with seq 7), then `false`.
+/// message answer `found` in turn (`true`: stored with seq 7), then `false`. Its recounts are
+/// counted in `recounts` (each must be of the sender in the room).
 fn store_that_times_out(found: Vec<bool>, kept: Arc<Mutex<Option<Message>>>) -> MockChatStore {
+    store_counting_recounts(found, kept, Arc::default())
+}
+
+fn store_counting_recounts(
+    found: Vec<bool>,
+    kept: Arc<Mutex<Option<Message>>>,
+    recounts: Arc<Mutex<usize>>,
+) -> MockChatStore {
     let mut store = store_with_request();
     let k = Arc::clone(&kept);
     store.expect_insert_message().returning(move |m| {
         *k.lock().unwrap() = Some(m.clone());
         Err(StoreError::unavailable("insert a message", "timed out"))
     });
-    store.expect_recount().returning(|_, _| Ok(()));
+    store.expect_recount().returning(move |r, u| {
+        assert_eq!((r, u.as_str()), (rid(1), "lab"), "the sender's counts in the room");
+        *recounts.lock().unwrap() += 1;
+        Ok(())
+    });
     let mut answers = found.into_iter();
     store.expect_message().returning(move |_, id| {
         let m = kept.lock().unwrap().clone().filter(|m| m.id == id);
@@ -80,19 +93,40 @@ async fn a_post_never_stored_is_forgotten_after_the_last_check_and_never_publish
     assert_eq!(chat.follow_ups.lock().capacity(), 0, "the task ended and gave the map's memory back");
 }
 
-#[tokio::test(start_paused = true)]
-async fn without_a_backplane_nothing_is_followed_up() {
-    let mut store = store_with_request();
-    store.expect_insert_message().returning(|_| Err(StoreError::unavailable("insert a message", "timed out")));
-    store.expect_message().never();
-    store.expect_recount().returning(|_, _| Ok(()));
+/// The recount that follows the failure runs before the message is stored; the one after the
+/// check that finds it counts it (with a backplane or without).
+async fn a_post_stored_after_its_failure_was_recounted_is_recounted_again(with_backplane: bool) {
+    let (kept, recounts) = (Arc::new(Mutex::new(None)), Arc::new(Mutex::new(0)));
+    let store = store_counting_recounts(vec![false, true], Arc::clone(&kept), Arc::clone(&recounts));
+    let published = Arc::new(Mutex::new(0));
     let mut b = MockBroadcaster::new();
-    b.expect_backplane().returning(|| backplane(false));
-    b.expect_publish().never();
+    b.expect_backplane().returning(move || backplane(with_backplane));
+    let p = Arc::clone(&published);
+    b.expect_publish().returning(move |_| {
+        *p.lock().unwrap() += 1;
+        Ok(())
+    });
     let chat = chat(store, b);
     post(&chat).await;
+    assert_eq!(chat.posts_followed_up(), 1);
+    tokio::time::sleep(CHECKS[0] + Duration::from_secs(1)).await;
+    assert_eq!(*recounts.lock().unwrap(), 1, "the failure's own recount, before the message was stored");
+    tokio::time::sleep(CHECKS[1]).await;
+    assert_eq!(*recounts.lock().unwrap(), 2, "recounted again once found stored");
+    assert_eq!(*published.lock().unwrap(), usize::from(with_backplane), "published only with a backplane");
     assert_eq!(chat.posts_followed_up(), 0);
-    tokio::time::sleep(CHECKS[CHECKS.len() - 1] * 2).await;
+    tokio::time::sleep(CHECKS[2] * 2).await;
+    assert_eq!((*recounts.lock().unwrap(), *published.lock().unwrap()), (2, usize::from(with_backplane)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_backplane_a_post_stored_late_is_recounted_and_published() {
+    a_post_stored_after_its_failure_was_recounted_is_recounted_again(true).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_backplane_a_post_stored_late_is_recounted_and_never_published() {
+    a_post_stored_after_its_failure_was_recounted_is_recounted_again(false).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -52,7 +52,7 @@ impl Chat {
     }
 
     /// How many posts whose outcome is unknown are followed up (see `follow_up.rs`); 0 when
-    /// every insert answered or no backplane carries the rooms.
+    /// every insert answered, or failed for good.
     pub fn posts_followed_up(&self) -> usize {
         self.follow_ups.pending()
     }

@@ -12,9 +12,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use labchat_domain::{RequestId, UserId};
+use tokio::time::Instant;
 
 use super::order::RoomOrder;
 use super::rounds::{self, Rounds};
@@ -69,16 +70,35 @@ impl Recounts {
 
     /// A count write of `user` in `room` failed with `error`: the pair needs a recount.
     pub(super) fn failed(self: &Arc<Self>, room: RequestId, user: &UserId, error: &StoreError) {
+        if self.note(room, user) {
+            tracing::warn!(error = %error, request_id = %room, user_id = %user, "an unread count write failed; the count will be recounted");
+        } else {
+            tracing::error!(error = %error, request_id = %room, user_id = %user, "an unread count write failed and too many counts already wait for a recount: this one stays off until the room is rebuilt");
+        }
+    }
+
+    /// A message `user` posted in `room` was found stored after its insert was answered as
+    /// failed (`follow_up.rs`), so after the recount of that failure may have run: the pair
+    /// needs another, which counts it.
+    pub(super) fn stored_late(self: &Arc<Self>, room: RequestId, user: &UserId) {
+        if self.note(room, user) {
+            tracing::info!(request_id = %room, user_id = %user, "a post was stored after its caller was told it failed; its counts will be recounted");
+        } else {
+            tracing::error!(request_id = %room, user_id = %user, "a post was stored after its caller was told it failed and too many counts already wait for a recount: its counts stay off until the room is rebuilt");
+        }
+    }
+
+    /// Notes the pair for a recount [`SETTLE`] from now; false when too many pairs wait already.
+    fn note(self: &Arc<Self>, room: RequestId, user: &UserId) -> bool {
         {
             let mut pending = self.lock();
             if pending.len() >= MAX_PENDING && !pending.contains_key(&(room, user.clone())) {
-                tracing::error!(error = %error, request_id = %room, user_id = %user, "an unread count write failed and too many counts already wait for a recount: this one stays off until the room is rebuilt");
-                return;
+                return false;
             }
             pending.insert((room, user.clone()), Pending { since: Instant::now(), recounted: false });
         }
-        tracing::warn!(error = %error, request_id = %room, user_id = %user, "an unread count write failed; the count will be recounted");
         rounds::start(self, RETRY);
+        true
     }
 
     /// How many pairs wait for a recount.

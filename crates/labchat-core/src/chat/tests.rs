@@ -146,7 +146,7 @@ async fn a_store_outage_fails_the_post_and_broadcasts_nothing() {
     store.expect_insert_message().returning(|_| Err(StoreError::unavailable("insert a message", "connection refused")));
     let mut b = MockBroadcaster::new();
     b.expect_publish().never();
-    // One node: a post whose outcome is unknown is not followed up (`follow_up.rs`).
+    // One node: a post whose outcome is unknown is never published (`follow_up.rs`).
     b.expect_backplane().return_const(None);
     let err = chat(store, b).post(&user("lab", Role::Lab), rid(1), text("x"), None).await.unwrap_err();
     assert!(matches!(&err, ChatError::Store { source, .. } if source.is_retryable()), "{err:?}");
