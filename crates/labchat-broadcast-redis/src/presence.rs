@@ -212,27 +212,23 @@ impl Inner {
             }
         }
         let changes: Vec<(Vec<String>, Vec<String>)> = self.query("refresh", &cmd).await?;
-        for ((room, users), (back, left)) in rooms.iter().zip(changes) {
-            self.refreshed(*room, users, &back, &left).await?;
+        // Every room's changes are announced first: the script already removed the swept
+        // entries, so a `memberLeft` not published now would never be.
+        for ((room, _), (back, left)) in rooms.iter().zip(&changes) {
+            self.announce(*room, back, left).await;
         }
-        Ok(())
+        let mut failed = None;
+        for (room, users) in rooms {
+            if let Err(e) = self.exit_gone(*room, users).await {
+                failed.get_or_insert(e);
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 
-    /// What a refresh of `room` changed: publishes it.
-    async fn refreshed(
-        &self,
-        room: RequestId,
-        users: &[(UserId, Role)],
-        back: &[String],
-        left: &[String],
-    ) -> Result<(), PresenceError> {
-        // A user who exited while the refresh ran was written again: remove that entry (their
-        // exit already decided what to announce).
-        for (user, role) in users.iter().filter(|(u, _)| !self.is_local(room, u)) {
-            let mut exit = self.script(scripts::EXIT, room);
-            exit.arg(entry(user, *role, &self.node_id)).arg(owner(user));
-            self.query::<i64>("refresh", &exit).await?;
-        }
+    /// Publishes what a refresh of `room` changed: the users of this node whose expired entry
+    /// it wrote again (still here), and those whose last entry it swept.
+    async fn announce(&self, room: RequestId, back: &[String], left: &[String]) {
         let back = back.iter().filter_map(|e| parse_entry(e)).filter(|(u, _)| self.is_local(room, u));
         for (user_id, role) in back {
             tracing::info!(request_id = %room, user_id = %user_id, "presence: an expired entry of this node written again");
@@ -241,6 +237,16 @@ impl Inner {
         for (user_id, _) in left.iter().filter_map(|e| parse_entry(e)) {
             tracing::info!(request_id = %room, user_id = %user_id, "presence: expired; announcing memberLeft");
             self.publish(RoomEvent::MemberLeft { request_id: room, user_id }).await;
+        }
+    }
+
+    /// A user who exited while the refresh of `room` ran was written again by it: removes that
+    /// entry (their exit already decided what to announce). A failure leaves the entry to expire.
+    async fn exit_gone(&self, room: RequestId, users: &[(UserId, Role)]) -> Result<(), PresenceError> {
+        for (user, role) in users.iter().filter(|(u, _)| !self.is_local(room, u)) {
+            let mut exit = self.script(scripts::EXIT, room);
+            exit.arg(entry(user, *role, &self.node_id)).arg(owner(user));
+            self.query::<i64>("refresh", &exit).await?;
         }
         Ok(())
     }
