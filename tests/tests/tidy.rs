@@ -7,6 +7,7 @@
 //! - No module cycle inside a crate (see `tidy/modules.rs` for how the graph is read).
 //! - Every source file says what it is in a `//!` line.
 //! - Every contract check is in its suite's list (`tidy/contracts.rs`).
+//! - The README's summary of the protocol names every client and server event.
 
 #![allow(clippy::expect_used)]
 
@@ -306,4 +307,15 @@ fn every_contract_check_is_in_its_suite_s_list() {
         }
     }
     assert!(failures.is_empty(), "contract checks that never run:\n{}", failures.join("\n"));
+}
+
+/// The README's summary of the protocol names every event the server reads and sends (the docs
+/// under docs/ are held to the same lists by the e2e `asyncapi` tests).
+#[test]
+fn the_readme_names_every_client_and_server_event() {
+    use labchat_transport_ws::protocol::{CLIENT_EVENTS, ServerEvent};
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("read README.md");
+    let events = CLIENT_EVENTS.into_iter().chain(ServerEvent::ALL.iter().map(|e| e.as_str()));
+    let missing: Vec<&str> = events.filter(|name| !readme.contains(&format!("`{name}"))).collect();
+    assert!(missing.is_empty(), "README.md does not name these events: {missing:?}");
 }
