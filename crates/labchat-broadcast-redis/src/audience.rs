@@ -13,18 +13,21 @@
 //!
 //! Every node still subscribes `labchat:inbox` (resync notices, and the inbox notices of nodes
 //! writing version 2, which publish there as the previous release does: docs/deployment.md,
-//! "Rolling upgrade"). The creator of a room is read from the store once and kept (a request's
-//! creator never changes); a notice whose room cannot be looked up goes to `labchat:inbox`,
-//! which every node hears, so a failed lookup never loses one.
+//! "Rolling upgrade"). The creator of a room is read from the store and kept for
+//! [`CREATOR_TTL`], the lifetime the use cases give a request they looked up (a request may be
+//! reassigned to another teacher: their inbox then hears the room within that time, as their
+//! access to it does); a notice whose room cannot be looked up goes to `labchat:inbox`, which
+//! every node hears, so a failed lookup never loses one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use labchat_core::ChatStore;
+use labchat_core::{ChatStore, DEFAULT_ACCESS_TTL};
 
 use labchat_domain::{RequestId, Role, User, UserId};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::inbox;
 use crate::outbox::Keep;
@@ -35,6 +38,9 @@ const PREFIX: &str = "labchat:inbox:teacher:";
 
 /// The most rooms whose audiences are kept; past it the cache starts again empty.
 const CACHED_ROOMS: usize = 65_536;
+
+/// How long a room's creator, once read, routes its notices before it is read again.
+const CREATOR_TTL: Duration = DEFAULT_ACCESS_TTL;
 
 /// How many notices may wait for their room's audiences before new ones are dropped (counted).
 pub(crate) const QUEUE: usize = 16_384;
@@ -144,16 +150,16 @@ pub(crate) struct Router {
 
 /// Hands the notices over to the publisher, in order, each for its room's audience channel.
 pub(crate) async fn route(router: Router, mut rx: mpsc::Receiver<Pending>) {
-    let mut cache: HashMap<RequestId, String> = HashMap::new();
+    let mut cache: HashMap<RequestId, (String, Instant)> = HashMap::new();
     while let Some(p) = rx.recv().await {
         let channel = match cache.get(&p.room) {
-            Some(c) => c.clone(),
-            None => match lookup(&router, p.room).await {
+            Some((c, read)) if read.elapsed() < CREATOR_TTL => c.clone(),
+            _ => match lookup(&router, p.room).await {
                 Some(c) => {
                     if cache.len() >= CACHED_ROOMS {
                         cache.clear();
                     }
-                    cache.insert(p.room, c.clone());
+                    cache.insert(p.room, (c.clone(), Instant::now()));
                     c
                 }
                 None => inbox::CHANNEL.to_owned(),
@@ -219,5 +225,29 @@ mod tests {
         assert_eq!(changes(&i, &t1, false), [], "one too many is ignored");
         assert_eq!(i.wanted(), Wanted::default());
         assert!(is_audience(&teacher(None)) && !is_audience("labchat:inbox"));
+    }
+
+    /// A request reassigned to another teacher: its notices go to the new teacher's channel once
+    /// the creator read before is past its lifetime; until then, to the old one's.
+    #[tokio::test(start_paused = true)]
+    async fn a_reassigned_room_is_routed_to_its_new_teacher_within_the_creators_lifetime() {
+        use labchat_domain::{ObjectIdBytes, Request};
+        let store = Arc::new(labchat_memory::MemoryStore::new());
+        let room = RequestId::from_object_id(ObjectIdBytes::from_bytes([7; 12]));
+        store.add_request(Request::new(room, UserId::parse("t1").unwrap()));
+        let (out, mut published) = mpsc::channel(8);
+        let router = Router { node: "n".to_owned(), store: store.clone(), op_timeout: Duration::from_secs(1), out };
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(route(router, rx));
+        let mut channel_of_next = async || {
+            tx.send(Pending { room, payload: vec![], keep: Keep::Always }).await.unwrap();
+            published.recv().await.unwrap().channel
+        };
+        assert_eq!(channel_of_next().await, "labchat:inbox:teacher:t1");
+        store.add_request(Request::new(room, UserId::parse("t2").unwrap()));
+        tokio::time::sleep(CREATOR_TTL / 2).await;
+        assert_eq!(channel_of_next().await, "labchat:inbox:teacher:t1", "kept within its lifetime");
+        tokio::time::sleep(CREATOR_TTL / 2).await;
+        assert_eq!(channel_of_next().await, "labchat:inbox:teacher:t2", "read again past it");
     }
 }
