@@ -129,7 +129,7 @@ async fn a_failed_count_is_recounted_in_the_background_and_the_task_gives_its_me
     let chat = chat(s, b);
     chat.delete(&user("lab-1", Role::Lab), rid(), mid()).await.unwrap();
     assert_eq!(chat.recounts_waiting(), 1);
-    // The recount runs once the failure settled (real time: the recounts use std's clock).
+    // The recount runs once the failure settled.
     let deadline = std::time::Instant::now() + recount::SETTLE + Duration::from_secs(5);
     while chat.recounts.capacity() > 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;

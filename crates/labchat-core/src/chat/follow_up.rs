@@ -10,9 +10,9 @@
 //! message would lag, a room's first message would leave the room out of every inbox).
 //!
 //! So the node that took the post notes it, reads it back from the store at each of [`CHECKS`]
-//! after the failure (a failed read counts as a check), and once it is there has its sender's
-//! counts recounted and, with a backplane, publishes it (holding the room's order); it forgets
-//! the post then, or after the last check. A copy that reaches a receiver that already holds it
+//! after the failure (a failed read counts as a check), and once it is there recounts its
+//! sender's counts and then, with a backplane, publishes it (both holding the room's order); it
+//! forgets the post then, or after the last check. A copy that reaches a receiver that already holds it
 //! is dropped there: by seq in the backplane's order of the room, and by the transport's join
 //! window for a connection whose history held it. The background task is `rounds.rs`'s, as for
 //! recounts. Without a backplane no such filter exists, and nothing is published: a later
@@ -125,11 +125,12 @@ impl FollowUps {
         !self.lock().is_empty()
     }
 
-    /// Reads the post back: if it is stored, has its sender's counts recounted, publishes it with
-    /// a backplane, and forgets it; else moves it to its next check (a failed read counts as one:
-    /// at most [`CHECKS`] reads per post, however the store fares). Only the publish holds the
-    /// room's order: a connection whose join read the message in its history meanwhile drops the
-    /// copy (the transport's join window).
+    /// Reads the post back: if it is stored, recounts its sender's counts, then publishes it with
+    /// a backplane (so every node's inbox reads rows that count it), and forgets it; else moves it
+    /// to its next check (a failed read counts as one: at most [`CHECKS`] reads per post, however
+    /// the store fares). Only the recount and the publish hold the room's order: a connection
+    /// whose join read the message in its history meanwhile drops the copy (the transport's join
+    /// window).
     async fn check(&self, id: MessageId, p: Pending) {
         // A round may come long after the post's checks were due (a store down for minutes):
         // a post past its time is forgotten without a read.
@@ -141,12 +142,12 @@ impl FollowUps {
         match self.store.message(p.request, id).await {
             Ok(Some(message)) if message.seq.is_some() => {
                 tracing::warn!(request_id = %p.request, message_id = %id, "a post answered as failed was stored after all");
-                self.recounts.stored_late(p.request, &message.sender_id);
-                if self.broadcaster.backplane().is_some() {
-                    let _order = self.order.lock(p.request).await;
-                    if let Err(e) = self.broadcaster.publish(RoomEvent::MessagePosted(message)).await {
-                        tracing::error!(error = %e, request_id = %p.request, "broadcast of a stored change failed");
-                    }
+                let _order = self.order.lock(p.request).await;
+                self.recounts.recount_now(p.request, &message.sender_id).await;
+                if self.broadcaster.backplane().is_some()
+                    && let Err(e) = self.broadcaster.publish(RoomEvent::MessagePosted(message)).await
+                {
+                    tracing::error!(error = %e, request_id = %p.request, "broadcast of a stored change failed");
                 }
                 self.lock().remove(&id);
             }

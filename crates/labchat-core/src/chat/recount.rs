@@ -77,14 +77,14 @@ impl Recounts {
         }
     }
 
-    /// A message `user` posted in `room` was found stored after its insert was answered as
-    /// failed (`follow_up.rs`), so after the recount of that failure may have run: the pair
-    /// needs another, which counts it.
-    pub(super) fn stored_late(self: &Arc<Self>, room: RequestId, user: &UserId) {
-        if self.note(room, user) {
-            tracing::info!(request_id = %room, user_id = %user, "a post was stored after its caller was told it failed; its counts will be recounted");
-        } else {
-            tracing::error!(request_id = %room, user_id = %user, "a post was stored after its caller was told it failed and too many counts already wait for a recount: its counts stay off until the room is rebuilt");
+    /// Recounts the pair now and tells the room's local inbox subscribers; a failed recount is
+    /// noted, as a failed count write is. For a message `user` posted in `room` that was found
+    /// stored after its insert was answered as failed (`follow_up.rs`): the recount of that
+    /// failure may have run before it was stored. The caller holds the room's order.
+    pub(super) async fn recount_now(self: &Arc<Self>, room: RequestId, user: &UserId) {
+        match self.store.recount(room, user).await {
+            Ok(()) => self.inbox.notice(InboxNotice::Posted { request_id: room }),
+            Err(e) => self.failed(room, user, &e),
         }
     }
 
