@@ -14,16 +14,17 @@
 //! Every node still subscribes `labchat:inbox` (resync notices, and the inbox notices of nodes
 //! writing version 2, which publish there as the previous release does: docs/deployment.md,
 //! "Rolling upgrade"). The creator of a room is read from the store and kept for
-//! [`CREATOR_TTL`], the lifetime the use cases give a request they looked up (a request may be
-//! reassigned to another teacher: their inbox then hears the room within that time, as their
-//! access to it does); a notice whose room cannot be looked up goes to `labchat:inbox`, which
-//! every node hears, so a failed lookup never loses one.
+//! `RedisSettings::creator_ttl`, the lifetime the use cases give a request they looked up (a
+//! request may be reassigned to another teacher: their inbox then hears the room within that
+//! time, as their access to it does). A notice whose room cannot be looked up goes to
+//! `labchat:inbox`, which every node hears, so a failed lookup never loses one; a creator read
+//! before is then kept one more lifetime, so a slow store is not asked again at every notice.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use labchat_core::{ChatStore, DEFAULT_ACCESS_TTL};
+use labchat_core::ChatStore;
 
 use labchat_domain::{RequestId, Role, User, UserId};
 use tokio::sync::mpsc;
@@ -38,9 +39,6 @@ const PREFIX: &str = "labchat:inbox:teacher:";
 
 /// The most rooms whose audiences are kept; past it the cache starts again empty.
 const CACHED_ROOMS: usize = 65_536;
-
-/// How long a room's creator, once read, routes its notices before it is read again.
-const CREATOR_TTL: Duration = DEFAULT_ACCESS_TTL;
 
 /// How many notices may wait for their room's audiences before new ones are dropped (counted).
 pub(crate) const QUEUE: usize = 16_384;
@@ -144,6 +142,8 @@ impl Interest {
 pub(crate) struct Router {
     pub(crate) node: String,
     pub(crate) store: Arc<dyn ChatStore>,
+    /// How long a creator read routes its room's notices.
+    pub(crate) creator_ttl: Duration,
     pub(crate) op_timeout: Duration,
     pub(crate) out: mpsc::Sender<Outgoing>,
 }
@@ -153,7 +153,7 @@ pub(crate) async fn route(router: Router, mut rx: mpsc::Receiver<Pending>) {
     let mut cache: HashMap<RequestId, (String, Instant)> = HashMap::new();
     while let Some(p) = rx.recv().await {
         let channel = match cache.get(&p.room) {
-            Some((c, read)) if read.elapsed() < CREATOR_TTL => c.clone(),
+            Some((c, read)) if read.elapsed() < router.creator_ttl => c.clone(),
             _ => match lookup(&router, p.room).await {
                 Some(c) => {
                     if cache.len() >= CACHED_ROOMS {
@@ -162,7 +162,12 @@ pub(crate) async fn route(router: Router, mut rx: mpsc::Receiver<Pending>) {
                     cache.insert(p.room, (c.clone(), Instant::now()));
                     c
                 }
-                None => inbox::CHANNEL.to_owned(),
+                None => {
+                    if let Some((_, read)) = cache.get_mut(&p.room) {
+                        *read = Instant::now();
+                    }
+                    inbox::CHANNEL.to_owned()
+                }
             },
         };
         if let Err(e) = router.out.try_send(Outgoing { channel, payload: p.payload, room: Some(p.room), keep: p.keep })
@@ -236,7 +241,9 @@ mod tests {
         let room = RequestId::from_object_id(ObjectIdBytes::from_bytes([7; 12]));
         store.add_request(Request::new(room, UserId::parse("t1").unwrap()));
         let (out, mut published) = mpsc::channel(8);
-        let router = Router { node: "n".to_owned(), store: store.clone(), op_timeout: Duration::from_secs(1), out };
+        let ttl = Duration::from_secs(60);
+        let (node, op_timeout) = ("n".to_owned(), Duration::from_secs(1));
+        let router = Router { node, store: store.clone(), creator_ttl: ttl, op_timeout, out };
         let (tx, rx) = mpsc::channel(8);
         tokio::spawn(route(router, rx));
         let mut channel_of_next = async || {
@@ -245,9 +252,18 @@ mod tests {
         };
         assert_eq!(channel_of_next().await, "labchat:inbox:teacher:t1");
         store.add_request(Request::new(room, UserId::parse("t2").unwrap()));
-        tokio::time::sleep(CREATOR_TTL / 2).await;
+        tokio::time::sleep(ttl / 2).await;
         assert_eq!(channel_of_next().await, "labchat:inbox:teacher:t1", "kept within its lifetime");
-        tokio::time::sleep(CREATOR_TTL / 2).await;
+        tokio::time::sleep(ttl / 2).await;
         assert_eq!(channel_of_next().await, "labchat:inbox:teacher:t2", "read again past it");
+        // A lookup that finds nothing sends the notice to every node, and keeps the creator read
+        // before one more lifetime rather than asking the store again at every notice.
+        store.remove_request(room);
+        tokio::time::sleep(ttl).await;
+        assert_eq!(channel_of_next().await, "labchat:inbox");
+        store.add_request(Request::new(room, UserId::parse("t3").unwrap()));
+        assert_eq!(channel_of_next().await, "labchat:inbox:teacher:t2", "not asked again within the lifetime");
+        tokio::time::sleep(ttl).await;
+        assert_eq!(channel_of_next().await, "labchat:inbox:teacher:t3");
     }
 }

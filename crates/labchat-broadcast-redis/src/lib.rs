@@ -123,6 +123,11 @@ pub struct RedisSettings {
     /// The shared secrets that seal and check what nodes publish (default: none, nothing is
     /// authenticated). A node that writes version 3 accepts only sealed payloads.
     pub secrets: BackplaneSecrets,
+    /// How long a room's creator, once read, routes its inbox notices to its teacher's channel
+    /// (version 3) before it is read again, so that a reassigned request reaches its new teacher
+    /// (default 60 s, `labchat_core::DEFAULT_ACCESS_TTL`; the app sets its access re-check
+    /// interval, the lifetime the use cases give a request lookup).
+    pub creator_ttl: Duration,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -139,6 +144,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("reorder_max_per_node", &self.reorder_max_per_node)
             .field("envelope_version", &self.envelope_version)
             .field("secrets", &self.secrets)
+            .field("creator_ttl", &self.creator_ttl)
             .finish()
     }
 }
@@ -157,6 +163,7 @@ impl Default for RedisSettings {
             reorder_max_per_node: order::DEFAULT_MAX_AHEAD_PER_NODE,
             envelope_version: EnvelopeVersion::default(),
             secrets: BackplaneSecrets::default(),
+            creator_ttl: labchat_core::DEFAULT_ACCESS_TTL,
         }
     }
 }
@@ -223,6 +230,7 @@ impl RedisBroadcaster {
         let router = audience::Router {
             node: settings.node_id.clone(),
             store: Arc::clone(&store),
+            creator_ttl: settings.creator_ttl,
             op_timeout: settings.op_timeout,
             out: out_tx.clone(),
         };

@@ -144,6 +144,7 @@ pub async fn build(settings: Settings) -> Result<App, AppError> {
                     reorder_max_per_node: b.reorder_max_per_node,
                     envelope_version: b.envelope_version,
                     secrets: b.secrets,
+                    creator_ttl: settings.ws.access_recheck_interval,
                     ..RedisSettings::default()
                 };
                 let redis = RedisBroadcaster::start(redis_settings.clone(), Arc::clone(&store))?;
