@@ -70,7 +70,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use labchat_core::{BackplaneStatus, BroadcastError, Broadcaster, ChatStore, InboxListener, RoomSink, SinkId};
+use labchat_core::{
+    BackplaneStatus, BroadcastError, Broadcaster, ChatStore, InboxListener, InboxNotice, RoomSink, SinkId,
+};
 use labchat_domain::{RequestId, RoomEvent, User};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
@@ -311,6 +313,10 @@ impl Broadcaster for RedisBroadcaster {
 
     fn listen_inbox(&self, listener: Arc<dyn InboxListener>) {
         self.shared.inbox.listen(listener);
+    }
+
+    fn notify_inbox(&self, notice: InboxNotice) {
+        self.shared.notify_inbox(notice);
     }
 
     /// Returns once Redis confirmed the subscriptions it made (at most the command timeout; while

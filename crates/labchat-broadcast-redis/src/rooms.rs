@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use labchat_core::{BackplaneStatus, ChatStore, Published, RoomSink, SinkId};
+use labchat_core::{BackplaneStatus, ChatStore, InboxNotice, Published, RoomSink, SinkId};
 use labchat_domain::{RequestId, RoomEvent};
 use tokio::sync::{mpsc, oneshot};
 
@@ -312,23 +312,39 @@ impl Shared {
             self.offer(&room, event);
         }
         metrics::histogram!("labchat_broadcast_seconds").record(started.elapsed());
-        match (notice, &self.routes) {
-            (Some(Ok(payload)), Some(routes)) => {
-                if let Err(e) = routes.try_send(Pending { room: id, payload, keep }) {
-                    publisher::dropped(&self.node_id, 1, &format!("inbox notice queue: {e}"));
-                }
-            }
-            (Some(Ok(payload)), None) => {
-                self.send(Outgoing { channel: inbox::CHANNEL.to_owned(), payload, room: Some(id), keep })
-            }
-            (Some(Err(e)), _) => publisher::dropped(&self.node_id, 1, &e.to_string()),
-            (None, _) => {}
+        if let Some(encoded) = notice {
+            self.send_notice(id, encoded, keep);
         }
         match payload {
             Ok(payload) => {
                 self.send(Outgoing { channel: self.topology.room_channel(id), payload, room: Some(id), keep })
             }
             Err(e) => publisher::dropped(&self.node_id, 1, &e.to_string()),
+        }
+    }
+
+    /// Hands an inbox notice that no event carries to this node's listener, then queues it for
+    /// the other nodes, as `publish` does an event's.
+    pub(crate) fn notify_inbox(&self, notice: InboxNotice) {
+        let room = notice.request_id();
+        let payload = inbox::encode(&self.node_id, &notice);
+        self.inbox.deliver(notice);
+        self.send_notice(room, payload, Keep::Always);
+    }
+
+    /// Queues an encoded inbox notice of `room` for the other nodes: for its audience channel
+    /// (version 3), or on `labchat:inbox`.
+    fn send_notice(&self, room: RequestId, payload: Result<Vec<u8>, serde_json::Error>, keep: Keep) {
+        match (payload, &self.routes) {
+            (Ok(payload), Some(routes)) => {
+                if let Err(e) = routes.try_send(Pending { room, payload, keep }) {
+                    publisher::dropped(&self.node_id, 1, &format!("inbox notice queue: {e}"));
+                }
+            }
+            (Ok(payload), None) => {
+                self.send(Outgoing { channel: inbox::CHANNEL.to_owned(), payload, room: Some(room), keep })
+            }
+            (Err(e), _) => publisher::dropped(&self.node_id, 1, &e.to_string()),
         }
     }
 

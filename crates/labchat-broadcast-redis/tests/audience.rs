@@ -152,3 +152,33 @@ async fn a_node_writing_version_2_publishes_notices_on_the_shared_channel_that_e
     old.node.shutdown();
     new.node.shutdown();
 }
+
+/// A notice no event carries (a recount's, `Broadcaster::notify_inbox`) goes where a posted
+/// message's goes: to the node's own listener, and to the other nodes whose inbox subscribers
+/// may see the room, whichever version the sending node writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_without_an_event_reaches_the_nodes_that_may_see_its_room() {
+    let Some(redis) = Redis::start().await else { return };
+    let store = Arc::new(MemoryStore::new());
+    let v2 = node(&redis, &store, "notify-v2", EnvelopeVersion::OLDEST).await;
+    let v3 = node(&redis, &store, "notify-v3", EnvelopeVersion::NEWEST).await;
+    let t1 = node(&redis, &store, "notify-t1", EnvelopeVersion::NEWEST).await;
+    let t2 = node(&redis, &store, "notify-t2", EnvelopeVersion::NEWEST).await;
+    t1.node.inbox_interest(&user("t1", Role::Teacher), true).await;
+    t2.node.inbox_interest(&user("t2", Role::Teacher), true).await;
+    for sender in [&v3, &v2] {
+        let r = request(&store, "t1");
+        sender.node.notify_inbox(InboxNotice::Posted { request_id: r });
+        sender.notices.expect("the sending node's own listener", r).await;
+        t1.notices.expect("the node of the room's teacher", r).await;
+        if std::ptr::eq(sender, &v2) {
+            // Version 2 publishes on labchat:inbox, which every node hears.
+            t2.notices.expect("every node, from a version 2 node", r).await;
+        }
+    }
+    // From the version 3 node, another teacher's node never hears t1's room.
+    assert_eq!(t2.notices.rooms().len(), 1, "t2's node heard only the version 2 notice: {:?}", t2.notices.rooms());
+    for n in [&v2, &v3, &t1, &t2] {
+        n.node.shutdown();
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use labchat_domain::{RequestId, RoomEvent, User};
 
-use crate::InboxListener;
+use crate::{InboxListener, InboxNotice};
 
 /// Identifies one subscriber (one websocket connection) for as long as it lives.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -101,6 +101,15 @@ pub trait Broadcaster: Send + Sync + 'static {
     /// order of their `publish` calls. The default registers nothing: no notice arrives (for a
     /// broadcaster without inbox support). A later call replaces the listener.
     fn listen_inbox(&self, _listener: Arc<dyn InboxListener>) {}
+
+    /// Hands `notice` to the inbox listener of this node and, for a cross-node broadcaster, of
+    /// every other node, as the notice of a published event is: for inbox rows that changed
+    /// without an event (a recount made a count exact again), so that every connection of the
+    /// users concerned, on any node, is told. Never waits; a notice that cannot be sent is
+    /// counted and dropped (a lost notice delays an update, never makes one wrong: the listeners
+    /// read the rows themselves). The default does nothing, as for a broadcaster without inbox
+    /// support ([`Broadcaster::listen_inbox`]).
+    fn notify_inbox(&self, _notice: InboxNotice) {}
 
     /// `user` now has a subscribed inbox on this node (`true`, their first) or no longer has one
     /// (`false`, their last gone). A cross-node broadcaster may use it to receive only the inbox

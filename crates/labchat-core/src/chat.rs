@@ -142,7 +142,8 @@ impl Chat {
         };
         let inbox = Arc::new(InboxHub::new(Arc::clone(&store)));
         let order = Arc::new(order::RoomOrder::new());
-        let recounts = Arc::new(recount::Recounts::new(Arc::clone(&store), Arc::clone(&order), Arc::clone(&inbox)));
+        let recounts =
+            Arc::new(recount::Recounts::new(Arc::clone(&store), Arc::clone(&order), Arc::clone(&broadcaster)));
         Self {
             follow_ups: Arc::new(follow_up::FollowUps::new(
                 Arc::clone(&store),

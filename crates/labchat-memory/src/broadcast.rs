@@ -99,6 +99,14 @@ impl Broadcaster for LocalBroadcaster {
     fn listen_inbox(&self, listener: Arc<dyn InboxListener>) {
         *self.inbox.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
     }
+
+    fn notify_inbox(&self, notice: InboxNotice) {
+        // Under the rooms' lock, as `publish`'s notices: in order with them.
+        let _rooms = self.lock();
+        if let Some(listener) = &*self.inbox.lock().unwrap_or_else(|p| p.into_inner()) {
+            listener.notice(notice);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -148,5 +156,25 @@ mod tests {
         b.publish(ev(r1, 9)).await.unwrap();
         assert_eq!(a.1.lock().unwrap().len(), 3);
         assert_eq!(b.room_count(), 1);
+    }
+
+    struct Notices(Mutex<Vec<InboxNotice>>);
+    impl InboxListener for Notices {
+        fn notice(&self, notice: InboxNotice) {
+            self.0.lock().unwrap().push(notice);
+        }
+    }
+
+    #[tokio::test]
+    async fn inbox_notices_of_events_and_of_notify_inbox_reach_the_listener_in_order() {
+        let b = LocalBroadcaster::new();
+        let r = RequestId::parse(&format!("{:024x}", 1)).unwrap();
+        b.notify_inbox(InboxNotice::Posted { request_id: r });
+        let notices = Arc::new(Notices(Mutex::default()));
+        b.listen_inbox(notices.clone());
+        b.publish(ev(r, 1)).await.unwrap();
+        b.notify_inbox(InboxNotice::Posted { request_id: r });
+        let read = InboxNotice::Read { request_id: r, user: UserId::parse("u").unwrap() };
+        assert_eq!(*notices.0.lock().unwrap(), [read, InboxNotice::Posted { request_id: r }]);
     }
 }

@@ -9,7 +9,7 @@ use labchat_domain::{
 };
 
 use super::*;
-use crate::{FailureKind, MockBroadcaster, MockChatStore, MockClock, StoreError};
+use crate::{FailureKind, InboxNotice, MockBroadcaster, MockChatStore, MockClock, StoreError};
 
 const NOW: i64 = 1_700_000_000_000;
 
@@ -126,6 +126,8 @@ async fn a_failed_count_is_recounted_in_the_background_and_the_task_gives_its_me
     s.expect_recount().times(1).returning(|_, _| Ok(()));
     let mut b = MockBroadcaster::new();
     b.expect_publish().returning(|_| Ok(()));
+    // Each recount's notice goes to every node's inbox.
+    b.expect_notify_inbox().times(1).withf(|n| *n == InboxNotice::Posted { request_id: rid() }).return_const(());
     let chat = chat(s, b);
     chat.delete(&user("lab-1", Role::Lab), rid(), mid()).await.unwrap();
     assert_eq!(chat.recounts_waiting(), 1);

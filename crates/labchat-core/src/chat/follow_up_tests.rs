@@ -54,6 +54,7 @@ async fn with_a_backplane_a_post_answered_as_failed_but_stored_later_is_publishe
     let store = store_that_times_out(vec![false, true], Arc::clone(&kept));
     let published = Arc::new(Mutex::new(Vec::new()));
     let mut b = MockBroadcaster::new();
+    b.expect_notify_inbox().return_const(());
     b.expect_backplane().returning(|| backplane(true));
     let p = Arc::clone(&published);
     b.expect_publish().returning(move |e| {
@@ -82,6 +83,7 @@ async fn with_a_backplane_a_post_answered_as_failed_but_stored_later_is_publishe
 async fn a_post_never_stored_is_forgotten_after_the_last_check_and_never_published() {
     let store = store_that_times_out(vec![false, false, false], Arc::new(Mutex::new(None)));
     let mut b = MockBroadcaster::new();
+    b.expect_notify_inbox().return_const(());
     b.expect_backplane().returning(|| backplane(true));
     b.expect_publish().never();
     let chat = chat(store, b);
@@ -103,16 +105,23 @@ async fn a_post_stored_after_its_failure_was_recounted_is_recounted_again(with_b
         l.lock().unwrap().push("publish".to_owned());
         Ok(())
     });
+    let l = Arc::clone(&log);
+    b.expect_notify_inbox().returning(move |n| l.lock().unwrap().push(format!("notify {}", n.request_id())));
     let recount = format!("recount {} lab", rid(1));
     let chat = chat(store, b);
     post(&chat).await;
     assert_eq!(chat.posts_followed_up(), 1);
     tokio::time::sleep(CHECKS[0] + Duration::from_secs(1)).await;
-    assert_eq!(*log.lock().unwrap(), std::slice::from_ref(&recount), "the failure's own recount, before it was stored");
+    let notify = format!("notify {}", rid(1));
+    assert_eq!(
+        *log.lock().unwrap(),
+        [recount.clone(), notify.clone()],
+        "the failure's own recount, before it was stored"
+    );
     tokio::time::sleep(CHECKS[1]).await;
-    // Recounted again once found stored, before it is published (only with a backplane), so
-    // that every node's inbox reads rows that count it.
-    let mut want = vec![recount.clone(), recount];
+    // Recounted again once found stored, every node's inbox told, before it is published (only
+    // with a backplane), so that every node's inbox reads rows that count it.
+    let mut want = vec![recount.clone(), notify.clone(), recount, notify];
     if with_backplane {
         want.push("publish".to_owned());
     }
@@ -144,6 +153,7 @@ async fn a_post_whose_reads_keep_failing_is_read_once_per_check_and_then_forgott
         Err(StoreError::unavailable("read a message", "down"))
     });
     let mut b = MockBroadcaster::new();
+    b.expect_notify_inbox().return_const(());
     b.expect_backplane().returning(|| backplane(true));
     b.expect_publish().never();
     let chat = chat(store, b);

@@ -7,7 +7,9 @@
 //! of the room), and in the background once the failure is [`SETTLE`] old, then forgotten. The
 //! second recount covers a write that timed out for the caller but took effect in the store
 //! later. A failing recount is retried every [`RETRY`]. Every recount holds the room's order, so
-//! no post or receipt of the room on this node runs beside it.
+//! no post or receipt of the room on this node runs beside it, and each one that succeeds sends
+//! the room's inbox notice through the broadcaster, so the users' subscribed connections on every
+//! node get the exact rows (`Broadcaster::notify_inbox`).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -19,7 +21,7 @@ use tokio::time::Instant;
 
 use super::order::RoomOrder;
 use super::rounds::{self, Rounds};
-use crate::{ChatStore, InboxHub, InboxListener, InboxNotice, StoreError};
+use crate::{Broadcaster, ChatStore, InboxNotice, StoreError};
 
 /// How old a failure must be before the background recount that forgets it.
 pub(super) const SETTLE: Duration = Duration::from_secs(2);
@@ -48,14 +50,15 @@ type Key = (RequestId, UserId);
 pub(super) struct Recounts {
     store: Arc<dyn ChatStore>,
     order: Arc<RoomOrder>,
-    inbox: Arc<InboxHub>,
+    /// Where a recount's inbox notice goes: every node's inbox listener.
+    broadcaster: Arc<dyn Broadcaster>,
     pending: Mutex<HashMap<Key, Pending>>,
     running: AtomicBool,
 }
 
 impl Recounts {
-    pub(super) fn new(store: Arc<dyn ChatStore>, order: Arc<RoomOrder>, inbox: Arc<InboxHub>) -> Self {
-        Self { store, order, inbox, pending: Mutex::default(), running: AtomicBool::new(false) }
+    pub(super) fn new(store: Arc<dyn ChatStore>, order: Arc<RoomOrder>, broadcaster: Arc<dyn Broadcaster>) -> Self {
+        Self { store, order, broadcaster, pending: Mutex::default(), running: AtomicBool::new(false) }
     }
 
     /// How many pairs the map has room for without growing (tests: it gives its memory back).
@@ -77,15 +80,21 @@ impl Recounts {
         }
     }
 
-    /// Recounts the pair now and tells the room's local inbox subscribers; a failed recount is
+    /// Recounts the pair now and tells the room's inbox subscribers, on every node; a failed recount is
     /// noted, as a failed count write is. For a message `user` posted in `room` that was found
     /// stored after its insert was answered as failed (`follow_up.rs`): the recount of that
     /// failure may have run before it was stored. The caller holds the room's order.
     pub(super) async fn recount_now(self: &Arc<Self>, room: RequestId, user: &UserId) {
         match self.store.recount(room, user).await {
-            Ok(()) => self.inbox.notice(InboxNotice::Posted { request_id: room }),
+            Ok(()) => self.recounted(room),
             Err(e) => self.failed(room, user, &e),
         }
+    }
+
+    /// A recount of `room` made counts exact again: every inbox subscriber who may see the room,
+    /// on any node, is sent the rows as they are now (the user's other devices too).
+    fn recounted(&self, room: RequestId) {
+        self.broadcaster.notify_inbox(InboxNotice::Posted { request_id: room });
     }
 
     /// Notes the pair for a recount [`SETTLE`] from now; false when too many pairs wait already.
@@ -133,6 +142,7 @@ impl Recounts {
                     {
                         p.recounted = true;
                     }
+                    self.recounted(r);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, request_id = %r, user_id = %user, "recounting an unread count failed; retrying in the background")
@@ -142,7 +152,8 @@ impl Recounts {
     }
 
     /// One background round: recounts the pairs whose failure settled, forgets those that
-    /// succeeded and tells the room's local inbox subscribers. Returns whether pairs remain.
+    /// succeeded and tells the room's inbox subscribers, on every node. Returns whether pairs
+    /// remain.
     async fn round(&self) -> bool {
         let now = Instant::now();
         let due: Vec<Key> =
@@ -157,7 +168,7 @@ impl Recounts {
                         pending.remove(&(room, user.clone()));
                     }
                     drop(pending);
-                    self.inbox.notice(InboxNotice::Posted { request_id: room });
+                    self.recounted(room);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, request_id = %room, user_id = %user, "recounting an unread count failed; retrying");
