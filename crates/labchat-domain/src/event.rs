@@ -145,7 +145,8 @@ impl RoomEventKind {
     ];
 
     /// The event's name as clients see it (`message`, `messagesDelivered`, `messageReads`,
-    /// `messageEdited`, `messageDeleted`, `typing`, `memberJoined`, `memberLeft`, `membersChanged`); also a fixed set of metric label values.
+    /// `messageEdited`, `messageDeleted`, `typing`, `memberJoined`, `memberLeft`,
+    /// `membersChanged`); also a fixed set of metric label values.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Message => "message",

@@ -12,10 +12,10 @@
 //! So the node that took the post notes it, reads it back from the store at each of [`CHECKS`]
 //! after the failure (a failed read counts as a check), and once it is there recounts its
 //! sender's counts and then, with a backplane, publishes it (both holding the room's order); it
-//! forgets the post then, or after the last check. A copy that reaches a receiver that already holds it
-//! is dropped there: by seq in the backplane's order of the room, and by the transport's join
-//! window for a connection whose history held it. The background task is `rounds.rs`'s, as for
-//! recounts. Without a backplane no such filter exists, and nothing is published: a later
+//! forgets the post then, or after the last check. A copy that reaches a receiver that already
+//! holds it is dropped there: by seq in the backplane's order of the room, and by the transport's
+//! join window for a connection whose history held it. The background task is `rounds.rs`'s, as
+//! for recounts. Without a backplane no such filter exists, and nothing is published: a later
 //! message's seq shows the hole, and the client reads the history (docs/protocol.md).
 
 use std::collections::HashMap;

@@ -80,10 +80,10 @@ impl Recounts {
         }
     }
 
-    /// Recounts the pair now and tells the room's inbox subscribers, on every node; a failed recount is
-    /// noted, as a failed count write is. For a message `user` posted in `room` that was found
-    /// stored after its insert was answered as failed (`follow_up.rs`): the recount of that
-    /// failure may have run before it was stored. The caller holds the room's order.
+    /// Recounts the pair now and tells the room's inbox subscribers, on every node; a failed
+    /// recount is noted, as a failed count write is. For a message `user` posted in `room` that
+    /// was found stored after its insert was answered as failed (`follow_up.rs`): the recount of
+    /// that failure may have run before it was stored. The caller holds the room's order.
     pub(super) async fn recount_now(self: &Arc<Self>, room: RequestId, user: &UserId) {
         match self.store.recount(room, user).await {
             Ok(()) => self.recounted(room),
