@@ -73,11 +73,16 @@ impl Recounts {
 
     /// A count write of `user` in `room` failed with `error`: the pair needs a recount.
     pub(super) fn failed(self: &Arc<Self>, room: RequestId, user: &UserId, error: &StoreError) {
-        if self.note(room, user) {
-            tracing::warn!(error = %error, request_id = %room, user_id = %user, "an unread count write failed; the count will be recounted");
-        } else {
-            tracing::error!(error = %error, request_id = %room, user_id = %user, "an unread count write failed and too many counts already wait for a recount: this one stays off until the room is rebuilt");
+        {
+            let mut pending = self.lock();
+            if pending.len() >= MAX_PENDING && !pending.contains_key(&(room, user.clone())) {
+                tracing::error!(error = %error, request_id = %room, user_id = %user, "an unread count write failed and too many counts already wait for a recount: this one stays off until the room is rebuilt");
+                return;
+            }
+            pending.insert((room, user.clone()), Pending { since: Instant::now(), recounted: false });
         }
+        tracing::warn!(error = %error, request_id = %room, user_id = %user, "an unread count write failed; the count will be recounted");
+        rounds::start(self, RETRY);
     }
 
     /// Recounts the pair now and tells the room's inbox subscribers, on every node; a failed
@@ -95,19 +100,6 @@ impl Recounts {
     /// on any node, is sent the rows as they are now (the user's other devices too).
     fn recounted(&self, room: RequestId) {
         self.broadcaster.notify_inbox(InboxNotice::Posted { request_id: room });
-    }
-
-    /// Notes the pair for a recount [`SETTLE`] from now; false when too many pairs wait already.
-    fn note(self: &Arc<Self>, room: RequestId, user: &UserId) -> bool {
-        {
-            let mut pending = self.lock();
-            if pending.len() >= MAX_PENDING && !pending.contains_key(&(room, user.clone())) {
-                return false;
-            }
-            pending.insert((room, user.clone()), Pending { since: Instant::now(), recounted: false });
-        }
-        rounds::start(self, RETRY);
-        true
     }
 
     /// How many pairs wait for a recount.
